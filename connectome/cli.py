@@ -1,0 +1,276 @@
+"""The `connectome` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import reconstruct.cli
+from connectome.db import local_server, open_driver, resolve_target
+from connectome.neo4j_local import Neo4jServerError
+from connectome.settings import external_target
+
+app = typer.Typer(
+    help="connectome-query: EM reconstruction to a Neo4j connectome with GraphQL circuit queries.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+neo4j_app = typer.Typer(help="The local Neo4j 5.26 server (or the one NEO4J_URI names).",
+                        no_args_is_help=True)
+app.add_typer(neo4j_app, name="neo4j")
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error in red and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as bar:
+        yield bar
+
+
+# -- neo4j ---------------------------------------------------------------------------------------
+@neo4j_app.command("start")
+def neo4j_start(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 180.0,
+) -> None:
+    """Fetch Neo4j 5.26 + APOC with mvn (once), start it on 127.0.0.1, wait until it answers."""
+    if external_target() is not None:
+        console.print("NEO4J_URI is set: using that server, not starting a local one.")
+        return
+    server = local_server()
+    try:
+        with console.status("starting Neo4j (the first start fetches its jars with mvn)..."):
+            target = server.start(timeout=timeout)
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"Neo4j is running at {target.uri} (home {server.home})")
+
+
+@neo4j_app.command("stop")
+def neo4j_stop() -> None:
+    """Shut the local server down cleanly."""
+    server = local_server()
+    stopped = server.stop()
+    out.print("Neo4j stopped." if stopped else "Neo4j was not running.")
+
+
+@neo4j_app.command("status")
+def neo4j_status() -> None:
+    """Say whether the server runs, where, and which version."""
+    external = external_target()
+    if external is not None:
+        try:
+            with open_driver(external) as driver:
+                driver.verify_connectivity()
+            out.print(f"using NEO4J_URI {external.uri}: reachable")
+        except Exception as exc:
+            raise fail(f"NEO4J_URI {external.uri} is not reachable: {exc}") from None
+        return
+    st = local_server().status()
+    state = f"running (pid {st.pid})" if st.running else "stopped"
+    out.print(f"Neo4j {st.version} local server: {state}\n  uri:  {st.uri}\n  home: {st.home}")
+    if not st.running:
+        raise typer.Exit(3)
+
+
+@neo4j_app.command("logs")
+def neo4j_logs(
+    lines: Annotated[int, typer.Option("-n", help="How many lines.")] = 60,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
+) -> None:
+    """Print the end of the server's console log."""
+    server = local_server()
+    out.print(server.log_tail(lines), highlight=False, markup=False)
+    if follow:
+        with server.console_log.open() as fh:
+            fh.seek(0, 2)
+            while True:
+                line = fh.readline()
+                if line:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.5)
+
+
+# -- ingest --------------------------------------------------------------------------------------
+def _voxel_size(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) <= 0:
+        raise typer.BadParameter("expected three positive numbers, e.g. 4,4,40")
+    return parts  # type: ignore[return-value]
+
+
+@app.command("ingest")
+def ingest_cmd(
+    source: Annotated[str, typer.Argument(
+        help="cook2019 | varshney2011 | a neuPrint CSV folder | a reconstruction run folder "
+             "| a CAVE-style synapse table (.csv/.parquet)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the graph.")],
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV input.")] = "utf-8",
+    voxel_size: Annotated[str, typer.Option(
+        help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
+    neurons: Annotated[Path | None, typer.Option(
+        help="neuPrint-style neurons file giving types for a synapse table.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per write transaction.")] = 10_000,
+) -> None:
+    """Load a connectome into Neo4j (validated first; re-running gives the same graph)."""
+    from ingest.errors import IngestError
+    from ingest.loader import load
+    from ingest.sources import read_source
+
+    try:
+        with console.status(f"reading {source}..."):
+            tables = read_source(source, encoding=encoding, voxel_size=_voxel_size(voxel_size),
+                                 neurons=neurons)
+        with open_driver() as driver, progress_bar() as bar:
+            tasks: dict[str, int] = {}
+
+            def report(step: str, done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = bar.add_task(step, total=max(total, 1))
+                bar.update(tasks[step], completed=done if total else 1)
+
+            result = load(driver, tables, dataset, batch_size=batch_size, progress=report)
+    except IngestError as exc:
+        raise fail(f"{exc}\nnothing was written to the database") from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"dataset {result.dataset}")
+    for name in ("neurons", "chemical_connections", "chemical_synapses",
+                 "electrical_connections", "gap_junctions", "synapses"):
+        table.add_column(name.replace("_", " "), justify="right")
+    table.add_row(*(f"{getattr(result, n):,}" for n in (
+        "neurons", "chemical_connections", "chemical_synapses", "electrical_connections",
+        "gap_junctions", "synapses")))
+    out.print(table)
+    out.print(f"loaded in {result.seconds:.1f} s")
+
+
+@app.command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets in the graph."""
+    try:
+        with open_driver() as driver:
+            records, _, _ = driver.execute_query(
+                "MATCH (m:Meta) RETURN m.dataset AS dataset, m.status AS status, "
+                "m.neuronCount AS neurons, m.chemicalSynapses AS chem, m.gapJunctions AS gap "
+                "ORDER BY dataset")
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    table = Table("dataset", "status", "neurons", "chemical synapses", "gap junctions")
+    for r in records:
+        table.add_row(r["dataset"], r["status"], *(f"{r[k] or 0:,}" for k in ("neurons", "chem",
+                                                                                "gap")))
+    out.print(table)
+
+
+# -- API -----------------------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the GraphQL API (GraphiQL at /graphql) on FastAPI."""
+    import uvicorn
+
+    from graphql_api.app import create_app
+
+    try:
+        resolve_target()
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command("export-sdl")
+def export_sdl_cmd(
+    path: Annotated[Path, typer.Argument(help="Where to write the SDL.")] = Path(
+        "schema/schema.graphql"),
+) -> None:
+    """Write the GraphQL schema (SDL) that the API serves."""
+    from graphql_api.schema import export_sdl
+
+    path.write_text(export_sdl())
+    out.print(f"wrote {path}")
+
+
+SAMPLE_QUERY = """{
+  neuron(dataset: "cook2019", name: "AVAL") {
+    instance type cellClass pre post
+    upstream(minWeight: 20, first: 5) { weight partner { instance type } }
+  }
+}"""
+
+
+@app.command("demo")
+def demo_cmd(
+    port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    serve: Annotated[bool, typer.Option(help="Keep serving after the sample query.")] = True,
+) -> None:
+    """Start Neo4j, load the C. elegans connectomes, serve the API, show a sample query."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from graphql_api.app import create_app
+
+    if external_target() is None:
+        neo4j_start()
+    for name in ("cook2019", "varshney2011"):
+        console.print(f"[bold]ingest {name}[/]")
+        ingest_cmd(source=name, dataset=name)
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not server.started:
+        raise fail(f"the API did not start on port {port}")
+    url = f"http://127.0.0.1:{port}/graphql"
+    answer = httpx.post(url, json={"query": SAMPLE_QUERY}, timeout=30).json()
+    out.print(f"\nGraphQL API: {url} (open it in a browser for GraphiQL)\n")
+    out.print("sample query:", style="bold")
+    out.print(SAMPLE_QUERY, highlight=False, markup=False)
+    out.print("answer:", style="bold")
+    out.print(json.dumps(answer, indent=2), highlight=False, markup=False)
+    if not serve:
+        server.should_exit = True
+        thread.join(timeout=10)
+        return
+    out.print("\nserving; press Ctrl+C to stop (Neo4j keeps running: `connectome neo4j stop`)")
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+reconstruct.cli.register(app)

@@ -1,0 +1,299 @@
+"""The project's own Neo4j 5.26 server: fetched from Maven Central with `mvn`, run on loopback.
+
+No Docker engine and no tarball are needed: Neo4j publishes the community server as Maven
+artifacts (`org.neo4j:neo4j` pulls the server, Bolt and the import tool). `mvn` copies them and
+APOC core into a cache directory once; each instance directory holds its own configuration, data,
+logs and a generated password. The server runs the same entry point the tarball's launcher runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectome.settings import APOC_VERSION, NEO4J_VERSION, LocalServerConfig, Neo4jTarget
+
+ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+ADMIN_TOOL = "org.neo4j.cli.AdminTool"
+JVM_FLAGS = (
+    "--add-opens=java.base/java.nio=ALL-UNNAMED",
+    "--add-opens=java.base/java.io=ALL-UNNAMED",
+    "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang=ALL-UNNAMED",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-XX:+UseG1GC",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djdk.tls.ephemeralDHKeySize=2048",
+)
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>connectome-query</groupId>
+  <artifactId>neo4j-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.neo4j</groupId><artifactId>neo4j</artifactId><version>{neo4j}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.neo4j.procedure</groupId><artifactId>apoc-core</artifactId>
+      <version>{apoc}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+class Neo4jServerError(RuntimeError):
+    """The local server could not be fetched, started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What `status` reports."""
+
+    running: bool
+    pid: int | None
+    uri: str
+    home: Path
+    version: str
+
+
+class LocalNeo4j:
+    """One local Neo4j instance: its files, its process, and how to reach it."""
+
+    def __init__(self, config: LocalServerConfig) -> None:
+        self.config = config
+        self.home = config.home
+        self.dist = config.cache / f"neo4j-{NEO4J_VERSION}-apoc-{APOC_VERSION}"
+
+    # -- locations ---------------------------------------------------------------------------
+    @property
+    def lib_dir(self) -> Path:
+        return self.dist / "lib"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / "neo4j.pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.home / "logs" / "console.log"
+
+    @property
+    def password_file(self) -> Path:
+        return self.home / "password"
+
+    @property
+    def uri(self) -> str:
+        return f"bolt://127.0.0.1:{self.config.bolt_port}"
+
+    def target(self) -> Neo4jTarget:
+        """Connection details; the password exists once the instance was initialised."""
+        password = self.password_file.read_text().strip() if self.password_file.exists() else ""
+        return Neo4jTarget(uri=self.uri, user="neo4j", password=password, managed=True)
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def fetch(self) -> Path:
+        """Copy Neo4j and APOC jars from Maven Central into the cache, once."""
+        marker = self.dist / ".complete"
+        if marker.exists():
+            return self.lib_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise Neo4jServerError("`mvn` (Apache Maven) is not on PATH; it fetches Neo4j's jars")
+        if shutil.which("java") is None:
+            raise Neo4jServerError("`java` (Java 17) is not on PATH; Neo4j 5.26 needs it")
+        staging = self.dist.with_name(self.dist.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        (staging / "pom.xml").write_text(_POM.format(neo4j=NEO4J_VERSION, apoc=APOC_VERSION))
+        cmd = [
+            mvn, "-q", "-B", "-f", str(staging / "pom.xml"),
+            "dependency:copy-dependencies", f"-DoutputDirectory={staging / 'lib'}",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr)[-2000:]
+            raise Neo4jServerError(f"mvn could not fetch Neo4j {NEO4J_VERSION}:\n{tail}")
+        shutil.rmtree(self.dist, ignore_errors=True)
+        staging.rename(self.dist)
+        marker.write_text(f"neo4j {NEO4J_VERSION}\napoc {APOC_VERSION}\n")
+        return self.lib_dir
+
+    # -- configuration -----------------------------------------------------------------------
+    def write_config(self) -> None:
+        """Write `conf/neo4j.conf` for a loopback-only server sized from the config."""
+        for sub in ("conf", "data", "logs", "run", "plugins", "import"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        c = self.config
+        lines = [
+            "# Written by `connectome neo4j start`; edits are overwritten on the next start.",
+            "server.default_listen_address=127.0.0.1",
+            "server.bolt.enabled=true",
+            f"server.bolt.listen_address=127.0.0.1:{c.bolt_port}",
+            "server.http.enabled=false",
+            "server.https.enabled=false",
+            "dbms.security.auth_enabled=true",
+            f"server.memory.pagecache.size={c.pagecache}",
+            f"db.transaction.timeout={c.tx_timeout}",
+            "dbms.security.procedures.unrestricted=apoc.*",
+            "dbms.security.procedures.allowlist=apoc.*",
+            "dbms.usage_report.enabled=false",
+            "db.logs.query.enabled=OFF",
+            f"server.directories.data={self.home / 'data'}",
+            f"server.directories.logs={self.home / 'logs'}",
+            f"server.directories.plugins={self.home / 'plugins'}",
+            f"server.directories.import={self.home / 'import'}",
+            f"server.directories.run={self.home / 'run'}",
+            "server.jvm.additional=-XX:+ExitOnOutOfMemoryError",
+        ]
+        (self.home / "conf" / "neo4j.conf").write_text("\n".join(lines) + "\n")
+
+    def _java_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["NEO4J_HOME"] = str(self.home)
+        env["NEO4J_CONF"] = str(self.home / "conf")
+        return env
+
+    def admin(self, *args: str, heap: str = "1g") -> subprocess.CompletedProcess[str]:
+        """Run `neo4j-admin` (the AdminTool main class) against this instance."""
+        cmd = ["java", f"-Xmx{heap}", *JVM_FLAGS, "-cp", f"{self.lib_dir}/*", ADMIN_TOOL, *args]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, env=self._java_env(), check=False
+        )
+
+    def _initialise_password(self) -> None:
+        if self.password_file.exists():
+            return
+        password = secrets.token_urlsafe(18)
+        proc = self.admin("dbms", "set-initial-password", password)
+        if proc.returncode != 0:
+            raise Neo4jServerError(f"setting the initial password failed:\n{proc.stderr[-2000:]}")
+        self.password_file.write_text(password + "\n")
+        self.password_file.chmod(0o600)
+
+    # -- process -----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The server's process id, if it is alive."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and ENTRY_POINT.encode() not in cmdline.read_bytes():
+            return None
+        return pid
+
+    def _port_in_use(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", self.config.bolt_port)) == 0
+
+    def start(self, timeout: float = 180.0) -> Neo4jTarget:
+        """Fetch if needed, configure, start, and return once the server answers a query."""
+        if self.pid() is not None:
+            self.wait_ready(timeout)
+            return self.target()
+        if self._port_in_use():
+            raise Neo4jServerError(
+                f"port {self.config.bolt_port} is taken by another process; set "
+                "CONNECTOME_NEO4J_BOLT_PORT to a free port, or NEO4J_URI to use that server"
+            )
+        self.fetch()
+        self.write_config()
+        self._initialise_password()
+        cmd = [
+            "java", f"-Xms{self.config.heap}", f"-Xmx{self.config.heap}", *JVM_FLAGS,
+            "-cp", f"{self.lib_dir}/*:{self.home / 'plugins'}/*", ENTRY_POINT,
+            f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}", "--console-mode",
+        ]
+        with self.console_log.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self._java_env(), start_new_session=True, cwd=self.home,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        try:
+            self.wait_ready(timeout, proc=proc)
+        except Neo4jServerError:
+            self.stop()
+            raise
+        return self.target()
+
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Poll until `RETURN 1` succeeds over Bolt, or raise with the log's tail."""
+        import neo4j  # local import: keeps `connectome --help` fast
+
+        target = self.target()
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise Neo4jServerError(
+                    f"Neo4j exited with code {proc.returncode} while starting:\n{self.log_tail()}"
+                )
+            try:
+                with neo4j.GraphDatabase.driver(
+                    target.uri, auth=(target.user, target.password), connection_timeout=2
+                ) as driver:
+                    driver.execute_query("RETURN 1", database_=target.database)
+                return
+            except Exception as exc:  # not up yet: refused, service unavailable, auth warm-up
+                last = exc
+                time.sleep(0.5)
+        raise Neo4jServerError(
+            f"Neo4j did not answer within {timeout:.0f}s ({last}):\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 90.0) -> bool:
+        """Shut the server down cleanly (SIGTERM, then SIGKILL after `timeout`)."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> ServerStatus:
+        pid = self.pid()
+        return ServerStatus(
+            running=pid is not None, pid=pid, uri=self.uri, home=self.home, version=NEO4J_VERSION
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the console log, where Neo4j prints start-up failures."""
+        if not self.console_log.exists():
+            return "(no log yet)"
+        text = self.console_log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

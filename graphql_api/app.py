@@ -1,0 +1,42 @@
+"""The FastAPI application: GraphQL (with GraphiQL) at /graphql, health at /health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import neo4j
+from fastapi import FastAPI
+from strawberry.fastapi import GraphQLRouter
+
+from connectome.db import open_async_driver
+from connectome.settings import Neo4jTarget
+from graphql_api.context import ApiContext
+from graphql_api.schema import schema
+
+
+def create_app(target: Neo4jTarget | None = None) -> FastAPI:
+    """Build the app; the driver opens at start-up against `target` (default: settings)."""
+    state: dict[str, neo4j.AsyncDriver] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["driver"] = open_async_driver(target)
+        try:
+            yield
+        finally:
+            await state["driver"].close()
+
+    async def get_context() -> ApiContext:
+        database = target.database if target else "neo4j"
+        return ApiContext(state["driver"], database=database)
+
+    app = FastAPI(title="connectome-query", lifespan=lifespan)
+    app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        await state["driver"].verify_connectivity()
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,67 @@
+"""The Cypher the API sends. Values are always parameters ($name), never spliced in."""
+
+from __future__ import annotations
+
+NEURON_FIELDS = """
+  bodyId: n.bodyId, dataset: n.dataset, instance: n.instance, type: n.type,
+  cellClass: n.cellClass, neurotransmitter: n.neurotransmitter, status: n.status,
+  pre: n.pre, post: n.post, upstreamPartners: n.upstream, downstreamPartners: n.downstream,
+  gapJunctions: n.gapJunctions, size: n.size,
+  soma: CASE WHEN n.somaLocation IS NULL THEN null
+        ELSE [n.somaLocation.x, n.somaLocation.y, n.somaLocation.z] END
+"""
+
+DATASETS = """
+MATCH (m:Meta) WHERE $name IS NULL OR m.dataset = $name
+RETURN m {.*, lastDatabaseEdit: toString(m.lastDatabaseEdit)} AS meta
+ORDER BY m.dataset
+"""
+
+NEURON_BY_ID = f"""
+MATCH (n:Neuron {{dataset: $dataset, bodyId: $bodyId}})
+RETURN n {{{NEURON_FIELDS}}} AS neuron
+"""
+
+NEURONS_BY_NAME = f"""
+MATCH (n:Neuron {{dataset: $dataset, instance: $name}})
+RETURN n {{{NEURON_FIELDS}}} AS neuron
+ORDER BY n.bodyId LIMIT 2
+"""
+
+NEURONS_PAGE = f"""
+MATCH (n:Neuron {{dataset: $dataset}})
+WHERE n.bodyId > $after
+  AND ($type IS NULL OR n.type = $type)
+  AND ($cellClass IS NULL OR n.cellClass = $cellClass)
+WITH n ORDER BY n.bodyId LIMIT $limit
+RETURN n {{{NEURON_FIELDS}}} AS neuron
+"""
+
+NEURONS_COUNT = """
+MATCH (n:Neuron {dataset: $dataset})
+WHERE ($type IS NULL OR n.type = $type) AND ($cellClass IS NULL OR n.cellClass = $cellClass)
+RETURN count(n) AS total
+"""
+
+# Partners of many neurons at once (one query per DataLoader batch, not one per neuron).
+# Keys are maps {key, bodyId, minWeight, first}; rows come back tagged with their key.
+PARTNER_FIELDS = NEURON_FIELDS.replace("n.", "p.")
+
+
+def _partner_batch(pattern: str) -> str:
+    return f"""
+UNWIND $keys AS k
+MATCH (n:Neuron {{dataset: $dataset, bodyId: k.bodyId}})
+CALL (n, k) {{
+  MATCH {pattern} WHERE c.weight >= k.minWeight
+  WITH DISTINCT p, c ORDER BY c.weight DESC, p.bodyId
+  WITH k, collect({{weight: c.weight, partner: p {{{PARTNER_FIELDS}}}}}) AS ranked
+  RETURN ranked[0..k.first] AS rows
+}}
+RETURN k.key AS key, rows
+"""
+
+
+UPSTREAM_BATCH = _partner_batch("(p:Neuron)-[c:ConnectsTo]->(n)")
+DOWNSTREAM_BATCH = _partner_batch("(n)-[c:ConnectsTo]->(p:Neuron)")
+ELECTRICAL_BATCH = _partner_batch("(n)-[c:GapJunction]-(p:Neuron)")

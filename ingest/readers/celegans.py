@@ -1,0 +1,204 @@
+"""Published C. elegans connectomes shipped in the `cect` wheel.
+
+- `cook2019`: Cook et al. 2019 hermaphrodite, `herm_full_edgelist.csv` (Source, Target, Weight,
+  Type chemical|electrical; names padded with spaces). Gap junctions are listed once per
+  direction and are stored once per unordered pair (see `ingest.tables.undirected_gap_junctions`).
+- `varshney2011`: WormAtlas / Varshney et al. 2011, `NeuronConnectFormatted.xlsx` (Neuron 1,
+  Neuron 2, Type, Nbr). Chemical synapses come from the send rows (S, Sp; the receive rows R, Rp
+  repeat them); EJ rows give gap junctions (once per direction); NMJ rows are counted per neuron
+  as `nmjSynapses`, since their target is not a cell.
+
+Cell class (`cellClass`) comes from `all_cell_info.csv` (its "Type" column), neurotransmitters
+from WormAtlas's table in `Modified celegans db dump.csv`, and `type` is the bilateral class of a
+cell name (AVAL -> AVA; see `cell_type_of`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ingest.errors import IngestError
+from ingest.readers._columns import Table, read_table
+from ingest.tables import ConnectomeTables, body_id_for_name, undirected_gap_junctions
+
+CELEGANS_SOURCES = ("cook2019", "varshney2011")
+
+
+def cect_data_dir() -> Path:
+    """The data folder inside the installed `cect` wheel."""
+    return Path(str(resources.files("cect").joinpath("data")))
+
+
+def cell_type_of(name: str, names: set[str]) -> str:
+    """Bilateral/radial class of a cell: drop a trailing number (VA01 -> VA), then a side
+    (L/R) when the cell's mirror exists, then D/V when both exist (RMDDL -> RMDD -> RMD)."""
+    base = re.sub(r"0*\d+$", "", name) if re.search(r"[A-Z]\d+$", name) else name
+    if base != name:
+        return base
+    if name[-1:] in "LR" and len(name) > 2:
+        mirror = name[:-1] + ("R" if name[-1] == "L" else "L")
+        if mirror in names:
+            stem = name[:-1]
+            if stem[-1:] in "DV" and len(stem) > 2:
+                other = stem[:-1] + ("V" if stem[-1] == "D" else "D")
+                if other + "L" in names or other + "R" in names:
+                    return stem[:-1]
+            return stem
+    return name
+
+
+def read_cell_info(path: Path) -> dict[str, str]:
+    """Cell name -> class ("Type" column). The published file has rows with a sixth field,
+    so it is read with the csv module and only the first two fields are used."""
+    text = path.read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or [h.strip() for h in rows[0][:2]] != ["Cell name", "Type"]:
+        raise IngestError(path, "expected a header starting with 'Cell name,Type'", row=1)
+    return {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) >= 2 and r[0].strip()}
+
+
+def read_neurotransmitters(path: Path) -> dict[str, str]:
+    """Cell name -> neurotransmitter(s), comma-joined when a cell has several."""
+    table = read_table(path)
+    table.require("Entity1", "Relationship", "Entity2")
+    frame = pd.DataFrame(
+        {"cell": table.text("Entity1"), "rel": table.text("Relationship"),
+         "nt": table.text("Entity2")}
+    )
+    frame = frame[frame["rel"] == "Neurotransmitter"]
+    return {cell: ", ".join(sorted(set(g["nt"]))) for cell, g in frame.groupby("cell")}
+
+
+def _lookup(table: dict[str, str], name: str) -> str | None:
+    """Find a cell in a table that may write its number with or without a leading zero
+    (Cook's AS01 is AS1 in WormAtlas's tables, while MDL01 keeps its zero)."""
+    if name in table:
+        return table[name]
+    match = re.match(r"^(.*?[A-Z])0*(\d+)$", name)
+    if match:
+        stem, number = match.groups()
+        for candidate in (f"{stem}{number}", f"{stem}{int(number):02d}"):
+            if candidate in table:
+                return table[candidate]
+    return None
+
+
+def _muscle_class(name: str) -> str | None:
+    """Cook's body-wall muscle names (dBWML1, vBWMR24) are absent from WormAtlas's cell table."""
+    return "Main body muscle" if re.match(r"^[dv]BWM[LR]\d+$", name) else None
+
+
+def _neurons(names: list[str], data: Path) -> pd.DataFrame:
+    classes = read_cell_info(data / "all_cell_info.csv")
+    transmitters = read_neurotransmitters(data / "Modified celegans db dump.csv")
+    known = set(names)
+    ids = {n: body_id_for_name(n) for n in names}
+    if len(set(ids.values())) != len(ids):
+        raise IngestError(data, "two cell names hash to the same bodyId")
+    return pd.DataFrame(
+        {
+            "bodyId": [ids[n] for n in names],
+            "instance": names,
+            "type": [cell_type_of(n, known) for n in names],
+            "cellClass": [_lookup(classes, n) or _muscle_class(n) for n in names],
+            "neurotransmitter": [_lookup(transmitters, n) for n in names],
+            "status": ["Traced"] * len(names),
+        }
+    )
+
+
+def _edges(frame: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bodyIdPre": frame["pre"].map(ids).astype("int64"),
+            "bodyIdPost": frame["post"].map(ids).astype("int64"),
+            "weight": frame["weight"].astype("int64"),
+        }
+    )
+
+
+def read_cook2019(data: Path | None = None) -> ConnectomeTables:
+    """Cook et al. 2019 hermaphrodite, chemical and electrical."""
+    data = data or cect_data_dir()
+    table = read_table(data / "herm_full_edgelist.csv")
+    table.require("Source", "Target", "Weight", "Type")
+    frame = pd.DataFrame(
+        {
+            "pre": table.text("Source"),
+            "post": table.text("Target"),
+            "weight": table.integer("Weight", minimum=0),
+            "kind": table.text("Type").str.lower(),
+        }
+    )
+    _check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
+    dup = frame.duplicated(["pre", "post", "kind"])
+    if dup.any():
+        pos = int(dup.to_numpy().nonzero()[0][0])
+        raise IngestError(table.path, "connection listed twice", row=table.row_of(pos),
+                          column="Source")
+    names = sorted(set(frame["pre"]) | set(frame["post"]))
+    neurons = _neurons(names, data)
+    ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
+    chem = _edges(frame[frame["kind"] == "chemical"], ids)
+    chem["kind"] = "chemical"
+    elec = undirected_gap_junctions(_edges(frame[frame["kind"] == "electrical"], ids))
+    conns = pd.concat([chem, elec], ignore_index=True)
+    return ConnectomeTables(
+        source=str(table.path), neurons=neurons, connections=conns,
+        meta={"description": "C. elegans hermaphrodite, Cook et al. 2019 (cect)",
+              "species": "Caenorhabditis elegans"},
+    )
+
+
+def _check_kinds(table: Table, kinds: pd.Series, allowed: set[str], column: str) -> None:
+    bad = ~kinds.isin(allowed)
+    if bad.any():
+        pos = int(bad.to_numpy().nonzero()[0][0])
+        raise IngestError(
+            table.path, f"unknown connection type {kinds.iloc[pos]!r} (expected one of "
+            f"{sorted(allowed)})", row=table.row_of(pos), column=column,
+        )
+
+
+def read_varshney2011(data: Path | None = None) -> ConnectomeTables:
+    """WormAtlas / Varshney et al. 2011 (NeuronConnectFormatted.xlsx)."""
+    data = data or cect_data_dir()
+    path = data / "NeuronConnectFormatted.xlsx"
+    try:
+        sheet = pd.read_excel(path, dtype=object)
+    except Exception as exc:
+        raise IngestError(path, f"not a readable spreadsheet ({exc})") from None
+    table = Table(path, sheet, first_row=2)
+    table.require("Neuron 1", "Neuron 2", "Type", "Nbr")
+    frame = pd.DataFrame(
+        {
+            "pre": table.text("Neuron 1"),
+            "post": table.text("Neuron 2"),
+            "kind": table.text("Type"),
+            "weight": table.integer("Nbr", minimum=0),
+        }
+    )
+    _check_kinds(table, frame["kind"], {"S", "Sp", "R", "Rp", "EJ", "NMJ"}, "Type")
+    nmj = frame[frame["kind"] == "NMJ"].groupby("pre")["weight"].sum()
+    cells = frame[frame["kind"] != "NMJ"]
+    names = sorted(set(cells["pre"]) | set(cells["post"]) | set(nmj.index))
+    neurons = _neurons(names, data)
+    neurons["nmjSynapses"] = neurons["instance"].map(nmj).fillna(0).astype("int64")
+    ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
+    send = cells[cells["kind"].isin(["S", "Sp"])]
+    send = send.groupby(["pre", "post"], as_index=False)["weight"].sum()
+    chem = _edges(send, ids)
+    chem["kind"] = "chemical"
+    elec = undirected_gap_junctions(_edges(cells[cells["kind"] == "EJ"], ids))
+    conns = pd.concat([chem, elec], ignore_index=True)
+    return ConnectomeTables(
+        source=str(path), neurons=neurons, connections=conns,
+        meta={"description": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 (cect)",
+              "species": "Caenorhabditis elegans"},
+    )

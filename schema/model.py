@@ -1,0 +1,45 @@
+"""The graph model: labels, relationship types and property names, in neuPrint's words.
+
+Every node carries a `dataset` property, so several datasets live side by side in one Community
+database (which has a single user database). Uniqueness is per dataset: `(dataset, bodyId)` for
+neurons, `(dataset, synapseId)` for synapses. See `MODEL.md` beside this file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Node labels
+META: Final = "Meta"
+SEGMENT: Final = "Segment"
+NEURON: Final = "Neuron"
+SYNAPSE_SET: Final = "SynapseSet"
+SYNAPSE: Final = "Synapse"
+MIGRATION: Final = "SchemaMigration"
+
+# Relationship types
+CONNECTS_TO: Final = "ConnectsTo"
+"""Chemical connection, directed pre -> post, `weight` = synapse count."""
+GAP_JUNCTION: Final = "GapJunction"
+"""Electrical coupling, undirected: stored once per unordered pair (lower bodyId -> higher)."""
+CONTAINS: Final = "Contains"
+"""Neuron -> SynapseSet (owned by the presynaptic neuron) -> Synapse."""
+SYNAPSES_TO: Final = "SynapsesTo"
+"""SynapseSet -> the postsynaptic Neuron."""
+
+SYNAPSE_KINDS: Final = ("chemical", "electrical")
+COMPARTMENTS: Final = ("soma", "axon", "ais", "dendrite", "unknown")
+
+DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+"""Dataset names: a letter, then letters, digits, `_` or `-` (at most 64 characters)."""
+
+
+def check_dataset_name(name: str) -> str:
+    """Return `name` if it is a valid dataset name, else raise ValueError saying why."""
+    if not DATASET_NAME.match(name):
+        raise ValueError(
+            f"invalid dataset name {name!r}: use a letter followed by letters, digits, '_' or '-'"
+            " (at most 64 characters)"
+        )
+    return name
