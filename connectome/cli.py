@@ -34,7 +34,7 @@ out = Console()
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error in red and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -47,6 +47,10 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <groupId>org.neo4j.procedure</groupId><artifactId>apoc-core</artifactId>
       <version>{apoc}</version>
     </dependency>
+    <dependency>
+      <groupId>org.neo4j.procedure</groupId><artifactId>apoc-common</artifactId>
+      <version>{apoc}</version>
+    </dependency>
   </dependencies>
 </project>
 """
@@ -81,6 +85,10 @@ class LocalNeo4j:
         return self.dist / "lib"
 
     @property
+    def plugins_dir(self) -> Path:
+        return self.dist / "plugins"
+
+    @property
     def pid_file(self) -> Path:
         return self.home / "run" / "neo4j.pid"
 
@@ -103,9 +111,13 @@ class LocalNeo4j:
 
     # -- artifacts ---------------------------------------------------------------------------
     def fetch(self) -> Path:
-        """Copy Neo4j and APOC jars from Maven Central into the cache, once."""
+        """Copy Neo4j and APOC jars from Maven Central into the cache, once.
+
+        Central's `apoc-core` jar does not declare `apoc-common`, which it needs, so both are
+        named; the two go to the plugins folder, their dependencies to lib/.
+        """
         marker = self.dist / ".complete"
-        if marker.exists():
+        if marker.exists() and any(self.plugins_dir.glob("apoc-common-*.jar")):
             return self.lib_dir
         mvn = shutil.which("mvn")
         if mvn is None:
@@ -124,6 +136,10 @@ class LocalNeo4j:
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr)[-2000:]
             raise Neo4jServerError(f"mvn could not fetch Neo4j {NEO4J_VERSION}:\n{tail}")
+        # APOC is a plugin: Neo4j loads procedures from the plugins folder, not the classpath.
+        (staging / "plugins").mkdir()
+        for jar in (staging / "lib").glob("apoc-*.jar"):
+            jar.rename(staging / "plugins" / jar.name)
         shutil.rmtree(self.dist, ignore_errors=True)
         staging.rename(self.dist)
         marker.write_text(f"neo4j {NEO4J_VERSION}\napoc {APOC_VERSION}\n")
@@ -132,7 +148,7 @@ class LocalNeo4j:
     # -- configuration -----------------------------------------------------------------------
     def write_config(self) -> None:
         """Write `conf/neo4j.conf` for a loopback-only server sized from the config."""
-        for sub in ("conf", "data", "logs", "run", "plugins", "import"):
+        for sub in ("conf", "data", "logs", "run", "import"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         c = self.config
         lines = [
@@ -151,7 +167,7 @@ class LocalNeo4j:
             "db.logs.query.enabled=OFF",
             f"server.directories.data={self.home / 'data'}",
             f"server.directories.logs={self.home / 'logs'}",
-            f"server.directories.plugins={self.home / 'plugins'}",
+            f"server.directories.plugins={self.plugins_dir}",
             f"server.directories.import={self.home / 'import'}",
             f"server.directories.run={self.home / 'run'}",
             "server.jvm.additional=-XX:+ExitOnOutOfMemoryError",
@@ -219,7 +235,9 @@ class LocalNeo4j:
         self._initialise_password()
         cmd = [
             "java", f"-Xms{self.config.heap}", f"-Xmx{self.config.heap}", *JVM_FLAGS,
-            "-cp", f"{self.lib_dir}/*:{self.home / 'plugins'}/*", ENTRY_POINT,
+            # As the tarball's launcher does: plugins are on the classpath (APOC registers
+            # extensions through ServiceLoader) and in the procedures folder.
+            "-cp", f"{self.lib_dir}/*:{self.plugins_dir}/*", ENTRY_POINT,
             f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}", "--console-mode",
         ]
         with self.console_log.open("ab") as log:

@@ -8,6 +8,7 @@ from typing import Any, NewType
 import strawberry
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graphql_api import cypher
@@ -32,8 +33,9 @@ def _parse_body_id(value: Any) -> int:
     return number
 
 
-BodyId = strawberry.scalar(
-    NewType("BodyId", int),
+BodyId = NewType("BodyId", int)
+BODY_ID_SCALAR = strawberry.scalar(
+    name="BodyId",
     serialize=str,
     parse_value=_parse_body_id,
     description="A 64-bit segment id. Sent as a string (JavaScript numbers lose digits past 2^53); "
@@ -68,7 +70,7 @@ class Point:
 
 @strawberry.type(description="A reconstructed cell (neuPrint's Neuron).")
 class Neuron:
-    body_id: BodyId  # type: ignore[valid-type]
+    body_id: BodyId
     dataset: str
     instance: str | None = strawberry.field(description="Cell name, e.g. AVAL.")
     type: str | None = strawberry.field(description="Cell type, e.g. AVA.")
@@ -198,7 +200,7 @@ class Query:
         self,
         info: Info[ApiContext, None],
         dataset: str,
-        body_id: BodyId | None = None,  # type: ignore[valid-type]
+        body_id: BodyId | None = None,
         name: str | None = None,
     ) -> Neuron | None:
         await require_dataset(info, dataset)
@@ -257,11 +259,12 @@ def _dataset_from_meta(meta: dict[str, Any]) -> Dataset:
 schema = strawberry.Schema(
     query=Query,
     extensions=[
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        MaskErrors(should_mask_error=should_mask),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaskErrors(should_mask_error=should_mask),
     ],
+    config=StrawberryConfig(scalar_map={BodyId: BODY_ID_SCALAR}),
 )
 
 
