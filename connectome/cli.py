@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 import reconstruct.cli
@@ -120,7 +127,7 @@ def _voxel_size(text: str) -> tuple[float, float, float]:
         parts = ()
     if len(parts) != 3 or min(parts) <= 0:
         raise typer.BadParameter("expected three positive numbers, e.g. 4,4,40")
-    return parts  # type: ignore[return-value]
+    return (parts[0], parts[1], parts[2])
 
 
 @app.command("ingest")
@@ -146,7 +153,7 @@ def ingest_cmd(
             tables = read_source(source, encoding=encoding, voxel_size=_voxel_size(voxel_size),
                                  neurons=neurons)
         with open_driver() as driver, progress_bar() as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def report(step: str, done: int, total: int) -> None:
                 if step not in tasks:

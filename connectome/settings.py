@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NEO4J_VERSION = "5.26.19"
-"""Neo4j community release fetched from Maven Central (5.26 is the LTS line that runs on Java 17)."""
+"""Neo4j community release fetched from Maven Central (5.26 is the LTS line on Java 17)."""
 
 APOC_VERSION = "5.26.19"
 """APOC core release matching `NEO4J_VERSION`."""

@@ -124,6 +124,11 @@ def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, A
         yield rows[start:start + size]
 
 
+def _write_batch(tx: neo4j.ManagedTransaction, query: str, rows: list[dict[str, Any]],
+                 dataset: str, load_id: str) -> None:
+    tx.run(query, rows=rows, dataset=dataset, loadId=load_id).consume()
+
+
 def neuron_rows(tables: ConnectomeTables) -> list[dict[str, Any]]:
     """Neuron rows with summary counts, as the write statement expects them."""
     neurons = tables.neurons.merge(neuron_summaries(tables), on="bodyId", how="left")
@@ -212,10 +217,7 @@ def load(
             if progress:
                 progress(step, 0, len(rows))
             for batch in _batches(rows, batch_size):
-                session.execute_write(
-                    lambda tx, q=query, b=batch: tx.run(
-                        q, rows=b, dataset=dataset, loadId=load_id).consume()
-                )
+                session.execute_write(_write_batch, query, batch, dataset, load_id)
                 done += len(batch)
                 if progress:
                     progress(step, done, len(rows))

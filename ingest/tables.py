@@ -73,22 +73,6 @@ def body_id_for_name(name: str) -> int:
     return int.from_bytes(digest, "big") >> 11
 
 
-def conform(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Keep the known columns in a fixed order, adding missing optional ones as null."""
-    out = pd.DataFrame(index=df.index)
-    for name, dtype in columns.items():
-        if name in df.columns:
-            col = df[name]
-            out[name] = col.astype(dtype) if dtype != "object" else col.astype(object)
-        else:
-            out[name] = pd.Series([None] * len(df), index=df.index, dtype=dtype)
-    out = out.reset_index(drop=True)
-    for name, dtype in columns.items():
-        if dtype == "object":
-            out[name] = out[name].where(out[name].notna(), None)
-    return out
-
-
 def undirected_gap_junctions(edges: pd.DataFrame) -> pd.DataFrame:
     """Collapse directed gap-junction listings to one row per unordered pair.
 
@@ -99,7 +83,7 @@ def undirected_gap_junctions(edges: pd.DataFrame) -> pd.DataFrame:
     b = edges["bodyIdPost"].to_numpy()
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     pairs = pd.DataFrame({"bodyIdPre": lo, "bodyIdPost": hi, "weight": edges["weight"].to_numpy()})
-    out = pairs.groupby(["bodyIdPre", "bodyIdPost"], as_index=False)["weight"].max()
+    out = pairs.groupby(["bodyIdPre", "bodyIdPost"])["weight"].max().reset_index()
     out["kind"] = "electrical"
     return out
 

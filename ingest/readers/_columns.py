@@ -32,6 +32,10 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
         ) from None
 
 
+def _is_blank(value: object) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
+
+
 class Table:
     """A parsed table plus how to point at its rows."""
 
@@ -73,7 +77,7 @@ class Table:
         else:
             text = raw.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
             numeric = pd.to_numeric(text, errors="coerce")
-            blank = text.map(lambda v: v is None or v == "" or (isinstance(v, float) and np.isnan(v)))
+            blank = text.map(_is_blank)
             bad = numeric.isna() & ~blank
             frac = numeric.notna() & (numeric != np.floor(numeric.fillna(0)))
             problem = bad | frac | (blank if required else pd.Series(False, index=raw.index))
@@ -102,7 +106,7 @@ class Table:
         else:
             text = raw.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
             values = pd.to_numeric(text, errors="coerce").astype("float64")
-            blank = text.map(lambda v: v is None or v == "" or (isinstance(v, float) and np.isnan(v)))
+            blank = text.map(_is_blank)
             bad = values.isna() & ~blank
             if bad.any():
                 pos = int(np.flatnonzero(bad.to_numpy())[0])
@@ -111,8 +115,9 @@ class Table:
         if required and blank.any():
             pos = int(np.flatnonzero(blank.to_numpy())[0])
             raise IngestError(self.path, "empty value", row=self.row_of(pos), column=column)
-        if np.isinf(values.fillna(0)).any():
-            pos = int(np.flatnonzero(np.isinf(values.fillna(0)).to_numpy())[0])
+        infinite = np.isinf(values.fillna(0).to_numpy())
+        if infinite.any():
+            pos = int(np.flatnonzero(infinite)[0])
             raise IngestError(self.path, "infinite value", row=self.row_of(pos), column=column)
         return values
 

@@ -72,7 +72,7 @@ def read_neurotransmitters(path: Path) -> dict[str, str]:
          "nt": table.text("Entity2")}
     )
     frame = frame[frame["rel"] == "Neurotransmitter"]
-    return {cell: ", ".join(sorted(set(g["nt"]))) for cell, g in frame.groupby("cell")}
+    return {str(cell): ", ".join(sorted(set(g["nt"]))) for cell, g in frame.groupby("cell")}
 
 
 def _lookup(table: dict[str, str], name: str) -> str | None:
@@ -191,8 +191,8 @@ def read_varshney2011(data: Path | None = None) -> ConnectomeTables:
     neurons = _neurons(names, data)
     neurons["nmjSynapses"] = neurons["instance"].map(nmj).fillna(0).astype("int64")
     ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
-    send = cells[cells["kind"].isin(["S", "Sp"])]
-    send = send.groupby(["pre", "post"], as_index=False)["weight"].sum()
+    send_rows = cells[cells["kind"].isin(["S", "Sp"])]
+    send = send_rows.groupby(["pre", "post"])["weight"].sum().reset_index()
     chem = _edges(send, ids)
     chem["kind"] = "chemical"
     elec = undirected_gap_junctions(_edges(cells[cells["kind"] == "EJ"], ids))

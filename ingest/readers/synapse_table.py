@@ -63,7 +63,8 @@ def read_synapse_table(
     post = table.integer("post_pt_root_id", minimum=0)
     xyz = _positions(table, "ctr_pt_position") * np.asarray(voxel_size, dtype=np.float64)
     n = len(frame)
-    ids = table.integer("id", minimum=0) if "id" in frame.columns else pd.Series(np.arange(1, n + 1))
+    ids = (table.integer("id", minimum=0) if "id" in frame.columns
+           else pd.Series(np.arange(1, n + 1)))
     syn = pd.DataFrame(
         {
             "synapseId": ids.to_numpy(),
@@ -125,12 +126,13 @@ def synapses_to_tables(
     weights["kind"] = "chemical"
     if syn["roi"].notna().any():
         per_roi = syn.dropna(subset=["roi"]).groupby(["bodyIdPre", "bodyIdPost", "roi"]).size()
-        info = {
-            pair: json.dumps({roi: {"pre": int(c), "post": int(c)} for roi, c in g.items()})
-            for pair, g in per_roi.groupby(level=[0, 1])
-            for g in [g.droplevel([0, 1])]
-        }
-        weights["roiInfo"] = [info.get((a, b)) for a, b in
+        per_pair: dict[tuple[int, int], dict[str, dict[str, int]]] = {}
+        for key, count in per_roi.items():
+            pre, post, roi = key  # type: ignore[misc]
+            per_pair.setdefault((int(pre), int(post)), {})[str(roi)] = {
+                "pre": int(count), "post": int(count)}
+        info = {pair: json.dumps(rois) for pair, rois in per_pair.items()}
+        weights["roiInfo"] = [info.get((int(a), int(b))) for a, b in
                               zip(weights["bodyIdPre"], weights["bodyIdPost"], strict=True)]
     if neurons is None and neurons_path is not None:
         neurons = read_neurons(neurons_path, encoding=encoding)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome.cli import app
-from connectome.neo4j_local import LocalNeo4j
+from connectome.neo4j_local import LocalNeo4j, Neo4jServerError
 from connectome.settings import LocalServerConfig, cache_dir
 from tests.conftest import free_port
 
@@ -59,5 +59,5 @@ def test_port_conflict_is_reported(tmp_path: Path, neo4j_target) -> None:
     port = int(neo4j_target.uri.rsplit(":", 1)[1])
     server = LocalNeo4j(LocalServerConfig(home=tmp_path / "n3", cache=cache_dir(),
                                           bolt_port=port))
-    with pytest.raises(Exception, match="port .* is taken"):
+    with pytest.raises(Neo4jServerError, match=r"port \d+ is taken"):
         server.start(timeout=10)

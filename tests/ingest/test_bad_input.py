@@ -70,7 +70,7 @@ def test_reader_names_file_row_column(tmp_path: Path, case: str) -> None:
 
 
 def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
-    conns = "bodyId_pre,bodyId_post,weight\n1,2,5\n2,3,7\n".encode() + "3,1,2 caf\u00e9\n".encode(
+    conns = b"bodyId_pre,bodyId_post,weight\n1,2,5\n2,3,7\n" + "3,1,2 caf\u00e9\n".encode(
         "latin-1")
     folder = write_dataset(tmp_path / "enc", conns=conns)
     with pytest.raises(IngestError) as err:
@@ -100,7 +100,7 @@ def test_cli_error_leaves_database_unchanged(
     ok = runner.invoke(app, ["ingest", str(good), "--dataset", "t_bad_input"])
     assert ok.exit_code == 0, ok.output
     before = graph_fingerprint(driver)
-    neurons, conns, file, row, column = CASES[case]
+    neurons, conns, file, row, _ = CASES[case]
     bad = write_dataset(tmp_path / "bad", neurons, conns)
     result = runner.invoke(app, ["ingest", str(bad), "--dataset", "t_bad_input"])
     assert result.exit_code != 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import networkx as nx
 import neo4j
+import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
