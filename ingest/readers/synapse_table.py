@@ -127,8 +127,7 @@ def synapses_to_tables(
     if syn["roi"].notna().any():
         per_roi = syn.dropna(subset=["roi"]).groupby(["bodyIdPre", "bodyIdPost", "roi"]).size()
         per_pair: dict[tuple[int, int], dict[str, dict[str, int]]] = {}
-        for key, count in per_roi.items():
-            pre, post, roi = key  # type: ignore[misc]
+        for pre, post, roi, count in per_roi.reset_index(name="n").itertuples(index=False):
             per_pair.setdefault((int(pre), int(post)), {})[str(roi)] = {
                 "pre": int(count), "post": int(count)}
         info = {pair: json.dumps(rois) for pair, rois in per_pair.items()}
