@@ -178,6 +178,29 @@ def ingest_cmd(
     out.print(f"loaded in {result.seconds:.1f} s")
 
 
+@app.command("synth-connectome")
+def synth_connectome_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the Parquet files.")],
+    neurons: Annotated[int, typer.Option(help="Number of neurons.")],
+    edges: Annotated[int, typer.Option(help="Number of (pre, post) connections.")],
+    synapses: Annotated[int | None, typer.Option(
+        help="Also write synapses.parquet with this many synapses (weights sum to it).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    types: Annotated[int | None, typer.Option(help="Number of cell types.")] = None,
+) -> None:
+    """Write a synthetic FlyWire-like connectome (neuPrint + CAVE-style Parquet) for benchmarks."""
+    from ingest.synth_connectome import synth_connectome
+
+    try:
+        with console.status("generating..."):
+            rep = synth_connectome(out_dir, neurons=neurons, edges=edges, synapses=synapses,
+                                   seed=seed, types=types)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"wrote {rep.out_dir}: {rep.neurons:,} neurons, {rep.types:,} types, "
+              f"{rep.edges:,} connections, {rep.synapses:,} synapses")
+
+
 @app.command("datasets")
 def datasets_cmd() -> None:
     """List the datasets in the graph."""

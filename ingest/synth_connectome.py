@@ -112,8 +112,8 @@ def _check(neurons: int, edges: int, synapses: int | None, types: int) -> None:
     if edges < 1:
         raise ValueError("--edges must be at least 1")
     if edges > neurons * (neurons - 1) // 4:
-        raise ValueError(f"--edges {edges} is too dense for {neurons} neurons "
-                         f"(at most {neurons * (neurons - 1) // 4}: a quarter of all ordered pairs)")
+        raise ValueError(f"--edges {edges} is too dense for {neurons} neurons (at most "
+                         f"{neurons * (neurons - 1) // 4}: a quarter of all ordered pairs)")
     if synapses is not None and synapses < edges:
         raise ValueError(f"--synapses {synapses} is below --edges {edges}: every connection "
                          "needs at least one synapse")
@@ -134,6 +134,20 @@ def _weighted_pick(rng: np.random.Generator, cum: np.ndarray, lo: np.ndarray,
     return np.clip(idx, lo, hi - 1)
 
 
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort-based: faster than numpy 2's hash `unique` on int64)."""
+    a = np.sort(a)
+    return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
+
+
+def _sorted_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Whether each value occurs in `sorted_keys` (binary search)."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_keys, values).clip(0, len(sorted_keys) - 1)
+    return sorted_keys[pos] == values
+
+
 def generate(neurons: int, edges: int, *, synapses: int | None = None, seed: int = 0,
              types: int | None = None) -> SynthGraph:
     """Draw a connectome in memory (the neuron and edge tables; synapses come later)."""
@@ -142,11 +156,11 @@ def generate(neurons: int, edges: int, *, synapses: int | None = None, seed: int
     rng = np.random.Generator(np.random.PCG64(seed))
 
     # Body ids: distinct 64-bit-looking ids below 2**53 (exact in JavaScript clients).
-    ids = np.unique(rng.integers(10**14, 2**53, size=neurons + neurons // 10 + 16))
+    ids = _sorted_unique(rng.integers(10**14, 2**53, size=neurons + neurons // 10 + 16))
     ids = ids[rng.permutation(len(ids))[:neurons]]
     while len(ids) < neurons:  # practically never: collisions in a 2**53 range
         extra = rng.integers(10**14, 2**53, size=neurons)
-        ids = np.unique(np.concatenate([ids, extra]))[:neurons]
+        ids = _sorted_unique(np.concatenate([ids, extra]))[:neurons]
 
     # Types: Zipf-like sizes, every type has at least one neuron.
     type_sizes = np.ones(n_types, dtype=np.int64)
@@ -201,11 +215,11 @@ def generate(neurons: int, edges: int, *, synapses: int | None = None, seed: int
         else:  # dense corner: fall back to uniform targets so the loop always ends
             post = rng.integers(0, neurons, size=draw)
         cand = pre.astype(np.int64) * neurons + post
-        cand = np.unique(cand[pre != post])
-        new = np.setdiff1d(cand, keys, assume_unique=True)
+        cand = _sorted_unique(cand[pre != post])
+        new = cand[~_sorted_member(cand, keys)]
         if len(new) > need:
             new = np.sort(rng.choice(new, size=need, replace=False))
-        keys = np.union1d(keys, new)
+        keys = np.sort(np.concatenate([keys, new]))
     else:
         raise RuntimeError("could not draw enough distinct connections")
     pre_idx = keys // neurons
@@ -350,7 +364,7 @@ def synth_connectome(out_dir: Path, *, neurons: int, edges: int, synapses: int |
                 written += chunk.num_rows
         tmp.replace(path)
     info = {"generator": "connectome synth-connectome", "seed": seed, "neurons": neurons,
-            "edges": int(len(g.pre)), "synapses": written, "types": len(g.type_names)}
+            "edges": len(g.pre), "synapses": written, "types": len(g.type_names)}
     (out_dir / "synth.json").write_text(json.dumps(info, indent=2) + "\n")
-    return SynthReport(out_dir=out_dir, neurons=neurons, edges=int(len(g.pre)),
+    return SynthReport(out_dir=out_dir, neurons=neurons, edges=len(g.pre),
                        synapses=written, types=len(g.type_names))
