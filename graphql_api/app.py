@@ -11,12 +11,18 @@ from strawberry.fastapi import GraphQLRouter
 
 from connectome.db import open_async_driver
 from connectome.settings import Neo4jTarget
+from graphql_api.auth import AuthConfig
 from graphql_api.context import ApiContext
+from graphql_api.custom_cypher import router as cypher_router
+from graphql_api.guard import install as install_guard
 from graphql_api.schema import schema
 
 
-def create_app(target: Neo4jTarget | None = None) -> FastAPI:
-    """Build the app; the driver opens at start-up against `target` (default: settings)."""
+def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None) -> FastAPI:
+    """Build the app; the driver opens at start-up against `target` (default: settings).
+
+    `auth` defaults to `AuthConfig.from_env()`: off unless CONNECTOME_AUTH=required.
+    """
     state: dict[str, neo4j.AsyncDriver] = {}
 
     @asynccontextmanager
@@ -32,6 +38,9 @@ def create_app(target: Neo4jTarget | None = None) -> FastAPI:
         return ApiContext(state["driver"], database=database)
 
     app = FastAPI(title="connectome-query", lifespan=lifespan)
+    install_guard(app, auth or AuthConfig.from_env())
+    app.include_router(cypher_router(lambda: state["driver"],
+                                     target.database if target else "neo4j"))
     app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
 
     @app.get("/health")

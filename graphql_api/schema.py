@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graphql_api import cypher
+from graphql_api.auth import readable, require_read
 from graphql_api.context import ApiContext, PartnerKey
 from graphql_api.db import read
 from graphql_api.errors import QueryError, should_mask
@@ -152,8 +153,9 @@ def check_dataset(name: str) -> str:
 
 
 async def require_dataset(info: Info[ApiContext, None], name: str) -> None:
-    """Raise a clear error for a dataset that is not in the graph."""
+    """Raise a clear error for a dataset that is not in the graph or not readable."""
     check_dataset(name)
+    await require_read(info, name)
     if name not in await info.context.dataset_names():
         raise QueryError(f"unknown dataset {name!r}")
 
@@ -187,11 +189,13 @@ class Query:
     @strawberry.field(description="Datasets in the graph.")
     async def datasets(self, info: Info[ApiContext, None]) -> list[Dataset]:
         rows = await read(info.context.driver, cypher.DATASETS, {"name": None})
-        return [_dataset_from_meta(r["meta"]) for r in rows]
+        allowed = set(await readable(info, [r["meta"]["dataset"] for r in rows]))
+        return [_dataset_from_meta(r["meta"]) for r in rows if r["meta"]["dataset"] in allowed]
 
     @strawberry.field(description="One dataset by name.")
     async def dataset(self, info: Info[ApiContext, None], name: str) -> Dataset | None:
         check_dataset(name)
+        await require_read(info, name)
         rows = await read(info.context.driver, cypher.DATASETS, {"name": name})
         return _dataset_from_meta(rows[0]["meta"]) if rows else None
 

@@ -1,0 +1,106 @@
+"""`connectome tokens ...`: API tokens (hashed at rest) and public datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from graphql_api.auth import TokenStore
+
+tokens_app = typer.Typer(
+    help="API tokens for the GraphQL API (enforced when CONNECTOME_AUTH=required).",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+out = Console()
+
+FileOption = Annotated[Path | None, typer.Option(
+    "--file", help="Token file (default: CONNECTOME_TOKENS_FILE or tokens.json beside the "
+    "local Neo4j home).")]
+
+
+def _store(path: Path | None) -> TokenStore:
+    from graphql_api.auth import TokenStore, default_tokens_file
+
+    return TokenStore(path or default_tokens_file())
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@tokens_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A label for the token (who or what uses it).")],
+    dataset: Annotated[list[str], typer.Option(
+        "--dataset", "-d", help="A dataset it may read (repeat; '*' for all).")],
+    file: FileOption = None,
+) -> None:
+    """Create a token and print it once; only its sha256 hash is stored."""
+    try:
+        token, secret = _store(file).create(name, dataset)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"token {token.id} ({name}) reads: {', '.join(token.datasets)}\n"
+                  "store it now, it is not shown again; send it as "
+                  "'Authorization: Bearer <token>'")
+    out.print(secret, highlight=False, markup=False)
+
+
+@tokens_app.command("list")
+def list_tokens(
+    file: FileOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List tokens (ids, names, datasets, state; never secrets or hashes)."""
+    tokens = [t.public_view() for t in _store(file).all()]
+    if as_json:
+        out.print(json.dumps(tokens, indent=1), highlight=False, markup=False)
+        return
+    table = Table("id", "name", "datasets", "created", "state")
+    for t in tokens:
+        table.add_row(t["id"], t["name"], ", ".join(t["datasets"]), t["createdAt"],
+                      "revoked" if t["revoked"] else "active")
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def revoke(
+    id_or_name: Annotated[str, typer.Argument(help="Token id, or a name (revokes all so named).")],
+    file: FileOption = None,
+) -> None:
+    """Revoke a token; the API refuses it from the next request on."""
+    hits = _store(file).revoke(id_or_name)
+    if not hits:
+        raise _fail(f"no active token with id or name {id_or_name!r}")
+    out.print(f"revoked {', '.join(t.id for t in hits)}")
+
+
+@tokens_app.command("public")
+def public(
+    dataset: Annotated[str, typer.Argument(help="Dataset name.")],
+    off: Annotated[bool, typer.Option("--off", help="Make it private again.")] = False,
+) -> None:
+    """Mark a dataset public (readable without a token) or private (`Meta.public`)."""
+    from connectome.db import open_driver
+    from connectome.neo4j_local import Neo4jServerError
+    from schema.model import check_dataset_name
+
+    try:
+        check_dataset_name(dataset)
+        with open_driver() as driver:
+            records, _, _ = driver.execute_query(
+                "MATCH (m:Meta {dataset: $d}) SET m.public = $p RETURN m.dataset AS d",
+                d=dataset, p=not off)
+    except (ValueError, Neo4jServerError) as exc:
+        raise _fail(str(exc)) from None
+    if not records:
+        raise _fail(f"no dataset {dataset!r} in the graph")
+    out.print(f"{dataset} is now {'private' if off else 'public'}")

@@ -1,0 +1,324 @@
+"""API tokens, per-dataset read permission and public datasets.
+
+Tokens look like `cq_<id>_<secret>`: `id` is 8 hex digits, `secret` 32 random bytes (URL-safe
+base64). Only sha256(secret) is kept, in a JSON file (`CONNECTOME_TOKENS_FILE`, default beside the
+local server's home), never in the graph: no Cypher query, not even through the read-only Cypher
+endpoint, can see a credential, and creating or revoking one needs no write access to Neo4j. A
+plain hash is enough for a 256-bit random secret (there is nothing to brute-force), and it keeps
+the check cheap on every request.
+
+Auth is off unless `CONNECTOME_AUTH=required` (or `create_app(auth=AuthConfig(required=True))`):
+then a request without a token may read public datasets only (`Meta.public = true`), and a token
+reads its own datasets (`*` means all) plus the public ones. Every resolver that touches a dataset
+calls `require_read(info, dataset)`; a dataset the caller may not read gets the same error as one
+that does not exist, so nothing leaks about private datasets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import neo4j
+from starlette.requests import HTTPConnection
+
+from graphql_api.errors import QueryError
+from graphql_api.ratelimit import TokenBucketLimiter
+
+ALL_DATASETS = "*"
+TOKEN_RE = re.compile(r"^cq_([0-9a-f]{8})_([A-Za-z0-9_\-]{20,100})$")
+PUBLIC_CACHE_S = 5.0
+DEFAULT_RATE = 20.0
+DEFAULT_BURST = 40
+
+
+class AuthError(Exception):
+    """A credential that is malformed, unknown or revoked (HTTP 401)."""
+
+
+def default_tokens_file() -> Path:
+    """`CONNECTOME_TOKENS_FILE`, else `tokens.json` beside the local Neo4j home."""
+    explicit = os.environ.get("CONNECTOME_TOKENS_FILE", "").strip()
+    if explicit:
+        return Path(explicit)
+    from connectome.settings import local_server_config
+
+    return local_server_config().home.parent / "tokens.json"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One stored token: its id, the hash of its secret, and what it may read."""
+
+    id: str
+    hash: str
+    name: str
+    datasets: list[str]
+    createdAt: str
+    revoked: bool = False
+
+    def public_view(self) -> dict[str, Any]:
+        """What `tokens list` shows: everything but the hash."""
+        view = asdict(self)
+        view.pop("hash")
+        return view
+
+
+class TokenStore:
+    """Tokens in a JSON file: atomic rewrites under an exclusive lock, mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._cache: tuple[tuple[int, int], dict[str, ApiToken]] | None = None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, ApiToken]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        raw = json.loads(self.path.read_text() or "{}")
+        tokens = {t["id"]: ApiToken(**t) for t in raw.get("tokens", [])}
+        self._cache = (key, tokens)
+        return tokens
+
+    def _write(self, tokens: dict[str, ApiToken]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"tokens": [asdict(t) for t in tokens.values()]}, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self._cache = None
+
+    def create(self, name: str, datasets: Iterable[str]) -> tuple[ApiToken, str]:
+        """Store a new token; returns it and the full secret (shown once, never stored)."""
+        from schema.model import check_dataset_name
+
+        names = sorted(set(datasets))
+        if not names:
+            raise ValueError("give at least one dataset (or '*' for all)")
+        for d in names:
+            if d != ALL_DATASETS:
+                check_dataset_name(d)
+        with self._locked():
+            tokens = dict(self._read())
+            token_id = secrets.token_hex(4)
+            while token_id in tokens:
+                token_id = secrets.token_hex(4)
+            secret = secrets.token_urlsafe(32)
+            token = ApiToken(id=token_id, hash=_hash(secret), name=name, datasets=names,
+                             createdAt=datetime.now(UTC).isoformat(timespec="seconds"))
+            tokens[token_id] = token
+            self._write(tokens)
+        return token, f"cq_{token_id}_{secret}"
+
+    def all(self) -> list[ApiToken]:
+        """Every token, oldest first."""
+        return sorted(self._read().values(), key=lambda t: t.createdAt)
+
+    def revoke(self, id_or_name: str) -> list[ApiToken]:
+        """Revoke the token with this id (or every token with this name); returns them."""
+        with self._locked():
+            self._cache = None
+            tokens = dict(self._read())
+            hits = [t for t in tokens.values() if id_or_name in (t.id, t.name) and not t.revoked]
+            for t in hits:
+                tokens[t.id] = ApiToken(**{**asdict(t), "revoked": True})
+            if hits:
+                self._write(tokens)
+        return hits
+
+    def verify(self, presented: str) -> ApiToken:
+        """The live token matching `presented`, or AuthError (one message for every failure)."""
+        match = TOKEN_RE.match(presented)
+        token = self._read().get(match.group(1)) if match else None
+        expected = token.hash if token else _hash("")
+        given = _hash(match.group(2)) if match else _hash("x")
+        if not hmac.compare_digest(expected, given) or token is None or token.revoked:
+            raise AuthError("invalid or revoked API token")
+        return token
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a token's id and datasets, or anonymous (public datasets only)."""
+
+    token_id: str | None
+    datasets: frozenset[str]
+    """Datasets granted explicitly; `*` grants all."""
+
+    @property
+    def reads_all(self) -> bool:
+        return ALL_DATASETS in self.datasets
+
+    @property
+    def rate_key(self) -> str | None:
+        return f"token:{self.token_id}" if self.token_id else None
+
+
+OPEN = Principal(token_id=None, datasets=frozenset({ALL_DATASETS}))
+"""Auth off: everything is readable."""
+ANONYMOUS = Principal(token_id=None, datasets=frozenset())
+
+
+@dataclass
+class AuthConfig:
+    """How the API authenticates and limits requests."""
+
+    required: bool = False
+    tokens_file: Path | None = None
+    rate: float | None = None
+    """Requests per second per token (per client address when anonymous); None: no limit."""
+    burst: int = DEFAULT_BURST
+
+    @classmethod
+    def from_env(cls) -> AuthConfig:
+        """`CONNECTOME_AUTH` (off|required), `CONNECTOME_RATE_LIMIT` (req/s, 0 = off),
+        `CONNECTOME_RATE_BURST`. With auth required the limit defaults to 20/s, burst 40."""
+        mode = os.environ.get("CONNECTOME_AUTH", "off").strip().lower()
+        if mode not in ("", "off", "required"):
+            raise ValueError(f"CONNECTOME_AUTH must be 'off' or 'required', not {mode!r}")
+        required = mode == "required"
+        rate_text = os.environ.get("CONNECTOME_RATE_LIMIT", "").strip()
+        rate: float | None = float(rate_text) if rate_text else (DEFAULT_RATE if required else None)
+        burst = int(os.environ.get("CONNECTOME_RATE_BURST", str(DEFAULT_BURST)))
+        return cls(required=required, rate=rate if rate else None, burst=burst)
+
+
+@dataclass
+class AuthState:
+    """What the running app keeps: config, token store, limiter, cached public datasets."""
+
+    config: AuthConfig
+    store: TokenStore
+    limiter: TokenBucketLimiter | None
+    _public: tuple[float, frozenset[str]] | None = field(default=None)
+
+    @classmethod
+    def build(cls, config: AuthConfig) -> AuthState:
+        store = TokenStore(config.tokens_file or default_tokens_file())
+        limiter = TokenBucketLimiter(config.rate, config.burst) if config.rate else None
+        return cls(config=config, store=store, limiter=limiter)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """Principal for an `Authorization` header; AuthError for a bad credential."""
+        if not self.config.required:
+            return OPEN
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthError("invalid or revoked API token")
+        token = self.store.verify(value.strip())
+        return Principal(token_id=token.id, datasets=frozenset(token.datasets))
+
+    async def public_datasets(self, driver: neo4j.AsyncDriver, database: str) -> frozenset[str]:
+        """Datasets whose Meta has `public = true` (cached a few seconds)."""
+        now = time.monotonic()
+        if self._public is not None and now - self._public[0] < PUBLIC_CACHE_S:
+            return self._public[1]
+        from graphql_api.db import read
+
+        rows = await read(driver, "MATCH (m:Meta) WHERE m.public = true RETURN m.dataset AS d",
+                          {}, database=database)
+        names = frozenset(r["d"] for r in rows)
+        self._public = (now, names)
+        return names
+
+
+_ENV_STATE: AuthState | None = None
+
+
+def state_for(conn: HTTPConnection | None) -> AuthState:
+    """The app's AuthState, or one built from the environment (schema run without the app)."""
+    global _ENV_STATE
+    if conn is not None:
+        st = getattr(conn.app.state, "connectome_auth", None)
+        if isinstance(st, AuthState):
+            return st
+    if _ENV_STATE is None:
+        _ENV_STATE = AuthState.build(AuthConfig.from_env())
+    return _ENV_STATE
+
+
+def principal_for(conn: HTTPConnection | None) -> Principal:
+    """The principal the middleware attached to this request."""
+    st = state_for(conn)
+    if not st.config.required:
+        return OPEN
+    if conn is None:
+        return ANONYMOUS
+    found = getattr(conn.state, "principal", None)
+    return found if isinstance(found, Principal) else ANONYMOUS
+
+
+def _unpack(info_or_request: Any) -> tuple[HTTPConnection | None, Any]:
+    """(request, ApiContext-or-None) from a Strawberry Info or a Starlette request."""
+    if isinstance(info_or_request, HTTPConnection):
+        return info_or_request, None
+    context = info_or_request.context
+    request = getattr(context, "request", None)
+    return (request if isinstance(request, HTTPConnection) else None), context
+
+
+def not_readable(dataset: str) -> QueryError:
+    """The one message for 'no such dataset' and 'not yours': existence does not leak."""
+    return QueryError(f"unknown dataset {dataset!r}, or these credentials may not read it")
+
+
+async def can_read(info_or_request: Any, dataset: str, *,
+                   driver: neo4j.AsyncDriver | None = None, database: str | None = None) -> bool:
+    """Whether the caller may read `dataset`."""
+    request, context = _unpack(info_or_request)
+    principal = principal_for(request)
+    if principal.reads_all or dataset in principal.datasets:
+        return True
+    drv = driver or getattr(context, "driver", None)
+    if drv is None:
+        return False
+    db = database or str(getattr(context, "database", "neo4j"))
+    return dataset in await state_for(request).public_datasets(drv, db)
+
+
+async def require_read(info_or_request: Any, dataset: str, *,
+                       driver: neo4j.AsyncDriver | None = None,
+                       database: str | None = None) -> None:
+    """Raise QueryError unless the caller may read `dataset`. Call it in every resolver that
+    reads a dataset (GraphQL `Info` or a Starlette `Request` for plain HTTP endpoints)."""
+    if not await can_read(info_or_request, dataset, driver=driver, database=database):
+        raise not_readable(dataset)
+
+
+async def readable(info_or_request: Any, datasets: Iterable[str]) -> list[str]:
+    """The subset of `datasets` the caller may read, in order."""
+    return [d for d in datasets if await can_read(info_or_request, d)]

@@ -1,0 +1,56 @@
+"""HTTP guard for the API: body size, authentication (401), per-token rate limit (429).
+
+It runs before GraphQL and the Cypher endpoint, attaches the caller's `Principal` to
+`request.state.principal`, and answers failures with a GraphQL-shaped JSON error that names no
+internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from graphql_api.auth import AuthConfig, AuthError, AuthState
+
+MAX_BODY_BYTES = 1_000_000
+GUARDED_PREFIXES = ("/graphql", "/api/")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                   ) -> JSONResponse:
+    """`{"errors": [{"message": ...}]}` with an HTTP status."""
+    return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI, config: AuthConfig) -> AuthState:
+    """Attach the auth state to `app` and add the guard middleware."""
+    state = AuthState.build(config)
+    app.state.connectome_auth = state
+
+    @app.middleware("http")
+    async def guard(request: Request,
+                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not request.url.path.startswith(GUARDED_PREFIXES):
+            return await call_next(request)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
+        try:
+            principal = state.authenticate(request.headers.get("authorization"))
+        except AuthError as exc:
+            return error_response(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        request.state.principal = principal
+        if state.limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            key = principal.rate_key or f"addr:{client}"
+            wait = state.limiter.acquire(key)
+            if wait > 0:
+                return error_response(
+                    429, f"rate limit exceeded ({state.limiter.rate:g} requests/s); "
+                    f"retry in {wait:.1f} s", {"Retry-After": str(max(1, round(wait)))})
+        return await call_next(request)
+
+    return state

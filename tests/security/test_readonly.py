@@ -1,0 +1,207 @@
+"""The API cannot write: read sessions refuse writes, the Cypher endpoint screens and caps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import neo4j
+import pytest
+from fastapi.testclient import TestClient
+from neo4j.exceptions import Neo4jError
+
+from connectome.settings import Neo4jTarget
+from graphql_api.app import create_app
+from graphql_api.auth import AuthConfig, TokenStore
+from graphql_api.custom_cypher import run_readonly
+from graphql_api.db import read
+from graphql_api.errors import QueryError
+from tests.security.conftest import PRIVATE, PUBLIC
+
+pytestmark = pytest.mark.neo4j
+
+WRITES = [
+    "CREATE (n:Hacked {x: 1}) RETURN n",
+    "MATCH (m:Meta) SET m.public = true RETURN m",
+    f"MATCH (n:Neuron {{dataset: '{PRIVATE}'}}) DETACH DELETE n",
+    "MERGE (n:Hacked {x: 2}) RETURN n",
+    "MATCH (n:Neuron) REMOVE n.type RETURN count(n)",
+    "CALL apoc.create.node(['Hacked'], {}) YIELD node RETURN node",
+    "CALL apoc.periodic.iterate('RETURN 1', 'CREATE (:Hacked)', {}) YIELD batches RETURN batches",
+    "CALL apoc.cypher.doIt('CREATE (:Hacked) RETURN 1', {}) YIELD value RETURN value",
+    "MATCH (n:Neuron) WITH n LIMIT 1 FOREACH (x IN [1] | CREATE (:Hacked))",
+    "LOAD CSV FROM 'file:///etc/passwd' AS line RETURN line",
+    "CREATE INDEX hacked FOR (n:Hacked) ON (n.x)",
+    "DROP CONSTRAINT neuron_key IF EXISTS",
+    "CALL db.createLabel('Hacked')",
+    "CREATE USER hacker SET PASSWORD 'abcdefgh1'",
+    "SHOW USERS",
+    "USE system SHOW USERS",
+    "cReAtE (:Hacked)",
+    "/* comment */ CREATE (:Hacked)",
+    "MATCH (n) CALL { WITH n CREATE (:Hacked) } RETURN 1",
+    "RETURN 1 UNION CREATE (h:Hacked) RETURN 1",
+]
+"""Writes (and admin or file access) in many spellings."""
+
+SNEAKY = [
+    # The keyword screen misses these (no write keyword as a word), so they prove the later
+    # layers: EXPLAIN's query type and the READ access mode.
+    "MATCH (n:Neuron) WITH n LIMIT 1 RETURN n",
+]
+
+
+def _fingerprint(driver: neo4j.Driver) -> tuple[int, int, int, object]:
+    records, _, _ = driver.execute_query("""
+        MATCH (n) WITH count(n) AS nodes
+        OPTIONAL MATCH ()-[r]->() WITH nodes, count(r) AS rels
+        OPTIONAL MATCH (h:Hacked) WITH nodes, rels, count(h) AS hacked
+        OPTIONAL MATCH (m:Meta) RETURN nodes, rels, hacked, collect([m.dataset, m.public])""")
+    r = records[0]
+    return r[0], r[1], r[2], sorted(map(tuple, r[3]))
+
+
+def _async_driver(target: Neo4jTarget) -> neo4j.AsyncDriver:
+    return neo4j.AsyncGraphDatabase.driver(target.uri, auth=(target.user, target.password))
+
+
+@pytest.fixture(scope="module")
+def admin_token(store: TokenStore) -> str:
+    return store.create("admin", ["*"])[1]
+
+
+@pytest.fixture(scope="module")
+def open_client(neo4j_target: Neo4jTarget, sec_data: dict) -> Iterator[TestClient]:
+    with TestClient(create_app(neo4j_target, auth=AuthConfig(required=False))) as client:
+        yield client
+
+
+def test_read_sessions_refuse_writes(neo4j_target: Neo4jTarget, driver: neo4j.Driver,
+                                     sec_data: dict) -> None:
+    """`graphql_api.db.read` (what every resolver uses) refuses every write statement."""
+    before = _fingerprint(driver)
+
+    async def attempt_all() -> list[str]:
+        refused = []
+        async with _async_driver(neo4j_target) as drv:
+            for cypher in WRITES:
+                if cypher.startswith(("USE", "SHOW", "CREATE USER")):
+                    continue  # system-database commands: the endpoint screens them
+                try:
+                    await read(drv, cypher, {})
+                except (Neo4jError, QueryError):
+                    refused.append(cypher)
+        return refused
+
+    refused = asyncio.run(attempt_all())
+    tried = [c for c in WRITES if not c.startswith(("USE", "SHOW", "CREATE USER"))]
+    assert refused == tried
+    assert _fingerprint(driver) == before
+
+
+def test_cypher_endpoint_refuses_writes(open_client: TestClient, driver: neo4j.Driver) -> None:
+    before = _fingerprint(driver)
+    for cypher in WRITES:
+        response = open_client.post("/api/custom/custom", json={"cypher": cypher})
+        assert response.status_code == 400, (cypher, response.text)
+        assert "errors" in response.json()
+    assert _fingerprint(driver) == before
+
+
+def test_explain_and_read_mode_back_up_the_screen(neo4j_target: Neo4jTarget,
+                                                  driver: neo4j.Driver,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the keyword screen switched off, EXPLAIN + READ mode still refuse every write."""
+    import graphql_api.custom_cypher as cc
+
+    monkeypatch.setattr(cc, "screen", lambda text: text)
+    before = _fingerprint(driver)
+
+    async def attempt_all() -> int:
+        refused = 0
+        async with _async_driver(neo4j_target) as drv:
+            for cypher in WRITES:
+                if cypher.startswith(("USE", "SHOW")):
+                    continue
+                try:
+                    await cc.run_readonly(drv, cypher)
+                except QueryError:
+                    refused += 1
+        return refused
+
+    tried = [c for c in WRITES if not c.startswith(("USE", "SHOW"))]
+    assert asyncio.run(attempt_all()) == len(tried)
+    assert _fingerprint(driver) == before
+
+
+def test_cypher_endpoint_reads_like_neuprint(open_client: TestClient, driver: neo4j.Driver,
+                                             sec_data: dict) -> None:
+    g = sec_data[PUBLIC]
+    cypher = (f"MATCH (a:Neuron {{dataset: '{PUBLIC}'}})-[r:ConnectsTo]->(b:Neuron) "
+              "RETURN a.bodyId AS pre, b.bodyId AS post, r.weight AS weight")
+    response = open_client.post("/api/custom/custom", json={"cypher": cypher,
+                                                            "dataset": PUBLIC})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["columns"] == ["pre", "post", "weight"]
+    assert {(a, b): w for a, b, w in body["data"]} == {
+        (a, b): d["weight"] for a, b, d in g.edges(data=True)}
+    node = open_client.post("/api/custom/custom", json={
+        "cypher": f"MATCH (n:Neuron {{dataset: '{PUBLIC}'}}) RETURN n, n.somaLocation LIMIT 1"})
+    assert node.status_code == 200
+    props, soma = node.json()["data"][0]
+    assert props["dataset"] == PUBLIC and len(soma) == 3
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"cypher": ""}, 400), ({"cypher": 5}, 400), ({}, 400), ({"cypher": "RETURN 1",
+                                                             "dataset": "bad name"}, 400),
+    ({"cypher": "MATCH (n RETURN n"}, 400), ([1, 2], 400), ({"cypher": "x" * 30_000}, 400),
+])
+def test_cypher_endpoint_bad_requests(open_client: TestClient, body: object, status: int) -> None:
+    response = open_client.post("/api/custom/custom", json=body)
+    assert response.status_code == status
+    assert "Traceback" not in response.text
+
+
+def test_cypher_endpoint_needs_all_dataset_token(secure_api, store: TokenStore,  # noqa: ANN001
+                                                 admin_token: str) -> None:
+    body = {"cypher": "MATCH (m:Meta) RETURN m.dataset"}
+    assert secure_api.http.post("/api/custom/custom", json=body).status_code == 403
+    _, scoped = store.create("scoped", [PRIVATE])
+    assert secure_api.http.post("/api/custom/custom", json=body,
+                                headers={"Authorization": f"Bearer {scoped}"}).status_code == 403
+    ok = secure_api.http.post("/api/custom/custom", json=body,
+                              headers={"Authorization": f"Bearer {admin_token}"})
+    assert ok.status_code == 200
+    assert PRIVATE in {row[0] for row in ok.json()["data"]}
+
+
+def test_cypher_row_cap_and_timeout(neo4j_target: Neo4jTarget) -> None:
+    async def go() -> tuple[list[list[int]], str, str]:
+        async with _async_driver(neo4j_target) as drv:
+            _, rows = await run_readonly(drv, "UNWIND range(1, 10) AS x RETURN x", max_rows=10)
+            try:
+                await run_readonly(drv, "UNWIND range(1, 11) AS x RETURN x", max_rows=10)
+                capped = ""
+            except QueryError as exc:
+                capped = str(exc)
+            try:
+                await run_readonly(
+                    drv, "UNWIND range(1, 400000000) AS x WITH x WHERE x % 7 = 99999999 "
+                    "RETURN count(x)", timeout=1.0)
+                slow = ""
+            except QueryError as exc:
+                slow = str(exc)
+            return rows, capped, slow
+
+    rows, capped, slow = asyncio.run(go())
+    assert [r[0] for r in rows] == list(range(1, 11))
+    assert "more than 10 rows" in capped
+    assert "limit" in slow
+
+
+def test_tokens_file_is_outside_the_graph(driver: neo4j.Driver, tokens_file: Path) -> None:
+    records, _, _ = driver.execute_query("MATCH (t:ApiToken) RETURN count(t)")
+    assert records[0][0] == 0 and tokens_file.exists()
