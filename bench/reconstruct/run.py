@@ -1,0 +1,140 @@
+"""Benchmark: our seeded segmentation beside waterz and mwatershed on the same affinities.
+
+    uv run python bench/reconstruct/run.py --size 256 --preset clean --seed 0
+
+Synthesises a volume (with truth), predicts affinities once with the default model (trained
+on other synthetic seeds), then times each segmenter on the same affinities and scores it
+(VOI split/merge, NERL) against the truth. Prints a rich table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from reconstruct import boundary, pipeline, segment, synth
+
+
+def run_waterz(affs: np.ndarray, threshold: float) -> np.ndarray:
+    """waterz: its watershed + mean-affinity agglomeration (one threshold)."""
+    import waterz
+
+    out = next(iter(waterz.agglomerate(np.ascontiguousarray(affs, np.float32),
+                                       thresholds=[threshold])))
+    return np.asarray(out, np.uint64)
+
+
+def run_mwatershed(affs: np.ndarray) -> np.ndarray:
+    """mwatershed on the nearest-neighbour affinities (offsets +1 along z, y, x)."""
+    import mwatershed
+
+    shifted = np.zeros(affs.shape, np.float64)
+    # our layout links v to v - e_c; mwatershed's offset [1,0,0] links v to v + e_c
+    shifted[0, :-1] = affs[0, 1:]
+    shifted[1, :, :-1] = affs[1, :, 1:]
+    shifted[2, :, :, :-1] = affs[2, :, :, 1:]
+    seg = mwatershed.agglom(shifted - 0.5, offsets=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    return np.asarray(seg, np.uint64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size", type=int, default=256, help="cube edge in voxels")
+    ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timing repeats for ours")
+    ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/results.json"))
+    ap.add_argument("--skip", default="", help="comma list of methods to skip")
+    args = ap.parse_args()
+    con = Console()
+    n = args.size
+    vs = (40.0, 16.0, 16.0)
+    cfg = synth.SynthConfig((n, n, n), vs, args.preset, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        em = Path(tmp) / "em"
+        t = time.perf_counter()
+        with pipeline.rich_progress() as tick:
+            pipeline.synthesize(em, cfg, tick)
+        t_syn = time.perf_counter() - t
+        info = pipeline.read_volume_info(em)
+        img = pipeline.read_image(em, info)
+        truth = pipeline.read_truth(em, img.shape)
+        assert truth is not None
+        t = time.perf_counter()
+        with pipeline.rich_progress() as tick:
+            model = pipeline.default_model(vs, args.seed, tick)
+            affs, _ = pipeline.predict_slabs(model, img, vs, tick)
+        t_pred = time.perf_counter() - t
+    nvox = float(np.prod(img.shape))
+    params = segment.SegParams()
+    methods: dict[str, Any] = {
+        "ours (seeded cc3d + grow + mean-affinity agglomeration)":
+            lambda a: segment.seeded_segmentation(a, vs, params),
+        "waterz (watershed + mean affinity, t=0.5)":
+            lambda a: segment.size_filter(run_waterz(a, 0.5), params.min_size),
+        "mwatershed (mutex, 3 offsets)":
+            lambda a: segment.size_filter(run_mwatershed(a), params.min_size),
+        "threshold + connected components":
+            lambda a: segment.threshold_components(a, 0.5, params.min_size),
+    }
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    rows = []
+    for name, fn in methods.items():
+        if name.split()[0] in skip:
+            continue
+        reps = args.repeats if name.startswith("ours") or name.startswith("threshold") else 1
+        times = []
+        seg = None
+        for _ in range(reps):
+            a = affs.copy()
+            t = time.perf_counter()
+            seg = fn(a)
+            times.append(time.perf_counter() - t)
+        assert seg is not None
+        sc = pipeline.segmentation_scores(seg, truth, vs)
+        best = min(times)
+        rows.append({"method": name, "seconds": best, "mvox_per_s": nvox / best / 1e6,
+                     **{k: sc[k] for k in ("voi_split", "voi_merge", "voi", "nerl", "arand",
+                                           "n_segments")}})
+        con.print(f"{name}: {best:.2f} s")
+    perfect = pipeline.segmentation_scores(
+        segment.seeded_segmentation(boundary.true_affinities(truth["segmentation"]), vs,
+                                    params), truth, vs)
+    tab = Table(title=f"Segmentation at {n}^3 ({args.preset}, seed {args.seed}), "
+                      f"same predicted affinities")
+    for c in ("method", "s", "Mvox/s", "VOI split", "VOI merge", "VOI", "NERL", "ARAND", "n"):
+        tab.add_column(c, justify="right" if c != "method" else "left")
+    for r in rows:
+        tab.add_row(r["method"], f"{r['seconds']:.2f}", f"{r['mvox_per_s']:.2f}",
+                    f"{r['voi_split']:.3f}", f"{r['voi_merge']:.3f}", f"{r['voi']:.3f}",
+                    f"{r['nerl']:.3f}", f"{r['arand']:.3f}", str(r["n_segments"]))
+    con.print(tab)
+    wz = [r for r in rows if r["method"].startswith("waterz")]
+    ours = [r for r in rows if r["method"].startswith("ours")]
+    summary: dict[str, Any] = {"size": n, "preset": args.preset, "seed": args.seed,
+                               "synth_s": t_syn, "predict_s": t_pred, "rows": rows,
+                               "ours_on_true_affinities": perfect}
+    if wz and ours:
+        ratio = ours[0]["mvox_per_s"] / wz[0]["mvox_per_s"]
+        goal = ratio >= 10 and ours[0]["voi"] <= wz[0]["voi"]
+        summary["speed_ratio_vs_waterz"] = ratio
+        summary["goal_met"] = goal
+        con.print(f"ours / waterz speed: {ratio:.1f}x; VOI ours {ours[0]['voi']:.3f} vs "
+                  f"waterz {wz[0]['voi']:.3f}; goal (>=10x, VOI no worse) "
+                  f"{'MET' if goal else 'NOT met'}")
+    con.print(f"synthesis {t_syn:.1f} s, prediction {t_pred:.1f} s; ours on true affinities: "
+              f"NERL {perfect['nerl']:.3f}, VOI {perfect['voi']:.3f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Affinity and synaptic-cleft prediction from EM intensities (pure logic, no I/O).
+
+Choices, and why:
+- Section repair first: each section is normalised by its own mean and spread (removes
+  drift between sections); blank (missing) sections are replaced by the mean of their
+  nearest good neighbours; sections shifted against both neighbours (phase correlation)
+  are shifted back. Neighbouring sections carry most of the missing information.
+- Features: anisotropic multi-scale filters (Gaussian, gradient magnitude, Laplacian of
+  Gaussian at in-plane sigmas 0.7-3 voxels, z sigma scaled by the voxel aspect ratio):
+  the ilastik recipe, cheap and on CuPy when a GPU is present (`reconstruct.xp`).
+- Classifier: one scikit-learn `HistGradientBoostingClassifier` over four voxel classes
+  (outside cells, membrane, interior, cleft), trained on a class-balanced sample.
+  Gradient boosting on histograms trains in seconds on ~10^5 samples, needs no feature
+  scaling and predicts fast enough for 256^3 volumes on two cores. (A first version
+  classified voxel pairs directly into affinities; pairs along a membrane inside one
+  cell look like boundaries but count as "connected", which taught it to connect
+  touching cells. Voxel classes have no such ambiguity.)
+- Affinities are derived from the class probabilities (`affinities_from_probabilities`).
+  Output: affinities in the waterz layout, `affs[c, z, y, x]` = affinity of a voxel to
+  its -1 neighbour along axis c (0 on the first plane), float32 in [0, 1]; and a cleft
+  probability map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from reconstruct import xp
+
+MODEL_FORMAT = "connectome-query/voxel-hgb/1"
+CLS_BACKGROUND, CLS_MEMBRANE, CLS_INTERIOR, CLS_CLEFT, CLS_ZFACE = 0, 1, 2, 3, 4
+N_CLASSES = 5
+CUT = 1.0  # how far a membrane-membrane pair lowers an affinity
+SIGMAS_XY = (0.7, 1.5, 3.0)
+
+
+@dataclass
+class AffinityModel:
+    """A voxel classifier (background, membrane, interior, cleft) with metadata."""
+
+    classifier: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+    format: str = MODEL_FORMAT
+
+
+def normalise_sections(img: np.ndarray, eps: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-section zero-mean unit-spread float32; also the mask of blank sections."""
+    a = img.astype(np.float32)
+    mean = a.mean(axis=(1, 2), keepdims=True)
+    std = a.std(axis=(1, 2), keepdims=True)
+    missing = std[:, 0, 0] < eps
+    a = (a - mean) / np.maximum(std, 1e-3)
+    return a, missing
+
+
+def repair_sections(a: np.ndarray, missing: np.ndarray, max_shift: int = 12) -> np.ndarray:
+    """Fill blank sections from neighbours and undo sections shifted against both."""
+    from skimage.registration import phase_cross_correlation
+
+    out = a.copy()
+    good = np.nonzero(~missing)[0]
+    if len(good) == 0:
+        return out
+    for z in np.nonzero(missing)[0]:
+        below = good[good < z]
+        above = good[good > z]
+        nb = [out[below[-1]]] if len(below) else []
+        nb += [out[above[0]]] if len(above) else []
+        out[z] = np.mean(nb, axis=0)
+    nz = a.shape[0]
+    for z in range(1, nz - 1):
+        if missing[z] or missing[z - 1] or missing[z + 1]:
+            continue
+        s1 = phase_cross_correlation(out[z - 1], out[z], normalization=None)[0]
+        s2 = phase_cross_correlation(out[z + 1], out[z], normalization=None)[0]
+        if np.abs(s1).max() >= 2 and np.abs(s1 - s2).max() <= 1 and np.abs(s1).max() <= max_shift:
+            import scipy.ndimage as ndi
+
+            out[z] = ndi.shift(out[z], np.round((s1 + s2) / 2), order=0, mode="nearest")
+    return out
+
+
+def features(a: np.ndarray, voxel_size_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Filter bank on a normalised volume, shape (F, z, y, x) float32 (numpy or cupy)."""
+    m = xp.get()
+    nd = xp.ndimage()
+    v = m.asarray(a, dtype=m.float32)
+    ratio = voxel_size_zyx[1] / voxel_size_zyx[0]
+    out = [v]
+    for s in SIGMAS_XY:
+        sig = (s * ratio, s, s)
+        out.append(nd.gaussian_filter(v, sig))
+        if s <= 1.5:
+            out.append(nd.gaussian_gradient_magnitude(v, sig))
+            out.append(nd.gaussian_laplace(v, sig))
+    g = out[2]
+    out.append(nd.minimum_filter(g, size=(1, 3, 3)))
+    return m.stack(out).astype(m.float32)
+
+
+def true_affinities(labels: np.ndarray) -> np.ndarray:
+    """Ground-truth affinities (waterz layout): 1 where v and v-1 share a non-zero label."""
+    out = np.zeros((3, *labels.shape), np.float32)
+    out[0, 1:] = (labels[1:] == labels[:-1]) & (labels[1:] != 0)
+    out[1, :, 1:] = (labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] != 0)
+    out[2, :, :, 1:] = (labels[:, :, 1:] == labels[:, :, :-1]) & (labels[:, :, 1:] != 0)
+    return out
+
+
+def _boundary_voxels(lab: np.ndarray, axes: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """Voxels of a cell with a neighbour of another label along `axes` (its membrane)."""
+    b = np.zeros(lab.shape, bool)
+    for c in axes:
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        d = lab[tuple(hi)] != lab[tuple(lo)]
+        b[tuple(hi)] |= d
+        b[tuple(lo)] |= d
+    return b & (lab != 0)
+
+
+def voxel_classes(lab: np.ndarray, cleft: np.ndarray) -> np.ndarray:
+    """Training classes: 0 outside cells, 1 in-plane membrane, 2 interior, 3 synaptic
+    cleft, 4 z-face (membrane seen obliquely: the next section belongs elsewhere)."""
+    cls = np.where(lab != 0, CLS_INTERIOR, CLS_BACKGROUND).astype(np.int8)
+    cls[_boundary_voxels(lab, (0,))] = CLS_ZFACE
+    cls[_boundary_voxels(lab, (1, 2))] = CLS_MEMBRANE
+    cls[cleft.astype(bool) & (lab != 0)] = CLS_CLEFT
+    return cls
+
+
+def train(images: list[np.ndarray], labels: list[np.ndarray], clefts: list[np.ndarray],
+          voxel_size_zyx: tuple[float, float, float], n_samples: int = 120000,
+          seed: int = 0, trained_on: str = "") -> AffinityModel:
+    """Train the voxel classifier on images with ground truth (class-balanced sample)."""
+    rng = np.random.default_rng(seed)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    per = max(n_samples // (N_CLASSES * len(images)), 500)
+    for img, lab, cl in zip(images, labels, clefts, strict=True):
+        if img.shape != lab.shape or img.shape != cl.shape:
+            raise ValueError("image, labels and clefts must have one shape")
+        a, missing = normalise_sections(img)
+        f = xp.to_numpy(features(repair_sections(a, missing), voxel_size_zyx))
+        ff = f.reshape(f.shape[0], -1)
+        cls = voxel_classes(lab, cl).reshape(-1)
+        for k in range(N_CLASSES):
+            idx = np.flatnonzero(cls == k)
+            if len(idx):
+                pick = rng.choice(idx, size=min(len(idx), per), replace=False)
+                xs.append(ff[:, pick].T)
+                ys.append(cls[pick])
+    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.15, max_leaf_nodes=31,
+                                           early_stopping=False, random_state=seed)
+    model.fit(np.concatenate(xs), np.concatenate(ys))
+    meta = {"voxel_size_zyx": list(voxel_size_zyx), "sigmas_xy": list(SIGMAS_XY),
+            "n_samples": int(sum(len(y) for y in ys)), "trained_on": trained_on,
+            "classes": ["background", "membrane", "interior", "cleft", "zface"]}
+    return AffinityModel(classifier=model, meta=meta)
+
+
+def probabilities(model: AffinityModel, img: np.ndarray,
+                  voxel_size_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Class probabilities (5, z, y, x) float32: background, membrane, interior, cleft,
+    z-face."""
+    if getattr(model, "format", None) != MODEL_FORMAT:
+        raise ValueError(f"model format is {getattr(model, 'format', None)!r}, "
+                         f"expected {MODEL_FORMAT!r}")
+    a, missing = normalise_sections(img)
+    f = xp.to_numpy(features(repair_sections(a, missing), voxel_size_zyx))
+    ff = f.reshape(f.shape[0], -1)
+    n = ff.shape[1]
+    out = np.empty((N_CLASSES, n), np.float32)
+    chunk = 1 << 19
+    for i in range(0, n, chunk):
+        out[:, i:i + chunk] = model.classifier.predict_proba(ff[:, i:i + chunk].T).T
+    return out.reshape(N_CLASSES, *img.shape)
+
+
+def affinities_from_probabilities(p: np.ndarray) -> np.ndarray:
+    """Waterz-layout affinities from class probabilities.
+
+    aff(v, u) = min(f_v, f_u) * (1 - CUT * min(m_v, m_u)), with f = 1 - P(background)
+    and m = P(membrane) + P(cleft), plus P(z-face) for z edges. A membrane voxel stays
+    linked to its own interior; a membrane-membrane pair (a contact between cells) and
+    anything touching the outside are cut.
+    """
+    m = xp.get()
+    p = m.asarray(p)
+    f = 1.0 - p[CLS_BACKGROUND]
+    mem_xy = p[CLS_MEMBRANE] + p[CLS_CLEFT]
+    mem_z = mem_xy + p[CLS_ZFACE]
+    affs = m.zeros((3, *p.shape[1:]), dtype=m.float32)
+    for c in range(3):
+        mem = mem_z if c == 0 else mem_xy
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        h, lw = tuple(hi), tuple(lo)
+        affs[(c, *h)] = m.minimum(f[h], f[lw]) * (1.0 - CUT * m.minimum(mem[h], mem[lw]))
+    return xp.to_numpy(affs)
+
+
+def predict(model: AffinityModel, img: np.ndarray,
+            voxel_size_zyx: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Affinities (3, z, y, x) and cleft probability (z, y, x), both float32."""
+    p = probabilities(model, img, voxel_size_zyx)
+    return affinities_from_probabilities(p), p[CLS_CLEFT].copy()

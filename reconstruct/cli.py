@@ -1,0 +1,112 @@
+"""Command-line entry points of the reconstruction stage, attached to the `connectome` app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reconstruct.errors import ReconstructError
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise typer.BadParameter(f"{what} must be three comma-separated numbers, got {text!r}")
+    try:
+        a, b, c = (cast(p) for p in parts)
+    except ValueError as e:
+        raise typer.BadParameter(f"{what}: {e}") from e
+    return a, b, c
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """Rich table of pipeline vs baseline metrics."""
+    cols = [k for k in result if isinstance(result[k], dict)]
+    t = Table(title="Reconstruction quality against ground truth")
+    t.add_column("metric")
+    for c in cols:
+        t.add_column(c, justify="right")
+    keys: list[str] = []
+    for c in cols:
+        keys += [k for k in result[c] if k not in keys]
+    for k in keys:
+        row = []
+        for c in cols:
+            v = result[c].get(k)
+            row.append("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        t.add_row(k, *row)
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this stage's commands (`synth-em`, `reconstruct`, `train-model`) to the CLI."""
+
+    @app.command("synth-em")
+    def synth_em(
+        out_dir: Annotated[Path, typer.Argument(help="directory to write")],
+        size: Annotated[str, typer.Option(help="x,y,z voxels")] = "64,64,64",
+        preset: Annotated[str, typer.Option(help="clean or noisy")] = "clean",
+        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        voxel_size: Annotated[str, typer.Option(help="x,y,z nm")] = "16,16,40",
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
+        from reconstruct import pipeline, synth
+
+        x, y, z = _triple(size, "--size")
+        vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+        try:
+            cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
+        except ValueError as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from e
+        with pipeline.rich_progress(not quiet) as tick:
+            pipeline.synthesize(out_dir, cfg, tick)
+        console.print(f"wrote {out_dir}")
+
+    @app.command("reconstruct")
+    def reconstruct_cmd(
+        em_dir: Annotated[Path, typer.Argument(help="EM directory (volume.json, image.zarr)")],
+        out_run_dir: Annotated[Path, typer.Argument(help="run directory to write")],
+        model: Annotated[Path | None, typer.Option(help="saved model (train-model)")] = None,
+        affinities: Annotated[Path | None, typer.Option(
+            help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics)."""
+        from reconstruct import pipeline
+
+        try:
+            with pipeline.rich_progress(not quiet) as tick:
+                result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick)
+        except ReconstructError as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from e
+        if result:
+            console.print(metrics_table(result))
+        console.print(f"wrote {out_run_dir}")
+
+    @app.command("train-model")
+    def train_model(
+        em_dirs: Annotated[list[Path], typer.Argument(help="EM directories with truth/")],
+        out: Annotated[Path, typer.Option(help="where to save the model")] = Path(
+            "model.joblib"),
+        seed: Annotated[int, typer.Option()] = 0,
+    ) -> None:
+        """Train the voxel classifier on EM directories with ground truth."""
+        from reconstruct import io, pipeline
+
+        try:
+            model = pipeline.train_from_dirs(em_dirs, seed)
+        except ReconstructError as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from e
+        io.save_model(out, model)
+        console.print(f"wrote {out}")

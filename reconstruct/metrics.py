@@ -1,0 +1,165 @@
+"""Quality metrics against ground truth (pure logic): ERL/NERL, VOI, ARAND, synapse P/R/F1.
+
+Definitions follow /work/shared/notes/field.md: VOI split = H(pred | gt), merge =
+H(gt | pred) in bits, ground-truth label 0 ignored (CREMI); ARAND = 1 - F-score of Rand
+precision and recall (SNEMI3D); ERL = sum over skeletons s and segments k of c_sk^2 /
+L_total, with edges touching background, split between segments, or inside a merger
+(a segment holding nodes of two or more skeletons) counting zero; NERL = ERL / ERL of the
+ground-truth labels used as the prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+def contingency(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                           np.ndarray]:
+    """Overlap counts (gt label, pred label, voxels) over voxels where gt != 0."""
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth shape {gt.shape} != prediction shape {pred.shape}")
+    m = gt != 0
+    g = gt[m].astype(np.uint64)
+    p = pred[m].astype(np.uint64)
+    if len(g) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    pairs = np.stack([g, p], axis=1)
+    uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
+    return uniq[:, 0], uniq[:, 1], cnt.astype(np.int64)
+
+
+def voi(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """(split, merge) variation of information in bits; gt label 0 ignored."""
+    g, p, n = contingency(gt, pred)
+    if len(n) == 0:
+        return 0.0, 0.0
+    total = n.sum()
+    pij = n / total
+    _, gi = np.unique(g, return_inverse=True)
+    _, pj = np.unique(p, return_inverse=True)
+    pg = np.bincount(gi, weights=pij)
+    pp = np.bincount(pj, weights=pij)
+    split = -float(np.sum(pij * np.log2(pij / pg[gi])))
+    merge = -float(np.sum(pij * np.log2(pij / pp[pj])))
+    return max(split, 0.0), max(merge, 0.0)
+
+
+def adapted_rand(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Adapted Rand error, 1 - F(Rand precision, Rand recall); gt label 0 ignored."""
+    g, p, n = contingency(gt, pred)
+    if len(n) == 0:
+        return 0.0
+    nf = n.astype(np.float64)
+    total = nf.sum()
+    _, gi = np.unique(g, return_inverse=True)
+    _, pj = np.unique(p, return_inverse=True)
+    a = np.bincount(gi, weights=nf)
+    b = np.bincount(pj, weights=nf)
+    sum_ij = np.sum(nf**2) - total
+    sum_a = np.sum(a**2) - total
+    sum_b = np.sum(b**2) - total
+    precision = sum_ij / sum_b if sum_b > 0 else 1.0
+    recall = sum_ij / sum_a if sum_a > 0 else 1.0
+    if precision + recall == 0:
+        return 1.0
+    return float(1.0 - 2 * precision * recall / (precision + recall))
+
+
+def erl(skeleton_ids: np.ndarray, edges: np.ndarray, edge_lengths: np.ndarray,
+        node_labels: np.ndarray) -> float:
+    """Expected run length (nm) of skeletons under a segmentation.
+
+    skeleton_ids: (N,) skeleton of each node; edges: (E, 2) node indices; edge_lengths:
+    (E,) nm; node_labels: (N,) predicted segment at each node (0 = background).
+    """
+    if len(edges) == 0:
+        return 0.0
+    total = float(edge_lengths.sum())
+    if total <= 0:
+        return 0.0
+    fg = node_labels != 0
+    pairs = np.unique(np.stack([node_labels[fg], skeleton_ids[fg]], axis=1), axis=0)
+    seg_ids, n_skel = np.unique(pairs[:, 0], return_counts=True)
+    mergers = set(seg_ids[n_skel > 1].tolist())
+    a, b = edges[:, 0], edges[:, 1]
+    la, lb = node_labels[a], node_labels[b]
+    ok = (la == lb) & (la != 0)
+    if mergers:
+        ok &= ~np.isin(la, np.fromiter(mergers, dtype=la.dtype))
+    if not ok.any():
+        return 0.0
+    keys = np.stack([skeleton_ids[a][ok], la[ok]], axis=1)
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    c = np.bincount(inv.ravel(), weights=edge_lengths[ok])
+    return float(np.sum(c**2) / total)
+
+
+@dataclass
+class SynapseScore:
+    """Synapse detection quality."""
+
+    precision: float
+    recall: float
+    f1: float
+    true_positives: int
+    n_predicted: int
+    n_true: int
+    location_f1: float
+    compartment_accuracy: float | None
+
+
+def _f1(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
+    p = tp / n_pred if n_pred else (1.0 if n_true == 0 else 0.0)
+    r = tp / n_true if n_true else 1.0
+    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return p, r, f
+
+
+def _match(pred_xyz: np.ndarray, true_xyz: np.ndarray, ok: np.ndarray,
+           tolerance_nm: float) -> list[tuple[int, int]]:
+    if len(pred_xyz) == 0 or len(true_xyz) == 0:
+        return []
+    d = np.linalg.norm(pred_xyz[:, None, :] - true_xyz[None, :, :], axis=2)
+    valid = ok & (d <= tolerance_nm)
+    cost = np.where(valid, d, 1e9)
+    r, c = linear_sum_assignment(cost)
+    return [(int(i), int(j)) for i, j in zip(r, c, strict=True) if valid[i, j]]
+
+
+def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.ndarray,
+                   true_xyz: np.ndarray, true_pre: np.ndarray, true_post: np.ndarray,
+                   seg_to_gt: dict[int, int], tolerance_nm: float = 250.0,
+                   pred_comp: np.ndarray | None = None,
+                   true_comp: np.ndarray | None = None) -> SynapseScore:
+    """Match predicted to true synapses one-to-one within `tolerance_nm`.
+
+    A match needs both partners right: the predicted pre and post segments, mapped to the
+    ground-truth cell they overlap most (`seg_to_gt`), must equal the true pre and post.
+    """
+    mp = np.array([seg_to_gt.get(int(s), -1) for s in pred_pre], np.int64)
+    mq = np.array([seg_to_gt.get(int(s), -1) for s in pred_post], np.int64)
+    ok = (mp[:, None] == true_pre[None, :]) & (mq[:, None] == true_post[None, :])
+    matches = _match(pred_xyz, true_xyz, ok, tolerance_nm)
+    loc = _match(pred_xyz, true_xyz, np.ones((len(pred_xyz), len(true_xyz)), bool),
+                 tolerance_nm)
+    p, r, f = _f1(len(matches), len(pred_xyz), len(true_xyz))
+    _, _, lf = _f1(len(loc), len(pred_xyz), len(true_xyz))
+    acc = None
+    if pred_comp is not None and true_comp is not None and matches:
+        acc = float(np.mean([pred_comp[i] == true_comp[j] for i, j in matches]))
+    return SynapseScore(p, r, f, len(matches), len(pred_xyz), len(true_xyz), lf, acc)
+
+
+def segment_to_truth(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
+    """Each predicted segment -> the ground-truth label it overlaps most (0 excluded)."""
+    g, p, n = contingency(gt, pred)
+    out: dict[int, int] = {}
+    best: dict[int, int] = {}
+    for gi, pj, c in zip(g.tolist(), p.tolist(), n.tolist(), strict=True):
+        if pj != 0 and c > best.get(pj, 0):
+            best[pj] = c
+            out[pj] = gi
+    return out

@@ -1,0 +1,48 @@
+"""Shared fixtures: small synthetic volumes and one reconstruction run per preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconstruct import io, pipeline, synth
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on synthetic seeds never used for evaluation."""
+    p = tmp_path_factory.mktemp("model") / "model.joblib"
+    io.save_model(p, pipeline.default_model((40.0, 16.0, 16.0), seed=0))
+    return p
+
+
+def _em(tmp: Path, preset: str, seed: int) -> Path:
+    d = tmp / f"em_{preset}_{seed}"
+    pipeline.synthesize(d, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), preset, seed))
+    return d
+
+
+@pytest.fixture(scope="session")
+def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _em(tmp_path_factory.mktemp("clean"), "clean", 1)
+
+
+@pytest.fixture(scope="session")
+def noisy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _em(tmp_path_factory.mktemp("noisy"), "noisy", 1)
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory: pytest.TempPathFactory, clean_dir: Path,
+              model_path: Path) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("run_clean") / "run"
+    return out, pipeline.reconstruct(clean_dir, out, model_path)
+
+
+@pytest.fixture(scope="session")
+def noisy_run(tmp_path_factory: pytest.TempPathFactory, noisy_dir: Path,
+              model_path: Path) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("run_noisy") / "run"
+    return out, pipeline.reconstruct(noisy_dir, out, model_path)

@@ -1,0 +1,73 @@
+"""Metric implementations against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from reconstruct import metrics
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_voi_and_arand_match_skimage(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 4, (6, 7, 8)).astype(np.uint64)
+    pred = rng.integers(0, 5, (6, 7, 8)).astype(np.uint64)
+    split, merge = metrics.voi(gt, pred)
+    sk = variation_of_information(gt, pred, ignore_labels=[0])
+    assert split == pytest.approx(sk[0], abs=1e-9)
+    assert merge == pytest.approx(sk[1], abs=1e-9)
+    if (gt != 0).sum() > 1:
+        are = adapted_rand_error(gt, pred, ignore_labels=[0])[0]
+        assert metrics.adapted_rand(gt, pred) == pytest.approx(are, abs=1e-9)
+
+
+def test_voi_perfect_and_hand_worked() -> None:
+    gt = np.array([1, 1, 2, 2], np.uint64)
+    assert metrics.voi(gt, gt) == (0.0, 0.0)
+    # one segment covering both objects: merge = H(gt | pred) = 1 bit, split = 0
+    split, merge = metrics.voi(gt, np.array([5, 5, 5, 5], np.uint64))
+    assert split == pytest.approx(0.0) and merge == pytest.approx(1.0)
+    # each object cut in half: split = 1 bit
+    split, merge = metrics.voi(gt, np.array([1, 2, 3, 4], np.uint64))
+    assert split == pytest.approx(1.0) and merge == pytest.approx(0.0)
+
+
+def test_erl_hand_worked() -> None:
+    # skeleton A: chain of 4 nodes, edges of 1, 2, 3 nm; skeleton B: 2 nodes, edge 4 nm
+    sids = np.array([1, 1, 1, 1, 2, 2])
+    edges = np.array([[0, 1], [1, 2], [2, 3], [4, 5]])
+    lengths = np.array([1.0, 2.0, 3.0, 4.0])
+    total = 10.0
+    perfect = np.array([7, 7, 7, 7, 9, 9])
+    assert metrics.erl(sids, edges, lengths, perfect) == pytest.approx((6**2 + 4**2) / total)
+    # split A between nodes 1 and 2: runs 1 and 3, the 2 nm edge counts zero
+    split = np.array([7, 7, 8, 8, 9, 9])
+    assert metrics.erl(sids, edges, lengths, split) == pytest.approx((1 + 9 + 16) / total)
+    # segment 7 also holds a node of B: a merger, so all its edges count zero
+    merged = np.array([7, 7, 7, 7, 7, 9])
+    assert metrics.erl(sids, edges, lengths, merged) == pytest.approx(0.0)
+    # background nodes break runs
+    bg = np.array([7, 0, 7, 7, 9, 9])
+    assert metrics.erl(sids, edges, lengths, bg) == pytest.approx((9 + 16) / total)
+
+
+def test_synapse_scores_need_right_partners() -> None:
+    true_xyz = np.array([[0.0, 0, 0], [1000.0, 0, 0]])
+    true_pre = np.array([1, 2])
+    true_post = np.array([2, 1])
+    pred_xyz = np.array([[10.0, 0, 0], [1010.0, 0, 0], [5000.0, 0, 0]])
+    pred_pre = np.array([11, 11])
+    pred_pre = np.array([11, 11, 12])
+    pred_post = np.array([12, 12, 11])
+    mapping = {11: 1, 12: 2}
+    sc = metrics.synapse_scores(pred_xyz, pred_pre, pred_post, true_xyz, true_pre, true_post,
+                                mapping, tolerance_nm=100)
+    assert sc.true_positives == 1  # the second has swapped partners, the third is far
+    assert sc.precision == pytest.approx(1 / 3)
+    assert sc.recall == pytest.approx(1 / 2)
+    assert sc.location_f1 == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))

@@ -1,0 +1,76 @@
+"""End-to-end: EM directory -> run directory, contract and quality against truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reconstruct import io
+
+CLASSES = {"pyramidal", "chandelier", "unknown"}
+COMPS = {"soma", "axon", "ais", "dendrite", "unknown"}
+
+
+def test_run_dir_contract(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = clean_run
+    run = io.read_json(out / "run.json", "run")
+    assert run["voxel_size_nm"] == [16.0, 16.0, 40.0]
+    assert run["shape_zyx"] == [64, 64, 64]
+    assert run["created_by"] == "connectome-query"
+    assert {"source", "seed"} <= set(run)
+    st = io.open_zarr(out / "segmentation.zarr")
+    assert str(st.dtype.numpy_dtype) == "uint64" and list(st.shape) == [64, 64, 64]
+    assert list(st.domain.labels) == ["z", "y", "x"]
+    assert (out / "segmentation.precomputed" / "info").exists()
+    segs = io.read_table(out / "segments.parquet", "segments", io.SEGMENT_COLUMNS)
+    for col, dt in io.SEGMENT_COLUMNS.items():
+        assert str(segs[col].dtype) == dt, col
+    assert set(segs["predicted_class"]) <= CLASSES
+    syn = io.read_table(out / "synapses.parquet", "synapses", io.SYNAPSE_COLUMNS)
+    for col, dt in io.SYNAPSE_COLUMNS.items():
+        assert str(syn[col].dtype) == dt, col
+    assert set(syn["post_compartment"]) <= COMPS
+    assert syn["confidence"].between(0, 1).all()
+    seg = io.read_block(st, (slice(None),) * 3, out)
+    assert set(segs["segment_id"]) == set(np.unique(seg).tolist()) - {0}
+    assert set(syn["pre_segment_id"]) | set(syn["post_segment_id"]) <= set(segs["segment_id"])
+    assert list((out / "skeletons").glob("*.swc"))
+    assert (out / "metrics.json").exists()
+
+
+def test_precomputed_matches_zarr(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    import tensorstore as ts
+
+    out, _ = clean_run
+    z = io.read_block(io.open_zarr(out / "segmentation.zarr"), (slice(None),) * 3, out)
+    pc = ts.open({"driver": "neuroglancer_precomputed",
+                  "kvstore": {"driver": "file", "path": str(out / "segmentation.precomputed")}}
+                 ).result()
+    arr = np.asarray(pc[..., 0].read().result()).transpose(2, 1, 0)
+    assert np.array_equal(arr, z)
+
+
+def test_metrics_are_consistent(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    _, res = clean_run
+    p = res["pipeline"]
+    assert 0 <= p["nerl"] <= 1.0 + 1e-9
+    assert p["voi"] == pytest.approx(p["voi_split"] + p["voi_merge"])
+    assert 0 <= p["synapse_f1"] <= 1
+
+
+@pytest.mark.xfail(reason="quality floor not reached yet by the learned predictions; "
+                          "see BENCHMARKS.md ## Reconstruction", strict=False)
+def test_clean_quality_floor(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    _, res = clean_run
+    assert res["pipeline"]["nerl"] >= 0.9
+    assert res["pipeline"]["synapse_f1"] >= 0.9
+
+
+def test_noisy_threshold_cc_is_worse(noisy_run: tuple[Path, dict[str, Any]]) -> None:
+    _, res = noisy_run
+    ours, base = res["pipeline"], res["baseline_threshold_cc"]
+    assert base["voi_merge"] > ours["voi_merge"] + 0.5
+    assert base["arand"] > ours["arand"]

@@ -1,0 +1,48 @@
+"""Array-module chooser and importing affinities made elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reconstruct import boundary, io, pipeline, xp
+
+
+def test_numpy_backend_without_gpu() -> None:
+    if xp.backend_name() == "cupy":
+        pytest.skip("a CUDA device is present")
+    assert xp.get() is np
+    import scipy.ndimage
+
+    assert xp.ndimage() is scipy.ndimage
+
+
+@pytest.mark.gpu
+def test_cupy_backend_matches_numpy() -> None:
+    if xp.backend_name() != "cupy":
+        pytest.skip("needs a CUDA device")
+    a = np.random.default_rng(0).random((16, 32, 32)).astype(np.float32)
+    f_gpu = xp.to_numpy(boundary.features(a, (40.0, 16.0, 16.0)))
+    import os
+
+    os.environ["CONNECTOME_XP"] = "numpy"
+    xp._cupy.cache_clear()
+    try:
+        f_cpu = boundary.features(a, (40.0, 16.0, 16.0))
+    finally:
+        del os.environ["CONNECTOME_XP"]
+        xp._cupy.cache_clear()
+    assert np.allclose(f_gpu, f_cpu, atol=1e-4)
+
+
+def test_imported_affinities(clean_dir: Path, tmp_path: Path, model_path: Path) -> None:
+    truth = pipeline.read_truth(clean_dir, (64, 64, 64))
+    assert truth is not None
+    affs = boundary.true_affinities(truth["segmentation"])
+    p = tmp_path / "affs.zarr"
+    io.write_zarr(p, (affs * 255).astype(np.uint8))
+    res = pipeline.reconstruct(clean_dir, tmp_path / "run", model_path, p)
+    assert res["pipeline"]["voi_merge"] < 0.3
+    assert (tmp_path / "run" / "segments.parquet").exists()
