@@ -144,16 +144,27 @@ def ingest_cmd(
     neurons: Annotated[Path | None, typer.Option(
         help="neuPrint-style neurons file giving types for a synapse table.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per write transaction.")] = 10_000,
+    chandelier_threshold: Annotated[float, typer.Option(
+        help="Chandelier cell: share of output synapses onto AIS at least this.")] = 0.5,
+    chandelier_min_synapses: Annotated[int, typer.Option(
+        help="Chandelier cell: at least this many outputs of known compartment.")] = 10,
+    neuroglancer_source: Annotated[str | None, typer.Option(
+        help="Segmentation volume URL (e.g. precomputed://gs://...) for Neuroglancer links.")
+    ] = None,
 ) -> None:
     """Load a connectome into Neo4j (validated first; re-running gives the same graph)."""
+    from ingest.classify import ChandelierRule
     from ingest.errors import IngestError
     from ingest.loader import load
     from ingest.sources import read_source
 
     try:
+        rule = ChandelierRule(chandelier_threshold, chandelier_min_synapses)
         with console.status(f"reading {source}..."):
             tables = read_source(source, encoding=encoding, voxel_size=_voxel_size(voxel_size),
                                  neurons=neurons)
+        if neuroglancer_source:
+            tables.meta["neuroglancerSource"] = neuroglancer_source
         with open_driver() as driver, progress_bar() as bar:
             tasks: dict[str, TaskID] = {}
 
@@ -162,7 +173,8 @@ def ingest_cmd(
                     tasks[step] = bar.add_task(step, total=max(total, 1))
                 bar.update(tasks[step], completed=done if total else 1)
 
-            result = load(driver, tables, dataset, batch_size=batch_size, progress=report)
+            result = load(driver, tables, dataset, batch_size=batch_size, progress=report,
+                          chandelier=rule)
     except IngestError as exc:
         raise fail(f"{exc}\nnothing was written to the database") from None
     except ValueError as exc:

@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graphql_api import cypher
+from graphql_api.circuits import CircuitQuery
 from graphql_api.auth import readable, require_read
 from graphql_api.context import ApiContext, PartnerKey
 from graphql_api.db import read
@@ -185,7 +186,7 @@ def _decode_cursor(cursor: str) -> int:
 
 
 @strawberry.type
-class Query:
+class Query(CircuitQuery):
     @strawberry.field(description="Datasets in the graph.")
     async def datasets(self, info: Info[ApiContext, None]) -> list[Dataset]:
         rows = await read(info.context.driver, cypher.DATASETS, {"name": None})

@@ -20,6 +20,7 @@ import neo4j
 import numpy as np
 import pandas as pd
 
+from ingest.classify import ChandelierRule, with_chandelier_classification
 from ingest.tables import ConnectomeTables, neuron_summaries, validate
 from schema.migrate import apply_migrations
 from schema.model import check_dataset_name
@@ -30,7 +31,8 @@ Progress = Callable[[str, int, int], None]
 DEFAULT_BATCH = 10_000
 
 _NEURON_PROPS = ("instance", "type", "cellClass", "neurotransmitter", "status", "size",
-                 "pre", "post", "upstream", "downstream", "gapJunctions", "nmjSynapses")
+                 "pre", "post", "upstream", "downstream", "gapJunctions", "nmjSynapses",
+                 "chandelier", "aisOutputFraction", "aisOutputSynapses")
 
 WRITE_NEURONS = """
 UNWIND $rows AS r
@@ -188,11 +190,15 @@ def load(
     database: str = "neo4j",
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
+    chandelier: ChandelierRule | None = None,
 ) -> LoadReport:
-    """Validate `tables`, then write them as dataset `dataset`, replacing what it held."""
+    """Validate `tables`, then write them as dataset `dataset`, replacing what it held.
+
+    Neurons are classified as chandelier cells by `chandelier` (default rule: ingest.classify)."""
     start = datetime.now(UTC)
     check_dataset_name(dataset)
     validate(tables)
+    tables = with_chandelier_classification(tables, chandelier)
     conns = tables.connections
     chem = conns[conns["kind"] == "chemical"]
     elec = conns[conns["kind"] == "electrical"]

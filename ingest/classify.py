@@ -1,0 +1,106 @@
+"""Cell classes inferred from connectivity at ingest: chandelier (axo-axonic) cells.
+
+Rule (documented in `graphql_api/CIRCUITS.md`): a neuron is a chandelier cell when
+
+    aisOutputFraction = (its output synapses onto an `ais` compartment)
+                        / (its output synapses whose postsynaptic compartment is known)
+
+is at least `threshold` (default 0.5) and it has at least `min_synapses` (default 10) output
+synapses with a known compartment. `unknown` compartments are left out of the denominator, so a
+partly annotated dataset does not dilute the share. Without a synapse table carrying
+compartments nothing can be classified: every neuron gets `chandelier = false` and a null
+fraction, and the Meta node says `chandelierClassified = false`.
+
+Pure functions on `ConnectomeTables`; the loader stores the result as neuron properties
+(`chandelier`, `aisOutputFraction`, `aisOutputSynapses`) and the rule on the Meta node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ingest.tables import ConnectomeTables
+
+RULE_NAME = "aisOutputFraction"
+
+
+@dataclass(frozen=True)
+class ChandelierRule:
+    """When a neuron counts as a chandelier cell (see the module docstring)."""
+
+    threshold: float = 0.5
+    min_synapses: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"chandelier threshold must be in (0, 1], got {self.threshold}")
+        if self.min_synapses < 1:
+            raise ValueError(f"chandelier min_synapses must be >= 1, got {self.min_synapses}")
+
+    def describe(self) -> str:
+        return (f"{RULE_NAME} >= {self.threshold:g} with >= {self.min_synapses} output synapses "
+                "of known compartment (ais / (soma + axon + ais + dendrite))")
+
+
+def classify_chandeliers(tables: ConnectomeTables,
+                         rule: ChandelierRule | None = None) -> pd.DataFrame:
+    """Per neuron: `aisOutputSynapses`, `knownOutputSynapses`, `aisOutputFraction` (NaN when no
+    output synapse has a known compartment) and `chandelier` (bool), indexed like
+    `tables.neurons`."""
+    rule = rule or ChandelierRule()
+    ids = tables.neurons["bodyId"]
+    out = pd.DataFrame({"bodyId": ids.to_numpy()}, index=tables.neurons.index)
+    syn = tables.synapses
+    if syn is None or syn.empty or "postCompartment" not in syn.columns:
+        out["aisOutputSynapses"] = 0
+        out["knownOutputSynapses"] = 0
+        out["aisOutputFraction"] = np.nan
+        out["chandelier"] = False
+        return out
+    comp = syn["postCompartment"].fillna("unknown").astype(str)
+    known = syn.loc[comp != "unknown", "bodyIdPre"]
+    ais = syn.loc[comp == "ais", "bodyIdPre"]
+    n_known = ids.map(known.value_counts()).fillna(0).astype("int64")
+    n_ais = ids.map(ais.value_counts()).fillna(0).astype("int64")
+    frac = np.where(n_known.to_numpy() > 0,
+                    n_ais.to_numpy() / np.maximum(n_known.to_numpy(), 1), np.nan)
+    out["aisOutputSynapses"] = n_ais.to_numpy()
+    out["knownOutputSynapses"] = n_known.to_numpy()
+    out["aisOutputFraction"] = frac
+    out["chandelier"] = (n_known.to_numpy() >= rule.min_synapses) & (
+        np.nan_to_num(frac, nan=0.0) >= rule.threshold)
+    return out
+
+
+def has_compartments(tables: ConnectomeTables) -> bool:
+    """Whether any synapse has a known postsynaptic compartment."""
+    syn = tables.synapses
+    if syn is None or syn.empty or "postCompartment" not in syn.columns:
+        return False
+    return bool((syn["postCompartment"].fillna("unknown") != "unknown").any())
+
+
+def with_chandelier_classification(tables: ConnectomeTables,
+                                   rule: ChandelierRule | None = None) -> ConnectomeTables:
+    """A copy of `tables` whose neurons carry the classification and whose meta the rule."""
+    rule = rule or ChandelierRule()
+    result = classify_chandeliers(tables, rule)
+    neurons = tables.neurons.copy()
+    classified = has_compartments(tables)
+    neurons["chandelier"] = result["chandelier"].to_numpy().astype(bool)
+    neurons["aisOutputFraction"] = result["aisOutputFraction"].to_numpy()
+    neurons["aisOutputSynapses"] = result["aisOutputSynapses"].to_numpy()
+    meta: dict[str, Any] = dict(tables.meta)
+    meta.update({
+        "chandelierClassified": classified,
+        "chandelierRule": rule.describe() if classified else
+        "not classified: no synapse has a known postsynaptic compartment",
+        "chandelierThreshold": float(rule.threshold),
+        "chandelierMinSynapses": int(rule.min_synapses),
+        "chandelierCount": int(result["chandelier"].sum()),
+    })
+    return replace(tables, neurons=neurons, meta=meta)
