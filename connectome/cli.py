@@ -24,6 +24,7 @@ from rich.table import Table
 
 import reconstruct.cli
 from connectome.db import local_server, open_driver, resolve_target
+from connectome.export_cli import export_app
 from connectome.neo4j_local import Neo4jServerError
 from connectome.settings import external_target
 from connectome.tokens_cli import tokens_app
@@ -36,6 +37,7 @@ app = typer.Typer(
 neo4j_app = typer.Typer(help="The local Neo4j 5.26 server (or the one NEO4J_URI names).",
                         no_args_is_help=True)
 app.add_typer(neo4j_app, name="neo4j")
+app.add_typer(export_app, name="export")
 app.add_typer(tokens_app, name="tokens")
 console = Console(stderr=True)
 out = Console()

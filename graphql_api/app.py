@@ -14,6 +14,7 @@ from connectome.settings import Neo4jTarget
 from graphql_api.auth import AuthConfig
 from graphql_api.context import ApiContext
 from graphql_api.custom_cypher import router as cypher_router
+from graphql_api.export_http import export_router
 from graphql_api.guard import install as install_guard
 from graphql_api.schema import schema
 
@@ -42,6 +43,7 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
     app.include_router(cypher_router(lambda: state["driver"],
                                      target.database if target else "neo4j"))
     app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
+    app.include_router(export_router(target))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -17,6 +17,7 @@ from graphql_api.auth import readable, require_read
 from graphql_api.context import ApiContext, PartnerKey
 from graphql_api.db import read
 from graphql_api.errors import QueryError, should_mask
+from graphql_api.export_graphql import ConnectivityMatrix, resolve_connectivity_matrix
 from schema.model import DATASET_NAME
 
 MAX_PAGE = 1000
@@ -187,6 +188,11 @@ def _decode_cursor(cursor: str) -> int:
 
 @strawberry.type
 class Query(CircuitQuery):
+    connectivity_matrix: ConnectivityMatrix = strawberry.field(
+        resolver=resolve_connectivity_matrix,
+        description="Connectivity matrix of a dataset or subset: entries inline when small, "
+        "a download URL (streamed CSV/Parquet/Arrow/NPZ/Matrix Market) for any size.")
+
     @strawberry.field(description="Datasets in the graph.")
     async def datasets(self, info: Info[ApiContext, None]) -> list[Dataset]:
         rows = await read(info.context.driver, cypher.DATASETS, {"name": None})

@@ -1,0 +1,211 @@
+"""`connectome export matrix`: a connectivity matrix to a file, with a progress bar.
+
+The file is written as `NAME.partial` and renamed to NAME only once it is complete, so an
+interrupted export never leaves a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+export_app = typer.Typer(help="Bulk export: connectivity matrices to files.",
+                         no_args_is_help=True)
+console = Console(stderr=True)
+
+SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrows": "arrow",
+                  ".arrow": "arrow", ".ipc": "arrow", ".npz": "npz", ".mtx": "mtx", ".mm": "mtx"}
+TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrows": "arrow",
+                 ".arrow": "arrow", ".ipc": "arrow"}
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """Write to `path.partial`; rename onto `path` on success, delete it on any failure."""
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with partial.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _body_ids(values: list[str] | None, path: Path | None) -> list[int] | None:
+    items = _list(values) or []
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}") from None
+        items += [v for v in text.replace(",", " ").split() if v]
+    if not items:
+        return None
+    try:
+        return [int(v, 10) for v in items]
+    except ValueError:
+        bad = next(v for v in items if not v.lstrip("-").isdigit())
+        raise typer.BadParameter(f"not a body id: {bad!r}") from None
+
+
+def _format_for(output: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    found = SUFFIX_FORMATS.get(output.suffix.lower())
+    if found is None:
+        raise typer.BadParameter(
+            f"cannot tell the format from {output.name!r}; pass --format (csv, parquet, arrow, "
+            "npz, mtx)")
+    return found
+
+
+def _http_download(server: str, body: dict[str, Any], output: Path, token: str | None,
+                   path: str = "/export/matrix") -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = server.rstrip("/") + path
+    columns = (TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+               TimeElapsedColumn())
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=httpx.Timeout(
+            30.0, read=600.0)) as response:
+        if response.status_code != 200:
+            response.read()
+            try:
+                detail = response.json().get("detail") or response.text
+            except ValueError:
+                detail = response.text
+            raise _fail(f"the server answered {response.status_code}: {detail}")
+        with atomic_output(output) as fh, Progress(*columns, console=console) as bar:
+            task = bar.add_task(f"downloading {output.name}", total=None)
+            for block in response.iter_bytes(1 << 20):
+                fh.write(block)
+                bar.advance(task, len(block))
+
+
+@export_app.command("matrix")
+def matrix_cmd(
+    output: Annotated[Path, typer.Argument(
+        help="File to write; its suffix picks the format (.csv .parquet .arrows .npz .mtx).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
+    body_ids: Annotated[list[str] | None, typer.Option(
+        "--body-ids", help="Keep only these neurons (comma-separated; repeatable).")] = None,
+    body_ids_file: Annotated[Path | None, typer.Option(
+        help="A file of body ids (whitespace or comma separated).")] = None,
+    types: Annotated[list[str] | None, typer.Option(
+        "--type", help="Keep only neurons of these types (repeatable).")] = None,
+    rois: Annotated[list[str] | None, typer.Option(
+        "--roi", help="Count only synapses in these ROIs (repeatable; chemical).")] = None,
+    min_weight: Annotated[int, typer.Option(help="Drop entries below this weight.")] = 1,
+    synapse_type: Annotated[str, typer.Option(help="chemical or electrical.")] = "chemical",
+    by_type: Annotated[bool, typer.Option(
+        "--by-type", help="Collapse neurons into cell types (sums weights).")] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, parquet, arrow, npz or mtx (default: from the suffix).")] = None,
+    neurons: Annotated[Path | None, typer.Option(
+        help="Also write the neuron metadata table here (.csv/.parquet/.arrows).")] = None,
+    embed_neurons: Annotated[bool, typer.Option(
+        help="npz only: store the neuron metadata inside as neurons_<column> arrays.")] = False,
+    server: Annotated[str | None, typer.Option(
+        help="Download from a running API (e.g. http://127.0.0.1:8000) instead of reading "
+             "Neo4j directly.")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="CONNECTOME_TOKEN", help="API token for --server.")] = None,
+) -> None:
+    """Export a connectivity matrix (whole dataset or a subset) to a file."""
+    from graphql_api.export import ExportError, MatrixRequest
+    from graphql_api.export import Progress as ExportProgress
+
+    ids = _body_ids(body_ids, body_ids_file)
+    type_list, roi_list = _list(types), _list(rois)
+    request = MatrixRequest(
+        dataset=dataset, body_ids=tuple(ids) if ids else None,
+        types=tuple(type_list) if type_list else None,
+        rois=tuple(roi_list) if roi_list else None, min_weight=min_weight,
+        synapse_type=synapse_type, level="type" if by_type else "neuron",
+        format=_format_for(output, fmt), neurons=embed_neurons,
+    )
+    table_format = None
+    if neurons is not None:
+        table_format = TABLE_FORMATS.get(neurons.suffix.lower())
+        if table_format is None:
+            raise typer.BadParameter("--neurons must end in .csv, .parquet or .arrows")
+    try:
+        request = request.normalized()
+    except ExportError as exc:
+        raise _fail(exc.message) from None
+
+    if server:
+        body = {"dataset": request.dataset, "bodyIds": ids, "types": type_list, "rois": roi_list,
+                "minWeight": request.min_weight, "synapseType": request.synapse_type,
+                "level": request.level, "format": request.format,
+                "neurons": request.neurons}
+        _http_download(server, body, output, token)
+        if neurons is not None:
+            _http_download(server, {**body, "format": table_format}, neurons, token,
+                           path="/export/neurons")
+        console.print(f"wrote {output}")
+        return
+
+    from connectome.db import open_driver
+    from connectome.neo4j_local import Neo4jServerError
+    from graphql_api.export import prepare, read_metadata, write
+    from graphql_api.export_formats import write_metadata
+
+    columns = (TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("neurons"), TimeElapsedColumn())
+    try:
+        with open_driver() as driver:
+            with console.status("checking the request and reading the neuron index..."):
+                plan = prepare(driver, request)
+            with atomic_output(output) as fh, Progress(*columns, console=console) as bar:
+                task = bar.add_task(f"exporting {output.name}", total=len(plan.index))
+
+                def report(p: ExportProgress) -> None:
+                    bar.update(task, completed=p.neurons_done,
+                               description=f"{p.entries:,} entries")
+
+                progress: Callable[[ExportProgress], None] = report
+                stats = write(driver, plan, fh, progress)
+            if neurons is not None and table_format is not None:
+                table = plan.metadata if plan.metadata is not None else read_metadata(driver,
+                                                                                      plan)
+                with atomic_output(neurons) as fh:
+                    write_metadata(table, table_format, fh)
+    except ExportError as exc:
+        raise _fail(exc.message) from None
+    except Neo4jServerError as exc:
+        raise _fail(str(exc)) from None
+    rows, cols = plan.shape
+    console.print(f"wrote {output}: {rows:,} x {cols:,} matrix, {stats.entries:,} entries "
+                  f"({output.stat().st_size / 1e6:.1f} MB)")

@@ -1,0 +1,215 @@
+"""`connectome export matrix`, the GraphQL field, and exports not blocking other queries."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import scipy.sparse as sp
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import graphql_api.export as export_module
+from connectome.cli import app
+from tests.export.conftest import SYNTH, SynthSet
+from tests.export.readback import edges_of, read_back
+
+pytestmark = pytest.mark.neo4j
+runner = CliRunner()
+
+
+def test_cli_writes_each_format(tmp_path: Path, synth: SynthSet) -> None:
+    expected = edges_of(synth.chemical(min_weight=2))
+    for suffix, fmt in ((".parquet", "parquet"), (".npz", "npz"), (".mtx", "mtx"),
+                        (".csv", "csv"), (".arrows", "arrow")):
+        out = tmp_path / f"m{suffix}"
+        result = runner.invoke(app, ["export", "matrix", str(out), "-d", SYNTH,
+                                     "--min-weight", "2"])
+        assert result.exit_code == 0, result.output
+        assert read_back(fmt, out.read_bytes())[0] == expected
+        assert not list(tmp_path.glob("*.partial"))
+
+
+def test_cli_filters_and_neuron_table(tmp_path: Path, synth: SynthSet) -> None:
+    import pandas as pd
+
+    ids = sorted(synth.neurons["bodyId"].astype(int))[:120]
+    id_file = tmp_path / "ids.txt"
+    id_file.write_text("\n".join(map(str, ids)))
+    out, table = tmp_path / "sub.npz", tmp_path / "sub_neurons.csv"
+    result = runner.invoke(app, ["export", "matrix", str(out), "-d", SYNTH, "--body-ids-file",
+                                 str(id_file), "--roi", "A", "--neurons", str(table)])
+    assert result.exit_code == 0, result.output
+    got, labels = read_back("npz", out.read_bytes())
+    assert labels == ids
+    assert got == edges_of(synth.chemical(rois={"A"}).subgraph(ids))
+    assert pd.read_csv(table)["bodyId"].tolist() == ids
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path: Path, synth: SynthSet) -> None:
+    out = tmp_path / "x.parquet"
+    result = runner.invoke(app, ["export", "matrix", str(out), "-d", "no_such_set"])
+    assert result.exit_code == 1
+    assert "unknown dataset" in result.output
+    result = runner.invoke(app, ["export", "matrix", str(tmp_path / "x.xlsx"), "-d", SYNTH])
+    assert result.exit_code != 0 and "format" in result.output
+    result = runner.invoke(app, ["export", "matrix", str(out), "-d", SYNTH, "--min-weight", "-3"])
+    assert result.exit_code == 1 and "minWeight must be >= 0" in result.output
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz"])
+def test_interrupted_export_leaves_no_file(tmp_path: Path, synth: SynthSet,
+                                           monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    out = tmp_path / f"big.{fmt}"
+    out_before = tmp_path / f"old.{fmt}"
+    monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "20")
+    real = export_module.chunk_from_records
+    calls = {"n": 0}
+
+    def flaky(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl+C mid-export
+        return real(*args)
+
+    monkeypatch.setattr(export_module, "chunk_from_records", flaky)
+    result = runner.invoke(app, ["export", "matrix", str(out), "-d", SYNTH])
+    assert result.exit_code != 0
+    assert calls["n"] == 4
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+    # an earlier complete file of that name stays as it was
+    out_before.write_bytes(b"complete")
+    calls["n"] = 0
+    result = runner.invoke(app, ["export", "matrix", str(out_before), "-d", SYNTH])
+    assert out_before.read_bytes() == b"complete"
+
+
+def test_cli_downloads_from_the_api(tmp_path: Path, synth: SynthSet, api: TestClient,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    def stream(method: str, url: str, **kw: Any) -> Any:
+        kw.pop("timeout", None)
+        return api.stream(method, url.replace("http://api", ""), **kw)
+
+    monkeypatch.setattr(httpx, "stream", stream)
+    out = tmp_path / "dl.npz"
+    result = runner.invoke(app, ["export", "matrix", str(out), "-d", SYNTH,
+                                 "--synapse-type", "electrical", "--server", "http://api"])
+    assert result.exit_code == 0, result.output
+    assert read_back("npz", out.read_bytes())[0] == edges_of(synth.electrical())
+    result = runner.invoke(app, ["export", "matrix", str(tmp_path / "e.csv"), "-d", "nope",
+                                 "--server", "http://api"])
+    assert result.exit_code == 1 and "404" in result.output and "unknown dataset" in result.output
+    assert not (tmp_path / "e.csv").exists()
+
+
+# -- GraphQL -------------------------------------------------------------------------------------
+MATRIX_QUERY = """query($d: String!, $ids: [String!], $types: [String!], $w: Int!,
+  $s: MatrixSynapseType!, $l: MatrixLevel!) {
+  connectivityMatrix(dataset: $d, bodyIds: $ids, types: $types, minWeight: $w, synapseType: $s,
+                     level: $l, format: NPZ) {
+    size inline entryCount labels entries { pre post weight } downloadUrl } }"""
+
+
+def gql(api: TestClient, **variables: Any) -> dict[str, Any]:
+    body = {"d": SYNTH, "ids": None, "types": None, "w": 1, "s": "CHEMICAL", "l": "NEURON"}
+    body.update(variables)
+    response = api.post("/graphql", json={"query": MATRIX_QUERY, "variables": body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_graphql_small_matrix_inline(api: TestClient, synth: SynthSet) -> None:
+    ids = sorted(synth.neurons["bodyId"].astype(int))[:60]
+    data = gql(api, ids=[str(i) for i in ids])["data"]["connectivityMatrix"]
+    assert data["inline"] and data["size"] == 60
+    assert data["labels"] == [str(i) for i in ids]
+    got = {(int(e["pre"]), int(e["post"])): e["weight"] for e in data["entries"]}
+    assert got == edges_of(synth.chemical().subgraph(ids))
+    assert data["entryCount"] == len(got)
+    data = gql(api, s="ELECTRICAL", w=2, l="TYPE")["data"]["connectivityMatrix"]
+    assert data["inline"]
+    full = read_back("npz", api.get(data["downloadUrl"]).content, by_type=True)[0]
+    assert {(e["pre"], e["post"]): e["weight"] for e in data["entries"]} == full
+
+
+def test_graphql_large_matrix_gives_a_download_url(api: TestClient, synth: SynthSet,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOME_EXPORT_INLINE_EDGES", "100")
+    data = gql(api)["data"]["connectivityMatrix"]
+    assert not data["inline"] and data["entries"] is None
+    assert data["size"] == len(synth.neurons)
+    response = api.get(data["downloadUrl"])
+    assert response.status_code == 200
+    assert read_back("npz", response.content)[0] == edges_of(synth.chemical())
+
+
+def test_graphql_errors(api: TestClient) -> None:
+    body = gql(api, d="no_such_set")
+    assert "unknown dataset" in body["errors"][0]["message"]
+    body = gql(api, w=-1)
+    assert "minWeight must be >= 0" in body["errors"][0]["message"]
+
+
+# -- not holding up other queries ---------------------------------------------------------------
+def test_a_slow_download_does_not_block_other_queries(api: TestClient, synth: SynthSet,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "10")
+    monkeypatch.setattr("graphql_api.export_http.QUEUE_BLOCK", 256)
+    started, release = threading.Event(), threading.Event()
+    received: list[bytes] = []
+
+    def slow_client() -> None:
+        with api.stream("GET", "/export/matrix", params={"dataset": SYNTH,
+                                                         "format": "csv"}) as response:
+            for block in response.iter_bytes():
+                received.append(block)
+                started.set()
+                release.wait(30)  # a client reading slowly: the export stays open
+
+    thread = threading.Thread(target=slow_client)
+    thread.start()
+    try:
+        assert started.wait(30)
+        t0 = time.monotonic()
+        for _ in range(5):
+            response = api.post("/graphql", json={"query": "{ datasets { name } }"})
+            assert response.status_code == 200
+        assert time.monotonic() - t0 < 10
+        assert thread.is_alive()  # the export was still in flight
+    finally:
+        release.set()
+        thread.join(60)
+    data = b"".join(received)
+    assert read_back("csv", data)[0] == edges_of(synth.chemical())
+    assert sp.load_npz  # scipy import used by readers
+
+
+def test_export_memory_is_bounded_by_page_not_matrix(synth: SynthSet, driver: Any) -> None:
+    """Writers never see more than one page of entries at a time."""
+    plan = export_module.prepare(driver, export_module.MatrixRequest(
+        dataset=SYNTH, format="parquet"), limits=export_module.ExportLimits(page_neurons=25))
+    seen: list[int] = []
+    real_iter = export_module.iter_chunks
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        for chunk in real_iter(*args, **kw):
+            seen.append(len(chunk.rows))
+            yield chunk
+
+    export_module.iter_chunks = spy  # type: ignore[assignment]
+    try:
+        buf = io.BytesIO()
+        stats = export_module.write(driver, plan, buf)
+    finally:
+        export_module.iter_chunks = real_iter  # type: ignore[assignment]
+    assert stats.pages == len(seen) == -(-len(synth.neurons) // 25)
+    assert max(seen) < stats.entries / 3
+    assert read_back("parquet", buf.getvalue())[0] == edges_of(synth.chemical())
