@@ -194,6 +194,42 @@ def ingest_cmd(
     out.print(f"loaded in {result.seconds:.1f} s")
 
 
+@app.command("import")
+def import_cmd(
+    source: Annotated[str, typer.Argument(help="Anything `connectome ingest` reads.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the graph.")],
+    replace: Annotated[bool, typer.Option(
+        help="Discard whatever the local database holds (every dataset).")] = False,
+    heap: Annotated[str, typer.Option(help="Java heap for neo4j-admin import.")] = "2g",
+    voxel_size: Annotated[str, typer.Option(
+        help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
+    neurons: Annotated[Path | None, typer.Option(
+        help="neuPrint-style neurons file giving types for a synapse table.")] = None,
+) -> None:
+    """Build an EMPTY local database with neo4j-admin's offline importer (fastest fresh load)."""
+    from ingest.bulk_import import BulkImportError, offline_import
+    from ingest.errors import IngestError
+    from ingest.sources import read_source
+
+    if external_target() is not None:
+        raise fail("the offline importer builds the local server's database; NEO4J_URI names "
+                   "another server: use `connectome ingest` there")
+    try:
+        with console.status(f"reading {source}..."):
+            tables = read_source(source, voxel_size=_voxel_size(voxel_size), neurons=neurons)
+        with console.status("importing...") as status:
+            report, timings = offline_import(local_server(), tables, dataset, replace=replace,
+                                             heap=heap, step=lambda m: status.update(m + "..."))
+    except IngestError as exc:
+        raise fail(f"{exc}\nnothing was written to the database") from None
+    except (BulkImportError, Neo4jServerError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    out.print(f"imported {report.neurons:,} neurons, {report.chemical_connections:,} chemical "
+              f"and {report.electrical_connections:,} electrical connections, "
+              f"{report.synapses:,} synapses as {dataset} in {timings.total:.1f} s "
+              f"(neo4j-admin {timings.admin_import:.1f} s); the server is running")
+
+
 @app.command("synth-connectome")
 def synth_connectome_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the Parquet files.")],

@@ -190,7 +190,7 @@ class LocalNeo4j:
     def _initialise_password(self) -> None:
         if self.password_file.exists():
             return
-        password = secrets.token_urlsafe(18)
+        password = "p" + secrets.token_urlsafe(18)  # never starts with '-' (an option)
         proc = self.admin("dbms", "set-initial-password", password)
         if proc.returncode != 0:
             raise Neo4jServerError(f"setting the initial password failed:\n{proc.stderr[-2000:]}")
@@ -269,7 +269,10 @@ class LocalNeo4j:
                 with neo4j.GraphDatabase.driver(
                     target.uri, auth=(target.user, target.password), connection_timeout=2
                 ) as driver:
-                    driver.execute_query("RETURN 1", database_=target.database)
+                    # A plain session run: execute_query would retry with back-off for up to
+                    # 30 s inside one poll, delaying the start by up to that much.
+                    with driver.session(database=target.database) as session:
+                        session.run("RETURN 1").consume()
                 return
             except Exception as exc:  # not up yet: refused, service unavailable, auth warm-up
                 last = exc

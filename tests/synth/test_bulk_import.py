@@ -1,0 +1,103 @@
+"""The offline importer builds the same graph as the online loader (on a small synthetic set)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import pytest
+
+from connectome.neo4j_local import LocalNeo4j
+from connectome.settings import LocalServerConfig, cache_dir
+from ingest.bulk_import import BulkImportError, offline_import
+from ingest.loader import load
+from ingest.readers.synapse_table import read_synapse_table
+from ingest.synth_connectome import synth_connectome
+
+pytestmark = pytest.mark.neo4j
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4j]:
+    """A second, empty server of our own (the importer rebuilds its whole database)."""
+    config = LocalServerConfig(
+        home=tmp_path_factory.mktemp("bulk-home"), cache=cache_dir(), bolt_port=_free_port(),
+        heap=os.environ.get("CONNECTOME_TEST_NEO4J_HEAP", "768m"), pagecache="256m")
+    server = LocalNeo4j(config)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _summary(drv: neo4j.Driver, dataset: str) -> dict[str, Any]:
+    """Counts, property keys per label/type, and weight checksums, loadIds left out."""
+    def q(text: str) -> list[dict[str, Any]]:
+        records, _, _ = drv.execute_query(text, d=dataset)
+        return [r.data() for r in records]
+
+    out: dict[str, Any] = {}
+    out["labels"] = sorted(
+        (tuple(sorted(r["labels"])), r["n"], tuple(sorted(r["keys"]))) for r in q(
+            "MATCH (n) WHERE n.dataset = $d WITH labels(n) AS labels, n "
+            "UNWIND (CASE WHEN size(keys(n)) = 0 THEN [null] ELSE keys(n) END) AS k "
+            "WITH labels, count(DISTINCT n) AS n, collect(DISTINCT k) AS keys "
+            "RETURN labels, n, keys"))
+    out["rels"] = sorted(
+        (r["t"], r["n"], tuple(sorted(r["keys"]))) for r in q(
+            "MATCH (a)-[r]->(b) WHERE a.dataset = $d "
+            "UNWIND keys(r) AS k WITH type(r) AS t, count(DISTINCT r) AS n, "
+            "collect(DISTINCT k) AS keys RETURN t, n, keys"))
+    out["weights"] = q(
+        "MATCH (a:Neuron {dataset: $d})-[c:ConnectsTo]->(b) RETURN count(c) AS n, "
+        "sum(c.weight) AS w, sum((a.bodyId % 1000003) * c.weight + b.bodyId % 999983) AS h, "
+        "sum(size(c.rois)) AS rois, sum(reduce(s = 0, x IN c.roiWeights | s + x)) AS rw")
+    out["neurons"] = sorted(
+        (r["props"]["bodyId"], sorted((k, str(v)) for k, v in r["props"].items()
+                                      if k != "loadId"))
+        for r in q("MATCH (n:Neuron {dataset: $d}) RETURN properties(n) AS props"))
+    out["synapses"] = q(
+        "MATCH (:Neuron {dataset: $d})-[:Contains]->(ss:SynapseSet)-[:Contains]->(s:Synapse) "
+        "MATCH (ss)-[:SynapsesTo]->(post:Neuron) WHERE post.bodyId = s.postBodyId "
+        "RETURN count(s) AS n, sum(s.synapseId % 7919) AS h, "
+        "sum(s.location.x) AS x, count(DISTINCT s.postCompartment) AS comps")
+    out["meta"] = q("MATCH (m:Meta {dataset: $d}) RETURN m.neuronCount AS n, "
+                    "m.chemicalSynapses AS s, m.synapseCount AS syn, m.status AS status")
+    return out
+
+
+def test_offline_import_matches_loader(tmp_path: Path, driver: neo4j.Driver,
+                                       fresh_server: LocalNeo4j) -> None:
+    folder = tmp_path / "syn"
+    synth_connectome(folder, neurons=150, edges=1200, synapses=5000, seed=5)
+    tables = read_synapse_table(folder / "synapses.parquet",
+                                neurons_path=folder / "neurons.parquet")
+    load(driver, tables, "t_bulk")
+    report, timings = offline_import(fresh_server, tables, "t_bulk")
+    assert report.chemical_connections == len(tables.connections)
+    assert timings.total > 0
+    target = fresh_server.target()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as bulk:
+        expected, got = _summary(driver, "t_bulk"), _summary(bulk, "t_bulk")
+        for key in expected:
+            assert got[key] == expected[key], key
+        assert got["weights"][0]["n"] == 1200
+        # The constraints and indexes were built over the imported data.
+        names, _, _ = bulk.execute_query("SHOW CONSTRAINTS YIELD name RETURN collect(name) AS n")
+        assert "neuron_body_unique" in names[0]["n"]
+
+        # A second import refuses: the database is no longer empty.
+        with pytest.raises(BulkImportError, match="already holds data"):
+            offline_import(fresh_server, tables, "t_bulk2")
+        rows, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.dataset) AS d")
+        assert rows[0]["d"] == ["t_bulk"]
