@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+import connectome.bloom_cli
 import reconstruct.cli
 from connectome.db import local_server, open_driver, resolve_target
 from connectome.export_cli import export_app
@@ -121,6 +122,43 @@ def neo4j_logs(
                     sys.stdout.flush()
                 else:
                     time.sleep(0.5)
+
+
+@neo4j_app.command("dump")
+def neo4j_dump(
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Dump file, or a folder to hold neo4j.dump.")] = Path("neo4j.dump"),
+) -> None:
+    """Dump the local database for Neo4j Desktop 5.26 (stops the server, restarts it)."""
+    from connectome.neo4j_local import dump_database
+
+    if external_target() is not None:
+        raise fail("NEO4J_URI names another server; dump it there with `neo4j-admin database "
+                   "dump`, or unset NEO4J_URI to dump the local server")
+    try:
+        with console.status("dumping (the server is stopped meanwhile)..."):
+            path = dump_database(local_server(), output)
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@neo4j_app.command("load")
+def neo4j_load(
+    dump: Annotated[Path, typer.Argument(help="A dump file (from `connectome neo4j dump`).")],
+) -> None:
+    """Replace the local database with a dump (stops the server, restarts it if it ran)."""
+    from connectome.neo4j_local import load_database
+
+    if external_target() is not None:
+        raise fail("NEO4J_URI names another server; load dumps there with `neo4j-admin database "
+                   "load`, or unset NEO4J_URI to load into the local server")
+    try:
+        with console.status(f"loading {dump}..."):
+            restarted = load_database(local_server(), dump)
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"loaded {dump}" + ("" if restarted else "; start it with `connectome neo4j start`"))
 
 
 # -- ingest --------------------------------------------------------------------------------------
@@ -356,3 +394,4 @@ def demo_cmd(
 
 
 reconstruct.cli.register(app)
+connectome.bloom_cli.register(app)

@@ -187,6 +187,45 @@ class LocalNeo4j:
             cmd, capture_output=True, text=True, env=self._java_env(), check=False
         )
 
+    # -- dumps (Neo4j Desktop loads these) -----------------------------------------------
+    def dump(self, to_dir: Path) -> Path:
+        """Write the `neo4j` database to `to_dir/neo4j.dump`; the server must be stopped
+        (Community edition cannot dump a running database)."""
+        if self.pid() is not None:
+            raise Neo4jServerError("stop the server before dumping: Community cannot dump online")
+        self.fetch()
+        self.write_config()
+        to_dir.mkdir(parents=True, exist_ok=True)
+        proc = self.admin("database", "dump", "neo4j", f"--to-path={to_dir}",
+                          "--overwrite-destination=true")
+        if proc.returncode != 0:
+            raise Neo4jServerError(f"neo4j-admin database dump failed:\n"
+                                   f"{(proc.stdout + proc.stderr)[-2000:]}")
+        return to_dir / "neo4j.dump"
+
+    def load_dump(self, dump_file: Path) -> None:
+        """Replace the `neo4j` database with `dump_file` (any name); the server must be
+        stopped. A fresh instance may load before its first start."""
+        if not dump_file.is_file():
+            raise Neo4jServerError(f"{dump_file}: no such dump file")
+        if self.pid() is not None:
+            raise Neo4jServerError("stop the server before loading a dump")
+        self.fetch()
+        self.write_config()
+        staging = self.home / "run" / "load"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            # neo4j-admin reads `<database>.dump` from a folder: link the file in under that name.
+            (staging / "neo4j.dump").symlink_to(dump_file.resolve())
+            proc = self.admin("database", "load", "neo4j", f"--from-path={staging}",
+                              "--overwrite-destination=true")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if proc.returncode != 0:
+            raise Neo4jServerError(f"neo4j-admin database load failed for {dump_file}:\n"
+                                   f"{(proc.stdout + proc.stderr)[-2000:]}")
+
     def _initialise_password(self) -> None:
         if self.password_file.exists():
             return
@@ -310,6 +349,39 @@ class LocalNeo4j:
             return "(no log yet)"
         text = self.console_log.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+def dump_database(server: LocalNeo4j, output: Path, timeout: float = 180.0) -> Path:
+    """Dump the local database to `output` (a file, or a folder to hold `neo4j.dump`),
+    stopping the server for the dump and starting it again if it was running."""
+    target = output / "neo4j.dump" if output.is_dir() else output
+    target.parent.mkdir(parents=True, exist_ok=True)
+    was_running = server.pid() is not None
+    if was_running:
+        server.stop()
+    staging = target.parent / f".{target.name}.partial"
+    try:
+        written = server.dump(staging)
+        written.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if was_running:
+            server.start(timeout=timeout)
+    return target
+
+
+def load_database(server: LocalNeo4j, dump_file: Path, timeout: float = 180.0) -> bool:
+    """Replace the local database with `dump_file`, stopping the server for the load and
+    starting it again if it was running. Returns whether it was running."""
+    was_running = server.pid() is not None
+    if was_running:
+        server.stop()
+    try:
+        server.load_dump(dump_file)
+    finally:
+        if was_running:
+            server.start(timeout=timeout)
+    return was_running
 
 
 def _is_zombie(pid: int) -> bool:

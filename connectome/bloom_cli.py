@@ -1,0 +1,101 @@
+"""`connectome bloom ...`: a Neo4j Bloom perspective for one dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import neo4j
+import typer
+
+from schema.bloom import DatasetProfile, build_perspective
+from schema.model import CONNECTS_TO, GAP_JUNCTION, META, NEURON, SYNAPSE, SYNAPSE_SET
+
+bloom_app = typer.Typer(help="Neo4j Bloom: a perspective with search phrases for a dataset.",
+                        no_args_is_help=True)
+
+_VALUE_TYPES = {"STRING": "string", "INTEGER": "bigint", "FLOAT": "number",
+                "BOOLEAN": "boolean", "POINT": "point", "LIST": "array"}
+
+
+def _bloom_type(value_type: str) -> str:
+    """Neo4j's `valueType()` text (e.g. "INTEGER NOT NULL") as Bloom's data type name."""
+    head = value_type.split("<", 1)[0].split(" ", 1)[0]
+    return _VALUE_TYPES.get(head, "string")
+
+
+def profile_dataset(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> DatasetProfile:
+    """Read what the perspective needs from the database; ValueError if the dataset is absent."""
+
+    def rows(cypher: str) -> list[neo4j.Record]:
+        records, _, _ = driver.execute_query(cypher, d=dataset, database_=database,
+                                             routing_=neo4j.RoutingControl.READ)
+        return records
+
+    if not rows(f"MATCH (m:{META} {{dataset: $d}}) RETURN m LIMIT 1"):
+        raise ValueError(f"no dataset {dataset!r} in the database (see `connectome datasets`)")
+    classes = sorted(r["c"] for r in rows(
+        f"MATCH (n:{NEURON} {{dataset: $d}}) WHERE n.cellClass IS NOT NULL "
+        "RETURN DISTINCT n.cellClass AS c"))
+    span = rows(f"MATCH (n:{NEURON} {{dataset: $d}}) "
+                "WITH coalesce(n.pre, 0) + coalesce(n.post, 0) AS s "
+                "RETURN min(s) AS lo, max(s) AS hi")[0]
+    weights: dict[str, tuple[int, int]] = {}
+    for rel in (CONNECTS_TO, GAP_JUNCTION):
+        r = rows(f"MATCH (:{NEURON} {{dataset: $d}})-[r:{rel}]->() "
+                 "RETURN min(r.weight) AS lo, max(r.weight) AS hi")[0]
+        if r["lo"] is not None:
+            weights[rel] = (int(r["lo"]), int(r["hi"]))
+    extra: dict[str, list[tuple[str, str]]] = {}
+    for label in (META, NEURON, SYNAPSE_SET, SYNAPSE):
+        found = rows(f"MATCH (n:{label} {{dataset: $d}}) WITH n LIMIT 1000 "
+                     "UNWIND keys(n) AS k RETURN DISTINCT k, valueType(n[k]) AS t")
+        extra[label] = sorted({(r["k"], _bloom_type(r["t"])) for r in found})
+    return DatasetProfile(
+        dataset=dataset, cell_classes=classes,
+        synapse_count_range=(int(span["lo"] or 0), int(span["hi"] or 0)),
+        weight_ranges=weights, extra_properties=extra,
+    )
+
+
+def write_perspective(driver: neo4j.Driver, dataset: str, output: Path,
+                      now_ms: int | None = None) -> dict[str, Any]:
+    """Build the perspective for `dataset` from the database and write it as JSON."""
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    perspective = build_perspective(profile_dataset(driver, dataset), now_ms=stamp)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial")
+    tmp.write_text(json.dumps(perspective, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(output)
+    return perspective
+
+
+@bloom_app.command("perspective")
+def perspective_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset in the graph.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write it (default: ./DATASET-perspective.json).")] = None,
+) -> None:
+    """Write a Bloom perspective: categories, cell-class colours, search phrases."""
+    from connectome.cli import console, fail, out
+    from connectome.db import open_driver
+    from connectome.neo4j_local import Neo4jServerError
+    from schema.model import check_dataset_name
+
+    try:
+        check_dataset_name(dataset)
+        path = output or Path(f"{dataset}-perspective.json")
+        with open_driver() as driver:
+            perspective = write_perspective(driver, dataset, path)
+    except (ValueError, Neo4jServerError) as exc:
+        raise fail(str(exc)) from None
+    rules = sum(len(c.get("styleRules", [])) for c in perspective["categories"])
+    console.print(f"{len(perspective['templates'])} search phrases, {rules} style rules")
+    out.print(f"wrote {path} (import it in Bloom: Perspectives -> Import)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `connectome bloom` to the main command."""
+    app.add_typer(bloom_app, name="bloom")
