@@ -66,6 +66,12 @@ def graph_items(records: list[neo4j.Record]) -> tuple[dict[str, neo4j.graph.Node
     return nodes, list(rels.values())
 
 
+def ends(rel: neo4j.graph.Relationship) -> tuple[str, str]:
+    """Element ids of a relationship's start and end nodes."""
+    assert rel.start_node is not None and rel.end_node is not None
+    return rel.start_node.element_id, rel.end_node.element_id
+
+
 # -- C. elegans (cook2019; varshney2011 shares cell names, so scoping is checked too) --------------
 @pytest.fixture(scope="module")
 def cook(celegans: dict[str, object]) -> dict[str, Any]:
@@ -90,10 +96,10 @@ def test_partners_of_neuron(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
         nodes, rels = graph_items(run(driver, tmpl, neuron=name))
         assert {n["dataset"] for n in nodes.values()} == {"cook2019"}
         inst = {eid: n["instance"] for eid, n in nodes.items()}
-        got_chem = {(inst[r.start_node.element_id], inst[r.end_node.element_id]): r["weight"]
-                    for r in rels if r.type == "ConnectsTo"}
-        got_gap = {frozenset((inst[r.start_node.element_id], inst[r.end_node.element_id])):
-                   r["weight"] for r in rels if r.type == "GapJunction"}
+        got_chem = {(inst[a], inst[b]): r["weight"]
+                    for r in rels if r.type == "ConnectsTo" for a, b in [ends(r)]}
+        got_gap = {frozenset((inst[a], inst[b])): r["weight"]
+                   for r in rels if r.type == "GapJunction" for a, b in [ends(r)]}
         want_chem = {k: w for k, w in cook["chem"].items() if name in k}
         want_gap = {k: w for k, w in cook["gap"].items() if name in k}
         assert got_chem == want_chem, name
@@ -155,8 +161,7 @@ def test_neurons_of_type(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
         nodes, rels = graph_items(run(driver, tmpl, type=t))
         assert {n["instance"] for n in nodes.values()} == members, t
         inst = {eid: n["instance"] for eid, n in nodes.items()}
-        got = {(inst[r.start_node.element_id], inst[r.end_node.element_id]): r["weight"]
-               for r in rels}
+        got = {(inst[a], inst[b]): r["weight"] for r in rels for a, b in [ends(r)]}
         assert got == {k: w for k, w in cook["chem"].items() if set(k) <= members}, t
     assert run(driver, tmpl, type="NOT_A_TYPE") == []
 
@@ -168,7 +173,7 @@ def expected_chandeliers(raw: Synthetic, flagged: set[int] | None) -> set[int]:
         return flagged
     known = syn[syn["post_compartment"] != "unknown"]
     ais = known.groupby("pre_pt_root_id")["post_compartment"].apply(lambda c: (c == "ais").mean())
-    return {int(b) for b, share in ais.items() if share >= CHANDELIER_AIS_SHARE}
+    return {int(str(b)) for b, share in ais.items() if share >= CHANDELIER_AIS_SHARE}
 
 
 def check_chandelier_phrase(driver: neo4j.Driver, raw: Synthetic,
@@ -225,7 +230,9 @@ def test_multi_synaptic_on_synapse_table(driver: neo4j.Driver, synthetic: Synthe
     for n in (2, 3, int(counts.max())):
         got = {(r["a"]["bodyId"], r["b"]["bodyId"]): r["c"]["weight"]
                for r in run(driver, tmpl, n=n)}
-        assert got == {(int(a), int(b)): int(c) for (a, b), c in counts.items() if c >= n}, n
+        want = {(int(a), int(b)): int(c) for (a, b), c in zip(counts.index, counts, strict=True)
+                if c >= n}
+        assert got == want, n
 
 
 def test_every_phrase_names_its_params(driver: neo4j.Driver, celegans: dict[str, object]) -> None:
