@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 import strawberry
 from strawberry.types import Info
 
+from graphql_api.auth import require_read
 from graphql_api.context import ApiContext
 from graphql_api.db import read
 from graphql_api.errors import QueryError
@@ -117,6 +118,10 @@ async def resolve_connectivity_matrix(
             rois=tuple(rois) if rois is not None else None, min_weight=min_weight,
             synapse_type=synapse_type.value, level=level.value, format=format.value,
         ).normalized()
+    except (ExportError, ValueError) as exc:
+        raise QueryError(str(exc)) from None
+    await require_read(info, req.dataset)
+    try:
         params = query_params(req)
         db, drv = info.context.database, info.context.driver
         check_meta(req, await read(drv, META, params, database=db))

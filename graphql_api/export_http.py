@@ -16,13 +16,14 @@ from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
 import neo4j
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from connectome.db import open_driver
 from connectome.settings import Neo4jTarget
+from graphql_api.auth import AuthError, not_readable, state_for
 from graphql_api.export import (
     FORMATS,
     ExportError,
@@ -204,7 +205,30 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
     database = target.database if target else "neo4j"
     router = APIRouter(prefix="/export", tags=["export"], lifespan=lifespan)
 
-    async def plan_for(req: MatrixRequest, count_entries: bool = True) -> ExportPlan:
+    def is_public(dataset: str) -> bool:
+        records, _, _ = get_driver().execute_query(
+            "MATCH (m:Meta {dataset: $d}) RETURN m.public = true AS public", d=dataset,
+            database_=database, routing_=neo4j.RoutingControl.READ)
+        return bool(records and records[0]["public"])
+
+    async def authorize(request: Request, dataset: str) -> None:
+        """The API's token rules (graphql_api.auth): 401 for a bad token; an unreadable
+        dataset reads as unknown (404), as in GraphQL."""
+        auth = state_for(request)
+        if not auth.config.required:
+            return
+        try:
+            principal = auth.authenticate(request.headers.get("authorization"))
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        if principal.reads_all or dataset in principal.datasets:
+            return
+        if not await run_in_threadpool(is_public, dataset):
+            raise HTTPException(404, str(not_readable(dataset)))
+
+    async def plan_for(req: MatrixRequest, request: Request,
+                       count_entries: bool = True) -> ExportPlan:
+        await authorize(request, req.dataset)
         try:
             limits = ExportLimits.from_env()
         except ValueError as exc:
@@ -215,8 +239,8 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
         except ExportError as exc:
             raise HTTPException(exc.status, exc.message) from None
 
-    async def matrix(req: MatrixRequest) -> StreamingResponse:
-        plan = await plan_for(req)
+    async def matrix(req: MatrixRequest, request: Request) -> StreamingResponse:
+        plan = await plan_for(req, request)
         rows, cols = plan.shape
         headers = {
             "Content-Disposition": f'attachment; filename="{plan.request.filename()}"',
@@ -229,6 +253,7 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
 
     @router.get("/matrix", summary="Download a connectivity matrix (streamed)")
     async def get_matrix(
+        request: Request,
         dataset: str,
         bodyIds: Annotated[list[str] | None, Query(
             description="Neurons to keep (both ends), repeated or comma-separated")] = None,
@@ -247,17 +272,17 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
             dataset=dataset, body_ids=tuple(ids) if ids is not None else None,
             types=tuple(type_list) if type_list is not None else None,
             rois=tuple(roi_list) if roi_list is not None else None, min_weight=minWeight,
-            synapse_type=synapseType, level=level, format=format, neurons=neurons))
+            synapse_type=synapseType, level=level, format=format, neurons=neurons), request)
 
     @router.post("/matrix", summary="Download a connectivity matrix (JSON body, long id lists)")
-    async def post_matrix(body: MatrixBody) -> StreamingResponse:
-        return await matrix(body.request())
+    async def post_matrix(body: MatrixBody, request: Request) -> StreamingResponse:
+        return await matrix(body.request(), request)
 
-    async def neuron_table(req: MatrixRequest) -> Response:
+    async def neuron_table(req: MatrixRequest, request: Request) -> Response:
         if req.format not in ("csv", "parquet", "arrow"):
             raise HTTPException(400, f"unknown format {req.format!r} for the neuron table; use "
                                 "csv, parquet or arrow")
-        plan = await plan_for(req, count_entries=False)
+        plan = await plan_for(req, request, count_entries=False)
         from graphql_api.export_formats import write_metadata
 
         def render() -> bytes:
@@ -273,6 +298,7 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
 
     @router.get("/neurons", summary="The neuron table (metadata) of a matrix's rows")
     async def get_neurons(
+        request: Request,
         dataset: str,
         bodyIds: Annotated[list[str] | None, Query()] = None,
         types: Annotated[list[str] | None, Query()] = None,
@@ -282,10 +308,10 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
         return await neuron_table(MatrixRequest(
             dataset=dataset, body_ids=tuple(ids) if ids is not None else None,
             types=tuple(type_list) if type_list is not None else None, format=format,
-            min_weight=0))
+            min_weight=0), request)
 
     @router.post("/neurons", summary="The neuron table (JSON body)")
-    async def post_neurons(body: MatrixBody) -> Response:
-        return await neuron_table(body.request())
+    async def post_neurons(body: MatrixBody, request: Request) -> Response:
+        return await neuron_table(body.request(), request)
 
     return router

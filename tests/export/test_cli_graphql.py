@@ -213,3 +213,32 @@ def test_export_memory_is_bounded_by_page_not_matrix(synth: SynthSet, driver: An
     assert stats.pages == len(seen) == -(-len(synth.neurons) // 25)
     assert max(seen) < stats.entries / 3
     assert read_back("parquet", buf.getvalue())[0] == edges_of(synth.chemical())
+
+
+# -- auth (graphql_api.auth) ---------------------------------------------------------------------
+def test_export_follows_api_tokens(tmp_path: Path, neo4j_target: Any, synth: SynthSet) -> None:
+    from graphql_api.app import create_app
+    from graphql_api.auth import AuthConfig, TokenStore
+
+    tokens = tmp_path / "tokens.json"
+    _, mine = TokenStore(tokens).create("lab", [SYNTH])
+    _, other = TokenStore(tokens).create("other-lab", ["cook2019"])
+    app = create_app(neo4j_target, auth=AuthConfig(required=True, tokens_file=tokens))
+    with TestClient(app) as client:
+        params = {"dataset": SYNTH, "format": "csv"}
+        anonymous = client.get("/export/matrix", params=params)
+        assert anonymous.status_code == 404 and "unknown dataset" in anonymous.json()["detail"]
+        wrong = client.get("/export/matrix", params=params,
+                           headers={"Authorization": f"Bearer {other}"})
+        assert wrong.status_code == 404
+        bad = client.get("/export/matrix", params=params,
+                         headers={"Authorization": "Bearer nonsense"})
+        assert bad.status_code == 401
+        ok = client.get("/export/matrix", params=params,
+                        headers={"Authorization": f"Bearer {mine}"})
+        assert ok.status_code == 200
+        assert read_back("csv", ok.content)[0] == edges_of(synth.chemical())
+        assert client.get("/export/neurons", params=params).status_code == 404
+        body = client.post("/graphql", json={"query": MATRIX_QUERY, "variables": {
+            "d": SYNTH, "w": 1, "s": "CHEMICAL", "l": "NEURON"}}).json()
+        assert "unknown dataset" in body["errors"][0]["message"]
