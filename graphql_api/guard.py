@@ -7,6 +7,7 @@ internals.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -25,6 +26,20 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
 
 
+def _json_object_problem(body: bytes) -> str | None:
+    """Why a GraphQL POST body is unusable (not UTF-8 JSON, not an object), or None.
+
+    Strawberry answers such bodies with an internal error (500); we answer 400.
+    """
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return "the body is not valid JSON (UTF-8)"
+    if not isinstance(parsed, dict):
+        return 'the body must be a JSON object like {"query": "...", "variables": {...}}'
+    return None
+
+
 def install(app: FastAPI, config: AuthConfig) -> AuthState:
     """Attach the auth state to `app` and add the guard middleware."""
     state = AuthState.build(config)
@@ -38,6 +53,11 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
+        if (request.method == "POST" and request.url.path.startswith("/graphql")
+                and request.headers.get("content-type", "").startswith("application/json")):
+            problem = _json_object_problem(await request.body())
+            if problem:
+                return error_response(400, problem)
         try:
             principal = state.authenticate(request.headers.get("authorization"))
         except AuthError as exc:

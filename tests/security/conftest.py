@@ -69,3 +69,10 @@ def secure_api(neo4j_target: Neo4jTarget, sec_data: dict, tokens_file: Path) -> 
     app = create_app(neo4j_target, auth=AuthConfig(required=True, tokens_file=tokens_file))
     with TestClient(app) as client:
         yield Api(client)
+
+
+@pytest.fixture(scope="session")
+def open_api(neo4j_target: Neo4jTarget, sec_data: dict) -> Iterator[Api]:
+    """The API with auth off (the default), so the Cypher endpoint is open."""
+    with TestClient(create_app(neo4j_target, auth=AuthConfig(required=False))) as client:
+        yield Api(client)

@@ -17,7 +17,7 @@ from graphql_api.auth import AuthConfig, TokenStore
 from graphql_api.custom_cypher import run_readonly
 from graphql_api.db import read
 from graphql_api.errors import QueryError
-from tests.security.conftest import PRIVATE, PUBLIC
+from tests.security.conftest import PRIVATE, PUBLIC, Api
 
 pytestmark = pytest.mark.neo4j
 
@@ -165,7 +165,7 @@ def test_cypher_endpoint_bad_requests(open_client: TestClient, body: object, sta
     assert "Traceback" not in response.text
 
 
-def test_cypher_endpoint_needs_all_dataset_token(secure_api, store: TokenStore,  # noqa: ANN001
+def test_cypher_endpoint_needs_all_dataset_token(secure_api: Api, store: TokenStore,
                                                  admin_token: str) -> None:
     body = {"cypher": "MATCH (m:Meta) RETURN m.dataset"}
     assert secure_api.http.post("/api/custom/custom", json=body).status_code == 403

@@ -1,0 +1,213 @@
+"""Crash trials: kill -9 the ingest process, or Neo4j itself, mid-load; rerun; compare.
+
+Shared by `tests/reliability` (a few trials) and `bench/reliability` (many). Each trial returns a
+`TrialResult`; `lost` counts edges or nodes of the clean load missing afterwards, `extra` counts
+duplicates or leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import neo4j
+
+from connectome.neo4j_local import LocalNeo4j
+from connectome.settings import Neo4jTarget
+from tests.reliability.datagen import fingerprint, matches_clean
+
+
+def connectome_command() -> list[str]:
+    """The installed `connectome` entry point (what `uv run connectome` runs)."""
+    exe = Path(sys.executable).parent / "connectome"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "connectome.cli"]
+
+
+def target_env(target: Neo4jTarget) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"NEO4J_URI": target.uri, "NEO4J_USER": target.user,
+                "NEO4J_PASSWORD": target.password})
+    return env
+
+
+def start_ingest(source: Path, dataset: str, target: Neo4jTarget,
+                 batch_size: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*connectome_command(), "ingest", str(source), "--dataset", dataset,
+         "--batch-size", str(batch_size)],
+        env=target_env(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def run_ingest(source: Path, dataset: str, target: Neo4jTarget, batch_size: int,
+               timeout: float = 300) -> tuple[int, str, float]:
+    """Run an ingest to the end: (exit code, stderr tail, seconds)."""
+    t0 = time.monotonic()
+    proc = start_ingest(source, dataset, target, batch_size)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    return proc.returncode, err.decode(errors="replace")[-2000:], time.monotonic() - t0
+
+
+def load_id(driver: neo4j.Driver, dataset: str) -> str | None:
+    records, _, _ = driver.execute_query(
+        "MATCH (m:Meta {dataset: $d}) RETURN m.loadId", d=dataset)
+    return records[0][0] if records else None
+
+
+def wait_for_load_start(driver: neo4j.Driver, dataset: str, before: str | None,
+                        proc: subprocess.Popen[bytes], timeout: float = 180) -> float:
+    """Block until the ingest stamps a new loadId on Meta (its writes begin); the time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if load_id(driver, dataset) != before:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise RuntimeError(f"the ingest never started writing (exit {proc.poll()})")
+
+
+def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
+                       batch_size: int, timeout: float = 300) -> tuple[float, float]:
+    """Run one ingest to the end: (total seconds, seconds from its first write until Meta
+    says 'complete', the window in which a kill lands mid-load)."""
+    t0 = time.monotonic()
+    before = load_id(driver, dataset)
+    proc = start_ingest(source, dataset, target, batch_size)
+    started = wait_for_load_start(driver, dataset, before, proc)
+    done = None
+    while proc.poll() is None and done is None:
+        records, _, _ = driver.execute_query(
+            "MATCH (m:Meta {dataset: $d}) RETURN m.status", d=dataset)
+        if records and records[0][0] == "complete":
+            done = time.monotonic()
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"clean ingest failed: {err.decode(errors='replace')[-2000:]}")
+    end = time.monotonic()
+    return end - t0, (done or end) - started
+
+
+def kill9(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process (its own session: nothing else is touched) and reap it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+@dataclass
+class TrialResult:
+    kind: str
+    kill_after_s: float
+    status_after_kill: str | None
+    """Meta.status right after the kill: 'loading' means the kill landed mid-load."""
+    problems: list[str] = field(default_factory=list)
+    found: dict[str, Any] = field(default_factory=dict)
+    lost: int = 0
+    extra: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
+    lost = sum(max(0, expected[k] - found[k]) for k in ("neurons", "ConnectsTo", "GapJunction"))
+    extra = sum(max(0, found[k] - expected[k]) for k in ("neurons", "ConnectsTo", "GapJunction"))
+    extra += max(0, found["nodes"] - expected["neurons"])
+    return lost, extra
+
+
+def _status(driver: neo4j.Driver, dataset: str) -> str | None:
+    records, _, _ = driver.execute_query(
+        "MATCH (m:Meta {dataset: $d}) RETURN m.status", d=dataset)
+    return records[0][0] if records else None
+
+
+def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
+                      expected: dict[str, Any], kill_after_s: float,
+                      batch_size: int) -> TrialResult:
+    """Start an ingest, SIGKILL it `kill_after_s` after its first write, rerun it, compare."""
+    before = load_id(driver, dataset)
+    proc = start_ingest(source, dataset, target, batch_size)
+    wait_for_load_start(driver, dataset, before, proc)
+    time.sleep(kill_after_s)
+    kill9(proc)
+    result = TrialResult("kill -9 ingest", kill_after_s, _status(driver, dataset))
+    code, err, _ = run_ingest(source, dataset, target, batch_size)
+    if code != 0:
+        result.problems.append(f"rerun failed ({code}): {err}")
+    result.found = fingerprint(driver, dataset)
+    result.problems += matches_clean(result.found, expected)
+    result.lost, result.extra = _loss(result.found, expected)
+    return result
+
+
+def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: dict[str, Any],
+                     kill_after_s: float, batch_size: int) -> tuple[TrialResult, LocalNeo4j]:
+    """Start an ingest, SIGKILL the Neo4j server `kill_after_s` after the ingest's first write,
+    restart the server on
+    the same files (crash recovery), rerun the ingest, compare. Returns the restarted server.
+
+    The restart takes a new free port: while the old one is unbound, a connecting client may
+    grab it (TCP self-connect on an ephemeral port), which would make the restart flaky.
+    """
+    target = server.target()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
+        before = load_id(drv, dataset)
+        proc = start_ingest(source, dataset, target, batch_size)
+        wait_for_load_start(drv, dataset, before, proc)
+    time.sleep(kill_after_s)
+    pid = server.pid()
+    assert pid is not None, "the trial server is not running"
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists() and not _zombie(pid):
+        time.sleep(0.05)
+    # The ingest sees the connection drop; give it time to fail, then make sure it is gone.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=45)
+    kill9(proc)
+    server = LocalNeo4j(replace(server.config, bolt_port=free_port()))
+    target = server.start(timeout=240)
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
+        result = TrialResult("kill -9 neo4j", kill_after_s, _status(drv, dataset))
+        code, err, _ = run_ingest(source, dataset, target, batch_size)
+        if code != 0:
+            result.problems.append(f"rerun failed ({code}): {err}")
+        result.found = fingerprint(drv, dataset)
+    result.problems += matches_clean(result.found, expected)
+    result.lost, result.extra = _loss(result.found, expected)
+    return result, server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def kill_points(rng: random.Random, n: int, start: float, end: float) -> list[float]:
+    """`n` kill times spread over [start, end]: one per stratum, random within it."""
+    width = (end - start) / n
+    return [start + width * (i + rng.random()) for i in range(n)]
