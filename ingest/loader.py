@@ -31,7 +31,8 @@ Progress = Callable[[str, int, int], None]
 DEFAULT_BATCH = 10_000
 
 _NEURON_PROPS = ("instance", "type", "cellClass", "neurotransmitter", "status", "size",
-                 "pre", "post", "upstream", "downstream", "gapJunctions", "nmjSynapses",
+                 "pre", "post", "synapseCount", "upstream", "downstream", "gapJunctions",
+                 "nmjSynapses",
                  "chandelier", "aisOutputFraction", "aisOutputSynapses")
 
 WRITE_NEURONS = """

@@ -127,6 +127,7 @@ def validate(tables: ConnectomeTables) -> None:
 
 def neuron_summaries(tables: ConnectomeTables) -> pd.DataFrame:
     """Per-neuron synapse totals, neuPrint-style: `pre`/`post` (chemical synapses out/in),
+    `synapseCount` (their sum, which Bloom sizes nodes by),
     `upstream`/`downstream` (partners in/out) and `gapJunctions` (electrical synapses)."""
     conns = tables.connections
     chem = conns[conns["kind"] == "chemical"]
@@ -137,6 +138,7 @@ def neuron_summaries(tables: ConnectomeTables) -> pd.DataFrame:
     out["post"] = ids.map(chem.groupby("bodyIdPost")["weight"].sum()).fillna(0).astype("int64")
     out["downstream"] = ids.map(chem.groupby("bodyIdPre").size()).fillna(0).astype("int64")
     out["upstream"] = ids.map(chem.groupby("bodyIdPost").size()).fillna(0).astype("int64")
+    out["synapseCount"] = out["pre"] + out["post"]
     # A self-coupled cell's junctions count once; others count on both partners.
     ends = pd.concat(
         [elec[["bodyIdPre", "weight"]].rename(columns={"bodyIdPre": "b"}),
