@@ -1,0 +1,165 @@
+"""Partner-query latency: GraphQL (FastAPI + Strawberry + DataLoader) vs the same Cypher raw.
+
+    uv run python bench/partners/run.py                                 # 139k neurons, 3.7M edges
+    uv run python bench/partners/run.py --neurons 20000 --edges 300000  # a quick look
+
+In one run: the synthetic FlyWire-size connectome (cached, as bench/ingest builds it) goes into
+a fresh private Neo4j with the offline importer (`ingest.bulk_import`); then for `--requests`
+neurons drawn uniformly (seeded), each request asks
+`neuron(dataset, bodyId) { upstream(first: 20) {...} downstream(first: 20) {...} }` through the
+in-process ASGI app, and the same Cypher statements the resolvers send (dataset names, neuron by
+id, upstream batch, downstream batch, in that order, through `graphql_api.db.read` on the async
+driver) are sent raw. The two alternate request by request, so both see the same load. Prints
+p50/p99 of each and the ratio, plus the PROFILE of the partner query on the busiest neuron.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import httpx
+import neo4j
+import numpy as np
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import machine, private_server, ratio, synth_dataset
+from connectome.db import open_async_driver
+from graphql_api import cypher
+from graphql_api.app import create_app
+from graphql_api.auth import AuthConfig
+from graphql_api.db import read
+from ingest.bulk_import import offline_import
+from ingest.sources import read_source
+
+console = Console()
+
+QUERY = """query($d: String!, $id: BodyId!, $first: Int!) {
+  neuron(dataset: $d, bodyId: $id) {
+    bodyId type
+    upstream(first: $first) { weight partner { bodyId type instance } }
+    downstream(first: $first) { weight partner { bodyId type instance } }
+  }
+}"""
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[str, list[float]]:
+    app = create_app(target, auth=AuthConfig())
+    times: dict[str, list[float]] = {"graphql": [], "raw": []}
+    drv = open_async_driver(target)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+
+        async def gql(body_id: int) -> None:
+            r = await client.post("/graphql", json={"query": QUERY, "variables": {
+                "d": "bench", "id": str(body_id), "first": first}})
+            doc = r.json()
+            if r.status_code != 200 or doc.get("errors") or not doc["data"]["neuron"]:
+                raise RuntimeError(f"GraphQL failed for {body_id}: {r.status_code} {doc}")
+
+        async def raw(body_id: int) -> None:
+            await read(drv, "MATCH (m:Meta) RETURN m.dataset AS name", {})
+            rows = await read(drv, cypher.NEURON_BY_ID, {"dataset": "bench", "bodyId": body_id})
+            assert rows
+            keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
+            await read(drv, cypher.UPSTREAM_BATCH, {"dataset": "bench", "keys": keys})
+            await read(drv, cypher.DOWNSTREAM_BATCH, {"dataset": "bench", "keys": keys})
+
+        for i, body_id in enumerate(ids):
+            order = (("graphql", gql), ("raw", raw)) if i % 2 == 0 else (
+                ("raw", raw), ("graphql", gql))
+            for name, fn in order:
+                t = time.perf_counter()
+                await fn(body_id)
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - t) * 1000)
+    await drv.close()
+    return times
+
+
+def profile(target: Any, body_id: int, first: int) -> dict[str, Any]:
+    """PROFILE of the upstream partner query on one neuron: db hits, rows, operators."""
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
+                                    notifications_min_severity="OFF") as drv, drv.session() as s:
+        keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
+        summary = s.run("PROFILE " + cypher.UPSTREAM_BATCH, dataset="bench", keys=keys).consume()
+    plan = summary.profile or {}
+    ops: list[str] = []
+    hits = 0
+
+    def walk(node: dict[str, Any]) -> None:
+        nonlocal hits
+        ops.append(node.get("operatorType", "?"))
+        hits += int(node.get("dbHits", 0))
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(plan)
+    return {"db_hits": hits, "operators": ops}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--neurons", type=int, default=139_000)
+    p.add_argument("--edges", type=int, default=3_700_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--requests", type=int, default=400)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--first", type=int, default=20)
+    p.add_argument("--heap", default="2g")
+    p.add_argument("--pagecache", default="2g")
+    p.add_argument("--json", type=Path, default=Path("bench/partners/results.json"))
+    a = p.parse_args()
+    res: dict[str, Any] = {"machine": machine(), "neurons": a.neurons, "edges": a.edges,
+                           "heap": a.heap, "pagecache": a.pagecache, "first": a.first}
+    folder, _ = synth_dataset(a.neurons, a.edges, a.seed)
+    conns = pq.read_table(folder / "connections.parquet",
+                          columns=["bodyId_pre", "bodyId_post"]).to_pandas()
+    neurons = pq.read_table(folder / "neurons.parquet", columns=["bodyId"]).to_pandas()
+    rng = np.random.default_rng(a.seed)
+    ids = [int(x) for x in rng.choice(neurons["bodyId"].to_numpy(), size=a.requests + a.warmup)]
+    hub = int(conns["bodyId_post"].value_counts().index[0])
+    with private_server(a.heap, a.pagecache) as server:
+        rep, timings = offline_import(server, read_source(str(folder)), "bench", heap=a.heap)
+        res["import_s"] = timings.total
+        console.print(f"imported {rep.chemical_connections:,} connections in "
+                      f"{timings.total:.0f} s")
+        target = server.target()
+        times = asyncio.run(measure(target, ids, a.first, a.warmup))
+        res["profile_hub"] = {"bodyId": hub, "in_degree": int((conns["bodyId_post"] == hub).sum()),
+                              **profile(target, hub, a.first)}
+    for name, vals in times.items():
+        res[name] = {"p50_ms": pct(vals, 50), "p99_ms": pct(vals, 99),
+                     "mean_ms": float(np.mean(vals)), "n": len(vals)}
+    table = Table(title=f"partner query (upstream + downstream, first {a.first}), "
+                        f"{a.requests} neurons")
+    for col in ("path", "p50 ms", "p99 ms", "baseline", "p50 ratio", "p99 ratio"):
+        table.add_column(col)
+    g, r = res["graphql"], res["raw"]
+    table.add_row("GraphQL (ASGI in-process)", f"{g['p50_ms']:.1f}", f"{g['p99_ms']:.1f}",
+                  "raw Cypher, same statements", ratio(g["p50_ms"], r["p50_ms"]),
+                  ratio(g["p99_ms"], r["p99_ms"]))
+    table.add_row("raw Cypher (async driver)", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", "",
+                  "", "")
+    console.print(table)
+    console.print(f"PROFILE upstream on the busiest neuron: {res['profile_hub']}")
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    a.json.write_text(json.dumps(res, indent=2) + "\n")
+    console.print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()
