@@ -89,6 +89,55 @@ def _format_for(output: Path, fmt: str | None) -> str:
     return found
 
 
+EOS_MARKER = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+"""The end-of-stream marker that closes an Arrow IPC stream."""
+
+
+def check_complete(path: Path, fmt: str) -> str | None:
+    """Why a downloaded file is cut short, or None when its format shows it is whole.
+
+    Parquet, NPZ (zip) and Arrow streams end in a footer/marker; Matrix Market states its entry
+    count up front. CSV carries no such check: there the broken transfer is the signal.
+    """
+    import zipfile
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.ParquetFile(path).metadata  # noqa: B018 (reads and checks the footer)
+        elif fmt == "npz":
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+                if bad is not None:
+                    return f"member {bad} is corrupt"
+        elif fmt == "arrow":
+            with path.open("rb") as fh:
+                fh.seek(0, 2)
+                if fh.tell() < 8:
+                    return "too short"
+                fh.seek(-8, 2)
+                if fh.read(8) != EOS_MARKER:
+                    return "the Arrow stream has no end-of-stream marker"
+        elif fmt == "mtx":
+            with path.open("rb") as fh:
+                line = fh.readline()
+                while line.startswith(b"%"):
+                    line = fh.readline()
+                nnz = int(line.split()[2])
+                entries, last = 0, b"\n"
+                for row in fh:
+                    entries += bool(row.strip())
+                    last = row
+            if not last.endswith(b"\n"):
+                return "the last entry is cut off"
+            if entries != nnz:
+                return f"{entries:,} of the {nnz:,} entries its header announces"
+    except Exception as exc:
+        return f"unreadable ({exc})"
+    return None
+
+
 def _http_download(server: str, body: dict[str, Any], output: Path, token: str | None,
                    path: str = "/export/matrix") -> None:
     import httpx
@@ -97,6 +146,16 @@ def _http_download(server: str, body: dict[str, Any], output: Path, token: str |
     url = server.rstrip("/") + path
     columns = (TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
                TimeElapsedColumn())
+    try:
+        _stream_to(url, body, output, headers, columns)
+    except httpx.HTTPError as exc:
+        raise _fail(f"the download of {output.name} failed ({exc}); nothing was written") from None
+
+
+def _stream_to(url: str, body: dict[str, Any], output: Path, headers: dict[str, str],
+               columns: tuple[Any, ...]) -> None:
+    import httpx
+
     with httpx.stream("POST", url, json=body, headers=headers, timeout=httpx.Timeout(
             30.0, read=600.0)) as response:
         if response.status_code != 200:
@@ -111,6 +170,11 @@ def _http_download(server: str, body: dict[str, Any], output: Path, token: str |
             for block in response.iter_bytes(1 << 20):
                 fh.write(block)
                 bar.advance(task, len(block))
+            fh.flush()
+            problem = check_complete(Path(fh.name), body["format"])
+            if problem:
+                raise _fail(f"the download of {output.name} is incomplete ({problem}); "
+                            "nothing was written")
 
 
 @export_app.command("matrix")

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import zipfile
 from contextlib import suppress
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
@@ -142,7 +142,7 @@ class _TableWriter:
             self.writer.close()
 
 
-def _npy_header(fh: BinaryIO, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+def _npy_header(fh: IO[bytes], dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
     np.lib.format.write_array_header_2_0(
         fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
              "shape": shape})

@@ -242,3 +242,52 @@ def test_export_follows_api_tokens(tmp_path: Path, neo4j_target: Any, synth: Syn
         body = client.post("/graphql", json={"query": MATRIX_QUERY, "variables": {
             "d": SYNTH, "w": 1, "s": "CHEMICAL", "l": "NEURON"}}).json()
         assert "unknown dataset" in body["errors"][0]["message"]
+
+
+def test_a_failure_mid_download_breaks_the_transfer(api: TestClient, synth: SynthSet,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server never finishes a response whose export failed: no valid-looking file."""
+    monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "20")
+    monkeypatch.setattr("graphql_api.export_http.QUEUE_BLOCK", 256)
+    real = export_module.chunk_from_records
+    calls = {"n": 0}
+
+    def flaky(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk on fire")
+        return real(*args)
+
+    monkeypatch.setattr(export_module, "chunk_from_records", flaky)
+    received = bytearray()
+    with pytest.raises(RuntimeError, match="export failed while streaming"), api.stream(
+            "GET", "/export/matrix", params={"dataset": SYNTH, "format": "csv"}) as response:
+        assert response.status_code == 200
+        for block in response.iter_bytes():
+            received += block
+    assert calls["n"] == 5
+    # Bytes went out before the failure; the transfer then broke (over a real socket, an
+    # unterminated chunked body that HTTP clients report as an error) instead of ending
+    # cleanly with a short CSV.
+    assert received.startswith(b'"bodyId_pre","bodyId_post","weight"')
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz", "arrow", "mtx"])
+def test_truncated_downloads_are_detected(tmp_path: Path, api: TestClient, synth: SynthSet,
+                                          fmt: str) -> None:
+    from connectome.export_cli import check_complete
+
+    data = export_bytes(api, fmt)
+    whole = tmp_path / f"whole.{fmt}"
+    whole.write_bytes(data)
+    assert check_complete(whole, fmt) is None
+    for cut in (len(data) // 3, len(data) - 5):
+        part = tmp_path / f"part.{fmt}"
+        part.write_bytes(data[:cut])
+        assert check_complete(part, fmt) is not None
+
+
+def export_bytes(api: TestClient, fmt: str) -> bytes:
+    response = api.get("/export/matrix", params={"dataset": SYNTH, "format": fmt})
+    assert response.status_code == 200
+    return response.content
