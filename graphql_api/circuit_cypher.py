@@ -25,13 +25,14 @@ def fields(var: str) -> str:
 SYNAPSE_MAP = """{synapseId: s.synapseId, x: s.location.x, y: s.location.y, z: s.location.z,
   compartment: s.postCompartment, confidence: s.confidence, size: s.size, roi: s.roi}"""
 
-# Keyset condition over an ordered (a, b) pair.
-_AFTER_PAIR = "(a.bodyId > $afterPre OR (a.bodyId = $afterPre AND b.bodyId > $afterPost))"
+# Keyset condition over an ordered (a, b) pair, for use beside `a.bodyId >= $afterPre` (kept
+# apart so that the planner seeks a by range in index order and stops after $limit pairs).
+_AFTER_PAIR = "(a.bodyId > $afterPre OR b.bodyId > $afterPost)"
 
 # -- chandelier cells ------------------------------------------------------------------------
 CHANDELIER_CELLS = f"""
 MATCH (a:Neuron) WHERE a.dataset = $dataset AND a.bodyId > $after AND a.chandelier = true
-WITH a ORDER BY a.bodyId LIMIT $limit
+WITH a ORDER BY a.dataset, a.bodyId LIMIT $limit
 RETURN a {{{fields("a")}}} AS neuron, a.aisOutputFraction AS aisOutputFraction,
        a.aisOutputSynapses AS aisOutputSynapses
 """
@@ -56,14 +57,14 @@ RETURN a {{{fields("a")}}} AS pre, b {{{fields("b")}}} AS post, n AS synapseCoun
 # Chandelier -> AIS contacts, from the chandelier side (all of them, or one chandelier).
 AIS_CONTACTS_FROM_PRE = f"""
 MATCH (a:Neuron)
-WHERE a.dataset = $dataset AND a.chandelier = true AND a.bodyId >= $afterPre
-  AND ($pre IS NULL OR a.bodyId = $pre)
+WHERE a.dataset = $dataset AND a.bodyId >= $preLow AND a.bodyId <= $preHigh
+  AND a.chandelier = true
 MATCH (a)-[:Contains]->(ss:SynapseSet)-[:SynapsesTo]->(b:Neuron)
 WHERE {_AFTER_PAIR}
   AND ($postChandelier IS NULL OR coalesce(b.chandelier, false) = $postChandelier)
 {_AIS_SYNAPSES}
 WITH a, b, n, synapses WHERE n >= $minSynapses
-ORDER BY a.bodyId, b.bodyId LIMIT $limit
+ORDER BY a.dataset, a.bodyId, b.bodyId LIMIT $limit
 {_CONTACT_RETURN}
 """
 
@@ -71,10 +72,10 @@ ORDER BY a.bodyId, b.bodyId LIMIT $limit
 AIS_CONTACTS_TO_POST = f"""
 MATCH (b:Neuron {{dataset: $dataset, bodyId: $post}})
 MATCH (a:Neuron)-[:Contains]->(ss:SynapseSet)-[:SynapsesTo]->(b)
-WHERE a.chandelier = true AND {_AFTER_PAIR}
+WHERE a.chandelier = true AND a.bodyId >= $afterPre AND {_AFTER_PAIR}
 {_AIS_SYNAPSES}
 WITH a, b, n, synapses WHERE n >= $minSynapses
-ORDER BY a.bodyId, b.bodyId LIMIT $limit
+ORDER BY a.dataset, a.bodyId, b.bodyId LIMIT $limit
 {_CONTACT_RETURN}
 """
 
@@ -117,7 +118,7 @@ CALL (a, b, comp) {{
 MULTI_SYNAPTIC = f"""
 MATCH (a:Neuron)-[c:ConnectsTo]->(b:Neuron)
 {_PAIR_FILTER}
-WITH a, b, c.weight AS n ORDER BY a.bodyId, b.bodyId LIMIT $limit
+WITH a, b, c.weight AS n ORDER BY a.dataset, a.bodyId, b.bodyId LIMIT $limit
 WITH a, b, n, null AS comp
 {_PAIR_SYNAPSES}
 RETURN a {{{fields("a")}}} AS pre, b {{{fields("b")}}} AS post, n AS synapseCount,
@@ -131,7 +132,7 @@ MATCH (a:Neuron)-[c:ConnectsTo]->(b:Neuron)
 WITH a, b, $compartment AS comp
 {_PAIR_SYNAPSES}
 WITH a, b, matching AS n, synapses WHERE n >= $minSynapses
-ORDER BY a.bodyId, b.bodyId LIMIT $limit
+ORDER BY a.dataset, a.bodyId, b.bodyId LIMIT $limit
 RETURN a {{{fields("a")}}} AS pre, b {{{fields("b")}}} AS post, n AS synapseCount,
        CASE WHEN $perContact = 0 THEN [] ELSE synapses END AS synapses
 """
@@ -259,7 +260,7 @@ WHERE a.dataset = $dataset AND a.bodyId >= $afterPre AND a.bodyId < b.bodyId
   AND {_AFTER_PAIR}
   AND c1.weight >= $minWeight AND c2.weight >= $minWeight
   AND ($type IS NULL OR (a.type = $type AND b.type = $type))
-WITH a, b, c1, c2 ORDER BY a.bodyId, b.bodyId LIMIT $limit
+WITH a, b, c1, c2 ORDER BY a.dataset, a.bodyId, b.bodyId LIMIT $limit
 RETURN a {{{fields("a")}}} AS a, b {{{fields("b")}}} AS b, c1.weight AS forward,
        c2.weight AS backward
 """
@@ -296,7 +297,8 @@ def motif_query(n_nodes: int, present: list[tuple[int, int, int]],
         eq = [f"n{k}.bodyId = $after[{k}]" for k in range(i)]
         terms.append("(" + " AND ".join([*eq, f"n{i}.bodyId > $after[{i}]"]) + ")")
     where.append("($after IS NULL OR " + " OR ".join(terms) + ")")
-    order = ", ".join(f"n{i}.bodyId" for i in range(n_nodes))
+    # n0.dataset first: the planner then reads n0 in index order and stops early.
+    order = ", ".join(["n0.dataset", *(f"n{i}.bodyId" for i in range(n_nodes))])
     nodes = ", ".join(f"n{i} {{{fields(f'n{i}')}}}" for i in range(n_nodes))
     weights = ", ".join(f"e{j}.weight" for j, _, _ in present)
     return (

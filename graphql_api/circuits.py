@@ -444,7 +444,10 @@ class CircuitQuery:
         params = {"dataset": dataset, "pre": None if pre is None else int(pre),
                   "post": None if post is None else int(post), "postChandelier": post_chandelier,
                   "minSynapses": min_synapses, "perContact": synapses_per_contact,
-                  "afterPre": start[0], "afterPost": start[1], "limit": first + 1}
+                  "afterPre": start[0], "afterPost": start[1], "limit": first + 1,
+                  # one range seek: [after, +inf), or just `pre`
+                  "preLow": max(start[0], -1 if pre is None else int(pre)),
+                  "preHigh": 2**63 - 1 if pre is None else int(pre)}
         text = cq.AIS_CONTACTS_TO_POST if post is not None and pre is None \
             else cq.AIS_CONTACTS_FROM_PRE
         rows = await _read(info, text, params)
