@@ -52,13 +52,31 @@ QUERY = """query($d: String!, $id: BodyId!, $first: Int!) {
 }"""
 
 
+def topk_first(query: str) -> str:
+    """Tuning candidate: slice the ranked partners BEFORE projecting their properties.
+
+    The API's partner query builds a property map for every partner, then keeps `first`; for a
+    hub with thousands of inputs that is thousands of maps for 20 rows.
+    """
+    ranked = f"collect({{weight: c.weight, partner: p {{{cypher.PARTNER_FIELDS}}}}}) AS ranked"
+    assert ranked in query, "graphql_api.cypher changed: update the tuning candidate"
+    fields = cypher.PARTNER_FIELDS.replace("p.", "x.p.")
+    return query.replace(ranked, "collect({weight: c.weight, p: p})[0..k.first] AS top").replace(
+        "RETURN ranked[0..k.first] AS rows",
+        f"RETURN [x IN top | {{weight: x.weight, partner: {{{fields}}}}}] AS rows")
+
+
+UPSTREAM_TOPK = topk_first(cypher.UPSTREAM_BATCH)
+DOWNSTREAM_TOPK = topk_first(cypher.DOWNSTREAM_BATCH)
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
 async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[str, list[float]]:
     app = create_app(target, auth=AuthConfig())
-    times: dict[str, list[float]] = {"graphql": [], "raw": []}
+    times: dict[str, list[float]] = {"graphql": [], "raw": [], "raw_topk": []}
     drv = open_async_driver(target)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
@@ -70,17 +88,28 @@ async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[
             if r.status_code != 200 or doc.get("errors") or not doc["data"]["neuron"]:
                 raise RuntimeError(f"GraphQL failed for {body_id}: {r.status_code} {doc}")
 
-        async def raw(body_id: int) -> None:
+        async def raw_with(up: str, down: str, body_id: int) -> list[Any]:
             await read(drv, "MATCH (m:Meta) RETURN m.dataset AS name", {})
             rows = await read(drv, cypher.NEURON_BY_ID, {"dataset": "bench", "bodyId": body_id})
             assert rows
             keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
-            await read(drv, cypher.UPSTREAM_BATCH, {"dataset": "bench", "keys": keys})
-            await read(drv, cypher.DOWNSTREAM_BATCH, {"dataset": "bench", "keys": keys})
+            a = await read(drv, up, {"dataset": "bench", "keys": keys})
+            b = await read(drv, down, {"dataset": "bench", "keys": keys})
+            return [a, b]
 
+        async def raw(body_id: int) -> None:
+            await raw_with(cypher.UPSTREAM_BATCH, cypher.DOWNSTREAM_BATCH, body_id)
+
+        async def raw_topk(body_id: int) -> None:
+            await raw_with(UPSTREAM_TOPK, DOWNSTREAM_TOPK, body_id)
+
+        for body_id in ids[:5]:  # the tuning candidate must answer exactly the same
+            same = (await raw_with(cypher.UPSTREAM_BATCH, cypher.DOWNSTREAM_BATCH, body_id)
+                    == await raw_with(UPSTREAM_TOPK, DOWNSTREAM_TOPK, body_id))
+            assert same, f"top-k-first partner query differs for {body_id}"
+        paths = [("graphql", gql), ("raw", raw), ("raw_topk", raw_topk)]
         for i, body_id in enumerate(ids):
-            order = (("graphql", gql), ("raw", raw)) if i % 2 == 0 else (
-                ("raw", raw), ("graphql", gql))
+            order = paths[i % 3:] + paths[:i % 3]
             for name, fn in order:
                 t = time.perf_counter()
                 await fn(body_id)
@@ -90,12 +119,13 @@ async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[
     return times
 
 
-def profile(target: Any, body_id: int, first: int) -> dict[str, Any]:
+def profile(target: Any, body_id: int, first: int,
+            query: str = cypher.UPSTREAM_BATCH) -> dict[str, Any]:
     """PROFILE of the upstream partner query on one neuron: db hits, rows, operators."""
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
                                     notifications_min_severity="OFF") as drv, drv.session() as s:
         keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
-        summary = s.run("PROFILE " + cypher.UPSTREAM_BATCH, dataset="bench", keys=keys).consume()
+        summary = s.run("PROFILE " + query, dataset="bench", keys=keys).consume()
     plan = summary.profile or {}
     ops: list[str] = []
     hits = 0
@@ -141,6 +171,7 @@ def main() -> None:
         times = asyncio.run(measure(target, ids, a.first, a.warmup))
         res["profile_hub"] = {"bodyId": hub, "in_degree": int((conns["bodyId_post"] == hub).sum()),
                               **profile(target, hub, a.first)}
+        res["profile_hub_topk"] = profile(target, hub, a.first, UPSTREAM_TOPK)
     for name, vals in times.items():
         res[name] = {"p50_ms": pct(vals, 50), "p99_ms": pct(vals, 99),
                      "mean_ms": float(np.mean(vals)), "n": len(vals)}
@@ -154,8 +185,12 @@ def main() -> None:
                   ratio(g["p99_ms"], r["p99_ms"]))
     table.add_row("raw Cypher (async driver)", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", "",
                   "", "")
+    k = res["raw_topk"]
+    table.add_row("raw, top-k before projection", f"{k['p50_ms']:.1f}", f"{k['p99_ms']:.1f}",
+                  "raw Cypher", ratio(k["p50_ms"], r["p50_ms"]), ratio(k["p99_ms"], r["p99_ms"]))
     console.print(table)
     console.print(f"PROFILE upstream on the busiest neuron: {res['profile_hub']}")
+    console.print(f"PROFILE, top-k before projection: {res['profile_hub_topk']}")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=2) + "\n")
     console.print(f"wrote {a.json}")
