@@ -216,7 +216,8 @@ def _pattern(req: MatrixRequest) -> str:
 
 
 def _post_filter(req: MatrixRequest) -> str:
-    # The loader only links neurons of one dataset, so b needs no dataset check.
+    # ConnectsTo/GapJunction only join neurons of one dataset (the loader matches both ends
+    # by dataset), so b needs neither a label nor a dataset check.
     parts = ["true"]
     if req.body_ids is not None:
         parts.append("b.bodyId IN $selected")
@@ -229,7 +230,7 @@ def page_query(req: MatrixRequest) -> str:
     """Edges leaving one page of neurons ($page: bodyIds), as three parallel lists."""
     return f"""
 UNWIND $page AS id
-MATCH (a:Neuron {{dataset: $dataset, bodyId: id}}){_pattern(req)}(b:Neuron)
+MATCH (a:Neuron {{dataset: $dataset, bodyId: id}}){_pattern(req)}(b)
 WHERE {_post_filter(req)}
 WITH a, b, {_weight_expr(req)} AS w
 WHERE w >= $minWeight
@@ -249,7 +250,7 @@ def _pre_filter(req: MatrixRequest) -> str:
 def count_query(req: MatrixRequest) -> str:
     """How many entries the matrix has, counting at most $limit."""
     return f"""
-MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b:Neuron)
+MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
 WHERE {_pre_filter(req)} AND {_post_filter(req)}
 WITH {_weight_expr(req)} AS w WHERE w >= $minWeight
 WITH 1 AS x LIMIT $limit
@@ -260,7 +261,7 @@ RETURN count(x) AS n
 def edges_query(req: MatrixRequest) -> str:
     """All entries in one result (for small matrices answered inline)."""
     return f"""
-MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b:Neuron)
+MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
 WHERE {_pre_filter(req)} AND {_post_filter(req)}
 WITH a, b, {_weight_expr(req)} AS w WHERE w >= $minWeight
 WITH a, b, w LIMIT $limit

@@ -14,6 +14,8 @@ What it does, all in one run:
    5 ms in that process; the driver, pandas and pyarrow included):
    - ours: `graphql_api.export.prepare` + `write` (keyset pages of neurons, one read
      transaction each, Arrow batches written as they arrive) to Parquet and to NPZ;
+   - http: the same Parquet export through the API (uvicorn in that process, httpx
+     streaming the response to a file; the RSS counts server and client together);
    - naive: what clients do today: `MATCH ... RETURN pre, post, weight SKIP $s LIMIT $n` in
      pages of 200,000 rows (CAVE's cap is 200k), each page `to_df()`, then `pd.concat` and
      `to_parquet`;
@@ -92,7 +94,9 @@ def worker(args: argparse.Namespace) -> None:
     sampler = PeakSampler()
     t0 = time.perf_counter()
     out = Path(args.out)
-    if args.mode == "ours":
+    if args.mode == "http":
+        entries = http_download(target, args.dataset, args.format, out)
+    elif args.mode == "ours":
         plan = prepare(driver, MatrixRequest(dataset=args.dataset, format=args.format),
                        limits=ExportLimits(max_edges=10**9))
         with out.open("wb") as fh:
@@ -117,6 +121,39 @@ def worker(args: argparse.Namespace) -> None:
     driver.close()
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "base_mb": base,
                       "entries": entries, "bytes": out.stat().st_size}))
+
+
+def http_download(target: dict[str, str], dataset: str, fmt: str, out: Path) -> int:
+    """The same export through the API: uvicorn in a thread, httpx streaming to a file."""
+    import threading
+
+    import httpx
+    import pyarrow.parquet as pq
+    import uvicorn
+
+    from connectome.settings import Neo4jTarget
+    from graphql_api.app import create_app
+
+    os.environ["CONNECTOME_EXPORT_MAX_EDGES"] = str(10**9)
+    app = create_app(Neo4jTarget(target["uri"], target["user"], target["password"]))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/export/matrix",
+                          params={"dataset": dataset, "format": fmt},
+                          timeout=httpx.Timeout(30.0, read=600.0)) as r, out.open("wb") as fh:
+            r.raise_for_status()
+            for block in r.iter_bytes(1 << 20):
+                fh.write(block)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return int(pq.ParquetFile(out).metadata.num_rows)
 
 
 def run_worker(target: dict[str, str], mode: str, dataset: str, fmt: str, out: Path,
@@ -215,7 +252,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--heap", default="3g", help="Neo4j heap of the private bench server")
     p.add_argument("--workdir", type=Path, default=None)
-    p.add_argument("--worker", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ours", "naive", "http"], help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
     p.add_argument("--format", default="parquet", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -261,7 +298,7 @@ def main() -> None:
         t = {"uri": target.uri, "user": target.user, "password": target.password}
         runs = [("ours", "bench_quarter", "parquet"), ("naive", "bench_quarter", "parquet"),
                 ("ours", "bench_full", "parquet"), ("ours", "bench_full", "npz"),
-                ("naive", "bench_full", "parquet")]
+                ("http", "bench_full", "parquet"), ("naive", "bench_full", "parquet")]
         results: dict[tuple[str, str, str], dict[str, Any]] = {}
         for mode, dataset, fmt in runs:
             out = work / f"{mode}_{dataset}.{fmt}"
@@ -285,6 +322,10 @@ def main() -> None:
             print(f"  {dataset}: naive/ours time {n['seconds'] / o['seconds']:.1f}x, "
                   f"naive/ours peak RSS {n['peak_mb'] / o['peak_mb']:.1f}x "
                   f"({n['peak_mb']:.0f} vs {o['peak_mb']:.0f} MB)")
+        h, n = results[("http", "bench_full", "parquet")], results[("naive", "bench_full",
+                                                                       "parquet")]
+        print(f"  bench_full through the API (uvicorn + httpx): naive/http time "
+              f"{n['seconds'] / h['seconds']:.1f}x")
         q, f = results[("ours", "bench_quarter", "parquet")], results[("ours", "bench_full",
                                                                       "parquet")]
         nq, nf = results[("naive", "bench_quarter", "parquet")], results[("naive", "bench_full",
