@@ -268,7 +268,7 @@ def matrix_cmd(
                     write_metadata(table, table_format, fh)
     except ExportError as exc:
         raise _fail(exc.message) from None
-    except Neo4jServerError as exc:
+    except (Neo4jServerError, ValueError) as exc:
         raise _fail(str(exc)) from None
     rows, cols = plan.shape
     console.print(f"wrote {output}: {rows:,} x {cols:,} matrix, {stats.entries:,} entries "
