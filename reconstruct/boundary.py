@@ -156,7 +156,7 @@ def train(images: list[np.ndarray], labels: list[np.ndarray], clefts: list[np.nd
                 pick = rng.choice(idx, size=min(len(idx), per), replace=False)
                 xs.append(ff[:, pick].T)
                 ys.append(cls[pick])
-    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.15, max_leaf_nodes=31,
+    model = HistGradientBoostingClassifier(max_iter=40, learning_rate=0.3, max_leaf_nodes=31,
                                            early_stopping=False, random_state=seed)
     model.fit(np.concatenate(xs), np.concatenate(ys))
     meta = {"voxel_size_zyx": list(voxel_size_zyx), "sigmas_xy": list(SIGMAS_XY),

@@ -70,20 +70,34 @@ def interior(affs: np.ndarray) -> np.ndarray:
     return s
 
 
+def _drop_small(lab: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Zero labels with fewer than `min_voxels` voxels (labels already connected)."""
+    if lab.dtype == np.uint64 or lab.dtype.kind == "i" or int(lab.max()) > 1 << 28:
+        lab, _ = fastremap.renumber(lab)
+        lab = np.ascontiguousarray(lab, dtype=np.uint32)
+    counts = np.bincount(lab.reshape(-1))
+    small = counts < min_voxels
+    small[0] = False
+    if small.any():
+        keep = np.arange(len(counts), dtype=lab.dtype)
+        keep[small] = 0
+        lab = keep[lab]
+    return lab
+
+
 def make_seeds(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
                p: SegParams) -> np.ndarray:
-    """Seed fragments (uint64): eroded interiors, cc3d-labelled along strong affinities."""
+    """Seed fragments (uint32): eroded interiors, cc3d-labelled along strong affinities."""
     core = interior(affs) > p.seed_threshold
     dt = edt.edt(core, anisotropy=voxel_size_zyx, black_border=False, parallel=2)
     mask = dt > p.seed_distance_nm
     strong = [affs[c] > p.seed_threshold for c in range(3)]
     g = _vcg(mask, list(strong))
-    lab = cc3d.color_connectivity_graph(g, connectivity=6)
-    lab = lab.astype(np.uint64, copy=False)
+    lab = np.ascontiguousarray(cc3d.color_connectivity_graph(g, connectivity=6))
     lab[~mask] = 0
-    lab = cc3d.dust(lab, threshold=p.min_seed, connectivity=6, in_place=True)
+    lab = _drop_small(lab, p.min_seed)
     lab, _ = fastremap.renumber(lab, in_place=True)
-    return np.ascontiguousarray(lab, dtype=np.uint64)
+    return np.ascontiguousarray(lab, dtype=np.uint32)
 
 
 def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int = 64) -> None:
@@ -112,7 +126,7 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
         if len(todo) == 0:
             break
         coords = np.unravel_index(todo, shape)
-        best_lab = np.zeros(len(todo), np.uint64)
+        best_lab = np.zeros(len(todo), labels.dtype)
         best_aff = np.full(len(todo), threshold, np.float32)
         for c in range(3):
             # neighbour at -1: edge stored at the voxel itself
@@ -148,11 +162,11 @@ def rescue(labels: np.ndarray, affs: np.ndarray, threshold: float, min_voxels: i
     has_link = g != 0
     if not has_link.any():
         return
-    extra = np.ascontiguousarray(cc3d.color_connectivity_graph(g, connectivity=6), np.uint64)
+    extra = np.ascontiguousarray(cc3d.color_connectivity_graph(g, connectivity=6))
     extra[~has_link] = 0
-    extra = cc3d.dust(extra, threshold=min_voxels, connectivity=6, in_place=True)
+    extra = _drop_small(extra, min_voxels)
     m = extra != 0
-    labels[m] = extra[m] + np.uint64(labels.max())
+    labels[m] = extra[m].astype(labels.dtype) + labels.dtype.type(labels.max())
 
 
 def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -250,11 +264,8 @@ def relabel(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
 
 
 def size_filter(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Zero segments smaller than `min_size` voxels and renumber 1..N (in place)."""
-    uniq, cnt = fastremap.unique(labels, return_counts=True)
-    small = [int(u) for u, c in zip(uniq, cnt, strict=True) if c < min_size and u != 0]
-    if small:
-        fastremap.mask(labels, small, in_place=True)
+    """Zero segments smaller than `min_size` voxels and renumber 1..N; returns uint64."""
+    labels = _drop_small(labels, min_size)
     labels, _ = fastremap.renumber(labels, in_place=True)
     return np.ascontiguousarray(labels, dtype=np.uint64)
 
@@ -289,6 +300,6 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
         hi[c] = slice(1, None)
         mask[tuple(sl)] |= strong[c][tuple(hi)]
     g = _vcg(mask, list(strong))
-    lab = np.ascontiguousarray(cc3d.color_connectivity_graph(g, connectivity=6), np.uint64)
+    lab = np.ascontiguousarray(cc3d.color_connectivity_graph(g, connectivity=6))
     lab[~mask] = 0
     return size_filter(lab, min_size)

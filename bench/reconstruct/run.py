@@ -53,25 +53,35 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats for ours")
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/results.json"))
     ap.add_argument("--skip", default="", help="comma list of methods to skip")
+    ap.add_argument("--workdir", default="", help="keep the volume and affinities here")
     args = ap.parse_args()
-    con = Console()
+    con = Console(width=160)
     n = args.size
     vs = (40.0, 16.0, 16.0)
     cfg = synth.SynthConfig((n, n, n), vs, args.preset, args.seed)
+    ap_work = args.workdir
     with tempfile.TemporaryDirectory() as tmp:
-        em = Path(tmp) / "em"
+        work = Path(ap_work) if ap_work else Path(tmp)
+        em = work / f"em_{n}_{args.preset}_{args.seed}"
         t = time.perf_counter()
-        with pipeline.rich_progress() as tick:
-            pipeline.synthesize(em, cfg, tick)
+        if not (em / "volume.json").exists():
+            with pipeline.rich_progress() as tick:
+                pipeline.synthesize(em, cfg, tick)
         t_syn = time.perf_counter() - t
         info = pipeline.read_volume_info(em)
         img = pipeline.read_image(em, info)
         truth = pipeline.read_truth(em, img.shape)
         assert truth is not None
+        cache = em / "predicted_affinities.npy"
         t = time.perf_counter()
-        with pipeline.rich_progress() as tick:
-            model = pipeline.default_model(vs, args.seed, tick)
-            affs, _ = pipeline.predict_slabs(model, img, vs, tick)
+        if cache.exists():
+            affs = np.load(cache)
+        else:
+            with pipeline.rich_progress() as tick:
+                model = pipeline.default_model(vs, args.seed, tick)
+                affs, _ = pipeline.predict_slabs(model, img, vs, tick)
+            if ap_work:
+                np.save(cache, affs)
         t_pred = time.perf_counter() - t
     nvox = float(np.prod(img.shape))
     params = segment.SegParams()
