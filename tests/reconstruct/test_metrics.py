@@ -61,7 +61,6 @@ def test_synapse_scores_need_right_partners() -> None:
     true_pre = np.array([1, 2])
     true_post = np.array([2, 1])
     pred_xyz = np.array([[10.0, 0, 0], [1010.0, 0, 0], [5000.0, 0, 0]])
-    pred_pre = np.array([11, 11])
     pred_pre = np.array([11, 11, 12])
     pred_post = np.array([12, 12, 11])
     mapping = {11: 1, 12: 2}
