@@ -251,7 +251,9 @@ def main() -> None:
     p.add_argument("--edges", type=int, default=3_700_000)
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--heap", default="3g", help="Neo4j heap of the private bench server")
-    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="keep data, store and outputs here (default: a temporary folder, removed)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--worker", choices=["ours", "naive", "http"], help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
     p.add_argument("--format", default="parquet", help=argparse.SUPPRESS)
@@ -330,10 +332,19 @@ def main() -> None:
                                                                       "parquet")]
         nq, nf = results[("naive", "bench_quarter", "parquet")], results[("naive", "bench_full",
                                                                         "parquet")]
+        if args.json:
+            args.json.write_text(json.dumps({
+                "neurons": len(g.body_ids), "edges": m,
+                "runs": [{"mode": k[0], "dataset": k[1], "format": k[2], **v}
+                         for k, v in results.items()]}, indent=2) + "\n")
         print(f"  4x the edges: ours peak RSS {q['peak_mb']:.0f} -> {f['peak_mb']:.0f} MB, "
               f"naive {nq['peak_mb']:.0f} -> {nf['peak_mb']:.0f} MB")
     finally:
         server.stop()
+        if args.workdir is None:  # a temporary folder: the store is gigabytes at full scale
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
