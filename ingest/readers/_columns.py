@@ -58,15 +58,22 @@ class Table:
                 )
 
     def text(self, column: str, *, required: bool = True) -> pd.Series:
-        """Strings with surrounding spaces removed; empty means null (an error if required)."""
-        values = self.frame[column].astype(object)
-        cleaned = values.map(lambda v: v.strip() if isinstance(v, str) else v)
-        cleaned = cleaned.map(lambda v: None if v is None or v == "" or v is pd.NA else v)
-        cleaned = cleaned.map(lambda v: None if isinstance(v, float) and np.isnan(v) else v)
-        if required and cleaned.isna().any():
-            pos = int(np.flatnonzero(cleaned.isna().to_numpy())[0])
+        """Strings with surrounding spaces removed; empty means null (an error if required).
+
+        Built as a plain list: `Series.map` may turn None into NaN under pandas 3, which a later
+        `str()` would make the text "nan"."""
+        cleaned: list[str | None] = []
+        for value in self.frame[column].astype(object).tolist():
+            if isinstance(value, str):
+                value = value.strip()
+            if _is_blank(value) or value is pd.NA:
+                cleaned.append(None)
+            else:
+                cleaned.append(str(value))
+        if required and None in cleaned:
+            pos = cleaned.index(None)
             raise IngestError(self.path, "empty value", row=self.row_of(pos), column=column)
-        return cleaned.map(lambda v: v if v is None else str(v))
+        return pd.Series(cleaned, index=self.frame.index, dtype=object)
 
     def integer(self, column: str, *, minimum: int | None = None,
                 required: bool = True) -> pd.Series:

@@ -114,3 +114,16 @@ def test_unknown_source_and_bad_dataset_name(tmp_path: Path) -> None:
     assert r1.exit_code != 0 and "no such file" in r1.output
     r2 = runner.invoke(app, ["ingest", "cook2019", "--dataset", "bad name!"])
     assert r2.exit_code != 0 and "invalid dataset name" in r2.output
+
+
+def test_empty_optional_fields_stay_null(tmp_path: Path) -> None:
+    conns = ('bodyId_pre,bodyId_post,weight,roiInfo\n1,2,5,\n'
+             '2,3,7,"{""LH"": {""pre"": 7, ""post"": 7}}"\n')
+    folder = write_dataset(tmp_path / "nulls", neurons="bodyId,type,instance\n1,A,\n2,,b\n3,B,c\n",
+                           conns=conns)
+    tables = read_source(str(folder))
+    n = tables.neurons.set_index("bodyId")
+    assert n.loc[1, "instance"] is None and n.loc[2, "type"] is None
+    rois = tables.connections.set_index(["bodyIdPre", "bodyIdPost"])["roiInfo"]
+    assert not isinstance(rois.loc[(1, 2)], str)
+    assert rois.loc[(2, 3)].startswith('{"LH"')
