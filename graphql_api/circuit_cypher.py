@@ -273,7 +273,11 @@ def motif_query(n_nodes: int, present: list[tuple[int, int, int]],
     `present`/`absent` hold (edge index, source node, target node) by position; constraint
     values come from `$nodes[i]` and `$edges[j]`; matches page by keyset on the node ids.
     """
-    lines = [f"MATCH (n{s})-[e{j}:ConnectsTo]->(n{t})" for j, s, t in present]
+    # n0 is read by a range seek on (dataset, bodyId) in index order, from the page's start
+    # ($start, $stop: the cursor and any bodyId constraint on n0), so a page stops early.
+    lines = ["MATCH (n0:Neuron) WHERE n0.dataset = $dataset AND n0.bodyId >= $start "
+             "AND n0.bodyId <= $stop"]
+    lines += [f"MATCH (n{s}:Neuron)-[e{j}:ConnectsTo]->(n{t}:Neuron)" for j, s, t in present]
     where: list[str] = []
     for i in range(n_nodes):
         where += [

@@ -133,7 +133,7 @@ class Synapse:
 def _synapse(row: dict[str, Any]) -> Synapse:
     from graphql_api.schema import Point
 
-    return Synapse(synapse_id=row["synapseId"],  # type: ignore[arg-type]
+    return Synapse(synapse_id=row["synapseId"],
                    location=Point(x=row["x"], y=row["y"], z=row["z"]),
                    compartment=row.get("compartment"), confidence=row.get("confidence"),
                    size=row.get("size"), roi=row.get("roi"))
@@ -388,8 +388,11 @@ async def _motif_page(info: Info[ApiContext, None], dataset: str, edges: list[Ed
     await _dataset(info, dataset)
     _page(first)
     motif = compile_motif(edges, nodes)
-    params = {**motif.params, "dataset": dataset, "limit": first + 1,
-              "after": _decode(after, "motif", len(motif.names))}
+    start = _decode(after, "motif", len(motif.names))
+    first_id = motif.params["nodes"][0]["bodyId"]
+    params = {**motif.params, "dataset": dataset, "limit": first + 1, "after": start,
+              "start": max(start[0] if start else -1, -1 if first_id is None else first_id),
+              "stop": 2**63 - 1 if first_id is None else first_id}
     rows = await _read(info, motif.cypher, params)
     matches = []
     for row in rows[:first]:

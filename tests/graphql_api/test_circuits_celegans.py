@@ -17,8 +17,6 @@ from tests.graphql_api.conftest import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
-NEURON = "instance"
-
 
 @pytest.fixture(scope="module")
 def g() -> nx.DiGraph:
@@ -298,3 +296,17 @@ def test_chandelier_fields_without_compartments(gql: GraphQLClient) -> None:
                     'chandelierInnervation(dataset: "cook2019") { contacts { synapseCount } } }')
     assert data["chandelierCells"]["totalCount"] == 0
     assert data["chandelierInnervation"]["contacts"] == []
+
+
+def test_motif_anchored_on_a_body_id(gql: GraphQLClient, g: nx.DiGraph) -> None:
+    """A constraint on the first node's bodyId narrows the index seek; pages still walk all."""
+    aval = gql.data('{ neuron(dataset: "cook2019", name: "AVAL") { bodyId } }')["neuron"]
+    expected = sorted(("AVAL", b, c) for b in g.successors("AVAL") if b != "AVAL"
+                      for c in g.successors(b) if c not in ("AVAL", b)
+                      and g["AVAL"][b]["weight"] >= 3 and g[b][c]["weight"] >= 3)
+    got = _motif_all(gql, """query($id: BodyId!, $after: String) { motif(dataset: "cook2019",
+        first: 25, after: $after, edges: [{source: "a", target: "b", minWeight: 3},
+        {source: "b", target: "c", minWeight: 3}], nodes: [{name: "a", bodyId: $id}]) {
+        matches { nodes { neuron { instance } } } pageInfo { hasNextPage endCursor } } }""",
+                     "motif", id=aval["bodyId"])
+    assert sorted(got) == expected and len(expected) > 25
