@@ -12,8 +12,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graphql_api import cypher
-from graphql_api.circuits import CircuitQuery
 from graphql_api.auth import readable, require_read
+from graphql_api.circuits import CircuitQuery
 from graphql_api.context import ApiContext, PartnerKey
 from graphql_api.db import read
 from graphql_api.errors import QueryError, should_mask
