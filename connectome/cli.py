@@ -193,6 +193,8 @@ def ingest_cmd(
     ] = None,
 ) -> None:
     """Load a connectome into Neo4j (validated first; re-running gives the same graph)."""
+    from neo4j.exceptions import DriverError, Neo4jError
+
     from ingest.classify import ChandelierRule
     from ingest.errors import IngestError
     from ingest.loader import load
@@ -221,6 +223,11 @@ def ingest_cmd(
         raise fail(str(exc)) from None
     except Neo4jServerError as exc:
         raise fail(str(exc)) from None
+    except (DriverError, Neo4jError) as exc:
+        raise fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
+                   f"If writing had begun, dataset {dataset!r} stays marked status='loading'; "
+                   "rerun the same command once Neo4j answers: the rerun replaces the partial "
+                   "load (nothing is duplicated).") from None
     table = Table(title=f"dataset {result.dataset}")
     for name in ("neurons", "chemical_connections", "chemical_synapses",
                  "electrical_connections", "gap_junctions", "synapses"):

@@ -7,7 +7,9 @@ internals.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -17,6 +19,9 @@ from starlette.responses import JSONResponse, Response
 from graphql_api.auth import AuthConfig, AuthError, AuthState
 
 MAX_BODY_BYTES = 1_000_000
+MAX_CONCURRENT = int(os.environ.get("CONNECTOME_MAX_CONCURRENT", "16"))
+"""Requests executing at once (per process); the rest wait their turn. Bounding this keeps
+Neo4j from thrashing under a burst, so latency grows smoothly instead of requests timing out."""
 GUARDED_PREFIXES = ("/graphql", "/api/")
 
 
@@ -44,6 +49,7 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
     """Attach the auth state to `app` and add the guard middleware."""
     state = AuthState.build(config)
     app.state.connectome_auth = state
+    slots = asyncio.Semaphore(MAX_CONCURRENT) if MAX_CONCURRENT > 0 else None
 
     @app.middleware("http")
     async def guard(request: Request,
@@ -71,6 +77,9 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
                 return error_response(
                     429, f"rate limit exceeded ({state.limiter.rate:g} requests/s); "
                     f"retry in {wait:.1f} s", {"Retry-After": str(max(1, round(wait)))})
-        return await call_next(request)
+        if slots is None:
+            return await call_next(request)
+        async with slots:
+            return await call_next(request)
 
     return state

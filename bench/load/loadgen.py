@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,15 +43,18 @@ def api_server(target: Neo4jTarget, *, env: dict[str, str] | None = None,
     full_env = dict(os.environ)
     full_env.update({"NEO4J_URI": target.uri, "NEO4J_USER": target.user,
                      "NEO4J_PASSWORD": target.password, **(env or {})})
+    # The server logs every request: its output goes to a file, since an unread pipe fills up
+    # and then blocks the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise RuntimeError(f"the API server exited: {err[-2000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -69,6 +73,7 @@ def api_server(target: Neo4jTarget, *, env: dict[str, str] | None = None,
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        log.close()
 
 
 NEURON = """query($d: String!, $n: String!) { neuron(dataset: $d, name: $n) {
@@ -131,9 +136,9 @@ def _request(rng: random.Random, dataset: str, names: list[str]) -> dict[str, An
 
 async def _client(url: str, dataset: str, names: list[str], deadline: float, seed: int,
                   latencies: list[float], errors: list[str],
-                  headers: dict[str, str] | None, path: str) -> None:
+                  headers: dict[str, str] | None, path: str, timeout: float) -> None:
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, headers=headers) as client:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
             try:
@@ -152,8 +157,11 @@ async def _client(url: str, dataset: str, names: list[str], deadline: float, see
 
 async def run_load(url: str, dataset: str, *, clients: int, seconds: float,
                    headers: dict[str, str] | None = None, path: str = "/graphql",
-                   names: list[str] | None = None) -> LoadResult:
-    """`clients` concurrent closed-loop clients for `seconds`; latency percentiles in ms."""
+                   names: list[str] | None = None, timeout: float = 120.0) -> LoadResult:
+    """`clients` concurrent closed-loop clients for `seconds`; latency percentiles in ms.
+
+    A request that gets no answer within `timeout` seconds counts as an error.
+    """
     names = names if names is not None else (
         neuron_names(url, dataset, headers) if path != "/health" else [])
     latencies: list[float] = []
@@ -161,7 +169,7 @@ async def run_load(url: str, dataset: str, *, clients: int, seconds: float,
     t0 = time.monotonic()
     deadline = t0 + seconds
     await asyncio.gather(*(
-        _client(url, dataset, names, deadline, i, latencies, errors, headers, path)
+        _client(url, dataset, names, deadline, i, latencies, errors, headers, path, timeout)
         for i in range(clients)))
     elapsed = time.monotonic() - t0
     ms = np.array(latencies) * 1000 if latencies else np.zeros(1)

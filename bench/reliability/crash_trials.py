@@ -42,6 +42,7 @@ def summarise(kind: str, results: list[TrialResult]) -> dict[str, object]:
         "data_lost": sum(r.lost for r in results),
         "duplicates_or_leftovers": sum(r.extra for r in results),
         "failed": sum(not r.ok for r in results),
+        "ingest_exited_with_clear_message": sum(bool(r.ingest_message_clear) for r in results),
         "problems": [p for r in results for p in r.problems][:10],
     }
 
@@ -76,7 +77,7 @@ def main() -> int:
                 print(f"clean load (baseline): {total:.1f} s, {writing:.1f} s writing")
                 summary["clean_load_s"] = total
                 results = []
-                for i, after in enumerate(kill_points(rng, args.ingest_trials, 0.0, writing)):
+                for i, after in enumerate(kill_points(rng, args.ingest_trials, 0.0, 1.0)):
                     if i % 2 == 0:
                         driver.execute_query("MATCH (n {dataset: $d}) DETACH DELETE n",
                                              d=dataset)
@@ -84,19 +85,18 @@ def main() -> int:
                     r = kill_ingest_trial(driver, target, folder, dataset, expected, after,
                                           args.batch)
                     results.append(r)
-                    print(f"ingest trial {i + 1}: kill at +{after:.2f}s "
+                    print(f"ingest trial {i + 1}: kill at {after:.0%} written "
                           f"status={r.status_after_kill} ok={r.ok} lost={r.lost} "
                           f"extra={r.extra} ({time.monotonic() - t0:.0f} s)", flush=True)
                 summary["kill_ingest"] = summarise("kill -9 ingest", results)
             results = []
-            for i, after in enumerate(kill_points(rng, args.neo4j_trials, 0.05 * writing,
-                                                  0.9 * writing)):
+            for i, after in enumerate(kill_points(rng, args.neo4j_trials, 0.05, 0.95)):
                 t0 = time.monotonic()
                 r, restarted = kill_neo4j_trial(servers[-1], folder, dataset, expected, after,
                                                 args.batch)
                 servers.append(restarted)
                 results.append(r)
-                print(f"neo4j trial {i + 1}: kill at +{after:.2f}s "
+                print(f"neo4j trial {i + 1}: kill at {after:.0%} written "
                       f"status={r.status_after_kill} ok={r.ok} lost={r.lost} "
                       f"extra={r.extra} ({time.monotonic() - t0:.0f} s)", flush=True)
             summary["kill_neo4j"] = summarise("kill -9 neo4j", results)

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,12 +42,30 @@ def target_env(target: Neo4jTarget) -> dict[str, str]:
 
 def start_ingest(source: Path, dataset: str, target: Neo4jTarget,
                  batch_size: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    """`connectome ingest` in its own session; its stderr goes to a temp file (a full pipe
+    could stall it), read back with `stderr_of`."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stderr_of
+    proc = subprocess.Popen(
         [*connectome_command(), "ingest", str(source), "--dataset", dataset,
          "--batch-size", str(batch_size)],
-        env=target_env(target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=target_env(target), stdout=subprocess.DEVNULL, stderr=log,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
+    _LOGS[proc.pid] = log
+    return proc
+
+
+_LOGS: dict[int, Any] = {}
+
+
+def stderr_of(proc: subprocess.Popen[bytes]) -> str:
+    log = _LOGS.pop(proc.pid, None)
+    if log is None:
+        return ""
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    log.close()
+    return text[-3000:]
 
 
 def run_ingest(source: Path, dataset: str, target: Neo4jTarget, batch_size: int,
@@ -55,11 +74,11 @@ def run_ingest(source: Path, dataset: str, target: Neo4jTarget, batch_size: int,
     t0 = time.monotonic()
     proc = start_ingest(source, dataset, target, batch_size)
     try:
-        _, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-    return proc.returncode, err.decode(errors="replace")[-2000:], time.monotonic() - t0
+        proc.wait()
+    return proc.returncode, stderr_of(proc), time.monotonic() - t0
 
 
 def load_id(driver: neo4j.Driver, dataset: str) -> str | None:
@@ -79,6 +98,34 @@ def wait_for_load_start(driver: neo4j.Driver, dataset: str, before: str | None,
     raise RuntimeError(f"the ingest never started writing (exit {proc.poll()})")
 
 
+def rows_written(driver: neo4j.Driver, dataset: str, load: str | None) -> int:
+    """Neurons plus ConnectsTo/GapJunction relationships stamped with this load's id."""
+    records, _, _ = driver.execute_query(
+        """MATCH (n:Neuron {dataset: $d}) WHERE n.loadId = $id
+           WITH count(n) AS neurons
+           OPTIONAL MATCH (:Neuron {dataset: $d})-[r:ConnectsTo|GapJunction]->()
+           WHERE r.loadId = $id
+           WITH neurons, count(r) AS rels
+           RETURN neurons + rels""", d=dataset, id=load)
+    return int(records[0][0])
+
+
+def wait_for_progress(driver: neo4j.Driver, dataset: str, fraction: float, total: int,
+                      proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    """Block until `fraction` of the load's `total` rows are written (or the ingest exits).
+
+    Aiming at progress instead of time keeps kills mid-load however slow the machine is;
+    fractions near 1 land in the last batches, the prune or the final Meta update.
+    """
+    load = load_id(driver, dataset)
+    target = int(fraction * total)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if rows_written(driver, dataset, load) >= target:
+            return
+        time.sleep(0.02)
+
+
 def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
                        batch_size: int, timeout: float = 300) -> tuple[float, float]:
     """Run one ingest to the end: (total seconds, seconds from its first write until Meta
@@ -94,9 +141,10 @@ def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, 
         if records and records[0][0] == "complete":
             done = time.monotonic()
         time.sleep(0.05)
-    _, err = proc.communicate(timeout=timeout)
+    proc.wait(timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"clean ingest failed: {err.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(f"clean ingest failed: {stderr_of(proc)}")
+    stderr_of(proc)
     end = time.monotonic()
     return end - t0, (done or end) - started
 
@@ -105,23 +153,32 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process (its own session: nothing else is touched) and reap it."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
 
 
 @dataclass
 class TrialResult:
     kind: str
-    kill_after_s: float
+    kill_at_fraction: float
+    """Share of the load's rows written when the kill was aimed."""
     status_after_kill: str | None
     """Meta.status right after the kill: 'loading' means the kill landed mid-load."""
     problems: list[str] = field(default_factory=list)
     found: dict[str, Any] = field(default_factory=dict)
     lost: int = 0
     extra: int = 0
+    ingest_exit: int | None = None
+    """Neo4j trials: the ingest's own exit code (None: still retrying, so it was killed)."""
+    ingest_message_clear: bool | None = None
+    """Neo4j trials: whether the ingest said to rerun (no traceback)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _total(expected: dict[str, Any]) -> int:
+    return int(expected["neurons"] + expected["ConnectsTo"] + expected["GapJunction"])
 
 
 def _loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
@@ -138,15 +195,15 @@ def _status(driver: neo4j.Driver, dataset: str) -> str | None:
 
 
 def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
-                      expected: dict[str, Any], kill_after_s: float,
+                      expected: dict[str, Any], fraction: float,
                       batch_size: int) -> TrialResult:
-    """Start an ingest, SIGKILL it `kill_after_s` after its first write, rerun it, compare."""
+    """Start an ingest, SIGKILL it once `fraction` of its rows are written, rerun, compare."""
     before = load_id(driver, dataset)
     proc = start_ingest(source, dataset, target, batch_size)
     wait_for_load_start(driver, dataset, before, proc)
-    time.sleep(kill_after_s)
+    wait_for_progress(driver, dataset, fraction, _total(expected), proc)
     kill9(proc)
-    result = TrialResult("kill -9 ingest", kill_after_s, _status(driver, dataset))
+    result = TrialResult("kill -9 ingest", fraction, _status(driver, dataset))
     code, err, _ = run_ingest(source, dataset, target, batch_size)
     if code != 0:
         result.problems.append(f"rerun failed ({code}): {err}")
@@ -157,8 +214,8 @@ def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, d
 
 
 def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: dict[str, Any],
-                     kill_after_s: float, batch_size: int) -> tuple[TrialResult, LocalNeo4j]:
-    """Start an ingest, SIGKILL the Neo4j server `kill_after_s` after the ingest's first write,
+                     fraction: float, batch_size: int) -> tuple[TrialResult, LocalNeo4j]:
+    """Start an ingest, SIGKILL the Neo4j server once `fraction` of the rows are written,
     restart the server on
     the same files (crash recovery), rerun the ingest, compare. Returns the restarted server.
 
@@ -170,7 +227,7 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
         before = load_id(drv, dataset)
         proc = start_ingest(source, dataset, target, batch_size)
         wait_for_load_start(drv, dataset, before, proc)
-    time.sleep(kill_after_s)
+        wait_for_progress(drv, dataset, fraction, _total(expected), proc)
     pid = server.pid()
     assert pid is not None, "the trial server is not running"
     os.kill(pid, signal.SIGKILL)
@@ -179,11 +236,15 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     # The ingest sees the connection drop; give it time to fail, then make sure it is gone.
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=45)
+    exited_itself = proc.poll()
     kill9(proc)
+    ingest_said = stderr_of(proc)
     server = LocalNeo4j(replace(server.config, bolt_port=free_port()))
     target = server.start(timeout=240)
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
-        result = TrialResult("kill -9 neo4j", kill_after_s, _status(drv, dataset))
+        result = TrialResult("kill -9 neo4j", fraction, _status(drv, dataset))
+        result.ingest_exit = exited_itself
+        result.ingest_message_clear = "rerun the same command" in ingest_said
         code, err, _ = run_ingest(source, dataset, target, batch_size)
         if code != 0:
             result.problems.append(f"rerun failed ({code}): {err}")
