@@ -76,7 +76,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[str, list[float]]:
     app = create_app(target, auth=AuthConfig())
-    times: dict[str, list[float]] = {"graphql": [], "raw": [], "raw_topk": []}
+    times: dict[str, list[float]] = {"graphql": [], "raw": [], "raw_topk": [], "floor": []}
     drv = open_async_driver(target)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
@@ -103,13 +103,18 @@ async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[
         async def raw_topk(body_id: int) -> None:
             await raw_with(UPSTREAM_TOPK, DOWNSTREAM_TOPK, body_id)
 
+        async def floor(_: int) -> None:
+            """The same four round trips doing no work: the machine's latency floor."""
+            for _i in range(4):
+                await read(drv, "RETURN 1 AS one", {})
+
         for body_id in ids[:5]:  # the tuning candidate must answer exactly the same
             same = (await raw_with(cypher.UPSTREAM_BATCH, cypher.DOWNSTREAM_BATCH, body_id)
                     == await raw_with(UPSTREAM_TOPK, DOWNSTREAM_TOPK, body_id))
             assert same, f"top-k-first partner query differs for {body_id}"
-        paths = [("graphql", gql), ("raw", raw), ("raw_topk", raw_topk)]
+        paths = [("graphql", gql), ("raw", raw), ("raw_topk", raw_topk), ("floor", floor)]
         for i, body_id in enumerate(ids):
-            order = paths[i % 3:] + paths[:i % 3]
+            order = paths[i % 4:] + paths[:i % 4]
             for name, fn in order:
                 t = time.perf_counter()
                 await fn(body_id)
@@ -188,6 +193,9 @@ def main() -> None:
     k = res["raw_topk"]
     table.add_row("raw, top-k before projection", f"{k['p50_ms']:.1f}", f"{k['p99_ms']:.1f}",
                   "raw Cypher", ratio(k["p50_ms"], r["p50_ms"]), ratio(k["p99_ms"], r["p99_ms"]))
+    f = res["floor"]
+    table.add_row("floor: 4 x RETURN 1", f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}",
+                  "raw Cypher", ratio(f["p50_ms"], r["p50_ms"]), ratio(f["p99_ms"], r["p99_ms"]))
     console.print(table)
     console.print(f"PROFILE upstream on the busiest neuron: {res['profile_hub']}")
     console.print(f"PROFILE, top-k before projection: {res['profile_hub_topk']}")
