@@ -60,7 +60,7 @@ MATCH (a:Neuron)
 WHERE a.dataset = $dataset AND a.bodyId >= $preLow AND a.bodyId <= $preHigh
   AND a.chandelier = true
 MATCH (a)-[:Contains]->(ss:SynapseSet)-[:SynapsesTo]->(b:Neuron)
-WHERE {_AFTER_PAIR}
+WHERE {_AFTER_PAIR} AND ($post IS NULL OR b.bodyId = $post)
   AND ($postChandelier IS NULL OR coalesce(b.chandelier, false) = $postChandelier)
 {_AIS_SYNAPSES}
 WITH a, b, n, synapses WHERE n >= $minSynapses

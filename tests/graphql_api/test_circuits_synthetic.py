@@ -132,6 +132,11 @@ def test_chandelier_inputs_of_a_pyramidal_cell(truth: pl.Planted, gql: GraphQLCl
     assert {int(c["pre"]["bodyId"]): c["synapseCount"] for c in data} == {
         int(k): int(v) for k, v in expected.items()}
     assert {int(c["post"]["bodyId"]) for c in data} == {target}
+    pre = int(expected.index[0])
+    one = gql.data("""query($pre: BodyId!, $post: BodyId!) { chandelierInnervation(
+        dataset: "t_planted", pre: $pre, post: $post) { contacts { synapseCount } } }""",
+                   pre=str(pre), post=str(target))["chandelierInnervation"]["contacts"]
+    assert [c["synapseCount"] for c in one] == [int(expected.loc[pre])]
 
 
 def test_chandelier_to_chandelier(truth: pl.Planted, gql: GraphQLClient) -> None:
