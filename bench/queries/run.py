@@ -223,7 +223,7 @@ def measure(target: Any, ds: str, reps: int, only: str | None) -> list[dict[str,
                     await drv.close()
 
             raw = asyncio.run(raw_all())
-            row = {"field": field, "requests": len(reqs), "reps": field_reps,
+            row: dict[str, Any] = {"field": field, "requests": len(reqs), "reps": field_reps,
                    "samples": len(api),
                    "cypher_per_request": round(sum(map(len, plans)) / len(plans), 1),
                    "api_p50_ms": pct(api, 50), "api_p99_ms": pct(api, 99),
@@ -233,7 +233,7 @@ def measure(target: Any, ds: str, reps: int, only: str | None) -> list[dict[str,
             print(f"{field:40s} api p50 {row['api_p50_ms']:8.1f} ms p99 "
                   f"{row['api_p99_ms']:8.1f} | raw p50 {row['raw_p50_ms']:8.1f} p99 "
                   f"{row['raw_p99_ms']:8.1f} | x{row['p50_ratio']:.2f}", flush=True)
-    circuits.read = real_read  # type: ignore[assignment]
+    circuits.read = real_read
     return results
 
 
