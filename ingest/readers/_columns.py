@@ -86,12 +86,17 @@ class Table:
             numeric = pd.to_numeric(text, errors="coerce")
             blank = text.map(_is_blank)
             bad = numeric.isna() & ~blank
-            frac = numeric.notna() & (numeric != np.floor(numeric.fillna(0)))
-            problem = bad | frac | (blank if required else pd.Series(False, index=raw.index))
+            as_float = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                out_of_range = ~np.isnan(as_float) & ~(np.abs(as_float) < 2.0**63)
+            frac = numeric.notna() & ~out_of_range & (numeric != np.floor(numeric.fillna(0)))
+            problem = (bad | frac | out_of_range
+                       | (blank if required else pd.Series(False, index=raw.index)))
             if problem.any():
                 pos = int(np.flatnonzero(problem.to_numpy())[0])
                 shown = raw.iloc[pos]
-                what = "empty value" if blank.iloc[pos] else f"not a whole number: {shown!r}"
+                what = ("empty value" if blank.iloc[pos]
+                        else f"not a 64-bit whole number: {shown!r}")
                 raise IngestError(self.path, what, row=self.row_of(pos), column=column)
             if not required and blank.any():
                 return numeric.astype("Int64")
@@ -148,6 +153,8 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> Table:
     if not data.strip():
         raise IngestError(p, "the file is empty")
     text = _decode(p, data, encoding)
+    if not text.strip():
+        raise IngestError(p, "the file is empty")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         rows = list(reader)

@@ -127,3 +127,12 @@ def test_empty_optional_fields_stay_null(tmp_path: Path) -> None:
     rois = tables.connections.set_index(["bodyIdPre", "bodyIdPost"])["roiInfo"]
     assert not isinstance(rois.loc[(1, 2)], str)
     assert rois.loc[(2, 3)].startswith('{"LH"')
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "99999999999999999999", "NaN"])
+def test_integers_out_of_int64_range_are_named(tmp_path: Path, value: str) -> None:
+    conns = f"bodyId_pre,bodyId_post,weight\n1,2,5\n2,3,{value}\n"
+    folder = write_dataset(tmp_path / "big", conns=conns)
+    with pytest.raises(IngestError) as err:
+        read_source(str(folder))
+    assert (err.value.row, err.value.column) == (3, "weight")

@@ -29,8 +29,8 @@ COUNTS = {"tried": 0, "clear": 0}
 BAD_INTEGER = st.sampled_from(["x", "1.5", "-3", "", "12abc", "NaN", "0x1F", "--1", "1,000",
                                "\u0661.\u0662", "1 2"])
 NON_FINITE_INTEGER = ["inf", "-inf", "1e400", "Infinity"]
-"""Found by this suite: `ingest/readers/_columns.py` Table.integer lets these through to a
-pandas IntCastingNaNError (no file/row/column). See test_non_finite_integer_is_named."""
+"""Found by this suite (Table.integer once let these through to a pandas IntCastingNaNError with
+no file/row/column); now rejected as out of range. See test_non_finite_integer_is_named."""
 BAD_NUMBER = st.sampled_from(["x", "abc", "1..2", "inf", "-inf", "1e999", "12abc", "--1"])
 
 NEURON_FIELDS = {"bodyId": BAD_INTEGER, "somaX": BAD_NUMBER, "somaY": BAD_NUMBER,
@@ -163,9 +163,6 @@ def test_structural_damage_names_file_and_row(template: Path,
     COUNTS["clear"] += 1
 
 
-@pytest.mark.xfail(reason="bug in ingest/readers/_columns.py (not this suite's file): "
-                   "Table.integer does not reject inf/1e400, pandas raises IntCastingNaNError "
-                   "without file/row/column", raises=AssertionError, strict=False)
 @pytest.mark.parametrize("value", NON_FINITE_INTEGER)
 def test_non_finite_integer_is_named(template: Path, tmp_path: Path, value: str) -> None:
     folder = _copy(template, tmp_path)
@@ -185,9 +182,6 @@ def test_non_finite_integer_is_named(template: Path, tmp_path: Path, value: str)
 BOM = b"\xef\xbb\xbf"
 
 
-@pytest.mark.xfail(reason="bug in ingest/readers/_columns.py (not this suite's file): a file "
-                   "holding only a UTF-8 BOM passes the emptiness check, then rows[0] raises "
-                   "IndexError", raises=AssertionError, strict=False)
 def test_bom_only_file_is_named(template: Path, tmp_path: Path) -> None:
     folder = _copy(template, tmp_path)
     (folder / "neurons.csv").write_bytes(BOM)
