@@ -13,8 +13,10 @@ import os
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
+from starlette.middleware.base import BaseHTTPMiddleware, DispatchFunction
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graphql_api.auth import AuthConfig, AuthError, AuthState
 
@@ -51,11 +53,8 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
     app.state.connectome_auth = state
     slots = asyncio.Semaphore(MAX_CONCURRENT) if MAX_CONCURRENT > 0 else None
 
-    @app.middleware("http")
     async def guard(request: Request,
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not request.url.path.startswith(GUARDED_PREFIXES):
-            return await call_next(request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
@@ -82,4 +81,24 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
         async with slots:
             return await call_next(request)
 
+    app.add_middleware(_PathScoped, dispatch=guard)
     return state
+
+
+class _PathScoped:
+    """Runs `dispatch` (a BaseHTTPMiddleware) for the guarded paths only.
+
+    Other paths, the streamed `/export` downloads among them, reach the app untouched:
+    BaseHTTPMiddleware would turn a response that fails mid-stream into a normal ending,
+    so a broken download could look complete.
+    """
+
+    def __init__(self, app: ASGIApp, dispatch: DispatchFunction) -> None:
+        self.app = app
+        self.guarded = BaseHTTPMiddleware(app, dispatch=dispatch)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(GUARDED_PREFIXES):
+            await self.guarded(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
