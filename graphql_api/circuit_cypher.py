@@ -7,19 +7,12 @@ spliced in. Pair lists page by keyset (`$afterPre`, `$afterPost`), never SKIP.
 
 from __future__ import annotations
 
-import re
-
-from graphql_api.cypher import NEURON_FIELDS
+from graphql_api.cypher import neuron_fields as fields
 
 MAX_PATH_LENGTH = 6
 MAX_SHORTEST_LENGTH = 12
 MAX_MOTIF_NODES = 5
 MAX_MOTIF_EDGES = 10
-
-
-def fields(var: str) -> str:
-    """The Neuron map projection (as the base API returns it) for variable `var`."""
-    return re.sub(r"\bn\.", f"{var}.", NEURON_FIELDS)
 
 
 SYNAPSE_MAP = """{synapseId: s.synapseId, x: s.location.x, y: s.location.y, z: s.location.z,

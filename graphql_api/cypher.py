@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-NEURON_FIELDS = """
-  bodyId: n.bodyId, dataset: n.dataset, instance: n.instance, type: n.type,
-  cellClass: n.cellClass, neurotransmitter: n.neurotransmitter, status: n.status,
-  pre: n.pre, post: n.post, upstreamPartners: n.upstream, downstreamPartners: n.downstream,
-  gapJunctions: n.gapJunctions, size: n.size,
-  soma: CASE WHEN n.somaLocation IS NULL THEN null
-        ELSE [n.somaLocation.x, n.somaLocation.y, n.somaLocation.z] END
+
+def neuron_fields(var: str) -> str:
+    """The Neuron map projection the API returns, for the Cypher variable `var`."""
+    return f"""
+  bodyId: {var}.bodyId, dataset: {var}.dataset, instance: {var}.instance, type: {var}.type,
+  cellClass: {var}.cellClass, neurotransmitter: {var}.neurotransmitter, status: {var}.status,
+  pre: {var}.pre, post: {var}.post, upstreamPartners: {var}.upstream,
+  downstreamPartners: {var}.downstream, gapJunctions: {var}.gapJunctions, size: {var}.size,
+  soma: CASE WHEN {var}.somaLocation IS NULL THEN null
+        ELSE [{var}.somaLocation.x, {var}.somaLocation.y, {var}.somaLocation.z] END
 """
+
+
+NEURON_FIELDS = neuron_fields("n")
 
 DATASETS = """
 MATCH (m:Meta) WHERE $name IS NULL OR m.dataset = $name
@@ -45,7 +51,7 @@ RETURN count(n) AS total
 
 # Partners of many neurons at once (one query per DataLoader batch, not one per neuron).
 # Keys are maps {key, bodyId, minWeight, first}; rows come back tagged with their key.
-PARTNER_FIELDS = NEURON_FIELDS.replace("n.", "p.")
+PARTNER_FIELDS = neuron_fields("p")
 
 
 def _partner_batch(pattern: str) -> str:

@@ -124,3 +124,25 @@ def test_unknown_neuron_is_null(gql: GraphQLClient) -> None:
 def test_graphiql_page_served(gql: GraphQLClient) -> None:
     page = gql.http.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+def test_partner_soma_locations_come_back(gql: GraphQLClient, driver, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from ingest.loader import load
+    from ingest.sources import read_source
+    from tests.ingest.test_formats import random_neuprint
+
+    g = random_neuprint(tmp_path / "soma", seed=11)
+    load(driver, read_source(str(tmp_path / "soma")), "t_soma")
+    somas = pd.read_csv(tmp_path / "soma" / "neurons.csv").set_index("bodyId")["somaLocation"]
+    target = max(g.nodes, key=lambda v: g.in_degree(v))
+    data = gql.data("query($id: BodyId!) { neuron(dataset: \"t_soma\", bodyId: $id) { "
+                    "somaLocation { x y z } upstream(first: 1000) { partner { bodyId "
+                    "somaLocation { x y z } } } } }", id=str(target))["neuron"]
+    assert len(data["upstream"]) == g.in_degree(target)
+    for row in [{"partner": {"bodyId": str(target), "somaLocation": data["somaLocation"]}},
+                *data["upstream"]]:
+        p = row["partner"]
+        expected = [float(v) for v in somas[int(p["bodyId"])].strip("[]").split(",")]
+        assert [p["somaLocation"][k] for k in "xyz"] == expected
