@@ -1,4 +1,8 @@
-"""Opening a driver to whichever server the settings name."""
+"""Opening a driver to whichever server the settings name.
+
+Server notifications (e.g. "label does not exist yet" on a new database) are switched off: they
+are advice for query authors, and the driver would log each one as a warning to the user.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +34,12 @@ def resolve_target() -> Neo4jTarget:
 def open_driver(target: Neo4jTarget | None = None) -> neo4j.Driver:
     """A synchronous driver for ingest, migrations and the CLI."""
     t = target or resolve_target()
-    return neo4j.GraphDatabase.driver(t.uri, auth=(t.user, t.password))
+    return neo4j.GraphDatabase.driver(t.uri, auth=(t.user, t.password),
+                                      notifications_min_severity="OFF")
 
 
 def open_async_driver(target: Neo4jTarget | None = None) -> neo4j.AsyncDriver:
     """An asynchronous driver for the API."""
     t = target or resolve_target()
-    return neo4j.AsyncGraphDatabase.driver(t.uri, auth=(t.user, t.password))
+    return neo4j.AsyncGraphDatabase.driver(t.uri, auth=(t.user, t.password),
+                                           notifications_min_severity="OFF")
