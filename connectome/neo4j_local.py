@@ -305,13 +305,12 @@ class LocalNeo4j:
                     f"Neo4j exited with code {proc.returncode} while starting:\n{self.log_tail()}"
                 )
             try:
+                # A plain session run: execute_query would retry with back-off for up to
+                # 30 s inside one poll, delaying the start by up to that much.
                 with neo4j.GraphDatabase.driver(
                     target.uri, auth=(target.user, target.password), connection_timeout=2
-                ) as driver:
-                    # A plain session run: execute_query would retry with back-off for up to
-                    # 30 s inside one poll, delaying the start by up to that much.
-                    with driver.session(database=target.database) as session:
-                        session.run("RETURN 1").consume()
+                ) as driver, driver.session(database=target.database) as session:
+                    session.run("RETURN 1").consume()
                 return
             except Exception as exc:  # not up yet: refused, service unavailable, auth warm-up
                 last = exc
