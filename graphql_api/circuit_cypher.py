@@ -187,17 +187,18 @@ PARTNER_TYPES = {
 """(direction, synapse-level?) -> query. Synapse level when a compartment is asked for."""
 
 # -- paths ------------------------------------------------------------------------------------
-_ENDPOINTS = """
-MATCH (a:Neuron) WHERE a.dataset = $dataset
-  AND ($source.bodyId IS NULL OR a.bodyId = $source.bodyId)
-  AND ($source.name IS NULL OR a.instance = $source.name)
-  AND ($source.type IS NULL OR a.type = $source.type)
-WITH collect(a) AS sources
-MATCH (b:Neuron) WHERE b.dataset = $dataset
-  AND ($target.bodyId IS NULL OR b.bodyId = $target.bodyId)
-  AND ($target.name IS NULL OR b.instance = $target.name)
-  AND ($target.type IS NULL OR b.type = $target.type)
-WITH sources, collect(b) AS targets
+def _match_endpoint(var: str, param: str) -> str:
+    """Neurons of the dataset matching a path endpoint ($source/$target: bodyId, name or type)."""
+    return f"""MATCH ({var}:Neuron) WHERE {var}.dataset = $dataset
+  AND (${param}.bodyId IS NULL OR {var}.bodyId = ${param}.bodyId)
+  AND (${param}.name IS NULL OR {var}.instance = ${param}.name)
+  AND (${param}.type IS NULL OR {var}.type = ${param}.type)
+"""
+
+
+_ENDPOINTS = f"""
+{_match_endpoint("a", "source")}WITH collect(a) AS sources
+{_match_endpoint("b", "target")}WITH sources, collect(b) AS targets
 UNWIND sources AS a
 UNWIND targets AS b
 WITH a, b WHERE a <> b
@@ -208,17 +209,9 @@ RETURN [x IN nodes(p) | x {{{fields("x")}}}] AS neurons,
        [r IN relationships(p) | r.weight] AS weights
 """
 
-COUNT_ENDPOINTS = """
-MATCH (a:Neuron) WHERE a.dataset = $dataset
-  AND ($source.bodyId IS NULL OR a.bodyId = $source.bodyId)
-  AND ($source.name IS NULL OR a.instance = $source.name)
-  AND ($source.type IS NULL OR a.type = $source.type)
-WITH count(a) AS sources
-MATCH (b:Neuron) WHERE b.dataset = $dataset
-  AND ($target.bodyId IS NULL OR b.bodyId = $target.bodyId)
-  AND ($target.name IS NULL OR b.instance = $target.name)
-  AND ($target.type IS NULL OR b.type = $target.type)
-RETURN sources, count(b) AS targets
+COUNT_ENDPOINTS = f"""
+{_match_endpoint("a", "source")}WITH count(a) AS sources
+{_match_endpoint("b", "target")}RETURN sources, count(b) AS targets
 """
 
 

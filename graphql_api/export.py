@@ -215,14 +215,17 @@ def _pattern(req: MatrixRequest) -> str:
     return "-[c:ConnectsTo]->"
 
 
-def _post_filter(req: MatrixRequest) -> str:
-    # ConnectsTo/GapJunction only join neurons of one dataset (the loader matches both ends
-    # by dataset), so b needs neither a label nor a dataset check.
+def _selection_filter(req: MatrixRequest, var: str) -> str:
+    """The neuron selection (ids, types) on one end of an edge, `a` (pre) or `b` (post).
+
+    ConnectsTo/GapJunction only join neurons of one dataset (the loader matches both ends by
+    dataset), so `b` needs neither a label nor a dataset check.
+    """
     parts = ["true"]
     if req.body_ids is not None:
-        parts.append("b.bodyId IN $selected")
+        parts.append(f"{var}.bodyId IN $selected")
     if req.types is not None:
-        parts.append("b.type IN $types")
+        parts.append(f"{var}.type IN $types")
     return " AND ".join(parts)
 
 
@@ -231,27 +234,18 @@ def page_query(req: MatrixRequest) -> str:
     return f"""
 UNWIND $page AS id
 MATCH (a:Neuron {{dataset: $dataset, bodyId: id}}){_pattern(req)}(b)
-WHERE {_post_filter(req)}
+WHERE {_selection_filter(req, "b")}
 WITH a, b, {_weight_expr(req)} AS w
 WHERE w >= $minWeight
 RETURN collect(a.bodyId) AS pre, collect(b.bodyId) AS post, collect(w) AS weight
 """
 
 
-def _pre_filter(req: MatrixRequest) -> str:
-    parts = ["true"]
-    if req.body_ids is not None:
-        parts.append("a.bodyId IN $selected")
-    if req.types is not None:
-        parts.append("a.type IN $types")
-    return " AND ".join(parts)
-
-
 def count_query(req: MatrixRequest) -> str:
     """How many entries the matrix has, counting at most $limit."""
     return f"""
 MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
-WHERE {_pre_filter(req)} AND {_post_filter(req)}
+WHERE {_selection_filter(req, "a")} AND {_selection_filter(req, "b")}
 WITH {_weight_expr(req)} AS w WHERE w >= $minWeight
 WITH 1 AS x LIMIT $limit
 RETURN count(x) AS n
@@ -262,7 +256,7 @@ def edges_query(req: MatrixRequest) -> str:
     """All entries in one result (for small matrices answered inline)."""
     return f"""
 MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
-WHERE {_pre_filter(req)} AND {_post_filter(req)}
+WHERE {_selection_filter(req, "a")} AND {_selection_filter(req, "b")}
 WITH a, b, {_weight_expr(req)} AS w WHERE w >= $minWeight
 WITH a, b, w LIMIT $limit
 RETURN collect(a.bodyId) AS pre, collect(b.bodyId) AS post, collect(w) AS weight
