@@ -10,7 +10,7 @@ Geometry (scaled down from cortex so small test volumes hold whole cells): somat
 balls (r 150–185 nm); dendrites are tapering random walks; the axon leaves the soma as
 an axon initial segment (AIS, 450 nm, thicker than the axon), then is routed past its
 targets, making boutons that touch the target. Chandelier-like cells put "cartridges"
-of 2–4 boutons along pyramidal AISs (plus the odd dendrite synapse); pyramidal axons run
+of 2–3 boutons along pyramidal AISs (plus the odd dendrite synapse); pyramidal axons run
 along a target dendrite making one bouton or a multi-synaptic run of 3–4 boutons.
 """
 
@@ -29,7 +29,9 @@ COMP_NAMES = {0: "unknown", 1: "soma", 2: "axon", 3: "dendrite", 4: "ais"}
 
 AIS_LENGTH_NM = 450.0
 _STEP_NM = 25.0
-_CLEFT_RADIUS_NM = 95.0
+_CLEFT_RADIUS_NM = 60.0
+# boutons along one target sit at least this far apart, so their clefts stay separate
+_MIN_BOUTON_SPACING_NM = 160.0
 _VESICLE_R_NM = 18.0
 
 
@@ -200,7 +202,8 @@ class _Planner:
         offs = pts + nrm * (rad[:, None] + r_ax * 0.75)
         cur = np.array(self.b.pts[parent][:3])
         parent = self.straight(cur, offs[0], parent, r_ax, pre, COMP_AXON)
-        k_b = np.linspace(1, len(target) - 2, n_boutons).round().astype(int)
+        room = int((len(target) - 3) * _STEP_NM // _MIN_BOUTON_SPACING_NM) + 1
+        k_b = np.linspace(1, len(target) - 2, max(1, min(n_boutons, room))).round().astype(int)
         k_b = np.unique(k_b)
         r_b = 100.0
         for k in range(len(target)):
@@ -258,7 +261,7 @@ class _Planner:
                 cands = [o for dd, o in others if dd < 2200][:3]
                 for o in cands[: int(rng.integers(1, 3))]:
                     multi = rng.random() < 0.5
-                    n = 18 if multi else 8
+                    n = 26 if multi else 8
                     dpiece = self.dendrite_piece(o, np.array(self.b.pts[parent][:3]), n)
                     if dpiece is None:
                         continue
@@ -477,7 +480,7 @@ def render_slab(plan: Plan, z0: int, z1: int) -> Slab:
     img[fg] = 0.80
     img[zf] = 0.62
     img[mem] = 0.22
-    img[ves_mask] = 0.40
+    img[ves_mask] = 0.48
     img[clefts != 0] = 0.10
     out = np.empty((z1 - z0, ny, nx), np.uint8)
     for z in range(z0, z1):
