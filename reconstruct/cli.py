@@ -46,7 +46,8 @@ def metrics_table(result: dict[str, Any]) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this stage's commands (`synth-em`, `reconstruct`, `train-model`) to the CLI."""
+    """Attach this stage's commands (`synth-em`, `reconstruct`, `train-model`,
+    `train-affinity-net`) to the CLI."""
 
     @app.command("synth-em")
     def synth_em(
@@ -78,6 +79,10 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path | None, typer.Option(help="saved model (train-model)")] = None,
         affinities: Annotated[Path | None, typer.Option(
             help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
+        net: Annotated[Path | None, typer.Option(
+            help="affinity-network weights (train-affinity-net); default: shipped")] = None,
+        augment: Annotated[bool, typer.Option(
+            help="average the network over 8 in-plane flips/transposes (8x time)")] = True,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics)."""
@@ -85,7 +90,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             with pipeline.rich_progress(not quiet) as tick:
-                result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick)
+                result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick,
+                                              net_path=net, augment=augment)
         except ReconstructError as e:
             err_console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e
@@ -110,3 +116,43 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from e
         io.save_model(out, model)
         console.print(f"wrote {out}")
+
+    @app.command("train-affinity-net")
+    def train_affinity_net(
+        out: Annotated[Path, typer.Argument(help="where to save the weights (.npz)")],
+        steps: Annotated[int, typer.Option(help="optimiser steps")] = 900,
+        volumes: Annotated[int, typer.Option(help="synthetic training volumes")] = 8,
+        init: Annotated[Path | None, typer.Option(
+            help="start from these weights (fine-tuning)")] = None,
+        lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+        seed: Annotated[int, typer.Option()] = 0,
+    ) -> None:
+        """Train the affinity U-Net on synthetic volumes (the shipped weights came from
+        this command; see reconstruct/affinity_net.py)."""
+        from rich.progress import Progress
+
+        from reconstruct import affinity_net, io, pipeline
+
+        if steps < 1 or volumes < 1:
+            err_console.print("[red]error:[/red] --steps and --volumes must be at least 1")
+            raise typer.Exit(2)
+        try:
+            start = io.load_net(init) if init is not None else None
+        except ReconstructError as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(1) from e
+        vs = (40.0, 16.0, 16.0)
+        data = pipeline.net_training_volumes(volumes, vs)
+        with Progress() as prog:
+            task = prog.add_task("training", total=steps)
+
+            def tick(i: int, loss: float) -> None:
+                prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
+
+            net = affinity_net.train(
+                data, steps, seed=seed, init=start, lr=lr, tick=tick,
+                trained_on=f"{volumes} synthetic volumes 48x128x128, seeds from "
+                           f"{pipeline.NET_TRAINING_SEED}, clean and noisy")
+        io.save_net(out, net)
+        console.print(f"wrote {out} (mean loss of the last steps "
+                      f"{net.meta['final_loss']:.3f})")

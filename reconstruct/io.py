@@ -193,3 +193,30 @@ def load_model(path: Path) -> Any:
         return joblib.load(path)
     except Exception as e:
         raise ReconstructError(f"model: {path} is not a saved boundary model: {e}") from e
+
+
+def save_net(path: Path, net: Any) -> None:
+    """Save affinity-network weights and metadata as one .npz file."""
+    from reconstruct import affinity_net
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savez: Any = np.savez_compressed  # numpy's stub types **kwargs as allow_pickle
+    with open(path, "wb") as fh:
+        savez(fh, **affinity_net.to_arrays(net))
+
+
+def load_net(path: Path) -> Any:
+    """Load weights saved by `save_net`, with a clear error for a missing or wrong file."""
+    from reconstruct import affinity_net
+
+    path = Path(path)
+    if not path.exists():
+        raise ReconstructError(f"affinity network: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return affinity_net.from_arrays(arrays)
+    except Exception as e:
+        raise ReconstructError(f"affinity network: {path} is not saved network weights: "
+                               f"{e}") from e

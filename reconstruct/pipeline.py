@@ -17,10 +17,14 @@ import cc3d
 import numpy as np
 import pandas as pd
 
-from reconstruct import boundary, io, metrics, segment, skeleton, synapses, synth, xp
+from reconstruct import affinity_net, boundary, io, metrics, segment, skeleton, synapses, synth, xp
 from reconstruct.errors import ReconstructError
 
 CREATED_BY = "connectome-query"
+# the affinity network shipped with the package (`connectome train-affinity-net` remakes it)
+DEFAULT_NET = Path(__file__).parent / "models" / "affinity_unet.npz"
+# seeds of the synthetic training volumes; evaluation volumes use small seeds
+NET_TRAINING_SEED = 2_000_003
 SLAB = 32
 HALO = 4
 
@@ -231,6 +235,21 @@ def default_model(voxel_size_zyx: tuple[float, float, float], seed: int,
                           trained_on=f"synthetic clean+noisy, seeds from {seed}")
 
 
+def net_training_volumes(n_volumes: int, voxel_size_zyx: tuple[float, float, float],
+                         shape_zyx: tuple[int, int, int] = (48, 128, 128),
+                         first_seed: int = NET_TRAINING_SEED
+                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Synthetic (image, labels, cleft mask) volumes for the affinity network, clean and
+    noisy in turn, with seeds far from the ones tests and benchmarks evaluate on."""
+    out = []
+    for k in range(n_volumes):
+        s = synthesize_in_memory(synth.SynthConfig(shape_zyx, voxel_size_zyx,
+                                                   ("clean", "noisy")[k % 2],
+                                                   seed=first_seed + k))
+        out.append((s.image, s.labels, s.clefts != 0))
+    return out
+
+
 def train_from_dirs(em_dirs: list[Path], seed: int = 0) -> boundary.AffinityModel:
     """Train on EM directories that carry ground truth."""
     imgs, labs, cls = [], [], []
@@ -346,7 +365,8 @@ def class_metrics(seg: np.ndarray, segs: pd.DataFrame, truth: dict[str, Any]) ->
 
 def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 affinities_path: Path | None = None, tick: Tick = _noop,
-                params: segment.SegParams | None = None) -> dict[str, Any]:
+                params: segment.SegParams | None = None,
+                net_path: Path | None = None, augment: bool = True) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth)."""
     em_dir, out = Path(em_dir), Path(out_dir)
     info = read_volume_info(em_dir)
@@ -367,9 +387,15 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         io.save_model(out / "model.joblib", model)
     timings["model_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    affs, cleft = predict_slabs(model, img, vs, tick)
+    _, cleft = predict_slabs(model, img, vs, tick)
+    timings["predict_clefts_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     if affinities_path is not None:
         affs = read_affinities(Path(affinities_path), img.shape)
+    else:
+        tick("predicting affinities (network)", 0.4)
+        net = io.load_net(Path(net_path) if net_path is not None else DEFAULT_NET)
+        affs, _ = affinity_net.predict(net, img, augment=augment)
     timings["predict_s"] = time.perf_counter() - t
     tick("segmenting", 0.45)
     t = time.perf_counter()
@@ -422,7 +448,9 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
            "source": str(em_dir.resolve()), "seed": info.get("seed"),
            "created_by": CREATED_BY, "preset": info.get("preset"),
            "model": str(model_path) if model_path else "model.joblib (trained on synthetic)",
-           "affinities": str(affinities_path) if affinities_path else "predicted",
+           "affinities": str(affinities_path) if affinities_path else
+           f"predicted by {net_path or 'the shipped affinity network'}"
+           f"{' (8-fold flip/transpose averaged)' if augment else ''}",
            "array_backend": xp.backend_name(), "timings_s": timings}
     io.write_json(out / "run.json", run)
     result: dict[str, Any] = {}

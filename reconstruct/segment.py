@@ -27,11 +27,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SegParams:
-    """Knobs of the seeded segmentation (defaults tuned on the synthetic clean preset)."""
+    """Knobs of the seeded segmentation. Defaults chosen on the shipped affinity network's
+    predictions for nine synthetic 64^3 volumes and checked on six others (BENCHMARKS.md)."""
 
-    seed_threshold: float = 0.7
+    seed_threshold: float = 0.8
     seed_distance_nm: float = 20.0
-    grow_threshold: float = 0.5
+    grow_threshold: float = 0.7
     merge_threshold: float = 0.5
     prior_faces: float = 0.0
     grow_layers: int = 3

@@ -3,7 +3,8 @@
     uv run python bench/reconstruct/ceiling.py --size 64 --seeds 1,2,3 --preset clean
 
 For each synthetic volume (truth known) it scores:
-- segmentation from our predicted affinities (the pipeline as shipped);
+- segmentation from the affinity network's predictions (the pipeline as shipped; clefts
+  from the voxel classifier);
 - the same segmenter on the *true* affinities (the segmenter's ceiling);
 - synapse detection from our cleft probability on our segmentation (as shipped);
 - synapse detection from the *true* clefts on the *true* segmentation (the detection and
@@ -25,10 +26,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from reconstruct import boundary, io, pipeline, segment, synapses, synth
+from reconstruct import affinity_net, boundary, io, pipeline, segment, synapses, synth
 
 
-def score_volume(em: Path, model: boundary.AffinityModel,
+def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.AffinityNet,
                  vs: tuple[float, float, float]) -> dict[str, Any]:
     """Scores of one EM directory with predicted and with perfect inputs."""
     info = pipeline.read_volume_info(em)
@@ -39,7 +40,8 @@ def score_volume(em: Path, model: boundary.AffinityModel,
     cp = em / "truth" / "clefts.zarr"
     clefts = io.read_block(io.open_zarr(cp, "clefts"), (slice(None),) * 3, cp, "clefts")
     t = time.perf_counter()
-    affs, cleft_prob = pipeline.predict_slabs(model, img, vs)
+    _, cleft_prob = pipeline.predict_slabs(model, img, vs)
+    affs, _ = affinity_net.predict(net, img, augment=True)
     t_pred = time.perf_counter() - t
     seg = segment.seeded_segmentation(affs, vs)
     seg_true = segment.seeded_segmentation(boundary.true_affinities(gt), vs)
@@ -68,11 +70,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="comma list of volume seeds")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/ceiling.json"))
+    ap.add_argument("--net", type=Path, default=pipeline.DEFAULT_NET,
+                    help="affinity-network weights")
     args = ap.parse_args()
     vs = (40.0, 16.0, 16.0)
     con = Console(width=160)
     t = time.perf_counter()
     model = pipeline.default_model(vs, 0)
+    net = io.load_net(args.net)
     t_model = time.perf_counter() - t
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +85,7 @@ def main() -> None:
             em = Path(tmp) / f"em{s}"
             n = args.size
             pipeline.synthesize(em, synth.SynthConfig((n, n, n), vs, args.preset, s))
-            rows.append({"seed": s, **score_volume(em, model, vs)})
+            rows.append({"seed": s, **score_volume(em, model, net, vs)})
     tab = Table(title=f"Quality with predicted vs perfect inputs ({args.size}^3, "
                       f"{args.preset})")
     cols = [("seed", "seed"), ("NERL", "nerl"), ("NERL true affs", "nerl_true_affinities"),

@@ -1,0 +1,325 @@
+"""A small 3D U-Net that predicts affinities from EM intensities (JAX; pure logic, no I/O).
+
+Why a network: a voxel classifier on filter features (`reconstruct.boundary`) sees each
+voxel through fixed filters and leaves about one cell-cell boundary edge in ten
+predicted as connected; with ERL's merger rule a few such leaks zero whole segments.
+A network trained on the affinities themselves learns where, inside the dark band of two
+touching membranes, the cut lies, and uses the sections above and below (see
+BENCHMARKS.md, Reconstruction).
+
+Choices:
+- Architecture: two convolutions at full resolution (the first in-plane only, since
+  sections are 2.5x thicker than pixels), one in-plane 2x downsampling, two convolutions
+  there, upsampling with a skip connection, two convolutions, then 4 output channels: the
+  three affinities (waterz layout, `affs[c]` links a voxel to its -1 neighbour along
+  axis c) and a synaptic-cleft logit. About 72k parameters: it trains on two CPU cores
+  in minutes and the weights ship with the package (`reconstruct/models/`).
+- Loss: binary cross-entropy, weighted so that edges inside cells, edges between two
+  cells and edges touching the outside carry fixed shares (cell-cell edges are rare but
+  decide merges).
+- Input: sections normalised and repaired exactly as for the voxel classifier
+  (`boundary.normalise_sections`, `boundary.repair_sections`).
+- JAX on CPU by default; the same code runs on a GPU when jax has CUDA support.
+- Prediction runs in fixed-size tiles with a halo, so any volume size streams through
+  with one compiled shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reconstruct import boundary
+
+NET_FORMAT = "connectome-query/affinity-unet/1"
+# (in channels, out channels, kernel z, y, x)
+LAYERS: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
+    (1, 16, (1, 3, 3)), (16, 16, (3, 3, 3)), (16, 32, (3, 3, 3)), (32, 32, (3, 3, 3)),
+    (48, 16, (3, 3, 3)), (16, 16, (1, 3, 3)), (16, 4, (1, 1, 1)),
+)
+HALO = (4, 16, 16)  # sections / pixels of context each side of a prediction tile
+TILE = (24, 192, 192)  # core of a prediction tile (in-plane sizes even for pooling)
+
+Params = list[tuple[Any, Any]]
+
+
+@dataclass
+class AffinityNet:
+    """Weights of the affinity U-Net with metadata (how it was trained)."""
+
+    params: Params
+    meta: dict[str, Any] = field(default_factory=dict)
+    format: str = NET_FORMAT
+
+
+def init_params(seed: int = 0) -> Params:
+    """He-initialised weights for `LAYERS`."""
+    import jax
+
+    key = jax.random.PRNGKey(seed)
+    out: Params = []
+    for cin, cout, k in LAYERS:
+        key, sub = jax.random.split(key)
+        fan_in = cin * int(np.prod(k))
+        w = jax.random.normal(sub, (cout, cin, *k)) * np.sqrt(2.0 / fan_in)
+        out.append((w, jax.numpy.zeros(cout)))
+    return out
+
+
+def _conv(x: Any, p: tuple[Any, Any]) -> Any:
+    import jax
+
+    w, b = p
+    y = jax.lax.conv_general_dilated(x, w, (1, 1, 1), "SAME",
+                                     dimension_numbers=("NCDHW", "OIDHW", "NCDHW"))
+    return y + b[None, :, None, None, None]
+
+
+def forward(params: Params, x: Any) -> Any:
+    """Logits (N, 4, z, y, x) for normalised images (N, 1, z, y, x), y and x even."""
+    import jax
+    import jax.numpy as jnp
+
+    relu = jax.nn.relu
+    h1 = relu(_conv(x, params[0]))
+    h2 = relu(_conv(h1, params[1]))
+    n, c, d, hh, ww = h2.shape
+    down = h2.reshape(n, c, d, hh // 2, 2, ww // 2, 2).mean(axis=(4, 6))
+    h3 = relu(_conv(down, params[2]))
+    h4 = relu(_conv(h3, params[3]))
+    up = jnp.repeat(jnp.repeat(h4, 2, axis=3), 2, axis=4)
+    h5 = relu(_conv(jnp.concatenate([up, h2], axis=1), params[4]))
+    h6 = relu(_conv(h5, params[5]))
+    return _conv(h6, params[6])
+
+
+def prepare(img: np.ndarray) -> np.ndarray:
+    """Section-normalised, repaired float32 image (the network's input)."""
+    a, missing = boundary.normalise_sections(img)
+    return boundary.repair_sections(a, missing).astype(np.float32)
+
+
+def loss_weights(labels: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (4, z, y, x) and per-voxel loss weights for one training crop."""
+    y = np.concatenate([boundary.true_affinities(labels), cleft[None].astype(np.float32)])
+    m = np.ones_like(y)
+    for c in range(3):
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        a, b = labels[tuple(hi)], labels[tuple(lo)]
+        cellcell = np.zeros(labels.shape, bool)
+        cellcell[tuple(hi)] = (a != b) & (a != 0) & (b != 0)
+        pos = y[c] > 0.5
+        for mask, share in ((pos, 0.4), (cellcell, 0.3), (~pos & ~cellcell, 0.3)):
+            frac = float(mask.mean())
+            if frac > 0:
+                m[c][mask] = share / frac
+        first = [slice(None)] * 3
+        first[c] = slice(0, 1)
+        m[c][tuple(first)] = 0.0  # no -1 neighbour on the first plane
+    pos_c = float(y[3].mean())
+    if 0 < pos_c < 1:
+        m[3] = np.where(y[3] > 0.5, 0.5 / pos_c, 0.5 / (1 - pos_c))
+    return y, np.minimum(m, 50.0)
+
+
+def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: int,
+          seed: int = 0, init: AffinityNet | None = None, lr: float = 1e-3,
+          crop: tuple[int, int, int] = (12, 48, 48), batch: int = 2,
+          tick: Callable[[int, float], None] | None = None,
+          trained_on: str = "") -> AffinityNet:
+    """Train on (image uint8, labels, cleft mask) volumes with Adam, random crops, flips
+    and in-plane transposes, and random gain/offset."""
+    import jax
+    import jax.numpy as jnp
+
+    if not volumes:
+        raise ValueError("training needs at least one volume")
+    for img, lab, cl in volumes:
+        if img.shape != lab.shape or img.shape != cl.shape:
+            raise ValueError("image, labels and clefts must have one shape")
+        if any(s < c for s, c in zip(img.shape, crop, strict=True)):
+            raise ValueError(f"training volumes must be at least {crop} (z, y, x), "
+                             f"got {img.shape}")
+    rng = np.random.default_rng(seed)
+    vols = [(prepare(img), lab, cl) for img, lab, cl in volumes]
+    params = init.params if init is not None else init_params(seed)
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in params]
+
+    def loss_fn(ps: Params, x: Any, y: Any, m: Any) -> Any:
+        lg = forward(ps, x)
+        bce = jnp.maximum(lg, 0) - lg * y + jnp.log1p(jnp.exp(-jnp.abs(lg)))
+        return (bce * m).sum() / m.sum()
+
+    @jax.jit
+    def step(ps: Params, opt: Any, x: Any, y: Any, m: Any, rate: float) -> Any:
+        value, g = jax.value_and_grad(loss_fn)(ps, x, y, m)
+        mu, nu, t = opt
+        t = t + 1
+        mu = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, mu, g)
+        nu = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, nu, g)
+        ps = jax.tree_util.tree_map(
+            lambda p, a, b: p - rate * (a / (1 - 0.9**t)) / (jnp.sqrt(b / (1 - 0.999**t))
+                                                             + 1e-8), ps, mu, nu)
+        return ps, (mu, nu, t), value
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    opt = (zeros, zeros, 0)
+    d, h, w = crop
+    losses: list[float] = []
+    for it in range(steps):
+        xs, ys, ms = [], [], []
+        for _ in range(batch):
+            a, lab, cl = vols[int(rng.integers(len(vols)))]
+            z0 = int(rng.integers(0, a.shape[0] - d + 1))
+            y0 = int(rng.integers(0, a.shape[1] - h + 1))
+            x0 = int(rng.integers(0, a.shape[2] - w + 1))
+            sl = (slice(z0, z0 + d), slice(y0, y0 + h), slice(x0, x0 + w))
+            ia, la, ca = a[sl], lab[sl], cl[sl]
+            if rng.random() < 0.5:
+                ia, la, ca = ia[:, ::-1], la[:, ::-1], ca[:, ::-1]
+            if rng.random() < 0.5:
+                ia, la, ca = ia[:, :, ::-1], la[:, :, ::-1], ca[:, :, ::-1]
+            if h == w and rng.random() < 0.5:
+                ia, la, ca = (v.transpose(0, 2, 1) for v in (ia, la, ca))
+            ia = ia * rng.uniform(0.8, 1.2) + rng.normal(0, 0.1)
+            yt, mt = loss_weights(np.ascontiguousarray(la), np.ascontiguousarray(ca))
+            xs.append(np.ascontiguousarray(ia, np.float32)[None])
+            ys.append(yt)
+            ms.append(mt)
+        rate = lr if it < 0.7 * steps else lr * 0.3
+        params, opt, value = step(params, opt, jnp.asarray(np.stack(xs)),
+                                  jnp.asarray(np.stack(ys)), jnp.asarray(np.stack(ms)), rate)
+        losses.append(float(value))
+        if tick is not None:
+            tick(it, losses[-1])
+    meta = {"steps": steps + int((init.meta if init else {}).get("steps", 0)),
+            "crop_zyx": list(crop), "batch": batch, "lr": lr, "seed": seed,
+            "final_loss": float(np.mean(losses[-20:])) if losses else None,
+            "trained_on": trained_on or (init.meta.get("trained_on", "") if init else "")}
+    return AffinityNet(params=[(np.asarray(w_), np.asarray(b_)) for w_, b_ in params],
+                       meta=meta)
+
+
+def predict(net: AffinityNet, img: np.ndarray,
+            augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Affinities (3, z, y, x) float32 in the waterz layout and cleft probability
+    (z, y, x), predicted tile by tile with `HALO` of context.
+
+    With `augment`, the mean over the 8 in-plane flips and transposes of the image (each
+    prediction mapped back; an affinity to the -1 neighbour becomes one to the +1
+    neighbour under a flip, hence the shift): 8x the time, fewer isolated mistakes.
+    """
+    if getattr(net, "format", None) != NET_FORMAT:
+        raise ValueError(f"network format is {getattr(net, 'format', None)!r}, "
+                         f"expected {NET_FORMAT!r}")
+    a = prepare(img)
+    if not augment:
+        return _finish(*_predict_prepared(net, a))
+    affs = np.zeros((3, *a.shape), np.float32)
+    cleft = np.zeros(a.shape, np.float32)
+    for transpose in (False, True):
+        for fy in (False, True):
+            for fx in (False, True):
+                v = a.transpose(0, 2, 1) if transpose else a
+                v = v[:, ::-1] if fy else v
+                v = v[:, :, ::-1] if fx else v
+                af, cl = _predict_prepared(net, np.ascontiguousarray(v))
+                if fx:
+                    af, cl = af[:, :, :, ::-1], cl[:, :, ::-1]
+                    af = np.concatenate([af[:2], _shift_back(af[2], 2)[None]])
+                if fy:
+                    af, cl = af[:, :, ::-1], cl[:, ::-1]
+                    af = np.concatenate([af[:1], _shift_back(af[1], 1)[None], af[2:]])
+                if transpose:  # the y and x channels trade places
+                    af = af[[0, 2, 1]].transpose(0, 1, 3, 2)
+                    cl = cl.transpose(0, 2, 1)
+                affs += af
+                cleft += cl
+    return _finish(affs / 8, cleft / 8)
+
+
+def _shift_back(a: np.ndarray, axis: int) -> np.ndarray:
+    """One affinity channel (z, y, x) linking v to v+1, stored at v, moved to the waterz
+    layout (stored at v+1, linking it to its -1 neighbour) along `axis`."""
+    out = np.zeros_like(a)
+    src = [slice(None)] * 3
+    dst = [slice(None)] * 3
+    src[axis] = slice(None, -1)
+    dst[axis] = slice(1, None)
+    out[tuple(dst)] = a[tuple(src)]
+    return out
+
+
+def _finish(affs: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    affs = np.ascontiguousarray(affs, np.float32)
+    affs[0, 0] = 0.0
+    affs[1, :, 0] = 0.0
+    affs[2, :, :, 0] = 0.0
+    return affs, np.ascontiguousarray(cleft, np.float32)
+
+
+def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw sigmoid outputs (3 affinities, cleft) for a prepared image, tile by tile."""
+    import jax
+    import jax.numpy as jnp
+
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in net.params]
+    shape = a.shape
+    # tiles no bigger than the volume; in-plane sizes even (one 2x pooling level)
+    tile = (min(TILE[0], shape[0]), min(TILE[1], shape[1] + shape[1] % 2),
+            min(TILE[2], shape[2] + shape[2] % 2))
+    n_t = [-(-s // t) for s, t in zip(shape, tile, strict=True)]
+    pad = [(hl, n * t - s + hl) for hl, n, t, s in zip(HALO, n_t, tile, shape, strict=True)]
+    fits = all(s > max(p) for s, p in zip(shape, pad, strict=True))
+    big = np.pad(a, pad, mode="reflect") if fits else np.pad(a, pad, mode="edge")
+    fwd = jax.jit(lambda x: jax.nn.sigmoid(forward(params, x)))
+    out = np.zeros((4, *[n * t for n, t in zip(n_t, tile, strict=True)]), np.float32)
+    for iz in range(n_t[0]):
+        for iy in range(n_t[1]):
+            for ix in range(n_t[2]):
+                o = (iz * tile[0], iy * tile[1], ix * tile[2])
+                sl = tuple(slice(oo, oo + t + 2 * hl) for oo, t, hl in
+                           zip(o, tile, HALO, strict=True))
+                res = np.asarray(fwd(jnp.asarray(big[sl][None, None])))[0]
+                core = tuple(slice(hl, hl + t) for hl, t in zip(HALO, tile, strict=True))
+                out[(slice(None), *(slice(oo, oo + t) for oo, t in
+                                    zip(o, tile, strict=True)))] = res[(slice(None), *core)]
+    out = out[:, :shape[0], :shape[1], :shape[2]]
+    return out[:3], out[3]
+
+
+def to_arrays(net: AffinityNet) -> dict[str, np.ndarray]:
+    """Weights as named arrays (for npz), metadata as a JSON string array."""
+    import json
+
+    out: dict[str, np.ndarray] = {"format": np.array(net.format),
+                                  "meta": np.array(json.dumps(net.meta))}
+    for i, (w, b) in enumerate(net.params):
+        out[f"w{i}"] = np.asarray(w, np.float32)
+        out[f"b{i}"] = np.asarray(b, np.float32)
+    return out
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> AffinityNet:
+    """Inverse of `to_arrays`; checks format and layer shapes."""
+    import json
+
+    fmt = str(arrays.get("format", ""))
+    if fmt != NET_FORMAT:
+        raise ValueError(f"format is {fmt!r}, expected {NET_FORMAT!r}")
+    params: Params = []
+    for i, (cin, cout, k) in enumerate(LAYERS):
+        w, b = arrays.get(f"w{i}"), arrays.get(f"b{i}")
+        if w is None or b is None:
+            raise ValueError(f"layer {i} is missing (w{i}/b{i})")
+        if tuple(w.shape) != (cout, cin, *k) or tuple(b.shape) != (cout,):
+            raise ValueError(f"layer {i} has shape {tuple(w.shape)}, expected "
+                             f"{(cout, cin, *k)}")
+        params.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
+    return AffinityNet(params=params, meta=json.loads(str(arrays.get("meta", "{}"))))
