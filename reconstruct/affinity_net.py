@@ -26,6 +26,7 @@ Choices:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,12 +265,20 @@ def _finish(affs: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return affs, np.ascontiguousarray(cleft, np.float32)
 
 
+@functools.cache
+def _jitted_probabilities() -> Callable[[Params, Any], Any]:
+    """sigmoid(forward) compiled once per process (and per tile shape), not per call."""
+    import jax
+
+    return jax.jit(lambda ps, x: jax.nn.sigmoid(forward(ps, x)))
+
+
 def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw sigmoid outputs (3 affinities, cleft) for a prepared image, tile by tile."""
-    import jax
     import jax.numpy as jnp
 
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in net.params]
+    fwd = _jitted_probabilities()
     shape = a.shape
     # tiles no bigger than the volume; in-plane sizes even (one 2x pooling level)
     tile = (min(TILE[0], shape[0]), min(TILE[1], shape[1] + shape[1] % 2),
@@ -278,7 +287,6 @@ def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.n
     pad = [(hl, n * t - s + hl) for hl, n, t, s in zip(HALO, n_t, tile, shape, strict=True)]
     fits = all(s > max(p) for s, p in zip(shape, pad, strict=True))
     big = np.pad(a, pad, mode="reflect") if fits else np.pad(a, pad, mode="edge")
-    fwd = jax.jit(lambda x: jax.nn.sigmoid(forward(params, x)))
     out = np.zeros((4, *[n * t for n, t in zip(n_t, tile, strict=True)]), np.float32)
     for iz in range(n_t[0]):
         for iy in range(n_t[1]):
@@ -286,7 +294,7 @@ def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.n
                 o = (iz * tile[0], iy * tile[1], ix * tile[2])
                 sl = tuple(slice(oo, oo + t + 2 * hl) for oo, t, hl in
                            zip(o, tile, HALO, strict=True))
-                res = np.asarray(fwd(jnp.asarray(big[sl][None, None])))[0]
+                res = np.asarray(fwd(params, jnp.asarray(big[sl][None, None])))[0]
                 core = tuple(slice(hl, hl + t) for hl, t in zip(HALO, tile, strict=True))
                 out[(slice(None), *(slice(oo, oo + t) for oo, t in
                                     zip(o, tile, strict=True)))] = res[(slice(None), *core)]
