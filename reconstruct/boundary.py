@@ -15,10 +15,11 @@ Choices, and why:
   classified voxel pairs directly into affinities; pairs along a membrane inside one
   cell look like boundaries but count as "connected", which taught it to connect
   touching cells. Voxel classes have no such ambiguity.)
-- Affinities are derived from the class probabilities (`affinities_from_probabilities`).
-  Output: affinities in the waterz layout, `affs[c, z, y, x]` = affinity of a voxel to
-  its -1 neighbour along axis c (0 on the first plane), float32 in [0, 1]; and a cleft
-  probability map.
+- The pipeline uses this classifier for the cleft probability (`probabilities`); its
+  affinities now come from the network (`reconstruct.affinity_net`), which leaks far
+  less between touching cells (BENCHMARKS.md). `affinities_from_probabilities` still
+  derives waterz-layout affinities (`affs[c, z, y, x]` = affinity of a voxel to its -1
+  neighbour along axis c, 0 on the first plane) from the class probabilities.
 """
 
 from __future__ import annotations
@@ -206,10 +207,3 @@ def affinities_from_probabilities(p: np.ndarray) -> np.ndarray:
         h, lw = tuple(hi), tuple(lo)
         affs[(c, *h)] = m.minimum(f[h], f[lw]) * (1.0 - CUT * m.minimum(mem[h], mem[lw]))
     return xp.to_numpy(affs)
-
-
-def predict(model: AffinityModel, img: np.ndarray,
-            voxel_size_zyx: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Affinities (3, z, y, x) and cleft probability (z, y, x), both float32."""
-    p = probabilities(model, img, voxel_size_zyx)
-    return affinities_from_probabilities(p), p[CLS_CLEFT].copy()

@@ -275,21 +275,20 @@ def train_from_dirs(em_dirs: list[Path], seed: int = 0) -> boundary.AffinityMode
                           trained_on=", ".join(str(d) for d in em_dirs))
 
 
-def predict_slabs(model: boundary.AffinityModel, img: np.ndarray,
-                  vs: tuple[float, float, float], tick: Tick = _noop,
-                  slab: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Affinities and cleft probability, predicted slab by slab with a halo of sections."""
+def predict_clefts(model: boundary.AffinityModel, img: np.ndarray,
+                   vs: tuple[float, float, float], tick: Tick = _noop,
+                   slab: int = 64) -> np.ndarray:
+    """Cleft probability from the voxel classifier, slab by slab with a halo of sections
+    (affinities come from the network, `affinity_net`)."""
     nz = img.shape[0]
-    affs = np.zeros((3, *img.shape), np.float32)
     cleft = np.zeros(img.shape, np.float32)
     for z0 in range(0, nz, slab):
         z1 = min(z0 + slab, nz)
-        tick(f"predicting sections {z0}-{z1}", 0.1 + 0.3 * z0 / nz)
+        tick(f"predicting clefts, sections {z0}-{z1}", 0.1 + 0.3 * z0 / nz)
         h0, h1 = max(z0 - HALO, 0), min(z1 + HALO, nz)
-        a, c = boundary.predict(model, img[h0:h1], vs)
-        affs[:, z0:z1] = a[:, z0 - h0:z1 - h0]
-        cleft[z0:z1] = c[z0 - h0:z1 - h0]
-    return affs, cleft
+        p = boundary.probabilities(model, img[h0:h1], vs)
+        cleft[z0:z1] = p[boundary.CLS_CLEFT, z0 - h0:z1 - h0]
+    return cleft
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -387,7 +386,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         io.save_model(out / "model.joblib", model)
     timings["model_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    _, cleft = predict_slabs(model, img, vs, tick)
+    cleft = predict_clefts(model, img, vs, tick)
     timings["predict_clefts_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if affinities_path is not None:
