@@ -45,6 +45,8 @@ HALO = (4, 16, 16)  # sections / pixels of context each side of a prediction til
 TILE = (24, 192, 192)  # core of a prediction tile (in-plane sizes even for pooling)
 
 Params = list[tuple[Any, Any]]
+# metadata key: the voxel size (z, y, x nm) of the volumes the network was trained on
+VOXEL_SIZE_KEY = "voxel_size_nm_zyx"
 
 
 @dataclass
@@ -54,6 +56,23 @@ class AffinityNet:
     params: Params
     meta: dict[str, Any] = field(default_factory=dict)
     format: str = NET_FORMAT
+
+
+def check_voxel_size(net: AffinityNet, voxel_size_zyx: Sequence[float],
+                     rel_tol: float = 0.01) -> None:
+    """Refuse a volume whose voxel size differs from the training volumes': a network
+    that learnt membranes 2 pixels wide at 16 nm would misread them at 8 nm."""
+    trained = net.meta.get(VOXEL_SIZE_KEY)
+    if trained is None:
+        raise ValueError(f"the network's metadata lacks {VOXEL_SIZE_KEY!r}, so the voxel "
+                         "size it was trained at is unknown; retrain it with "
+                         "`connectome train-affinity-net`")
+    if len(trained) != 3 or any(abs(float(t) - float(v)) > rel_tol * float(t)
+                                for t, v in zip(trained, voxel_size_zyx, strict=False)):
+        want = [float(v) for v in voxel_size_zyx][::-1]
+        raise ValueError(f"the network was trained at voxel size {list(trained)[::-1]} nm "
+                         f"(x, y, z) but the volume has {want} nm; resample the volume, "
+                         "train a network at this size, or pass --affinities")
 
 
 def init_params(seed: int = 0) -> Params:
@@ -133,14 +152,18 @@ def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: i
           seed: int = 0, init: AffinityNet | None = None, lr: float = 1e-3,
           crop: tuple[int, int, int] = (12, 48, 48), batch: int = 2,
           tick: Callable[[int, float], None] | None = None,
-          trained_on: str = "") -> AffinityNet:
+          trained_on: str = "",
+          voxel_size_zyx: tuple[float, float, float] = (40.0, 16.0, 16.0)) -> AffinityNet:
     """Train on (image uint8, labels, cleft mask) volumes with Adam, random crops, flips
-    and in-plane transposes, and random gain/offset."""
+    and in-plane transposes, and random gain/offset. The volumes' voxel size is recorded
+    in the weights: the network only knows that scale (`check_voxel_size`)."""
     import jax
     import jax.numpy as jnp
 
     if not volumes:
         raise ValueError("training needs at least one volume")
+    if init is not None:
+        check_voxel_size(init, voxel_size_zyx)
     for img, lab, cl in volumes:
         if img.shape != lab.shape or img.shape != cl.shape:
             raise ValueError("image, labels and clefts must have one shape")
@@ -202,7 +225,8 @@ def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: i
     meta = {"steps": steps + int((init.meta if init else {}).get("steps", 0)),
             "crop_zyx": list(crop), "batch": batch, "lr": lr, "seed": seed,
             "final_loss": float(np.mean(losses[-20:])) if losses else None,
-            "trained_on": trained_on or (init.meta.get("trained_on", "") if init else "")}
+            "trained_on": trained_on or (init.meta.get("trained_on", "") if init else ""),
+            VOXEL_SIZE_KEY: [float(v) for v in voxel_size_zyx]}
     return AffinityNet(params=[(np.asarray(w_), np.asarray(b_)) for w_, b_ in params],
                        meta=meta)
 

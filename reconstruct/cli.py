@@ -152,7 +152,8 @@ def register(app: typer.Typer) -> None:
             net = affinity_net.train(
                 data, steps, seed=seed, init=start, lr=lr, tick=tick,
                 trained_on=f"{volumes} synthetic volumes 48x128x128, seeds from "
-                           f"{pipeline.NET_TRAINING_SEED}, clean and noisy")
+                           f"{pipeline.NET_TRAINING_SEED}, clean and noisy",
+                voxel_size_zyx=vs)
         io.save_net(out, net)
         console.print(f"wrote {out} (mean loss of the last steps "
                       f"{net.meta['final_loss']:.3f})")

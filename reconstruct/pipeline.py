@@ -373,6 +373,16 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     truth = read_truth(em_dir, img.shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)
+    net = None
+    if affinities_path is None:  # checked before any slow step
+        npath = Path(net_path) if net_path is not None else DEFAULT_NET
+        net = io.load_net(npath)
+        try:
+            affinity_net.check_voxel_size(net, vs)
+        except ValueError as e:
+            raise ReconstructError(f"affinity network {npath} does not fit "
+                                   f"{em_dir / 'volume.json'} field 'voxel_size_nm': {e}"
+                                   ) from e
     out.mkdir(parents=True, exist_ok=True)
     (out / "skeletons").mkdir(exist_ok=True)
     timings: dict[str, float] = {}
@@ -393,7 +403,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         affs = read_affinities(Path(affinities_path), img.shape)
     else:
         tick("predicting affinities (network)", 0.4)
-        net = io.load_net(Path(net_path) if net_path is not None else DEFAULT_NET)
+        assert net is not None
         affs, _ = affinity_net.predict(net, img, augment=augment)
     timings["predict_s"] = time.perf_counter() - t
     tick("segmenting", 0.45)

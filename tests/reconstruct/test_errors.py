@@ -97,3 +97,26 @@ def test_bad_model(app: typer.Typer, clean_dir: Path, tmp_path: Path) -> None:
     bad.write_text("nope")
     code, out = _run(app, str(clean_dir), str(tmp_path / "run"), "--model", str(bad))
     assert code != 0 and "model" in out
+
+
+def test_voxel_size_the_network_was_not_trained_at(app: typer.Typer, clean_dir: Path,
+                                                     tmp_path: Path) -> None:
+    d = _copy(clean_dir, tmp_path)
+    info = json.loads((d / "volume.json").read_text())
+    info["voxel_size_nm"] = [8, 8, 30]
+    (d / "volume.json").write_text(json.dumps(info))
+    code, out = _run(app, str(d), str(tmp_path / "run"))
+    assert code != 0 and "voxel_size_nm" in out and "[8.0, 8.0, 30.0]" in out
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_network_without_voxel_size(app: typer.Typer, clean_dir: Path,
+                                    tmp_path: Path) -> None:
+    from reconstruct import affinity_net, pipeline
+
+    net = io.load_net(pipeline.DEFAULT_NET)
+    del net.meta[affinity_net.VOXEL_SIZE_KEY]
+    io.save_net(tmp_path / "old.npz", net)
+    code, out = _run(app, str(clean_dir), str(tmp_path / "run"), "--net",
+                     str(tmp_path / "old.npz"))
+    assert code != 0 and "old.npz" in out and "voxel size" in out
