@@ -17,6 +17,8 @@ probability. Choices, and why:
   cloud reaches picks up other boutons nearby (reciprocal contacts are common).
 - Clefts cut by the volume edge are shown only in part: a component touching the edge is
   kept from `min_edge_voxels`, one inside from `min_voxels`.
+- A cleft longer than `max_cleft_nm` is split at its narrowest neck (boutons of a
+  multi-synaptic run sit close enough for their clefts to touch).
 """
 
 from __future__ import annotations
@@ -90,6 +92,43 @@ def split_by_pair(comp: np.ndarray, seg: np.ndarray, vs: np.ndarray, min_contact
     return [(a, b, ok & (best == k)) for k, (a, b) in enumerate(kept)]
 
 
+def split_long(vox: np.ndarray, vs: np.ndarray, max_cleft_nm: float) -> list[np.ndarray]:
+    """Split a cleft longer than `max_cleft_nm` at its narrowest neck.
+
+    Neighbouring boutons of one axon onto one cell (a multi-synaptic run) make clefts
+    that touch end to end. Along the principal axis of the voxels, the voxel count per
+    slab dips where two clefts meet; the longest piece is cut at the deepest dip between
+    its two halves' peaks, recursively, until every piece is short enough.
+    """
+    pts = np.argwhere(vox) * vs
+    if len(pts) < 4:
+        return [vox]
+    ctr = pts - pts.mean(axis=0)
+    axis = np.linalg.svd(ctr, full_matrices=False)[2][0]
+    t = ctr @ axis
+    span = float(t.max() - t.min())
+    if span <= max_cleft_nm:
+        return [vox]
+    step = float(vs[1:].min())
+    bins = np.floor((t - t.min()) / step).astype(int)
+    prof = np.bincount(bins).astype(float)
+    prof = np.convolve(prof, np.ones(3) / 3, mode="same")
+    # cut between the middle third's ends: the deepest dip, ties nearest the middle
+    lo_b, hi_b = len(prof) // 4, len(prof) - len(prof) // 4
+    if hi_b - lo_b < 1:
+        return [vox]
+    mid = (len(prof) - 1) / 2
+    cand = np.arange(lo_b, hi_b)
+    cut = int(cand[np.lexsort((np.abs(cand - mid), prof[cand]))[0]])
+    idx = np.argwhere(vox)
+    left = np.zeros_like(vox)
+    right = np.zeros_like(vox)
+    sel = bins <= cut
+    left[tuple(idx[sel].T)] = True
+    right[tuple(idx[~sel].T)] = True
+    return split_long(left, vs, max_cleft_nm) + split_long(right, vs, max_cleft_nm)
+
+
 def _inner(m: np.ndarray) -> np.ndarray:
     """Voxels of mask `m` at least about two voxels in-plane from its outline."""
     cross = np.zeros((3, 3, 3), bool)
@@ -101,11 +140,23 @@ def _inner(m: np.ndarray) -> np.ndarray:
 
 
 def side_darkness(img: np.ndarray, seg: np.ndarray, cleft: np.ndarray, label: int,
-                  vs: np.ndarray, reach_nm: float, min_count: int = 8) -> float:
-    """Mean normalised intensity of segment `label` within `reach_nm` of `cleft`
-    (cleft voxels and the segment's outline left out); NaN when it has no such voxels."""
+                  vs: np.ndarray, reach_nm: float, fill_nm: float = 50.0,
+                  min_count: int = 8) -> float:
+    """Mean normalised intensity on segment `label`'s side of `cleft`, within `reach_nm`
+    of it, the side's outline and the cleft left out; NaN when nothing is left.
+
+    The side is the segment with its in-plane concavities up to `fill_nm` across filled
+    where unlabelled (a morphological closing): a dense vesicle cloud is dark enough for
+    a predicted segmentation to cut it out of the bouton, and the cloud is the evidence.
+    Open unlabelled space beside a convex cell is not filled.
+    """
     near = ndi.distance_transform_edt(~cleft, sampling=vs) <= reach_nm
-    m = seg == label
+    mine = seg == label
+    r = max(round(fill_nm / float(vs[1:].min())), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = (yy**2 + xx**2 <= r * r)[None]
+    m = mine | (ndi.binary_closing(np.pad(mine, ((0, 0), (r, r), (r, r))), disk)
+                [:, r:-r, r:-r] & (seg == 0))
     sel = near & _inner(m) & ~cleft
     if int(sel.sum()) < min_count:
         sel = near & m & ~cleft
@@ -118,8 +169,9 @@ def _touches_edge(bbox: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
 
 def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
            voxel_size_zyx: tuple[float, float, float], threshold: float = 0.5,
-           min_voxels: int = 12, min_edge_voxels: int = 4, vesicle_nm: float = 90.0,
-           min_contact: int = 3, min_share: float = 0.2) -> pd.DataFrame:
+           min_voxels: int = 12, min_edge_voxels: int = 8, vesicle_nm: float = 90.0,
+           min_contact: int = 3, min_share: float = 0.45,
+           max_cleft_nm: float = 220.0) -> pd.DataFrame:
     """Synapse table: synapse_id, pre/post segment, x, y, z (nm), size_voxels, confidence."""
     if cleft_prob.shape != seg.shape or image.shape != seg.shape:
         raise ValueError("cleft probability, segmentation and image must share one shape")
@@ -155,7 +207,8 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
             order = np.argsort(-cnt)
             parts = [(int(labs[order[0]]), int(labs[order[1]]), c)]
         prob = cleft_prob[sl]
-        for a, b, vox in parts:
+        pieces = [(a, b, v) for a, b, vox in parts for v in split_long(vox, vs, max_cleft_nm)]
+        for a, b, vox in pieces:
             k = int(vox.sum())
             if k < floor:
                 continue
