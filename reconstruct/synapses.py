@@ -17,7 +17,7 @@ probability. Choices, and why:
   cloud reaches picks up other boutons nearby (reciprocal contacts are common).
 - Clefts cut by the volume edge are shown only in part: a component touching the edge is
   kept from `min_edge_voxels`, one inside from `min_voxels`.
-- A cleft longer than `max_cleft_nm` is split at its narrowest neck (boutons of a
+- A cleft longer than `max_cleft_nm` is split where it narrows to a neck (boutons of a
   multi-synaptic run sit close enough for their clefts to touch).
 """
 
@@ -92,13 +92,15 @@ def split_by_pair(comp: np.ndarray, seg: np.ndarray, vs: np.ndarray, min_contact
     return [(a, b, ok & (best == k)) for k, (a, b) in enumerate(kept)]
 
 
-def split_long(vox: np.ndarray, vs: np.ndarray, max_cleft_nm: float) -> list[np.ndarray]:
-    """Split a cleft longer than `max_cleft_nm` at its narrowest neck.
+def split_long(vox: np.ndarray, vs: np.ndarray, max_cleft_nm: float,
+               neck: float = 0.5) -> list[np.ndarray]:
+    """Split a cleft longer than `max_cleft_nm` at a neck.
 
     Neighbouring boutons of one axon onto one cell (a multi-synaptic run) make clefts
     that touch end to end. Along the principal axis of the voxels, the voxel count per
-    slab dips where two clefts meet; the longest piece is cut at the deepest dip between
-    its two halves' peaks, recursively, until every piece is short enough.
+    slab dips where two clefts meet; a piece is cut at the deepest dip of its middle
+    half when that dip holds at most `neck` of the smaller peak on either side,
+    recursively. A long cleft without a neck stays whole.
     """
     pts = np.argwhere(vox) * vs
     if len(pts) < 4:
@@ -106,27 +108,26 @@ def split_long(vox: np.ndarray, vs: np.ndarray, max_cleft_nm: float) -> list[np.
     ctr = pts - pts.mean(axis=0)
     axis = np.linalg.svd(ctr, full_matrices=False)[2][0]
     t = ctr @ axis
-    span = float(t.max() - t.min())
-    if span <= max_cleft_nm:
+    if float(t.max() - t.min()) <= max_cleft_nm:
         return [vox]
     step = float(vs[1:].min())
     bins = np.floor((t - t.min()) / step).astype(int)
-    prof = np.bincount(bins).astype(float)
-    prof = np.convolve(prof, np.ones(3) / 3, mode="same")
-    # cut between the middle third's ends: the deepest dip, ties nearest the middle
+    prof = np.convolve(np.bincount(bins).astype(float), np.ones(3) / 3, mode="same")
     lo_b, hi_b = len(prof) // 4, len(prof) - len(prof) // 4
     if hi_b - lo_b < 1:
         return [vox]
     mid = (len(prof) - 1) / 2
     cand = np.arange(lo_b, hi_b)
     cut = int(cand[np.lexsort((np.abs(cand - mid), prof[cand]))[0]])
+    if prof[cut] > neck * min(prof[:cut + 1].max(), prof[cut:].max()):
+        return [vox]
     idx = np.argwhere(vox)
     left = np.zeros_like(vox)
     right = np.zeros_like(vox)
     sel = bins <= cut
     left[tuple(idx[sel].T)] = True
     right[tuple(idx[~sel].T)] = True
-    return split_long(left, vs, max_cleft_nm) + split_long(right, vs, max_cleft_nm)
+    return split_long(left, vs, max_cleft_nm, neck) + split_long(right, vs, max_cleft_nm, neck)
 
 
 def _inner(m: np.ndarray) -> np.ndarray:
@@ -171,7 +172,7 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
            voxel_size_zyx: tuple[float, float, float], threshold: float = 0.5,
            min_voxels: int = 12, min_edge_voxels: int = 8, vesicle_nm: float = 90.0,
            min_contact: int = 3, min_share: float = 0.45,
-           max_cleft_nm: float = 220.0) -> pd.DataFrame:
+           max_cleft_nm: float = 220.0, neck: float = 0.7) -> pd.DataFrame:
     """Synapse table: synapse_id, pre/post segment, x, y, z (nm), size_voxels, confidence."""
     if cleft_prob.shape != seg.shape or image.shape != seg.shape:
         raise ValueError("cleft probability, segmentation and image must share one shape")
@@ -207,7 +208,8 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
             order = np.argsort(-cnt)
             parts = [(int(labs[order[0]]), int(labs[order[1]]), c)]
         prob = cleft_prob[sl]
-        pieces = [(a, b, v) for a, b, vox in parts for v in split_long(vox, vs, max_cleft_nm)]
+        pieces = [(a, b, v) for a, b, vox in parts
+                  for v in split_long(vox, vs, max_cleft_nm, neck)]
         for a, b, vox in pieces:
             k = int(vox.sum())
             if k < floor:
