@@ -130,6 +130,23 @@ def split_long(vox: np.ndarray, vs: np.ndarray, max_cleft_nm: float,
     return split_long(left, vs, max_cleft_nm, neck) + split_long(right, vs, max_cleft_nm, neck)
 
 
+def fill_cleft_labels(comp: np.ndarray, seg: np.ndarray, vs: np.ndarray,
+                      gap_nm: float) -> np.ndarray:
+    """`seg` with unlabelled voxels of `comp` given the nearest segment within `gap_nm`.
+
+    A predicted segmentation often leaves the dark cleft and membranes between two cells
+    unlabelled; the cells then touch only across that gap, not face to face.
+    """
+    hole = comp & (seg == 0)
+    if not hole.any() or not (seg != 0).any():
+        return seg
+    dist, idx = ndi.distance_transform_edt(seg == 0, sampling=vs, return_indices=True)
+    out = seg.copy()
+    fill = hole & (dist <= gap_nm)
+    out[fill] = seg[tuple(i[fill] for i in idx)]
+    return out
+
+
 def _inner(m: np.ndarray) -> np.ndarray:
     """Voxels of mask `m` at least about two voxels in-plane from its outline."""
     cross = np.zeros((3, 3, 3), bool)
@@ -172,7 +189,8 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
            voxel_size_zyx: tuple[float, float, float], threshold: float = 0.5,
            min_voxels: int = 12, min_edge_voxels: int = 8, vesicle_nm: float = 90.0,
            min_contact: int = 3, min_share: float = 0.45,
-           max_cleft_nm: float = 220.0, neck: float = 0.7) -> pd.DataFrame:
+           max_cleft_nm: float = 220.0, neck: float = 0.7,
+           gap_nm: float = 50.0) -> pd.DataFrame:
     """Synapse table: synapse_id, pre/post segment, x, y, z (nm), size_voxels, confidence."""
     if cleft_prob.shape != seg.shape or image.shape != seg.shape:
         raise ValueError("cleft probability, segmentation and image must share one shape")
@@ -197,7 +215,8 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
         sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         c = comps[sl] == cid
         sg = seg[sl]
-        parts = split_by_pair(c, sg, vs, min_contact, min_share)
+        parts = split_by_pair(c, fill_cleft_labels(c, sg, vs, gap_nm), vs, min_contact,
+                              min_share)
         if not parts:
             near = ndi.binary_dilation(c, np.ones((3, 3, 3), bool), iterations=1)
             labs, cnt = np.unique(sg[near], return_counts=True)

@@ -134,3 +134,18 @@ def test_contact_pairs_counts_faces_inside_the_component() -> None:
     seg = _two_halves()
     comp = _cleft_across(seg, 10, 13, 0, 2)  # 2 sections x 3 rows x 1 face each
     assert synapses.contact_pairs(comp, seg) == {(1, 2): 6}
+
+
+def test_cells_touching_across_an_unlabelled_cleft_are_partners() -> None:
+    """A predicted segmentation may leave the cleft itself unlabelled (a gap between
+    cells); the bouton's two contacts are still told apart."""
+    seg = _two_halves()
+    seg[:, 20:, 20:] = 3
+    cleft = _cleft_across(seg, 8, 32)
+    clouds = [_ball((8, 12, 15.5), 60.0) & (seg == 1), _ball((8, 28, 15.5), 60.0) & (seg == 1)]
+    img = _render(seg, cleft, clouds)
+    gapped = seg.copy()
+    gapped[:, :, 19:21] = 0
+    df = synapses.detect(cleft.astype(np.float32), gapped, img, VS)
+    pairs = zip(df.pre_segment_id.astype(int), df.post_segment_id.astype(int), strict=True)
+    assert sorted(pairs) == [(1, 2), (1, 3)]
