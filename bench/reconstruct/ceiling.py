@@ -7,6 +7,8 @@ For each synthetic volume (truth known) it scores:
   from the voxel classifier);
 - the same segmenter on the *true* affinities (the segmenter's ceiling);
 - synapse detection from our cleft probability on our segmentation (as shipped);
+- synapse detection from our cleft probability on the *true* segmentation (cleft
+  prediction and detection alone, without segmentation errors);
 - synapse detection from the *true* clefts on the *true* segmentation (the detection and
   partner-assignment ceiling: only the pre/post decision and cleft splitting can fail).
 
@@ -49,9 +51,12 @@ def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.Affi
     ceil = pipeline.segmentation_scores(seg_true, truth, vs)
     syn = synapses.detect(cleft_prob, seg, img, vs)
     syn["post_compartment"] = "unknown"
+    syn_pc = synapses.detect(cleft_prob, gt, img, vs)
+    syn_pc["post_compartment"] = "unknown"
     syn_true = synapses.detect((clefts != 0).astype(np.float32), gt, img, vs)
     syn_true["post_compartment"] = "unknown"
     s_ours = pipeline.synapse_metrics(seg, syn, truth)
+    s_pc = pipeline.synapse_metrics(gt, syn_pc, truth)
     s_ceil = pipeline.synapse_metrics(gt, syn_true, truth)
     return {"em": str(em), "predict_s": t_pred,
             "nerl": ours["nerl"], "voi_split": ours["voi_split"],
@@ -59,6 +64,8 @@ def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.Affi
             "nerl_true_affinities": ceil["nerl"], "voi_true_affinities": ceil["voi"],
             "synapse_f1": s_ours["synapse_f1"],
             "synapse_location_f1": s_ours["synapse_location_f1"],
+            "synapse_f1_pred_clefts_true_seg": s_pc["synapse_f1"],
+            "synapse_location_f1_pred_clefts_true_seg": s_pc["synapse_location_f1"],
             "synapse_f1_true_clefts_true_seg": s_ceil["synapse_f1"],
             "synapse_location_f1_true_clefts": s_ceil["synapse_location_f1"],
             "synapses_true": s_ours["synapses_true"]}
@@ -91,6 +98,8 @@ def main() -> None:
     cols = [("seed", "seed"), ("NERL", "nerl"), ("NERL true affs", "nerl_true_affinities"),
             ("VOI split", "voi_split"), ("VOI merge", "voi_merge"),
             ("syn F1", "synapse_f1"), ("syn loc F1", "synapse_location_f1"),
+            ("syn F1 true seg", "synapse_f1_pred_clefts_true_seg"),
+            ("syn loc F1 true seg", "synapse_location_f1_pred_clefts_true_seg"),
             ("syn F1 true clefts+seg", "synapse_f1_true_clefts_true_seg"),
             ("syn loc F1 true clefts", "synapse_location_f1_true_clefts"),
             ("synapses", "synapses_true")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconstruct import io, synth
+from reconstruct import io, pipeline, synth
 
 
 def test_deterministic_and_seed_dependent() -> None:
@@ -62,7 +62,7 @@ def test_written_truth(clean_dir: Path) -> None:
     assert seg.dtype == np.uint64
     present = set(np.unique(seg).tolist()) - {0}
     assert present == set(segs["segment_id"].tolist())
-    assert (syn["size_voxels"] > 0).all()
+    assert (syn["size_voxels"] >= pipeline.MIN_TRUTH_CLEFT_VOXELS).all()
     assert list((clean_dir / "truth" / "skeletons").glob("*.swc"))
 
 
