@@ -82,12 +82,12 @@ def _interior_kernel(affs: np.ndarray) -> np.ndarray:  # pragma: no cover - comp
 
 
 @njit(cache=True)
-def _erode_kernel(core: np.ndarray, dz: np.ndarray, dy: np.ndarray,
-                  kmax: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Keep v iff no background voxel lies in row (z+dz, y+dy) within kmax along x."""
+def _erode_kernel(core: np.ndarray, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
+                  xd: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Keep v iff no background voxel lies in row (z+dz, y+dy) within kmax (<= nx) along
+    x; `xd` (scratch, holds nx + 1) gets the distance along x to the row's background."""
     nz, ny, nx = core.shape
     big = nx + 1
-    xd = np.empty((nz, ny, nx), np.int32)
     for z in range(nz):
         for y in range(ny):
             d = big
@@ -143,22 +143,24 @@ def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
                 if not mask[z, y, x]:
                     continue
                 v = z * sz + y * sy + x
-                parent[v] = v
+                root = v  # v's root once linked to the components before it
                 if x > 0 and mask[z, y, x - 1] and affs[2, z, y, x] > thr:
-                    ru = _find(parent, v - 1)
-                    rv = _find(parent, v)
-                    if ru != rv:
-                        parent[max(ru, rv)] = min(ru, rv)
+                    root = _find(parent, v - 1)
                 if y > 0 and mask[z, y - 1, x] and affs[1, z, y, x] > thr:
                     ru = _find(parent, v - sy)
-                    rv = _find(parent, v)
-                    if ru != rv:
-                        parent[max(ru, rv)] = min(ru, rv)
+                    if root == v:
+                        root = ru
+                    elif ru != root:
+                        parent[max(ru, root)] = min(ru, root)
+                        root = min(ru, root)
                 if z > 0 and mask[z - 1, y, x] and affs[0, z, y, x] > thr:
                     ru = _find(parent, v - sz)
-                    rv = _find(parent, v)
-                    if ru != rv:
-                        parent[max(ru, rv)] = min(ru, rv)
+                    if root == v:
+                        root = ru
+                    elif ru != root:
+                        parent[max(ru, root)] = min(ru, root)
+                        root = min(ru, root)
+                parent[v] = root
     # provisional ids in order of first appearance (a root precedes its members), kept
     # in `out` until the final ids are known
     sizes = np.zeros(16, np.int64)
@@ -519,12 +521,13 @@ def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
             if rest > d2:
                 continue
             k = 0
-            while (vx * (k + 1)) ** 2 + rest <= d2:
+            while k < core.shape[2] and (vx * (k + 1)) ** 2 + rest <= d2:
                 k += 1
             rows.append((dz, dy, k))
     arr = np.array(rows, np.int64).reshape(-1, 3)
+    xd = np.empty(core.shape, np.int16 if core.shape[2] < 32766 else np.int32)
     return _erode_kernel(np.ascontiguousarray(core, dtype=bool), arr[:, 0].copy(),
-                         arr[:, 1].copy(), arr[:, 2].copy())
+                         arr[:, 1].copy(), arr[:, 2].copy(), xd)
 
 
 def _components(mask: np.ndarray, affs: np.ndarray, threshold: float, min_size: int,

@@ -222,7 +222,7 @@ def test_threshold_components_match_reference(seed: int) -> None:
 
 
 @pytest.mark.parametrize("vs", [(40.0, 16.0, 16.0), (8.0, 8.0, 8.0), (30.0, 10.0, 7.0)])
-@pytest.mark.parametrize("dist", [0.0, 12.0, 20.0, 45.0])
+@pytest.mark.parametrize("dist", [0.0, 12.0, 20.0, 45.0, 500.0])
 def test_erode_is_thresholded_edt(vs: tuple[float, float, float], dist: float) -> None:
     from scipy import ndimage
 
@@ -230,3 +230,7 @@ def test_erode_is_thresholded_edt(vs: tuple[float, float, float], dist: float) -
     core = ndimage.binary_opening(rng.random((9, 12, 13)) < 0.8)
     ref = ndimage.distance_transform_edt(core, sampling=vs) > dist
     np.testing.assert_array_equal(segment.erode(core, vs, dist), ref)
+    full = np.ones_like(core)
+    full[0, 0, 0] = False  # one background voxel: a large ball erodes everything
+    ref = ndimage.distance_transform_edt(full, sampling=vs) > dist
+    np.testing.assert_array_equal(segment.erode(full, vs, dist), ref)
