@@ -161,6 +161,7 @@ def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
                         parent[max(ru, root)] = min(ru, root)
                         root = min(ru, root)
                 parent[v] = root
+    oflat = out.reshape(-1)
     # provisional ids in order of first appearance (a root precedes its members), kept
     # in `out` until the final ids are known
     sizes = np.zeros(16, np.int64)
@@ -180,7 +181,7 @@ def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
                         sizes = grown
                     k = n
                 else:
-                    k = int(out[r // sz, (r // sy) % ny, r % sy])
+                    k = int(oflat[r])
                 out[z, y, x] = k
                 sizes[k] += 1
     lut = np.zeros(n + 1, np.int64)
@@ -240,81 +241,95 @@ def _best(lab: np.ndarray, affs: np.ndarray, z: int, y: int, x: int, thr: np.flo
     return best
 
 
+@njit(cache=True, inline="always")
+def _push(lab: np.ndarray, z: int, y: int, x: int, sent: int, cz: np.ndarray,
+          cy: np.ndarray, cx: np.ndarray, nc: int) -> int:  # pragma: no cover - compiled
+    lab[z, y, x] = sent
+    cz[nc] = z
+    cy[nc] = y
+    cx[nc] = x
+    return nc + 1
+
+
+@njit(cache=True, inline="always")
+def _mark(lab: np.ndarray, affs: np.ndarray, z: int, y: int, x: int, thr: np.float32,
+          sent: int, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray,
+          nc: int) -> int:  # pragma: no cover - compiled
+    """Append the unlabelled neighbours of (z, y, x) across strong edges, marked `sent`."""
+    nz, ny, nx = lab.shape
+    if z > 0 and lab[z - 1, y, x] == 0 and affs[0, z, y, x] > thr:
+        nc = _push(lab, z - 1, y, x, sent, cz, cy, cx, nc)
+    if z < nz - 1 and lab[z + 1, y, x] == 0 and affs[0, z + 1, y, x] > thr:
+        nc = _push(lab, z + 1, y, x, sent, cz, cy, cx, nc)
+    if y > 0 and lab[z, y - 1, x] == 0 and affs[1, z, y, x] > thr:
+        nc = _push(lab, z, y - 1, x, sent, cz, cy, cx, nc)
+    if y < ny - 1 and lab[z, y + 1, x] == 0 and affs[1, z, y + 1, x] > thr:
+        nc = _push(lab, z, y + 1, x, sent, cz, cy, cx, nc)
+    if x > 0 and lab[z, y, x - 1] == 0 and affs[2, z, y, x] > thr:
+        nc = _push(lab, z, y, x - 1, sent, cz, cy, cx, nc)
+    if x < nx - 1 and lab[z, y, x + 1] == 0 and affs[2, z, y, x + 1] > thr:
+        nc = _push(lab, z, y, x + 1, sent, cz, cy, cx, nc)
+    return nc
+
+
 @njit(cache=True)
 def _grow_kernel(lab: np.ndarray, affs: np.ndarray, thr: np.float32, max_iter: int,
                  sent: int) -> int:  # pragma: no cover - compiled
-    """Synchronous breadth-first growth; returns the number of layers grown."""
+    """Synchronous breadth-first growth; returns the number of layers grown.
+
+    A layer's candidates (unlabelled voxels with a strong edge to a labelled one) are
+    marked `sent`, given the label of their strongest edge to a voxel labelled before
+    the layer (`_best` ignores marks), then written. The first layer is found from the
+    labelled voxels or from the unlabelled ones, whichever are fewer; later layers from
+    the voxels labelled in the previous layer. Coordinates are kept, not flat indices
+    (no integer division per voxel).
+    """
     nz, ny, nx = lab.shape
-    sz = ny * nx
     n_free = 0
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
                 if lab[z, y, x] == 0:
                     n_free += 1
-    front = np.empty(n_free, np.int64)
-    fl = np.empty(n_free, lab.dtype)
-    cand = np.empty(n_free, np.int64)
-    if max_iter <= 0:
+    if max_iter <= 0 or n_free == 0:
         return 0
-    # first layer: every unlabelled voxel with a strong edge to a labelled one
-    nf = 0
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if lab[z, y, x] != 0:
-                    continue
-                b = _best(lab, affs, z, y, x, thr, sent)
-                if b != 0:
-                    front[nf] = z * sz + y * nx + x
-                    fl[nf] = b
-                    nf += 1
-    for i in range(nf):
-        v = front[i]
-        lab[v // sz, (v // nx) % ny, v % nx] = fl[i]
-    layers = 1 if nf > 0 else 0
-    while nf > 0 and layers < max_iter:
-        # unlabelled neighbours of the last layer through a strong edge (marked `sent`)
+    cz = np.empty(n_free, np.int32)
+    cy = np.empty(n_free, np.int32)
+    cx = np.empty(n_free, np.int32)
+    fz = np.empty(n_free, np.int32)
+    fy = np.empty(n_free, np.int32)
+    fx = np.empty(n_free, np.int32)
+    fl = np.empty(n_free, lab.dtype)
+    nc = 0
+    if 2 * n_free > lab.size:  # few labelled voxels: look around each of them
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    v = lab[z, y, x]
+                    if v != 0 and v != sent:
+                        nc = _mark(lab, affs, z, y, x, thr, sent, cz, cy, cx, nc)
+    else:  # few unlabelled voxels: look at each of them
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    if lab[z, y, x] == 0 and _best(lab, affs, z, y, x, thr, sent) != 0:
+                        nc = _push(lab, z, y, x, sent, cz, cy, cx, nc)
+    layers = 0
+    while nc > 0:
+        for i in range(nc):
+            fl[i] = _best(lab, affs, cz[i], cy[i], cx[i], thr, sent)
+        for i in range(nc):
+            lab[cz[i], cy[i], cx[i]] = fl[i]
+        cz, fz = fz, cz
+        cy, fy = fy, cy
+        cx, fx = fx, cx
+        nf = nc
+        layers += 1
+        if layers >= max_iter:
+            break
         nc = 0
         for i in range(nf):
-            v = front[i]
-            z = v // sz
-            y = (v // nx) % ny
-            x = v % nx
-            if z > 0 and lab[z - 1, y, x] == 0 and affs[0, z, y, x] > thr:
-                lab[z - 1, y, x] = sent
-                cand[nc] = v - sz
-                nc += 1
-            if z < nz - 1 and lab[z + 1, y, x] == 0 and affs[0, z + 1, y, x] > thr:
-                lab[z + 1, y, x] = sent
-                cand[nc] = v + sz
-                nc += 1
-            if y > 0 and lab[z, y - 1, x] == 0 and affs[1, z, y, x] > thr:
-                lab[z, y - 1, x] = sent
-                cand[nc] = v - nx
-                nc += 1
-            if y < ny - 1 and lab[z, y + 1, x] == 0 and affs[1, z, y + 1, x] > thr:
-                lab[z, y + 1, x] = sent
-                cand[nc] = v + nx
-                nc += 1
-            if x > 0 and lab[z, y, x - 1] == 0 and affs[2, z, y, x] > thr:
-                lab[z, y, x - 1] = sent
-                cand[nc] = v - 1
-                nc += 1
-            if x < nx - 1 and lab[z, y, x + 1] == 0 and affs[2, z, y, x + 1] > thr:
-                lab[z, y, x + 1] = sent
-                cand[nc] = v + 1
-                nc += 1
-        for i in range(nc):
-            v = cand[i]
-            fl[i] = _best(lab, affs, v // sz, (v // nx) % ny, v % nx, thr, sent)
-        for i in range(nc):
-            v = cand[i]
-            lab[v // sz, (v // nx) % ny, v % nx] = fl[i]
-            front[i] = v
-        nf = nc
-        if nc > 0:
-            layers += 1
+            nc = _mark(lab, affs, fz[i], fy[i], fx[i], thr, sent, cz, cy, cx, nc)
     return layers
 
 
