@@ -162,9 +162,15 @@ def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
                         root = min(ru, root)
                 parent[v] = root
     oflat = out.reshape(-1)
+    n_roots = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x] and parent[z * sz + y * sy + x] == z * sz + y * sy + x:
+                    n_roots += 1
     # provisional ids in order of first appearance (a root precedes its members), kept
     # in `out` until the final ids are known
-    sizes = np.zeros(16, np.int64)
+    sizes = np.zeros(n_roots + 1, np.int64)
     n = 0
     for z in range(nz):
         for y in range(ny):
@@ -175,10 +181,6 @@ def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
                 r = _find(parent, v)
                 if r == v:
                     n += 1
-                    if n >= len(sizes):
-                        grown = np.zeros(2 * len(sizes), np.int64)
-                        grown[: len(sizes)] = sizes
-                        sizes = grown
                     k = n
                 else:
                     k = int(oflat[r])
@@ -273,16 +275,60 @@ def _mark(lab: np.ndarray, affs: np.ndarray, z: int, y: int, x: int, thr: np.flo
 
 
 @njit(cache=True)
+def _first_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
+                 n_free: int, cz: np.ndarray, cy: np.ndarray,
+                 cx: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Mark the first layer's candidates, from whichever of labelled / unlabelled voxels
+    are fewer."""
+    nz, ny, nx = lab.shape
+    nc = 0
+    if 2 * n_free > lab.size:  # few labelled voxels: look around each of them
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    v = lab[z, y, x]
+                    if v != 0 and v != sent:
+                        nc = _mark(lab, affs, z, y, x, thr, sent, cz, cy, cx, nc)
+    else:  # few unlabelled voxels: look at each of them
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    if lab[z, y, x] == 0 and _best(lab, affs, z, y, x, thr, sent) != 0:
+                        nc = _push(lab, z, y, x, sent, cz, cy, cx, nc)
+    return nc
+
+
+@njit(cache=True)
+def _assign_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
+                  cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, nc: int,
+                  fl: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(nc):
+        fl[i] = _best(lab, affs, cz[i], cy[i], cx[i], thr, sent)
+    for i in range(nc):
+        lab[cz[i], cy[i], cx[i]] = fl[i]
+
+
+@njit(cache=True)
+def _next_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
+                fz: np.ndarray, fy: np.ndarray, fx: np.ndarray, nf: int, cz: np.ndarray,
+                cy: np.ndarray, cx: np.ndarray) -> int:  # pragma: no cover - compiled
+    nc = 0
+    for i in range(nf):
+        nc = _mark(lab, affs, fz[i], fy[i], fx[i], thr, sent, cz, cy, cx, nc)
+    return nc
+
+
+@njit(cache=True)
 def _grow_kernel(lab: np.ndarray, affs: np.ndarray, thr: np.float32, max_iter: int,
                  sent: int) -> int:  # pragma: no cover - compiled
     """Synchronous breadth-first growth; returns the number of layers grown.
 
     A layer's candidates (unlabelled voxels with a strong edge to a labelled one) are
     marked `sent`, given the label of their strongest edge to a voxel labelled before
-    the layer (`_best` ignores marks), then written. The first layer is found from the
-    labelled voxels or from the unlabelled ones, whichever are fewer; later layers from
-    the voxels labelled in the previous layer. Coordinates are kept, not flat indices
-    (no integer division per voxel).
+    the layer (`_best` ignores marks), then written; the next layer's candidates come
+    from the voxels just labelled. Coordinates are kept, not flat indices (no integer
+    division per voxel); the voxel loops live in helpers that reassign no array (numba
+    would otherwise count references inside them).
     """
     nz, ny, nx = lab.shape
     n_free = 0
@@ -300,36 +346,17 @@ def _grow_kernel(lab: np.ndarray, affs: np.ndarray, thr: np.float32, max_iter: i
     fy = np.empty(n_free, np.int32)
     fx = np.empty(n_free, np.int32)
     fl = np.empty(n_free, lab.dtype)
-    nc = 0
-    if 2 * n_free > lab.size:  # few labelled voxels: look around each of them
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(nx):
-                    v = lab[z, y, x]
-                    if v != 0 and v != sent:
-                        nc = _mark(lab, affs, z, y, x, thr, sent, cz, cy, cx, nc)
-    else:  # few unlabelled voxels: look at each of them
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(nx):
-                    if lab[z, y, x] == 0 and _best(lab, affs, z, y, x, thr, sent) != 0:
-                        nc = _push(lab, z, y, x, sent, cz, cy, cx, nc)
+    nc = _first_layer(lab, affs, thr, sent, n_free, cz, cy, cx)
     layers = 0
     while nc > 0:
-        for i in range(nc):
-            fl[i] = _best(lab, affs, cz[i], cy[i], cx[i], thr, sent)
-        for i in range(nc):
-            lab[cz[i], cy[i], cx[i]] = fl[i]
-        cz, fz = fz, cz
-        cy, fy = fy, cy
-        cx, fx = fx, cx
-        nf = nc
+        _assign_layer(lab, affs, thr, sent, cz, cy, cx, nc, fl)
         layers += 1
         if layers >= max_iter:
             break
-        nc = 0
-        for i in range(nf):
-            nc = _mark(lab, affs, fz[i], fy[i], fx[i], thr, sent, cz, cy, cx, nc)
+        nc = _next_layer(lab, affs, thr, sent, cz, cy, cx, nc, fz, fy, fx)
+        cz, fz = fz, cz
+        cy, fy = fy, cy
+        cx, fx = fx, cx
     return layers
 
 
@@ -340,73 +367,96 @@ def _slot(a: int, b: int, mask: int) -> int:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _rehash(ea: np.ndarray, eb: np.ndarray, ne: int,
+            cap: int) -> np.ndarray:  # pragma: no cover - compiled
+    table = np.zeros(cap, np.int64)  # edge index + 1; 0 = empty
+    for k in range(ne):
+        t = _slot(ea[k], eb[k], cap - 1)
+        while table[t] != 0:
+            t = (t + 1) & (cap - 1)
+        table[t] = k + 1
+    return table
+
+
+@njit(cache=True)
 def _region_graph_kernel(lab: np.ndarray, affs: np.ndarray) -> tuple[
         np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Distinct (a < b) contacts with float64 sums accumulated in (channel, raster) order."""
+    """Distinct (a < b) contacts with float64 sums accumulated in (channel, raster) order.
+
+    Open-addressing hash on (a, b), grown (only between z planes, so the inner loops
+    never reassign an array) to keep room for a whole plane of new contacts.
+    """
     nz, ny, nx = lab.shape
+    room = 3 * ny * nx
     cap = 1 << 12
-    table = np.zeros(cap, np.int64)  # edge index + 1; 0 = empty
+    while cap < 4 * room:
+        cap *= 2
+    table = np.zeros(cap, np.int64)
     ea = np.empty(cap // 2, np.int64)
     eb = np.empty(cap // 2, np.int64)
     es = np.zeros(cap // 2, np.float64)
     ec = np.zeros(cap // 2, np.int64)
     ne = 0
-    last_a = -1
-    last_b = -1
-    last_e = -1
     for c in range(3):
         z0 = 1 if c == 0 else 0
         y0 = 1 if c == 1 else 0
         x0 = 1 if c == 2 else 0
         for z in range(z0, nz):
-            for y in range(y0, ny):
-                for x in range(x0, nx):
-                    p = int(lab[z, y, x])
-                    q = int(lab[z - z0, y - y0, x - x0])
-                    if p == q or p == 0 or q == 0:
-                        continue
-                    a = min(p, q)
-                    b = max(p, q)
-                    if a != last_a or b != last_b:
-                        s = _slot(a, b, cap - 1)
-                        while True:
-                            e = table[s] - 1
-                            if e < 0:
-                                if 2 * (ne + 1) > cap:
-                                    cap *= 2
-                                    table = np.zeros(cap, np.int64)
-                                    for k in range(ne):
-                                        t = _slot(ea[k], eb[k], cap - 1)
-                                        while table[t] != 0:
-                                            t = (t + 1) & (cap - 1)
-                                        table[t] = k + 1
-                                    ea2 = np.empty(cap // 2, np.int64)
-                                    eb2 = np.empty(cap // 2, np.int64)
-                                    es2 = np.zeros(cap // 2, np.float64)
-                                    ec2 = np.zeros(cap // 2, np.int64)
-                                    ea2[:ne] = ea[:ne]
-                                    eb2[:ne] = eb[:ne]
-                                    es2[:ne] = es[:ne]
-                                    ec2[:ne] = ec[:ne]
-                                    ea, eb, es, ec = ea2, eb2, es2, ec2
-                                    s = _slot(a, b, cap - 1)
-                                    while table[s] != 0:
-                                        s = (s + 1) & (cap - 1)
-                                e = ne
-                                ne += 1
-                                table[s] = e + 1
-                                ea[e] = a
-                                eb[e] = b
-                                break
-                            if ea[e] == a and eb[e] == b:
-                                break
-                            s = (s + 1) & (cap - 1)
-                        last_a = a
-                        last_b = b
-                        last_e = e
-                    es[last_e] += np.float64(affs[c, z, y, x])
-                    ec[last_e] += 1
+            if 2 * (ne + room) > cap:
+                cap *= 2
+                ea2 = np.empty(cap // 2, np.int64)
+                eb2 = np.empty(cap // 2, np.int64)
+                es2 = np.zeros(cap // 2, np.float64)
+                ec2 = np.zeros(cap // 2, np.int64)
+                ea2[:ne] = ea[:ne]
+                eb2[:ne] = eb[:ne]
+                es2[:ne] = es[:ne]
+                ec2[:ne] = ec[:ne]
+                ea, eb, es, ec = ea2, eb2, es2, ec2
+                table = _rehash(ea, eb, ne, cap)
+            ne = _region_graph_plane(lab, affs, c, z, z0, y0, x0, table, ea, eb, es, ec, ne)
     return ea[:ne], eb[:ne], es[:ne], ec[:ne]
+
+
+@njit(cache=True)
+def _region_graph_plane(lab: np.ndarray, affs: np.ndarray, c: int, z: int, z0: int,
+                        y0: int, x0: int, table: np.ndarray, ea: np.ndarray,
+                        eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
+                        ne: int) -> int:  # pragma: no cover - compiled
+    """Contacts of plane z along axis c into the hash (which has room for them)."""
+    ny, nx = lab.shape[1], lab.shape[2]
+    mask = len(table) - 1
+    last_a = -1
+    last_b = -1
+    last_e = -1
+    for y in range(y0, ny):
+        for x in range(x0, nx):
+            p = int(lab[z, y, x])
+            q = int(lab[z - z0, y - y0, x - x0])
+            if p == q or p == 0 or q == 0:
+                continue
+            a = min(p, q)
+            b = max(p, q)
+            if a != last_a or b != last_b:
+                s = _slot(a, b, mask)
+                while True:
+                    e = table[s] - 1
+                    if e < 0:
+                        e = ne
+                        ne += 1
+                        table[s] = e + 1
+                        ea[e] = a
+                        eb[e] = b
+                        break
+                    if ea[e] == a and eb[e] == b:
+                        break
+                    s = (s + 1) & mask
+                last_a = a
+                last_b = b
+                last_e = e
+            es[last_e] += np.float64(affs[c, z, y, x])
+            ec[last_e] += 1
+    return ne
 
 
 @njit(cache=True)
