@@ -634,8 +634,13 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
 
 
 def rescue(labels: np.ndarray, affs: np.ndarray, threshold: float, min_voxels: int) -> None:
-    """Label, in place, strongly linked pieces that no seed reached (thin processes)."""
+    """Label, in place, strongly linked pieces that no seed reached (thin processes).
+
+    Labels must be a C-contiguous integer array of at least 32 bits."""
     _check(affs)
+    if not labels.flags.c_contiguous or labels.dtype.kind not in "iu" \
+            or labels.dtype.itemsize < 4:
+        raise ValueError("labels must be C-contiguous integers of >= 32 bits")
     free = labels == 0
     if not free.any():
         return
@@ -675,7 +680,8 @@ def agglomerate(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray,
     """Merge fragments greedily by mean affinity while it exceeds `threshold`.
 
     After each merge the mean affinity to every neighbour is recomputed from summed face
-    affinities and counts (waterz's MeanAffinity); ties go to the smaller (a, b) pair.
+    affinities and counts (waterz's MeanAffinity; one record per contact, seen from both
+    fragments); ties go to the smaller (a, b) pair.
     `prior_faces` adds that many faces of affinity 0 to every contact, so a contact of a
     few voxels (a leak through one misclassified voxel) cannot merge two cells on its
     own. Returns fragment -> representative for the fragments merged away.
