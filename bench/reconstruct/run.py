@@ -47,6 +47,37 @@ def run_mwatershed(affs: np.ndarray) -> np.ndarray:
     return np.asarray(seg, np.uint64)
 
 
+def stage_times(affs: np.ndarray, vs: tuple[float, float, float],
+                p: segment.SegParams) -> dict[str, float]:
+    """Seconds per stage of `segment.seeded_segmentation` (one run, same calls)."""
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        out[name] = now - t
+        t = now
+
+    affs = np.ascontiguousarray(affs, np.float32)
+    lab = segment.make_seeds(affs, vs, p)
+    lap("seeds (interior, erosion, components)")
+    segment.grow(lab, affs, p.grow_threshold, p.grow_layers)
+    lap(f"grow ({p.grow_layers} layers)")
+    segment.rescue(lab, affs, p.grow_threshold, p.min_seed)
+    lap("rescue")
+    segment.grow(lab, affs, p.grow_threshold)
+    lap("grow (rest)")
+    pairs, sums, cnt = segment.region_graph(lab, affs)
+    lap(f"region graph ({len(pairs)} edges)")
+    mapping = segment.agglomerate(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
+    lap(f"agglomerate ({len(mapping)} merges)")
+    segment.relabel(lab, mapping)
+    segment.size_filter(lab, p.min_size)
+    lap("relabel + size filter")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=256, help="cube edge in voxels")
@@ -99,6 +130,15 @@ def main() -> None:
             lambda a: segment.threshold_components(a, 0.5, params.min_size),
     }
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    # numba kernels compile on first use (or load from their cache): warm them up on a
+    # small crop so that no timing below includes compilation
+    t = time.perf_counter()
+    crop = np.ascontiguousarray(affs[:, :32, :32, :32])
+    segment.seeded_segmentation(crop, vs, params)
+    segment.threshold_components(crop, 0.5, params.min_size)
+    segment.relabel(segment.size_filter(segment.make_seeds(crop, vs, params), 1), {1: 2})
+    t_warm = time.perf_counter() - t
+    con.print(f"warm-up (numba compile / cache load, not timed): {t_warm:.1f} s")
     rows = []
     for name, fn in methods.items():
         if name.split()[0] in skip:
@@ -118,6 +158,9 @@ def main() -> None:
                      **{k: sc[k] for k in ("voi_split", "voi_merge", "voi", "nerl", "arand",
                                            "n_segments")}})
         con.print(f"{name}: {best:.2f} s")
+    stages = stage_times(affs.copy(), vs, params) if "ours" not in skip else {}
+    for k, v in stages.items():
+        con.print(f"  ours, {k}: {v:.3f} s")
     perfect = pipeline.segmentation_scores(
         segment.seeded_segmentation(boundary.true_affinities(truth["segmentation"]), vs,
                                     params), truth, vs)
@@ -133,7 +176,8 @@ def main() -> None:
     wz = [r for r in rows if r["method"].startswith("waterz")]
     ours = [r for r in rows if r["method"].startswith("ours")]
     summary: dict[str, Any] = {"size": n, "preset": args.preset, "seed": args.seed,
-                               "synth_s": t_syn, "predict_s": t_pred, "rows": rows,
+                               "synth_s": t_syn, "predict_s": t_pred, "warmup_s": t_warm,
+                               "ours_stage_s": stages, "rows": rows,
                                "ours_on_true_affinities": perfect}
     if wz and ours:
         ratio = ours[0]["mvox_per_s"] / wz[0]["mvox_per_s"]
@@ -143,7 +187,8 @@ def main() -> None:
         con.print(f"ours / waterz speed: {ratio:.1f}x; VOI ours {ours[0]['voi']:.3f} vs "
                   f"waterz {wz[0]['voi']:.3f}; goal (>=10x, VOI no worse) "
                   f"{'MET' if goal else 'NOT met'}")
-    con.print(f"synthesis {t_syn:.1f} s, prediction {t_pred:.1f} s; ours on true affinities: "
+    con.print(f"synthesis {t_syn:.1f} s, prediction {t_pred:.1f} s, warm-up {t_warm:.1f} s "
+              f"(excluded from the timings); ours on true affinities: "
               f"NERL {perfect['nerl']:.3f}, VOI {perfect['voi']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

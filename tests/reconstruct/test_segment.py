@@ -67,3 +67,170 @@ def test_agglomerate_mean_affinity() -> None:
     m = segment.agglomerate(pairs, sums, counts, 0.5)
     # 1-2 merge (0.9); then {1,2}-3 mean = (1.0 + 0.9) / 11 < 0.5: stays apart
     assert m.get(2, 2) == m.get(1, 1) and 3 not in m
+
+
+# --- compiled kernels against plain-Python references on small arrays -------------------
+
+_STEPS = [(0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1)]
+
+
+def _edge(affs: np.ndarray, v: tuple[int, int, int], c: int, d: int) -> tuple[
+        tuple[int, int, int], float] | None:
+    """Neighbour of v along axis c, direction d, with the affinity of their edge."""
+    u = list(v)
+    u[c] += d
+    if not 0 <= u[c] < affs.shape[1 + c]:
+        return None
+    hi = v if d < 0 else tuple(u)
+    return (u[0], u[1], u[2]), float(affs[(c, *hi)])
+
+
+def _random_affs(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+    return rng.random((3, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_region_graph_matches_python_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 6, (5, 6, 7)).astype(np.uint32)
+    lab[:, :3] = rng.integers(0, 3)  # a block of one label: faces repeat
+    affs = _random_affs(rng, lab.shape)
+    ref: dict[tuple[int, int], list[float]] = {}
+    for v in np.ndindex(lab.shape):
+        for c in range(3):
+            e = _edge(affs, v, c, -1)
+            if e is None:
+                continue
+            a, b = int(lab[v]), int(lab[e[0]])
+            if a == 0 or b == 0 or a == b:
+                continue
+            r = ref.setdefault((min(a, b), max(a, b)), [0.0, 0])
+            r[0] += e[1]
+            r[1] += 1
+    pairs, sums, counts = segment.region_graph(lab, affs)
+    assert [tuple(p) for p in pairs.tolist()] == sorted(ref)
+    np.testing.assert_allclose(sums, [ref[k][0] for k in sorted(ref)], rtol=1e-12)
+    assert counts.tolist() == [ref[k][1] for k in sorted(ref)]
+
+
+def _partition(mapping: dict[int, int], nodes: set[int]) -> set[frozenset[int]]:
+    groups: dict[int, set[int]] = {}
+    for n in nodes:
+        groups.setdefault(mapping.get(n, n), set()).add(n)
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("prior", [0.0, 2.0])
+def test_agglomerate_matches_naive_greedy(seed: int, prior: float) -> None:
+    rng = np.random.default_rng(seed)
+    n = 12
+    cand = [(a, b) for a in range(1, n + 1) for b in range(a + 1, n + 1)]
+    pick = rng.choice(len(cand), 30, replace=False)
+    pairs = np.array([cand[i] for i in pick], np.uint64)
+    counts = rng.integers(1, 20, len(pairs))
+    sums = counts * rng.random(len(pairs))
+    got = _partition(segment.agglomerate(pairs, sums, counts, 0.4, prior), set(range(1, n + 1)))
+    # naive: recompute every cluster pair's mean from the original edges, merge the best
+    cluster = {i: i for i in range(1, n + 1)}
+    while True:
+        tot: dict[tuple[int, int], list[float]] = {}
+        for (a, b), s, c in zip(pairs.tolist(), sums.tolist(), counts.tolist(), strict=True):
+            ca, cb = cluster[a], cluster[b]
+            if ca != cb:
+                t = tot.setdefault((min(ca, cb), max(ca, cb)), [0.0, 0])
+                t[0] += s
+                t[1] += c
+        if not tot:
+            break
+        (ca, cb), (s, c) = max(tot.items(), key=lambda kv: kv[1][0] / (kv[1][1] + prior))
+        if s / (c + prior) <= 0.4:
+            break
+        for k, v in cluster.items():
+            if v == cb:
+                cluster[k] = ca
+    assert got == _partition(cluster, set(range(1, n + 1)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("layers", [1, 2, 64])
+def test_grow_matches_synchronous_reference(seed: int, layers: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (4, 7, 8)
+    affs = _random_affs(rng, shape)
+    lab = np.where(rng.random(shape) < 0.08, rng.integers(1, 5, shape), 0).astype(np.uint32)
+    ref = lab.copy()
+    for _ in range(layers):
+        new = {}
+        for v in zip(*np.nonzero(ref == 0), strict=True):
+            best, best_a = 0, np.float32(0.4)
+            for c, d in _STEPS:
+                e = _edge(affs, v, c, d)
+                if e is not None and ref[e[0]] != 0 and np.float32(e[1]) > best_a:
+                    best, best_a = int(ref[e[0]]), np.float32(e[1])
+            if best:
+                new[v] = best
+        if not new:
+            break
+        for v, b in new.items():
+            ref[v] = b
+    segment.grow(lab, affs, 0.4, layers)
+    np.testing.assert_array_equal(lab, ref)
+
+
+def _reference_components(mask: np.ndarray, affs: np.ndarray, t: float) -> np.ndarray:
+    """Breadth-first labelling in raster order of first voxel."""
+    out = np.zeros(mask.shape, np.int64)
+    n = 0
+    for v in np.ndindex(mask.shape):
+        if not mask[v] or out[v]:
+            continue
+        n += 1
+        out[v] = n
+        queue = [v]
+        while queue:
+            w = queue.pop()
+            for c, d in _STEPS:
+                e = _edge(affs, w, c, d)
+                if e is not None and mask[e[0]] and not out[e[0]] and e[1] > t:
+                    out[e[0]] = n
+                    queue.append(e[0])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_threshold_components_match_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    affs = _random_affs(rng, (4, 6, 7))
+    strong = affs > 0.6
+    mask = np.zeros(affs.shape[1:], bool)
+    for c in range(3):
+        mask |= strong[c]
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        mask[tuple(lo)] |= strong[c][tuple(hi)]
+    ref = _reference_components(mask, affs, 0.6)
+    got = segment.threshold_components(affs, 0.6, min_size=1)
+    np.testing.assert_array_equal(got, ref)  # same numbering: order of first appearance
+    sizes = np.bincount(ref.reshape(-1))
+    got3 = segment.threshold_components(affs, 0.6, min_size=3)
+    keep = (sizes >= 3)[ref] & (ref != 0)
+    assert ((got3 != 0) == keep).all()
+    assert len(np.unique(got3[keep])) == int((sizes[1:] >= 3).sum())
+
+
+@pytest.mark.parametrize("vs", [(40.0, 16.0, 16.0), (8.0, 8.0, 8.0), (30.0, 10.0, 7.0)])
+@pytest.mark.parametrize("dist", [0.0, 12.0, 20.0, 45.0, 500.0])
+def test_erode_is_thresholded_edt(vs: tuple[float, float, float], dist: float) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(int(dist))
+    core = ndimage.binary_opening(rng.random((9, 12, 13)) < 0.8)
+    ref = ndimage.distance_transform_edt(core, sampling=vs) > dist
+    np.testing.assert_array_equal(segment.erode(core, vs, dist), ref)
+    full = np.ones_like(core)
+    full[0, 0, 0] = False  # one background voxel: a large ball erodes everything
+    ref = ndimage.distance_transform_edt(full, sampling=vs) > dist
+    np.testing.assert_array_equal(segment.erode(full, vs, dist), ref)
