@@ -16,7 +16,8 @@ Choices:
   in minutes and the weights ship with the package (`reconstruct/models/`).
 - Loss: binary cross-entropy, weighted so that edges inside cells, edges between two
   cells and edges touching the outside carry fixed shares (cell-cell edges are rare but
-  decide merges).
+  decide merges), half of each spread over cells or touching pairs rather than voxels,
+  so thin axons count as much as somata (`loss_weights`).
 - Input: sections normalised and repaired exactly as for the voxel classifier
   (`boundary.normalise_sections`, `boundary.repair_sections`).
 - JAX on CPU by default; the same code runs on a GPU when jax has CUDA support.
@@ -122,23 +123,48 @@ def prepare(img: np.ndarray) -> np.ndarray:
     return boundary.repair_sections(a, missing).astype(np.float32)
 
 
+def _per_group(mask: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
+    """Weights on `mask` giving each group (a cell, a pair of touching cells) of the crop
+    an equal part of `share`, whatever its size."""
+    ids, inv, cnt = np.unique(groups[mask], return_inverse=True, return_counts=True)
+    w = np.zeros(mask.shape, np.float32)
+    w[mask] = share * mask.size / (len(ids) * cnt[inv])
+    return w
+
+
 def loss_weights(labels: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Targets (4, z, y, x) and per-voxel loss weights for one training crop."""
+    """Targets (4, z, y, x) and per-voxel loss weights for one training crop.
+
+    Edges inside cells, edges between two cells and edges touching the outside carry
+    fixed shares of the loss. Half of each of the first two shares is spread evenly over
+    the edges, half over the cells (or touching pairs of cells) in the crop: the edges
+    inside a thin axon, or between an axon and the dendrite it runs along, weigh as much
+    in total as those of a soma, since thin processes are where edges are most often
+    predicted wrong.
+    """
     y = np.concatenate([boundary.true_affinities(labels), cleft[None].astype(np.float32)])
     m = np.ones_like(y)
+    lab = labels.astype(np.int64)
+    big = int(lab.max()) + 1
     for c in range(3):
         hi = [slice(None)] * 3
         hi[c] = slice(1, None)
         lo = [slice(None)] * 3
         lo[c] = slice(None, -1)
-        a, b = labels[tuple(hi)], labels[tuple(lo)]
+        a, b = lab[tuple(hi)], lab[tuple(lo)]
         cellcell = np.zeros(labels.shape, bool)
         cellcell[tuple(hi)] = (a != b) & (a != 0) & (b != 0)
+        pair = np.zeros(labels.shape, np.int64)
+        pair[tuple(hi)] = np.minimum(a, b) * big + np.maximum(a, b)
         pos = y[c] > 0.5
-        for mask, share in ((pos, 0.4), (cellcell, 0.3), (~pos & ~cellcell, 0.3)):
+        for mask, share in ((pos, 0.2), (cellcell, 0.15), (~pos & ~cellcell, 0.3)):
             frac = float(mask.mean())
             if frac > 0:
                 m[c][mask] = share / frac
+        if pos.any():
+            m[c] += _per_group(pos, lab, 0.2)
+        if cellcell.any():
+            m[c] += _per_group(cellcell, pair, 0.15)
         first = [slice(None)] * 3
         first[c] = slice(0, 1)
         m[c][tuple(first)] = 0.0  # no -1 neighbour on the first plane

@@ -149,11 +149,12 @@ def register(app: typer.Typer) -> None:
             def tick(i: int, loss: float) -> None:
                 prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
 
-            net = affinity_net.train(
-                data, steps, seed=seed, init=start, lr=lr, tick=tick,
-                trained_on=f"{volumes} synthetic volumes 48x128x128, seeds from "
-                           f"{pipeline.NET_TRAINING_SEED}, clean and noisy",
-                voxel_size_zyx=vs)
+            here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
+                    f"seeds from {pipeline.NET_TRAINING_SEED}, clean and noisy")
+            if start is not None:  # keep the history of the weights fine-tuned from
+                here = f"{start.meta.get('trained_on', str(init))}; then {here}"
+            net = affinity_net.train(data, steps, seed=seed, init=start, lr=lr, tick=tick,
+                                     trained_on=here, voxel_size_zyx=vs)
         io.save_net(out, net)
         console.print(f"wrote {out} (mean loss of the last steps "
                       f"{net.meta['final_loss']:.3f})")

@@ -348,6 +348,7 @@ def synapse_metrics(seg: np.ndarray, syn: pd.DataFrame, truth: dict[str, Any]) -
     return {"synapse_precision": sc.precision, "synapse_recall": sc.recall,
             "synapse_f1": sc.f1, "synapse_location_f1": sc.location_f1,
             "synapses_predicted": sc.n_predicted, "synapses_true": sc.n_true,
+            "synapses_matched": sc.true_positives,
             "post_compartment_accuracy": sc.compartment_accuracy}
 
 

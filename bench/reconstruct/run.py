@@ -120,7 +120,7 @@ def main() -> None:
     nvox = float(np.prod(img.shape))
     params = segment.SegParams()
     methods: dict[str, Any] = {
-        "ours (seeded cc3d + grow + mean-affinity agglomeration)":
+        "ours (seeds, growth, mean-affinity agglomeration; numba kernels)":
             lambda a: segment.seeded_segmentation(a, vs, params),
         "waterz (watershed + mean affinity, t=0.5)":
             lambda a: segment.size_filter(run_waterz(a, 0.5), params.min_size),

@@ -61,13 +61,22 @@ def test_metrics_are_consistent(clean_run: tuple[Path, dict[str, Any]]) -> None:
     assert 0 <= p["synapse_f1"] <= 1
 
 
-@pytest.mark.xfail(reason="floor not reached: the affinity network gives NERL about 0.7 and "
-                          "synapse F1 about 0.7 on clean 64^3 volumes; see BENCHMARKS.md "
-                          "## Reconstruction", strict=False)
-def test_clean_quality_floor(clean_run: tuple[Path, dict[str, Any]]) -> None:
-    _, res = clean_run
-    assert res["pipeline"]["nerl"] >= 0.9
-    assert res["pipeline"]["synapse_f1"] >= 0.9
+@pytest.mark.xfail(reason="floors not reached yet: on clean 64^3 seeds 1-4 the shipped network "
+                          "gives mean NERL 0.89 and pooled synapse F1 about 0.87 (one "
+                          "misassigned skeleton node zeroes a whole cell under ERL's merger "
+                          "rule); see BENCHMARKS.md ## Reconstruction", strict=False)
+def test_clean_quality_floor(clean_floor_runs: list[dict[str, Any]]) -> None:
+    """The issue's floors on clean 64^3 volumes: NERL >= 0.9 (mean over the volumes) and
+    synapse F1 >= 0.9 (pooled: matches and counts summed over the volumes)."""
+    ps = [r["pipeline"] for r in clean_floor_runs]
+    nerl = float(np.mean([p["nerl"] for p in ps]))
+    tp = sum(p["synapses_matched"] for p in ps)
+    n_pred = sum(p["synapses_predicted"] for p in ps)
+    n_true = sum(p["synapses_true"] for p in ps)
+    f1 = 2 * tp / (n_pred + n_true)
+    detail = ", ".join(f"NERL {p['nerl']:.3f} F1 {p['synapse_f1']:.3f}" for p in ps)
+    assert nerl >= 0.9, f"mean NERL {nerl:.3f} ({detail})"
+    assert f1 >= 0.9, f"pooled synapse F1 {f1:.3f} ({detail})"
 
 
 def test_noisy_threshold_cc_is_worse(noisy_run: tuple[Path, dict[str, Any]]) -> None:
