@@ -130,3 +130,37 @@ def test_augmented_prediction_maps_back_exactly(monkeypatch: pytest.MonkeyPatch)
     assert plain.any()
     assert np.array_equal(plain, aug)
     assert np.allclose(c0, c1)
+
+
+def test_loss_weights_give_thin_cells_their_share() -> None:
+    """A thin axon beside a big cell: each cell's in-cell edges, and each touching pair's
+    cell-cell edges, carry at least the balanced half of their share divided evenly,
+    however few voxels they have; edges on the first plane carry nothing."""
+    lab = np.zeros((4, 16, 16), np.uint64)
+    lab[:, :, :10] = 1   # big cell
+    lab[:, 7:9, 11:13] = 2  # thin axon, 2x2 voxels in-plane, touching nothing
+    lab[:, 2:4, 10:12] = 3  # thin axon touching the big cell along x
+    _, m = affinity_net.loss_weights(lab, np.zeros(lab.shape, bool))
+    assert np.all(m >= 0)
+    for c in range(3):
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        a, b = lab[tuple(hi)], lab[tuple(lo)]
+        w = m[c][tuple(hi)]
+        same = (a == b) & (a != 0)
+        total = float(m[c].sum())
+        cells = [k for k in (1, 2, 3) if (same & (a == k)).any()]
+        for k in cells:  # 0.2 of the loss is split evenly over the cells in the crop
+            assert w[same & (a == k)].sum() >= 0.2 * total / len(cells) - 1e-3 * total
+        first = [slice(None)] * 3
+        first[c] = slice(0, 1)
+        assert not m[c][tuple(first)].any()
+    hi = (slice(None), slice(None), slice(1, None))
+    lo = (slice(None), slice(None), slice(None, -1))
+    touch = (lab[hi] == 3) & (lab[lo] == 1)
+    assert touch.any()
+    w = m[2][hi]
+    # the only touching pair holds at least the balanced part (0.15) of the cell-cell share
+    assert w[touch].sum() >= 0.15 * float(m[2].sum()) - 1e-3 * float(m[2].sum())
