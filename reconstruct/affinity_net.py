@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from reconstruct import boundary
+from reconstruct.lattice import neighbour_slices
 
 NET_FORMAT = "connectome-query/affinity-unet/1"
 # (in channels, out channels, kernel z, y, x)
@@ -147,15 +148,12 @@ def loss_weights(labels: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.
     lab = labels.astype(np.int64)
     big = int(lab.max()) + 1
     for c in range(3):
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        lo = [slice(None)] * 3
-        lo[c] = slice(None, -1)
-        a, b = lab[tuple(hi)], lab[tuple(lo)]
+        lo, hi = neighbour_slices(c)
+        a, b = lab[hi], lab[lo]
         cellcell = np.zeros(labels.shape, bool)
-        cellcell[tuple(hi)] = (a != b) & (a != 0) & (b != 0)
+        cellcell[hi] = (a != b) & (a != 0) & (b != 0)
         pair = np.zeros(labels.shape, np.int64)
-        pair[tuple(hi)] = np.minimum(a, b) * big + np.maximum(a, b)
+        pair[hi] = np.minimum(a, b) * big + np.maximum(a, b)
         pos = y[c] > 0.5
         for mask, share in ((pos, 0.2), (cellcell, 0.15), (~pos & ~cellcell, 0.3)):
             frac = float(mask.mean())
@@ -299,11 +297,8 @@ def _shift_back(a: np.ndarray, axis: int) -> np.ndarray:
     """One affinity channel (z, y, x) linking v to v+1, stored at v, moved to the waterz
     layout (stored at v+1, linking it to its -1 neighbour) along `axis`."""
     out = np.zeros_like(a)
-    src = [slice(None)] * 3
-    dst = [slice(None)] * 3
-    src[axis] = slice(None, -1)
-    dst[axis] = slice(1, None)
-    out[tuple(dst)] = a[tuple(src)]
+    src, dst = neighbour_slices(axis)
+    out[dst] = a[src]
     return out
 
 

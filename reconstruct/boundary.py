@@ -31,6 +31,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from reconstruct import xp
+from reconstruct.lattice import neighbour_slices
 
 MODEL_FORMAT = "connectome-query/voxel-hgb/1"
 CLS_BACKGROUND, CLS_MEMBRANE, CLS_INTERIOR, CLS_CLEFT, CLS_ZFACE = 0, 1, 2, 3, 4
@@ -116,13 +117,10 @@ def _boundary_voxels(lab: np.ndarray, axes: tuple[int, ...] = (0, 1, 2)) -> np.n
     """Voxels of a cell with a neighbour of another label along `axes` (its membrane)."""
     b = np.zeros(lab.shape, bool)
     for c in axes:
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        lo = [slice(None)] * 3
-        lo[c] = slice(None, -1)
-        d = lab[tuple(hi)] != lab[tuple(lo)]
-        b[tuple(hi)] |= d
-        b[tuple(lo)] |= d
+        lo, hi = neighbour_slices(c)
+        d = lab[hi] != lab[lo]
+        b[hi] |= d
+        b[lo] |= d
     return b & (lab != 0)
 
 
@@ -200,10 +198,6 @@ def affinities_from_probabilities(p: np.ndarray) -> np.ndarray:
     affs = m.zeros((3, *p.shape[1:]), dtype=m.float32)
     for c in range(3):
         mem = mem_z if c == 0 else mem_xy
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        lo = [slice(None)] * 3
-        lo[c] = slice(None, -1)
-        h, lw = tuple(hi), tuple(lo)
+        lw, h = neighbour_slices(c)
         affs[(c, *h)] = m.minimum(f[h], f[lw]) * (1.0 - CUT * m.minimum(mem[h], mem[lw]))
     return xp.to_numpy(affs)

@@ -32,6 +32,8 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict, List
 
+from reconstruct.lattice import neighbour_slices
+
 
 @dataclass(frozen=True)
 class SegParams:
@@ -749,11 +751,8 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     for c in range(3):
         st = affs[c] > t
         mask |= st
-        sl = [slice(None)] * 3
-        sl[c] = slice(None, -1)
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        mask[tuple(sl)] |= st[tuple(hi)]
+        lo, hi = neighbour_slices(c)
+        mask[lo] |= st[hi]
     lab = np.zeros(mask.shape, np.uint32)
     _components(mask, affs, threshold, 1, lab)
     return size_filter(lab, min_size)

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import scipy.ndimage as ndi
 
+from reconstruct.lattice import neighbour_slices
+
 COLUMNS = ["pre_segment_id", "post_segment_id", "x", "y", "z", "size_voxels", "confidence"]
 
 
@@ -36,12 +38,9 @@ def contact_pairs(comp: np.ndarray, seg: np.ndarray) -> dict[tuple[int, int], in
     (smaller id, larger id) -> number of such voxel pairs."""
     out: dict[tuple[int, int], int] = {}
     for ax in range(3):
-        hi = [slice(None)] * 3
-        hi[ax] = slice(1, None)
-        lo = [slice(None)] * 3
-        lo[ax] = slice(None, -1)
-        a, b = seg[tuple(lo)], seg[tuple(hi)]
-        m = comp[tuple(lo)] & comp[tuple(hi)] & (a != b) & (a != 0) & (b != 0)
+        lo, hi = neighbour_slices(ax)
+        a, b = seg[lo], seg[hi]
+        m = comp[lo] & comp[hi] & (a != b) & (a != 0) & (b != 0)
         if not m.any():
             continue
         pa, pb = a[m].astype(np.int64), b[m].astype(np.int64)
@@ -56,14 +55,11 @@ def _interface(comp: np.ndarray, seg: np.ndarray, a: int, b: int) -> np.ndarray:
     """Voxels of `comp` labelled a or b with a face neighbour of the other label in `comp`."""
     out = np.zeros(comp.shape, bool)
     for ax in range(3):
-        hi = [slice(None)] * 3
-        hi[ax] = slice(1, None)
-        lo = [slice(None)] * 3
-        lo[ax] = slice(None, -1)
-        s0, s1 = seg[tuple(lo)], seg[tuple(hi)]
-        m = comp[tuple(lo)] & comp[tuple(hi)] & (((s0 == a) & (s1 == b)) | ((s0 == b) & (s1 == a)))
-        out[tuple(lo)] |= m
-        out[tuple(hi)] |= m
+        lo, hi = neighbour_slices(ax)
+        s0, s1 = seg[lo], seg[hi]
+        m = comp[lo] & comp[hi] & (((s0 == a) & (s1 == b)) | ((s0 == b) & (s1 == a)))
+        out[lo] |= m
+        out[hi] |= m
     return out
 
 
