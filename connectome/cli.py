@@ -27,7 +27,7 @@ import reconstruct.cli
 from connectome.db import local_server, open_driver, resolve_target
 from connectome.export_cli import export_app
 from connectome.neo4j_local import Neo4jServerError
-from connectome.settings import external_target
+from connectome.settings import cache_dir, external_target
 from connectome.tokens_cli import tokens_app
 
 app = typer.Typer(
@@ -354,12 +354,42 @@ SAMPLE_QUERY = """{
 }"""
 
 
+EM_DEMO_DATASET = "synthetic-em"
+EM_SAMPLE_QUERY = """{
+  multiSynapticContacts(dataset: "synthetic-em", minSynapses: 1, first: 5) {
+    contacts { pre { bodyId cellClass } post { bodyId cellClass } synapseCount
+               synapses { compartment confidence } }
+  }
+}"""
+
+
+def _demo_em(work: Path) -> None:
+    """Synthesize a small EM volume with truth, reconstruct it, load the run directory."""
+    from reconstruct import pipeline, synth
+    from reconstruct.cli import metrics_table
+
+    em_dir, run_dir = work / "em", work / "run"
+    cfg = synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", seed=1)
+    console.print(f"[bold]synthesize an EM volume[/] (64^3 voxels, 16x16x40 nm) in {em_dir}")
+    with pipeline.rich_progress() as tick:
+        pipeline.synthesize(em_dir, cfg, tick)
+    console.print(f"[bold]reconstruct it[/] into {run_dir}")
+    with pipeline.rich_progress() as tick:
+        result = pipeline.reconstruct(em_dir, run_dir, tick=tick)
+    console.print(metrics_table(result))
+    console.print(f"[bold]ingest {run_dir}[/]")
+    ingest_cmd(source=str(run_dir), dataset=EM_DEMO_DATASET)
+
+
 @app.command("demo")
 def demo_cmd(
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
     serve: Annotated[bool, typer.Option(help="Keep serving after the sample query.")] = True,
+    em: Annotated[bool, typer.Option(
+        help="Also synthesize an EM volume, reconstruct it and load the result.")] = True,
 ) -> None:
-    """Start Neo4j, load the C. elegans connectomes, serve the API, show a sample query."""
+    """Start Neo4j, load the C. elegans connectomes and (with --em) a reconstruction of a
+    synthetic EM volume, serve the API, show sample queries."""
     import threading
 
     import httpx
@@ -372,6 +402,8 @@ def demo_cmd(
     for name in ("cook2019", "varshney2011"):
         console.print(f"[bold]ingest {name}[/]")
         ingest_cmd(source=name, dataset=name)
+    if em:
+        _demo_em(cache_dir() / "demo-em")
     config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -382,12 +414,13 @@ def demo_cmd(
     if not server.started:
         raise fail(f"the API did not start on port {port}")
     url = f"http://127.0.0.1:{port}/graphql"
-    answer = httpx.post(url, json={"query": SAMPLE_QUERY}, timeout=30).json()
     out.print(f"\nGraphQL API: {url} (open it in a browser for GraphiQL)\n")
-    out.print("sample query:", style="bold")
-    out.print(SAMPLE_QUERY, highlight=False, markup=False)
-    out.print("answer:", style="bold")
-    out.print(json.dumps(answer, indent=2), highlight=False, markup=False)
+    for query in (SAMPLE_QUERY, EM_SAMPLE_QUERY) if em else (SAMPLE_QUERY,):
+        answer = httpx.post(url, json={"query": query}, timeout=30).json()
+        out.print("sample query:", style="bold")
+        out.print(query, highlight=False, markup=False)
+        out.print("answer:", style="bold")
+        out.print(json.dumps(answer, indent=2), highlight=False, markup=False)
     if not serve:
         server.should_exit = True
         thread.join(timeout=10)

@@ -164,3 +164,17 @@ def test_loss_weights_give_thin_cells_their_share() -> None:
     w = m[2][hi]
     # the only touching pair holds at least the balanced part (0.15) of the cell-cell share
     assert w[touch].sum() >= 0.15 * float(m[2].sum()) - 1e-3 * float(m[2].sum())
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 64), (256, 256, 256), (65, 257, 513),
+                                   (7, 9, 11), (256, 1024, 1024)])
+def test_tiles_cover_the_volume_evenly_within_the_limit(shape: tuple[int, int, int]) -> None:
+    tile = affinity_net.tile_shape(shape)
+    for axis, (s, t, limit) in enumerate(zip(shape, tile, affinity_net.TILE, strict=True)):
+        n = -(-s // t)
+        assert t <= limit or (axis > 0 and t == limit + 1)
+        assert n * t >= s  # covered
+        assert n == -(-s // limit)  # no more tiles than the limit forces
+        assert n * t - s < n + (n if axis > 0 else 0)  # padding under a row per tile
+        if axis > 0:
+            assert t % 2 == 0
