@@ -384,6 +384,25 @@ def _section_noise(seed: int, z: int, shape: tuple[int, int], sigma: float) -> n
     return n
 
 
+def vesicle_mask(plan: Plan, lab: np.ndarray, h0: int, h1: int) -> np.ndarray:
+    """Voxels (of `lab`, sections h0..h1) darkened by synaptic vesicles: small balls inside
+    the presynaptic bouton, and only there (a ball near the membrane is cut by it, never
+    spills into the neighbouring cell). Each voxel belongs to its nearest vesicle."""
+    out = np.zeros(lab.shape, bool)
+    if not len(plan.vesicles):
+        return out
+    vs = np.asarray(plan.config.voxel_size_zyx, float)
+    vz = plan.vesicles[:, 0] / vs[0]
+    vsel = np.nonzero((vz >= h0 - 1) & (vz <= h1 + 1))[0]
+    vb = np.full(lab.shape, np.inf, np.float32)
+    vl = np.zeros(lab.shape, np.uint64)
+    vc = np.zeros(lab.shape, np.uint8)
+    for i in vsel:
+        _stamp_into(vb, vl, vc, h0, plan.vesicles[i], _VESICLE_R_NM * 1.6, vs,
+                    int(plan.vesicle_label[i]), 1)
+    return (vb <= 1.0) & (lab != 0) & (lab == vl)
+
+
 def render_slab(plan: Plan, z0: int, z1: int) -> Slab:
     """Render sections [z0, z1): image, labels, compartments, clefts (no I/O)."""
     cfg = plan.config
@@ -462,17 +481,7 @@ def render_slab(plan: Plan, z0: int, z1: int) -> Slab:
             stats[s, 3] += float(((xx + c[2])[cl_own]).sum())
             pc = comp[sl][qa & near & own]
             stats[s, 4:9] += np.bincount(pc, minlength=5)[:5]
-    # vesicles: small dark balls inside the presynaptic bouton
-    ves_mask = np.zeros(shp, bool)
-    if len(plan.vesicles):
-        vz = plan.vesicles[:, 0] / vs[0]
-        vsel = np.nonzero((vz >= h0 - 1) & (vz <= h1 + 1))[0]
-        vb = np.full(shp, np.inf, np.float32)
-        vl = np.zeros(shp, np.uint64)
-        vc = np.zeros(shp, np.uint8)
-        for i in vsel:
-            _stamp_into(vb, vl, vc, h0, plan.vesicles[i], _VESICLE_R_NM * 1.6, vs, 1, 1)
-        ves_mask = (vb <= 1.0) & fg & (clefts == 0)
+    ves_mask = vesicle_mask(plan, lab, h0, h1) & (clefts == 0)
     noisy = cfg.preset == "noisy"
     w_amp, c_amp, t_amp = (0.08, 0.06, 0.05) if noisy else (0.035, 0.03, 0.04)
     img = np.empty(shp, np.float32)

@@ -39,6 +39,24 @@ def test_planted_biology() -> None:
     assert pairs.max() >= 3, "multi-synaptic pairs are planted"
 
 
+def test_vesicles_stay_inside_their_presynaptic_cell() -> None:
+    """Every vesicle-darkened voxel lies in the cell of its nearest vesicle, which is that
+    vesicle's presynaptic neuron (nearest vesicle found here with a KD-tree)."""
+    from scipy.spatial import cKDTree
+
+    plan = synth.make_plan(synth.SynthConfig((48, 96, 96), seed=2))
+    slab = synth.render(plan)
+    mask = synth.vesicle_mask(plan, slab.labels, 0, slab.labels.shape[0])
+    assert mask.sum() > 100
+    vs = np.asarray(plan.config.voxel_size_zyx, float)
+    at = np.argwhere(mask)
+    _, nearest = cKDTree(plan.vesicles).query(at * vs)
+    assert np.array_equal(slab.labels[mask], plan.vesicle_label[nearest].astype(np.uint64))
+    # and the image is darker there than in the rest of the same cells
+    cells = np.isin(slab.labels, np.unique(slab.labels[mask])) & ~mask & (slab.clefts == 0)
+    assert float(slab.image[mask].mean()) < float(slab.image[cells].mean()) - 10
+
+
 def test_written_truth(clean_dir: Path) -> None:
     info = io.read_json(clean_dir / "volume.json", "volume")
     assert info["voxel_size_nm"] == [16.0, 16.0, 40.0]
