@@ -83,7 +83,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="cube edge in voxels")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3, help="timing repeats (best counts); mwatershed runs once")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timing repeats (the best counts); mwatershed runs once")
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/results.json"))
     ap.add_argument("--skip", default="", help="comma list of methods to skip")
     ap.add_argument("--workdir", default="", help="keep the volume and affinities here")
