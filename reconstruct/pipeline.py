@@ -27,6 +27,9 @@ DEFAULT_NET = Path(__file__).parent / "models" / "affinity_unet.npz"
 NET_TRAINING_SEED = 2_000_003
 SLAB = 32
 HALO = 4
+# volumes of more sections than this are segmented slab by slab, this many at a time
+# (at 1024 x 1024 in-plane, one slab's float32 affinities take 1.6 GB)
+BLOCK_SECTIONS = 128
 # a synapse is in the truth table when at least this many of its cleft voxels lie in the
 # volume: a sliver of 1-3 voxels (a cleft cut by the volume edge, or one overdrawn by a
 # neighbour's) cannot be told from a dark membrane fleck, nor its partners checked
@@ -205,20 +208,61 @@ def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
     }
 
 
-def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """Affinities made elsewhere: zarr (3, z, y, x), waterz layout, float in [0, 1] or
-    uint8 (scaled by 1/255)."""
+def open_affinities(path: Path, shape: tuple[int, ...]) -> Any:
+    """Affinities made elsewhere, opened and checked: zarr (3, z, y, x), waterz layout,
+    float in [0, 1] or uint8 (scaled by 1/255)."""
     st = io.open_zarr(path, "affinities")
     if tuple(st.shape) != (3, *shape):
         raise ReconstructError(f"affinities: {path} has shape {list(st.shape)}, expected "
                                f"{[3, *shape]} (channels z, y, x affinity to the -1 neighbour)")
-    a = io.read_block(st, (slice(None),) * 4, path, "affinities")
+    dtype = np.dtype(st.dtype.numpy_dtype)
+    if dtype != np.uint8 and dtype.kind != "f":
+        raise ReconstructError(f"affinities: {path} has dtype {dtype}, expected float32 "
+                               f"or uint8")
+    return st
+
+
+def read_affinity_block(st: Any, path: Path, z0: int, z1: int) -> np.ndarray:
+    """Sections z0..z1 of opened affinities as float32 in [0, 1]."""
+    a = io.read_block(st, (slice(None), slice(z0, z1)), path, "affinities")
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
-    if a.dtype.kind != "f":
-        raise ReconstructError(f"affinities: {path} has dtype {a.dtype}, expected float32 "
-                               f"or uint8")
     return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """All of the affinities made elsewhere (see `open_affinities`)."""
+    return read_affinity_block(open_affinities(path, shape), path, 0, int(shape[0]))
+
+
+class ZarrLabels:
+    """A zarr label volume as the store of `segment.seeded_segmentation_blockwise`."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], attributes: dict[str, Any]):
+        self.path = Path(path)
+        self.store = io.create_zarr(self.path, shape, "uint64", attributes=attributes)
+
+    def write(self, z0: int, labels: np.ndarray) -> None:
+        self.store[z0:z0 + labels.shape[0]].write(labels.astype(np.uint64)).result()
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        return io.read_block(self.store, slice(z0, z1), self.path, "segmentation")
+
+
+def predict_affinities_to_zarr(net: affinity_net.AffinityNet, img: np.ndarray, path: Path,
+                               sections: int, augment: bool, tick: Tick = _noop) -> None:
+    """Affinities of `img` predicted `sections` at a time (each with the network's halo
+    of sections around it, so the result equals one whole-volume prediction) into a zarr
+    array (3, z, y, x) float32, never all in memory."""
+    nz = img.shape[0]
+    st = io.create_zarr(path, (3, *img.shape), "float32")
+    hz = affinity_net.HALO[0]
+    for z0 in range(0, nz, sections):
+        z1 = min(z0 + sections, nz)
+        tick(f"predicting affinities, sections {z0}-{z1}", 0.4 + 0.05 * z0 / nz)
+        h0, h1 = max(z0 - hz, 0), min(z1 + hz, nz)
+        a, _ = affinity_net.predict(net, img[h0:h1], augment=augment)
+        st[:, z0:z1].write(a[:, z0 - h0:z1 - h0]).result()
 
 
 # ------------------------------------------------------------------------------ training
@@ -370,8 +414,15 @@ def class_metrics(seg: np.ndarray, segs: pd.DataFrame, truth: dict[str, Any]) ->
 def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 affinities_path: Path | None = None, tick: Tick = _noop,
                 params: segment.SegParams | None = None,
-                net_path: Path | None = None, augment: bool = True) -> dict[str, Any]:
-    """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth)."""
+                net_path: Path | None = None, augment: bool = True,
+                block_sections: int = BLOCK_SECTIONS) -> dict[str, Any]:
+    """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
+
+    A volume of more than `block_sections` sections has its affinities predicted into
+    `affinities.zarr` and is segmented slab by slab (`segment.seeded_segmentation_blockwise`);
+    synapses and skeletons still take the whole segmentation in memory."""
+    if block_sections < 1:
+        raise ReconstructError(f"block_sections must be at least 1, got {block_sections}")
     em_dir, out = Path(em_dir), Path(out_dir)
     info = read_volume_info(em_dir)
     img = read_image(em_dir, info)
@@ -403,20 +454,43 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     t = time.perf_counter()
     cleft = predict_clefts(model, img, vs, tick)
     timings["predict_clefts_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if affinities_path is not None:
-        affs = read_affinities(Path(affinities_path), img.shape)
-    else:
-        tick("predicting affinities (network)", 0.4)
-        assert net is not None
-        affs, _ = affinity_net.predict(net, img, augment=augment)
-    timings["predict_s"] = time.perf_counter() - t
-    tick("segmenting", 0.45)
-    t = time.perf_counter()
-    seg = segment.seeded_segmentation(affs, vs, params)
-    timings["segment_s"] = time.perf_counter() - t
     attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
-    io.write_zarr(out / "segmentation.zarr", seg, attrs)
+    baseline: np.ndarray | None = None  # threshold + connected components, whole mode only
+    t = time.perf_counter()
+    if img.shape[0] <= block_sections:  # the whole volume at once
+        if affinities_path is not None:
+            affs = read_affinities(Path(affinities_path), img.shape)
+        else:
+            tick("predicting affinities (network)", 0.4)
+            assert net is not None
+            affs, _ = affinity_net.predict(net, img, augment=augment)
+        timings["predict_s"] = time.perf_counter() - t
+        tick("segmenting", 0.45)
+        t = time.perf_counter()
+        seg = segment.seeded_segmentation(affs, vs, params)
+        timings["segment_s"] = time.perf_counter() - t
+        if truth is not None:  # the naive baseline, scored beside ours
+            baseline = segment.threshold_components(
+                affs, 0.5, (params or segment.SegParams()).min_size)
+        del affs
+        io.write_zarr(out / "segmentation.zarr", seg, attrs)
+    else:  # slab by slab: affinities never all in memory
+        if affinities_path is not None:
+            apath = Path(affinities_path)
+        else:
+            assert net is not None
+            apath = out / "affinities.zarr"
+            predict_affinities_to_zarr(net, img, apath, block_sections, augment, tick)
+        ast = open_affinities(apath, img.shape)
+        timings["predict_s"] = time.perf_counter() - t
+        tick("segmenting slab by slab", 0.45)
+        t = time.perf_counter()
+        labels = ZarrLabels(out / "segmentation.zarr", img.shape, attrs)
+        segment.seeded_segmentation_blockwise(
+            lambda z0, z1: read_affinity_block(ast, apath, z0, z1), img.shape, vs, labels,
+            params, slab=block_sections)
+        seg = labels.read(0, img.shape[0])
+        timings["segment_s"] = time.perf_counter() - t
     pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
     io.write_precomputed_block(pc, 0, seg)
     tick("synapses", 0.55)
@@ -471,9 +545,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if truth is not None:
         tick("metrics", 0.9)
         result["pipeline"] = segmentation_scores(seg, truth, vs)
-        base = segment.threshold_components(affs, 0.5,
-                                            (params or segment.SegParams()).min_size)
-        result["baseline_threshold_cc"] = segmentation_scores(base, truth, vs)
+        if baseline is not None:
+            result["baseline_threshold_cc"] = segmentation_scores(baseline, truth, vs)
         result["pipeline"].update(synapse_metrics(seg, syn, truth))
         result["pipeline"].update(class_metrics(seg, seg_df, truth))
         io.write_json(out / "metrics.json", result)

@@ -27,7 +27,9 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import fastremap
 import numpy as np
@@ -36,6 +38,15 @@ from numba.core.errors import NumbaPerformanceWarning
 from numba.typed import Dict, List
 
 from reconstruct.lattice import neighbour_slices
+
+
+class LabelStore(Protocol):
+    """Where blockwise segmentation keeps labels between passes (a zarr array in the
+    pipeline): write a block of sections at z0, read sections z0..z1 back."""
+
+    def write(self, z0: int, labels: np.ndarray) -> None: ...
+
+    def read(self, z0: int, z1: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,8 @@ def _f32(affs: np.ndarray) -> np.ndarray:
 # sequential (union-find, frontier queues, first-appearance numbering) carry the flag too,
 # and numba's note that it found nothing to parallelise in them is silenced.
 warnings.filterwarnings("ignore", category=NumbaPerformanceWarning,
-                        message=".*parallel=True.*no transformation for parallel")
+                        message=r"(?s)\s*The keyword argument 'parallel=True' was specified "
+                                r"but no transformation for parallel execution was possible")
 
 
 @njit(cache=True, parallel=True)
@@ -816,20 +828,98 @@ def size_filter(labels: np.ndarray, min_size: int) -> np.ndarray:
     return _filter_renumber(labels, np.arange(n, dtype=np.int64), int(min_size))
 
 
-def seeded_segmentation(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-                        params: SegParams | None = None) -> np.ndarray:
-    """Our segmentation: seeds, growth, mean-affinity agglomeration, size filter."""
-    _check(affs)
-    p = params or SegParams()
-    affs = _f32(affs)
+def _agglomerated(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
+                  p: SegParams) -> tuple[np.ndarray, np.ndarray]:
+    """Fragments (uint32) and the fragment -> segment table after agglomeration."""
     lab = make_seeds(affs, voxel_size_zyx, p)
     grow(lab, affs, p.grow_threshold, p.grow_layers)
     rescue(lab, affs, p.grow_threshold, p.min_seed)
     grow(lab, affs, p.grow_threshold)
     pairs, sums, cnt = region_graph(lab, affs)
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
-    lut = _lut(frag, rep, int(lab.max()) + 1)
+    return lab, _lut(frag, rep, int(lab.max()) + 1)
+
+
+def seeded_segmentation(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
+                        params: SegParams | None = None) -> np.ndarray:
+    """Our segmentation: seeds, growth, mean-affinity agglomeration, size filter."""
+    _check(affs)
+    p = params or SegParams()
+    lab, lut = _agglomerated(_f32(affs), voxel_size_zyx, p)
     return _filter_renumber(lab, lut, int(p.min_size))
+
+
+def seeded_segmentation_blockwise(
+        read_affs: Callable[[int, int], np.ndarray], shape_zyx: tuple[int, int, int],
+        voxel_size_zyx: tuple[float, float, float], store: LabelStore,
+        params: SegParams | None = None, slab: int = 128) -> int:
+    """`seeded_segmentation` of a volume too big for memory, slab by slab along z.
+
+    `read_affs(z0, z1)` returns affinities (3, z1 - z0, y, x) of sections z0..z1 (the
+    waterz layout, so channel 0 of section z0 links it to section z0 - 1); `store` keeps
+    the labels (uint64) between passes. Pass 1 segments each slab on its own (without the
+    size filter) and writes its segments under ids unique in the volume. Pass 2 joins
+    segments across each slab face greedily by the mean z affinity of their contact on
+    that face, with the same merge threshold, then drops segments under `min_size`
+    voxels in the whole volume. Pass 3 rewrites the store with the final ids (1..N, in
+    order of first appearance in the slabs). Memory: one slab's affinities and labels.
+    With one slab (`slab` >= sections) the result equals `seeded_segmentation`'s.
+    Returns the number of segments.
+    """
+    p = params or SegParams()
+    nz = int(shape_zyx[0])
+    if slab < 1:
+        raise ValueError(f"slab must be at least one section, got {slab}")
+    bounds = [(z0, min(z0 + slab, nz)) for z0 in range(0, nz, slab)]
+    sizes: list[np.ndarray] = [np.zeros(1, np.int64)]  # per slab, by local id (0 unused)
+    offsets = [0]
+    last_plane: np.ndarray | None = None
+    face_pairs, face_sums, face_counts = [], [], []
+    for z0, z1 in bounds:
+        affs = _f32(read_affs(z0, z1))
+        if affs.shape != (3, z1 - z0, *shape_zyx[1:]):
+            raise ValueError(f"read_affs({z0}, {z1}) returned shape {affs.shape}, expected "
+                             f"{(3, z1 - z0, *shape_zyx[1:])}")
+        lab, lut = _agglomerated(affs, voxel_size_zyx, p)
+        local = _filter_renumber(lab, lut, 1)  # 1..n in order of first appearance
+        n = int(local.max()) if local.size else 0
+        off = offsets[-1]
+        ids = np.where(local != 0, local + np.uint64(off), np.uint64(0))
+        store.write(z0, ids)
+        sizes.append(np.bincount(local.reshape(-1).astype(np.int64), minlength=n + 1)[1:])
+        offsets.append(off + n)
+        if last_plane is not None:  # contacts across the face between z0 - 1 and z0
+            a, b = last_plane.reshape(-1), ids[0].reshape(-1)
+            w = affs[0, 0].reshape(-1).astype(np.float64)
+            both = (a != 0) & (b != 0)
+            if both.any():
+                key = np.stack([np.minimum(a[both], b[both]), np.maximum(a[both], b[both])])
+                uk, inv = np.unique(key, axis=1, return_inverse=True)
+                face_pairs.append(uk.T)
+                face_sums.append(np.bincount(inv.reshape(-1), weights=w[both]))
+                face_counts.append(np.bincount(inv.reshape(-1)).astype(np.int64))
+        last_plane = ids[-1].copy()
+    total = offsets[-1]
+    size_of = np.concatenate(sizes)  # by global id, 0 first
+    rep = np.arange(total + 1, dtype=np.int64)
+    if face_pairs:
+        frag, to = _merge(np.concatenate(face_pairs).astype(np.uint64),
+                          np.concatenate(face_sums), np.concatenate(face_counts),
+                          p.merge_threshold, p.prior_faces)
+        rep[frag.astype(np.int64)] = to.astype(np.int64)
+    seg_size = np.bincount(rep, weights=size_of, minlength=total + 1)
+    keep = (seg_size >= p.min_size) & (np.arange(total + 1) > 0)
+    # final ids in order of first appearance: a segment's smallest provisional id
+    first = np.full(total + 1, total + 1, np.int64)
+    np.minimum.at(first, rep, np.arange(total + 1))
+    roots = np.flatnonzero(keep & (rep == np.arange(total + 1)))
+    new = np.zeros(total + 1, np.uint64)
+    new[roots[np.argsort(first[roots], kind="stable")]] = np.arange(1, len(roots) + 1,
+                                                                     dtype=np.uint64)
+    final = new[rep] * keep[rep]
+    for z0, z1 in bounds:
+        store.write(z0, final[store.read(z0, z1).astype(np.int64)])
+    return len(roots)
 
 
 def threshold_components(affs: np.ndarray, threshold: float = 0.5,

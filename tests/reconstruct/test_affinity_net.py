@@ -178,3 +178,12 @@ def test_tiles_cover_the_volume_evenly_within_the_limit(shape: tuple[int, int, i
         assert n * t - s < n + (n if axis > 0 else 0)  # padding under a row per tile
         if axis > 0:
             assert t % 2 == 0
+
+
+def test_slab_by_slab_prediction_equals_the_whole_volume(
+        shipped: affinity_net.AffinityNet, small_volume: synth.Slab, tmp_path: Path) -> None:
+    whole, _ = affinity_net.predict(shipped, small_volume.image)
+    path = tmp_path / "affinities.zarr"
+    pipeline.predict_affinities_to_zarr(shipped, small_volume.image, path, 7, augment=False)
+    slabs = pipeline.read_affinities(path, small_volume.image.shape)
+    np.testing.assert_allclose(slabs, whole, atol=1e-4)

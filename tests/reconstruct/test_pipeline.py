@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reconstruct import io
+from reconstruct import io, pipeline
+from reconstruct.errors import ReconstructError
 
 CLASSES = {"pyramidal", "chandelier", "unknown"}
 COMPS = {"soma", "axon", "ais", "dendrite", "unknown"}
@@ -78,6 +79,30 @@ def test_clean_quality_floor(clean_floor_runs: list[dict[str, Any]]) -> None:
     detail = ", ".join(f"NERL {p['nerl']:.3f} F1 {p['synapse_f1']:.3f}" for p in ps)
     assert nerl >= 0.9, f"mean NERL {nerl:.3f} ({detail})"
     assert f1 >= 0.9, f"pooled synapse F1 {f1:.3f} ({detail})"
+
+
+def test_slab_by_slab_run_matches_the_whole_volume_run(
+        clean_dir: Path, clean_run: tuple[Path, dict[str, Any]], model_path: Path,
+        tmp_path: Path) -> None:
+    """A run forced to segment in slabs of 24 sections writes its affinities to zarr and
+    gives almost the same segmentation as the whole-volume run of the same volume."""
+    from reconstruct import metrics
+
+    out = tmp_path / "run"
+    res = pipeline.reconstruct(clean_dir, out, model_path, block_sections=24)
+    assert (out / "affinities.zarr").exists()
+    assert not (clean_run[0] / "affinities.zarr").exists()
+    read = [io.read_block(io.open_zarr(d / "segmentation.zarr"), slice(None), d)
+            for d in (clean_run[0], out)]
+    split, merge = metrics.voi(read[0], read[1])
+    assert split + merge < 0.1, (split, merge)
+    assert res["pipeline"]["n_segments"] > 0
+    assert abs(res["pipeline"]["voi"] - clean_run[1]["pipeline"]["voi"]) < 0.1
+
+
+def test_block_sections_must_be_positive(clean_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ReconstructError, match="block_sections"):
+        pipeline.reconstruct(clean_dir, tmp_path / "run", block_sections=0)
 
 
 def test_noisy_threshold_cc_is_worse(noisy_run: tuple[Path, dict[str, Any]]) -> None:
