@@ -226,8 +226,9 @@ def read_affinity_block(st: Any, path: Path, z0: int, z1: int) -> np.ndarray:
     """Sections z0..z1 of opened affinities as float32 in [0, 1]."""
     a = io.read_block(st, (slice(None), slice(z0, z1)), path, "affinities")
     if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    return np.clip(a.astype(np.float32), 0.0, 1.0)
+        return np.multiply(a, np.float32(1 / 255), dtype=np.float32)
+    a = a.astype(np.float32, copy=False)
+    return np.clip(a, 0.0, 1.0, out=a)  # in place: a slab's copy less in memory
 
 
 def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:

@@ -884,9 +884,10 @@ def seeded_segmentation_blockwise(
         local = _filter_renumber(lab, lut, 1)  # 1..n in order of first appearance
         n = int(local.max()) if local.size else 0
         off = offsets[-1]
-        ids = np.where(local != 0, local + np.uint64(off), np.uint64(0))
+        sizes.append(np.bincount(local.reshape(-1), minlength=n + 1)[1:])
+        ids = local  # in place: ids unique in the volume
+        ids[ids != 0] += np.uint64(off)
         store.write(z0, ids)
-        sizes.append(np.bincount(local.reshape(-1).astype(np.int64), minlength=n + 1)[1:])
         offsets.append(off + n)
         if last_plane is not None:  # contacts across the face between z0 - 1 and z0
             a, b = last_plane.reshape(-1), ids[0].reshape(-1)
