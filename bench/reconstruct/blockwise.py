@@ -4,8 +4,9 @@
         --workdir /tmp/cq/benchwork
 
 Uses the volume and cached affinities that `bench/reconstruct/run.py --workdir` leaves
-(run it first). Each mode runs in its own process, after a warm-up, with its peak
-resident memory reset (Linux `/proc/self/clear_refs`), so the peak is the work's own.
+(run it first), or with `--synthetic Z,Y,X` a bigger synthetic volume's true affinities.
+Each mode runs in its own process, after a warm-up, with its peak resident memory reset
+(Linux `/proc/self/clear_refs`), so the peak is the work's own.
 "whole" loads the affinities and segments them at once; "blockwise" reads them from a
 zarr copy `--slab` sections at a time and writes labels to zarr
 (`segment.seeded_segmentation_blockwise`). Prints seconds, peak memory, NERL and VOI of
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reconstruct import io, metrics, pipeline, segment
+from reconstruct import boundary, io, metrics, pipeline, segment, synth
 
 VS = (40.0, 16.0, 16.0)
 
@@ -79,6 +80,9 @@ def main() -> None:
     ap.add_argument("--slab", type=int, default=64)
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/blockwise.json"))
+    ap.add_argument("--synthetic", default="",
+                    help="z,y,x: synthesise a clean volume this size and use its true "
+                         "affinities instead of the cached predicted ones")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "EM", "AFFS", "OUT"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -86,12 +90,22 @@ def main() -> None:
         mode, em, affs, out = args.child
         child(mode, Path(em), Path(affs), Path(out), args.slab)
         return
-    em = args.workdir / f"em_{args.size}_clean_{args.seed}"
-    cached = sorted(em.glob("predicted_affinities_*.npy"))
-    if not cached:
-        sys.exit(f"no cached affinities in {em}: run bench/reconstruct/run.py --workdir first")
     affs_zarr = args.workdir / "bench_affinities.zarr"
-    io.write_zarr(affs_zarr, np.load(cached[-1]))
+    if args.synthetic:  # a bigger volume, its true affinities (no network needed)
+        z, y, x = (int(v) for v in args.synthetic.split(","))
+        em = args.workdir / f"em_{z}x{y}x{x}_clean_{args.seed}"
+        if not (em / "volume.json").exists():
+            pipeline.synthesize(em, synth.SynthConfig((z, y, x), VS, "clean", args.seed))
+        gt = pipeline.read_truth(em, (z, y, x))
+        assert gt is not None
+        io.write_zarr(affs_zarr, boundary.true_affinities(gt["segmentation"]))
+    else:
+        em = args.workdir / f"em_{args.size}_clean_{args.seed}"
+        cached = sorted(em.glob("predicted_affinities_*.npy"))
+        if not cached:
+            sys.exit(f"no cached affinities in {em}: run bench/reconstruct/run.py "
+                     "--workdir first, or pass --synthetic")
+        io.write_zarr(affs_zarr, np.load(cached[-1]))
     truth = pipeline.read_truth(em, tuple(pipeline.read_volume_info(em)["shape_zyx"]))
     assert truth is not None
     rows, segs = [], {}
@@ -112,7 +126,7 @@ def main() -> None:
               f"NERL {sc['nerl']:.3f}, VOI {sc['voi']:.3f}", flush=True)
     split, merge = metrics.voi(segs["whole"], segs["blockwise"])
     print(f"VOI between the two: {split + merge:.3f} (split {split:.3f}, merge {merge:.3f})")
-    args.out.write_text(json.dumps({"size": args.size, "slab": args.slab, "rows": rows,
+    args.out.write_text(json.dumps({"volume": str(em), "slab": args.slab, "rows": rows,
                                     "voi_between": split + merge}, indent=2))
 
 
