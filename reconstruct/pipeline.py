@@ -244,7 +244,7 @@ class ZarrLabels:
         self.store = io.create_zarr(self.path, shape, "uint64", attributes=attributes)
 
     def write(self, z0: int, labels: np.ndarray) -> None:
-        self.store[z0:z0 + labels.shape[0]].write(labels.astype(np.uint64)).result()
+        self.store[z0:z0 + labels.shape[0]].write(labels.astype(np.uint64, copy=False)).result()
 
     def read(self, z0: int, z1: int) -> np.ndarray:
         return io.read_block(self.store, slice(z0, z1), self.path, "segmentation")
