@@ -540,6 +540,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
            "affinities": str(affinities_path) if affinities_path else
            f"predicted by {net_path or 'the shipped affinity network'}"
            f"{' (8-fold flip/transpose averaged)' if augment else ''}",
+           "segmented_in_slabs_of": block_sections if img.shape[0] > block_sections
+           else None,
            "array_backend": xp.backend_name(), "timings_s": timings}
     io.write_json(out / "run.json", run)
     result: dict[str, Any] = {}
