@@ -83,9 +83,10 @@ def register(app: typer.Typer) -> None:
             help="affinity-network weights (train-affinity-net); default: shipped")] = None,
         augment: Annotated[bool, typer.Option(
             help="average the network over 8 in-plane flips/transposes (8x time)")] = True,
-        block_sections: Annotated[int, typer.Option(
+        block_sections: Annotated[int | None, typer.Option(
             help="segment volumes of more sections slab by slab, this many at a time "
-                 "(affinities go to RUN_DIR/affinities.zarr)")] = 128,
+                 "(affinities go to RUN_DIR/affinities.zarr); default "
+                 "pipeline.BLOCK_SECTIONS (128)")] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics)."""
@@ -95,7 +96,8 @@ def register(app: typer.Typer) -> None:
             with pipeline.rich_progress(not quiet) as tick:
                 result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick,
                                               net_path=net, augment=augment,
-                                              block_sections=block_sections)
+                                              block_sections=pipeline.BLOCK_SECTIONS
+                                              if block_sections is None else block_sections)
         except ReconstructError as e:
             err_console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e
