@@ -12,10 +12,14 @@ an axon initial segment (AIS, 450 nm, thicker than the axon), then is routed pas
 targets, making boutons that touch the target. Chandelier-like cells put "cartridges"
 of 2–3 boutons along pyramidal AISs (plus the odd dendrite synapse); pyramidal axons run
 along a target dendrite making one bouton or a multi-synaptic run of 3–4 boutons.
+Neurites of different cells are then pushed apart until they only touch (`relax`), as
+processes in tissue bend around each other; an axon running along its target takes the
+side where it meets fewest other cells.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +37,9 @@ _CLEFT_RADIUS_NM = 60.0
 # boutons along one target sit at least this far apart, so their clefts stay separate
 _MIN_BOUTON_SPACING_NM = 160.0
 _VESICLE_R_NM = 18.0
+# stamps of different cells end at least this share of their radii apart (see `relax`)
+_PACK = 0.8
+_RELAX_ROUNDS = 150
 
 
 @dataclass(frozen=True)
@@ -74,18 +81,44 @@ class Plan:
 
 
 class _Builder:
+    _CELL_NM = 250.0  # grid cell of the stamp index, above any `_PACK` reach
+
     def __init__(self) -> None:
         self.pts: list[tuple[float, float, float, float]] = []
         self.label: list[int] = []
         self.comp: list[int] = []
         self.parent: list[int] = []
+        self.grid: dict[tuple[int, int, int], list[int]] = {}
+
+    def _key(self, p: Sequence[float] | np.ndarray) -> tuple[int, int, int]:
+        c = self._CELL_NM
+        return (int(p[0] // c), int(p[1] // c), int(p[2] // c))
 
     def add(self, p: np.ndarray, r: float, label: int, comp: int, parent: int) -> int:
         self.pts.append((float(p[0]), float(p[1]), float(p[2]), float(r)))
         self.label.append(label)
         self.comp.append(comp)
         self.parent.append(parent)
+        self.grid.setdefault(self._key(p), []).append(len(self.pts) - 1)
         return len(self.pts) - 1
+
+    def move_all(self, pos: np.ndarray) -> None:
+        """Give every stamp a new centre (rows of `pos`) and re-index them."""
+        self.pts = [(float(z), float(y), float(x), r)
+                    for (z, y, x), (*_, r) in zip(pos.tolist(), self.pts, strict=True)]
+        self.grid = {}
+        for i, p in enumerate(self.pts):
+            self.grid.setdefault(self._key(p), []).append(i)
+
+    def near(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Indices of the stamps whose grid cells meet the box [lo, hi] (nm)."""
+        a, b = self._key(lo), self._key(hi)
+        out: list[int] = []
+        for kz in range(a[0], b[0] + 1):
+            for ky in range(a[1], b[1] + 1):
+                for kx in range(a[2], b[2] + 1):
+                    out.extend(self.grid.get((kz, ky, kx), ()))
+        return np.array(out, np.int64)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -123,6 +156,7 @@ class _Planner:
         self.syn_post: list[int] = []
         self.ves: list[np.ndarray] = []
         self.ves_label: list[int] = []
+        self.pinned: set[int] = set()  # stamps of planted contacts (see `relax`)
 
     def inside(self, p: np.ndarray, margin: float) -> bool:
         return bool(np.all(p >= -margin) and np.all(p <= self.extent + margin))
@@ -197,15 +231,32 @@ class _Planner:
         pts = np.array([self.b.pts[i][:3] for i in target])
         rad = np.array([self.b.pts[i][3] for i in target])
         post = self.b.label[target[0]]
+        self.pinned.update(target)
         d = _unit(pts[-1] - pts[0])
-        nrm = _perp(d, rng)
-        offs = pts + nrm * (rad[:, None] + r_ax * 0.75)
-        cur = np.array(self.b.pts[parent][:3])
-        parent = self.straight(cur, offs[0], parent, r_ax, pre, COMP_AXON)
         room = int((len(target) - 3) * _STEP_NM // _MIN_BOUTON_SPACING_NM) + 1
         k_b = np.linspace(1, len(target) - 2, max(1, min(n_boutons, room))).round().astype(int)
         k_b = np.unique(k_b)
         r_b = 100.0
+        # the side of the target to run along: of a few, the one that overlaps other
+        # cells least (two axons on one AIS sit side by side, not inside each other)
+        r_run = np.where(np.isin(np.arange(len(target)), k_b), r_b, r_ax)
+        near = self.b.near(pts.min(axis=0) - 500.0, pts.max(axis=0) + 500.0)
+        lab = np.array([self.b.label[i] for i in near], np.int64)
+        near = near[(lab != pre) & (lab != post)]
+        other = np.array([self.b.pts[i] for i in near], float).reshape(-1, 4)
+        best, nrm = np.inf, d
+        for _ in range(6):
+            cand = _perp(d, rng)
+            run = pts + cand * (rad + np.where(r_run == r_b, r_b * 0.7, r_ax * 0.75))[:, None]
+            gap = np.linalg.norm(run[:, None] - other[None, :, :3], axis=2)
+            over = float(np.maximum(_PACK * (r_run[:, None] + other[None, :, 3]) - gap,
+                                    0).sum())
+            if over < best:
+                best, nrm = over, cand
+        offs = pts + nrm * (rad[:, None] + r_ax * 0.75)
+        cur = np.array(self.b.pts[parent][:3])
+        parent = self.straight(cur, offs[0], parent, r_ax, pre, COMP_AXON)
+        first_new = len(self.b.pts)
         for k in range(len(target)):
             if k in k_b:
                 centre = pts[k] + nrm * (rad[k] + r_b * 0.7)
@@ -221,6 +272,7 @@ class _Planner:
                     self.ves_label.append(pre)
             else:
                 parent = self.b.add(offs[k], r_ax, pre, COMP_AXON, parent)
+        self.pinned.update(range(first_new, len(self.b.pts)))
         return parent
 
     def dendrite_piece(self, nid: int, near: np.ndarray, n: int) -> list[int] | None:
@@ -297,11 +349,95 @@ class _Planner:
             self.make_cell(i + 1, cls, p)
 
 
+    def relax(self) -> None:
+        """Push apart the stamps of different cells until none overlaps another by more
+        than `_PACK` allows; stamps in `pinned` (planted contacts) stay put."""
+        b = self.b
+        pts = np.array(b.pts, float)
+        movable = np.ones(len(pts), bool)
+        movable[list(self.pinned)] = False
+        b.move_all(relax(pts[:, :3], pts[:, 3], np.array(b.label), np.array(b.parent),
+                         movable, np.array(b.comp) == COMP_SOMA))
+
+
+def relax(pos: np.ndarray, radius: np.ndarray, label: np.ndarray, parent: np.ndarray,
+          movable: np.ndarray, rigid: np.ndarray, rounds: int = _RELAX_ROUNDS) -> np.ndarray:
+    """Stamp centres moved so that stamps of different cells sit at least
+    `_PACK * (r_i + r_j)` apart, as neurites in tissue bend around each other instead of
+    passing through. Without this, labels go to the nearest stamp (relative to its radius)
+    and a thin process crossing a thicker one keeps only a sliver a voxel or two wide that
+    no EM image would show, where a tissue process keeps its calibre.
+
+    Each round moves every overlapping pair apart along the line of centres, the heavier
+    stamp (radius cubed) less, averaged over a stamp's overlaps and across the stamp's
+    neurite (never along it); the moves are then
+    smoothed along each neurite (parent/child stamps) so that a push bends the neurite
+    rather than kinking it. `rigid` stamps (somata) are not smoothed with their neurites.
+    Stamps not `movable` stay where they are. Deterministic; no randomness.
+    """
+    from scipy.spatial import cKDTree
+
+    pos = pos.copy()
+    w = radius**3
+    top = np.sort(radius)[-2:] if len(radius) > 1 else radius
+    reach = _PACK * float(top.sum())
+    child = np.nonzero(parent >= 0)[0]
+    par = parent[child]
+    deg = np.bincount(child, minlength=len(pos)) + np.bincount(par, minlength=len(pos))
+    smooth = movable & ~rigid & (deg > 0)
+    has_parent = (parent >= 0) & ~rigid
+    slack = 60.0  # candidate pairs are found this far beyond reach, and kept while
+    drift = np.inf  # no stamp has moved half of it since
+    for _ in range(rounds):
+        if drift > slack / 2:
+            pairs = cKDTree(pos).query_pairs(reach + slack, output_type="ndarray")
+            ci, cj = pairs[:, 0], pairs[:, 1]
+            gap = np.linalg.norm(pos[cj] - pos[ci], axis=1) - _PACK * (radius[ci] + radius[cj])
+            sel = (label[ci] != label[cj]) & (movable[ci] | movable[cj]) & (gap < slack)
+            ci, cj = ci[sel], cj[sel]
+            drift = 0.0
+        d = pos[cj] - pos[ci]
+        dist = np.linalg.norm(d, axis=1)
+        over = _PACK * (radius[ci] + radius[cj]) - dist
+        sel = over > 1.0
+        if not sel.any():
+            break
+        i, j, d, dist, over = ci[sel], cj[sel], d[sel], dist[sel], over[sel]
+        u = d / np.maximum(dist, 1e-6)[:, None]
+        wi, wj = w[i], w[j]
+        share_i = np.where(movable[i], np.where(movable[j], wj / (wi + wj), 1.0), 0.0)
+        share_j = np.where(movable[j], np.where(movable[i], wi / (wi + wj), 1.0), 0.0)
+        ij = np.concatenate([i, j])
+        push = np.concatenate([-u * (over * share_i)[:, None], u * (over * share_j)[:, None]])
+        n = np.bincount(ij, np.concatenate([share_i, share_j]) > 0, len(pos))
+        move = _sum_at(ij, push, len(pos)) / np.maximum(n, 1)[:, None]
+        # a push along a neurite's own axis separates nothing and would tear it apart
+        tan = np.zeros_like(pos)
+        tan[has_parent] = pos[has_parent] - pos[parent[has_parent]]
+        tan /= np.maximum(np.linalg.norm(tan, axis=1), 1e-6)[:, None]
+        move -= (move * tan).sum(axis=1)[:, None] * tan
+        ends = np.concatenate([child, par])
+        for _s in range(3):
+            nb = _sum_at(ends, np.concatenate([move[par], move[child]]), len(pos)) / \
+                np.maximum(deg, 1)[:, None]
+            move = np.where(smooth[:, None], 0.5 * move + 0.5 * nb, move)
+        pos[movable] += move[movable]
+        drift += float(np.abs(move[movable]).max(initial=0.0)) * np.sqrt(3)
+    return pos
+
+
+def _sum_at(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(n, 3) sums of the rows of `values` (k, 3) by `index` (k,)."""
+    return np.stack([np.bincount(index, values[:, c], n) for c in range(3)], axis=1)
+
+
 def make_plan(cfg: SynthConfig) -> Plan:
     """Decide cells, synapses and artefacts for `cfg` (deterministic in the seed)."""
     pl = _Planner(cfg)
     pl.place_somata()
+    pl.relax()
     pl.make_axons()
+    pl.relax()
     b = pl.b
     nz = cfg.shape_zyx[0]
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
