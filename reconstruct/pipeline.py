@@ -324,6 +324,15 @@ def train_from_dirs(em_dirs: list[Path], seed: int = 0) -> boundary.AffinityMode
                           trained_on=", ".join(str(d) for d in em_dirs))
 
 
+def predict_clefts_block(model: boundary.AffinityModel, img: np.ndarray,
+                         vs: tuple[float, float, float], z0: int, z1: int) -> np.ndarray:
+    """Cleft probability of sections [z0, z1) of `img`, with the classifier's halo of
+    sections around them (equal to that part of `predict_clefts`)."""
+    h0, h1 = max(z0 - HALO, 0), min(z1 + HALO, img.shape[0])
+    p = boundary.probabilities(model, img[h0:h1], vs)
+    return p[boundary.CLS_CLEFT, z0 - h0:z1 - h0]
+
+
 def predict_clefts(model: boundary.AffinityModel, img: np.ndarray,
                    vs: tuple[float, float, float], tick: Tick = _noop,
                    slab: int = 64) -> np.ndarray:
@@ -334,9 +343,7 @@ def predict_clefts(model: boundary.AffinityModel, img: np.ndarray,
     for z0 in range(0, nz, slab):
         z1 = min(z0 + slab, nz)
         tick(f"predicting clefts, sections {z0}-{z1}", 0.1 + 0.3 * z0 / nz)
-        h0, h1 = max(z0 - HALO, 0), min(z1 + HALO, nz)
-        p = boundary.probabilities(model, img[h0:h1], vs)
-        cleft[z0:z1] = p[boundary.CLS_CLEFT, z0 - h0:z1 - h0]
+        cleft[z0:z1] = predict_clefts_block(model, img, vs, z0, z1)
     return cleft
 
 
@@ -419,9 +426,11 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 block_sections: int = BLOCK_SECTIONS) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
-    A volume of more than `block_sections` sections has its affinities predicted into
-    `affinities.zarr` and is segmented slab by slab (`segment.seeded_segmentation_blockwise`);
-    synapses and skeletons still take the whole segmentation in memory."""
+    A volume of more than `block_sections` sections goes slab by slab after the image is
+    read: affinities are predicted into `affinities.zarr`, segmented
+    (`segment.seeded_segmentation_blockwise`), and clefts, synapses, somata and skeletons
+    are found from slabs of the segmentation read back with halos. Only scoring against
+    a truth reads the whole segmentation."""
     if block_sections < 1:
         raise ReconstructError(f"block_sections must be at least 1, got {block_sections}")
     em_dir, out = Path(em_dir), Path(out_dir)
@@ -452,9 +461,6 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         model = default_model(vs, int(info.get("seed", 0)), tick)
         io.save_model(out / "model.joblib", model)
     timings["model_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    cleft = predict_clefts(model, img, vs, tick)
-    timings["predict_clefts_s"] = time.perf_counter() - t
     attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
     baseline: np.ndarray | None = None  # threshold + connected components, whole mode only
     t = time.perf_counter()
@@ -490,18 +496,38 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         segment.seeded_segmentation_blockwise(
             lambda z0, z1: read_affinity_block(ast, apath, z0, z1), img.shape, vs, labels,
             params, slab=block_sections)
-        seg = labels.read(0, img.shape[0])
         timings["segment_s"] = time.perf_counter() - t
-    pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
-    io.write_precomputed_block(pc, 0, seg)
+        seg = None
     tick("synapses", 0.55)
     t = time.perf_counter()
-    syn = synapses.detect(cleft, seg, img, vs)
+    if seg is not None:
+        pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
+        io.write_precomputed_block(pc, 0, seg)
+        syn = synapses.detect(predict_clefts(model, img, vs, tick), seg, img, vs)
+    else:  # slab by slab: neither the segmentation nor the cleft probability held whole
+        syn = synapses.detect_blockwise(
+            lambda z0, z1: (predict_clefts_block(model, img, vs, z0, z1),
+                            labels.read(z0, z1), img[z0:z1]),
+            img.shape[0], vs, block_sections)
     timings["synapses_s"] = time.perf_counter() - t
     tick("skeletons (kimimaro)", 0.6)
     t = time.perf_counter()
-    skels = skeleton.skeletonize(seg, vs)
-    seg_df, syn = skeleton.annotate(seg, syn, vs, skels)
+    if seg is not None:
+        skels = skeleton.skeletonize(seg, vs)
+        seg_df, syn = skeleton.annotate(seg, syn, vs, skels)
+    else:
+        sizes: dict[int, int] = {}
+        pc = io.create_precomputed(out / "segmentation.precomputed", img.shape, (vx, vy, vz))
+        for z0 in range(0, img.shape[0], block_sections):
+            block = labels.read(z0, min(z0 + block_sections, img.shape[0]))
+            io.write_precomputed_block(pc, z0, block)
+            for sid, n in skeleton.segment_sizes(block).items():
+                sizes[sid] = sizes.get(sid, 0) + n
+        skels = skeleton.skeletonize_blockwise(labels.read, img.shape[0], vs, sizes,
+                                               block_sections)
+        somata = skeleton.find_somata_blockwise(labels.read, img.shape[0], vs,
+                                                block_sections)
+        seg_df, syn = skeleton.annotate_tables(somata, sizes, syn, skels)
     timings["skeletons_s"] = time.perf_counter() - t
     swc_type = {synth.COMP_SOMA: 1, synth.COMP_AXON: 2, synth.COMP_DENDRITE: 3,
                 synth.COMP_AIS: 5, synth.COMP_NONE: 0}
@@ -547,6 +573,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     result: dict[str, Any] = {}
     if truth is not None:
         tick("metrics", 0.9)
+        if seg is None:  # scoring reads the whole volume (as the truth is)
+            seg = labels.read(0, img.shape[0])
         result["pipeline"] = segmentation_scores(seg, truth, vs)
         if baseline is not None:
             result["baseline_threshold_cc"] = segmentation_scores(baseline, truth, vs)

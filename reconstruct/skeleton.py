@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cc3d
 import edt
+import fastremap
 import kimimaro
 import numpy as np
 import pandas as pd
@@ -50,6 +53,8 @@ def skeletonize(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
     """kimimaro TEASAR skeletons of every segment (vertices in nm, x, y, z)."""
     vz, vy, vx = voxel_size_zyx
     # kimimaro indexes (x, y, z): the transposed view of a C-ordered (z, y, x) array
+    # fix_borders: where a segment meets the block's faces its skeleton ends at the centre
+    # of the cut, so skeletons of neighbouring blocks meet in shared vertices
     skels = kimimaro.skeletonize(
         np.asfortranarray(seg.T),
         teasar_params={"scale": 1.5, "const": 120, "pdrf_scale": 100000, "pdrf_exponent": 4,
@@ -63,10 +68,111 @@ def skeletonize(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
     return out
 
 
+def merge_pieces(pieces: list[Skel]) -> Skel:
+    """One skeleton from pieces of one segment: vertices at the same place (to 0.01 nm)
+    become one vertex, so pieces that meet at a shared block face join there."""
+    verts = np.concatenate([p.vertices for p in pieces])
+    radius = np.concatenate([p.radius for p in pieces])
+    base = np.cumsum([0] + [len(p.vertices) for p in pieces[:-1]])
+    edges = np.concatenate([p.edges + b for p, b in zip(pieces, base, strict=True)])
+    _, first, inverse = np.unique(np.round(verts, 2), axis=0, return_index=True,
+                                  return_inverse=True)
+    inverse = inverse.reshape(-1)
+    e = np.sort(inverse[edges], axis=1)
+    e = np.unique(e[e[:, 0] != e[:, 1]], axis=0)
+    return Skel(verts[first], e.astype(np.int64), radius[first])
+
+
+def join_at_plane(sk: Skel, regions: np.ndarray, z_nm: float,
+                  voxel_size_zyx: tuple[float, float, float]) -> Skel:
+    """`sk` with its pieces joined where they meet in one region of a section.
+
+    `regions` labels the connected regions (cc3d, 8-connected) of the segmentation's
+    section at depth `z_nm`. Vertices of `sk` lying in that section and in one region
+    belong to one piece of tissue: where they fall into several unconnected parts of the
+    skeleton, each further part is linked to the first by its closest pair of vertices.
+    """
+    n = len(sk.vertices)
+    if n == 0:
+        return sk
+    on = np.flatnonzero(np.abs(sk.vertices[:, 2] - z_nm) < 1e-3)
+    if len(on) < 2:
+        return sk
+    _, vy, vx = voxel_size_zyx
+    iy = np.clip(np.round(sk.vertices[on, 1] / vy).astype(int), 0, regions.shape[0] - 1)
+    ix = np.clip(np.round(sk.vertices[on, 0] / vx).astype(int), 0, regions.shape[1] - 1)
+    region = regions[iy, ix]
+    g = coo_matrix((np.ones(len(sk.edges)), (sk.edges[:, 0], sk.edges[:, 1])), shape=(n, n))
+    _, part = connected_components(g, directed=False)
+    extra = []
+    for r in np.unique(region[region != 0]):
+        idx = on[region == r]
+        parts = np.unique(part[idx])
+        first = idx[part[idx] == parts[0]]
+        for q in parts[1:]:
+            other = idx[part[idx] == q]
+            d = np.linalg.norm(sk.vertices[first][:, None] - sk.vertices[other][None], axis=2)
+            i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+            extra.append((int(first[i]), int(other[j])))
+    if not extra:
+        return sk
+    edges = np.concatenate([sk.edges, np.array(extra, np.int64)])
+    return Skel(sk.vertices, edges, sk.radius, sk.compartment)
+
+
+def skeletonize_blockwise(read: Callable[[int, int], np.ndarray], n_sections: int,
+                          voxel_size_zyx: tuple[float, float, float],
+                          sizes: dict[int, int], slab: int,
+                          min_voxels: int = 200) -> dict[int, Skel]:
+    """`skeletonize` a volume `slab` sections at a time; `read(z0, z1)` gives sections
+    [z0, z1) of the segmentation and `sizes` each segment's voxel count in the volume.
+
+    Neighbouring slabs share one section. Skeleton pieces are merged per segment
+    (`merge_pieces`: kimimaro ends a skeleton that meets a face inside its cut,
+    `fix_borders`), then joined where they meet in one region of a shared section
+    (`join_at_plane`), so a segment connected across a face gets one connected skeleton.
+    Segments under `min_voxels` in the whole volume are left out, as in `skeletonize`;
+    a segment's piece is skeletonized whatever its size in the slab. Skeletons differ
+    from whole-volume ones near the faces (TEASAR's paths depend on the block).
+    """
+    if slab < 1:
+        raise ValueError(f"slab must be at least 1, got {slab}")
+    vz = voxel_size_zyx[0]
+    keep = [sid for sid, n in sizes.items() if n >= min_voxels]
+    pieces: dict[int, list[Skel]] = {}
+    shared: list[tuple[float, np.ndarray]] = []  # (depth nm, regions) of shared sections
+    for z0 in range(0, n_sections, slab):
+        z1 = min(z0 + slab + 1, n_sections)
+        block = fastremap.mask_except(read(z0, z1), keep, in_place=True)
+        for sid, sk in skeletonize(block, voxel_size_zyx, min_voxels=1).items():
+            sk.vertices[:, 2] += z0 * vz
+            pieces.setdefault(sid, []).append(sk)
+        if z1 == n_sections:
+            break
+        shared.append(((z1 - 1) * vz, cc3d.connected_components(block[-1], connectivity=8)))
+    out = {}
+    for sid, p in sorted(pieces.items()):
+        sk = merge_pieces(p)
+        for z_nm, regions in shared:
+            sk = join_at_plane(sk, regions, z_nm, voxel_size_zyx)
+        out[sid] = sk
+    return out
+
+
+SOMA_RADIUS_NM = 135.0
+
+
 def find_somata(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-                soma_radius_nm: float = 135.0) -> dict[int, tuple[np.ndarray, float]]:
-    """Segments with a soma: id -> (centre x, y, z nm, inscribed radius nm)."""
+                soma_radius_nm: float = SOMA_RADIUS_NM, z_offset: int = 0,
+                core: tuple[int, int] | None = None) -> dict[int, tuple[np.ndarray, float]]:
+    """Segments with a soma: id -> (centre x, y, z nm, inscribed radius nm).
+
+    For a block of a bigger volume: `z_offset` is its first section's index in the volume
+    and only voxels in the block's sections `core` [a, b) count."""
     dt = edt.edt(seg, anisotropy=voxel_size_zyx, black_border=False, parallel=2)
+    if core is not None:
+        dt[:core[0]] = 0
+        dt[core[1]:] = 0
     flat = seg.reshape(-1)
     d = dt.reshape(-1)
     big = np.flatnonzero(d >= soma_radius_nm)
@@ -79,9 +185,36 @@ def find_somata(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
     for i in first:
         idx = order[i]
         z, y, x = np.unravel_index(idx, seg.shape)
-        centre = np.array([x * voxel_size_zyx[2], y * voxel_size_zyx[1], z * voxel_size_zyx[0]])
+        centre = np.array([x * voxel_size_zyx[2], y * voxel_size_zyx[1],
+                           (z + z_offset) * voxel_size_zyx[0]])
         out[int(flat[idx])] = (centre, float(d[idx]))
     return out
+
+
+def find_somata_blockwise(read: Callable[[int, int], np.ndarray], n_sections: int,
+                          voxel_size_zyx: tuple[float, float, float], slab: int,
+                          soma_radius_nm: float = SOMA_RADIUS_NM
+                          ) -> dict[int, tuple[np.ndarray, float]]:
+    """`find_somata` `slab` sections at a time, each slab read with a halo of sections
+    reaching four soma radii: depths up to that are exact, so somata and their centres
+    are those of the whole volume unless a cell is deeper than the halo reaches."""
+    halo = max(int(np.ceil(4 * soma_radius_nm / voxel_size_zyx[0])), 1)
+    best: dict[int, tuple[np.ndarray, float]] = {}
+    for z0 in range(0, n_sections, slab):
+        z1 = min(z0 + slab, n_sections)
+        h0, h1 = max(z0 - halo, 0), min(z1 + halo, n_sections)
+        found = find_somata(read(h0, h1), voxel_size_zyx, soma_radius_nm, z_offset=h0,
+                            core=(z0 - h0, z1 - h0))
+        for sid, (centre, r) in found.items():
+            if sid not in best or r > best[sid][1]:
+                best[sid] = (centre, r)
+    return best
+
+
+def segment_sizes(seg: np.ndarray) -> dict[int, int]:
+    """Voxel count of each non-zero segment."""
+    ids, n = np.unique(seg[seg != 0], return_counts=True)
+    return dict(zip(ids.tolist(), n.tolist(), strict=True))
 
 
 def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
@@ -135,8 +268,13 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
 def annotate(seg: np.ndarray, syn: pd.DataFrame, voxel_size_zyx: tuple[float, float, float],
              skels: dict[int, Skel]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segments table and synapses with `post_compartment`; fills each Skel.compartment."""
-    somata = find_somata(seg, voxel_size_zyx)
-    ids, sizes = np.unique(seg[seg != 0], return_counts=True)
+    return annotate_tables(find_somata(seg, voxel_size_zyx), segment_sizes(seg), syn, skels)
+
+
+def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int, int],
+                    syn: pd.DataFrame, skels: dict[int, Skel]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`annotate` from the segments' somata and sizes (found whole or slab by slab)."""
     xyz = syn[["x", "y", "z"]].to_numpy(float) if len(syn) else np.zeros((0, 3))
     pre = syn["pre_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
     post = syn["post_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
@@ -153,7 +291,7 @@ def annotate(seg: np.ndarray, syn: pd.DataFrame, voxel_size_zyx: tuple[float, fl
     syn = syn.copy()
     syn["post_compartment"] = pd.Series(post_comp, index=syn.index, dtype="string")
     rows = []
-    for sid, size in zip(ids.tolist(), sizes.tolist(), strict=True):
+    for sid, size in sorted(sizes.items()):
         out = syn[syn["pre_segment_id"] == sid]
         n_ais = int((out["post_compartment"] == "ais").sum())
         soma = somata.get(int(sid))

@@ -96,6 +96,13 @@ def test_slab_by_slab_run_matches_the_whole_volume_run(
     assert split + merge < 0.1, (split, merge)
     assert res["pipeline"]["n_segments"] > 0
     assert abs(res["pipeline"]["voi"] - clean_run[1]["pipeline"]["voi"]) < 0.1
+    # synapses, somata and skeletons were found slab by slab, as well as in one piece
+    whole, slabs = clean_run[1]["pipeline"], res["pipeline"]
+    assert abs(slabs["synapse_f1"] - whole["synapse_f1"]) <= 0.1
+    assert slabs["synapses_predicted"] == pytest.approx(whole["synapses_predicted"], abs=2)
+    assert slabs["somata_found"] == whole["somata_found"]
+    n_swc = [len(list((d / "skeletons").glob("*.swc"))) for d in (clean_run[0], out)]
+    assert n_swc[1] == pytest.approx(n_swc[0], abs=1)
 
 
 def test_block_sections_must_be_positive(clean_dir: Path, tmp_path: Path) -> None:
