@@ -335,15 +335,20 @@ def predict_clefts_block(model: boundary.AffinityModel, img: np.ndarray,
 
 def predict_clefts(model: boundary.AffinityModel, img: np.ndarray,
                    vs: tuple[float, float, float], tick: Tick = _noop,
-                   slab: int = 64) -> np.ndarray:
+                   slab: int = 64, store: Any = None) -> np.ndarray | None:
     """Cleft probability from the voxel classifier, slab by slab with a halo of sections
-    (affinities come from the network, `affinity_net`)."""
+    (affinities come from the network, `affinity_net`): returned whole, or written into
+    `store` (a TensorStore of the image's shape, float32) and None returned."""
     nz = img.shape[0]
-    cleft = np.zeros(img.shape, np.float32)
+    cleft = np.zeros(img.shape, np.float32) if store is None else None
     for z0 in range(0, nz, slab):
         z1 = min(z0 + slab, nz)
-        tick(f"predicting clefts, sections {z0}-{z1}", 0.1 + 0.3 * z0 / nz)
-        cleft[z0:z1] = predict_clefts_block(model, img, vs, z0, z1)
+        tick(f"predicting clefts, sections {z0}-{z1}", 0.5 + 0.05 * z0 / nz)
+        block = predict_clefts_block(model, img, vs, z0, z1)
+        if cleft is not None:
+            cleft[z0:z1] = block
+        else:
+            store[z0:z1].write(np.ascontiguousarray(block, np.float32)).result()
     return cleft
 
 
@@ -503,10 +508,16 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if seg is not None:
         pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
         io.write_precomputed_block(pc, 0, seg)
-        syn = synapses.detect(predict_clefts(model, img, vs, tick), seg, img, vs)
+        cleft = predict_clefts(model, img, vs, tick)
+        assert cleft is not None
+        syn = synapses.detect(cleft, seg, img, vs)
+        del cleft
     else:  # slab by slab: neither the segmentation nor the cleft probability held whole
+        cpath = out / "clefts.zarr"
+        cst = io.create_zarr(cpath, img.shape, "float32", attributes=attrs)
+        predict_clefts(model, img, vs, tick, slab=min(64, block_sections), store=cst)
         syn = synapses.detect_blockwise(
-            lambda z0, z1: (predict_clefts_block(model, img, vs, z0, z1),
+            lambda z0, z1: (io.read_block(cst, slice(z0, z1), cpath, "cleft probability"),
                             labels.read(z0, z1), img[z0:z1]),
             img.shape[0], vs, block_sections)
     timings["synapses_s"] = time.perf_counter() - t

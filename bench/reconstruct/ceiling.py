@@ -43,6 +43,7 @@ def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.Affi
     clefts = io.read_block(io.open_zarr(cp, "clefts"), (slice(None),) * 3, cp, "clefts")
     t = time.perf_counter()
     cleft_prob = pipeline.predict_clefts(model, img, vs)
+    assert cleft_prob is not None
     affs, _ = affinity_net.predict(net, img, augment=True)
     t_pred = time.perf_counter() - t
     seg = segment.seeded_segmentation(affs, vs)

@@ -88,6 +88,7 @@ def test_slab_by_slab_run_matches_the_whole_volume_run(
     res = pipeline.reconstruct(clean_dir, out, model_path, block_sections=24)
     assert (out / "affinities.zarr").exists()
     assert not (clean_run[0] / "affinities.zarr").exists()
+    assert (out / "clefts.zarr").exists() and not (clean_run[0] / "clefts.zarr").exists()
     assert io.read_json(out / "run.json", "run")["segmented_in_slabs_of"] == 24
     assert io.read_json(clean_run[0] / "run.json", "run")["segmented_in_slabs_of"] is None
     read = [io.read_block(io.open_zarr(d / "segmentation.zarr"), slice(None), d)
