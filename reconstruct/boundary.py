@@ -38,6 +38,10 @@ CLS_BACKGROUND, CLS_MEMBRANE, CLS_INTERIOR, CLS_CLEFT, CLS_ZFACE = 0, 1, 2, 3, 4
 N_CLASSES = 5
 CUT = 1.0  # how far a membrane-membrane pair lowers an affinity
 SIGMAS_XY = (0.7, 1.5, 3.0)
+# in-plane tile of the filter bank in `probabilities`, and the margin each tile is read
+# with: scipy's Gaussians reach 4 sigma (12 pixels at sigma 3), the minimum filter 1 more
+TILE_YX = 512
+FEATURE_MARGIN = 16
 
 
 @dataclass
@@ -172,14 +176,26 @@ def probabilities(model: AffinityModel, img: np.ndarray,
         raise ValueError(f"model format is {getattr(model, 'format', None)!r}, "
                          f"expected {MODEL_FORMAT!r}")
     a, missing = normalise_sections(img)
-    f = xp.to_numpy(features(repair_sections(a, missing), voxel_size_zyx))
-    ff = f.reshape(f.shape[0], -1)
-    n = ff.shape[1]
-    out = np.empty((N_CLASSES, n), np.float32)
-    chunk = 1 << 19
-    for i in range(0, n, chunk):
-        out[:, i:i + chunk] = model.classifier.predict_proba(ff[:, i:i + chunk].T).T
-    return out.reshape(N_CLASSES, *img.shape)
+    a = repair_sections(a, missing)
+    out = np.empty((N_CLASSES, *img.shape), np.float32)
+    # the filter bank (F floats a voxel) goes tile by tile in-plane, each tile with a
+    # margin wider than the widest filter reaches, so it equals the whole-section result
+    ny, nx = img.shape[1:]
+    t, h = TILE_YX, FEATURE_MARGIN
+    for y0 in range(0, ny, t):
+        for x0 in range(0, nx, t):
+            y1, x1 = min(y0 + t, ny), min(x0 + t, nx)
+            hy0, hx0 = max(y0 - h, 0), max(x0 - h, 0)
+            f = xp.to_numpy(features(a[:, hy0:min(y1 + h, ny), hx0:min(x1 + h, nx)],
+                                     voxel_size_zyx))
+            f = f[:, :, y0 - hy0:y1 - hy0, x0 - hx0:x1 - hx0]
+            ff = f.reshape(f.shape[0], -1)
+            p = np.empty((N_CLASSES, ff.shape[1]), np.float32)
+            chunk = 1 << 19
+            for i in range(0, ff.shape[1], chunk):
+                p[:, i:i + chunk] = model.classifier.predict_proba(ff[:, i:i + chunk].T).T
+            out[:, :, y0:y1, x0:x1] = p.reshape(N_CLASSES, img.shape[0], y1 - y0, x1 - x0)
+    return out
 
 
 def affinities_from_probabilities(p: np.ndarray) -> np.ndarray:
