@@ -486,6 +486,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 affs, 0.5, (params or segment.SegParams()).min_size)
         del affs
         io.write_zarr(out / "segmentation.zarr", seg, attrs)
+        pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
+        io.write_precomputed_block(pc, 0, seg)
     else:  # slab by slab: affinities never all in memory
         if affinities_path is not None:
             apath = Path(affinities_path)
@@ -506,8 +508,6 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     tick("synapses", 0.55)
     t = time.perf_counter()
     if seg is not None:
-        pc = io.create_precomputed(out / "segmentation.precomputed", seg.shape, (vx, vy, vz))
-        io.write_precomputed_block(pc, 0, seg)
         cleft = predict_clefts(model, img, vs, tick)
         assert cleft is not None
         syn = synapses.detect(cleft, seg, img, vs)
@@ -526,7 +526,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if seg is not None:
         skels = skeleton.skeletonize(seg, vs)
         seg_df, syn = skeleton.annotate(seg, syn, vs, skels)
-    else:
+    else:  # one pass over the slabs counts sizes and writes the precomputed copy
         sizes: dict[int, int] = {}
         pc = io.create_precomputed(out / "segmentation.precomputed", img.shape, (vx, vy, vz))
         for z0 in range(0, img.shape[0], block_sections):
