@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,6 @@ import numpy as np
 from numba import njit, prange, types
 from numba.core.errors import NumbaPerformanceWarning
 from numba.typed import Dict, List
-
-from reconstruct.lattice import neighbour_slices
 
 
 class LabelStore(Protocol):
@@ -63,6 +62,12 @@ class SegParams:
     min_size: int = 200
     min_seed: int = 4
 
+    def __post_init__(self) -> None:
+        # seeds link only where growth could also pass (one set of edge flags serves both)
+        if self.seed_threshold < self.grow_threshold:
+            raise ValueError(f"seed_threshold ({self.seed_threshold}) must be at least "
+                             f"grow_threshold ({self.grow_threshold})")
+
 
 def _check(affs: np.ndarray) -> None:
     if affs.ndim != 4 or affs.shape[0] != 3:
@@ -86,59 +91,107 @@ warnings.filterwarnings("ignore", category=NumbaPerformanceWarning,
                                 r"but no transformation for parallel execution was possible")
 
 
+# Voxel flags, one byte a voxel, written by `_scan_kernel`: bit d (d = 0..5) says the edge
+# to the face neighbour in direction d (-z, +z, -y, +y, -x, +x) exists and its affinity
+# is above the growth threshold; _CORE says all in-plane affinities are above the seed
+# threshold; _MEMBER marks the voxels a connected-components pass labels (eroded seeds,
+# then the pieces a rescue labels). Voxels with no flag can never be labelled, so every
+# later pass visits only the "active" voxels, listed in raster order by `_active_kernel`
+# (about a sixth of a synthetic volume).
+_EDGES = 63
+_CORE = 64
+_MEMBER = 128
+
+
 @njit(cache=True, parallel=True)
-def _interior_kernel(affs: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    nz, ny, nx = affs.shape[1], affs.shape[2], affs.shape[3]
-    s = np.empty((nz, ny, nx), np.float32)
+def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
+                 flags: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
+    """Edge bits and _CORE of every voxel; counts[z] = flagged voxels of section z."""
+    nz, ny, nx = flags.shape
     for z in prange(nz):
+        n = 0
         for y in range(ny):
             for x in range(nx):
+                f = 0
                 m = np.float32(1.0)
-                if y > 0 and affs[1, z, y, x] < m:
-                    m = affs[1, z, y, x]
-                if y < ny - 1 and affs[1, z, y + 1, x] < m:
-                    m = affs[1, z, y + 1, x]
-                if x > 0 and affs[2, z, y, x] < m:
-                    m = affs[2, z, y, x]
-                if x < nx - 1 and affs[2, z, y, x + 1] < m:
-                    m = affs[2, z, y, x + 1]
-                s[z, y, x] = m
-    return s
+                if z > 0 and affs[0, z, y, x] > thr:
+                    f |= 1
+                if z < nz - 1 and affs[0, z + 1, y, x] > thr:
+                    f |= 2
+                if y > 0:
+                    a = affs[1, z, y, x]
+                    m = min(m, a)
+                    if a > thr:
+                        f |= 4
+                if y < ny - 1:
+                    a = affs[1, z, y + 1, x]
+                    m = min(m, a)
+                    if a > thr:
+                        f |= 8
+                if x > 0:
+                    a = affs[2, z, y, x]
+                    m = min(m, a)
+                    if a > thr:
+                        f |= 16
+                if x < nx - 1:
+                    a = affs[2, z, y, x + 1]
+                    m = min(m, a)
+                    if a > thr:
+                        f |= 32
+                if m > core_thr:
+                    f |= _CORE
+                flags[z, y, x] = f
+                if f != 0:
+                    n += 1
+        counts[z] = n
 
 
 @njit(cache=True, parallel=True)
-def _erode_kernel(core: np.ndarray, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
-                  xd: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Keep v iff no background voxel lies in row (z+dz, y+dy) within kmax (<= nx) along
-    x; `xd` (scratch, holds nx + 1) gets the distance along x to the row's background."""
-    nz, ny, nx = core.shape
-    big = nx + 1
+def _active_kernel(flags: np.ndarray, starts: np.ndarray, act: np.ndarray,
+                   low: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Flat indices of the flagged voxels, raster order (section z from starts[z]), and
+    which -1 neighbours they have (`low`: 1 along z, 2 along y, 4 along x)."""
+    nz, ny, nx = flags.shape
     for z in prange(nz):
-        for y in range(ny):
-            d = big
-            for x in range(nx):
-                d = 0 if not core[z, y, x] else min(d + 1, big)
-                xd[z, y, x] = d
-            d = big
-            for x in range(nx - 1, -1, -1):
-                d = 0 if not core[z, y, x] else min(d + 1, big)
-                if d < xd[z, y, x]:
-                    xd[z, y, x] = d
-    out = np.zeros((nz, ny, nx), np.bool_)
-    for z in prange(nz):
+        k = starts[z]
         for y in range(ny):
             for x in range(nx):
-                keep = True
-                for i in range(len(dz)):
-                    zz = z + dz[i]
-                    yy = y + dy[i]
-                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
-                        continue
-                    if xd[zz, yy, x] <= kmax[i]:
-                        keep = False
-                        break
-                out[z, y, x] = keep
-    return out
+                if flags[z, y, x] != 0:
+                    act[k] = (z * ny + y) * nx + x
+                    low[k] = (z > 0) | ((y > 0) << 1) | ((x > 0) << 2)
+                    k += 1
+
+
+@njit(cache=True, parallel=True)
+def _erode_kernel(ff: np.ndarray, act: np.ndarray, shape: tuple[int, int, int],
+                  dz: np.ndarray, dy: np.ndarray,
+                  kmax: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Set _MEMBER on the _CORE voxels of `act` with no non-core voxel in any row
+    (z + dz, y + dy) within kmax along x (rows outside the volume are ignored)."""
+    nz, ny, nx = shape
+    sz = ny * nx
+    for i in prange(len(act)):
+        v = act[i]
+        if ff[v] & _CORE == 0:
+            continue
+        z = v // sz
+        y = (v - z * sz) // nx
+        x = v - z * sz - y * nx
+        keep = True
+        for j in range(len(dz)):
+            zz = z + dz[j]
+            yy = y + dy[j]
+            if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+                continue
+            base = zz * sz + yy * nx
+            for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
+                if ff[base + xx] & _CORE == 0:
+                    keep = False
+                    break
+            if not keep:
+                break
+        if keep:
+            ff[v] |= _MEMBER
 
 
 @njit(cache=True, inline="always")
@@ -149,281 +202,244 @@ def _find(parent: np.ndarray, v: int) -> int:  # pragma: no cover - compiled
     return v
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _components_kernel(mask: np.ndarray, affs: np.ndarray, thr: np.float32,
-                       min_size: int, out: np.ndarray, offset: int,
-                       parent: np.ndarray) -> int:  # pragma: no cover - compiled
-    """Label `mask` voxels linked by affinities > thr (both ends in mask) into `out`.
+@njit(cache=True, inline="always")
+def _union(parent: np.ndarray, root: int, other: int) -> int:  # pragma: no cover
+    """Join the sets of `root` (0 = none yet) and the root `other`; the smaller wins."""
+    if root == 0:
+        return other
+    if other != root:
+        lo = min(other, root)
+        parent[max(other, root)] = lo
+        return lo
+    return root
 
-    Components numbered in order of first appearance (raster order); those under
-    `min_size` voxels get 0, the others consecutive ids from offset + 1. Voxels outside
-    `mask` are left untouched. Returns the number of components kept.
+
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _components_kernel(ff: np.ndarray, bit: int, act: np.ndarray,
+                       shape: tuple[int, int, int], a0: np.ndarray, a1: np.ndarray,
+                       a2: np.ndarray, thr: np.float32, min_size: int, lf: np.ndarray,
+                       offset: int) -> int:  # pragma: no cover - compiled
+    """Label the voxels of `act` flagged `bit` (a mask of flag bits: any of them), linked
+    by affinities > thr to flagged face neighbours, into `lf` (flat labels). thr is at
+    least the edge bits' threshold, so an edge bit says where a neighbour is.
+
+    One raster pass gives each voxel a provisional label (a new one where no earlier
+    neighbour links to it; unions keep the smaller label, so a component's root is the
+    label of its first voxel); components are then numbered in order of first appearance.
+    Those under `min_size` voxels get 0, the others consecutive ids from offset + 1.
+    Other voxels are left untouched. Returns the number of components kept.
     """
-    nz, ny, nx = mask.shape
-    sy = nx
+    _, ny, nx = shape
     sz = ny * nx
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if not mask[z, y, x]:
-                    continue
-                v = z * sz + y * sy + x
-                root = v  # v's root once linked to the components before it
-                if x > 0 and mask[z, y, x - 1] and affs[2, z, y, x] > thr:
-                    root = _find(parent, v - 1)
-                if y > 0 and mask[z, y - 1, x] and affs[1, z, y, x] > thr:
-                    ru = _find(parent, v - sy)
-                    if root == v:
-                        root = ru
-                    elif ru != root:
-                        parent[max(ru, root)] = min(ru, root)
-                        root = min(ru, root)
-                if z > 0 and mask[z - 1, y, x] and affs[0, z, y, x] > thr:
-                    ru = _find(parent, v - sz)
-                    if root == v:
-                        root = ru
-                    elif ru != root:
-                        parent[max(ru, root)] = min(ru, root)
-                        root = min(ru, root)
-                parent[v] = root
-    oflat = out.reshape(-1)
-    n_roots = 0
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if mask[z, y, x] and parent[z * sz + y * sy + x] == z * sz + y * sy + x:
-                    n_roots += 1
-    # provisional ids in order of first appearance (a root precedes its members), kept
-    # in `out` until the final ids are known
-    sizes = np.zeros(n_roots + 1, np.int64)
+    parent = np.empty(len(act) + 1, np.int64)
     n = 0
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if not mask[z, y, x]:
-                    continue
-                v = z * sz + y * sy + x
-                r = _find(parent, v)
-                if r == v:
-                    n += 1
-                    k = n
-                else:
-                    k = int(oflat[r])
-                out[z, y, x] = k
-                sizes[k] += 1
+    for i in range(len(act)):
+        v = act[i]
+        f = ff[v]
+        if f & bit == 0:
+            continue
+        root = 0
+        if f & 16 != 0 and ff[v - 1] & bit != 0 and a2[v] > thr:
+            root = _find(parent, lf[v - 1])
+        if f & 4 != 0 and ff[v - nx] & bit != 0 and a1[v] > thr:
+            root = _union(parent, root, _find(parent, lf[v - nx]))
+        if f & 1 != 0 and ff[v - sz] & bit != 0 and a0[v] > thr:
+            root = _union(parent, root, _find(parent, lf[v - sz]))
+        if root == 0:
+            n += 1
+            parent[n] = n
+            root = n
+        lf[v] = root
+    for p in range(1, n + 1):  # parent[p] <= p: one forward pass reaches every root
+        parent[p] = parent[parent[p]]
+    sizes = np.zeros(n + 1, np.int64)
+    for i in range(len(act)):
+        v = act[i]
+        if ff[v] & bit != 0:
+            sizes[parent[lf[v]]] += 1
     lut = np.zeros(n + 1, np.int64)
     kept = 0
-    for i in range(1, n + 1):
-        if sizes[i] >= min_size:
+    for p in range(1, n + 1):
+        if parent[p] == p and sizes[p] >= min_size:
             kept += 1
-            lut[i] = offset + kept
-    _apply_ids(mask, out, lut)
+            lut[p] = offset + kept
+    _final_ids(ff, bit, act, parent, lut, lf)
     return kept
 
 
 @njit(cache=True, parallel=True)
-def _linked_free(lab: np.ndarray, affs: np.ndarray,
-                 thr: np.float32) -> np.ndarray:  # pragma: no cover - compiled
-    """Unlabelled voxels with an edge above thr to an unlabelled face neighbour."""
-    nz, ny, nx = lab.shape
-    out = np.zeros((nz, ny, nx), np.bool_)
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if lab[z, y, x] != 0:
-                    continue
-                out[z, y, x] = (
-                    (z > 0 and lab[z - 1, y, x] == 0 and affs[0, z, y, x] > thr)
-                    or (z < nz - 1 and lab[z + 1, y, x] == 0 and affs[0, z + 1, y, x] > thr)
-                    or (y > 0 and lab[z, y - 1, x] == 0 and affs[1, z, y, x] > thr)
-                    or (y < ny - 1 and lab[z, y + 1, x] == 0 and affs[1, z, y + 1, x] > thr)
-                    or (x > 0 and lab[z, y, x - 1] == 0 and affs[2, z, y, x] > thr)
-                    or (x < nx - 1 and lab[z, y, x + 1] == 0 and affs[2, z, y, x + 1] > thr))
-    return out
+def _final_ids(ff: np.ndarray, bit: int, act: np.ndarray, parent: np.ndarray,
+               lut: np.ndarray, lf: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(len(act)):
+        v = act[i]
+        if ff[v] & bit != 0:
+            lf[v] = lut[parent[lf[v]]]
 
 
 @njit(cache=True, parallel=True)
-def _apply_ids(mask: np.ndarray, out: np.ndarray,
-               lut: np.ndarray) -> None:  # pragma: no cover - compiled
-    """out = lut[out] on the voxels of `mask` (threads over sections)."""
-    nz, ny, nx = mask.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if mask[z, y, x]:
-                    out[z, y, x] = lut[np.int64(out[z, y, x])]
+def _mark_linked_free(ff: np.ndarray, act: np.ndarray, lf: np.ndarray,
+                      sz: int, nx: int) -> int:  # pragma: no cover - compiled
+    """_MEMBER on exactly the unlabelled voxels with a strong edge to an unlabelled
+    neighbour (the only ones that can be in a component of two voxels or more)."""
+    n = 0
+    for i in prange(len(act)):
+        v = act[i]
+        f = ff[v] & ~_MEMBER
+        if lf[v] == 0 and ((f & 1 != 0 and lf[v - sz] == 0) or (f & 2 != 0 and lf[v + sz] == 0)
+                           or (f & 4 != 0 and lf[v - nx] == 0) or (f & 8 != 0 and lf[v + nx] == 0)
+                           or (f & 16 != 0 and lf[v - 1] == 0) or (f & 32 != 0 and lf[v + 1] == 0)):
+            f |= _MEMBER
+            n += 1
+        ff[v] = f
+    return n
 
 
 @njit(cache=True, inline="always")
-def _best(lab: np.ndarray, affs: np.ndarray, z: int, y: int, x: int, thr: np.float32,
+def _best(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+          a2: np.ndarray, v: int, sz: int, nx: int, thr: np.float32,
           sent: int) -> int:  # pragma: no cover - compiled
     """Label of the strongest edge above thr to a labelled neighbour (0 if none).
 
     Order -z, +z, -y, +y, -x, +x; a later edge wins only if strictly stronger.
     """
-    nz, ny, nx = lab.shape
+    f = ff[v]
     best = 0
     ba = thr
-    if z > 0:
-        n = lab[z - 1, y, x]
-        if n != 0 and n != sent and affs[0, z, y, x] > ba:
+    if f & 1:
+        n = lf[v - sz]
+        if n != 0 and n != sent and a0[v] > ba:
             best = n
-            ba = affs[0, z, y, x]
-    if z < nz - 1:
-        n = lab[z + 1, y, x]
-        if n != 0 and n != sent and affs[0, z + 1, y, x] > ba:
+            ba = a0[v]
+    if f & 2:
+        n = lf[v + sz]
+        if n != 0 and n != sent and a0[v + sz] > ba:
             best = n
-            ba = affs[0, z + 1, y, x]
-    if y > 0:
-        n = lab[z, y - 1, x]
-        if n != 0 and n != sent and affs[1, z, y, x] > ba:
+            ba = a0[v + sz]
+    if f & 4:
+        n = lf[v - nx]
+        if n != 0 and n != sent and a1[v] > ba:
             best = n
-            ba = affs[1, z, y, x]
-    if y < ny - 1:
-        n = lab[z, y + 1, x]
-        if n != 0 and n != sent and affs[1, z, y + 1, x] > ba:
+            ba = a1[v]
+    if f & 8:
+        n = lf[v + nx]
+        if n != 0 and n != sent and a1[v + nx] > ba:
             best = n
-            ba = affs[1, z, y + 1, x]
-    if x > 0:
-        n = lab[z, y, x - 1]
-        if n != 0 and n != sent and affs[2, z, y, x] > ba:
+            ba = a1[v + nx]
+    if f & 16:
+        n = lf[v - 1]
+        if n != 0 and n != sent and a2[v] > ba:
             best = n
-            ba = affs[2, z, y, x]
-    if x < nx - 1:
-        n = lab[z, y, x + 1]
-        if n != 0 and n != sent and affs[2, z, y, x + 1] > ba:
+            ba = a2[v]
+    if f & 32:
+        n = lf[v + 1]
+        if n != 0 and n != sent and a2[v + 1] > ba:
             best = n
-            ba = affs[2, z, y, x + 1]
     return best
 
 
-@njit(cache=True, inline="always")
-def _push(lab: np.ndarray, z: int, y: int, x: int, sent: int, cz: np.ndarray,
-          cy: np.ndarray, cx: np.ndarray, nc: int) -> int:  # pragma: no cover - compiled
-    lab[z, y, x] = sent
-    cz[nc] = z
-    cy[nc] = y
-    cx[nc] = x
-    return nc + 1
-
-
-@njit(cache=True, inline="always")
-def _mark(lab: np.ndarray, affs: np.ndarray, z: int, y: int, x: int, thr: np.float32,
-          sent: int, cz: np.ndarray, cy: np.ndarray, cx: np.ndarray,
-          nc: int) -> int:  # pragma: no cover - compiled
-    """Append the unlabelled neighbours of (z, y, x) across strong edges, marked `sent`."""
-    nz, ny, nx = lab.shape
-    if z > 0 and lab[z - 1, y, x] == 0 and affs[0, z, y, x] > thr:
-        nc = _push(lab, z - 1, y, x, sent, cz, cy, cx, nc)
-    if z < nz - 1 and lab[z + 1, y, x] == 0 and affs[0, z + 1, y, x] > thr:
-        nc = _push(lab, z + 1, y, x, sent, cz, cy, cx, nc)
-    if y > 0 and lab[z, y - 1, x] == 0 and affs[1, z, y, x] > thr:
-        nc = _push(lab, z, y - 1, x, sent, cz, cy, cx, nc)
-    if y < ny - 1 and lab[z, y + 1, x] == 0 and affs[1, z, y + 1, x] > thr:
-        nc = _push(lab, z, y + 1, x, sent, cz, cy, cx, nc)
-    if x > 0 and lab[z, y, x - 1] == 0 and affs[2, z, y, x] > thr:
-        nc = _push(lab, z, y, x - 1, sent, cz, cy, cx, nc)
-    if x < nx - 1 and lab[z, y, x + 1] == 0 and affs[2, z, y, x + 1] > thr:
-        nc = _push(lab, z, y, x + 1, sent, cz, cy, cx, nc)
-    return nc
-
-
 @njit(cache=True, parallel=True)
-def _full_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
-                buf: np.ndarray) -> int:  # pragma: no cover - compiled
-    """One growth layer as a full pass (threads over sections): buf gets each unlabelled
-    voxel's `_best` label (0 elsewhere), then labels are written. Returns the count."""
-    nz, ny, nx = lab.shape
+def _scan_layer(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+                a2: np.ndarray, act: np.ndarray, sz: int, nx: int, thr: np.float32,
+                sent: int, buf: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The labels of one growth layer over all active voxels (threaded): buf[i] gets the
+    `_best` label of unlabelled voxel act[i] (0 elsewhere). Returns the count."""
     n = 0
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                b = 0
-                if lab[z, y, x] == 0:
-                    b = _best(lab, affs, z, y, x, thr, sent)
-                    if b != 0:
-                        n += 1
-                buf[z, y, x] = b
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if buf[z, y, x] != 0:
-                    lab[z, y, x] = buf[z, y, x]
-    return n
-
-
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _collect(buf: np.ndarray, fz: np.ndarray, fy: np.ndarray,
-             fx: np.ndarray) -> int:  # pragma: no cover - compiled
-    """Coordinates of the non-zero voxels of buf, in raster order."""
-    nz, ny, nx = buf.shape
-    n = 0
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if buf[z, y, x] != 0:
-                    fz[n] = z
-                    fy[n] = y
-                    fx[n] = x
-                    n += 1
+    for i in prange(len(act)):
+        v = act[i]
+        b = 0
+        if lf[v] == 0:
+            b = _best(lf, ff, a0, a1, a2, v, sz, nx, thr, sent)
+            if b != 0:
+                n += 1
+        buf[i] = b
     return n
 
 
 @njit(cache=True, parallel=True)
-def _assign_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
-                  cz: np.ndarray, cy: np.ndarray, cx: np.ndarray, nc: int,
-                  fl: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(nc):
-        fl[i] = _best(lab, affs, cz[i], cy[i], cx[i], thr, sent)
-    for i in prange(nc):
-        lab[cz[i], cy[i], cx[i]] = fl[i]
+def _write_labels(lf: np.ndarray, idx: np.ndarray, vals: np.ndarray,
+                  n: int) -> None:  # pragma: no cover - compiled
+    """lf[idx[i]] = vals[i] where vals[i] != 0, i < n. A kernel of its own: numba fuses
+    consecutive parallel loops, and a layer's labels must be chosen before any is
+    written."""
+    for i in prange(n):
+        if vals[i] != 0:
+            lf[idx[i]] = vals[i]
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _next_layer(lab: np.ndarray, affs: np.ndarray, thr: np.float32, sent: int,
-                fz: np.ndarray, fy: np.ndarray, fx: np.ndarray, nf: int, cz: np.ndarray,
-                cy: np.ndarray, cx: np.ndarray) -> int:  # pragma: no cover - compiled
+def _collect(buf: np.ndarray, act: np.ndarray,
+             front: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The voxels act[i] with buf[i] != 0, in raster order."""
+    n = 0
+    for i in range(len(act)):
+        if buf[i] != 0:
+            front[n] = act[i]
+            n += 1
+    return n
+
+
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _next_layer(lf: np.ndarray, ff: np.ndarray, front: np.ndarray, nf: int, sz: int,
+                nx: int, sent: int, cand: np.ndarray) -> int:  # pragma: no cover
+    """Unlabelled neighbours across strong edges of the voxels just labelled, each once
+    (marked `sent`)."""
+    offs = (-sz, sz, -nx, nx, -1, 1)
     nc = 0
     for i in range(nf):
-        nc = _mark(lab, affs, fz[i], fy[i], fx[i], thr, sent, cz, cy, cx, nc)
+        u = front[i]
+        f = ff[u]
+        for d in range(6):
+            if f & (1 << d) != 0:
+                w = u + offs[d]
+                if lf[w] == 0:
+                    lf[w] = sent
+                    cand[nc] = w
+                    nc += 1
     return nc
 
 
 @njit(cache=True, parallel=True)
-def _count_free(lab: np.ndarray) -> int:  # pragma: no cover - compiled
-    nz, ny, nx = lab.shape
+def _assign_layer(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+                  a2: np.ndarray, cand: np.ndarray, nc: int, sz: int, nx: int,
+                  thr: np.float32, sent: int,
+                  fl: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(nc):
+        fl[i] = _best(lf, ff, a0, a1, a2, cand[i], sz, nx, thr, sent)
+
+
+@njit(cache=True, parallel=True)
+def _count_free(lf: np.ndarray, act: np.ndarray) -> int:  # pragma: no cover - compiled
     n = 0
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if lab[z, y, x] == 0:
-                    n += 1
+    for i in prange(len(act)):
+        if lf[act[i]] == 0:
+            n += 1
     return n
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _grow_kernel(lab: np.ndarray, affs: np.ndarray, thr: np.float32, max_iter: int,
-                 sent: int) -> int:  # pragma: no cover - compiled
+def _grow_kernel(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
+                 a2: np.ndarray, act: np.ndarray, sz: int, nx: int, thr: np.float32,
+                 max_iter: int, sent: int) -> int:  # pragma: no cover - compiled
     """Synchronous breadth-first growth; returns the number of layers grown.
 
     Each layer gives every unlabelled voxel with a strong edge to a voxel labelled before
-    the layer the label of its strongest such edge. While layers are big (over 1/64 of
-    the volume) a layer is a threaded full pass (`_full_layer`); then the growth follows
-    the frontier: a layer's candidates are marked `sent`, given their label (`_best`
-    ignores marks), then written, and the next layer's candidates come from the voxels
-    just labelled. Both ways give the same labels. Coordinates are kept, not flat
-    indices; the voxel loops live in helpers that reassign no array (numba would
-    otherwise count references inside them).
+    the layer the label of its strongest such edge. While layers are big (over 1/16 of
+    the active voxels) a layer is a threaded pass over the active voxels (`_scan_layer`);
+    then the growth follows the frontier: a layer's candidates are marked `sent`, given
+    their label (`_best` ignores marks), then written, and the next layer's candidates
+    come from the voxels just labelled. Both ways give the same labels. The voxel loops
+    live in helpers that reassign no array (numba would otherwise count references
+    inside them).
     """
-    n_free = _count_free(lab)
+    n_free = _count_free(lf, act)
     if max_iter <= 0 or n_free == 0:
         return 0
-    buf = np.empty_like(lab)
-    big = lab.size // 64
+    buf = np.empty(len(act), lf.dtype)
+    big = len(act) // 16
     layers = 0
-    nc = 0
     while layers < max_iter:
-        nc = _full_layer(lab, affs, thr, sent, buf)
+        nc = _scan_layer(lf, ff, a0, a1, a2, act, sz, nx, thr, sent, buf)
+        _write_labels(lf, act, buf, len(act))
         if nc == 0:
             return layers
         layers += 1
@@ -431,24 +447,19 @@ def _grow_kernel(lab: np.ndarray, affs: np.ndarray, thr: np.float32, max_iter: i
             break
     if layers >= max_iter:
         return layers
-    cz = np.empty(n_free, np.int32)
-    cy = np.empty(n_free, np.int32)
-    cx = np.empty(n_free, np.int32)
-    fz = np.empty(n_free, np.int32)
-    fy = np.empty(n_free, np.int32)
-    fx = np.empty(n_free, np.int32)
-    fl = np.empty(n_free, lab.dtype)
-    nf = _collect(buf, fz, fy, fx)
-    nc = _next_layer(lab, affs, thr, sent, fz, fy, fx, nf, cz, cy, cx)
+    front = np.empty(n_free, act.dtype)
+    cand = np.empty(n_free, act.dtype)
+    fl = np.empty(n_free, lf.dtype)
+    nf = _collect(buf, act, front)
+    nc = _next_layer(lf, ff, front, nf, sz, nx, sent, cand)
     while nc > 0:
-        _assign_layer(lab, affs, thr, sent, cz, cy, cx, nc, fl)
+        _assign_layer(lf, ff, a0, a1, a2, cand, nc, sz, nx, thr, sent, fl)
+        _write_labels(lf, cand, fl, nc)
         layers += 1
         if layers >= max_iter:
             break
-        nc = _next_layer(lab, affs, thr, sent, cz, cy, cx, nc, fz, fy, fx)
-        cz, fz = fz, cz
-        cy, fy = fy, cy
-        cx, fx = fx, cx
+        nc = _next_layer(lf, ff, cand, nc, sz, nx, sent, front)
+        cand, front = front, cand
     return layers
 
 
@@ -470,18 +481,23 @@ def _rehash(ea: np.ndarray, eb: np.ndarray, ne: int,
     return table
 
 
-@njit(cache=True)
-def _region_graph_kernel(lab: np.ndarray, affs: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Distinct (a < b) contacts with float64 sums accumulated in (channel, raster) order.
+_RG_CHUNK = 1 << 16  # voxels visited between checks of the contact table's room
 
-    Open-addressing hash on (a, b), grown (only between z planes, so the inner loops
-    never reassign an array) to keep room for a whole plane of new contacts.
+
+@njit(cache=True)
+def _region_graph_kernel(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.ndarray,
+                         visit: np.ndarray, low: np.ndarray, sz: int, nx: int) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Distinct (a < b) contacts with float64 sums accumulated in raster order (per
+    voxel: its -z, -y, -x faces).
+
+    `visit` lists (raster order) every labelled voxel, maybe with unlabelled ones, and
+    `low` which -1 neighbours each has; each contact is seen from its later voxel.
+    Open-addressing hash on (a, b), grown (only between chunks of visits, so the inner
+    loops never reassign an array) to keep room for a chunk's worth of new contacts.
     """
-    nz, ny, nx = lab.shape
-    room = 3 * ny * nx
     cap = 1 << 12
-    while cap < 4 * room:
+    while cap < 12 * _RG_CHUNK:
         cap *= 2
     table = np.zeros(cap, np.int64)
     ea = np.empty(cap // 2, np.int64)
@@ -489,65 +505,83 @@ def _region_graph_kernel(lab: np.ndarray, affs: np.ndarray) -> tuple[
     es = np.zeros(cap // 2, np.float64)
     ec = np.zeros(cap // 2, np.int64)
     ne = 0
-    for c in range(3):
-        z0 = 1 if c == 0 else 0
-        y0 = 1 if c == 1 else 0
-        x0 = 1 if c == 2 else 0
-        for z in range(z0, nz):
-            if 2 * (ne + room) > cap:
-                cap *= 2
-                ea2 = np.empty(cap // 2, np.int64)
-                eb2 = np.empty(cap // 2, np.int64)
-                es2 = np.zeros(cap // 2, np.float64)
-                ec2 = np.zeros(cap // 2, np.int64)
-                ea2[:ne] = ea[:ne]
-                eb2[:ne] = eb[:ne]
-                es2[:ne] = es[:ne]
-                ec2[:ne] = ec[:ne]
-                ea, eb, es, ec = ea2, eb2, es2, ec2
-                table = _rehash(ea, eb, ne, cap)
-            ne = _region_graph_plane(lab, affs, c, z, z0, y0, x0, table, ea, eb, es, ec, ne)
+    last = np.full(6, -1, np.int64)  # per axis, the last contact: a, b (its edge: eix)
+    eix = np.full(3, -1, np.int64)
+    for i0 in range(0, len(visit), _RG_CHUNK):
+        if 2 * (ne + 3 * _RG_CHUNK) > cap:
+            cap *= 2
+            ea2 = np.empty(cap // 2, np.int64)
+            eb2 = np.empty(cap // 2, np.int64)
+            es2 = np.zeros(cap // 2, np.float64)
+            ec2 = np.zeros(cap // 2, np.int64)
+            ea2[:ne] = ea[:ne]
+            eb2[:ne] = eb[:ne]
+            es2[:ne] = es[:ne]
+            ec2[:ne] = ec[:ne]
+            ea, eb, es, ec = ea2, eb2, es2, ec2
+            table = _rehash(ea, eb, ne, cap)
+        ne = _region_graph_chunk(lf, a0, a1, a2, visit, low, i0,
+                                 min(i0 + _RG_CHUNK, len(visit)), sz, nx, table, ea, eb,
+                                 es, ec, ne, last, eix)
     return ea[:ne], eb[:ne], es[:ne], ec[:ne]
 
 
+@njit(cache=True, inline="always")
+def _contact(p: int, q: int, w: np.float32, c: int, table: np.ndarray, ea: np.ndarray,
+             eb: np.ndarray, es: np.ndarray, ec: np.ndarray, ne: int, last: np.ndarray,
+             eix: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Add one face of affinity w between p and q (along axis c) to the hash."""
+    a = min(p, q)
+    b = max(p, q)
+    if a != last[2 * c] or b != last[2 * c + 1]:
+        mask = len(table) - 1
+        s = _slot(a, b, mask)
+        while True:
+            e = table[s] - 1
+            if e < 0:
+                e = ne
+                ne += 1
+                table[s] = e + 1
+                ea[e] = a
+                eb[e] = b
+                break
+            if ea[e] == a and eb[e] == b:
+                break
+            s = (s + 1) & mask
+        last[2 * c] = a
+        last[2 * c + 1] = b
+        eix[c] = e
+    e = eix[c]
+    es[e] += np.float64(w)
+    ec[e] += 1
+    return ne
+
+
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _region_graph_plane(lab: np.ndarray, affs: np.ndarray, c: int, z: int, z0: int,
-                        y0: int, x0: int, table: np.ndarray, ea: np.ndarray,
-                        eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
-                        ne: int) -> int:  # pragma: no cover - compiled
-    """Contacts of plane z along axis c into the hash (which has room for them)."""
-    ny, nx = lab.shape[1], lab.shape[2]
-    mask = len(table) - 1
-    last_a = -1
-    last_b = -1
-    last_e = -1
-    for y in range(y0, ny):
-        for x in range(x0, nx):
-            p = int(lab[z, y, x])
-            q = int(lab[z - z0, y - y0, x - x0])
-            if p == q or p == 0 or q == 0:
-                continue
-            a = min(p, q)
-            b = max(p, q)
-            if a != last_a or b != last_b:
-                s = _slot(a, b, mask)
-                while True:
-                    e = table[s] - 1
-                    if e < 0:
-                        e = ne
-                        ne += 1
-                        table[s] = e + 1
-                        ea[e] = a
-                        eb[e] = b
-                        break
-                    if ea[e] == a and eb[e] == b:
-                        break
-                    s = (s + 1) & mask
-                last_a = a
-                last_b = b
-                last_e = e
-            es[last_e] += np.float64(affs[c, z, y, x])
-            ec[last_e] += 1
+def _region_graph_chunk(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.ndarray,
+                        visit: np.ndarray, low: np.ndarray, i0: int, i1: int, sz: int,
+                        nx: int, table: np.ndarray, ea: np.ndarray, eb: np.ndarray,
+                        es: np.ndarray, ec: np.ndarray, ne: int, last: np.ndarray,
+                        eix: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Contacts of visits i0..i1 into the hash (which has room for them)."""
+    for i in range(i0, i1):
+        v = visit[i]
+        p = int(lf[v])
+        if p == 0:
+            continue
+        lo = low[i]
+        if lo & 1 != 0:
+            q = int(lf[v - sz])
+            if q != p and q != 0:
+                ne = _contact(p, q, a0[v], 0, table, ea, eb, es, ec, ne, last, eix)
+        if lo & 2 != 0:
+            q = int(lf[v - nx])
+            if q != p and q != 0:
+                ne = _contact(p, q, a1[v], 1, table, ea, eb, es, ec, ne, last, eix)
+        if lo & 4 != 0:
+            q = int(lf[v - 1])
+            if q != p and q != 0:
+                ne = _contact(p, q, a2[v], 2, table, ea, eb, es, ec, ne, last, eix)
     return ne
 
 
@@ -629,6 +663,21 @@ def _apply_lut(labels: np.ndarray, lut: np.ndarray) -> None:  # pragma: no cover
             flat[i] = lut[v]
 
 
+@njit(cache=True, inline="always")
+def _new_ids(order: np.ndarray, n_seen: int, counts: np.ndarray,
+             min_size: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Final ids 1..N of the segments `order[:n_seen]` (order of first appearance) with at
+    least min_size voxels; 0 for the others."""
+    new = np.zeros(len(counts), np.int64)
+    nxt = 0
+    for k in range(n_seen):
+        s = order[k]
+        if s != 0 and counts[s] >= min_size:
+            nxt += 1
+            new[s] = nxt
+    return new
+
+
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _filter_renumber(labels: np.ndarray, lut: np.ndarray,
                      min_size: int) -> np.ndarray:  # pragma: no cover - compiled
@@ -644,13 +693,7 @@ def _filter_renumber(labels: np.ndarray, lut: np.ndarray,
             order[n_seen] = s
             n_seen += 1
         counts[s] += 1
-    new = np.zeros(len(lut), np.uint64)
-    nxt = np.uint64(0)
-    for k in range(n_seen):
-        s = order[k]
-        if s != 0 and counts[s] >= min_size:
-            nxt += np.uint64(1)
-            new[s] = nxt
+    new = _new_ids(order, n_seen, counts, min_size)
     out = np.empty(flat.size, np.uint64)
     _renumber(flat, lut, new, out)
     return out.reshape(labels.shape)
@@ -663,60 +706,130 @@ def _renumber(flat: np.ndarray, lut: np.ndarray, new: np.ndarray,
         out[i] = new[lut[flat[i]]]
 
 
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _filter_renumber_active(lf: np.ndarray, act: np.ndarray, lut: np.ndarray,
+                            min_size: int) -> int:  # pragma: no cover - compiled
+    """`_filter_renumber` in place on flat labels that are 0 outside `act` (raster
+    order). Returns N."""
+    counts = np.zeros(len(lut), np.int64)
+    order = np.empty(len(lut), np.int64)
+    n_seen = 0
+    for i in range(len(act)):
+        s = lut[lf[act[i]]]
+        if s != 0:
+            if counts[s] == 0:
+                order[n_seen] = s
+                n_seen += 1
+            counts[s] += 1
+    new = _new_ids(order, n_seen, counts, min_size)
+    _renumber_active(lf, act, lut, new)
+    return int(new.max()) if len(new) else 0
+
+
+@njit(cache=True, parallel=True)
+def _renumber_active(lf: np.ndarray, act: np.ndarray, lut: np.ndarray,
+                     new: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(len(act)):
+        v = act[i]
+        lf[v] = new[lut[lf[v]]]
+
+
 # ---------------------------------------------------------------------------------------
 # public stages
 
 
-def interior(affs: np.ndarray) -> np.ndarray:
-    """Minimum of the four in-plane affinities of each voxel (volume edges ignored)."""
-    _check(affs)
-    return _interior_kernel(_f32(affs))
+@dataclass(frozen=True)
+class _Scan:
+    """Flags of every voxel (see _CORE) and the flagged ("active") voxels, raster order."""
+
+    flags: np.ndarray  # flat uint8
+    act: np.ndarray  # flat indices, int64
+    low: np.ndarray  # per active voxel, its -1 neighbours: 1 along z, 2 along y, 4 along x
+    shape: tuple[int, int, int]
 
 
-def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-          distance_nm: float) -> np.ndarray:
-    """Voxels of `core` with no background voxel within `distance_nm` (anisotropic), i.e.
-    `edt(core, anisotropy=voxel_size_zyx, black_border=False) > distance_nm`."""
+def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf) -> _Scan:
+    """Edge bits at `threshold` and _CORE at `core_threshold` (affs: float32, contiguous)."""
+    shape = (int(affs.shape[1]), int(affs.shape[2]), int(affs.shape[3]))
+    flags = np.empty(shape, np.uint8)
+    counts = np.zeros(shape[0], np.int64)
+    _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
+    starts = np.zeros(shape[0] + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    act = np.empty(int(starts[-1]), np.int64)
+    low = np.empty(len(act), np.uint8)
+    _active_kernel(flags, starts, act, low)
+    return _Scan(flags.reshape(-1), act, low, shape)
+
+
+def _channels(affs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flat = affs.reshape(3, -1)
+    return flat[0], flat[1], flat[2]
+
+
+def _ball_rows(voxel_size_zyx: tuple[float, float, float], distance_nm: float,
+               nx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (dz, dy, half-length along x, at most nx) of the anisotropic ball of
+    radius `distance_nm` (distance_nm >= 0)."""
     vz, vy, vx = (float(v) for v in voxel_size_zyx)
     d2 = float(distance_nm) ** 2
     rows: list[tuple[int, int, int]] = []
-    rz = math.floor(distance_nm / vz) if distance_nm >= 0 else -1
-    ry = math.floor(distance_nm / vy) if distance_nm >= 0 else -1
+    rz = math.floor(distance_nm / vz)
+    ry = math.floor(distance_nm / vy)
     for dz in range(-rz, rz + 1):
         for dy in range(-ry, ry + 1):
             rest = (vz * dz) ** 2 + (vy * dy) ** 2
             if rest > d2:
                 continue
             k = 0
-            while k < core.shape[2] and (vx * (k + 1)) ** 2 + rest <= d2:
+            while k < nx and (vx * (k + 1)) ** 2 + rest <= d2:
                 k += 1
             rows.append((dz, dy, k))
     arr = np.array(rows, np.int64).reshape(-1, 3)
-    xd = np.empty(core.shape, np.int16 if core.shape[2] < 32766 else np.int32)
-    return _erode_kernel(np.ascontiguousarray(core, dtype=bool), arr[:, 0].copy(),
-                         arr[:, 1].copy(), arr[:, 2].copy(), xd)
+    return arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy()
 
 
-def _components(mask: np.ndarray, affs: np.ndarray, threshold: float, min_size: int,
-                out: np.ndarray, offset: int = 0) -> int:
-    """Connected components of `mask` along affinities > threshold, written into `out`."""
-    n = mask.size
-    parent = np.empty(n, np.int32 if n < 2**31 - 1 else np.int64)
-    return int(_components_kernel(np.ascontiguousarray(mask, dtype=bool), affs,
-                                  np.float32(threshold), int(min_size), out, int(offset),
-                                  parent))
+def _erode(scan: _Scan, voxel_size_zyx: tuple[float, float, float],
+           distance_nm: float) -> None:
+    """_MEMBER on the _CORE voxels with no other voxel within `distance_nm` (cost: the
+    ball's row lengths summed, per core voxel)."""
+    if distance_nm < 0:  # every core voxel is further than that from the background
+        scan.flags[scan.act[(scan.flags[scan.act] & _CORE) != 0]] |= _MEMBER
+        return
+    dz, dy, kmax = _ball_rows(voxel_size_zyx, distance_nm, scan.shape[2])
+    _erode_kernel(scan.flags, scan.act, scan.shape, dz, dy, kmax)
 
 
-def make_seeds(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-               p: SegParams) -> np.ndarray:
-    """Seed fragments (uint32): eroded interiors, labelled along strong affinities."""
-    _check(affs)
-    affs = _f32(affs)
-    mask = erode(interior(affs) > np.float32(p.seed_threshold), voxel_size_zyx,
-                 p.seed_distance_nm)
-    lab = np.zeros(mask.shape, np.uint32)
-    _components(mask, affs, p.seed_threshold, max(int(p.min_seed), 1), lab)
-    return lab
+def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
+          distance_nm: float) -> np.ndarray:
+    """Voxels of `core` with no background voxel within `distance_nm` (anisotropic), i.e.
+    `edt(core, anisotropy=voxel_size_zyx, black_border=False) > distance_nm`."""
+    core = np.ascontiguousarray(core, dtype=bool)
+    if distance_nm < 0:
+        return np.ones(core.shape, bool)
+    act = np.flatnonzero(core)
+    scan = _Scan((core.view(np.uint8) * np.uint8(_CORE)).reshape(-1), act,
+                 np.zeros(len(act), np.uint8), (core.shape[0], core.shape[1], core.shape[2]))
+    _erode(scan, voxel_size_zyx, distance_nm)
+    return ((scan.flags & _MEMBER) != 0).reshape(core.shape)
+
+
+def _components(scan: _Scan, bit: int, affs: np.ndarray, threshold: float,
+                min_size: int, labels: np.ndarray, offset: int = 0) -> int:
+    """Connected components of the voxels flagged `bit` along affinities > threshold,
+    written into `labels` (flat) as offset + 1, ...; returns how many were kept."""
+    return int(_components_kernel(scan.flags, bit, scan.act, scan.shape, *_channels(affs),
+                                  np.float32(threshold), int(min_size), labels,
+                                  int(offset)))
+
+
+def _grow(scan: _Scan, labels: np.ndarray, affs: np.ndarray, threshold: float,
+          max_iter: int) -> None:
+    """`grow` on flat labels, with the edge bits of `scan` (taken at `threshold`)."""
+    sent = int(np.iinfo(labels.dtype).max)
+    _, ny, nx = scan.shape
+    _grow_kernel(labels, scan.flags, *_channels(affs), scan.act, ny * nx, nx,
+                 np.float32(threshold), int(max_iter), sent)
 
 
 def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int = 64) -> None:
@@ -731,37 +844,30 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     _check(affs)
     if labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be integers, got {labels.dtype}")
-    sent = int(np.iinfo(labels.dtype).max)
-    _grow_kernel(labels, _f32(affs), np.float32(threshold), int(max_iter), sent)
-
-
-def rescue(labels: np.ndarray, affs: np.ndarray, threshold: float, min_voxels: int) -> None:
-    """Label, in place, strongly linked pieces that no seed reached (thin processes).
-
-    Labels must be a C-contiguous integer array of at least 32 bits."""
-    _check(affs)
-    if not labels.flags.c_contiguous or labels.dtype.kind not in "iu" \
-            or labels.dtype.itemsize < 4:
-        raise ValueError("labels must be C-contiguous integers of >= 32 bits")
     affs = _f32(affs)
-    # only unlabelled voxels with a strong edge to another one can be in a component of
-    # two voxels or more: the union-find skips the rest (most of a sparse volume)
-    linked = _linked_free(labels, affs, np.float32(threshold))
-    if not linked.any():
-        return
-    _components(linked, affs, threshold, max(int(min_voxels), 2), labels,
-                int(labels.max()))
+    _grow(_scan(affs, threshold), labels.reshape(-1), affs, threshold, max_iter)
+
+
+def _region_graph(labels: np.ndarray, affs: np.ndarray, visit: np.ndarray,
+                  low: np.ndarray, shape: tuple[int, int, int]) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    ea, eb, es, ec = _region_graph_kernel(labels, *_channels(affs), visit, low,
+                                          shape[1] * shape[2], shape[2])
+    order = np.lexsort((eb, ea))
+    pairs = np.stack([ea[order], eb[order]], axis=1).astype(np.uint64)
+    return pairs, es[order], ec[order]
 
 
 def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]:
     """Fragment adjacency: pairs (E, 2) with a < b (sorted), summed affinity, face count."""
     _check(affs)
-    lab = np.ascontiguousarray(labels)
-    ea, eb, es, ec = _region_graph_kernel(lab, _f32(affs))
-    order = np.lexsort((eb, ea))
-    pairs = np.stack([ea[order], eb[order]], axis=1).astype(np.uint64)
-    return pairs, es[order], ec[order]
+    lab = np.ascontiguousarray(labels).reshape(-1)
+    shape = (int(affs.shape[1]), int(affs.shape[2]), int(affs.shape[3]))
+    visit = np.flatnonzero(lab)
+    z, y, x = np.unravel_index(visit, shape)
+    low = ((z > 0) | ((y > 0) << 1) | ((x > 0) << 2)).astype(np.uint8)
+    return _region_graph(lab, _f32(affs), visit, low, shape)
 
 
 def _merge(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float,
@@ -828,25 +934,56 @@ def size_filter(labels: np.ndarray, min_size: int) -> np.ndarray:
     return _filter_renumber(labels, np.arange(n, dtype=np.int64), int(min_size))
 
 
-def _agglomerated(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-                  p: SegParams) -> tuple[np.ndarray, np.ndarray]:
-    """Fragments (uint32) and the fragment -> segment table after agglomeration."""
-    lab = make_seeds(affs, voxel_size_zyx, p)
-    grow(lab, affs, p.grow_threshold, p.grow_layers)
-    rescue(lab, affs, p.grow_threshold, p.min_seed)
-    grow(lab, affs, p.grow_threshold)
-    pairs, sums, cnt = region_graph(lab, affs)
+def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: SegParams,
+             min_size: int, timings: dict[str, float] | None = None
+             ) -> tuple[np.ndarray, int]:
+    """Our segmentation of float32 affinities: (uint64 labels 1..N, N).
+
+    One pass over the affinities flags the voxels; every later stage visits only the
+    flagged ones and works in place on one int64 label volume, returned as uint64.
+    `timings`, when given, gets the seconds of each stage.
+    """
+    t = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t
+        if timings is not None:
+            now = time.perf_counter()
+            timings[stage] = now - t
+            t = now
+
+    scan = _scan(affs, p.grow_threshold, p.seed_threshold)
+    lab = np.zeros(scan.flags.size, np.int64)
+    lap("scan (edge flags, active voxels)")
+    _erode(scan, voxel_size_zyx, p.seed_distance_nm)
+    n_seeds = _components(scan, _MEMBER, affs, p.seed_threshold, max(p.min_seed, 1), lab)
+    lap("seeds (erosion, components)")
+    _grow(scan, lab, affs, p.grow_threshold, p.grow_layers)
+    lap(f"grow ({p.grow_layers} layers)")
+    _, ny, nx = scan.shape
+    _mark_linked_free(scan.flags, scan.act, lab, ny * nx, nx)
+    n_frag = n_seeds + _components(scan, _MEMBER, affs, p.grow_threshold,
+                                   max(p.min_seed, 2), lab, n_seeds)
+    lap("rescue")
+    _grow(scan, lab, affs, p.grow_threshold, 64)
+    lap("grow (rest)")
+    pairs, sums, cnt = _region_graph(lab, affs, scan.act, scan.low, scan.shape)
+    lap("region graph")
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
-    return lab, _lut(frag, rep, int(lab.max()) + 1)
+    lap("agglomerate")
+    n = _filter_renumber_active(lab, scan.act, _lut(frag, rep, n_frag + 1), int(min_size))
+    lap("relabel + size filter")
+    return lab.view(np.uint64).reshape(scan.shape), n
 
 
 def seeded_segmentation(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-                        params: SegParams | None = None) -> np.ndarray:
-    """Our segmentation: seeds, growth, mean-affinity agglomeration, size filter."""
+                        params: SegParams | None = None,
+                        timings: dict[str, float] | None = None) -> np.ndarray:
+    """Our segmentation: seeds, growth, mean-affinity agglomeration, size filter (uint64,
+    1..N in order of first appearance). `timings`, when given, gets each stage's seconds."""
     _check(affs)
     p = params or SegParams()
-    lab, lut = _agglomerated(_f32(affs), voxel_size_zyx, p)
-    return _filter_renumber(lab, lut, int(p.min_size))
+    return _segment(_f32(affs), voxel_size_zyx, p, int(p.min_size), timings)[0]
 
 
 def seeded_segmentation_blockwise(
@@ -880,9 +1017,7 @@ def seeded_segmentation_blockwise(
         if affs.shape != (3, z1 - z0, *shape_zyx[1:]):
             raise ValueError(f"read_affs({z0}, {z1}) returned shape {affs.shape}, expected "
                              f"{(3, z1 - z0, *shape_zyx[1:])}")
-        lab, lut = _agglomerated(affs, voxel_size_zyx, p)
-        local = _filter_renumber(lab, lut, 1)  # 1..n in order of first appearance
-        n = int(local.max()) if local.size else 0
+        local, n = _segment(affs, voxel_size_zyx, p, 1)  # 1..n, first appearance
         off = offsets[-1]
         sizes.append(np.bincount(local.reshape(-1), minlength=n + 1)[1:])
         ids = local  # in place: ids unique in the volume
@@ -928,13 +1063,7 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     """Baseline: keep affinities above `threshold`, label connected components."""
     _check(affs)
     affs = _f32(affs)
-    t = np.float32(threshold)
-    mask = np.zeros(affs.shape[1:], bool)
-    for c in range(3):
-        st = affs[c] > t
-        mask |= st
-        lo, hi = neighbour_slices(c)
-        mask[lo] |= st[hi]
-    lab = np.zeros(mask.shape, np.uint32)
-    _components(mask, affs, threshold, 1, lab)
-    return size_filter(lab, min_size)
+    scan = _scan(affs, threshold)  # active: the voxels with an edge above threshold
+    lab = np.zeros(scan.flags.size, np.uint32)
+    _components(scan, _EDGES, affs, threshold, 1, lab)
+    return size_filter(lab.reshape(scan.shape), min_size)

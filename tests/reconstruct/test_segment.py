@@ -204,13 +204,14 @@ def test_threshold_components_match_reference(seed: int) -> None:
     affs = _random_affs(rng, (4, 6, 7))
     strong = affs > 0.6
     mask = np.zeros(affs.shape[1:], bool)
-    for c in range(3):
-        mask |= strong[c]
+    for c in range(3):  # both ends of every edge inside the volume above 0.6
         lo = [slice(None)] * 3
         lo[c] = slice(None, -1)
         hi = [slice(None)] * 3
         hi[c] = slice(1, None)
-        mask[tuple(lo)] |= strong[c][tuple(hi)]
+        edge = strong[c][tuple(hi)]
+        mask[tuple(hi)] |= edge
+        mask[tuple(lo)] |= edge
     ref = _reference_components(mask, affs, 0.6)
     got = segment.threshold_components(affs, 0.6, min_size=1)
     np.testing.assert_array_equal(got, ref)  # same numbering: order of first appearance
