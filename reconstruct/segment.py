@@ -11,11 +11,16 @@ linked pieces no seed reached are rescued as fragments of their own, growth resu
 fragments are agglomerated greedily by mean affinity on their shared faces (the waterz
 criterion, exact, with a lazy heap), then segments below `min_size` voxels are removed.
 
-Every voxel-wise stage is a compiled numba kernel (`@njit(cache=True)`; the passes
-without an order dependence run on numba's threads, over sections; the first call in a
-fresh environment compiles them, later processes load them from the cache). Connected
-components are a union-find over a raster scan whose labels come out in order of first
-appearance, as cc3d's do.
+How it runs: one threaded pass over the affinities gives each voxel a flag byte (its
+edges above the growth threshold, whether it is a seed core). Only flagged ("active")
+voxels can ever be labelled, so every later stage works on them alone, stored compactly
+in raster order with the positions of their face neighbours (see _CORE); the label
+volume is written once, at the end. Every loop is a compiled numba kernel
+(`@njit(cache=True)`; loops without an order dependence run on numba's threads, over
+sections; the first call in a fresh environment compiles them, later processes load
+them from the cache). Connected components are a union-find over positions whose roots
+are the components' first voxels, so labels come out in order of first appearance, as
+cc3d's do.
 
 `threshold_components` is the baseline: threshold affinities, connected components.
 Affinities use the waterz layout: `affs[c, z, y, x]` links a voxel to its -1 neighbour
@@ -91,13 +96,18 @@ warnings.filterwarnings("ignore", category=NumbaPerformanceWarning,
                                 r"but no transformation for parallel execution was possible")
 
 
-# Voxel flags, one byte a voxel, written by `_scan_kernel`: bit d (d = 0..5) says the edge
-# to the face neighbour in direction d (-z, +z, -y, +y, -x, +x) exists and its affinity
-# is above the growth threshold; _CORE says all in-plane affinities are above the seed
-# threshold; _MEMBER marks the voxels a connected-components pass labels (eroded seeds,
-# then the pieces a rescue labels). Voxels with no flag can never be labelled, so every
-# later pass visits only the "active" voxels, listed in raster order by `_active_kernel`
-# (about a sixth of a synthetic volume).
+# The active voxels. `_scan_kernel` gives every voxel a flag byte: bit d (d = 0..5) says
+# the edge to the face neighbour in direction d (-z, +z, -y, +y, -x, +x) exists and its
+# affinity is above the growth threshold; _CORE says all its in-plane affinities are
+# above the seed threshold; _MEMBER marks the voxels a connected-components pass labels
+# (eroded seeds, then the pieces a rescue labels). A voxel with no flag can never be
+# labelled, so the later stages work on the flagged ("active") voxels only (about a
+# sixth of a synthetic volume), stored compactly in raster order: position i has x
+# `xs[i]`, row (z, y) holds positions rows[z * ny + y] .. rows[z * ny + y + 1], and
+# `nb[k, i]` is the position of its active neighbour along -z, +z, -y, +y (k = 0..3; -1
+# where that neighbour is not active); along x the neighbours of i are i - 1 and i + 1.
+# `aff[c, i]` is the affinity of i's edge to its -1 neighbour along axis c. Every array
+# a stage touches is then small and read in order.
 _EDGES = 63
 _CORE = 64
 _MEMBER = 128
@@ -106,11 +116,11 @@ _MEMBER = 128
 @njit(cache=True, parallel=True)
 def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                  flags: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
-    """Edge bits and _CORE of every voxel; counts[z] = flagged voxels of section z."""
+    """Edge bits and _CORE of every voxel; counts[z * ny + y] = flagged voxels of row."""
     nz, ny, nx = flags.shape
     for z in prange(nz):
-        n = 0
         for y in range(ny):
+            n = 0
             for x in range(nx):
                 f = 0
                 m = np.float32(1.0)
@@ -143,322 +153,400 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                 flags[z, y, x] = f
                 if f != 0:
                     n += 1
-        counts[z] = n
+            counts[z * ny + y] = n
 
 
 @njit(cache=True, parallel=True)
-def _active_kernel(flags: np.ndarray, starts: np.ndarray, act: np.ndarray,
-                   low: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Flat indices of the flagged voxels, raster order (section z from starts[z]), and
-    which -1 neighbours they have (`low`: 1 along z, 2 along y, 4 along x)."""
+def _index_kernel(flags: np.ndarray, rows: np.ndarray, xs: np.ndarray, fc: np.ndarray,
+                  affs: np.ndarray, aff: np.ndarray,
+                  gather: bool) -> None:  # pragma: no cover - compiled
+    """x and flags of the flagged voxels, in raster order, and (`gather`) their
+    affinities to their -1 neighbours."""
     nz, ny, nx = flags.shape
     for z in prange(nz):
-        k = starts[z]
         for y in range(ny):
+            k = rows[z * ny + y]
             for x in range(nx):
-                if flags[z, y, x] != 0:
-                    act[k] = (z * ny + y) * nx + x
-                    low[k] = (z > 0) | ((y > 0) << 1) | ((x > 0) << 2)
+                f = flags[z, y, x]
+                if f != 0:
+                    xs[k] = x
+                    fc[k] = f
+                    if gather:
+                        aff[0, k] = affs[0, z, y, x]
+                        aff[1, k] = affs[1, z, y, x]
+                        aff[2, k] = affs[2, z, y, x]
                     k += 1
 
 
 @njit(cache=True, parallel=True)
-def _erode_kernel(ff: np.ndarray, act: np.ndarray, shape: tuple[int, int, int],
+def _flat_kernel(rows: np.ndarray, xs: np.ndarray, ny: int, nx: int,
+                 out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Flat voxel index of every position."""
+    for r in prange(len(rows) - 1):
+        for i in range(rows[r], rows[r + 1]):
+            out[i] = r * nx + xs[i]
+
+
+@njit(cache=True, parallel=True)
+def _clear_forward(nb: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(nb.shape[1]):
+        nb[1, i] = -1
+        nb[3, i] = -1
+
+
+@njit(cache=True, inline="always")
+def _match(rows: np.ndarray, xs: np.ndarray, nb: np.ndarray, r: int, q: int, back: int,
+           fwd: int) -> None:  # pragma: no cover - compiled
+    """Pair each voxel of row r with the voxel at its x in row q, its -1 neighbour row:
+    nb[back, i] = j and nb[fwd, j] = i (nb[back, i] = -1 where row q has none)."""
+    j = rows[q]
+    j1 = rows[q + 1]
+    for i in range(rows[r], rows[r + 1]):
+        x = xs[i]
+        while j < j1 and xs[j] < x:
+            j += 1
+        if j < j1 and xs[j] == x:
+            nb[back, i] = j
+            nb[fwd, j] = i
+        else:
+            nb[back, i] = -1
+
+
+@njit(cache=True, parallel=True)
+def _link_kernel(rows: np.ndarray, xs: np.ndarray, nz: int, ny: int,
+                 nb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """nb of every position (its +z and +y entries cleared beforehand: another row's
+    pass writes them)."""
+    for z in prange(nz):
+        for y in range(ny):
+            r = z * ny + y
+            if z > 0:
+                _match(rows, xs, nb, r, r - ny, 0, 1)
+            else:
+                nb[0, rows[r]:rows[r + 1]] = -1
+            if y > 0:
+                _match(rows, xs, nb, r, r - 1, 2, 3)
+            else:
+                nb[2, rows[r]:rows[r + 1]] = -1
+
+
+@njit(cache=True, parallel=True)
+def _erode_kernel(flags: np.ndarray, rows: np.ndarray, xs: np.ndarray, fc: np.ndarray,
                   dz: np.ndarray, dy: np.ndarray,
                   kmax: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Set _MEMBER on the _CORE voxels of `act` with no non-core voxel in any row
+    """Set _MEMBER on the _CORE positions with no non-core voxel in any row
     (z + dz, y + dy) within kmax along x (rows outside the volume are ignored)."""
-    nz, ny, nx = shape
-    sz = ny * nx
-    for i in prange(len(act)):
-        v = act[i]
-        if ff[v] & _CORE == 0:
-            continue
-        z = v // sz
-        y = (v - z * sz) // nx
-        x = v - z * sz - y * nx
-        keep = True
-        for j in range(len(dz)):
-            zz = z + dz[j]
-            yy = y + dy[j]
-            if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+    nz, ny, nx = flags.shape
+    for z in prange(nz):
+        for y in range(ny):
+            r = z * ny + y
+            for i in range(rows[r], rows[r + 1]):
+                if fc[i] & _CORE == 0:
+                    continue
+                x = xs[i]
+                keep = True
+                for j in range(len(dz)):
+                    zz = z + dz[j]
+                    yy = y + dy[j]
+                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+                        continue
+                    for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
+                        if flags[zz, yy, xx] & _CORE == 0:
+                            keep = False
+                            break
+                    if not keep:
+                        break
+                if keep:
+                    fc[i] |= _MEMBER
+
+
+@njit(cache=True, inline="always")
+def _find(parent: np.ndarray, i: int) -> int:  # pragma: no cover - compiled
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, inline="always")
+def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - compiled
+    """Union of the sets of a and b; the smaller root wins, so parent[i] <= i always."""
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+_CC_BLOCKS = 16  # blocks of sections labelled on their own (threads over blocks)
+
+
+@njit(cache=True, parallel=True)
+def _components_in_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
+                          aff: np.ndarray, bit: int, thr: np.float32, starts: np.ndarray,
+                          ny: int, parent: np.ndarray) -> None:  # pragma: no cover
+    """Union-find over positions of the links inside each block of sections
+    starts[b] .. starts[b + 1] (threads over blocks: a block's links never leave its
+    positions)."""
+    for b in prange(len(starts) - 1):
+        inner = rows[(starts[b] + 1) * ny]  # positions from here link to the block along z
+        for i in range(rows[starts[b] * ny], rows[starts[b + 1] * ny]):
+            f = fc[i]
+            if f & bit == 0:
                 continue
-            base = zz * sz + yy * nx
-            for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
-                if ff[base + xx] & _CORE == 0:
-                    keep = False
-                    break
-            if not keep:
-                break
-        if keep:
-            ff[v] |= _MEMBER
-
-
-@njit(cache=True, inline="always")
-def _find(parent: np.ndarray, v: int) -> int:  # pragma: no cover - compiled
-    while parent[v] != v:
-        parent[v] = parent[parent[v]]
-        v = parent[v]
-    return v
-
-
-@njit(cache=True, inline="always")
-def _union(parent: np.ndarray, root: int, other: int) -> int:  # pragma: no cover
-    """Join the sets of `root` (0 = none yet) and the root `other`; the smaller wins."""
-    if root == 0:
-        return other
-    if other != root:
-        lo = min(other, root)
-        parent[max(other, root)] = lo
-        return lo
-    return root
+            parent[i] = i
+            if f & 16 != 0 and fc[i - 1] & bit != 0 and aff[2, i] > thr:
+                _join(parent, i, i - 1)
+            if f & 4 != 0:
+                j = nb[2, i]
+                if fc[j] & bit != 0 and aff[1, i] > thr:
+                    _join(parent, i, j)
+            if f & 1 != 0 and i >= inner:
+                j = nb[0, i]
+                if fc[j] & bit != 0 and aff[0, i] > thr:
+                    _join(parent, i, j)
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _components_kernel(ff: np.ndarray, bit: int, act: np.ndarray,
-                       shape: tuple[int, int, int], a0: np.ndarray, a1: np.ndarray,
-                       a2: np.ndarray, thr: np.float32, min_size: int, lf: np.ndarray,
-                       offset: int) -> int:  # pragma: no cover - compiled
-    """Label the voxels of `act` flagged `bit` (a mask of flag bits: any of them), linked
-    by affinities > thr to flagged face neighbours, into `lf` (flat labels). thr is at
-    least the edge bits' threshold, so an edge bit says where a neighbour is.
+def _components_across_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
+                              aff: np.ndarray, bit: int, thr: np.float32,
+                              starts: np.ndarray, ny: int,
+                              parent: np.ndarray) -> None:  # pragma: no cover
+    """The links along z from each block's first section to the block before."""
+    for b in range(1, len(starts) - 1):
+        for i in range(rows[starts[b] * ny], rows[(starts[b] + 1) * ny]):
+            f = fc[i]
+            if f & bit != 0 and f & 1 != 0:
+                j = nb[0, i]
+                if fc[j] & bit != 0 and aff[0, i] > thr:
+                    _join(parent, i, j)
 
-    One raster pass gives each voxel a provisional label (a new one where no earlier
-    neighbour links to it; unions keep the smaller label, so a component's root is the
-    label of its first voxel); components are then numbered in order of first appearance.
-    Those under `min_size` voxels get 0, the others consecutive ids from offset + 1.
-    Other voxels are left untouched. Returns the number of components kept.
-    """
-    _, ny, nx = shape
-    sz = ny * nx
-    parent = np.empty(len(act) + 1, np.int64)
-    n = 0
-    for i in range(len(act)):
-        v = act[i]
-        f = ff[v]
-        if f & bit == 0:
-            continue
-        root = 0
-        if f & 16 != 0 and ff[v - 1] & bit != 0 and a2[v] > thr:
-            root = _find(parent, lf[v - 1])
-        if f & 4 != 0 and ff[v - nx] & bit != 0 and a1[v] > thr:
-            root = _union(parent, root, _find(parent, lf[v - nx]))
-        if f & 1 != 0 and ff[v - sz] & bit != 0 and a0[v] > thr:
-            root = _union(parent, root, _find(parent, lf[v - sz]))
-        if root == 0:
-            n += 1
-            parent[n] = n
-            root = n
-        lf[v] = root
-    for p in range(1, n + 1):  # parent[p] <= p: one forward pass reaches every root
-        parent[p] = parent[parent[p]]
-    sizes = np.zeros(n + 1, np.int64)
-    for i in range(len(act)):
-        v = act[i]
-        if ff[v] & bit != 0:
-            sizes[parent[lf[v]]] += 1
-    lut = np.zeros(n + 1, np.int64)
+
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _number_components(fc: np.ndarray, bit: int, parent: np.ndarray, min_size: int,
+                       offset: int, ids: np.ndarray) -> int:  # pragma: no cover
+    """Roots in position order are components in order of first appearance: ids[root]
+    = offset + 1, ... for those of min_size voxels or more (0 for the others)."""
+    for i in range(len(fc)):  # parent[i] <= i: one forward pass reaches every root
+        if fc[i] & bit != 0:
+            r = parent[parent[i]]
+            parent[i] = r
+            ids[r] += 1
     kept = 0
-    for p in range(1, n + 1):
-        if parent[p] == p and sizes[p] >= min_size:
-            kept += 1
-            lut[p] = offset + kept
-    _final_ids(ff, bit, act, parent, lut, lf)
+    for i in range(len(fc)):
+        if fc[i] & bit != 0 and parent[i] == i:
+            if ids[i] >= min_size:
+                kept += 1
+                ids[i] = offset + kept
+            else:
+                ids[i] = 0
     return kept
 
 
 @njit(cache=True, parallel=True)
-def _final_ids(ff: np.ndarray, bit: int, act: np.ndarray, parent: np.ndarray,
-               lut: np.ndarray, lf: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(len(act)):
-        v = act[i]
-        if ff[v] & bit != 0:
-            lf[v] = lut[parent[lf[v]]]
+def _assign_components(fc: np.ndarray, bit: int, parent: np.ndarray, ids: np.ndarray,
+                       lab: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(len(fc)):
+        if fc[i] & bit != 0:
+            lab[i] = ids[parent[i]]
 
 
 @njit(cache=True, parallel=True)
-def _mark_linked_free(ff: np.ndarray, act: np.ndarray, lf: np.ndarray,
-                      sz: int, nx: int) -> int:  # pragma: no cover - compiled
-    """_MEMBER on exactly the unlabelled voxels with a strong edge to an unlabelled
+def _mark_linked_free(lab: np.ndarray, fc: np.ndarray,
+                      nb: np.ndarray) -> None:  # pragma: no cover - compiled
+    """_MEMBER on exactly the unlabelled positions with a strong edge to an unlabelled
     neighbour (the only ones that can be in a component of two voxels or more)."""
-    n = 0
-    for i in prange(len(act)):
-        v = act[i]
-        f = ff[v] & ~_MEMBER
-        if lf[v] == 0 and ((f & 1 != 0 and lf[v - sz] == 0) or (f & 2 != 0 and lf[v + sz] == 0)
-                           or (f & 4 != 0 and lf[v - nx] == 0) or (f & 8 != 0 and lf[v + nx] == 0)
-                           or (f & 16 != 0 and lf[v - 1] == 0) or (f & 32 != 0 and lf[v + 1] == 0)):
+    for i in prange(len(fc)):
+        f = fc[i] & (_EDGES | _CORE)
+        if lab[i] == 0 and ((f & 1 != 0 and lab[nb[0, i]] == 0)
+                            or (f & 2 != 0 and lab[nb[1, i]] == 0)
+                            or (f & 4 != 0 and lab[nb[2, i]] == 0)
+                            or (f & 8 != 0 and lab[nb[3, i]] == 0)
+                            or (f & 16 != 0 and lab[i - 1] == 0)
+                            or (f & 32 != 0 and lab[i + 1] == 0)):
             f |= _MEMBER
-            n += 1
-        ff[v] = f
-    return n
+        fc[i] = f
 
 
 @njit(cache=True, inline="always")
-def _best(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
-          a2: np.ndarray, v: int, sz: int, nx: int, thr: np.float32,
-          sent: int) -> int:  # pragma: no cover - compiled
-    """Label of the strongest edge above thr to a labelled neighbour (0 if none).
+def _best(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray, i: int,
+          thr: np.float32) -> int:  # pragma: no cover - compiled
+    """Label of the strongest edge above thr to a labelled neighbour (0 if none; the
+    mark -1 is not a label).
 
     Order -z, +z, -y, +y, -x, +x; a later edge wins only if strictly stronger.
     """
-    f = ff[v]
+    f = fc[i]
     best = 0
     ba = thr
-    if f & 1:
-        n = lf[v - sz]
-        if n != 0 and n != sent and a0[v] > ba:
+    if f & 1 != 0:
+        n = lab[nb[0, i]]
+        if n > 0 and aff[0, i] > ba:
             best = n
-            ba = a0[v]
-    if f & 2:
-        n = lf[v + sz]
-        if n != 0 and n != sent and a0[v + sz] > ba:
+            ba = aff[0, i]
+    if f & 2 != 0:
+        j = nb[1, i]
+        n = lab[j]
+        if n > 0 and aff[0, j] > ba:
             best = n
-            ba = a0[v + sz]
-    if f & 4:
-        n = lf[v - nx]
-        if n != 0 and n != sent and a1[v] > ba:
+            ba = aff[0, j]
+    if f & 4 != 0:
+        n = lab[nb[2, i]]
+        if n > 0 and aff[1, i] > ba:
             best = n
-            ba = a1[v]
-    if f & 8:
-        n = lf[v + nx]
-        if n != 0 and n != sent and a1[v + nx] > ba:
+            ba = aff[1, i]
+    if f & 8 != 0:
+        j = nb[3, i]
+        n = lab[j]
+        if n > 0 and aff[1, j] > ba:
             best = n
-            ba = a1[v + nx]
-    if f & 16:
-        n = lf[v - 1]
-        if n != 0 and n != sent and a2[v] > ba:
+            ba = aff[1, j]
+    if f & 16 != 0:
+        n = lab[i - 1]
+        if n > 0 and aff[2, i] > ba:
             best = n
-            ba = a2[v]
-    if f & 32:
-        n = lf[v + 1]
-        if n != 0 and n != sent and a2[v + 1] > ba:
+            ba = aff[2, i]
+    if f & 32 != 0:
+        n = lab[i + 1]
+        if n > 0 and aff[2, i + 1] > ba:
             best = n
     return best
 
 
 @njit(cache=True, parallel=True)
-def _scan_layer(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
-                a2: np.ndarray, act: np.ndarray, sz: int, nx: int, thr: np.float32,
-                sent: int, buf: np.ndarray) -> int:  # pragma: no cover - compiled
-    """The labels of one growth layer over all active voxels (threaded): buf[i] gets the
-    `_best` label of unlabelled voxel act[i] (0 elsewhere). Returns the count."""
+def _assign_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                  cand: np.ndarray, nc: int, thr: np.float32,
+                  fl: np.ndarray) -> None:  # pragma: no cover - compiled
+    for k in prange(nc):
+        fl[k] = _best(lab, fc, nb, aff, cand[k], thr)
+
+
+@njit(cache=True, parallel=True)
+def _free_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                thr: np.float32, free: np.ndarray, nfree: int,
+                buf: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The labels of one growth layer (threaded): buf[k] gets the `_best` label of the
+    unlabelled position free[k] (0 if none). Returns the count."""
     n = 0
-    for i in prange(len(act)):
-        v = act[i]
-        b = 0
-        if lf[v] == 0:
-            b = _best(lf, ff, a0, a1, a2, v, sz, nx, thr, sent)
-            if b != 0:
-                n += 1
-        buf[i] = b
+    for k in prange(nfree):
+        b = _best(lab, fc, nb, aff, free[k], thr)
+        if b != 0:
+            n += 1
+        buf[k] = b
     return n
 
 
 @njit(cache=True, parallel=True)
-def _write_labels(lf: np.ndarray, idx: np.ndarray, vals: np.ndarray,
-                  n: int) -> None:  # pragma: no cover - compiled
-    """lf[idx[i]] = vals[i] where vals[i] != 0, i < n. A kernel of its own: numba fuses
-    consecutive parallel loops, and a layer's labels must be chosen before any is
+def _write_at(lab: np.ndarray, idx: np.ndarray, vals: np.ndarray,
+              n: int) -> None:  # pragma: no cover - compiled
+    """lab[idx[k]] = vals[k] where vals[k] != 0, k < n. A kernel of its own: numba fuses
+    consecutive parallel loops, and a layer's labels must all be chosen before any is
     written."""
-    for i in prange(n):
-        if vals[i] != 0:
-            lf[idx[i]] = vals[i]
+    for k in prange(n):
+        if vals[k] != 0:
+            lab[idx[k]] = vals[k]
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _collect(buf: np.ndarray, act: np.ndarray,
-             front: np.ndarray) -> int:  # pragma: no cover - compiled
-    """The voxels act[i] with buf[i] != 0, in raster order."""
+def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int,
+                done: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Keep in `free` (in order) the positions a layer left unlabelled; the others go
+    to `done`. Returns both counts."""
+    nk = 0
+    nd = 0
+    for k in range(nfree):
+        if buf[k] == 0:
+            free[nk] = free[k]
+            nk += 1
+        else:
+            done[nd] = free[k]
+            nd += 1
+    return nk, nd
+
+
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _free_positions(lab: np.ndarray, free: np.ndarray) -> int:  # pragma: no cover
     n = 0
-    for i in range(len(act)):
-        if buf[i] != 0:
-            front[n] = act[i]
+    for i in range(len(lab)):
+        if lab[i] == 0:
+            free[n] = i
             n += 1
     return n
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _next_layer(lf: np.ndarray, ff: np.ndarray, front: np.ndarray, nf: int, sz: int,
-                nx: int, sent: int, cand: np.ndarray) -> int:  # pragma: no cover
-    """Unlabelled neighbours across strong edges of the voxels just labelled, each once
-    (marked `sent`)."""
-    offs = (-sz, sz, -nx, nx, -1, 1)
+def _next_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, front: np.ndarray,
+                nf: int, cand: np.ndarray) -> int:  # pragma: no cover - compiled
+    """Unlabelled neighbours across strong edges of the positions just labelled, each
+    once (marked -1)."""
     nc = 0
-    for i in range(nf):
-        u = front[i]
-        f = ff[u]
+    for k in range(nf):
+        u = front[k]
+        f = fc[u]
         for d in range(6):
             if f & (1 << d) != 0:
-                w = u + offs[d]
-                if lf[w] == 0:
-                    lf[w] = sent
+                w = nb[d, u] if d < 4 else (u - 1 if d == 4 else u + 1)
+                if lab[w] == 0:
+                    lab[w] = -1
                     cand[nc] = w
                     nc += 1
     return nc
 
 
 @njit(cache=True, parallel=True)
-def _assign_layer(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
-                  a2: np.ndarray, cand: np.ndarray, nc: int, sz: int, nx: int,
-                  thr: np.float32, sent: int,
-                  fl: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(nc):
-        fl[i] = _best(lf, ff, a0, a1, a2, cand[i], sz, nx, thr, sent)
-
-
-@njit(cache=True, parallel=True)
-def _count_free(lf: np.ndarray, act: np.ndarray) -> int:  # pragma: no cover - compiled
+def _count_free(lab: np.ndarray) -> int:  # pragma: no cover - compiled
     n = 0
-    for i in prange(len(act)):
-        if lf[act[i]] == 0:
+    for i in prange(len(lab)):
+        if lab[i] == 0:
             n += 1
     return n
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _grow_kernel(lf: np.ndarray, ff: np.ndarray, a0: np.ndarray, a1: np.ndarray,
-                 a2: np.ndarray, act: np.ndarray, sz: int, nx: int, thr: np.float32,
-                 max_iter: int, sent: int) -> int:  # pragma: no cover - compiled
+def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                 thr: np.float32, max_iter: int) -> int:  # pragma: no cover - compiled
     """Synchronous breadth-first growth; returns the number of layers grown.
 
-    Each layer gives every unlabelled voxel with a strong edge to a voxel labelled before
+    Each layer gives every unlabelled position with a strong edge to one labelled before
     the layer the label of its strongest such edge. While layers are big (over 1/16 of
-    the active voxels) a layer is a threaded pass over the active voxels (`_scan_layer`);
-    then the growth follows the frontier: a layer's candidates are marked `sent`, given
-    their label (`_best` ignores marks), then written, and the next layer's candidates
-    come from the voxels just labelled. Both ways give the same labels. The voxel loops
-    live in helpers that reassign no array (numba would otherwise count references
-    inside them).
+    the positions) a layer is a threaded pass over the positions still unlabelled
+    (`_free_layer`); then the growth follows the frontier: a layer's candidates are
+    marked -1, given their label (`_best` ignores marks), then written, and the next
+    layer's candidates come from the positions just labelled. Both ways give the same
+    labels. The loops live in helpers that reassign no array (numba would otherwise
+    count references inside them).
     """
-    n_free = _count_free(lf, act)
+    n_free = _count_free(lab)
     if max_iter <= 0 or n_free == 0:
         return 0
-    buf = np.empty(len(act), lf.dtype)
-    big = len(act) // 16
+    free = np.empty(n_free, nb.dtype)
+    cand = np.empty(n_free, nb.dtype)
+    buf = np.empty(n_free, lab.dtype)
+    nfree = _free_positions(lab, free)
+    big = len(lab) // 16
     layers = 0
+    nc = 0
     while layers < max_iter:
-        nc = _scan_layer(lf, ff, a0, a1, a2, act, sz, nx, thr, sent, buf)
-        _write_labels(lf, act, buf, len(act))
+        nc = _free_layer(lab, fc, nb, aff, thr, free, nfree, buf)
+        _write_at(lab, free, buf, nfree)
         if nc == 0:
             return layers
         layers += 1
+        nfree, nc = _split_free(free, buf, nfree, cand)
         if nc <= big:
             break
     if layers >= max_iter:
         return layers
-    front = np.empty(n_free, act.dtype)
-    cand = np.empty(n_free, act.dtype)
-    fl = np.empty(n_free, lf.dtype)
-    nf = _collect(buf, act, front)
-    nc = _next_layer(lf, ff, front, nf, sz, nx, sent, cand)
+    front = free  # the positions still free are not needed any more
+    nc = _next_layer(lab, fc, nb, cand, nc, front)
     while nc > 0:
-        _assign_layer(lf, ff, a0, a1, a2, cand, nc, sz, nx, thr, sent, fl)
-        _write_labels(lf, cand, fl, nc)
+        _assign_layer(lab, fc, nb, aff, front, nc, thr, buf)
+        _write_at(lab, front, buf, nc)
         layers += 1
         if layers >= max_iter:
             break
-        nc = _next_layer(lf, ff, cand, nc, sz, nx, sent, front)
+        nc = _next_layer(lab, fc, nb, front, nc, cand)
         cand, front = front, cand
     return layers
 
@@ -481,20 +569,43 @@ def _rehash(ea: np.ndarray, eb: np.ndarray, ne: int,
     return table
 
 
-_RG_CHUNK = 1 << 16  # voxels visited between checks of the contact table's room
+_RG_CHUNK = 1 << 12  # positions visited between checks of the contact table's room
+
+
+@njit(cache=True, parallel=True)
+def _faces_kernel(lab: np.ndarray, nb: np.ndarray, rows: np.ndarray, xs: np.ndarray,
+                  nz: int, ny: int, faces: np.ndarray) -> None:  # pragma: no cover
+    """faces[i]: which of position i's -z, -y, -x faces (bits 1, 2, 4) touch another
+    label (threads over sections)."""
+    for z in prange(nz):
+        for r in range(z * ny, (z + 1) * ny):
+            first = rows[r]
+            for i in range(first, rows[r + 1]):
+                f = 0
+                p = lab[i]
+                if p > 0:
+                    j = nb[0, i]
+                    if j >= 0 and lab[j] > 0 and lab[j] != p:
+                        f |= 1
+                    j = nb[2, i]
+                    if j >= 0 and lab[j] > 0 and lab[j] != p:
+                        f |= 2
+                    if i > first and xs[i - 1] == xs[i] - 1 and lab[i - 1] > 0 \
+                            and lab[i - 1] != p:
+                        f |= 4
+                faces[i] = f
 
 
 @njit(cache=True)
-def _region_graph_kernel(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.ndarray,
-                         visit: np.ndarray, low: np.ndarray, sz: int, nx: int) -> tuple[
+def _region_graph_kernel(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                         faces: np.ndarray) -> tuple[
         np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """Distinct (a < b) contacts with float64 sums accumulated in raster order (per
-    voxel: its -z, -y, -x faces).
+    voxel: its -z, -y, -x faces, as `faces` lists them); each contact is seen from its
+    later voxel.
 
-    `visit` lists (raster order) every labelled voxel, maybe with unlabelled ones, and
-    `low` which -1 neighbours each has; each contact is seen from its later voxel.
-    Open-addressing hash on (a, b), grown (only between chunks of visits, so the inner
-    loops never reassign an array) to keep room for a chunk's worth of new contacts.
+    Open-addressing hash on (a, b), grown (only between chunks of positions, so the
+    inner loops never reassign an array) to keep room for a chunk's worth of contacts.
     """
     cap = 1 << 12
     while cap < 12 * _RG_CHUNK:
@@ -505,9 +616,9 @@ def _region_graph_kernel(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.
     es = np.zeros(cap // 2, np.float64)
     ec = np.zeros(cap // 2, np.int64)
     ne = 0
-    last = np.full(6, -1, np.int64)  # per axis, the last contact: a, b (its edge: eix)
+    last = np.full(6, -1, np.int64)  # per axis, the last contact's a, b (its edge: eix)
     eix = np.full(3, -1, np.int64)
-    for i0 in range(0, len(visit), _RG_CHUNK):
+    for i0 in range(0, len(faces), _RG_CHUNK):
         if 2 * (ne + 3 * _RG_CHUNK) > cap:
             cap *= 2
             ea2 = np.empty(cap // 2, np.int64)
@@ -520,9 +631,8 @@ def _region_graph_kernel(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.
             ec2[:ne] = ec[:ne]
             ea, eb, es, ec = ea2, eb2, es2, ec2
             table = _rehash(ea, eb, ne, cap)
-        ne = _region_graph_chunk(lf, a0, a1, a2, visit, low, i0,
-                                 min(i0 + _RG_CHUNK, len(visit)), sz, nx, table, ea, eb,
-                                 es, ec, ne, last, eix)
+        ne = _region_graph_chunk(lab, nb, aff, faces, i0, min(i0 + _RG_CHUNK, len(faces)),
+                                 table, ea, eb, es, ec, ne, last, eix)
     return ea[:ne], eb[:ne], es[:ne], ec[:ne]
 
 
@@ -558,30 +668,26 @@ def _contact(p: int, q: int, w: np.float32, c: int, table: np.ndarray, ea: np.nd
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _region_graph_chunk(lf: np.ndarray, a0: np.ndarray, a1: np.ndarray, a2: np.ndarray,
-                        visit: np.ndarray, low: np.ndarray, i0: int, i1: int, sz: int,
-                        nx: int, table: np.ndarray, ea: np.ndarray, eb: np.ndarray,
-                        es: np.ndarray, ec: np.ndarray, ne: int, last: np.ndarray,
+def _region_graph_chunk(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                        faces: np.ndarray, i0: int, i1: int, table: np.ndarray,
+                        ea: np.ndarray, eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
+                        ne: int, last: np.ndarray,
                         eix: np.ndarray) -> int:  # pragma: no cover - compiled
-    """Contacts of visits i0..i1 into the hash (which has room for them)."""
+    """Contacts of positions i0..i1 into the hash (which has room for them)."""
     for i in range(i0, i1):
-        v = visit[i]
-        p = int(lf[v])
-        if p == 0:
+        f = faces[i]
+        if f == 0:
             continue
-        lo = low[i]
-        if lo & 1 != 0:
-            q = int(lf[v - sz])
-            if q != p and q != 0:
-                ne = _contact(p, q, a0[v], 0, table, ea, eb, es, ec, ne, last, eix)
-        if lo & 2 != 0:
-            q = int(lf[v - nx])
-            if q != p and q != 0:
-                ne = _contact(p, q, a1[v], 1, table, ea, eb, es, ec, ne, last, eix)
-        if lo & 4 != 0:
-            q = int(lf[v - 1])
-            if q != p and q != 0:
-                ne = _contact(p, q, a2[v], 2, table, ea, eb, es, ec, ne, last, eix)
+        p = int(lab[i])
+        if f & 1 != 0:
+            ne = _contact(p, int(lab[nb[0, i]]), aff[0, i], 0, table, ea, eb, es, ec, ne,
+                          last, eix)
+        if f & 2 != 0:
+            ne = _contact(p, int(lab[nb[2, i]]), aff[1, i], 1, table, ea, eb, es, ec, ne,
+                          last, eix)
+        if f & 4 != 0:
+            ne = _contact(p, int(lab[i - 1]), aff[2, i], 2, table, ea, eb, es, ec, ne,
+                          last, eix)
     return ne
 
 
@@ -707,31 +813,39 @@ def _renumber(flat: np.ndarray, lut: np.ndarray, new: np.ndarray,
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _filter_renumber_active(lf: np.ndarray, act: np.ndarray, lut: np.ndarray,
-                            min_size: int) -> int:  # pragma: no cover - compiled
-    """`_filter_renumber` in place on flat labels that are 0 outside `act` (raster
-    order). Returns N."""
+def _final_ids(lab: np.ndarray, lut: np.ndarray,
+               min_size: int) -> np.ndarray:  # pragma: no cover - compiled
+    """`_new_ids` of the segments lut[lab] (positions in raster order, labels >= 0)."""
     counts = np.zeros(len(lut), np.int64)
     order = np.empty(len(lut), np.int64)
     n_seen = 0
-    for i in range(len(act)):
-        s = lut[lf[act[i]]]
+    for i in range(len(lab)):
+        s = lut[lab[i]]
         if s != 0:
             if counts[s] == 0:
                 order[n_seen] = s
                 n_seen += 1
             counts[s] += 1
-    new = _new_ids(order, n_seen, counts, min_size)
-    _renumber_active(lf, act, lut, new)
-    return int(new.max()) if len(new) else 0
+    return _new_ids(order, n_seen, counts, min_size)
 
 
 @njit(cache=True, parallel=True)
-def _renumber_active(lf: np.ndarray, act: np.ndarray, lut: np.ndarray,
-                     new: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(len(act)):
-        v = act[i]
-        lf[v] = new[lut[lf[v]]]
+def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.ndarray,
+                    xs: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """Every voxel of `out`: new[lut[lab[i]]] at position i, 0 elsewhere (threads over
+    sections; `out` need not be zeroed)."""
+    nz, ny, nx = out.shape
+    for z in prange(nz):
+        for y in range(ny):
+            r = z * ny + y
+            k = rows[r]
+            k1 = rows[r + 1]
+            for x in range(nx):
+                if k < k1 and xs[k] == x:
+                    out[z, y, x] = new[lut[lab[k]]]
+                    k += 1
+                else:
+                    out[z, y, x] = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -739,32 +853,65 @@ def _renumber_active(lf: np.ndarray, act: np.ndarray, lut: np.ndarray,
 
 
 @dataclass(frozen=True)
-class _Scan:
-    """Flags of every voxel (see _CORE) and the flagged ("active") voxels, raster order."""
+class _Active:
+    """The active voxels of a volume (see _CORE): compact, in raster order."""
 
-    flags: np.ndarray  # flat uint8
-    act: np.ndarray  # flat indices, int64
-    low: np.ndarray  # per active voxel, its -1 neighbours: 1 along z, 2 along y, 4 along x
     shape: tuple[int, int, int]
+    flags: np.ndarray  # (z, y, x) uint8, every voxel
+    rows: np.ndarray  # (nz * ny + 1,) int64: row (z, y) holds positions rows[r]..rows[r+1]
+    xs: np.ndarray  # (n,) int32
+    fc: np.ndarray  # (n,) uint8: the flags, then _MEMBER as stages set it
+    nb: np.ndarray  # (n, 4) int32: positions along -z, +z, -y, +y, or -1
+    aff: np.ndarray  # (n, 3) float32: affinity to the -1 neighbour along z, y, x
 
 
-def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf) -> _Scan:
-    """Edge bits at `threshold` and _CORE at `core_threshold` (affs: float32, contiguous)."""
-    shape = (int(affs.shape[1]), int(affs.shape[2]), int(affs.shape[3]))
-    flags = np.empty(shape, np.uint8)
-    counts = np.zeros(shape[0], np.int64)
+_NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
+
+
+def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None) -> _Active:
+    """Index the voxels with a flag (`counts`: how many per row); link and gather their
+    affinities when `affs` (float32, contiguous) is given."""
+    nz, ny, nx = (int(s) for s in flags.shape)
+    rows = np.zeros(nz * ny + 1, np.int64)
+    np.cumsum(counts, out=rows[1:])
+    n = int(rows[-1])
+    if n >= 2**31 - 1:
+        raise ValueError(f"{n} active voxels: too many for one block, segment in slabs "
+                         "(--block-sections)")
+    xs = np.empty(n, np.int32)
+    fc = np.empty(n, np.uint8)
+    nb = np.empty((4, n) if affs is not None else (4, 0), np.int32)
+    aff = np.empty((3, n) if affs is not None else (3, 0), np.float32)
+    _index_kernel(flags, rows, xs, fc, affs if affs is not None else _NO_AFFS, aff,
+                  affs is not None)
+    if affs is not None:
+        _clear_forward(nb)
+        _link_kernel(rows, xs, nz, ny, nb)
+    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff)
+
+
+def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf) -> _Active:
+    """Active voxels of float32 affinities: edge bits at `threshold`, _CORE at
+    `core_threshold`."""
+    nz, ny, nx = (int(s) for s in affs.shape[1:])
+    flags = np.empty((nz, ny, nx), np.uint8)
+    counts = np.empty(nz * ny, np.int64)
     _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
-    starts = np.zeros(shape[0] + 1, np.int64)
-    np.cumsum(counts, out=starts[1:])
-    act = np.empty(int(starts[-1]), np.int64)
-    low = np.empty(len(act), np.uint8)
-    _active_kernel(flags, starts, act, low)
-    return _Scan(flags.reshape(-1), act, low, shape)
+    return _active(flags, counts, affs)
 
 
-def _channels(affs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    flat = affs.reshape(3, -1)
-    return flat[0], flat[1], flat[2]
+def _of_mask(mask: np.ndarray, affs: np.ndarray | None) -> _Active:
+    """The voxels of a boolean mask as active voxels (no edge bits; _CORE set)."""
+    flags = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(_CORE)
+    counts = np.count_nonzero(flags, axis=2).reshape(-1).astype(np.int64)
+    return _active(flags, counts, affs)
+
+
+def _flat(act: _Active) -> np.ndarray:
+    """Flat voxel index of every position."""
+    out = np.empty(len(act.xs), np.int64)
+    _flat_kernel(act.rows, act.xs, act.shape[1], act.shape[2], out)
+    return out
 
 
 def _ball_rows(voxel_size_zyx: tuple[float, float, float], distance_nm: float,
@@ -789,47 +936,47 @@ def _ball_rows(voxel_size_zyx: tuple[float, float, float], distance_nm: float,
     return arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy()
 
 
-def _erode(scan: _Scan, voxel_size_zyx: tuple[float, float, float],
+def _erode(act: _Active, voxel_size_zyx: tuple[float, float, float],
            distance_nm: float) -> None:
-    """_MEMBER on the _CORE voxels with no other voxel within `distance_nm` (cost: the
-    ball's row lengths summed, per core voxel)."""
+    """_MEMBER on the _CORE positions with no other voxel within `distance_nm` (cost:
+    the ball's row lengths summed, per core voxel)."""
     if distance_nm < 0:  # every core voxel is further than that from the background
-        scan.flags[scan.act[(scan.flags[scan.act] & _CORE) != 0]] |= _MEMBER
+        act.fc[(act.fc & _CORE) != 0] |= _MEMBER
         return
-    dz, dy, kmax = _ball_rows(voxel_size_zyx, distance_nm, scan.shape[2])
-    _erode_kernel(scan.flags, scan.act, scan.shape, dz, dy, kmax)
+    dz, dy, kmax = _ball_rows(voxel_size_zyx, distance_nm, act.shape[2])
+    _erode_kernel(act.flags, act.rows, act.xs, act.fc, dz, dy, kmax)
 
 
 def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
           distance_nm: float) -> np.ndarray:
     """Voxels of `core` with no background voxel within `distance_nm` (anisotropic), i.e.
     `edt(core, anisotropy=voxel_size_zyx, black_border=False) > distance_nm`."""
-    core = np.ascontiguousarray(core, dtype=bool)
     if distance_nm < 0:
         return np.ones(core.shape, bool)
-    act = np.flatnonzero(core)
-    scan = _Scan((core.view(np.uint8) * np.uint8(_CORE)).reshape(-1), act,
-                 np.zeros(len(act), np.uint8), (core.shape[0], core.shape[1], core.shape[2]))
-    _erode(scan, voxel_size_zyx, distance_nm)
-    return ((scan.flags & _MEMBER) != 0).reshape(core.shape)
+    act = _of_mask(core, None)
+    _erode(act, voxel_size_zyx, distance_nm)
+    out = np.zeros(core.shape, bool)
+    out.reshape(-1)[_flat(act)[(act.fc & _MEMBER) != 0]] = True
+    return out
 
 
-def _components(scan: _Scan, bit: int, affs: np.ndarray, threshold: float,
-                min_size: int, labels: np.ndarray, offset: int = 0) -> int:
-    """Connected components of the voxels flagged `bit` along affinities > threshold,
-    written into `labels` (flat) as offset + 1, ...; returns how many were kept."""
-    return int(_components_kernel(scan.flags, bit, scan.act, scan.shape, *_channels(affs),
-                                  np.float32(threshold), int(min_size), labels,
-                                  int(offset)))
-
-
-def _grow(scan: _Scan, labels: np.ndarray, affs: np.ndarray, threshold: float,
-          max_iter: int) -> None:
-    """`grow` on flat labels, with the edge bits of `scan` (taken at `threshold`)."""
-    sent = int(np.iinfo(labels.dtype).max)
-    _, ny, nx = scan.shape
-    _grow_kernel(labels, scan.flags, *_channels(affs), scan.act, ny * nx, nx,
-                 np.float32(threshold), int(max_iter), sent)
+def _components(act: _Active, bit: int, threshold: float, min_size: int,
+                lab: np.ndarray, offset: int = 0) -> int:
+    """Connected components of the positions flagged `bit` (any of its bits) along
+    affinities > threshold (at least the edge bits' threshold), written into `lab`
+    (positions) as offset + 1, ... in order of first appearance, 0 for those under
+    `min_size` voxels; returns how many were kept."""
+    nz, ny, _ = act.shape
+    thr = np.float32(threshold)
+    parent = np.empty(len(act.fc), np.int32)
+    starts = np.unique(np.linspace(0, nz, _CC_BLOCKS + 1).astype(np.int64))
+    _components_in_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny, parent)
+    _components_across_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny,
+                              parent)
+    ids = np.zeros(len(act.fc), lab.dtype)
+    kept = int(_number_components(act.fc, bit, parent, int(min_size), int(offset), ids))
+    _assign_components(act.fc, bit, parent, ids, lab)
+    return kept
 
 
 def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int = 64) -> None:
@@ -837,7 +984,7 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
 
     Each pass assigns every unlabelled voxel that touches a labelled one through a strong
     edge the label of its strongest such edge (breadth-first watershed), for at most
-    `max_iter` passes. The largest value of the label dtype is reserved.
+    `max_iter` passes. Labels must be integers below 2**63.
     """
     if not labels.flags.c_contiguous:
         raise ValueError("labels must be C-contiguous to grow in place")
@@ -845,29 +992,31 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     if labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be integers, got {labels.dtype}")
     affs = _f32(affs)
-    _grow(_scan(affs, threshold), labels.reshape(-1), affs, threshold, max_iter)
-
-
-def _region_graph(labels: np.ndarray, affs: np.ndarray, visit: np.ndarray,
-                  low: np.ndarray, shape: tuple[int, int, int]) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray]:
-    ea, eb, es, ec = _region_graph_kernel(labels, *_channels(affs), visit, low,
-                                          shape[1] * shape[2], shape[2])
-    order = np.lexsort((eb, ea))
-    pairs = np.stack([ea[order], eb[order]], axis=1).astype(np.uint64)
-    return pairs, es[order], ec[order]
+    act = _scan(affs, threshold)
+    at = _flat(act)
+    flat = labels.reshape(-1)
+    lab = flat[at].astype(np.int64)
+    _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter))
+    flat[at] = lab.astype(labels.dtype)
 
 
 def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]:
     """Fragment adjacency: pairs (E, 2) with a < b (sorted), summed affinity, face count."""
     _check(affs)
-    lab = np.ascontiguousarray(labels).reshape(-1)
-    shape = (int(affs.shape[1]), int(affs.shape[2]), int(affs.shape[3]))
-    visit = np.flatnonzero(lab)
-    z, y, x = np.unravel_index(visit, shape)
-    low = ((z > 0) | ((y > 0) << 1) | ((x > 0) << 2)).astype(np.uint8)
-    return _region_graph(lab, _f32(affs), visit, low, shape)
+    labels = np.ascontiguousarray(labels)
+    act = _of_mask(labels != 0, _f32(affs))
+    return _region_graph(act, labels.reshape(-1)[_flat(act)].astype(np.int64))
+
+
+def _region_graph(act: _Active, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    faces = np.empty(len(lab), np.uint8)
+    _faces_kernel(lab, act.nb, act.rows, act.xs, act.shape[0], act.shape[1], faces)
+    ea, eb, es, ec = _region_graph_kernel(lab, act.nb, act.aff, faces)
+    order = np.lexsort((eb, ea))
+    pairs = np.stack([ea[order], eb[order]], axis=1).astype(np.uint64)
+    return pairs, es[order], ec[order]
 
 
 def _merge(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float,
@@ -939,9 +1088,9 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
              ) -> tuple[np.ndarray, int]:
     """Our segmentation of float32 affinities: (uint64 labels 1..N, N).
 
-    One pass over the affinities flags the voxels; every later stage visits only the
-    flagged ones and works in place on one int64 label volume, returned as uint64.
-    `timings`, when given, gets the seconds of each stage.
+    One pass over the affinities flags the voxels; every later stage works on the
+    compact active voxels (see _CORE) and writes the volume once at the end. `timings`,
+    when given, gets the seconds of each stage.
     """
     t = time.perf_counter()
 
@@ -952,28 +1101,31 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
             timings[stage] = now - t
             t = now
 
-    scan = _scan(affs, p.grow_threshold, p.seed_threshold)
-    lab = np.zeros(scan.flags.size, np.int64)
-    lap("scan (edge flags, active voxels)")
-    _erode(scan, voxel_size_zyx, p.seed_distance_nm)
-    n_seeds = _components(scan, _MEMBER, affs, p.seed_threshold, max(p.min_seed, 1), lab)
+    act = _scan(affs, p.grow_threshold, p.seed_threshold)
+    lab = np.zeros(len(act.fc), np.int32)  # fewer than 2**31 positions
+    lap("scan (edge flags, active voxels, their links)")
+    _erode(act, voxel_size_zyx, p.seed_distance_nm)
+    n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab)
     lap("seeds (erosion, components)")
-    _grow(scan, lab, affs, p.grow_threshold, p.grow_layers)
+    thr = np.float32(p.grow_threshold)
+    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, int(p.grow_layers))
     lap(f"grow ({p.grow_layers} layers)")
-    _, ny, nx = scan.shape
-    _mark_linked_free(scan.flags, scan.act, lab, ny * nx, nx)
-    n_frag = n_seeds + _components(scan, _MEMBER, affs, p.grow_threshold,
-                                   max(p.min_seed, 2), lab, n_seeds)
+    _mark_linked_free(lab, act.fc, act.nb)
+    n_frag = n_seeds + _components(act, _MEMBER, p.grow_threshold, max(p.min_seed, 2),
+                                   lab, n_seeds)
     lap("rescue")
-    _grow(scan, lab, affs, p.grow_threshold, 64)
+    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, 64)
     lap("grow (rest)")
-    pairs, sums, cnt = _region_graph(lab, affs, scan.act, scan.low, scan.shape)
+    pairs, sums, cnt = _region_graph(act, lab)
     lap("region graph")
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
     lap("agglomerate")
-    n = _filter_renumber_active(lab, scan.act, _lut(frag, rep, n_frag + 1), int(min_size))
-    lap("relabel + size filter")
-    return lab.view(np.uint64).reshape(scan.shape), n
+    lut = _lut(frag, rep, n_frag + 1)
+    new = _final_ids(lab, lut, int(min_size))
+    out = np.empty(act.shape, np.uint64)
+    _write_segments(lab, lut, new, act.rows, act.xs, out)
+    lap("size filter, labels written")
+    return out, int(new.max()) if len(new) else 0
 
 
 def seeded_segmentation(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float],
@@ -1063,7 +1215,9 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     """Baseline: keep affinities above `threshold`, label connected components."""
     _check(affs)
     affs = _f32(affs)
-    scan = _scan(affs, threshold)  # active: the voxels with an edge above threshold
-    lab = np.zeros(scan.flags.size, np.uint32)
-    _components(scan, _EDGES, affs, threshold, 1, lab)
-    return size_filter(lab.reshape(scan.shape), min_size)
+    act = _scan(affs, threshold)  # active: the voxels with an edge above threshold
+    lab = np.zeros(len(act.fc), np.int64)
+    _components(act, _EDGES, threshold, 1, lab)
+    out = np.zeros(act.shape, np.uint32)
+    out.reshape(-1)[_flat(act)] = lab
+    return size_filter(out, min_size)

@@ -48,34 +48,15 @@ def run_mwatershed(affs: np.ndarray) -> np.ndarray:
 
 
 def stage_times(affs: np.ndarray, vs: tuple[float, float, float],
-                p: segment.SegParams) -> dict[str, float]:
-    """Seconds per stage of `segment.seeded_segmentation` (one run, same calls)."""
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        out[name] = now - t
-        t = now
-
-    affs = np.ascontiguousarray(affs, np.float32)
-    lab = segment.make_seeds(affs, vs, p)
-    lap("seeds (interior, erosion, components)")
-    segment.grow(lab, affs, p.grow_threshold, p.grow_layers)
-    lap(f"grow ({p.grow_layers} layers)")
-    segment.rescue(lab, affs, p.grow_threshold, p.min_seed)
-    lap("rescue")
-    segment.grow(lab, affs, p.grow_threshold)
-    lap("grow (rest)")
-    pairs, sums, cnt = segment.region_graph(lab, affs)
-    lap(f"region graph ({len(pairs)} edges)")
-    mapping = segment.agglomerate(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
-    lap(f"agglomerate ({len(mapping)} merges)")
-    segment.relabel(lab, mapping)
-    segment.size_filter(lab, p.min_size)
-    lap("relabel + size filter")
-    return out
+                p: segment.SegParams, runs: int) -> dict[str, float]:
+    """Seconds per stage of `segment.seeded_segmentation`, the median of `runs` runs."""
+    seen: dict[str, list[float]] = {}
+    for _ in range(runs):
+        out: dict[str, float] = {}
+        segment.seeded_segmentation(affs, vs, p, timings=out)
+        for k, v in out.items():
+            seen.setdefault(k, []).append(v)
+    return {k: float(np.median(v)) for k, v in seen.items()}
 
 
 def main() -> None:
@@ -83,7 +64,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="cube edge in voxels")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=int, default=5,
                     help="timing repeats (the best counts); mwatershed runs once")
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/results.json"))
     ap.add_argument("--skip", default="", help="comma list of methods to skip")
@@ -137,7 +118,8 @@ def main() -> None:
     crop = np.ascontiguousarray(affs[:, :32, :32, :32])
     segment.seeded_segmentation(crop, vs, params)
     segment.threshold_components(crop, 0.5, params.min_size)
-    segment.relabel(segment.size_filter(segment.make_seeds(crop, vs, params), 1), {1: 2})
+    segment.relabel(segment.size_filter(segment.seeded_segmentation(crop, vs, params), 1),
+                    {1: 2})
     t_warm = time.perf_counter() - t
     con.print(f"warm-up (numba compile / cache load, not timed): {t_warm:.1f} s")
     rows = []
@@ -160,7 +142,7 @@ def main() -> None:
                      **{k: sc[k] for k in ("voi_split", "voi_merge", "voi", "nerl", "arand",
                                            "n_segments")}})
         con.print(f"{name}: {best:.2f} s")
-    stages = stage_times(affs.copy(), vs, params) if "ours" not in skip else {}
+    stages = stage_times(affs, vs, params, args.repeats) if "ours" not in skip else {}
     for k, v in stages.items():
         con.print(f"  ours, {k}: {v:.3f} s")
     perfect = pipeline.segmentation_scores(

@@ -89,10 +89,11 @@ def _random_affs(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.nd
     return rng.random((3, *shape)).astype(np.float32)
 
 
+@pytest.mark.parametrize("shape", [(5, 6, 7), (1, 6, 7), (5, 1, 7), (5, 6, 1)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_region_graph_matches_python_loop(seed: int) -> None:
+def test_region_graph_matches_python_loop(shape: tuple[int, int, int], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    lab = rng.integers(0, 6, (5, 6, 7)).astype(np.uint32)
+    lab = rng.integers(0, 6, shape).astype(np.uint32)
     lab[:, :3] = rng.integers(0, 3)  # a block of one label: faces repeat
     affs = _random_affs(rng, lab.shape)
     ref: dict[tuple[int, int], list[float]] = {}
@@ -152,18 +153,14 @@ def test_agglomerate_matches_naive_greedy(seed: int, prior: float) -> None:
     assert got == _partition(cluster, set(range(1, n + 1)))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("layers", [1, 2, 64])
-def test_grow_matches_synchronous_reference(seed: int, layers: int) -> None:
-    rng = np.random.default_rng(seed)
-    shape = (4, 7, 8)
-    affs = _random_affs(rng, shape)
-    lab = np.where(rng.random(shape) < 0.08, rng.integers(1, 5, shape), 0).astype(np.uint32)
+def _reference_grow(lab: np.ndarray, affs: np.ndarray, t: float, layers: int) -> np.ndarray:
+    """Synchronous growth, one voxel at a time: each layer every unlabelled voxel takes
+    the label of its strongest edge above t to a voxel labelled before the layer."""
     ref = lab.copy()
     for _ in range(layers):
         new = {}
         for v in zip(*np.nonzero(ref == 0), strict=True):
-            best, best_a = 0, np.float32(0.4)
+            best, best_a = 0, np.float32(t)
             for c, d in _STEPS:
                 e = _edge(affs, v, c, d)
                 if e is not None and ref[e[0]] != 0 and np.float32(e[1]) > best_a:
@@ -174,11 +171,24 @@ def test_grow_matches_synchronous_reference(seed: int, layers: int) -> None:
             break
         for v, b in new.items():
             ref[v] = b
+    return ref
+
+
+@pytest.mark.parametrize("shape", [(4, 7, 8), (1, 9, 8), (5, 1, 9), (6, 7, 1)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("layers", [1, 2, 64])
+def test_grow_matches_synchronous_reference(shape: tuple[int, int, int], seed: int,
+                                            layers: int) -> None:
+    rng = np.random.default_rng(seed)
+    affs = _random_affs(rng, shape)
+    lab = np.where(rng.random(shape) < 0.08, rng.integers(1, 5, shape), 0).astype(np.uint32)
+    ref = _reference_grow(lab, affs, 0.4, layers)
     segment.grow(lab, affs, 0.4, layers)
     np.testing.assert_array_equal(lab, ref)
 
 
-def _reference_components(mask: np.ndarray, affs: np.ndarray, t: float) -> np.ndarray:
+def _reference_components(mask: np.ndarray, affs: np.ndarray, t: float,
+                          min_size: int = 1) -> np.ndarray:
     """Breadth-first labelling in raster order of first voxel."""
     out = np.zeros(mask.shape, np.int64)
     n = 0
@@ -195,7 +205,16 @@ def _reference_components(mask: np.ndarray, affs: np.ndarray, t: float) -> np.nd
                 if e is not None and mask[e[0]] and not out[e[0]] and e[1] > t:
                     out[e[0]] = n
                     queue.append(e[0])
-    return out
+    return _keep_large(out, min_size)
+
+
+def _keep_large(lab: np.ndarray, min_size: int) -> np.ndarray:
+    """Zero labels under min_size voxels, number the others 1.. by first appearance."""
+    ids, first, sizes = np.unique(lab.reshape(-1), return_index=True, return_counts=True)
+    keep = (ids != 0) & (sizes >= min_size)
+    new = np.zeros(int(ids.max()) + 1 if len(ids) else 1, np.int64)
+    new[ids[keep][np.argsort(first[keep])]] = np.arange(1, int(keep.sum()) + 1)
+    return new[lab]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -235,6 +254,83 @@ def test_erode_is_thresholded_edt(vs: tuple[float, float, float], dist: float) -
     full[0, 0, 0] = False  # one background voxel: a large ball erodes everything
     ref = ndimage.distance_transform_edt(full, sampling=vs) > dist
     np.testing.assert_array_equal(segment.erode(full, vs, dist), ref)
+
+
+def _reference_segmentation(affs: np.ndarray, p: segment.SegParams) -> np.ndarray:
+    """`seeded_segmentation` composed of plain references: scipy's EDT, breadth-first
+    components, voxel-by-voxel growth, a Python region graph, the greedy agglomeration
+    (tested against a naive one above) and numpy renumbering."""
+    from scipy import ndimage
+
+    inner = np.ones(affs.shape[1:], np.float32)
+    for c in (1, 2):  # the smallest in-plane affinity of each voxel (edges only)
+        lo = [slice(None)] * 3
+        lo[c] = slice(None, -1)
+        hi = [slice(None)] * 3
+        hi[c] = slice(1, None)
+        inner[tuple(hi)] = np.minimum(inner[tuple(hi)], affs[c][tuple(hi)])
+        inner[tuple(lo)] = np.minimum(inner[tuple(lo)], affs[c][tuple(hi)])
+    core = inner > np.float32(p.seed_threshold)
+    seeds = core & (ndimage.distance_transform_edt(core, sampling=VS) > p.seed_distance_nm)
+    lab = _reference_components(seeds, affs, p.seed_threshold, max(p.min_seed, 1))
+    lab = _reference_grow(lab, affs, p.grow_threshold, p.grow_layers)
+    free = lab == 0
+    linked = np.zeros_like(free)
+    for v in zip(*np.nonzero(free), strict=True):
+        linked[v] = any(e is not None and free[e[0]] and e[1] > np.float32(p.grow_threshold)
+                        for e in (_edge(affs, v, c, d) for c, d in _STEPS))
+    rescued = _reference_components(linked, affs, p.grow_threshold, max(p.min_seed, 2))
+    lab = np.where(rescued != 0, rescued + lab.max(), lab)
+    lab = _reference_grow(lab, affs, p.grow_threshold, 64)
+    faces: dict[tuple[int, int], list[float]] = {}
+    for v in np.ndindex(lab.shape):
+        for c in range(3):
+            e = _edge(affs, v, c, -1)
+            a, b = int(lab[v]), int(lab[e[0]]) if e is not None else 0
+            if e is not None and a and b and a != b:
+                f = faces.setdefault((min(a, b), max(a, b)), [0.0, 0])
+                f[0] += e[1]
+                f[1] += 1
+    keys = sorted(faces)
+    merged = segment.agglomerate(np.array(keys, np.uint64).reshape(-1, 2),
+                                 np.array([faces[k][0] for k in keys]),
+                                 np.array([faces[k][1] for k in keys]), p.merge_threshold,
+                                 p.prior_faces)
+    lab = np.vectorize(lambda x: merged.get(int(x), int(x)))(lab)
+    return _keep_large(lab, p.min_size)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("params", [
+    segment.SegParams(min_size=20),
+    segment.SegParams(seed_threshold=0.7, grow_threshold=0.5, seed_distance_nm=0.0,
+                      min_seed=1, min_size=1, grow_layers=1, prior_faces=2.0),
+    segment.SegParams(seed_threshold=0.75, grow_threshold=0.65, seed_distance_nm=30.0,
+                      merge_threshold=0.6, min_size=5)])
+def test_seeded_segmentation_matches_composed_reference(seed: int,
+                                                        params: segment.SegParams) -> None:
+    """The whole segmentation (one pass over the voxels, then the active ones only)
+    equals its stages done one by one the plain way, on cells with noisy, leaky
+    boundaries (where every knob above changes the result)."""
+    rng = np.random.default_rng(seed)
+    shape = (6, 15, 16)
+    centres = rng.random((7, 3)) * np.array(shape)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    cells = np.argmin(((grid[..., None, :] - centres) ** 2).sum(-1), -1) + 1
+    cells[rng.random(shape) < 0.05] = 0  # a little extracellular space
+    affs = boundary.true_affinities(cells)
+    holes = (affs < 0.5) & (rng.random(affs.shape) < 0.04)
+    affs = np.clip(affs + rng.normal(0, 0.15, affs.shape), 0, 1).astype(np.float32)
+    affs[holes] = 0.95
+    got = segment.seeded_segmentation(affs, VS, params)
+    ref = _reference_segmentation(affs, params)
+    assert got.max() > 1  # several segments: the test sees merges and sizes
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_seed_threshold_below_growth_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"seed_threshold \(0.5\) must be at least"):
+        segment.SegParams(seed_threshold=0.5, grow_threshold=0.7)
 
 
 class _MemoryStore:
