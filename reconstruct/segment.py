@@ -375,43 +375,47 @@ def _best(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray, i: i
     """Label of the strongest edge above thr to a labelled neighbour (0 if none; the
     mark -1 is not a label).
 
-    Order -z, +z, -y, +y, -x, +x; a later edge wins only if strictly stronger.
+    Order -z, +z, -y, +y, -x, +x; a later edge wins only if strictly stronger. Without
+    branches on the data (which way a voxel's edges go is unpredictable): every
+    neighbour is read (a missing one, -1, wraps to the last position) and the flags
+    decide what counts.
     """
     f = fc[i]
+    last = len(lab) - 1
+    j1 = nb[1, i]
+    j3 = nb[3, i]
+    k = min(i + 1, last)
     best = 0
     ba = thr
-    if f & 1 != 0:
-        n = lab[nb[0, i]]
-        if n > 0 and aff[0, i] > ba:
-            best = n
-            ba = aff[0, i]
-    if f & 2 != 0:
-        j = nb[1, i]
-        n = lab[j]
-        if n > 0 and aff[0, j] > ba:
-            best = n
-            ba = aff[0, j]
-    if f & 4 != 0:
-        n = lab[nb[2, i]]
-        if n > 0 and aff[1, i] > ba:
-            best = n
-            ba = aff[1, i]
-    if f & 8 != 0:
-        j = nb[3, i]
-        n = lab[j]
-        if n > 0 and aff[1, j] > ba:
-            best = n
-            ba = aff[1, j]
-    if f & 16 != 0:
-        n = lab[i - 1]
-        if n > 0 and aff[2, i] > ba:
-            best = n
-            ba = aff[2, i]
-    if f & 32 != 0:
-        n = lab[i + 1]
-        if n > 0 and aff[2, i + 1] > ba:
-            best = n
-    return best
+    n = lab[nb[0, i]]
+    a = aff[0, i]
+    t = (f & 1 != 0) & (n > 0) & (a > ba)
+    best = n if t else best
+    ba = a if t else ba
+    n = lab[j1]
+    a = aff[0, j1]
+    t = (f & 2 != 0) & (n > 0) & (a > ba)
+    best = n if t else best
+    ba = a if t else ba
+    n = lab[nb[2, i]]
+    a = aff[1, i]
+    t = (f & 4 != 0) & (n > 0) & (a > ba)
+    best = n if t else best
+    ba = a if t else ba
+    n = lab[j3]
+    a = aff[1, j3]
+    t = (f & 8 != 0) & (n > 0) & (a > ba)
+    best = n if t else best
+    ba = a if t else ba
+    n = lab[i - 1]
+    a = aff[2, i]
+    t = (f & 16 != 0) & (n > 0) & (a > ba)
+    best = n if t else best
+    ba = a if t else ba
+    n = lab[k]
+    a = aff[2, k]
+    t = (f & 32 != 0) & (n > 0) & (a > ba)
+    return n if t else best
 
 
 @njit(cache=True, parallel=True)
