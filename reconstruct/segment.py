@@ -325,31 +325,38 @@ def _components_across_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _number_components(fc: np.ndarray, bit: int, parent: np.ndarray, min_size: int,
-                       offset: int, ids: np.ndarray) -> int:  # pragma: no cover
-    """Roots in position order are components in order of first appearance: ids[root]
-    = offset + 1, ... for those of min_size voxels or more (0 for the others)."""
-    for i in range(len(fc)):  # parent[i] <= i: one forward pass reaches every root
+                       offset: int, lab: np.ndarray) -> int:  # pragma: no cover
+    """Number the components found in `parent`; returns how many were kept.
+
+    parent[i] <= i, so one forward pass gives every member its root (kept in `lab`: a
+    member's label is free until the end) and adds the component's size onto
+    parent[root] (which holds root). Roots in position order are components in order of
+    first appearance: parent[root] becomes offset + 1, ... for those of min_size voxels
+    or more, 0 for the others.
+    """
+    for i in range(len(fc)):
         if fc[i] & bit != 0:
-            r = parent[parent[i]]
-            parent[i] = r
-            ids[r] += 1
+            p = parent[i]
+            r = i if p == i else lab[p]
+            lab[i] = r
+            parent[r] += 1
     kept = 0
     for i in range(len(fc)):
-        if fc[i] & bit != 0 and parent[i] == i:
-            if ids[i] >= min_size:
+        if fc[i] & bit != 0 and lab[i] == i:
+            if parent[i] - i >= min_size:
                 kept += 1
-                ids[i] = offset + kept
+                parent[i] = offset + kept
             else:
-                ids[i] = 0
+                parent[i] = 0
     return kept
 
 
 @njit(cache=True, parallel=True)
-def _assign_components(fc: np.ndarray, bit: int, parent: np.ndarray, ids: np.ndarray,
+def _assign_components(fc: np.ndarray, bit: int, ids: np.ndarray,
                        lab: np.ndarray) -> None:  # pragma: no cover - compiled
     for i in prange(len(fc)):
         if fc[i] & bit != 0:
-            lab[i] = ids[parent[i]]
+            lab[i] = ids[lab[i]]
 
 
 @njit(cache=True, parallel=True)
@@ -879,7 +886,7 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None) -> _
     rows = np.zeros(nz * ny + 1, np.int64)
     np.cumsum(counts, out=rows[1:])
     n = int(rows[-1])
-    if n >= 2**31 - 1:
+    if n >= 2**30:  # int32 positions, and a root plus its component's size
         raise ValueError(f"{n} active voxels: too many for one block, segment in slabs "
                          "(--block-sections)")
     xs = np.empty(n, np.int32)
@@ -977,9 +984,8 @@ def _components(act: _Active, bit: int, threshold: float, min_size: int,
     _components_in_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny, parent)
     _components_across_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny,
                               parent)
-    ids = np.zeros(len(act.fc), lab.dtype)
-    kept = int(_number_components(act.fc, bit, parent, int(min_size), int(offset), ids))
-    _assign_components(act.fc, bit, parent, ids, lab)
+    kept = int(_number_components(act.fc, bit, parent, int(min_size), int(offset), lab))
+    _assign_components(act.fc, bit, parent, lab)
     return kept
 
 
