@@ -6,7 +6,12 @@
   the remaining vertices split into branches at the soma. The axon is the branch holding
   most presynaptic sites of that segment (ties: the thinnest); its first
   `ais_length_nm` of path from the soma surface is the AIS; other branches are dendrite.
-  Segments without a soma: "axon" if they make synapses, else "unknown".
+  Segments without a soma (cut off by the volume's faces): each vertex takes the role
+  of the synapse nearest to it along the cable, "axon" for one the segment makes,
+  "dendrite" for one it receives (axons carry a neuron's outputs, dendrites its
+  inputs), "unknown" on a piece with none. Until 2026-12-02 such a segment was all
+  "axon" if it made synapses, else all "unknown", so every synapse it received was
+  scored wrong.
 - Class: a segment making >= 2 synapses with at least half onto AISs is "chandelier"
   (that is what defines chandelier cells); else a segment with a soma is "pyramidal";
   else "unknown".
@@ -23,7 +28,7 @@ import fastremap
 import kimimaro
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
@@ -217,17 +222,49 @@ def segment_sizes(seg: np.ndarray) -> dict[int, int]:
     return dict(zip(ids.tolist(), n.tolist(), strict=True))
 
 
+def _cable_graph(sk: Skel) -> csr_matrix:
+    """The skeleton as a symmetric graph weighted by edge length (nm)."""
+    n = len(sk.vertices)
+    e = sk.edges.reshape(-1, 2)
+    w = np.linalg.norm(sk.vertices[e[:, 0]] - sk.vertices[e[:, 1]], axis=1)
+    g = coo_matrix((w, (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    return g + g.T
+
+
+def _by_nearest_site(sk: Skel, presyn_xyz: np.ndarray,
+                     postsyn_xyz: np.ndarray) -> np.ndarray:
+    """Compartments of a segment without a soma: each vertex takes the role of the
+    synapse nearest to it along the cable, axon for a site the segment makes, dendrite
+    for one it receives (a tie goes to dendrite); unknown where its piece has none."""
+    n = len(sk.vertices)
+    comp = np.full(n, COMP_NONE, np.uint8)
+    g = _cable_graph(sk)
+    tree = cKDTree(sk.vertices)
+    dist = []
+    for xyz in (presyn_xyz, postsyn_xyz):
+        if len(xyz) == 0:
+            dist.append(np.full(n, np.inf))
+            continue
+        _, at = tree.query(np.asarray(xyz, float).reshape(-1, 3))
+        dist.append(dijkstra(g, indices=np.unique(at), min_only=True))
+    d_pre, d_post = dist
+    comp[np.isfinite(d_pre) & (d_pre < d_post)] = COMP_AXON
+    comp[np.isfinite(d_post) & (d_post <= d_pre)] = COMP_DENDRITE
+    return comp
+
+
 def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
-                       presyn_xyz: np.ndarray,
+                       presyn_xyz: np.ndarray, postsyn_xyz: np.ndarray | None = None,
                        ais_length_nm: float = AIS_LENGTH_NM) -> np.ndarray:
-    """Compartment code per skeleton vertex (see module docstring)."""
+    """Compartment code per skeleton vertex (see module docstring). `presyn_xyz` and
+    `postsyn_xyz` (nm) are the synapses the segment makes and receives."""
     n = len(sk.vertices)
     comp = np.full(n, COMP_NONE, np.uint8)
     if n == 0:
         return comp
     if soma is None:
-        comp[:] = COMP_AXON if len(presyn_xyz) else COMP_NONE
-        return comp
+        return _by_nearest_site(sk, presyn_xyz,
+                                np.zeros((0, 3)) if postsyn_xyz is None else postsyn_xyz)
     centre, rs = soma
     dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
     in_soma = dist_c <= 1.15 * rs
@@ -236,9 +273,7 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     if len(rest) == 0:
         return comp
     e = sk.edges
-    w = np.linalg.norm(sk.vertices[e[:, 0]] - sk.vertices[e[:, 1]], axis=1)
-    g = coo_matrix((w, (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
-    g = g + g.T
+    g = _cable_graph(sk)
     keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
     gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
     _, branch = connected_components(gb, directed=False)
@@ -279,7 +314,8 @@ def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int
     pre = syn["pre_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
     post = syn["post_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
     for sid, sk in skels.items():
-        sk.compartment = label_compartments(sk, somata.get(sid), xyz[pre == sid])
+        sk.compartment = label_compartments(sk, somata.get(sid), xyz[pre == sid],
+                                            xyz[post == sid])
     post_comp = []
     for i in range(len(syn)):
         target = skels.get(int(post[i]))
