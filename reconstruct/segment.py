@@ -377,6 +377,15 @@ def _mark_linked_free(lab: np.ndarray, fc: np.ndarray,
 
 
 @njit(cache=True, inline="always")
+def _stronger(best: int, ba: np.float32, strong: bool, n: int,
+              a: np.float32) -> tuple[int, np.float32]:  # pragma: no cover - compiled
+    """(label, affinity) after offering label n across an edge of affinity a: taken if
+    the edge is strong, n a label and a above the best so far (selects, no branches)."""
+    t = strong & (n > 0) & (a > ba)
+    return (n if t else best), (a if t else ba)
+
+
+@njit(cache=True, inline="always")
 def _best(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray, i: int,
           thr: np.float32) -> int:  # pragma: no cover - compiled
     """Label of the strongest edge above thr to a labelled neighbour (0 if none; the
@@ -388,41 +397,15 @@ def _best(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray, i: i
     decide what counts.
     """
     f = fc[i]
-    last = len(lab) - 1
     j1 = nb[1, i]
     j3 = nb[3, i]
-    k = min(i + 1, last)
-    best = 0
-    ba = thr
-    n = lab[nb[0, i]]
-    a = aff[0, i]
-    t = (f & 1 != 0) & (n > 0) & (a > ba)
-    best = n if t else best
-    ba = a if t else ba
-    n = lab[j1]
-    a = aff[0, j1]
-    t = (f & 2 != 0) & (n > 0) & (a > ba)
-    best = n if t else best
-    ba = a if t else ba
-    n = lab[nb[2, i]]
-    a = aff[1, i]
-    t = (f & 4 != 0) & (n > 0) & (a > ba)
-    best = n if t else best
-    ba = a if t else ba
-    n = lab[j3]
-    a = aff[1, j3]
-    t = (f & 8 != 0) & (n > 0) & (a > ba)
-    best = n if t else best
-    ba = a if t else ba
-    n = lab[i - 1]
-    a = aff[2, i]
-    t = (f & 16 != 0) & (n > 0) & (a > ba)
-    best = n if t else best
-    ba = a if t else ba
-    n = lab[k]
-    a = aff[2, k]
-    t = (f & 32 != 0) & (n > 0) & (a > ba)
-    return n if t else best
+    k = min(i + 1, len(lab) - 1)
+    best, ba = _stronger(0, thr, f & 1 != 0, lab[nb[0, i]], aff[0, i])
+    best, ba = _stronger(best, ba, f & 2 != 0, lab[j1], aff[0, j1])
+    best, ba = _stronger(best, ba, f & 4 != 0, lab[nb[2, i]], aff[1, i])
+    best, ba = _stronger(best, ba, f & 8 != 0, lab[j3], aff[1, j3])
+    best, ba = _stronger(best, ba, f & 16 != 0, lab[i - 1], aff[2, i])
+    return _stronger(best, ba, f & 32 != 0, lab[k], aff[2, k])[0]
 
 
 @njit(cache=True, parallel=True)

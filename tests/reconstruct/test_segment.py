@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from reconstruct import boundary, pipeline, segment, synth
+from reconstruct.lattice import neighbour_slices
 
 VS = (40.0, 16.0, 16.0)
 
@@ -224,13 +225,10 @@ def test_threshold_components_match_reference(seed: int) -> None:
     strong = affs > 0.6
     mask = np.zeros(affs.shape[1:], bool)
     for c in range(3):  # both ends of every edge inside the volume above 0.6
-        lo = [slice(None)] * 3
-        lo[c] = slice(None, -1)
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        edge = strong[c][tuple(hi)]
-        mask[tuple(hi)] |= edge
-        mask[tuple(lo)] |= edge
+        lo, hi = neighbour_slices(c)
+        edge = strong[c][hi]
+        mask[hi] |= edge
+        mask[lo] |= edge
     ref = _reference_components(mask, affs, 0.6)
     got = segment.threshold_components(affs, 0.6, min_size=1)
     np.testing.assert_array_equal(got, ref)  # same numbering: order of first appearance
@@ -264,12 +262,9 @@ def _reference_segmentation(affs: np.ndarray, p: segment.SegParams) -> np.ndarra
 
     inner = np.ones(affs.shape[1:], np.float32)
     for c in (1, 2):  # the smallest in-plane affinity of each voxel (edges only)
-        lo = [slice(None)] * 3
-        lo[c] = slice(None, -1)
-        hi = [slice(None)] * 3
-        hi[c] = slice(1, None)
-        inner[tuple(hi)] = np.minimum(inner[tuple(hi)], affs[c][tuple(hi)])
-        inner[tuple(lo)] = np.minimum(inner[tuple(lo)], affs[c][tuple(hi)])
+        lo, hi = neighbour_slices(c)
+        inner[hi] = np.minimum(inner[hi], affs[c][hi])
+        inner[lo] = np.minimum(inner[lo], affs[c][hi])
     core = inner > np.float32(p.seed_threshold)
     seeds = core & (ndimage.distance_transform_edt(core, sampling=VS) > p.seed_distance_nm)
     lab = _reference_components(seeds, affs, p.seed_threshold, max(p.min_seed, 1))
