@@ -113,6 +113,13 @@ _CORE = 64
 _MEMBER = 128
 
 
+@njit(cache=True, inline="always")
+def _in_plane(a: np.float32, thr: np.float32, bit: int, m: np.float32,
+              f: int) -> tuple[np.float32, int]:  # pragma: no cover - compiled
+    """An in-plane affinity folded into the running minimum m and the edge bits f."""
+    return min(m, a), (f | bit) if a > thr else f
+
+
 @njit(cache=True, parallel=True)
 def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                  flags: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
@@ -129,25 +136,13 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                 if z < nz - 1 and affs[0, z + 1, y, x] > thr:
                     f |= 2
                 if y > 0:
-                    a = affs[1, z, y, x]
-                    m = min(m, a)
-                    if a > thr:
-                        f |= 4
+                    m, f = _in_plane(affs[1, z, y, x], thr, 4, m, f)
                 if y < ny - 1:
-                    a = affs[1, z, y + 1, x]
-                    m = min(m, a)
-                    if a > thr:
-                        f |= 8
+                    m, f = _in_plane(affs[1, z, y + 1, x], thr, 8, m, f)
                 if x > 0:
-                    a = affs[2, z, y, x]
-                    m = min(m, a)
-                    if a > thr:
-                        f |= 16
+                    m, f = _in_plane(affs[2, z, y, x], thr, 16, m, f)
                 if x < nx - 1:
-                    a = affs[2, z, y, x + 1]
-                    m = min(m, a)
-                    if a > thr:
-                        f |= 32
+                    m, f = _in_plane(affs[2, z, y, x + 1], thr, 32, m, f)
                 if m > core_thr:
                     f |= _CORE
                 flags[z, y, x] = f
