@@ -111,6 +111,7 @@ warnings.filterwarnings("ignore", category=NumbaPerformanceWarning,
 _EDGES = 63
 _CORE = 64
 _MEMBER = 128
+_BLOCKS = 16  # blocks of sections indexed, and labelled, on their own (threads over them)
 
 
 @njit(cache=True, inline="always")
@@ -151,26 +152,111 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
             counts[z * ny + y] = n
 
 
-@njit(cache=True, parallel=True)
-def _index_kernel(flags: np.ndarray, rows: np.ndarray, xs: np.ndarray, fc: np.ndarray,
-                  affs: np.ndarray, aff: np.ndarray,
-                  gather: bool) -> None:  # pragma: no cover - compiled
-    """x and flags of the flagged voxels, in raster order, and (`gather`) their
-    affinities to their -1 neighbours."""
+@njit(cache=True, inline="always")
+def _eroded(flags: np.ndarray, flat: np.ndarray, z: int, y: int, x: int, dz: np.ndarray,
+            dy: np.ndarray, kmax: np.ndarray, off: np.ndarray,
+            reach: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """No non-core voxel in any row (z + dz, y + dy) within kmax of x (rows and voxels
+    outside the volume are ignored). Away from the volume's faces (`reach`: the ball's
+    extent along z, y, x) the rows are read from `flat` (the flags, flat) at their
+    offsets `off`."""
     nz, ny, nx = flags.shape
-    for z in prange(nz):
-        for y in range(ny):
-            k = rows[z * ny + y]
-            for x in range(nx):
-                f = flags[z, y, x]
-                if f != 0:
+    if reach[0] <= z < nz - reach[0] and reach[1] <= y < ny - reach[1] \
+            and reach[2] <= x < nx - reach[2]:
+        b = (z * ny + y) * nx + x
+        for j in range(len(off)):
+            for t in range(b + off[j] - kmax[j], b + off[j] + kmax[j] + 1):
+                if flat[t] & _CORE == 0:
+                    return False
+        return True
+    for j in range(len(dz)):
+        zz = z + dz[j]
+        yy = y + dy[j]
+        if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+            continue
+        for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
+            if flags[zz, yy, xx] & _CORE == 0:
+                return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _positions(flags: np.ndarray, rows: np.ndarray, z: int,
+               pos: np.ndarray) -> None:  # pragma: no cover - compiled
+    """pos[y * nx + x]: the position of voxel (z, y, x), -1 where it has no flag."""
+    _, ny, nx = flags.shape
+    for y in range(ny):
+        k = rows[z * ny + y]
+        for x in range(nx):
+            if flags[z, y, x] != 0:
+                pos[y * nx + x] = k
+                k += 1
+            else:
+                pos[y * nx + x] = -1
+
+
+@njit(cache=True, parallel=True)
+def _index_kernel(flags: np.ndarray, rows: np.ndarray, starts: np.ndarray, xs: np.ndarray,
+                  fc: np.ndarray, affs: np.ndarray, aff: np.ndarray, nb: np.ndarray,
+                  link: bool, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
+                  off: np.ndarray, reach: np.ndarray,
+                  erode: bool) -> None:  # pragma: no cover - compiled
+    """The flagged voxels in raster order: x and flags; with `link`, their affinities to
+    their -1 neighbours and their neighbours' positions (nb); with `erode`, _MEMBER on
+    the _CORE voxels `_eroded` keeps.
+
+    Threads over blocks of sections starts[b] .. starts[b + 1]; each walks its sections
+    in order with dense position maps of the section before and of its own (`_positions`,
+    by the parity of z), so a voxel looks up its -z and -y neighbours and writes itself
+    in as their +z and +y neighbour. The sections next to a block are mapped from their
+    flags, so a block writes its own positions only.
+    """
+    nz, ny, nx = flags.shape
+    flat = flags.reshape(-1)
+    for b in prange(len(starts) - 1):
+        z0 = starts[b]
+        z1 = starts[b + 1]
+        pos = np.empty((2, ny * nx if link else 0), np.int32)
+        if link and z0 > 0:
+            _positions(flags, rows, z0 - 1, pos[(z0 - 1) & 1])
+        for z in range(z0, z1):
+            c = z & 1
+            for y in range(ny):
+                k = rows[z * ny + y]
+                for x in range(nx):
+                    f = flags[z, y, x]
+                    if f == 0:
+                        if link:
+                            pos[c, y * nx + x] = -1
+                        continue
+                    if erode and f & _CORE != 0 and _eroded(flags, flat, z, y, x, dz, dy,
+                                                            kmax, off, reach):
+                        f |= _MEMBER
                     xs[k] = x
                     fc[k] = f
-                    if gather:
+                    if link:
                         aff[0, k] = affs[0, z, y, x]
                         aff[1, k] = affs[1, z, y, x]
                         aff[2, k] = affs[2, z, y, x]
+                        pos[c, y * nx + x] = k
+                        nb[1, k] = -1
+                        nb[3, k] = -1
+                        j = pos[1 - c, y * nx + x] if z > 0 else -1
+                        nb[0, k] = j
+                        if j >= 0:
+                            nb[1, j] = k
+                        j = pos[c, (y - 1) * nx + x] if y > 0 else -1
+                        nb[2, k] = j
+                        if j >= 0:
+                            nb[3, j] = k
                     k += 1
+        if link and z1 < nz:  # the block's last section: its +z links into the next block
+            c = z1 & 1
+            _positions(flags, rows, z1, pos[c])
+            for t in range(ny * nx):
+                j = pos[1 - c, t]
+                if j >= 0:
+                    nb[1, j] = pos[c, t]
 
 
 @njit(cache=True, parallel=True)
@@ -180,79 +266,6 @@ def _flat_kernel(rows: np.ndarray, xs: np.ndarray, ny: int, nx: int,
     for r in prange(len(rows) - 1):
         for i in range(rows[r], rows[r + 1]):
             out[i] = r * nx + xs[i]
-
-
-@njit(cache=True, parallel=True)
-def _clear_forward(nb: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(nb.shape[1]):
-        nb[1, i] = -1
-        nb[3, i] = -1
-
-
-@njit(cache=True, inline="always")
-def _match(rows: np.ndarray, xs: np.ndarray, nb: np.ndarray, r: int, q: int, back: int,
-           fwd: int) -> None:  # pragma: no cover - compiled
-    """Pair each voxel of row r with the voxel at its x in row q, its -1 neighbour row:
-    nb[back, i] = j and nb[fwd, j] = i (nb[back, i] = -1 where row q has none)."""
-    j = rows[q]
-    j1 = rows[q + 1]
-    for i in range(rows[r], rows[r + 1]):
-        x = xs[i]
-        while j < j1 and xs[j] < x:
-            j += 1
-        if j < j1 and xs[j] == x:
-            nb[back, i] = j
-            nb[fwd, j] = i
-        else:
-            nb[back, i] = -1
-
-
-@njit(cache=True, parallel=True)
-def _link_kernel(rows: np.ndarray, xs: np.ndarray, nz: int, ny: int,
-                 nb: np.ndarray) -> None:  # pragma: no cover - compiled
-    """nb of every position (its +z and +y entries cleared beforehand: another row's
-    pass writes them)."""
-    for z in prange(nz):
-        for y in range(ny):
-            r = z * ny + y
-            if z > 0:
-                _match(rows, xs, nb, r, r - ny, 0, 1)
-            else:
-                nb[0, rows[r]:rows[r + 1]] = -1
-            if y > 0:
-                _match(rows, xs, nb, r, r - 1, 2, 3)
-            else:
-                nb[2, rows[r]:rows[r + 1]] = -1
-
-
-@njit(cache=True, parallel=True)
-def _erode_kernel(flags: np.ndarray, rows: np.ndarray, xs: np.ndarray, fc: np.ndarray,
-                  dz: np.ndarray, dy: np.ndarray,
-                  kmax: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Set _MEMBER on the _CORE positions with no non-core voxel in any row
-    (z + dz, y + dy) within kmax along x (rows outside the volume are ignored)."""
-    nz, ny, nx = flags.shape
-    for z in prange(nz):
-        for y in range(ny):
-            r = z * ny + y
-            for i in range(rows[r], rows[r + 1]):
-                if fc[i] & _CORE == 0:
-                    continue
-                x = xs[i]
-                keep = True
-                for j in range(len(dz)):
-                    zz = z + dz[j]
-                    yy = y + dy[j]
-                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
-                        continue
-                    for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
-                        if flags[zz, yy, xx] & _CORE == 0:
-                            keep = False
-                            break
-                    if not keep:
-                        break
-                if keep:
-                    fc[i] |= _MEMBER
 
 
 @njit(cache=True, inline="always")
@@ -274,7 +287,6 @@ def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - com
         parent[ra] = rb
 
 
-_CC_BLOCKS = 16  # blocks of sections labelled on their own (threads over blocks)
 
 
 @njit(cache=True, parallel=True)
@@ -483,18 +495,10 @@ def _next_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, front: np.ndarr
     return nc
 
 
-@njit(cache=True, parallel=True)
-def _count_free(lab: np.ndarray) -> int:  # pragma: no cover - compiled
-    n = 0
-    for i in prange(len(lab)):
-        if lab[i] == 0:
-            n += 1
-    return n
-
-
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
-                 thr: np.float32, max_iter: int) -> int:  # pragma: no cover - compiled
+                 thr: np.float32, max_iter: int, free: np.ndarray, cand: np.ndarray,
+                 buf: np.ndarray) -> int:  # pragma: no cover - compiled
     """Synchronous breadth-first growth; returns the number of layers grown.
 
     Each layer gives every unlabelled position with a strong edge to one labelled before
@@ -504,15 +508,14 @@ def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarra
     marked -1, given their label (`_best` ignores marks), then written, and the next
     layer's candidates come from the positions just labelled. Both ways give the same
     labels. The loops live in helpers that reassign no array (numba would otherwise
-    count references inside them).
+    count references inside them). `free`, `cand` (nb's dtype) and `buf` (lab's) are
+    scratch of len(lab) positions.
     """
-    n_free = _count_free(lab)
-    if max_iter <= 0 or n_free == 0:
+    if max_iter <= 0:
         return 0
-    free = np.empty(n_free, nb.dtype)
-    cand = np.empty(n_free, nb.dtype)
-    buf = np.empty(n_free, lab.dtype)
     nfree = _free_positions(lab, free)
+    if nfree == 0:
+        return 0
     big = len(lab) // 16
     layers = 0
     nc = 0
@@ -855,11 +858,51 @@ class _Active:
 
 
 _NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
+_NO_ROWS = np.zeros(0, np.int64)
 
 
-def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None) -> _Active:
-    """Index the voxels with a flag (`counts`: how many per row); link and gather their
-    affinities when `affs` (float32, contiguous) is given."""
+@dataclass(frozen=True)
+class _Ball:
+    """An anisotropic ball as rows (dz, dy, half-length along x)."""
+
+    dz: np.ndarray
+    dy: np.ndarray
+    kmax: np.ndarray
+
+    @classmethod
+    def of(cls, voxel_size_zyx: tuple[float, float, float], distance_nm: float,
+           nx: int) -> _Ball:
+        """The ball of radius `distance_nm` (no rows when it is negative), its rows at
+        most nx long."""
+        vz, vy, vx = (float(v) for v in voxel_size_zyx)
+        d2 = float(distance_nm) ** 2
+        rows: list[tuple[int, int, int]] = []
+        rz = math.floor(distance_nm / vz)
+        ry = math.floor(distance_nm / vy)
+        for dz in range(-rz, rz + 1):
+            for dy in range(-ry, ry + 1):
+                rest = (vz * dz) ** 2 + (vy * dy) ** 2
+                if rest > d2:
+                    continue
+                k = 0
+                while k < nx and (vx * (k + 1)) ** 2 + rest <= d2:
+                    k += 1
+                rows.append((dz, dy, k))
+        arr = np.array(rows, np.int64).reshape(-1, 3)
+        return cls(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
+
+
+def _section_blocks(nz: int) -> np.ndarray:
+    """Bounds of _BLOCKS blocks of sections (fewer when there are fewer sections)."""
+    return np.unique(np.linspace(0, nz, _BLOCKS + 1).astype(np.int64))
+
+
+def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
+            ball: _Ball | None = None) -> _Active:
+    """Index the voxels with a flag (`counts`: how many per row); link them and gather
+    their affinities when `affs` (float32, contiguous) is given; with a `ball`, set
+    _MEMBER on the _CORE voxels with no non-core voxel within it (cost: the ball's rows'
+    lengths summed, per core voxel)."""
     nz, ny, nx = (int(s) for s in flags.shape)
     rows = np.zeros(nz * ny + 1, np.int64)
     np.cumsum(counts, out=rows[1:])
@@ -871,29 +914,32 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None) -> _
     fc = np.empty(n, np.uint8)
     nb = np.empty((4, n) if affs is not None else (4, 0), np.int32)
     aff = np.empty((3, n) if affs is not None else (3, 0), np.float32)
-    _index_kernel(flags, rows, xs, fc, affs if affs is not None else _NO_AFFS, aff,
-                  affs is not None)
-    if affs is not None:
-        _clear_forward(nb)
-        _link_kernel(rows, xs, nz, ny, nb)
+    b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
+    off = (b.dz * ny + b.dy) * nx
+    reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
+    _index_kernel(flags, rows, _section_blocks(nz), xs, fc,
+                  affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
+                  b.dz, b.dy, b.kmax, off, reach, ball is not None)
     return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff)
 
 
-def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf) -> _Active:
+def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
+          ball: _Ball | None = None) -> _Active:
     """Active voxels of float32 affinities: edge bits at `threshold`, _CORE at
-    `core_threshold`."""
+    `core_threshold`, _MEMBER on the core voxels a `ball` leaves (see _active)."""
     nz, ny, nx = (int(s) for s in affs.shape[1:])
     flags = np.empty((nz, ny, nx), np.uint8)
     counts = np.empty(nz * ny, np.int64)
     _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
-    return _active(flags, counts, affs)
+    return _active(flags, counts, affs, ball)
 
 
-def _of_mask(mask: np.ndarray, affs: np.ndarray | None) -> _Active:
+def _of_mask(mask: np.ndarray, affs: np.ndarray | None,
+             ball: _Ball | None = None) -> _Active:
     """The voxels of a boolean mask as active voxels (no edge bits; _CORE set)."""
     flags = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(_CORE)
     counts = np.count_nonzero(flags, axis=2).reshape(-1).astype(np.int64)
-    return _active(flags, counts, affs)
+    return _active(flags, counts, affs, ball)
 
 
 def _flat(act: _Active) -> np.ndarray:
@@ -903,62 +949,28 @@ def _flat(act: _Active) -> np.ndarray:
     return out
 
 
-def _ball_rows(voxel_size_zyx: tuple[float, float, float], distance_nm: float,
-               nx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows (dz, dy, half-length along x, at most nx) of the anisotropic ball of
-    radius `distance_nm` (distance_nm >= 0)."""
-    vz, vy, vx = (float(v) for v in voxel_size_zyx)
-    d2 = float(distance_nm) ** 2
-    rows: list[tuple[int, int, int]] = []
-    rz = math.floor(distance_nm / vz)
-    ry = math.floor(distance_nm / vy)
-    for dz in range(-rz, rz + 1):
-        for dy in range(-ry, ry + 1):
-            rest = (vz * dz) ** 2 + (vy * dy) ** 2
-            if rest > d2:
-                continue
-            k = 0
-            while k < nx and (vx * (k + 1)) ** 2 + rest <= d2:
-                k += 1
-            rows.append((dz, dy, k))
-    arr = np.array(rows, np.int64).reshape(-1, 3)
-    return arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy()
-
-
-def _erode(act: _Active, voxel_size_zyx: tuple[float, float, float],
-           distance_nm: float) -> None:
-    """_MEMBER on the _CORE positions with no other voxel within `distance_nm` (cost:
-    the ball's row lengths summed, per core voxel)."""
-    if distance_nm < 0:  # every core voxel is further than that from the background
-        act.fc[(act.fc & _CORE) != 0] |= _MEMBER
-        return
-    dz, dy, kmax = _ball_rows(voxel_size_zyx, distance_nm, act.shape[2])
-    _erode_kernel(act.flags, act.rows, act.xs, act.fc, dz, dy, kmax)
-
-
 def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
           distance_nm: float) -> np.ndarray:
     """Voxels of `core` with no background voxel within `distance_nm` (anisotropic), i.e.
     `edt(core, anisotropy=voxel_size_zyx, black_border=False) > distance_nm`."""
     if distance_nm < 0:
         return np.ones(core.shape, bool)
-    act = _of_mask(core, None)
-    _erode(act, voxel_size_zyx, distance_nm)
+    act = _of_mask(core, None, _Ball.of(voxel_size_zyx, distance_nm, core.shape[2]))
     out = np.zeros(core.shape, bool)
     out.reshape(-1)[_flat(act)[(act.fc & _MEMBER) != 0]] = True
     return out
 
 
 def _components(act: _Active, bit: int, threshold: float, min_size: int,
-                lab: np.ndarray, offset: int = 0) -> int:
+                lab: np.ndarray, parent: np.ndarray, offset: int = 0) -> int:
     """Connected components of the positions flagged `bit` (any of its bits) along
     affinities > threshold (at least the edge bits' threshold), written into `lab`
     (positions) as offset + 1, ... in order of first appearance, 0 for those under
-    `min_size` voxels; returns how many were kept."""
+    `min_size` voxels; returns how many were kept. `parent`: int32 scratch, one per
+    position."""
     nz, ny, _ = act.shape
     thr = np.float32(threshold)
-    parent = np.empty(len(act.fc), np.int32)
-    starts = np.unique(np.linspace(0, nz, _CC_BLOCKS + 1).astype(np.int64))
+    starts = _section_blocks(nz)
     _components_in_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny, parent)
     _components_across_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny,
                               parent)
@@ -984,7 +996,9 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     at = _flat(act)
     flat = labels.reshape(-1)
     lab = flat[at].astype(np.int64)
-    _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter))
+    scratch = np.empty((2, len(lab)), act.nb.dtype)
+    _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter),
+                 scratch[0], scratch[1], np.empty_like(lab))
     flat[at] = lab.astype(labels.dtype)
 
 
@@ -994,12 +1008,14 @@ def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.n
     _check(affs)
     labels = np.ascontiguousarray(labels)
     act = _of_mask(labels != 0, _f32(affs))
-    return _region_graph(act, labels.reshape(-1)[_flat(act)].astype(np.int64))
+    lab = labels.reshape(-1)[_flat(act)].astype(np.int64)
+    return _region_graph(act, lab, np.empty(len(lab), np.uint8))
 
 
-def _region_graph(act: _Active, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                          np.ndarray]:
-    faces = np.empty(len(lab), np.uint8)
+def _region_graph(act: _Active, lab: np.ndarray,
+                  faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`region_graph` of the labels `lab` of the active voxels; `faces`: uint8 scratch,
+    one per position."""
     _faces_kernel(lab, act.nb, act.rows, act.xs, act.shape[0], act.shape[1], faces)
     ea, eb, es, ec = _region_graph_kernel(lab, act.nb, act.aff, faces)
     order = np.lexsort((eb, ea))
@@ -1089,22 +1105,27 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
             timings[stage] = now - t
             t = now
 
-    act = _scan(affs, p.grow_threshold, p.seed_threshold)
-    lab = np.zeros(len(act.fc), np.int32)  # fewer than 2**31 positions
-    lap("scan (edge flags, active voxels, their links)")
-    _erode(act, voxel_size_zyx, p.seed_distance_nm)
-    n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab)
-    lap("seeds (erosion, components)")
+    act = _scan(affs, p.grow_threshold, p.seed_threshold,
+                _Ball.of(voxel_size_zyx, p.seed_distance_nm, affs.shape[3]))
+    n = len(act.fc)
+    lab = np.zeros(n, np.int32)  # fewer than 2**31 positions
+    # scratch shared by the stages (union-find parents, growth queues, contact faces):
+    # fresh memory costs a page fault per page, so it is touched once
+    scratch = np.empty((3, n), np.int32)
+    lap("scan (edge flags, active voxels, their links, seed erosion)")
+    n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab,
+                          scratch[0])
+    lap("seeds (components)")
     thr = np.float32(p.grow_threshold)
-    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, int(p.grow_layers))
+    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, int(p.grow_layers), *scratch)
     lap(f"grow ({p.grow_layers} layers)")
     _mark_linked_free(lab, act.fc, act.nb)
     n_frag = n_seeds + _components(act, _MEMBER, p.grow_threshold, max(p.min_seed, 2),
-                                   lab, n_seeds)
+                                   lab, scratch[0], n_seeds)
     lap("rescue")
-    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, 64)
+    _grow_kernel(lab, act.fc, act.nb, act.aff, thr, 64, *scratch)
     lap("grow (rest)")
-    pairs, sums, cnt = _region_graph(act, lab)
+    pairs, sums, cnt = _region_graph(act, lab, scratch[0].view(np.uint8)[:n])
     lap("region graph")
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
     lap("agglomerate")
@@ -1205,7 +1226,7 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     affs = _f32(affs)
     act = _scan(affs, threshold)  # active: the voxels with an edge above threshold
     lab = np.zeros(len(act.fc), np.int64)
-    _components(act, _EDGES, threshold, 1, lab)
+    _components(act, _EDGES, threshold, 1, lab, np.empty(len(lab), np.int32))
     out = np.zeros(act.shape, np.uint32)
     out.reshape(-1)[_flat(act)] = lab
     return size_filter(out, min_size)
