@@ -39,6 +39,7 @@ from typing import Protocol
 
 import fastremap
 import numpy as np
+import numba
 from numba import njit, prange, types
 from numba.core.errors import NumbaPerformanceWarning
 from numba.typed import Dict, List
@@ -181,54 +182,70 @@ def _eroded(flags: np.ndarray, flat: np.ndarray, z: int, y: int, x: int, dz: np.
 
 
 @njit(cache=True, inline="always")
-def _positions(flags: np.ndarray, rows: np.ndarray, z: int,
-               pos: np.ndarray) -> None:  # pragma: no cover - compiled
-    """pos[y * nx + x]: the position of voxel (z, y, x), -1 where it has no flag."""
-    _, ny, nx = flags.shape
+def _next_flagged(flat: np.ndarray, words: np.ndarray, b0: int, x: int,
+                  nx: int) -> int:  # pragma: no cover - compiled
+    """The first x' >= x with a flag in the row starting at flat index b0 (nx if none);
+    `words` (the flags as uint64) skips eight unflagged voxels at a time."""
+    while x < nx:
+        t = b0 + x
+        if t & 7 == 0 and x + 8 <= nx and words[t >> 3] == 0:
+            x += 8
+            continue
+        if flat[t] != 0:
+            return x
+        x += 1
+    return nx
+
+
+@njit(cache=True, inline="always")
+def _positions(flat: np.ndarray, words: np.ndarray, rows: np.ndarray, ny: int, nx: int,
+               z: int, pos: np.ndarray) -> None:  # pragma: no cover - compiled
+    """pos[y * nx + x]: the position of the flagged voxels (z, y, x) (others untouched)."""
     for y in range(ny):
-        k = rows[z * ny + y]
-        for x in range(nx):
-            if flags[z, y, x] != 0:
-                pos[y * nx + x] = k
-                k += 1
-            else:
-                pos[y * nx + x] = -1
+        r = z * ny + y
+        x = 0
+        for k in range(rows[r], rows[r + 1]):
+            x = _next_flagged(flat, words, r * nx, x, nx)
+            pos[y * nx + x] = k
+            x += 1
 
 
 @njit(cache=True, parallel=True)
-def _index_kernel(flags: np.ndarray, rows: np.ndarray, starts: np.ndarray, xs: np.ndarray,
+def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, int],
+                  rows: np.ndarray, starts: np.ndarray, xs: np.ndarray,
                   fc: np.ndarray, affs: np.ndarray, aff: np.ndarray, nb: np.ndarray,
                   link: bool, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
                   off: np.ndarray, reach: np.ndarray,
                   erode: bool) -> None:  # pragma: no cover - compiled
     """The flagged voxels in raster order: x and flags; with `link`, their affinities to
     their -1 neighbours and their neighbours' positions (nb); with `erode`, _MEMBER on
-    the _CORE voxels `_eroded` keeps.
+    the _CORE voxels `_eroded` keeps. `flat`: the flags (shape `shape`), flat; `words`:
+    the same as uint64 (unflagged runs are skipped a word at a time).
 
     Threads over blocks of sections starts[b] .. starts[b + 1]; each walks its sections
-    in order with dense position maps of the section before and of its own (`_positions`,
-    by the parity of z), so a voxel looks up its -z and -y neighbours and writes itself
-    in as their +z and +y neighbour. The sections next to a block are mapped from their
-    flags, so a block writes its own positions only.
+    in order with position maps of the section before and of its own (by the parity of
+    z; read only where the flags say a voxel is there), so a voxel looks up its -z and
+    -y neighbours and writes itself in as their +z and +y neighbour. The sections next
+    to a block are mapped from their flags, so a block writes its own positions only.
     """
-    nz, ny, nx = flags.shape
-    flat = flags.reshape(-1)
+    nz, ny, nx = shape
+    flags = flat.reshape(shape)
+    plane = ny * nx
     for b in prange(len(starts) - 1):
         z0 = starts[b]
         z1 = starts[b + 1]
-        pos = np.empty((2, ny * nx if link else 0), np.int32)
+        pos = np.empty((2, plane if link else 0), np.int32)
         if link and z0 > 0:
-            _positions(flags, rows, z0 - 1, pos[(z0 - 1) & 1])
+            _positions(flat, words, rows, ny, nx, z0 - 1, pos[(z0 - 1) & 1])
         for z in range(z0, z1):
             c = z & 1
             for y in range(ny):
-                k = rows[z * ny + y]
-                for x in range(nx):
-                    f = flags[z, y, x]
-                    if f == 0:
-                        if link:
-                            pos[c, y * nx + x] = -1
-                        continue
+                r = z * ny + y
+                b0 = r * nx
+                x = 0
+                for k in range(rows[r], rows[r + 1]):
+                    x = _next_flagged(flat, words, b0, x, nx)
+                    f = flat[b0 + x]
                     if erode and f & _CORE != 0 and _eroded(flags, flat, z, y, x, dz, dy,
                                                             kmax, off, reach):
                         f |= _MEMBER
@@ -238,25 +255,30 @@ def _index_kernel(flags: np.ndarray, rows: np.ndarray, starts: np.ndarray, xs: n
                         aff[0, k] = affs[0, z, y, x]
                         aff[1, k] = affs[1, z, y, x]
                         aff[2, k] = affs[2, z, y, x]
-                        pos[c, y * nx + x] = k
+                        t = y * nx + x
+                        pos[c, t] = k
                         nb[1, k] = -1
                         nb[3, k] = -1
-                        j = pos[1 - c, y * nx + x] if z > 0 else -1
-                        nb[0, k] = j
-                        if j >= 0:
+                        j = -1
+                        if z > 0 and flat[b0 + x - plane] != 0:
+                            j = pos[1 - c, t]
                             nb[1, j] = k
-                        j = pos[c, (y - 1) * nx + x] if y > 0 else -1
-                        nb[2, k] = j
-                        if j >= 0:
+                        nb[0, k] = j
+                        j = -1
+                        if y > 0 and flat[b0 + x - nx] != 0:
+                            j = pos[c, t - nx]
                             nb[3, j] = k
-                    k += 1
+                        nb[2, k] = j
+                    x += 1
         if link and z1 < nz:  # the block's last section: its +z links into the next block
             c = z1 & 1
-            _positions(flags, rows, z1, pos[c])
-            for t in range(ny * nx):
-                j = pos[1 - c, t]
-                if j >= 0:
-                    nb[1, j] = pos[c, t]
+            _positions(flat, words, rows, ny, nx, z1, pos[c])
+            for y in range(ny):
+                r = (z1 - 1) * ny + y
+                for k in range(rows[r], rows[r + 1]):
+                    t = y * nx + xs[k]
+                    if flat[z1 * plane + t] != 0:
+                        nb[1, k] = pos[c, t]
 
 
 @njit(cache=True, parallel=True)
@@ -550,10 +572,11 @@ def _slot(a: int, b: int, mask: int) -> int:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _rehash(ea: np.ndarray, eb: np.ndarray, ne: int,
+def _rehash(ea: np.ndarray, eb: np.ndarray, e0: int, ne: int,
             cap: int) -> np.ndarray:  # pragma: no cover - compiled
-    table = np.zeros(cap, np.int64)  # edge index + 1; 0 = empty
-    for k in range(ne):
+    """A table of `cap` slots holding the edges e0 .. ne (edge index + 1; 0 = empty)."""
+    table = np.zeros(cap, np.int64)
+    for k in range(e0, ne):
         t = _slot(ea[k], eb[k], cap - 1)
         while table[t] != 0:
             t = (t + 1) & (cap - 1)
@@ -566,10 +589,12 @@ _RG_CHUNK = 1 << 12  # positions visited between checks of the contact table's r
 
 @njit(cache=True, parallel=True)
 def _faces_kernel(lab: np.ndarray, nb: np.ndarray, rows: np.ndarray, xs: np.ndarray,
-                  nz: int, ny: int, faces: np.ndarray) -> None:  # pragma: no cover
+                  nz: int, ny: int, faces: np.ndarray,
+                  per_section: np.ndarray) -> None:  # pragma: no cover
     """faces[i]: which of position i's -z, -y, -x faces (bits 1, 2, 4) touch another
-    label (threads over sections)."""
+    label; per_section[z]: how many such faces section z has (threads over sections)."""
     for z in prange(nz):
+        n = 0
         for r in range(z * ny, (z + 1) * ny):
             first = rows[r]
             for i in range(first, rows[r + 1]):
@@ -586,46 +611,46 @@ def _faces_kernel(lab: np.ndarray, nb: np.ndarray, rows: np.ndarray, xs: np.ndar
                             and lab[i - 1] != p:
                         f |= 4
                 faces[i] = f
+                n += (f & 1) + ((f >> 1) & 1) + (f >> 2)
+        per_section[z] = n
 
 
 @njit(cache=True)
-def _region_graph_kernel(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
-                         faces: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Distinct (a < b) contacts with float64 sums accumulated in raster order (per
-    voxel: its -z, -y, -x faces, as `faces` lists them); each contact is seen from its
-    later voxel.
+def _block_contacts(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray, faces: np.ndarray,
+                    i0: int, i1: int, ea: np.ndarray, eb: np.ndarray, es: np.ndarray,
+                    ec: np.ndarray, e0: int) -> int:  # pragma: no cover - compiled
+    """Distinct (a < b) contacts of positions i0..i1 with float64 sums accumulated in
+    raster order (per voxel: its -z, -y, -x faces, as `faces` lists them), written from
+    e0 on (room for every face; es, ec zeroed); returns the end of what was written.
 
     Open-addressing hash on (a, b), grown (only between chunks of positions, so the
     inner loops never reassign an array) to keep room for a chunk's worth of contacts.
     """
     cap = 1 << 12
-    while cap < 12 * _RG_CHUNK:
-        cap *= 2
     table = np.zeros(cap, np.int64)
-    ea = np.empty(cap // 2, np.int64)
-    eb = np.empty(cap // 2, np.int64)
-    es = np.zeros(cap // 2, np.float64)
-    ec = np.zeros(cap // 2, np.int64)
-    ne = 0
+    ne = e0
     last = np.full(6, -1, np.int64)  # per axis, the last contact's a, b (its edge: eix)
     eix = np.full(3, -1, np.int64)
-    for i0 in range(0, len(faces), _RG_CHUNK):
-        if 2 * (ne + 3 * _RG_CHUNK) > cap:
-            cap *= 2
-            ea2 = np.empty(cap // 2, np.int64)
-            eb2 = np.empty(cap // 2, np.int64)
-            es2 = np.zeros(cap // 2, np.float64)
-            ec2 = np.zeros(cap // 2, np.int64)
-            ea2[:ne] = ea[:ne]
-            eb2[:ne] = eb[:ne]
-            es2[:ne] = es[:ne]
-            ec2[:ne] = ec[:ne]
-            ea, eb, es, ec = ea2, eb2, es2, ec2
-            table = _rehash(ea, eb, ne, cap)
-        ne = _region_graph_chunk(lab, nb, aff, faces, i0, min(i0 + _RG_CHUNK, len(faces)),
-                                 table, ea, eb, es, ec, ne, last, eix)
-    return ea[:ne], eb[:ne], es[:ne], ec[:ne]
+    for c0 in range(i0, i1, _RG_CHUNK):
+        if 2 * (ne - e0 + 3 * _RG_CHUNK) > cap:
+            while 2 * (ne - e0 + 3 * _RG_CHUNK) > cap:
+                cap *= 2
+            table = _rehash(ea, eb, e0, ne, cap)
+        ne = _region_graph_chunk(lab, nb, aff, faces, c0, min(c0 + _RG_CHUNK, i1), table,
+                                 ea, eb, es, ec, ne, last, eix)
+    return ne
+
+
+@njit(cache=True, parallel=True)
+def _region_graph_kernel(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
+                         faces: np.ndarray, bounds: np.ndarray, e0: np.ndarray,
+                         ea: np.ndarray, eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
+                         e1: np.ndarray) -> None:  # pragma: no cover - compiled
+    """`_block_contacts` of the positions bounds[b] .. bounds[b + 1], written from e0[b]
+    on, to e1[b] (threads over blocks)."""
+    for b in prange(len(bounds) - 1):
+        e1[b] = _block_contacts(lab, nb, aff, faces, bounds[b], bounds[b + 1], ea, eb, es,
+                                ec, e0[b])
 
 
 @njit(cache=True, inline="always")
@@ -659,7 +684,7 @@ def _contact(p: int, q: int, w: np.float32, c: int, table: np.ndarray, ea: np.nd
     return ne
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+@njit(cache=True)
 def _region_graph_chunk(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
                         faces: np.ndarray, i0: int, i1: int, table: np.ndarray,
                         ea: np.ndarray, eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
@@ -804,21 +829,36 @@ def _renumber(flat: np.ndarray, lut: np.ndarray, new: np.ndarray,
         out[i] = new[lut[flat[i]]]
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _final_ids(lab: np.ndarray, lut: np.ndarray,
-               min_size: int) -> np.ndarray:  # pragma: no cover - compiled
-    """`_new_ids` of the segments lut[lab] (positions in raster order, labels >= 0)."""
-    counts = np.zeros(len(lut), np.int64)
-    order = np.empty(len(lut), np.int64)
-    n_seen = 0
-    for i in range(len(lab)):
-        s = lut[lab[i]]
-        if s != 0:
-            if counts[s] == 0:
-                order[n_seen] = s
-                n_seen += 1
-            counts[s] += 1
-    return _new_ids(order, n_seen, counts, min_size)
+@njit(cache=True, parallel=True)
+def _final_ids(lab: np.ndarray, lut: np.ndarray, min_size: int,
+               parts: int) -> np.ndarray:  # pragma: no cover - compiled
+    """`_new_ids` of the segments lut[lab] (positions in raster order, labels >= 0).
+
+    Threads over `parts` runs of positions, each counting its segments and noting where
+    each first appears; the runs are then combined in order, and the segments sorted by
+    their first position (the result does not depend on `parts`).
+    """
+    n = len(lab)
+    m = len(lut)
+    counts = np.zeros((parts, m), np.int64)
+    first = np.empty((parts, m), np.int64)
+    for b in prange(parts):
+        for i in range(n * b // parts, n * (b + 1) // parts):
+            s = lut[lab[i]]
+            if s != 0:
+                if counts[b, s] == 0:
+                    first[b, s] = i
+                counts[b, s] += 1
+    total = np.zeros(m, np.int64)
+    at = np.full(m, n, np.int64)  # first position; n for segments that never appear
+    for b in range(parts):
+        for s in range(m):
+            if counts[b, s] != 0:
+                if total[s] == 0:
+                    at[s] = first[b, s]
+                total[s] += counts[b, s]
+    order = np.argsort(at)
+    return _new_ids(order, int(np.count_nonzero(total)), total, min_size)
 
 
 @njit(cache=True, parallel=True)
@@ -917,7 +957,9 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
     b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
     off = (b.dz * ny + b.dy) * nx
     reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
-    _index_kernel(flags, rows, _section_blocks(nz), xs, fc,
+    flat = flags.reshape(-1)
+    words = flat[:len(flat) // 8 * 8].view(np.uint64)
+    _index_kernel(flat, words, (nz, ny, nx), rows, _section_blocks(nz), xs, fc,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
                   b.dz, b.dy, b.kmax, off, reach, ball is not None)
     return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff)
@@ -1015,12 +1057,34 @@ def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.n
 def _region_graph(act: _Active, lab: np.ndarray,
                   faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`region_graph` of the labels `lab` of the active voxels; `faces`: uint8 scratch,
-    one per position."""
-    _faces_kernel(lab, act.nb, act.rows, act.xs, act.shape[0], act.shape[1], faces)
-    ea, eb, es, ec = _region_graph_kernel(lab, act.nb, act.aff, faces)
-    order = np.lexsort((eb, ea))
-    pairs = np.stack([ea[order], eb[order]], axis=1).astype(np.uint64)
-    return pairs, es[order], ec[order]
+    one per position.
+
+    Sums are accumulated per block of sections (_section_blocks) in raster order, then
+    over the blocks in order, so they do not depend on the number of threads.
+    """
+    nz, ny, _ = act.shape
+    per_section = np.empty(nz, np.int64)
+    _faces_kernel(lab, act.nb, act.rows, act.xs, nz, ny, faces, per_section)
+    starts = _section_blocks(nz)
+    room = np.add.reduceat(per_section, starts[:-1]) if nz else np.zeros(0, np.int64)
+    e0 = np.zeros(len(room) + 1, np.int64)
+    np.cumsum(room, out=e0[1:])
+    total = int(e0[-1])
+    ea = np.empty(total, np.int64)
+    eb = np.empty(total, np.int64)
+    es = np.zeros(total, np.float64)
+    ec = np.zeros(total, np.int64)
+    e1 = np.empty(len(room), np.int64)
+    _region_graph_kernel(lab, act.nb, act.aff, faces, act.rows[starts * ny], e0, ea, eb,
+                         es, ec, e1)
+    keep = np.concatenate([np.arange(e0[b], e1[b]) for b in range(len(room))]
+                          + [np.zeros(0, np.int64)])
+    pairs, inv = np.unique(np.stack([ea[keep], eb[keep]], axis=1), axis=0,
+                           return_inverse=True)
+    inv = inv.reshape(-1)
+    sums = np.bincount(inv, weights=es[keep], minlength=len(pairs))
+    counts = np.bincount(inv, weights=ec[keep], minlength=len(pairs)).astype(np.int64)
+    return pairs.astype(np.uint64).reshape(-1, 2), sums, counts
 
 
 def _merge(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold: float,
@@ -1130,7 +1194,7 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
     lap("agglomerate")
     lut = _lut(frag, rep, n_frag + 1)
-    new = _final_ids(lab, lut, int(min_size))
+    new = _final_ids(lab, lut, int(min_size), max(2, numba.get_num_threads()))
     out = np.empty(act.shape, np.uint64)
     _write_segments(lab, lut, new, act.rows, act.xs, out)
     lap("size filter, labels written")
