@@ -584,44 +584,19 @@ def _rehash(ea: np.ndarray, eb: np.ndarray, e0: int, ne: int,
     return table
 
 
-_RG_CHUNK = 1 << 12  # positions visited between checks of the contact table's room
-
-
-@njit(cache=True, parallel=True)
-def _faces_kernel(lab: np.ndarray, nb: np.ndarray, rows: np.ndarray, xs: np.ndarray,
-                  nz: int, ny: int, faces: np.ndarray,
-                  per_section: np.ndarray) -> None:  # pragma: no cover
-    """faces[i]: which of position i's -z, -y, -x faces (bits 1, 2, 4) touch another
-    label; per_section[z]: how many such faces section z has (threads over sections)."""
-    for z in prange(nz):
-        n = 0
-        for r in range(z * ny, (z + 1) * ny):
-            first = rows[r]
-            for i in range(first, rows[r + 1]):
-                f = 0
-                p = lab[i]
-                if p > 0:
-                    j = nb[0, i]
-                    if j >= 0 and lab[j] > 0 and lab[j] != p:
-                        f |= 1
-                    j = nb[2, i]
-                    if j >= 0 and lab[j] > 0 and lab[j] != p:
-                        f |= 2
-                    if i > first and xs[i - 1] == xs[i] - 1 and lab[i - 1] > 0 \
-                            and lab[i - 1] != p:
-                        f |= 4
-                faces[i] = f
-                n += (f & 1) + ((f >> 1) & 1) + (f >> 2)
-        per_section[z] = n
+_RG_CHUNK = 1 << 10  # positions visited between checks of the contact table's room
+_RG_ROOM = 16  # positions per edge a block of the region graph is first given room for
 
 
 @njit(cache=True)
-def _block_contacts(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray, faces: np.ndarray,
-                    i0: int, i1: int, ea: np.ndarray, eb: np.ndarray, es: np.ndarray,
-                    ec: np.ndarray, e0: int) -> int:  # pragma: no cover - compiled
-    """Distinct (a < b) contacts of positions i0..i1 with float64 sums accumulated in
-    raster order (per voxel: its -z, -y, -x faces, as `faces` lists them), written from
-    e0 on (room for every face; es, ec zeroed); returns the end of what was written.
+def _block_contacts(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray, rows: np.ndarray,
+                    xs: np.ndarray, r0: int, r1: int, ea: np.ndarray, eb: np.ndarray,
+                    es: np.ndarray, ec: np.ndarray, e0: int, e1: int,
+                    row_max: int) -> int:  # pragma: no cover - compiled
+    """Distinct (a < b) contacts of the positions of rows r0..r1 with float64 sums
+    accumulated in raster order (per voxel: its -z, -y, -x faces), written at e0..e1;
+    returns the end of what was written, or -1 if they might not fit (a row holds at
+    most row_max positions).
 
     Open-addressing hash on (a, b), grown (only between chunks of positions, so the
     inner loops never reassign an array) to keep room for a chunk's worth of contacts.
@@ -631,26 +606,30 @@ def _block_contacts(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray, faces: np.
     ne = e0
     last = np.full(6, -1, np.int64)  # per axis, the last contact's a, b (its edge: eix)
     eix = np.full(3, -1, np.int64)
-    for c0 in range(i0, i1, _RG_CHUNK):
+    r = r0
+    while r < r1:
+        if ne + 3 * (_RG_CHUNK + row_max) > e1:
+            return -1
         if 2 * (ne - e0 + 3 * _RG_CHUNK) > cap:
             while 2 * (ne - e0 + 3 * _RG_CHUNK) > cap:
                 cap *= 2
             table = _rehash(ea, eb, e0, ne, cap)
-        ne = _region_graph_chunk(lab, nb, aff, faces, c0, min(c0 + _RG_CHUNK, i1), table,
-                                 ea, eb, es, ec, ne, last, eix)
+        r, ne = _region_graph_chunk(lab, nb, aff, rows, xs, r, r1, table, ea, eb, es, ec,
+                                    ne, last, eix)
     return ne
 
 
 @njit(cache=True, parallel=True)
 def _region_graph_kernel(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
-                         faces: np.ndarray, bounds: np.ndarray, e0: np.ndarray,
-                         ea: np.ndarray, eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
-                         e1: np.ndarray) -> None:  # pragma: no cover - compiled
-    """`_block_contacts` of the positions bounds[b] .. bounds[b + 1], written from e0[b]
-    on, to e1[b] (threads over blocks)."""
+                         rows: np.ndarray, xs: np.ndarray, bounds: np.ndarray,
+                         e0: np.ndarray, ea: np.ndarray, eb: np.ndarray, es: np.ndarray,
+                         ec: np.ndarray, e1: np.ndarray,
+                         row_max: int) -> None:  # pragma: no cover - compiled
+    """`_block_contacts` of the rows bounds[b] .. bounds[b + 1], written at
+    e0[b] .. e0[b + 1], to e1[b] (threads over blocks)."""
     for b in prange(len(bounds) - 1):
-        e1[b] = _block_contacts(lab, nb, aff, faces, bounds[b], bounds[b + 1], ea, eb, es,
-                                ec, e0[b])
+        e1[b] = _block_contacts(lab, nb, aff, rows, xs, bounds[b], bounds[b + 1], ea, eb,
+                                es, ec, e0[b], e0[b + 1], row_max)
 
 
 @njit(cache=True, inline="always")
@@ -671,6 +650,8 @@ def _contact(p: int, q: int, w: np.float32, c: int, table: np.ndarray, ea: np.nd
                 table[s] = e + 1
                 ea[e] = a
                 eb[e] = b
+                es[e] = 0.0
+                ec[e] = 0
                 break
             if ea[e] == a and eb[e] == b:
                 break
@@ -686,26 +667,36 @@ def _contact(p: int, q: int, w: np.float32, c: int, table: np.ndarray, ea: np.nd
 
 @njit(cache=True)
 def _region_graph_chunk(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
-                        faces: np.ndarray, i0: int, i1: int, table: np.ndarray,
-                        ea: np.ndarray, eb: np.ndarray, es: np.ndarray, ec: np.ndarray,
-                        ne: int, last: np.ndarray,
-                        eix: np.ndarray) -> int:  # pragma: no cover - compiled
-    """Contacts of positions i0..i1 into the hash (which has room for them)."""
-    for i in range(i0, i1):
-        f = faces[i]
-        if f == 0:
-            continue
-        p = int(lab[i])
-        if f & 1 != 0:
-            ne = _contact(p, int(lab[nb[0, i]]), aff[0, i], 0, table, ea, eb, es, ec, ne,
-                          last, eix)
-        if f & 2 != 0:
-            ne = _contact(p, int(lab[nb[2, i]]), aff[1, i], 1, table, ea, eb, es, ec, ne,
-                          last, eix)
-        if f & 4 != 0:
-            ne = _contact(p, int(lab[i - 1]), aff[2, i], 2, table, ea, eb, es, ec, ne,
-                          last, eix)
-    return ne
+                        rows: np.ndarray, xs: np.ndarray, r: int, r1: int,
+                        table: np.ndarray, ea: np.ndarray, eb: np.ndarray, es: np.ndarray,
+                        ec: np.ndarray, ne: int, last: np.ndarray,
+                        eix: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Contacts of whole rows from r on (before r1) into the hash, until at least
+    _RG_CHUNK positions are visited (the caller leaves room for a chunk and a row);
+    returns the next row and the end of the edges."""
+    i_end = rows[r] + _RG_CHUNK
+    while r < r1 and rows[r] < i_end:
+        first = rows[r]
+        for i in range(first, rows[r + 1]):
+            p = int(lab[i])
+            if p <= 0:
+                continue
+            j = nb[0, i]
+            if j >= 0:
+                q = int(lab[j])
+                if q > 0 and q != p:
+                    ne = _contact(p, q, aff[0, i], 0, table, ea, eb, es, ec, ne, last, eix)
+            j = nb[2, i]
+            if j >= 0:
+                q = int(lab[j])
+                if q > 0 and q != p:
+                    ne = _contact(p, q, aff[1, i], 1, table, ea, eb, es, ec, ne, last, eix)
+            if i > first and xs[i - 1] == xs[i] - 1:
+                q = int(lab[i - 1])
+                if q > 0 and q != p:
+                    ne = _contact(p, q, aff[2, i], 2, table, ea, eb, es, ec, ne, last, eix)
+        r += 1
+    return r, ne
 
 
 @njit(cache=True)
@@ -1050,34 +1041,41 @@ def region_graph(labels: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.n
     _check(affs)
     labels = np.ascontiguousarray(labels)
     act = _of_mask(labels != 0, _f32(affs))
-    lab = labels.reshape(-1)[_flat(act)].astype(np.int64)
-    return _region_graph(act, lab, np.empty(len(lab), np.uint8))
+    return _region_graph(act, labels.reshape(-1)[_flat(act)].astype(np.int64))
 
 
-def _region_graph(act: _Active, lab: np.ndarray,
-                  faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`region_graph` of the labels `lab` of the active voxels; `faces`: uint8 scratch,
-    one per position.
+def _region_graph(act: _Active, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    """`region_graph` of the labels `lab` of the active voxels.
 
-    Sums are accumulated per block of sections (_section_blocks) in raster order, then
-    over the blocks in order, so they do not depend on the number of threads.
+    Threads over blocks of sections, each with a hash of its own; sums are accumulated
+    per block in raster order, then over the blocks in order, so they do not depend on
+    the number of threads. A block's edges first get room for one per _RG_ROOM
+    positions; if that might not be enough, all are counted again with four times the
+    room (up to three per position: a block has no more edges than faces).
     """
     nz, ny, _ = act.shape
-    per_section = np.empty(nz, np.int64)
-    _faces_kernel(lab, act.nb, act.rows, act.xs, nz, ny, faces, per_section)
-    starts = _section_blocks(nz)
-    room = np.add.reduceat(per_section, starts[:-1]) if nz else np.zeros(0, np.int64)
-    e0 = np.zeros(len(room) + 1, np.int64)
-    np.cumsum(room, out=e0[1:])
-    total = int(e0[-1])
-    ea = np.empty(total, np.int64)
-    eb = np.empty(total, np.int64)
-    es = np.zeros(total, np.float64)
-    ec = np.zeros(total, np.int64)
-    e1 = np.empty(len(room), np.int64)
-    _region_graph_kernel(lab, act.nb, act.aff, faces, act.rows[starts * ny], e0, ea, eb,
-                         es, ec, e1)
-    keep = np.concatenate([np.arange(e0[b], e1[b]) for b in range(len(room))]
+    bounds = _section_blocks(nz) * ny
+    size = np.diff(act.rows[bounds])
+    row_max = int(np.diff(act.rows).max(initial=0))
+    per = _RG_ROOM
+    while True:
+        room = (np.minimum(size // per, 3 * size) if per else 3 * size) \
+            + 3 * (_RG_CHUNK + row_max)
+        e0 = np.zeros(len(size) + 1, np.int64)
+        np.cumsum(room, out=e0[1:])
+        total = int(e0[-1])
+        ea = np.empty(total, np.int64)
+        eb = np.empty(total, np.int64)
+        es = np.empty(total, np.float64)
+        ec = np.empty(total, np.int64)
+        e1 = np.empty(len(size), np.int64)
+        _region_graph_kernel(lab, act.nb, act.aff, act.rows, act.xs, bounds, e0, ea, eb,
+                             es, ec, e1, row_max)
+        if (e1 >= 0).all():
+            break
+        per = max(per // 4, 1) if per > 1 else 0
+    keep = np.concatenate([np.arange(e0[b], e1[b]) for b in range(len(size))]
                           + [np.zeros(0, np.int64)])
     pairs, inv = np.unique(np.stack([ea[keep], eb[keep]], axis=1), axis=0,
                            return_inverse=True)
@@ -1189,7 +1187,7 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     lap("rescue")
     _grow_kernel(lab, act.fc, act.nb, act.aff, thr, 64, *scratch)
     lap("grow (rest)")
-    pairs, sums, cnt = _region_graph(act, lab, scratch[0].view(np.uint8)[:n])
+    pairs, sums, cnt = _region_graph(act, lab)
     lap("region graph")
     frag, rep = _merge(pairs, sums, cnt, p.merge_threshold, p.prior_faces)
     lap("agglomerate")
