@@ -855,20 +855,17 @@ def _final_ids(lab: np.ndarray, lut: np.ndarray, min_size: int,
 @njit(cache=True, parallel=True)
 def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.ndarray,
                     xs: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """Every voxel of `out`: new[lut[lab[i]]] at position i, 0 elsewhere (threads over
-    sections; `out` need not be zeroed)."""
+    """new[lut[lab[i]]] at every position i of `out` (zeroed) that gets a segment
+    (threads over sections). Only those voxels are written: a fresh zeroed array's pages
+    are zeroed by the kernel anyway."""
     nz, ny, nx = out.shape
     for z in prange(nz):
         for y in range(ny):
             r = z * ny + y
-            k = rows[r]
-            k1 = rows[r + 1]
-            for x in range(nx):
-                if k < k1 and xs[k] == x:
-                    out[z, y, x] = new[lut[lab[k]]]
-                    k += 1
-                else:
-                    out[z, y, x] = 0
+            for k in range(rows[r], rows[r + 1]):
+                v = new[lut[lab[k]]]
+                if v != 0:
+                    out[z, y, xs[k]] = v
 
 
 # ---------------------------------------------------------------------------------------
@@ -1193,7 +1190,7 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     lap("agglomerate")
     lut = _lut(frag, rep, n_frag + 1)
     new = _final_ids(lab, lut, int(min_size), max(2, numba.get_num_threads()))
-    out = np.empty(act.shape, np.uint64)
+    out = np.zeros(act.shape, np.uint64)
     _write_segments(lab, lut, new, act.rows, act.xs, out)
     lap("size filter, labels written")
     return out, int(new.max()) if len(new) else 0
