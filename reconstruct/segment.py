@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import fastremap
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange, types
 from numba.core.errors import NumbaPerformanceWarning
 from numba.typed import Dict, List
@@ -311,19 +311,46 @@ def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - com
 
 
 
+@njit(cache=True, inline="always")
+def _next_member(fc: np.ndarray, words: np.ndarray, i: int, end: int, bit: int,
+                 mask: np.uint64) -> int:  # pragma: no cover - compiled
+    """The first position from i on (before end) with a flag of `bit` (end if none);
+    `words` (fc as uint64) and `mask` (bit in every byte, or 0 where members are too
+    many for it to pay) skip eight at a time."""
+    while i < end:
+        if mask != 0 and i & 7 == 0 and i + 8 <= end and words[i >> 3] & mask == 0:
+            i += 8
+            continue
+        if fc[i] & bit != 0:
+            return i
+        i += 1
+    return end
+
+
+def _words(fc: np.ndarray, bit: int, sparse: bool) -> tuple[np.ndarray, np.uint64]:
+    """fc as uint64 words (whole ones), and `bit` in every byte if members are `sparse`
+    (see _next_member)."""
+    return (fc[:len(fc) // 8 * 8].view(np.uint64),
+            np.uint64(bit * 0x0101010101010101 if sparse else 0))
+
+
 @njit(cache=True, parallel=True)
-def _components_in_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
-                          aff: np.ndarray, bit: int, thr: np.float32, starts: np.ndarray,
-                          ny: int, parent: np.ndarray) -> None:  # pragma: no cover
+def _components_in_blocks(rows: np.ndarray, fc: np.ndarray, words: np.ndarray,
+                          mask: np.uint64, nb: np.ndarray, aff: np.ndarray, bit: int,
+                          thr: np.float32, starts: np.ndarray, ny: int,
+                          parent: np.ndarray) -> None:  # pragma: no cover
     """Union-find over positions of the links inside each block of sections
     starts[b] .. starts[b + 1] (threads over blocks: a block's links never leave its
     positions)."""
     for b in prange(len(starts) - 1):
         inner = rows[(starts[b] + 1) * ny]  # positions from here link to the block along z
-        for i in range(rows[starts[b] * ny], rows[starts[b + 1] * ny]):
+        end = rows[starts[b + 1] * ny]
+        i = rows[starts[b] * ny]
+        while True:
+            i = _next_member(fc, words, i, end, bit, mask)
+            if i >= end:
+                break
             f = fc[i]
-            if f & bit == 0:
-                continue
             parent[i] = i
             if f & 16 != 0 and fc[i - 1] & bit != 0 and aff[2, i] > thr:
                 _join(parent, i, i - 1)
@@ -335,6 +362,7 @@ def _components_in_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
                 j = nb[0, i]
                 if fc[j] & bit != 0 and aff[0, i] > thr:
                     _join(parent, i, j)
+            i += 1
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
@@ -352,40 +380,87 @@ def _components_across_blocks(rows: np.ndarray, fc: np.ndarray, nb: np.ndarray,
                     _join(parent, i, j)
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _number_components(fc: np.ndarray, bit: int, parent: np.ndarray, min_size: int,
-                       offset: int, lab: np.ndarray) -> int:  # pragma: no cover
-    """Number the components found in `parent`; returns how many were kept.
-
-    parent[i] <= i, so one forward pass gives every member its root (kept in `lab`: a
-    member's label is free until the end) and adds the component's size onto
-    parent[root] (which holds root). Roots in position order are components in order of
-    first appearance: parent[root] becomes offset + 1, ... for those of min_size voxels
-    or more, 0 for the others.
-    """
-    for i in range(len(fc)):
-        if fc[i] & bit != 0:
+@njit(cache=True, parallel=True)
+def _root_labels(fc: np.ndarray, words: np.ndarray, mask: np.uint64, bit: int,
+                 parent: np.ndarray, bounds: np.ndarray, lab: np.ndarray,
+                 roots: np.ndarray, listed: np.ndarray) -> None:  # pragma: no cover
+    """lab[i]: the root of member i (parent[i] <= i; a root is its own parent); block b
+    (positions bounds[b] .. bounds[b + 1]) lists its roots[b] roots, in order, from
+    listed[bounds[b]] on (threads over blocks: a member whose parent lies in its block
+    takes the root found for the parent; others walk up the tree, which no one
+    writes)."""
+    for b in prange(len(bounds) - 1):
+        p0 = bounds[b]
+        end = bounds[b + 1]
+        n = 0
+        i = p0
+        while True:
+            i = _next_member(fc, words, i, end, bit, mask)
+            if i >= end:
+                break
             p = parent[i]
-            r = i if p == i else lab[p]
-            lab[i] = r
-            parent[r] += 1
-    kept = 0
-    for i in range(len(fc)):
-        if fc[i] & bit != 0 and lab[i] == i:
-            if parent[i] - i >= min_size:
-                kept += 1
-                parent[i] = offset + kept
+            if p == i:
+                r = i
+                listed[p0 + n] = i
+                n += 1
+            elif p >= p0:
+                r = lab[p]
             else:
-                parent[i] = 0
-    return kept
+                r = p
+                while parent[r] != r:
+                    r = parent[r]
+            lab[i] = r
+            i += 1
+        roots[b] = n
+
+
+@njit(cache=True)
+def _index_roots(bounds: np.ndarray, roots: np.ndarray, listed: np.ndarray,
+                 parent: np.ndarray) -> int:  # pragma: no cover - compiled
+    """parent[root] = the root's index among all roots in position order (its
+    component's index); returns how many there are."""
+    k = 0
+    for b in range(len(roots)):
+        for t in range(bounds[b], bounds[b] + roots[b]):
+            parent[listed[t]] = k
+            k += 1
+    return k
 
 
 @njit(cache=True, parallel=True)
-def _assign_components(fc: np.ndarray, bit: int, ids: np.ndarray,
+def _component_sizes(fc: np.ndarray, words: np.ndarray, mask: np.uint64, bit: int,
+                     parent: np.ndarray, lab: np.ndarray,
+                     sizes: np.ndarray) -> None:  # pragma: no cover - compiled
+    """sizes[t, c]: members of component c (parent[root]) in the t-th of len(sizes)
+    runs of positions (threads over runs)."""
+    n = len(fc)
+    parts = sizes.shape[0]
+    for t in prange(parts):
+        end = n * (t + 1) // parts
+        i = n * t // parts
+        while True:
+            i = _next_member(fc, words, i, end, bit, mask)
+            if i >= end:
+                break
+            sizes[t, parent[lab[i]]] += 1
+            i += 1
+
+
+@njit(cache=True, parallel=True)
+def _assign_components(fc: np.ndarray, words: np.ndarray, mask: np.uint64, bit: int,
+                       parent: np.ndarray, ids: np.ndarray, bounds: np.ndarray,
                        lab: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(len(fc)):
-        if fc[i] & bit != 0:
-            lab[i] = ids[lab[i]]
+    """lab[i] = the id of member i's component (ids[parent[root]]) (threads over the
+    blocks of positions bounds[b] .. bounds[b + 1])."""
+    for b in prange(len(bounds) - 1):
+        end = bounds[b + 1]
+        i = bounds[b]
+        while True:
+            i = _next_member(fc, words, i, end, bit, mask)
+            if i >= end:
+                break
+            lab[i] = ids[parent[lab[i]]]
+            i += 1
 
 
 @njit(cache=True, parallel=True)
@@ -471,31 +546,87 @@ def _write_at(lab: np.ndarray, idx: np.ndarray, vals: np.ndarray,
             lab[idx[k]] = vals[k]
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
-def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int,
-                done: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
-    """Keep in `free` (in order) the positions a layer left unlabelled; the others go
-    to `done`. Returns both counts."""
-    nk = 0
-    nd = 0
-    for k in range(nfree):
-        if buf[k] == 0:
-            free[nk] = free[k]
-            nk += 1
-        else:
-            done[nd] = free[k]
-            nd += 1
-    return nk, nd
+_PARTS = 64  # runs of a list that threads compact on their own, then in order
+
+
+@njit(cache=True, parallel=True)
+def _count_free(lab: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
+    """counts[t + 1]: unlabelled positions in the t-th of _PARTS runs of lab."""
+    n = len(lab)
+    for t in prange(_PARTS):
+        c = 0
+        for i in range(n * t // _PARTS, n * (t + 1) // _PARTS):
+            c += lab[i] == 0
+        counts[t + 1] = c
+
+
+@njit(cache=True, parallel=True)
+def _list_free(lab: np.ndarray, offsets: np.ndarray,
+               free: np.ndarray) -> None:  # pragma: no cover - compiled
+    """The unlabelled positions, in order (run t's from offsets[t] on), without a branch
+    on the data (every i is written, the free ones kept)."""
+    n = len(lab)
+    for t in prange(_PARTS):
+        k = offsets[t]
+        end = offsets[t + 1]
+        for i in range(n * t // _PARTS, n * (t + 1) // _PARTS):
+            if k < end:
+                free[k] = i
+            k += lab[i] == 0
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _free_positions(lab: np.ndarray, free: np.ndarray) -> int:  # pragma: no cover
+    """The unlabelled positions, in order, in one pass (for when they are few)."""
     n = 0
     for i in range(len(lab)):
         if lab[i] == 0:
             free[n] = i
             n += 1
     return n
+
+
+@njit(cache=True, parallel=True)
+def _count_kept(buf: np.ndarray, nfree: int,
+                counts: np.ndarray) -> None:  # pragma: no cover - compiled
+    """counts[t + 1]: entries of buf[:nfree]'s t-th run that a layer left at 0."""
+    for t in prange(_PARTS):
+        c = 0
+        for k in range(nfree * t // _PARTS, nfree * (t + 1) // _PARTS):
+            c += buf[k] == 0
+        counts[t + 1] = c
+
+
+@njit(cache=True, parallel=True)
+def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int, offsets: np.ndarray,
+                kept: np.ndarray, done: np.ndarray) -> None:  # pragma: no cover
+    """The positions free[:nfree] a layer left unlabelled (buf 0) to `kept`, the others
+    to `done`, both in order (run t's from offsets[t] and its start - offsets[t])."""
+    for t in prange(_PARTS):
+        k0 = nfree * t // _PARTS
+        k1 = nfree * (t + 1) // _PARTS
+        nk = offsets[t]
+        nd = k0 - nk
+        end_k = offsets[t + 1]
+        end_d = k1 - end_k
+        for k in range(k0, k1):  # no branch on the data: both lists get every entry,
+            f = free[k]  # each keeps its own
+            z = buf[k] == 0
+            if nk < end_k:
+                kept[nk] = f
+            if nd < end_d:
+                done[nd] = f
+            nk += z
+            nd += 1 - z
+
+
+@njit(cache=True, inline="always")
+def _offsets(counts: np.ndarray) -> int:  # pragma: no cover - compiled
+    """counts[1:] summed up in place (counts[0] = 0); returns the total."""
+    counts[0] = 0
+    for t in range(1, len(counts)):
+        counts[t] += counts[t - 1]
+    return counts[-1]
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
@@ -520,7 +651,7 @@ def _next_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, front: np.ndarr
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
                  thr: np.float32, max_iter: int, free: np.ndarray, cand: np.ndarray,
-                 buf: np.ndarray) -> int:  # pragma: no cover - compiled
+                 buf: np.ndarray, spare: np.ndarray) -> int:  # pragma: no cover
     """Synchronous breadth-first growth; returns the number of layers grown.
 
     Each layer gives every unlabelled position with a strong edge to one labelled before
@@ -530,12 +661,22 @@ def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarra
     marked -1, given their label (`_best` ignores marks), then written, and the next
     layer's candidates come from the positions just labelled. Both ways give the same
     labels. The loops live in helpers that reassign no array (numba would otherwise
-    count references inside them). `free`, `cand` (nb's dtype) and `buf` (lab's) are
-    scratch of len(lab) positions.
+    count references inside them). `free`, `cand`, `spare` (nb's dtype) and `buf`
+    (lab's) are scratch of len(lab) positions. The lists of positions are compacted on
+    threads (_PARTS runs, each counted, then written from its offset).
     """
     if max_iter <= 0:
         return 0
-    nfree = _free_positions(lab, free)
+    offsets = np.zeros(_PARTS + 1, np.int64)
+    sample = 0  # few unlabelled positions (as after a rescue): one pass lists them
+    for i in range(0, len(lab), 64):
+        sample += lab[i] == 0
+    if sample * 64 < len(lab) // 16:
+        nfree = _free_positions(lab, free)
+    else:
+        _count_free(lab, offsets)
+        nfree = _offsets(offsets)
+        _list_free(lab, offsets, free)
     if nfree == 0:
         return 0
     big = len(lab) // 16
@@ -547,7 +688,11 @@ def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarra
         if nc == 0:
             return layers
         layers += 1
-        nfree, nc = _split_free(free, buf, nfree, cand)
+        _count_kept(buf, nfree, offsets)
+        nk = _offsets(offsets)
+        _split_free(free, buf, nfree, offsets, spare, cand)
+        free, spare = spare, free
+        nfree, nc = nk, nfree - nk
         if nc <= big:
             break
     if layers >= max_iter:
@@ -858,7 +1003,7 @@ def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.
     """new[lut[lab[i]]] at every position i of `out` (zeroed) that gets a segment
     (threads over sections). Only those voxels are written: a fresh zeroed array's pages
     are zeroed by the kernel anyway."""
-    nz, ny, nx = out.shape
+    nz, ny, _ = out.shape
     for z in prange(nz):
         for y in range(ny):
             r = z * ny + y
@@ -992,21 +1137,36 @@ def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
 
 
 def _components(act: _Active, bit: int, threshold: float, min_size: int,
-                lab: np.ndarray, parent: np.ndarray, offset: int = 0) -> int:
+                lab: np.ndarray, scratch: np.ndarray, offset: int = 0,
+                sparse: bool = False) -> int:
     """Connected components of the positions flagged `bit` (any of its bits) along
     affinities > threshold (at least the edge bits' threshold), written into `lab`
     (positions) as offset + 1, ... in order of first appearance, 0 for those under
-    `min_size` voxels; returns how many were kept. `parent`: int32 scratch, one per
-    position."""
+    `min_size` voxels; returns how many were kept. `scratch`: (2, positions) int32;
+    `sparse`: few positions are members (they are then looked for eight at a time).
+
+    A union-find whose roots are the components' first positions (threads over blocks
+    of sections, then the links across blocks); the numbering runs on threads too.
+    """
     nz, ny, _ = act.shape
     thr = np.float32(threshold)
+    parent, listed = scratch[0], scratch[1]
     starts = _section_blocks(nz)
-    _components_in_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny, parent)
+    words, mask = _words(act.fc, bit, sparse)
+    _components_in_blocks(act.rows, act.fc, words, mask, act.nb, act.aff, bit, thr, starts,
+                          ny, parent)
     _components_across_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny,
                               parent)
-    kept = int(_number_components(act.fc, bit, parent, int(min_size), int(offset), lab))
-    _assign_components(act.fc, bit, parent, lab)
-    return kept
+    bounds = act.rows[starts * ny]
+    roots = np.empty(len(starts) - 1, np.int64)
+    _root_labels(act.fc, words, mask, bit, parent, bounds, lab, roots, listed)
+    n_comp = _index_roots(bounds, roots, listed, parent)
+    sizes = np.zeros((max(1, min(numba.get_num_threads(), 8)), n_comp), np.int64)
+    _component_sizes(act.fc, words, mask, bit, parent, lab, sizes)
+    keep = sizes.sum(axis=0) >= min_size
+    ids = np.where(keep, offset + np.cumsum(keep), 0).astype(lab.dtype)
+    _assign_components(act.fc, words, mask, bit, parent, ids, bounds, lab)
+    return int(keep.sum())
 
 
 def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int = 64) -> None:
@@ -1026,9 +1186,9 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     at = _flat(act)
     flat = labels.reshape(-1)
     lab = flat[at].astype(np.int64)
-    scratch = np.empty((2, len(lab)), act.nb.dtype)
+    scratch = np.empty((3, len(lab)), act.nb.dtype)
     _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter),
-                 scratch[0], scratch[1], np.empty_like(lab))
+                 scratch[0], scratch[1], np.empty_like(lab), scratch[2])
     flat[at] = lab.astype(labels.dtype)
 
 
@@ -1170,17 +1330,17 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     lab = np.zeros(n, np.int32)  # fewer than 2**31 positions
     # scratch shared by the stages (union-find parents, growth queues, contact faces):
     # fresh memory costs a page fault per page, so it is touched once
-    scratch = np.empty((3, n), np.int32)
+    scratch = np.empty((4, n), np.int32)
     lap("scan (edge flags, active voxels, their links, seed erosion)")
     n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab,
-                          scratch[0])
+                          scratch[:2])
     lap("seeds (components)")
     thr = np.float32(p.grow_threshold)
     _grow_kernel(lab, act.fc, act.nb, act.aff, thr, int(p.grow_layers), *scratch)
     lap(f"grow ({p.grow_layers} layers)")
     _mark_linked_free(lab, act.fc, act.nb)
     n_frag = n_seeds + _components(act, _MEMBER, p.grow_threshold, max(p.min_seed, 2),
-                                   lab, scratch[0], n_seeds)
+                                   lab, scratch[:2], n_seeds, sparse=True)
     lap("rescue")
     _grow_kernel(lab, act.fc, act.nb, act.aff, thr, 64, *scratch)
     lap("grow (rest)")
@@ -1285,7 +1445,7 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     affs = _f32(affs)
     act = _scan(affs, threshold)  # active: the voxels with an edge above threshold
     lab = np.zeros(len(act.fc), np.int64)
-    _components(act, _EDGES, threshold, 1, lab, np.empty(len(lab), np.int32))
+    _components(act, _EDGES, threshold, 1, lab, np.empty((2, len(lab)), np.int32))
     out = np.zeros(act.shape, np.uint32)
     out.reshape(-1)[_flat(act)] = lab
     return size_filter(out, min_size)
