@@ -154,6 +154,50 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
 
 
 @njit(cache=True, inline="always")
+def _find(parent: np.ndarray, i: int) -> int:  # pragma: no cover - compiled
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, inline="always")
+def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - compiled
+    """Union of the sets of a and b; the smaller root wins, so parent[i] <= i always."""
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+
+
+@njit(cache=True, inline="always")
+def _next_member(fc: np.ndarray, words: np.ndarray, i: int, end: int, bit: int,
+                 mask: np.uint64) -> int:  # pragma: no cover - compiled
+    """The first position from i on (before end) with a flag of `bit` (end if none);
+    `words` (fc as uint64) and `mask` (bit in every byte, or 0 where members are too
+    many for it to pay) skip eight at a time."""
+    while i < end:
+        if mask != 0 and i & 7 == 0 and i + 8 <= end and words[i >> 3] & mask == 0:
+            i += 8
+            continue
+        if fc[i] & bit != 0:
+            return i
+        i += 1
+    return end
+
+
+def _words(fc: np.ndarray, bit: int, sparse: bool) -> tuple[np.ndarray, np.uint64]:
+    """fc as uint64 words (whole ones), and `bit` in every byte if members are `sparse`
+    (see _next_member)."""
+    return (fc[:len(fc) // 8 * 8].view(np.uint64),
+            np.uint64(bit * 0x0101010101010101 if sparse else 0))
+
+
+@njit(cache=True, inline="always")
 def _eroded(flags: np.ndarray, flat: np.ndarray, z: int, y: int, x: int, dz: np.ndarray,
             dy: np.ndarray, kmax: np.ndarray, off: np.ndarray,
             reach: np.ndarray) -> bool:  # pragma: no cover - compiled
@@ -215,12 +259,14 @@ def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, in
                   rows: np.ndarray, starts: np.ndarray, xs: np.ndarray,
                   fc: np.ndarray, affs: np.ndarray, aff: np.ndarray, nb: np.ndarray,
                   link: bool, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
-                  off: np.ndarray, reach: np.ndarray,
-                  erode: bool) -> None:  # pragma: no cover - compiled
+                  off: np.ndarray, reach: np.ndarray, erode: bool, parent: np.ndarray,
+                  seed_thr: np.float32) -> None:  # pragma: no cover - compiled
     """The flagged voxels in raster order: x and flags; with `link`, their affinities to
     their -1 neighbours and their neighbours' positions (nb); with `erode`, _MEMBER on
-    the _CORE voxels `_eroded` keeps. `flat`: the flags (shape `shape`), flat; `words`:
-    the same as uint64 (unflagged runs are skipped a word at a time).
+    the _CORE voxels `_eroded` keeps, and with both, their union-find in `parent` along
+    affinities above seed_thr inside each block (as `_components_in_blocks`). `flat`:
+    the flags (shape `shape`), flat; `words`: the same as uint64 (unflagged runs are
+    skipped a word at a time).
 
     Threads over blocks of sections starts[b] .. starts[b + 1]; each walks its sections
     in order with position maps of the section before and of its own (by the parity of
@@ -246,8 +292,9 @@ def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, in
                 for k in range(rows[r], rows[r + 1]):
                     x = _next_flagged(flat, words, b0, x, nx)
                     f = flat[b0 + x]
-                    if erode and f & _CORE != 0 and _eroded(flags, flat, z, y, x, dz, dy,
-                                                            kmax, off, reach):
+                    member = erode and f & _CORE != 0 and _eroded(flags, flat, z, y, x, dz,
+                                                                  dy, kmax, off, reach)
+                    if member:
                         f |= _MEMBER
                     xs[k] = x
                     fc[k] = f
@@ -269,6 +316,8 @@ def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, in
                             j = pos[c, t - nx]
                             nb[3, j] = k
                         nb[2, k] = j
+                        if member:
+                            _link(fc, nb, aff, parent, k, f, z > z0, _MEMBER, seed_thr)
                     x += 1
         if link and z1 < nz:  # the block's last section: its +z links into the next block
             c = z1 & 1
@@ -281,6 +330,25 @@ def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, in
                         nb[1, k] = pos[c, t]
 
 
+@njit(cache=True, inline="always")
+def _link(fc: np.ndarray, nb: np.ndarray, aff: np.ndarray, parent: np.ndarray, i: int,
+          f: int, along_z: bool, bit: int,
+          thr: np.float32) -> None:  # pragma: no cover - compiled
+    """Member i (flags f) into the union-find, joined to its -x, -y and (`along_z`) -z
+    neighbours that are members (flagged `bit`) across an affinity above thr."""
+    parent[i] = i
+    if f & 16 != 0 and fc[i - 1] & bit != 0 and aff[2, i] > thr:
+        _join(parent, i, i - 1)
+    if f & 4 != 0:
+        j = nb[2, i]
+        if fc[j] & bit != 0 and aff[1, i] > thr:
+            _join(parent, i, j)
+    if f & 1 != 0 and along_z:
+        j = nb[0, i]
+        if fc[j] & bit != 0 and aff[0, i] > thr:
+            _join(parent, i, j)
+
+
 @njit(cache=True, parallel=True)
 def _flat_kernel(rows: np.ndarray, xs: np.ndarray, ny: int, nx: int,
                  out: np.ndarray) -> None:  # pragma: no cover - compiled
@@ -288,50 +356,6 @@ def _flat_kernel(rows: np.ndarray, xs: np.ndarray, ny: int, nx: int,
     for r in prange(len(rows) - 1):
         for i in range(rows[r], rows[r + 1]):
             out[i] = r * nx + xs[i]
-
-
-@njit(cache=True, inline="always")
-def _find(parent: np.ndarray, i: int) -> int:  # pragma: no cover - compiled
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-@njit(cache=True, inline="always")
-def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - compiled
-    """Union of the sets of a and b; the smaller root wins, so parent[i] <= i always."""
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra < rb:
-        parent[rb] = ra
-    elif rb < ra:
-        parent[ra] = rb
-
-
-
-
-@njit(cache=True, inline="always")
-def _next_member(fc: np.ndarray, words: np.ndarray, i: int, end: int, bit: int,
-                 mask: np.uint64) -> int:  # pragma: no cover - compiled
-    """The first position from i on (before end) with a flag of `bit` (end if none);
-    `words` (fc as uint64) and `mask` (bit in every byte, or 0 where members are too
-    many for it to pay) skip eight at a time."""
-    while i < end:
-        if mask != 0 and i & 7 == 0 and i + 8 <= end and words[i >> 3] & mask == 0:
-            i += 8
-            continue
-        if fc[i] & bit != 0:
-            return i
-        i += 1
-    return end
-
-
-def _words(fc: np.ndarray, bit: int, sparse: bool) -> tuple[np.ndarray, np.uint64]:
-    """fc as uint64 words (whole ones), and `bit` in every byte if members are `sparse`
-    (see _next_member)."""
-    return (fc[:len(fc) // 8 * 8].view(np.uint64),
-            np.uint64(bit * 0x0101010101010101 if sparse else 0))
 
 
 @njit(cache=True, parallel=True)
@@ -350,18 +374,7 @@ def _components_in_blocks(rows: np.ndarray, fc: np.ndarray, words: np.ndarray,
             i = _next_member(fc, words, i, end, bit, mask)
             if i >= end:
                 break
-            f = fc[i]
-            parent[i] = i
-            if f & 16 != 0 and fc[i - 1] & bit != 0 and aff[2, i] > thr:
-                _join(parent, i, i - 1)
-            if f & 4 != 0:
-                j = nb[2, i]
-                if fc[j] & bit != 0 and aff[1, i] > thr:
-                    _join(parent, i, j)
-            if f & 1 != 0 and i >= inner:
-                j = nb[0, i]
-                if fc[j] & bit != 0 and aff[0, i] > thr:
-                    _join(parent, i, j)
+            _link(fc, nb, aff, parent, i, fc[i], i >= inner, bit, thr)
             i += 1
 
 
@@ -1028,6 +1041,7 @@ class _Active:
     fc: np.ndarray  # (n,) uint8: the flags, then _MEMBER as stages set it
     nb: np.ndarray  # (n, 4) int32: positions along -z, +z, -y, +y, or -1
     aff: np.ndarray  # (n, 3) float32: affinity to the -1 neighbour along z, y, x
+    work: np.ndarray  # (4, n) int32 scratch for the stages; see _active
 
 
 _NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
@@ -1071,11 +1085,13 @@ def _section_blocks(nz: int) -> np.ndarray:
 
 
 def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
-            ball: _Ball | None = None) -> _Active:
+            ball: _Ball | None = None, seed_threshold: float = math.inf) -> _Active:
     """Index the voxels with a flag (`counts`: how many per row); link them and gather
     their affinities when `affs` (float32, contiguous) is given; with a `ball`, set
     _MEMBER on the _CORE voxels with no non-core voxel within it (cost: the ball's rows'
-    lengths summed, per core voxel)."""
+    lengths summed, per core voxel). With both, work[0] holds the union-find of those
+    seed voxels along affinities above `seed_threshold` inside each block of sections
+    (see _components, `linked`)."""
     nz, ny, nx = (int(s) for s in flags.shape)
     rows = np.zeros(nz * ny + 1, np.int64)
     np.cumsum(counts, out=rows[1:])
@@ -1087,6 +1103,7 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
     fc = np.empty(n, np.uint8)
     nb = np.empty((4, n) if affs is not None else (4, 0), np.int32)
     aff = np.empty((3, n) if affs is not None else (3, 0), np.float32)
+    work = np.empty((4, n) if affs is not None else (4, 0), np.int32)
     b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
     off = (b.dz * ny + b.dy) * nx
     reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
@@ -1094,19 +1111,21 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
     words = flat[:len(flat) // 8 * 8].view(np.uint64)
     _index_kernel(flat, words, (nz, ny, nx), rows, _section_blocks(nz), xs, fc,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
-                  b.dz, b.dy, b.kmax, off, reach, ball is not None)
-    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff)
+                  b.dz, b.dy, b.kmax, off, reach, ball is not None, work[0],
+                  np.float32(seed_threshold))
+    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff, work)
 
 
 def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
           ball: _Ball | None = None) -> _Active:
     """Active voxels of float32 affinities: edge bits at `threshold`, _CORE at
-    `core_threshold`, _MEMBER on the core voxels a `ball` leaves (see _active)."""
+    `core_threshold`, _MEMBER on the core voxels a `ball` leaves, linked at
+    `core_threshold` (see _active)."""
     nz, ny, nx = (int(s) for s in affs.shape[1:])
     flags = np.empty((nz, ny, nx), np.uint8)
     counts = np.empty(nz * ny, np.int64)
     _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
-    return _active(flags, counts, affs, ball)
+    return _active(flags, counts, affs, ball, core_threshold)
 
 
 def _of_mask(mask: np.ndarray, affs: np.ndarray | None,
@@ -1138,12 +1157,13 @@ def erode(core: np.ndarray, voxel_size_zyx: tuple[float, float, float],
 
 def _components(act: _Active, bit: int, threshold: float, min_size: int,
                 lab: np.ndarray, scratch: np.ndarray, offset: int = 0,
-                sparse: bool = False) -> int:
+                sparse: bool = False, linked: bool = False) -> int:
     """Connected components of the positions flagged `bit` (any of its bits) along
     affinities > threshold (at least the edge bits' threshold), written into `lab`
     (positions) as offset + 1, ... in order of first appearance, 0 for those under
     `min_size` voxels; returns how many were kept. `scratch`: (2, positions) int32;
-    `sparse`: few positions are members (they are then looked for eight at a time).
+    `sparse`: few positions are members (they are then looked for eight at a time);
+    `linked`: scratch[0] already holds the union-find inside blocks (see _active).
 
     A union-find whose roots are the components' first positions (threads over blocks
     of sections, then the links across blocks); the numbering runs on threads too.
@@ -1153,8 +1173,9 @@ def _components(act: _Active, bit: int, threshold: float, min_size: int,
     parent, listed = scratch[0], scratch[1]
     starts = _section_blocks(nz)
     words, mask = _words(act.fc, bit, sparse)
-    _components_in_blocks(act.rows, act.fc, words, mask, act.nb, act.aff, bit, thr, starts,
-                          ny, parent)
+    if not linked:
+        _components_in_blocks(act.rows, act.fc, words, mask, act.nb, act.aff, bit, thr,
+                              starts, ny, parent)
     _components_across_blocks(act.rows, act.fc, act.nb, act.aff, bit, thr, starts, ny,
                               parent)
     bounds = act.rows[starts * ny]
@@ -1186,9 +1207,9 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     at = _flat(act)
     flat = labels.reshape(-1)
     lab = flat[at].astype(np.int64)
-    scratch = np.empty((3, len(lab)), act.nb.dtype)
+    w = act.work
     _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter),
-                 scratch[0], scratch[1], np.empty_like(lab), scratch[2])
+                 w[0], w[1], np.empty_like(lab), w[2])
     flat[at] = lab.astype(labels.dtype)
 
 
@@ -1328,12 +1349,12 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
                 _Ball.of(voxel_size_zyx, p.seed_distance_nm, affs.shape[3]))
     n = len(act.fc)
     lab = np.zeros(n, np.int32)  # fewer than 2**31 positions
-    # scratch shared by the stages (union-find parents, growth queues, contact faces):
-    # fresh memory costs a page fault per page, so it is touched once
-    scratch = np.empty((4, n), np.int32)
+    # scratch shared by the stages (union-find parents, growth queues): fresh memory
+    # costs a page fault per page, so it is touched once
+    scratch = act.work
     lap("scan (edge flags, active voxels, their links, seed erosion)")
     n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab,
-                          scratch[:2])
+                          scratch[:2], linked=True)
     lap("seeds (components)")
     thr = np.float32(p.grow_threshold)
     _grow_kernel(lab, act.fc, act.nb, act.aff, thr, int(p.grow_layers), *scratch)
@@ -1445,7 +1466,7 @@ def threshold_components(affs: np.ndarray, threshold: float = 0.5,
     affs = _f32(affs)
     act = _scan(affs, threshold)  # active: the voxels with an edge above threshold
     lab = np.zeros(len(act.fc), np.int64)
-    _components(act, _EDGES, threshold, 1, lab, np.empty((2, len(lab)), np.int32))
+    _components(act, _EDGES, threshold, 1, lab, act.work[:2])
     out = np.zeros(act.shape, np.uint32)
     out.reshape(-1)[_flat(act)] = lab
     return size_filter(out, min_size)
