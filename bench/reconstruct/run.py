@@ -123,25 +123,35 @@ def main() -> None:
     t_warm = time.perf_counter() - t
     con.print(f"warm-up (numba compile / cache load, not timed): {t_warm:.1f} s")
     rows = []
-    for name, fn in methods.items():
-        if name.split()[0] in skip:
-            continue
-        # every method gets the best of --repeats runs, except mwatershed (half a minute)
-        reps = 1 if name.startswith("mwatershed") else args.repeats
-        times = []
-        seg = None
-        for _ in range(reps):
-            a = affs.copy()
-            t = time.perf_counter()
-            seg = fn(a)
-            times.append(time.perf_counter() - t)
-        assert seg is not None
-        sc = pipeline.segmentation_scores(seg, truth, vs)
-        best = min(times)
+    # every method gets the best of --repeats runs, taken in turns (ours, waterz, ...,
+    # then again) so that a shared machine's slow spells fall on all of them alike;
+    # mwatershed (half a minute) runs once, after the others
+    timed = [n for n in methods if n.split()[0] not in skip]
+    times: dict[str, list[float]] = {n: [] for n in timed}
+    segs: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        a = affs.copy()
+        t = time.perf_counter()
+        segs[name] = methods[name](a)
+        times[name].append(time.perf_counter() - t)
+
+    once = [n for n in timed if n.startswith("mwatershed")]
+    for _ in range(args.repeats):
+        for name in timed:
+            if name not in once:
+                run(name)
+    for name in once:
+        run(name)
+    for name in timed:
+        sc = pipeline.segmentation_scores(segs[name], truth, vs)
+        best = min(times[name])
         rows.append({"method": name, "seconds": best, "mvox_per_s": nvox / best / 1e6,
+                     "median_seconds": float(np.median(times[name])),
                      **{k: sc[k] for k in ("voi_split", "voi_merge", "voi", "nerl", "arand",
                                            "n_segments")}})
-        con.print(f"{name}: {best:.2f} s")
+        con.print(f"{name}: {best:.2f} s (median {np.median(times[name]):.2f} s of "
+                  f"{len(times[name])})")
     stages = stage_times(affs, vs, params, args.repeats) if "ours" not in skip else {}
     for k, v in stages.items():
         con.print(f"  ours, {k}: {v:.3f} s")
