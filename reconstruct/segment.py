@@ -14,13 +14,16 @@ criterion, exact, with a lazy heap), then segments below `min_size` voxels are r
 How it runs: one threaded pass over the affinities gives each voxel a flag byte (its
 edges above the growth threshold, whether it is a seed core). Only flagged ("active")
 voxels can ever be labelled, so every later stage works on them alone, stored compactly
-in raster order with the positions of their face neighbours (see _CORE); the label
-volume is written once, at the end. Every loop is a compiled numba kernel
-(`@njit(cache=True)`; loops without an order dependence run on numba's threads, over
-sections; the first call in a fresh environment compiles them, later processes load
-them from the cache). Connected components are a union-find over positions whose roots
-are the components' first voxels, so labels come out in order of first appearance, as
-cc3d's do.
+in raster order with the positions of their face neighbours (see _CORE); a second pass
+builds that store and, as it goes, erodes the seed cores and joins the seed voxels in a
+union-find. The label volume is written once, at the end. Every loop is a compiled numba
+kernel (`@njit(cache=True)`; loops without an order dependence run on numba's threads,
+over blocks of sections or runs of positions; the first call in a fresh environment
+compiles them, later processes load them from the cache). Connected components are a
+union-find over positions whose roots are the components' first voxels, so labels come
+out in order of first appearance, as cc3d's do. Nothing depends on the number of
+threads: the region graph's sums are taken per block of sections (_BLOCKS), then over
+the blocks in order.
 
 `threshold_components` is the baseline: threshold affinities, connected components.
 Affinities use the waterz layout: `affs[c, z, y, x]` links a voxel to its -1 neighbour

@@ -115,6 +115,33 @@ def test_region_graph_matches_python_loop(shape: tuple[int, int, int], seed: int
     assert counts.tolist() == [ref[k][1] for k in sorted(ref)]
 
 
+def test_region_graph_of_more_contacts_than_first_room_matches_numpy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random labels give about three contacts per voxel, more than the room a block of
+    the region graph first gets, so it counts them again with more."""
+    rng = np.random.default_rng(7)
+    lab = rng.integers(0, 50_000, (16, 48, 40)).astype(np.uint64)
+    affs = _random_affs(rng, lab.shape)
+    keys, weights = [], []
+    for c in range(3):
+        lo, hi = neighbour_slices(c)
+        a, b, w = lab[hi].ravel(), lab[lo].ravel(), affs[c][hi].ravel()
+        ok = (a != 0) & (b != 0) & (a != b)
+        keys.append(np.stack([np.minimum(a, b)[ok], np.maximum(a, b)[ok]], axis=1))
+        weights.append(w[ok].astype(np.float64))
+    ref, inv = np.unique(np.concatenate(keys), axis=0, return_inverse=True)
+    passes = []
+    kernel = segment._region_graph_kernel
+    monkeypatch.setattr(segment, "_region_graph_kernel",
+                        lambda *a: passes.append(kernel(*a)))
+    pairs, sums, counts = segment.region_graph(lab, affs)
+    assert len(passes) > 1  # the first room was too small
+    np.testing.assert_array_equal(pairs, ref)
+    np.testing.assert_allclose(sums, np.bincount(inv.ravel(), np.concatenate(weights)),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(counts, np.bincount(inv.ravel()))
+
+
 def _partition(mapping: dict[int, int], nodes: set[int]) -> set[frozenset[int]]:
     groups: dict[int, set[int]] = {}
     for n in nodes:
