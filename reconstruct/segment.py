@@ -1014,6 +1014,12 @@ def _final_ids(lab: np.ndarray, lut: np.ndarray, min_size: int,
 
 
 @njit(cache=True, parallel=True)
+def _zero(a: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in prange(len(a)):
+        a[i] = 0
+
+
+@njit(cache=True, parallel=True)
 def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.ndarray,
                     xs: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
     """new[lut[lab[i]]] at every position i of `out` (zeroed) that gets a segment
@@ -1045,6 +1051,7 @@ class _Active:
     nb: np.ndarray  # (n, 4) int32: positions along -z, +z, -y, +y, or -1
     aff: np.ndarray  # (n, 3) float32: affinity to the -1 neighbour along z, y, x
     work: np.ndarray  # (4, n) int32 scratch for the stages; see _active
+    pooled: int  # bytes of the caller's pool that nb, aff and work take (see _active)
 
 
 _NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
@@ -1087,14 +1094,27 @@ def _section_blocks(nz: int) -> np.ndarray:
     return np.unique(np.linspace(0, nz, _BLOCKS + 1).astype(np.int64))
 
 
+def _carve(pool: np.ndarray | None, used: int, shape: tuple[int, int],
+           dtype: type) -> tuple[np.ndarray, int]:
+    """An empty array from pool[used:] if it fits there (fresh otherwise), and the bytes
+    of the pool used after it."""
+    size = shape[0] * shape[1] * np.dtype(dtype).itemsize
+    if pool is None or used + size > len(pool):
+        return np.empty(shape, dtype), used
+    return pool[used:used + size].view(dtype).reshape(shape), used + size
+
+
 def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
-            ball: _Ball | None = None, seed_threshold: float = math.inf) -> _Active:
+            ball: _Ball | None = None, seed_threshold: float = math.inf,
+            pool: np.ndarray | None = None) -> _Active:
     """Index the voxels with a flag (`counts`: how many per row); link them and gather
     their affinities when `affs` (float32, contiguous) is given; with a `ball`, set
     _MEMBER on the _CORE voxels with no non-core voxel within it (cost: the ball's rows'
     lengths summed, per core voxel). With both, work[0] holds the union-find of those
     seed voxels along affinities above `seed_threshold` inside each block of sections
-    (see _components, `linked`)."""
+    (see _components, `linked`). nb, aff and work are taken from `pool` (bytes, 4-byte
+    aligned; the label volume's own memory, which no stage needs before the end) as far
+    as they fit: fresh memory costs the kernel a page fault and zeroing per page."""
     nz, ny, nx = (int(s) for s in flags.shape)
     rows = np.zeros(nz * ny + 1, np.int64)
     np.cumsum(counts, out=rows[1:])
@@ -1104,9 +1124,10 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
                          "(--block-sections)")
     xs = np.empty(n, np.int32)
     fc = np.empty(n, np.uint8)
-    nb = np.empty((4, n) if affs is not None else (4, 0), np.int32)
-    aff = np.empty((3, n) if affs is not None else (3, 0), np.float32)
-    work = np.empty((4, n) if affs is not None else (4, 0), np.int32)
+    m = n if affs is not None else 0
+    nb, used = _carve(pool, 0, (4, m), np.int32)
+    aff, used = _carve(pool, used, (3, m), np.float32)
+    work, used = _carve(pool, used, (4, m), np.int32)
     b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
     off = (b.dz * ny + b.dy) * nx
     reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
@@ -1116,11 +1137,11 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
                   b.dz, b.dy, b.kmax, off, reach, ball is not None, work[0],
                   np.float32(seed_threshold))
-    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff, work)
+    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff, work, used)
 
 
 def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
-          ball: _Ball | None = None) -> _Active:
+          ball: _Ball | None = None, pool: np.ndarray | None = None) -> _Active:
     """Active voxels of float32 affinities: edge bits at `threshold`, _CORE at
     `core_threshold`, _MEMBER on the core voxels a `ball` leaves, linked at
     `core_threshold` (see _active)."""
@@ -1128,7 +1149,7 @@ def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
     flags = np.empty((nz, ny, nx), np.uint8)
     counts = np.empty(nz * ny, np.int64)
     _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
-    return _active(flags, counts, affs, ball, core_threshold)
+    return _active(flags, counts, affs, ball, core_threshold, pool)
 
 
 def _of_mask(mask: np.ndarray, affs: np.ndarray | None,
@@ -1348,13 +1369,13 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
             timings[stage] = now - t
             t = now
 
+    out = np.zeros(affs.shape[1:], np.uint64)  # the stages' arrays live in it until the end
+    pool = out.reshape(-1).view(np.uint8)
     act = _scan(affs, p.grow_threshold, p.seed_threshold,
-                _Ball.of(voxel_size_zyx, p.seed_distance_nm, affs.shape[3]))
+                _Ball.of(voxel_size_zyx, p.seed_distance_nm, affs.shape[3]), pool)
     n = len(act.fc)
     lab = np.zeros(n, np.int32)  # fewer than 2**31 positions
-    # scratch shared by the stages (union-find parents, growth queues): fresh memory
-    # costs a page fault per page, so it is touched once
-    scratch = act.work
+    scratch = act.work  # shared by the stages (union-find parents, growth queues)
     lap("scan (edge flags, active voxels, their links, seed erosion)")
     n_seeds = _components(act, _MEMBER, p.seed_threshold, max(p.min_seed, 1), lab,
                           scratch[:2], linked=True)
@@ -1374,7 +1395,7 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     lap("agglomerate")
     lut = _lut(frag, rep, n_frag + 1)
     new = _final_ids(lab, lut, int(min_size), max(2, numba.get_num_threads()))
-    out = np.zeros(act.shape, np.uint64)
+    _zero(pool[:act.pooled].view(np.uint32))
     _write_segments(lab, lut, new, act.rows, act.xs, out)
     lap("size filter, labels written")
     return out, int(new.max()) if len(new) else 0
