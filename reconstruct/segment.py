@@ -1044,7 +1044,6 @@ class _Active:
     """The active voxels of a volume (see _CORE): compact, in raster order."""
 
     shape: tuple[int, int, int]
-    flags: np.ndarray  # (z, y, x) uint8, every voxel
     rows: np.ndarray  # (nz * ny + 1,) int64: row (z, y) holds positions rows[r]..rows[r+1]
     xs: np.ndarray  # (n,) int32
     fc: np.ndarray  # (n,) uint8: the flags, then _MEMBER as stages set it
@@ -1137,7 +1136,7 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
                   b.dz, b.dy, b.kmax, off, reach, ball is not None, work[0],
                   np.float32(seed_threshold))
-    return _Active((nz, ny, nx), flags, rows, xs, fc, nb, aff, work, used)
+    return _Active((nz, ny, nx), rows, xs, fc, nb, aff, work, used)
 
 
 def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
