@@ -1014,25 +1014,22 @@ def _final_ids(lab: np.ndarray, lut: np.ndarray, min_size: int,
 
 
 @njit(cache=True, parallel=True)
-def _zero(a: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in prange(len(a)):
-        a[i] = 0
-
-
-@njit(cache=True, parallel=True)
 def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.ndarray,
                     xs: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """new[lut[lab[i]]] at every position i of `out` (zeroed) that gets a segment
-    (threads over sections). Only those voxels are written: a fresh zeroed array's pages
-    are zeroed by the kernel anyway."""
-    nz, ny, _ = out.shape
+    """Every voxel of `out`: new[lut[lab[i]]] at position i, 0 elsewhere (threads over
+    sections; `out` need not be zeroed)."""
+    nz, ny, nx = out.shape
     for z in prange(nz):
         for y in range(ny):
             r = z * ny + y
-            for k in range(rows[r], rows[r + 1]):
-                v = new[lut[lab[k]]]
-                if v != 0:
-                    out[z, y, xs[k]] = v
+            k = rows[r]
+            k1 = rows[r + 1]
+            for x in range(nx):
+                v = 0
+                if k < k1 and xs[k] == x:
+                    v = new[lut[lab[k]]]
+                    k += 1
+                out[z, y, x] = v
 
 
 # ---------------------------------------------------------------------------------------
@@ -1050,7 +1047,6 @@ class _Active:
     nb: np.ndarray  # (n, 4) int32: positions along -z, +z, -y, +y, or -1
     aff: np.ndarray  # (n, 3) float32: affinity to the -1 neighbour along z, y, x
     work: np.ndarray  # (4, n) int32 scratch for the stages; see _active
-    pooled: int  # bytes of the caller's pool that nb, aff and work take (see _active)
 
 
 _NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
@@ -1136,7 +1132,7 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
                   b.dz, b.dy, b.kmax, off, reach, ball is not None, work[0],
                   np.float32(seed_threshold))
-    return _Active((nz, ny, nx), rows, xs, fc, nb, aff, work, used)
+    return _Active((nz, ny, nx), rows, xs, fc, nb, aff, work)
 
 
 def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
@@ -1368,7 +1364,7 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
             timings[stage] = now - t
             t = now
 
-    out = np.zeros(affs.shape[1:], np.uint64)  # the stages' arrays live in it until the end
+    out = np.empty(affs.shape[1:], np.uint64)  # the stages' arrays live in it until the end
     pool = out.reshape(-1).view(np.uint8)
     act = _scan(affs, p.grow_threshold, p.seed_threshold,
                 _Ball.of(voxel_size_zyx, p.seed_distance_nm, affs.shape[3]), pool)
@@ -1394,7 +1390,6 @@ def _segment(affs: np.ndarray, voxel_size_zyx: tuple[float, float, float], p: Se
     lap("agglomerate")
     lut = _lut(frag, rep, n_frag + 1)
     new = _final_ids(lab, lut, int(min_size), max(2, numba.get_num_threads()))
-    _zero(pool[:act.pooled].view(np.uint32))
     _write_segments(lab, lut, new, act.rows, act.xs, out)
     lap("size filter, labels written")
     return out, int(new.max()) if len(new) else 0
