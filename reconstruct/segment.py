@@ -562,87 +562,31 @@ def _write_at(lab: np.ndarray, idx: np.ndarray, vals: np.ndarray,
             lab[idx[k]] = vals[k]
 
 
-_PARTS = 64  # runs of a list that threads compact on their own, then in order
-
-
-@njit(cache=True, parallel=True)
-def _count_free(lab: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
-    """counts[t + 1]: unlabelled positions in the t-th of _PARTS runs of lab."""
-    n = len(lab)
-    for t in prange(_PARTS):
-        c = 0
-        for i in range(n * t // _PARTS, n * (t + 1) // _PARTS):
-            c += lab[i] == 0
-        counts[t + 1] = c
-
-
-@njit(cache=True, parallel=True)
-def _list_free(lab: np.ndarray, offsets: np.ndarray,
-               free: np.ndarray) -> None:  # pragma: no cover - compiled
-    """The unlabelled positions, in order (run t's from offsets[t] on), without a branch
-    on the data (every i is written, the free ones kept)."""
-    n = len(lab)
-    for t in prange(_PARTS):
-        k = offsets[t]
-        end = offsets[t + 1]
-        for i in range(n * t // _PARTS, n * (t + 1) // _PARTS):
-            if k < end:
-                free[k] = i
-            k += lab[i] == 0
+@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int,
+                done: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Keep in `free` (in order) the positions a layer left unlabelled; the others go
+    to `done`. Returns both counts."""
+    nk = 0
+    nd = 0
+    for k in range(nfree):
+        if buf[k] == 0:
+            free[nk] = free[k]
+            nk += 1
+        else:
+            done[nd] = free[k]
+            nd += 1
+    return nk, nd
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _free_positions(lab: np.ndarray, free: np.ndarray) -> int:  # pragma: no cover
-    """The unlabelled positions, in order, in one pass (for when they are few)."""
     n = 0
     for i in range(len(lab)):
         if lab[i] == 0:
             free[n] = i
             n += 1
     return n
-
-
-@njit(cache=True, parallel=True)
-def _count_kept(buf: np.ndarray, nfree: int,
-                counts: np.ndarray) -> None:  # pragma: no cover - compiled
-    """counts[t + 1]: entries of buf[:nfree]'s t-th run that a layer left at 0."""
-    for t in prange(_PARTS):
-        c = 0
-        for k in range(nfree * t // _PARTS, nfree * (t + 1) // _PARTS):
-            c += buf[k] == 0
-        counts[t + 1] = c
-
-
-@njit(cache=True, parallel=True)
-def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int, offsets: np.ndarray,
-                kept: np.ndarray, done: np.ndarray) -> None:  # pragma: no cover
-    """The positions free[:nfree] a layer left unlabelled (buf 0) to `kept`, the others
-    to `done`, both in order (run t's from offsets[t] and its start - offsets[t])."""
-    for t in prange(_PARTS):
-        k0 = nfree * t // _PARTS
-        k1 = nfree * (t + 1) // _PARTS
-        nk = offsets[t]
-        nd = k0 - nk
-        end_k = offsets[t + 1]
-        end_d = k1 - end_k
-        for k in range(k0, k1):  # no branch on the data: both lists get every entry,
-            f = free[k]  # each keeps its own
-            z = buf[k] == 0
-            if nk < end_k:
-                kept[nk] = f
-            if nd < end_d:
-                done[nd] = f
-            nk += z
-            nd += 1 - z
-
-
-@njit(cache=True, inline="always")
-def _offsets(counts: np.ndarray) -> int:  # pragma: no cover - compiled
-    """counts[1:] summed up in place (counts[0] = 0); returns the total."""
-    counts[0] = 0
-    for t in range(1, len(counts)):
-        counts[t] += counts[t - 1]
-    return counts[-1]
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
@@ -667,7 +611,7 @@ def _next_layer(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, front: np.ndarr
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
 def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarray,
                  thr: np.float32, max_iter: int, free: np.ndarray, cand: np.ndarray,
-                 buf: np.ndarray, spare: np.ndarray) -> int:  # pragma: no cover
+                 buf: np.ndarray) -> int:  # pragma: no cover - compiled
     """Synchronous breadth-first growth; returns the number of layers grown.
 
     Each layer gives every unlabelled position with a strong edge to one labelled before
@@ -677,22 +621,12 @@ def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarra
     marked -1, given their label (`_best` ignores marks), then written, and the next
     layer's candidates come from the positions just labelled. Both ways give the same
     labels. The loops live in helpers that reassign no array (numba would otherwise
-    count references inside them). `free`, `cand`, `spare` (nb's dtype) and `buf`
-    (lab's) are scratch of len(lab) positions. The lists of positions are compacted on
-    threads (_PARTS runs, each counted, then written from its offset).
+    count references inside them). `free`, `cand` (nb's dtype) and `buf` (lab's) are
+    scratch of len(lab) positions.
     """
     if max_iter <= 0:
         return 0
-    offsets = np.zeros(_PARTS + 1, np.int64)
-    sample = 0  # few unlabelled positions (as after a rescue): one pass lists them
-    for i in range(0, len(lab), 64):
-        sample += lab[i] == 0
-    if sample * 64 < len(lab) // 16:
-        nfree = _free_positions(lab, free)
-    else:
-        _count_free(lab, offsets)
-        nfree = _offsets(offsets)
-        _list_free(lab, offsets, free)
+    nfree = _free_positions(lab, free)
     if nfree == 0:
         return 0
     big = len(lab) // 16
@@ -704,11 +638,7 @@ def _grow_kernel(lab: np.ndarray, fc: np.ndarray, nb: np.ndarray, aff: np.ndarra
         if nc == 0:
             return layers
         layers += 1
-        _count_kept(buf, nfree, offsets)
-        nk = _offsets(offsets)
-        _split_free(free, buf, nfree, offsets, spare, cand)
-        free, spare = spare, free
-        nfree, nc = nk, nfree - nk
+        nfree, nc = _split_free(free, buf, nfree, cand)
         if nc <= big:
             break
     if layers >= max_iter:
@@ -1046,7 +976,7 @@ class _Active:
     fc: np.ndarray  # (n,) uint8: the flags, then _MEMBER as stages set it
     nb: np.ndarray  # (n, 4) int32: positions along -z, +z, -y, +y, or -1
     aff: np.ndarray  # (n, 3) float32: affinity to the -1 neighbour along z, y, x
-    work: np.ndarray  # (4, n) int32 scratch for the stages; see _active
+    work: np.ndarray  # (3, n) int32 scratch for the stages; see _active
 
 
 _NO_AFFS = np.zeros((3, 1, 1, 1), np.float32)
@@ -1122,7 +1052,7 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
     m = n if affs is not None else 0
     nb, used = _carve(pool, 0, (4, m), np.int32)
     aff, used = _carve(pool, used, (3, m), np.float32)
-    work, used = _carve(pool, used, (4, m), np.int32)
+    work, used = _carve(pool, used, (3, m), np.int32)
     b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
     off = (b.dz * ny + b.dy) * nx
     reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
@@ -1228,7 +1158,7 @@ def grow(labels: np.ndarray, affs: np.ndarray, threshold: float, max_iter: int =
     lab = flat[at].astype(np.int64)
     w = act.work
     _grow_kernel(lab, act.fc, act.nb, act.aff, np.float32(threshold), int(max_iter),
-                 w[0], w[1], np.empty_like(lab), w[2])
+                 w[0], w[1], np.empty_like(lab))
     flat[at] = lab.astype(labels.dtype)
 
 
