@@ -175,8 +175,6 @@ def _join(parent: np.ndarray, a: int, b: int) -> None:  # pragma: no cover - com
         parent[ra] = rb
 
 
-
-
 @njit(cache=True, inline="always")
 def _next_member(fc: np.ndarray, words: np.ndarray, i: int, end: int, bit: int,
                  mask: np.uint64) -> int:  # pragma: no cover - compiled
