@@ -116,6 +116,7 @@ _EDGES = 63
 _CORE = 64
 _MEMBER = 128
 _BLOCKS = 16  # blocks of sections indexed, and labelled, on their own (threads over them)
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, inline="always")
@@ -127,8 +128,10 @@ def _in_plane(a: np.float32, thr: np.float32, bit: int, m: np.float32,
 
 @njit(cache=True, parallel=True)
 def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
-                 flags: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
-    """Edge bits and _CORE of every voxel; counts[z * ny + y] = flagged voxels of row."""
+                 flags: np.ndarray, counts: np.ndarray,
+                 core: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Edge bits and _CORE of every voxel; counts[z * ny + y] = flagged voxels of row;
+    `core`: the _CORE bits as `_core_bits` gives them."""
     nz, ny, nx = flags.shape
     for z in prange(nz):
         for y in range(ny):
@@ -154,6 +157,12 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                 if f != 0:
                     n += 1
             counts[z * ny + y] = n
+            for w in range(core.shape[2]):  # a loop of its own: the one above vectorises
+                left = nx - w * 64
+                bits = _ONES << np.uint64(left) if left < 64 else np.uint64(0)
+                for t in range(min(left, 64)):
+                    bits |= np.uint64(flags[z, y, w * 64 + t] >> 6) << np.uint64(t)
+                core[z, y, w] = bits
 
 
 @njit(cache=True, inline="always")
@@ -199,31 +208,45 @@ def _words(fc: np.ndarray, bit: int, sparse: bool) -> tuple[np.ndarray, np.uint6
 
 
 @njit(cache=True, inline="always")
-def _eroded(flags: np.ndarray, flat: np.ndarray, z: int, y: int, x: int, dz: np.ndarray,
-            dy: np.ndarray, kmax: np.ndarray, off: np.ndarray,
-            reach: np.ndarray) -> bool:  # pragma: no cover - compiled
-    """No non-core voxel in any row (z + dz, y + dy) within kmax of x (rows and voxels
-    outside the volume are ignored). Away from the volume's faces (`reach`: the ball's
-    extent along z, y, x) the rows are read from `flat` (the flags, flat) at their
-    offsets `off`."""
-    nz, ny, nx = flags.shape
-    if reach[0] <= z < nz - reach[0] and reach[1] <= y < ny - reach[1] \
-            and reach[2] <= x < nx - reach[2]:
-        b = (z * ny + y) * nx + x
-        for j in range(len(off)):
-            for t in range(b + off[j] - kmax[j], b + off[j] + kmax[j] + 1):
-                if flat[t] & _CORE == 0:
-                    return False
-        return True
+def _shifted(m: np.ndarray, w: int, s: int) -> np.uint64:  # pragma: no cover - compiled
+    """Word w of the bits m shifted by s (> 0: bit x gets bit x + s; < 0: bit x - |s|),
+    ones shifted in."""
+    nw = len(m)
+    q = abs(s) >> 6
+    r = np.uint64(abs(s) & 63)
+    if s > 0:
+        lo = m[w + q] if w + q < nw else _ONES
+        if r == 0:
+            return lo
+        hi = m[w + q + 1] if w + q + 1 < nw else _ONES
+        return (lo >> r) | (hi << (np.uint64(64) - r))
+    hi = m[w - q] if w - q >= 0 else _ONES
+    if r == 0:
+        return hi
+    lo = m[w - q - 1] if w - q - 1 >= 0 else _ONES
+    return (hi << r) | (lo >> (np.uint64(64) - r))
+
+
+@njit(cache=True, inline="always")
+def _eroded_row(core: np.ndarray, z: int, y: int, dz: np.ndarray, dy: np.ndarray,
+                kmax: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """out: the bits of row (z, y) with no non-core voxel in any row (z + dz, y + dy)
+    within kmax along x (rows and voxels outside the volume are ignored); `core`: the
+    _CORE bits (see `_core_bits`)."""
+    nz, ny, _ = core.shape
+    for w in range(len(out)):
+        out[w] = _ONES
     for j in range(len(dz)):
         zz = z + dz[j]
         yy = y + dy[j]
         if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
             continue
-        for xx in range(max(x - kmax[j], 0), min(x + kmax[j], nx - 1) + 1):
-            if flags[zz, yy, xx] & _CORE == 0:
-                return False
-    return True
+        m = core[zz, yy]
+        for w in range(len(out)):
+            e = m[w]
+            for s in range(1, kmax[j] + 1):
+                e &= _shifted(m, w, s) & _shifted(m, w, -s)
+            out[w] &= e
 
 
 @njit(cache=True, inline="always")
@@ -259,12 +282,12 @@ def _positions(flat: np.ndarray, words: np.ndarray, rows: np.ndarray, ny: int, n
 def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, int],
                   rows: np.ndarray, starts: np.ndarray, xs: np.ndarray,
                   fc: np.ndarray, affs: np.ndarray, aff: np.ndarray, nb: np.ndarray,
-                  link: bool, dz: np.ndarray, dy: np.ndarray, kmax: np.ndarray,
-                  off: np.ndarray, reach: np.ndarray, erode: bool, parent: np.ndarray,
+                  link: bool, core: np.ndarray, dz: np.ndarray, dy: np.ndarray,
+                  kmax: np.ndarray, erode: bool, parent: np.ndarray,
                   seed_thr: np.float32) -> None:  # pragma: no cover - compiled
     """The flagged voxels in raster order: x and flags; with `link`, their affinities to
     their -1 neighbours and their neighbours' positions (nb); with `erode`, _MEMBER on
-    the _CORE voxels `_eroded` keeps, and with both, their union-find in `parent` along
+    the _CORE voxels `_eroded_row` keeps, and with both, their union-find in `parent` along
     affinities above seed_thr inside each block (as `_components_in_blocks`). `flat`:
     the flags (shape `shape`), flat; `words`: the same as uint64 (unflagged runs are
     skipped a word at a time).
@@ -276,25 +299,28 @@ def _index_kernel(flat: np.ndarray, words: np.ndarray, shape: tuple[int, int, in
     to a block are mapped from their flags, so a block writes its own positions only.
     """
     nz, ny, nx = shape
-    flags = flat.reshape(shape)
     plane = ny * nx
+    nw = (nx + 63) // 64
     for b in prange(len(starts) - 1):
         z0 = starts[b]
         z1 = starts[b + 1]
         pos = np.empty((2, plane if link else 0), np.int32)
         if link and z0 > 0:
             _positions(flat, words, rows, ny, nx, z0 - 1, pos[(z0 - 1) & 1])
+        kept = np.empty(nw, np.uint64)
         for z in range(z0, z1):
             c = z & 1
             for y in range(ny):
                 r = z * ny + y
                 b0 = r * nx
                 x = 0
+                if erode and rows[r + 1] > rows[r]:
+                    _eroded_row(core, z, y, dz, dy, kmax, kept)
                 for k in range(rows[r], rows[r + 1]):
                     x = _next_flagged(flat, words, b0, x, nx)
                     f = flat[b0 + x]
-                    member = erode and f & _CORE != 0 and _eroded(flags, flat, z, y, x, dz,
-                                                                  dy, kmax, off, reach)
+                    member = erode and f & _CORE != 0 and \
+                        (kept[x >> 6] >> np.uint64(x & 63)) & np.uint64(1) != 0
                     if member:
                         f |= _MEMBER
                     xs[k] = x
@@ -950,14 +976,11 @@ def _write_segments(lab: np.ndarray, lut: np.ndarray, new: np.ndarray, rows: np.
     for z in prange(nz):
         for y in range(ny):
             r = z * ny + y
-            k = rows[r]
-            k1 = rows[r + 1]
+            row = out[z, y]
             for x in range(nx):
-                v = 0
-                if k < k1 and xs[k] == x:
-                    v = new[lut[lab[k]]]
-                    k += 1
-                out[z, y, x] = v
+                row[x] = 0
+            for k in range(rows[r], rows[r + 1]):
+                row[xs[k]] = new[lut[lab[k]]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1027,13 +1050,28 @@ def _carve(pool: np.ndarray | None, used: int, shape: tuple[int, int],
     return pool[used:used + size].view(dtype).reshape(shape), used + size
 
 
-def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
-            ball: _Ball | None = None, seed_threshold: float = math.inf,
-            pool: np.ndarray | None = None) -> _Active:
+def _core_bits(flags: np.ndarray) -> np.ndarray:
+    """The _CORE bits of flags (nz, ny, nx) as (nz, ny, ceil(nx / 64)) uint64 words: bit
+    x & 63 of word x >> 6, and the bits past nx set (outside the volume counts as core
+    when eroding)."""
+    nz, ny, nx = flags.shape
+    nw = -(-nx // 64)
+    packed = np.zeros((nz, ny, nw * 8), np.uint8)
+    packed[:, :, :-(-nx // 8)] = np.packbits(flags & _CORE != 0, axis=2, bitorder="little")
+    core = packed.view(np.uint64)
+    if nx % 64:
+        core[:, :, -1] |= _ONES << np.uint64(nx % 64)
+    return core
+
+
+def _active(flags: np.ndarray, counts: np.ndarray, core: np.ndarray,
+            affs: np.ndarray | None, ball: _Ball | None = None,
+            seed_threshold: float = math.inf, pool: np.ndarray | None = None) -> _Active:
     """Index the voxels with a flag (`counts`: how many per row); link them and gather
     their affinities when `affs` (float32, contiguous) is given; with a `ball`, set
-    _MEMBER on the _CORE voxels with no non-core voxel within it (cost: the ball's rows'
-    lengths summed, per core voxel). With both, work[0] holds the union-find of those
+    _MEMBER on the _CORE voxels (`core`: their bits, see `_core_bits`) with no non-core
+    voxel within it (cost per row: the ball's rows' lengths summed, times the row's
+    words). With both, work[0] holds the union-find of those
     seed voxels along affinities above `seed_threshold` inside each block of sections
     (see _components, `linked`). nb, aff and work are taken from `pool` (bytes, 4-byte
     aligned; the label volume's own memory, which no stage needs before the end) as far
@@ -1052,13 +1090,11 @@ def _active(flags: np.ndarray, counts: np.ndarray, affs: np.ndarray | None,
     aff, used = _carve(pool, used, (3, m), np.float32)
     work, used = _carve(pool, used, (3, m), np.int32)
     b = ball or _Ball(_NO_ROWS, _NO_ROWS, _NO_ROWS)
-    off = (b.dz * ny + b.dy) * nx
-    reach = np.array([np.abs(r).max(initial=0) for r in (b.dz, b.dy, b.kmax)], np.int64)
     flat = flags.reshape(-1)
     words = flat[:len(flat) // 8 * 8].view(np.uint64)
     _index_kernel(flat, words, (nz, ny, nx), rows, _section_blocks(nz), xs, fc,
                   affs if affs is not None else _NO_AFFS, aff, nb, affs is not None,
-                  b.dz, b.dy, b.kmax, off, reach, ball is not None, work[0],
+                  core, b.dz, b.dy, b.kmax, ball is not None, work[0],
                   np.float32(seed_threshold))
     return _Active((nz, ny, nx), rows, xs, fc, nb, aff, work)
 
@@ -1071,8 +1107,10 @@ def _scan(affs: np.ndarray, threshold: float, core_threshold: float = math.inf,
     nz, ny, nx = (int(s) for s in affs.shape[1:])
     flags = np.empty((nz, ny, nx), np.uint8)
     counts = np.empty(nz * ny, np.int64)
-    _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts)
-    return _active(flags, counts, affs, ball, core_threshold, pool)
+    core = np.empty((nz, ny, -(-nx // 64)), np.uint64)
+    _scan_kernel(affs, np.float32(threshold), np.float32(core_threshold), flags, counts,
+                 core)
+    return _active(flags, counts, core, affs, ball, core_threshold, pool)
 
 
 def _of_mask(mask: np.ndarray, affs: np.ndarray | None,
@@ -1080,7 +1118,7 @@ def _of_mask(mask: np.ndarray, affs: np.ndarray | None,
     """The voxels of a boolean mask as active voxels (no edge bits; _CORE set)."""
     flags = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(_CORE)
     counts = np.count_nonzero(flags, axis=2).reshape(-1).astype(np.int64)
-    return _active(flags, counts, affs, ball)
+    return _active(flags, counts, _core_bits(flags), affs, ball)
 
 
 def _flat(act: _Active) -> np.ndarray:

@@ -281,6 +281,20 @@ def test_erode_is_thresholded_edt(vs: tuple[float, float, float], dist: float) -
     np.testing.assert_array_equal(segment.erode(full, vs, dist), ref)
 
 
+@pytest.mark.parametrize("dist", [30.0, 63.0, 64.0, 65.0, 100.0, 130.0])
+def test_erode_rows_of_several_words_is_thresholded_edt(dist: float) -> None:
+    """Rows of 150 voxels (three 64-bit words) and balls reaching past a word along x
+    (1 nm voxels along x): erosion shifts the core bits across words."""
+    from scipy import ndimage
+
+    vs = (40.0, 4.0, 1.0)
+    core = np.ones((8, 6, 150), bool)
+    core[1, 2, 20] = core[1, 4, 90] = core[6, 0, 149] = False
+    ref = ndimage.distance_transform_edt(core, sampling=vs) > dist
+    assert ref.any() and not ref.all()
+    np.testing.assert_array_equal(segment.erode(core, vs, dist), ref)
+
+
 def _reference_segmentation(affs: np.ndarray, p: segment.SegParams) -> np.ndarray:
     """`seeded_segmentation` composed of plain references: scipy's EDT, breadth-first
     components, voxel-by-voxel growth, a Python region graph, the greedy agglomeration
