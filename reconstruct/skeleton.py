@@ -3,15 +3,19 @@
 - Soma: a segment whose largest inscribed radius (anisotropic EDT) reaches
   `soma_radius_nm`; its centre is the deepest voxel.
 - Compartments on each skeleton: vertices within 1.15 soma radii of the centre are soma;
-  the remaining vertices split into branches at the soma. The axon is the branch holding
-  most presynaptic sites of that segment (ties: the thinnest); its first
-  `ais_length_nm` of path from the soma surface is the AIS; other branches are dendrite.
-  Segments without a soma (cut off by the volume's faces): each vertex takes the role
-  of the synapse nearest to it along the cable, "axon" for one the segment makes,
-  "dendrite" for one it receives (axons carry a neuron's outputs, dendrites its
-  inputs), "unknown" on a piece with none. Until 2026-12-02 such a segment was all
-  "axon" if it made synapses, else all "unknown", so every synapse it received was
-  scored wrong.
+  the remaining vertices split into branches at the soma. Of the branches the skeleton
+  joins to the soma, the axon is the one of thinnest proximal calibre (median radius
+  over its first `ais_length_nm` of cable): an axon initial segment is thinner than the
+  base of a dendrite. Its first `ais_length_nm` from the soma surface is the AIS; the
+  other joined branches are dendrite. (Until 2026-12-02 the axon was the branch holding
+  most presynaptic sites, else the thinnest by median radius; a bouton's nearest
+  vertex often lies on a dendrite of its own cell, and dendrites taper, so that rule
+  put the AIS on the true axon of 10 of 23 cells of the benchmark's true
+  segmentations, this one 19; `bench/reconstruct/compartments.py`.)
+  Pieces the skeleton does not join to the soma, and segments without a soma (cut off
+  by the volume's faces): each vertex takes the role of the synapse nearest to it along
+  the cable, "axon" for one the segment makes, "dendrite" for one it receives (axons
+  carry a neuron's outputs, dendrites its inputs), "unknown" on a piece with none.
 - Class: a segment making >= 2 synapses with at least half onto AISs is "chandelier"
   (that is what defines chandelier cells); else a segment with a soma is "pyramidal";
   else "unknown".
@@ -273,30 +277,35 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     if len(rest) == 0:
         return comp
     e = sk.edges
-    g = _cable_graph(sk)
     keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
     gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
     _, branch = connected_components(gb, directed=False)
-    root = int(np.argmin(dist_c))
-    path = dijkstra(g, indices=root)
-    counts: dict[int, int] = {}
-    if len(presyn_xyz):
-        tree = cKDTree(sk.vertices[rest])
-        _, near = tree.query(presyn_xyz)
-        for k in np.atleast_1d(near):
-            b = int(branch[rest[int(k)]])
-            counts[b] = counts.get(b, 0) + 1
-    branches = np.unique(branch[rest])
-    if counts:
-        axon = max(counts, key=lambda b: counts[b])
-    else:
-        axon = min(branches.tolist(), key=lambda b: float(np.median(sk.radius[branch == b])))
-    comp[rest] = COMP_DENDRITE
-    ax = rest[branch[rest] == axon]
+    path = dijkstra(_cable_graph(sk), indices=int(np.argmin(dist_c)))
+    reached = np.isfinite(path[rest])
+    loose = rest[~reached]  # pieces the skeleton does not join to the soma
+    if len(loose):
+        comp[loose] = _by_nearest_site(sk, presyn_xyz, np.zeros((0, 3)) if postsyn_xyz is
+                                       None else postsyn_xyz)[loose]
+    attached = rest[reached]
+    if len(attached) == 0:
+        return comp
+    comp[attached] = COMP_DENDRITE
+    axon, thinnest = -1, np.inf
+    for b in np.unique(branch[attached]).tolist():
+        idx = attached[branch[attached] == b]
+        d = path[idx] - path[idx].min()  # cable from where the branch leaves the soma
+        calibre = float(np.median(sk.radius[idx[d <= ais_length_nm]]))
+        if calibre < thinnest:
+            axon, thinnest = b, calibre
+    ax = attached[branch[attached] == axon]
     comp[ax] = COMP_AXON
-    start = np.nanmin(np.where(np.isfinite(path[ax]), path[ax], np.nan)) if len(ax) else 0.0
-    if np.isfinite(start):
-        comp[ax[path[ax] - start <= ais_length_nm]] = COMP_AIS
+    # the AIS runs straight: its length is measured as the distance from where the
+    # branch leaves the soma (a skeleton's path zig-zags between voxels and overstates
+    # its cable by a fifth or so), on the part within twice that length of cable
+    first = ax[np.argmin(path[ax])]
+    straight = np.linalg.norm(sk.vertices[ax] - sk.vertices[first], axis=1)
+    comp[ax[(straight <= ais_length_nm)
+            & (path[ax] - path[first] <= 2 * ais_length_nm)]] = COMP_AIS
     return comp
 
 

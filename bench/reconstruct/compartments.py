@@ -1,10 +1,16 @@
-"""Postsynaptic compartments: how often a matched synapse's `post_compartment` is right.
+"""Postsynaptic compartments: how often a matched synapse's `post_compartment` is right,
+and how often a cell's axon initial segment is put on its true axon.
 
 Runs `connectome reconstruct`'s pipeline on synthetic volumes and scores, on the synapses
 matched to ground truth, the compartments the pipeline wrote beside a baseline computed
 from the same run's tables: the rule used until 2026-12-02, under which a segment
 without a soma in the volume was all "axon" if it made a synapse, else all "unknown"
 (synapses onto segments with a soma get the same answer under both rules).
+
+On the true segmentations of the same volumes (so segmentation errors do not count),
+it also checks every cell with a soma whose true AIS its skeleton reaches: is the AIS
+`skeleton.label_compartments` marks on the cell's true AIS or axon? The baseline is the
+rule used until the second change of 2026-12-02 (`axon_by_presynaptic_sites`).
 
     uv run python bench/reconstruct/compartments.py --seeds 1,2,3,4,10,11,12,13
 """
@@ -20,8 +26,11 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
 
-from reconstruct import io, metrics, pipeline, synth
+from reconstruct import io, metrics, pipeline, skeleton, synth
 
 VS = (40.0, 16.0, 16.0)
 
@@ -40,6 +49,71 @@ def matched(run: Path, truth: dict) -> list[tuple[int, int]]:
                           ts_[["x", "y", "z"]].to_numpy(float), ok, 250.0)
 
 
+def axon_by_presynaptic_sites(sk: skeleton.Skel, soma: tuple[np.ndarray, float],
+                              presyn_xyz: np.ndarray) -> np.ndarray:
+    """Baseline: the AIS as the rule used until 2026-12-02 put it (True per vertex). The
+    axon is the branch at the soma nearest to most of the cell's presynaptic sites,
+    with no site the thinnest by median radius; its first AIS length is the AIS."""
+    n = len(sk.vertices)
+    centre, rs = soma
+    dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
+    in_soma = dist_c <= 1.15 * rs
+    rest = np.nonzero(~in_soma)[0]
+    ais = np.zeros(n, bool)
+    if len(rest) == 0:
+        return ais
+    e = sk.edges
+    keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
+    gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
+    _, branch = connected_components(gb, directed=False)
+    path = dijkstra(skeleton._cable_graph(sk), indices=int(np.argmin(dist_c)))
+    counts: dict[int, int] = {}
+    if len(presyn_xyz):
+        _, near = cKDTree(sk.vertices[rest]).query(presyn_xyz)
+        for k in np.atleast_1d(near):
+            b = int(branch[rest[int(k)]])
+            counts[b] = counts.get(b, 0) + 1
+    if counts:
+        axon = max(counts, key=lambda b: counts[b])
+    else:
+        axon = min(np.unique(branch[rest]).tolist(),
+                   key=lambda b: float(np.median(sk.radius[branch == b])))
+    ax = rest[branch[rest] == axon]
+    reach = path[ax][np.isfinite(path[ax])]
+    if len(reach):
+        ais[ax[path[ax] - reach.min() <= synth.AIS_LENGTH_NM]] = True
+    return ais
+
+
+def ais_on_true_cells(cfg: synth.SynthConfig) -> list[dict]:
+    """Per cell with a soma whose skeleton reaches its true AIS: the share of the
+    vertices marked AIS that lie in its true AIS or axon (or soma), ours and baseline
+    (true segmentation; the cell's true presynaptic sites for the baseline)."""
+    plan = synth.make_plan(cfg)
+    slab = synth.render(plan)
+    skels = skeleton.skeletonize(slab.labels, cfg.voxel_size_zyx)
+    vs = np.array(cfg.voxel_size_zyx[::-1])
+    out = []
+    for sid, soma in skeleton.find_somata(slab.labels, cfg.voxel_size_zyx).items():
+        sk = skels.get(sid)
+        if sk is None:
+            continue
+        ix = np.clip(np.round(sk.vertices / vs).astype(int), 0,
+                     np.array(slab.labels.shape[::-1]) - 1)
+        true = slab.compartments[ix[:, 2], ix[:, 1], ix[:, 0]]
+        if not (true == synth.COMP_AIS).any():
+            continue
+        pre = plan.synapses[plan.synapse_pre == sid, :3][:, ::-1]  # zyx -> xyz nm
+        ours = skeleton.label_compartments(sk, soma, pre) == synth.COMP_AIS
+        base = axon_by_presynaptic_sites(sk, soma, pre)
+        right = np.isin(true, [synth.COMP_AIS, synth.COMP_AXON, synth.COMP_SOMA])
+        out.append({"seed": cfg.seed, "cell": int(sid),
+                    "class": plan.neuron_class.get(int(sid), "?"),
+                    "ours": float(right[ours].mean()) if ours.any() else 0.0,
+                    "baseline": float(right[base].mean()) if base.any() else 0.0})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=64, help="cube edge in voxels")
@@ -48,6 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     con = Console(width=120)
     rows = []
+    classes: list[float | None] = []  # cell-class accuracy over the segments with a soma
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = work / "model.joblib"
@@ -61,6 +136,8 @@ def main() -> None:
             assert truth is not None
             syn = pd.read_parquet(run / "synapses.parquet")
             segs = pd.read_parquet(run / "segments.parquet")
+            got = json.loads((run / "metrics.json").read_text())
+            classes.append(got.get("pipeline", {}).get("class_accuracy_somata"))
             no_soma = set(segs.loc[segs["soma_x"].isna(), "segment_id"].astype(int))
             makes = set(syn["pre_segment_id"].astype(int))
             for i, j in matched(run, truth):
@@ -89,10 +166,23 @@ def main() -> None:
     confusion = pd.crosstab(df.true, df.ours).to_dict()
     con.print(f"ours / baseline accuracy: {ours:.3f} / {base:.3f}; confusion (ours by true): "
               f"{confusion}")
+    cells = [c for seed in (int(s) for s in args.seeds.split(","))
+             for c in ais_on_true_cells(synth.SynthConfig((args.size,) * 3, VS, "clean",
+                                                          seed))]
+    found = {k: sum(c[k] >= 0.8 for c in cells) for k in ("ours", "baseline")}
+    class_mean = float(np.mean([c for c in classes if c is not None]))
+    con.print(f"cell-class accuracy (segments with a soma), mean over volumes: "
+              f"{class_mean:.3f}")
+    con.print(f"true segmentations: AIS put on the true axon (>= 80% of its vertices) in "
+              f"{found['ours']} of {len(cells)} cells (baseline {found['baseline']})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"size": args.size, "per_seed": per_seed,
                                     "pooled_ours": ours, "pooled_baseline": base,
-                                    "confusion_ours_by_true": confusion}, indent=2) + "\n")
+                                    "confusion_ours_by_true": confusion,
+                                    "ais_on_true_cells": cells, "cells_found": found,
+                                    "class_accuracy_somata": classes,
+                                    "class_accuracy_mean": class_mean},
+                                   indent=2) + "\n")
 
 
 if __name__ == "__main__":

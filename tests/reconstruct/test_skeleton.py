@@ -125,3 +125,73 @@ def test_segment_without_soma_takes_the_role_of_its_nearest_synapse(
                     np.where(d_post <= d_pre, synth.COMP_DENDRITE, synth.COMP_AXON))
     np.testing.assert_array_equal(comp, want)
     assert (comp[15:] == synth.COMP_NONE).all()  # the far piece has no synapse
+
+
+def _cell() -> tuple[skeleton.Skel, dict[str, np.ndarray]]:
+    """A soma (centre at the origin, radius 200 nm) with three straight branches of 20
+    vertices 50 nm apart leaving it along +x, +y and -y, and a loose piece far away.
+    The +x branch keeps a calibre of 70 nm (an axon); the others start at 100 nm and
+    taper to 20 nm, so their median over the whole branch is the thinnest."""
+    steps = 250.0 + np.arange(20) * 50.0  # the first vertex just past 1.15 soma radii
+    verts = [np.zeros((1, 3))]
+    radius = [np.array([200.0])]
+    parts: dict[str, np.ndarray] = {}
+    edges: list[tuple[int, int]] = []
+    for name, d, r in [("axon", (1.0, 0, 0), np.full(20, 70.0)),
+                       ("dendrite_a", (0, 1.0, 0), np.linspace(100.0, 20.0, 20)),
+                       ("dendrite_b", (0, -1.0, 0), np.linspace(100.0, 20.0, 20))]:
+        start = sum(len(v) for v in verts)
+        verts.append(steps[:, None] * np.array(d)[None, :])
+        radius.append(r)
+        idx = np.arange(start, start + 20)
+        edges += [(0, start)] + [(start + k, start + k + 1) for k in range(19)]
+        parts[name] = idx
+    start = sum(len(v) for v in verts)
+    verts.append(np.array([[9000.0, 9000.0, 0.0], [9050.0, 9000.0, 0.0]]))
+    radius.append(np.full(2, 50.0))
+    edges.append((start, start + 1))
+    parts["loose"] = np.arange(start, start + 2)
+    sk = skeleton.Skel(np.concatenate(verts), np.array(edges, np.int64),
+                       np.concatenate(radius))
+    return sk, parts
+
+
+@pytest.mark.parametrize("boutons_on", ["axon", "dendrite_a"])
+def test_axon_is_the_branch_of_thinnest_proximal_calibre(boutons_on: str) -> None:
+    """The branch thinnest over its first AIS length is the axon, whichever branch the
+    segment's boutons lie nearest to; its first AIS length of cable from the soma
+    surface is the AIS; a loose piece takes the role of its nearest synapse."""
+    sk, parts = _cell()
+    pre = sk.vertices[parts[boutons_on][[5, 12]]] + np.array([0.0, 0.0, 30.0])
+    post = sk.vertices[parts["loose"][:1]] + np.array([0.0, 0.0, 30.0])
+    comp = skeleton.label_compartments(sk, (np.zeros(3), 200.0), pre, post,
+                                       ais_length_nm=400.0)
+    assert comp[0] == synth.COMP_SOMA
+    from_soma = sk.vertices[parts["axon"], 0] - sk.vertices[parts["axon"][0], 0]
+    want_axon = np.where(from_soma <= 400.0, synth.COMP_AIS, synth.COMP_AXON)
+    np.testing.assert_array_equal(comp[parts["axon"]], want_axon)
+    assert (comp[parts["dendrite_a"]] == synth.COMP_DENDRITE).all()
+    assert (comp[parts["dendrite_b"]] == synth.COMP_DENDRITE).all()
+    assert (comp[parts["loose"]] == synth.COMP_DENDRITE).all()
+
+
+def test_axon_initial_segments_of_true_cells_are_found() -> None:
+    """On true segmentations, every cell whose axon the skeleton joins to its soma gets
+    its AIS on that branch: the vertices labelled AIS lie in the cell's true AIS or
+    axon, not in its dendrites (seeds whose cells the rule used until 2026-12-02 got
+    wrong: it took a dendrite for the axon in four of these six cells)."""
+    for seed in (1, 3):
+        slab = synth.render(synth.make_plan(synth.SynthConfig((64, 64, 64), VS, "clean",
+                                                              seed)))
+        skels = skeleton.skeletonize(slab.labels, VS)
+        somata = skeleton.find_somata(slab.labels, VS)
+        assert len(somata) >= 3
+        for sid, soma in somata.items():
+            sk = skels[sid]
+            comp = skeleton.label_compartments(sk, soma, np.zeros((0, 3)))
+            ix = np.round(sk.vertices / np.array(VS[::-1])).astype(int)
+            true = slab.compartments[ix[:, 2], ix[:, 1], ix[:, 0]]
+            ais = comp == synth.COMP_AIS
+            assert ais.any(), (seed, sid)
+            on_axon = np.isin(true[ais], [synth.COMP_AIS, synth.COMP_AXON, synth.COMP_SOMA])
+            assert on_axon.mean() >= 0.8, (seed, sid, np.bincount(true[ais]))
