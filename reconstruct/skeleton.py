@@ -257,6 +257,23 @@ def _by_nearest_site(sk: Skel, presyn_xyz: np.ndarray,
     return comp
 
 
+def soma_branches(sk: Skel, soma: tuple[np.ndarray, float]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(in_soma, branch, path) per vertex: within 1.15 soma radii of the centre; the
+    branch (connected piece of the skeleton without those vertices); the cable from the
+    vertex nearest the centre (inf on pieces the skeleton does not join to it)."""
+    n = len(sk.vertices)
+    centre, rs = soma
+    dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
+    in_soma = dist_c <= 1.15 * rs
+    e = sk.edges
+    keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
+    gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
+    _, branch = connected_components(gb, directed=False)
+    path = dijkstra(_cable_graph(sk), indices=int(np.argmin(dist_c)))
+    return in_soma, branch, path
+
+
 def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
                        presyn_xyz: np.ndarray, postsyn_xyz: np.ndarray | None = None,
                        ais_length_nm: float = AIS_LENGTH_NM) -> np.ndarray:
@@ -269,18 +286,11 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     if soma is None:
         return _by_nearest_site(sk, presyn_xyz,
                                 np.zeros((0, 3)) if postsyn_xyz is None else postsyn_xyz)
-    centre, rs = soma
-    dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
-    in_soma = dist_c <= 1.15 * rs
+    in_soma, branch, path = soma_branches(sk, soma)
     comp[in_soma] = COMP_SOMA
     rest = np.nonzero(~in_soma)[0]
     if len(rest) == 0:
         return comp
-    e = sk.edges
-    keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
-    gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
-    _, branch = connected_components(gb, directed=False)
-    path = dijkstra(_cable_graph(sk), indices=int(np.argmin(dist_c)))
     reached = np.isfinite(path[rest])
     loose = rest[~reached]  # pieces the skeleton does not join to the soma
     if len(loose):

@@ -26,8 +26,6 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from reconstruct import io, metrics, pipeline, skeleton, synth
@@ -54,19 +52,11 @@ def axon_by_presynaptic_sites(sk: skeleton.Skel, soma: tuple[np.ndarray, float],
     """Baseline: the AIS as the rule used until 2026-12-02 put it (True per vertex). The
     axon is the branch at the soma nearest to most of the cell's presynaptic sites,
     with no site the thinnest by median radius; its first AIS length is the AIS."""
-    n = len(sk.vertices)
-    centre, rs = soma
-    dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
-    in_soma = dist_c <= 1.15 * rs
+    in_soma, branch, path = skeleton.soma_branches(sk, soma)
     rest = np.nonzero(~in_soma)[0]
-    ais = np.zeros(n, bool)
+    ais = np.zeros(len(sk.vertices), bool)
     if len(rest) == 0:
         return ais
-    e = sk.edges
-    keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
-    gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
-    _, branch = connected_components(gb, directed=False)
-    path = dijkstra(skeleton._cable_graph(sk), indices=int(np.argmin(dist_c)))
     counts: dict[int, int] = {}
     if len(presyn_xyz):
         _, near = cKDTree(sk.vertices[rest]).query(presyn_xyz)
