@@ -1071,9 +1071,9 @@ def _active(flags: np.ndarray, counts: np.ndarray, core: np.ndarray,
     their affinities when `affs` (float32, contiguous) is given; with a `ball`, set
     _MEMBER on the _CORE voxels (`core`: their bits, see `_core_bits`) with no non-core
     voxel within it (cost per row: the ball's rows' lengths summed, times the row's
-    words). With both, work[0] holds the union-find of those
-    seed voxels along affinities above `seed_threshold` inside each block of sections
-    (see _components, `linked`). nb, aff and work are taken from `pool` (bytes, 4-byte
+    words). With both, work[0] holds the union-find of those seed voxels along
+    affinities above `seed_threshold` inside each block of sections (see _components,
+    `linked`). nb, aff and work are taken from `pool` (bytes, 4-byte
     aligned; the label volume's own memory, which no stage needs before the end) as far
     as they fit: fresh memory costs the kernel a page fault and zeroing per page."""
     nz, ny, nx = (int(s) for s in flags.shape)
