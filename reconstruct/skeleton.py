@@ -6,12 +6,14 @@
   the remaining vertices split into branches at the soma. Of the branches the skeleton
   joins to the soma, the axon is the one of thinnest proximal calibre (median radius
   over its first `ais_length_nm` of cable): an axon initial segment is thinner than the
-  base of a dendrite. Its first `ais_length_nm` from the soma surface is the AIS; the
-  other joined branches are dendrite. (Until 2026-12-02 the axon was the branch holding
-  most presynaptic sites, else the thinnest by median radius; a bouton's nearest
-  vertex often lies on a dendrite of its own cell, and dendrites taper, so that rule
-  put the AIS on the true axon of 10 of 23 cells of the benchmark's true
-  segmentations, this one 19; `bench/reconstruct/compartments.py`.)
+  base of a dendrite. Its part within `ais_length_nm` straight distance of where it
+  leaves the soma (and twice that of cable) is the AIS: the AIS runs straight, and a
+  skeleton's path zig-zags between voxels. The other joined branches are dendrite.
+  (Until 2026-12-02 the axon was the branch holding most presynaptic sites, else the
+  thinnest by median radius; a bouton's nearest vertex often lies on a dendrite of its
+  own cell, and dendrites taper, so that rule put the AIS on the true axon of 10 of 23
+  cells of the benchmark's true segmentations, this one 19;
+  `bench/reconstruct/compartments.py`.)
   Pieces the skeleton does not join to the soma, and segments without a soma (cut off
   by the volume's faces): each vertex takes the role of the synapse nearest to it along
   the cable, "axon" for one the segment makes, "dendrite" for one it receives (axons
@@ -283,9 +285,9 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     comp = np.full(n, COMP_NONE, np.uint8)
     if n == 0:
         return comp
+    received = np.zeros((0, 3)) if postsyn_xyz is None else postsyn_xyz
     if soma is None:
-        return _by_nearest_site(sk, presyn_xyz,
-                                np.zeros((0, 3)) if postsyn_xyz is None else postsyn_xyz)
+        return _by_nearest_site(sk, presyn_xyz, received)
     in_soma, branch, path = soma_branches(sk, soma)
     comp[in_soma] = COMP_SOMA
     rest = np.nonzero(~in_soma)[0]
@@ -294,8 +296,7 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     reached = np.isfinite(path[rest])
     loose = rest[~reached]  # pieces the skeleton does not join to the soma
     if len(loose):
-        comp[loose] = _by_nearest_site(sk, presyn_xyz, np.zeros((0, 3)) if postsyn_xyz is
-                                       None else postsyn_xyz)[loose]
+        comp[loose] = _by_nearest_site(sk, presyn_xyz, received)[loose]
     attached = rest[reached]
     if len(attached) == 0:
         return comp
