@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core.errors import NumbaPerformanceWarning
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM's cttz
 from numba.typed import Dict, List
 
 
@@ -120,10 +121,22 @@ _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, inline="always")
-def _in_plane(a: np.float32, thr: np.float32, bit: int, m: np.float32,
-              f: int) -> tuple[np.float32, int]:  # pragma: no cover - compiled
-    """An in-plane affinity folded into the running minimum m and the edge bits f."""
-    return min(m, a), (f | bit) if a > thr else f
+def _voxel_flags(a0: np.float32, a0n: np.float32, a1: np.float32, a1n: np.float32,
+                 a2: np.float32, a2n: np.float32, zlo: bool, zhi: bool, ylo: bool,
+                 yhi: bool, xlo: bool, xhi: bool, thr: np.float32,
+                 core_thr: np.float32) -> np.uint8:  # pragma: no cover - compiled
+    """A voxel's flag byte from the affinities of its edges along -z, +z, -y, +y, -x, +x
+    (`zlo` ... `xhi`: whether each edge exists; a missing one counts for nothing). No
+    branches, so that a row's loop vectorises."""
+    one = np.float32(1.0)
+    m = min(one, a1 if ylo else one)  # the weakest in-plane edge
+    m = min(m, a1n if yhi else one)
+    m = min(m, a2 if xlo else one)
+    m = min(m, a2n if xhi else one)
+    return np.uint8((zlo & (a0 > thr)) | ((zhi & (a0n > thr)) << 1)
+                    | ((ylo & (a1 > thr)) << 2) | ((yhi & (a1n > thr)) << 3)
+                    | ((xlo & (a2 > thr)) << 4) | ((xhi & (a2n > thr)) << 5)
+                    | ((m > core_thr) << 6))
 
 
 @njit(cache=True, parallel=True)
@@ -131,37 +144,39 @@ def _scan_kernel(affs: np.ndarray, thr: np.float32, core_thr: np.float32,
                  flags: np.ndarray, counts: np.ndarray,
                  core: np.ndarray) -> None:  # pragma: no cover - compiled
     """Edge bits and _CORE of every voxel; counts[z * ny + y] = flagged voxels of row;
-    `core`: the _CORE bits as `_core_bits` gives them."""
+    `core`: the _CORE bits as `_core_bits` gives them. The first and last voxels of a
+    row are done apart, so that the loop over the others has no bounds to test."""
     nz, ny, nx = flags.shape
     for z in prange(nz):
+        zlo = z > 0
+        zhi = z < nz - 1
         for y in range(ny):
+            ylo = y > 0
+            yhi = y < ny - 1
+            a0 = affs[0, z, y]
+            a0n = affs[0, min(z + 1, nz - 1), y]  # read only where zhi
+            a1 = affs[1, z, y]
+            a1n = affs[1, z, min(y + 1, ny - 1)]  # read only where yhi
+            a2 = affs[2, z, y]
+            row = flags[z, y]
+            e = nx - 1
+            row[0] = _voxel_flags(a0[0], a0n[0], a1[0], a1n[0], a2[0], a2[min(1, e)], zlo,
+                                  zhi, ylo, yhi, False, e > 0, thr, core_thr)
+            for x in range(1, e):
+                row[x] = _voxel_flags(a0[x], a0n[x], a1[x], a1n[x], a2[x], a2[x + 1], zlo,
+                                      zhi, ylo, yhi, True, True, thr, core_thr)
+            if e > 0:
+                row[e] = _voxel_flags(a0[e], a0n[e], a1[e], a1n[e], a2[e], a2[e], zlo, zhi,
+                                      ylo, yhi, True, False, thr, core_thr)
             n = 0
             for x in range(nx):
-                f = 0
-                m = np.float32(1.0)
-                if z > 0 and affs[0, z, y, x] > thr:
-                    f |= 1
-                if z < nz - 1 and affs[0, z + 1, y, x] > thr:
-                    f |= 2
-                if y > 0:
-                    m, f = _in_plane(affs[1, z, y, x], thr, 4, m, f)
-                if y < ny - 1:
-                    m, f = _in_plane(affs[1, z, y + 1, x], thr, 8, m, f)
-                if x > 0:
-                    m, f = _in_plane(affs[2, z, y, x], thr, 16, m, f)
-                if x < nx - 1:
-                    m, f = _in_plane(affs[2, z, y, x + 1], thr, 32, m, f)
-                if m > core_thr:
-                    f |= _CORE
-                flags[z, y, x] = f
-                if f != 0:
-                    n += 1
+                n += row[x] != 0
             counts[z * ny + y] = n
-            for w in range(core.shape[2]):  # a loop of its own: the one above vectorises
+            for w in range(core.shape[2]):
                 left = nx - w * 64
                 bits = _ONES << np.uint64(left) if left < 64 else np.uint64(0)
                 for t in range(min(left, 64)):
-                    bits |= np.uint64(flags[z, y, w * 64 + t] >> 6) << np.uint64(t)
+                    bits |= np.uint64(row[w * 64 + t] >> 6) << np.uint64(t)
                 core[z, y, w] = bits
 
 
@@ -253,15 +268,19 @@ def _eroded_row(core: np.ndarray, z: int, y: int, dz: np.ndarray, dy: np.ndarray
 def _next_flagged(flat: np.ndarray, words: np.ndarray, b0: int, x: int,
                   nx: int) -> int:  # pragma: no cover - compiled
     """The first x' >= x with a flag in the row starting at flat index b0 (nx if none);
-    `words` (the flags as uint64) skips eight unflagged voxels at a time."""
+    `words` (the flags as uint64; byte j of a word is its bits 8j .. 8j + 7, as on every
+    little-endian machine) finds it a word at a time, by counting trailing zero bits."""
     while x < nx:
         t = b0 + x
-        if t & 7 == 0 and x + 8 <= nx and words[t >> 3] == 0:
-            x += 8
-            continue
-        if flat[t] != 0:
+        if t >> 3 < len(words):
+            w = words[t >> 3] >> np.uint64((t & 7) * 8)  # the bytes from t on
+            if w != 0:
+                return min(x + (trailing_zeros(w) >> 3), nx)  # type: ignore[call-arg]
+            x += 8 - (t & 7)
+        elif flat[t] != 0:
             return x
-        x += 1
+        else:
+            x += 1
     return nx
 
 
@@ -794,7 +813,16 @@ def _region_graph_chunk(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
         first = rows[r]
         for i in range(first, rows[r + 1]):
             p = int(lab[i])
-            if p <= 0:
+            # most positions touch their own label only: test all three faces without
+            # branches on the data (a missing neighbour, -1, reads the last position)
+            h = max(i - 1, 0)
+            q0 = lab[nb[0, i]]
+            q2 = lab[nb[2, i]]
+            qx = lab[h]
+            other = ((nb[0, i] >= 0) & (q0 > 0) & (q0 != p)) \
+                | ((nb[2, i] >= 0) & (q2 > 0) & (q2 != p)) \
+                | ((i > first) & (xs[h] == xs[i] - 1) & (qx > 0) & (qx != p))
+            if p <= 0 or not other:
                 continue
             j = nb[0, i]
             if j >= 0:
