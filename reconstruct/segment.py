@@ -609,27 +609,55 @@ def _write_at(lab: np.ndarray, idx: np.ndarray, vals: np.ndarray,
 def _split_free(free: np.ndarray, buf: np.ndarray, nfree: int,
                 done: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled
     """Keep in `free` (in order) the positions a layer left unlabelled; the others go
-    to `done`. Returns both counts."""
+    to `done`. Returns both counts. Without branches on the data: every position is
+    written to both, and only the count of the one it belongs to moves on."""
     nk = 0
     nd = 0
     for k in range(nfree):
-        if buf[k] == 0:
-            free[nk] = free[k]
-            nk += 1
-        else:
-            done[nd] = free[k]
-            nd += 1
+        v = free[k]
+        kept = buf[k] == 0
+        free[nk] = v
+        done[nd] = v
+        nk += kept
+        nd += not kept
     return nk, nd
 
 
-@njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
+@njit(cache=True, parallel=True)
 def _free_positions(lab: np.ndarray, free: np.ndarray) -> int:  # pragma: no cover
-    n = 0
-    for i in range(len(lab)):
-        if lab[i] == 0:
-            free[n] = i
-            n += 1
-    return n
+    """free[:n] = the unlabelled positions, in order; returns n.
+
+    If one position in 64 says they are few, one pass with a branch that is seldom
+    taken; otherwise threads over _BLOCKS runs of positions, each counting its own,
+    then writing them, without branches on the data, from where the runs before it end.
+    """
+    n = len(lab)
+    seen = 0
+    for i in range(0, n, 64):
+        seen += lab[i] == 0
+    if 8 * 64 * seen < n:
+        k = 0
+        for i in range(n):
+            if lab[i] == 0:
+                free[k] = i
+                k += 1
+        return k
+    ends = np.zeros(_BLOCKS + 1, np.int64)
+    for b in prange(_BLOCKS):
+        c = 0
+        for i in range(n * b // _BLOCKS, n * (b + 1) // _BLOCKS):
+            c += lab[i] == 0
+        ends[b + 1] = c
+    for b in range(_BLOCKS):
+        ends[b + 1] += ends[b]
+    for b in prange(_BLOCKS):
+        k = ends[b]
+        for i in range(n * b // _BLOCKS, n * (b + 1) // _BLOCKS):
+            if k == ends[b + 1]:  # the next write would land in the next run's room
+                break
+            free[k] = i
+            k += lab[i] == 0
+    return ends[_BLOCKS]
 
 
 @njit(cache=True, parallel=True)  # sequential: see _SEQUENTIAL_NOTE
