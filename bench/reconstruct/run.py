@@ -11,6 +11,7 @@ and writes JSON.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import tempfile
@@ -23,6 +24,26 @@ from rich.console import Console
 from rich.table import Table
 
 from reconstruct import affinity_net, boundary, io, pipeline, segment, synth
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc serve every allocation from its heap and keep what is freed there, for
+    the rest of this process; False where that cannot be asked (not glibc).
+
+    The sandbox VMs this project runs on (Firecracker, `page_reporting` in `dmesg`) hand
+    free memory back to their host a couple of seconds after a process frees it; the
+    next array that lands on it pays a fault on the host as well, at random, and a call
+    that allocates large arrays (ours, threshold + CC) swings by 2-3x from it while
+    waterz, mostly compute, barely moves. Kept in the process, freed memory is reused
+    as on an ordinary machine. Every method in the run gets the same allocator.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters, <malloc.h>
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold,
+                                                                   2**31 - 1))
 
 
 def run_waterz(affs: np.ndarray, threshold: float) -> np.ndarray:
@@ -69,7 +90,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/results.json"))
     ap.add_argument("--skip", default="", help="comma list of methods to skip")
     ap.add_argument("--workdir", default="", help="keep the volume and affinities here")
+    ap.add_argument("--return-memory", action="store_true",
+                    help="leave glibc's default of giving large freed arrays back to the "
+                         "system (see keep_freed_memory)")
     args = ap.parse_args()
+    kept = False if args.return_memory else keep_freed_memory()
     con = Console(width=160)
     n = args.size
     vs = (40.0, 16.0, 16.0)
@@ -170,6 +195,7 @@ def main() -> None:
     wz = [r for r in rows if r["method"].startswith("waterz")]
     ours = [r for r in rows if r["method"].startswith("ours")]
     summary: dict[str, Any] = {"size": n, "preset": args.preset, "seed": args.seed,
+                               "freed_memory_kept": kept,
                                "synth_s": t_syn, "predict_s": t_pred, "warmup_s": t_warm,
                                "ours_stage_s": stages, "rows": rows,
                                "ours_on_true_affinities": perfect}
@@ -181,6 +207,8 @@ def main() -> None:
         con.print(f"ours / waterz speed: {ratio:.1f}x; VOI ours {ours[0]['voi']:.3f} vs "
                   f"waterz {wz[0]['voi']:.3f}; goal (>=10x, VOI no worse) "
                   f"{'MET' if goal else 'NOT met'}")
+    con.print("freed memory kept in the process (see keep_freed_memory)" if kept else
+              "freed memory given back to the system (glibc's default)")
     con.print(f"synthesis {t_syn:.1f} s, prediction {t_pred:.1f} s, warm-up {t_warm:.1f} s "
               f"(excluded from the timings); ours on true affinities: "
               f"NERL {perfect['nerl']:.3f}, VOI {perfect['voi']:.3f}")
