@@ -497,12 +497,21 @@ def _component_sizes(fc: np.ndarray, words: np.ndarray, mask: np.uint64, bit: in
     for t in prange(parts):
         end = n * (t + 1) // parts
         i = n * t // parts
+        root = -1  # members come in runs of one component: count a run, then add it
+        run = 0
         while True:
             i = _next_member(fc, words, i, end, bit, mask)
             if i >= end:
                 break
-            sizes[t, parent[lab[i]]] += 1
+            if lab[i] != root:
+                if run:
+                    sizes[t, parent[root]] += run
+                root = lab[i]
+                run = 0
+            run += 1
             i += 1
+        if run:
+            sizes[t, parent[root]] += run
 
 
 @njit(cache=True, parallel=True)
@@ -514,11 +523,16 @@ def _assign_components(fc: np.ndarray, words: np.ndarray, mask: np.uint64, bit: 
     for b in prange(len(bounds) - 1):
         end = bounds[b + 1]
         i = bounds[b]
+        root = -1
+        v = 0
         while True:
             i = _next_member(fc, words, i, end, bit, mask)
             if i >= end:
                 break
-            lab[i] = ids[parent[lab[i]]]
+            if lab[i] != root:
+                root = lab[i]
+                v = ids[parent[root]]
+            lab[i] = v
             i += 1
 
 
