@@ -858,28 +858,20 @@ def _region_graph_chunk(lab: np.ndarray, nb: np.ndarray, aff: np.ndarray,
             # most positions touch their own label only: test all three faces without
             # branches on the data (a missing neighbour, -1, reads the last position)
             h = max(i - 1, 0)
-            q0 = lab[nb[0, i]]
-            q2 = lab[nb[2, i]]
-            qx = lab[h]
-            other = ((nb[0, i] >= 0) & (q0 > 0) & (q0 != p)) \
-                | ((nb[2, i] >= 0) & (q2 > 0) & (q2 != p)) \
-                | ((i > first) & (xs[h] == xs[i] - 1) & (qx > 0) & (qx != p))
-            if p <= 0 or not other:
+            q0 = int(lab[nb[0, i]])
+            q2 = int(lab[nb[2, i]])
+            qx = int(lab[h])
+            d0 = (nb[0, i] >= 0) & (q0 > 0) & (q0 != p)
+            d2 = (nb[2, i] >= 0) & (q2 > 0) & (q2 != p)
+            dx = (i > first) & (xs[h] == xs[i] - 1) & (qx > 0) & (qx != p)
+            if p <= 0 or not (d0 | d2 | dx):
                 continue
-            j = nb[0, i]
-            if j >= 0:
-                q = int(lab[j])
-                if q > 0 and q != p:
-                    ne = _contact(p, q, aff[0, i], 0, table, ea, eb, es, ec, ne, last, eix)
-            j = nb[2, i]
-            if j >= 0:
-                q = int(lab[j])
-                if q > 0 and q != p:
-                    ne = _contact(p, q, aff[1, i], 1, table, ea, eb, es, ec, ne, last, eix)
-            if i > first and xs[i - 1] == xs[i] - 1:
-                q = int(lab[i - 1])
-                if q > 0 and q != p:
-                    ne = _contact(p, q, aff[2, i], 2, table, ea, eb, es, ec, ne, last, eix)
+            if d0:
+                ne = _contact(p, q0, aff[0, i], 0, table, ea, eb, es, ec, ne, last, eix)
+            if d2:
+                ne = _contact(p, q2, aff[1, i], 1, table, ea, eb, es, ec, ne, last, eix)
+            if dx:
+                ne = _contact(p, qx, aff[2, i], 2, table, ea, eb, es, ec, ne, last, eix)
         r += 1
     return r, ne
 
