@@ -5,7 +5,8 @@
 Synthesises a volume (with truth), predicts affinities once with the shipped affinity
 network (trained on other synthetic seeds), then times each segmenter on the same
 affinities and scores it (VOI split/merge, NERL) against the truth. Prints a rich table
-and writes JSON.
+and writes JSON. Freed memory stays in the process for every method (keep_freed_memory;
+`--return-memory` to leave glibc's default).
 """
 
 from __future__ import annotations
