@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import NEO4J_VERSION, LocalServerConfig, cache_dir
-from ingest.synth_connectome import synth_connectome
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import NEO4J_VERSION, LocalServerConfig, cache_dir
+from connectome_query.ingest.synth_connectome import synth_connectome
 
 
 def free_port() -> int:

@@ -1,1 +1,1 @@
-"""graphql_api."""
+"""The GraphQL API (Strawberry on FastAPI): circuit queries, read-only Cypher, export routes."""

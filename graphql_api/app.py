@@ -9,14 +9,14 @@ import neo4j
 from fastapi import FastAPI
 from strawberry.fastapi import GraphQLRouter
 
-from connectome.db import open_async_driver
-from connectome.settings import Neo4jTarget
-from graphql_api.auth import AuthConfig
-from graphql_api.context import ApiContext
-from graphql_api.custom_cypher import router as cypher_router
-from graphql_api.export_http import export_router
-from graphql_api.guard import install as install_guard
-from graphql_api.schema import schema
+from connectome_query.graphdb.driver import open_async_driver
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.auth import AuthConfig
+from connectome_query.graphql_api.context import ApiContext
+from connectome_query.graphql_api.custom_cypher import router as cypher_router
+from connectome_query.graphql_api.export_http import export_router
+from connectome_query.graphql_api.guard import install as install_guard
+from connectome_query.graphql_api.schema import schema
 
 
 def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None) -> FastAPI:

@@ -34,8 +34,9 @@ from typing import Any
 import neo4j
 from starlette.requests import HTTPConnection
 
-from graphql_api.errors import QueryError
-from graphql_api.ratelimit import TokenBucketLimiter
+from connectome_query.graphdb.settings import ApiSettings, from_env, local_server_config
+from connectome_query.graphql_api.errors import QueryError
+from connectome_query.graphql_api.ratelimit import TokenBucketLimiter
 
 ALL_DATASETS = "*"
 TOKEN_RE = re.compile(r"^cq_([0-9a-f]{8})_([A-Za-z0-9_\-]{20,100})$")
@@ -50,11 +51,9 @@ class AuthError(Exception):
 
 def default_tokens_file() -> Path:
     """`CONNECTOME_TOKENS_FILE`, else `tokens.json` beside the local Neo4j home."""
-    explicit = os.environ.get("CONNECTOME_TOKENS_FILE", "").strip()
-    if explicit:
-        return Path(explicit)
-    from connectome.settings import local_server_config
-
+    explicit = from_env(ApiSettings).tokens_file
+    if explicit is not None:
+        return explicit
     return local_server_config().home.parent / "tokens.json"
 
 
@@ -122,7 +121,7 @@ class TokenStore:
 
     def create(self, name: str, datasets: Iterable[str]) -> tuple[ApiToken, str]:
         """Store a new token; returns it and the full secret (shown once, never stored)."""
-        from schema.model import check_dataset_name
+        from connectome_query.schema.model import check_dataset_name
 
         names = sorted(set(datasets))
         if not names:
@@ -205,14 +204,11 @@ class AuthConfig:
     def from_env(cls) -> AuthConfig:
         """`CONNECTOME_AUTH` (off|required), `CONNECTOME_RATE_LIMIT` (req/s, 0 = off),
         `CONNECTOME_RATE_BURST`. With auth required the limit defaults to 20/s, burst 40."""
-        mode = os.environ.get("CONNECTOME_AUTH", "off").strip().lower()
-        if mode not in ("", "off", "required"):
-            raise ValueError(f"CONNECTOME_AUTH must be 'off' or 'required', not {mode!r}")
-        required = mode == "required"
-        rate_text = os.environ.get("CONNECTOME_RATE_LIMIT", "").strip()
-        rate: float | None = float(rate_text) if rate_text else (DEFAULT_RATE if required else None)
-        burst = int(os.environ.get("CONNECTOME_RATE_BURST", str(DEFAULT_BURST)))
-        return cls(required=required, rate=rate if rate else None, burst=burst)
+        env = from_env(ApiSettings)
+        required = env.auth == "required"
+        rate = env.rate_limit if env.rate_limit is not None else (
+            DEFAULT_RATE if required else None)
+        return cls(required=required, rate=rate or None, burst=env.rate_burst)
 
 
 @dataclass
@@ -247,7 +243,7 @@ class AuthState:
         now = time.monotonic()
         if self._public is not None and now - self._public[0] < PUBLIC_CACHE_S:
             return self._public[1]
-        from graphql_api.db import read
+        from connectome_query.graphql_api.db import read
 
         rows = await read(driver, "MATCH (m:Meta) WHERE m.public = true RETURN m.dataset AS d",
                           {}, database=database)

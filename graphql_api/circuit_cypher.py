@@ -7,7 +7,7 @@ spliced in. Pair lists page by keyset (`$afterPre`, `$afterPost`), never SKIP.
 
 from __future__ import annotations
 
-from graphql_api.cypher import neuron_fields as fields
+from connectome_query.graphql_api.cypher import neuron_fields as fields
 
 MAX_PATH_LENGTH = 6
 MAX_SHORTEST_LENGTH = 12

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
@@ -18,36 +17,33 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from graphql_api import circuit_cypher as cq
-from graphql_api.context import ApiContext
-from graphql_api.db import read
-from graphql_api.errors import QueryError
-from graphql_api.motifs import FEED_FORWARD_LOOP, EdgeSpec, NodeSpec, compile_motif
-from graphql_api.neuroglancer import state_url, viewer_state
+from connectome_query.graphdb.settings import ApiSettings, from_env
+from connectome_query.graphql_api import circuit_cypher as cq
+from connectome_query.graphql_api.context import ApiContext
+from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.errors import QueryError
+from connectome_query.graphql_api.motifs import FEED_FORWARD_LOOP, EdgeSpec, NodeSpec, compile_motif
+from connectome_query.graphql_api.neuroglancer import state_url, viewer_state
 
 if TYPE_CHECKING:
-    from graphql_api.schema import BodyId, Connection, Neuron, PageInfo, Point
+    from connectome_query.graphql_api.schema import BodyId, Connection, Neuron, PageInfo, Point
 
-NeuronT = Annotated["Neuron", strawberry.lazy("graphql_api.schema")]
-PointT = Annotated["Point", strawberry.lazy("graphql_api.schema")]
-BodyIdT = Annotated["BodyId", strawberry.lazy("graphql_api.schema")]
-PageInfoT = Annotated["PageInfo", strawberry.lazy("graphql_api.schema")]
-ConnectionT = Annotated["Connection", strawberry.lazy("graphql_api.schema")]
+NeuronT = Annotated["Neuron", strawberry.lazy("connectome_query.graphql_api.schema")]
+PointT = Annotated["Point", strawberry.lazy("connectome_query.graphql_api.schema")]
+BodyIdT = Annotated["BodyId", strawberry.lazy("connectome_query.graphql_api.schema")]
+PageInfoT = Annotated["PageInfo", strawberry.lazy("connectome_query.graphql_api.schema")]
+ConnectionT = Annotated["Connection", strawberry.lazy("connectome_query.graphql_api.schema")]
 
 MAX_PAGE = 1000
 MAX_SYNAPSES_PER_CONTACT = 1000
 MAX_ENDPOINT_PAIRS = 2500
 """Paths between types: at most this many (source, target) neuron pairs."""
 MAX_NEUROGLANCER_SYNAPSES = 5000
-TIMEOUT_ENV = "CONNECTOME_QUERY_TIMEOUT_S"
 
 
 def query_timeout() -> float:
     """Seconds a circuit query may run (CONNECTOME_QUERY_TIMEOUT_S, default 30)."""
-    try:
-        return float(os.environ.get(TIMEOUT_ENV, "30"))
-    except ValueError:
-        return 30.0
+    return from_env(ApiSettings).query_timeout_s
 
 
 async def _read(info: Info[ApiContext, None], cypher: str,
@@ -58,14 +54,14 @@ async def _read(info: Info[ApiContext, None], cypher: str,
 
 
 async def _dataset(info: Info[ApiContext, None], name: str) -> str:
-    from graphql_api.schema import require_dataset
+    from connectome_query.graphql_api.schema import require_dataset
 
     await require_dataset(info, name)
     return name
 
 
 def _neuron(row: dict[str, Any]) -> Neuron:
-    from graphql_api.schema import neuron_from_row
+    from connectome_query.graphql_api.schema import neuron_from_row
 
     return neuron_from_row(row)
 
@@ -99,7 +95,7 @@ def _decode(cursor: str | None, kind: str, n: int) -> list[int] | None:
 
 
 def _page_info(has_next: bool, cursor: str | None) -> PageInfo:
-    from graphql_api.schema import PageInfo
+    from connectome_query.graphql_api.schema import PageInfo
 
     return PageInfo(has_next_page=has_next, end_cursor=cursor)
 
@@ -131,7 +127,7 @@ class Synapse:
 
 
 def _synapse(row: dict[str, Any]) -> Synapse:
-    from graphql_api.schema import Point
+    from connectome_query.graphql_api.schema import Point
 
     return Synapse(synapse_id=row["synapseId"],
                    location=Point(x=row["x"], y=row["y"], z=row["z"]),
@@ -503,7 +499,7 @@ class CircuitQuery:
         roi: str | None = None, compartment: Compartment | None = None,
         partners_per_type: int = 10,
     ) -> list[PartnerTypeGroup]:
-        from graphql_api.schema import Connection
+        from connectome_query.graphql_api.schema import Connection
 
         await _dataset(info, dataset)
         _at_least(min_weight, "minWeight", 1)

@@ -9,8 +9,8 @@ import neo4j
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from graphql_api import cypher
-from graphql_api.db import read
+from connectome_query.graphql_api import cypher
+from connectome_query.graphql_api.db import read
 
 _BATCH_QUERY = {
     "upstream": cypher.UPSTREAM_BATCH,

@@ -2,13 +2,13 @@
 
 Layers, any one of which stops a write: a keyword screen (no clause that writes, calls procedures,
 loads files or switches database), `EXPLAIN` must report a read-only query, and the query runs in
-a READ-mode transaction with a timeout. At most `MAX_ROWS` rows come back. Arbitrary Cypher can
-read any dataset, so with auth on the endpoint needs a token that reads all datasets (`*`).
+a READ-mode transaction with a timeout. At most `CONNECTOME_CYPHER_MAX_ROWS` rows come back.
+Arbitrary Cypher can read any dataset, so with auth on the endpoint needs a token that reads all
+datasets (`*`).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -19,13 +19,12 @@ from fastapi import APIRouter, Request
 from neo4j.exceptions import ClientError, Neo4jError, ServiceUnavailable
 from starlette.responses import JSONResponse
 
-from graphql_api.auth import principal_for, require_read
-from graphql_api.errors import QueryError
-from graphql_api.guard import error_response
-from schema.model import DATASET_NAME
+from connectome_query.graphdb.settings import ApiSettings, from_env
+from connectome_query.graphql_api.auth import principal_for, require_read
+from connectome_query.graphql_api.errors import QueryError
+from connectome_query.graphql_api.guard import error_response
+from connectome_query.schema.model import DATASET_NAME
 
-MAX_ROWS = int(os.environ.get("CONNECTOME_CYPHER_MAX_ROWS", "100000"))
-TIMEOUT_S = float(os.environ.get("CONNECTOME_CYPHER_TIMEOUT_S", "20"))
 MAX_CYPHER_CHARS = 20_000
 
 FORBIDDEN = re.compile(
@@ -75,9 +74,15 @@ def to_json(value: Any) -> Any:
 
 
 async def run_readonly(driver: neo4j.AsyncDriver, cypher: Any, *, database: str = "neo4j",
-                       timeout: float = TIMEOUT_S, max_rows: int = MAX_ROWS,
+                       timeout: float | None = None, max_rows: int | None = None,
                        ) -> tuple[list[str], list[list[Any]]]:
-    """Check with EXPLAIN, then run in a READ transaction; (columns, rows) or QueryError."""
+    """Check with EXPLAIN, then run in a READ transaction; (columns, rows) or QueryError.
+
+    `timeout` and `max_rows` default to `CONNECTOME_CYPHER_TIMEOUT_S` and
+    `CONNECTOME_CYPHER_MAX_ROWS`."""
+    env = from_env(ApiSettings)
+    timeout = env.cypher_timeout_s if timeout is None else timeout
+    max_rows = env.cypher_max_rows if max_rows is None else max_rows
     text = screen(cypher)
 
     @neo4j.unit_of_work(timeout=timeout)

@@ -7,7 +7,7 @@ from typing import Any
 import neo4j
 from neo4j.exceptions import ClientError, Neo4jError, ServiceUnavailable
 
-from graphql_api.errors import QueryError
+from connectome_query.graphql_api.errors import QueryError
 
 DEFAULT_TIMEOUT_S = 30.0
 

@@ -13,11 +13,7 @@ from urllib.parse import urlencode
 import strawberry
 from strawberry.types import Info
 
-from graphql_api.auth import require_read
-from graphql_api.context import ApiContext
-from graphql_api.db import read
-from graphql_api.errors import QueryError
-from graphql_api.export import (
+from connectome_query.export.matrix import (
     INDEX,
     META,
     Chunk,
@@ -33,6 +29,10 @@ from graphql_api.export import (
     index_from_rows,
     query_params,
 )
+from connectome_query.graphql_api.auth import require_read
+from connectome_query.graphql_api.context import ApiContext
+from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.errors import QueryError
 
 
 @strawberry.enum(description="Chemical synapses (ConnectsTo) or gap junctions (symmetric).")

@@ -21,10 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from connectome.db import open_driver
-from connectome.settings import Neo4jTarget
-from graphql_api.auth import AuthError, not_readable, state_for
-from graphql_api.export import (
+from connectome_query.export.matrix import (
     FORMATS,
     ExportError,
     ExportLimits,
@@ -34,6 +31,9 @@ from graphql_api.export import (
     read_metadata,
     write,
 )
+from connectome_query.graphdb.driver import open_driver
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.auth import AuthError, not_readable, state_for
 
 QUEUE_BLOCK = 1 << 20
 """Bytes the worker hands to the response at a time."""
@@ -283,7 +283,7 @@ def export_router(target: Neo4jTarget | None = None) -> APIRouter:
             raise HTTPException(400, f"unknown format {req.format!r} for the neuron table; use "
                                 "csv, parquet or arrow")
         plan = await plan_for(req, request, count_entries=False)
-        from graphql_api.export_formats import write_metadata
+        from connectome_query.export.formats import write_metadata
 
         def render() -> bytes:
             table = read_metadata(get_driver(), plan)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -18,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graphql_api.auth import AuthConfig, AuthError, AuthState
+from connectome_query.graphdb.settings import ApiSettings, from_env
+from connectome_query.graphql_api.auth import AuthConfig, AuthError, AuthState
 
 MAX_BODY_BYTES = 1_000_000
-MAX_CONCURRENT = int(os.environ.get("CONNECTOME_MAX_CONCURRENT", "16"))
 """Requests executing at once (per process); the rest wait their turn. Bounding this keeps
 Neo4j from thrashing under a burst, so latency grows smoothly instead of requests timing out."""
 GUARDED_PREFIXES = ("/graphql", "/api/")
@@ -51,7 +50,8 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
     """Attach the auth state to `app` and add the guard middleware."""
     state = AuthState.build(config)
     app.state.connectome_auth = state
-    slots = asyncio.Semaphore(MAX_CONCURRENT) if MAX_CONCURRENT > 0 else None
+    max_concurrent = from_env(ApiSettings).max_concurrent
+    slots = asyncio.Semaphore(max_concurrent) if max_concurrent > 0 else None
 
     async def guard(request: Request,
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -14,8 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from graphql_api.circuit_cypher import MAX_MOTIF_EDGES, MAX_MOTIF_NODES, motif_query
-from graphql_api.errors import QueryError
+from connectome_query.graphql_api.circuit_cypher import (
+    MAX_MOTIF_EDGES,
+    MAX_MOTIF_NODES,
+    motif_query,
+)
+from connectome_query.graphql_api.errors import QueryError
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
 

@@ -11,14 +11,17 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from graphql_api import cypher
-from graphql_api.auth import readable, require_read
-from graphql_api.circuits import CircuitQuery
-from graphql_api.context import ApiContext, PartnerKey
-from graphql_api.db import read
-from graphql_api.errors import QueryError, should_mask
-from graphql_api.export_graphql import ConnectivityMatrix, resolve_connectivity_matrix
-from schema.model import DATASET_NAME
+from connectome_query.graphql_api import cypher
+from connectome_query.graphql_api.auth import readable, require_read
+from connectome_query.graphql_api.circuits import CircuitQuery
+from connectome_query.graphql_api.context import ApiContext, PartnerKey
+from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.errors import QueryError, should_mask
+from connectome_query.graphql_api.export_graphql import (
+    ConnectivityMatrix,
+    resolve_connectivity_matrix,
+)
+from connectome_query.schema.model import DATASET_NAME
 
 MAX_PAGE = 1000
 MAX_DEPTH = 10

@@ -29,12 +29,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from connectome.neo4j_local import LocalNeo4j, Neo4jServerError
-from ingest.classify import ChandelierRule, with_chandelier_classification
-from ingest.loader import LoadReport, _clean, neuron_rows
-from ingest.tables import ConnectomeTables, validate
-from schema.migrate import apply_migrations
-from schema.model import check_dataset_name
+from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
+from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
+from connectome_query.ingest.loader import LoadReport, _clean, neuron_rows
+from connectome_query.ingest.tables import ConnectomeTables, validate
+from connectome_query.schema.migrate import apply_migrations
+from connectome_query.schema.model import check_dataset_name
 
 Step = Callable[[str], None]
 """Called with a short description as each phase starts."""

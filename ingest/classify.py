@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ingest.tables import ConnectomeTables
+from connectome_query.ingest.tables import ConnectomeTables
 
 RULE_NAME = "aisOutputFraction"
 

@@ -20,10 +20,10 @@ import neo4j
 import numpy as np
 import pandas as pd
 
-from ingest.classify import ChandelierRule, with_chandelier_classification
-from ingest.tables import ConnectomeTables, neuron_summaries, validate
-from schema.migrate import apply_migrations
-from schema.model import check_dataset_name
+from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
+from connectome_query.ingest.tables import ConnectomeTables, neuron_summaries, validate
+from connectome_query.schema.migrate import apply_migrations
+from connectome_query.schema.model import check_dataset_name
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(step, rows_done, rows_total)."""

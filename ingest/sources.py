@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.errors import IngestError
-from ingest.readers.celegans import CELEGANS_SOURCES, read_cook2019, read_varshney2011
-from ingest.readers.neuprint import find_neuprint_files, read_neuprint
-from ingest.readers.run_dir import is_run_dir, read_run_dir
-from ingest.readers.synapse_table import read_synapse_table
-from ingest.tables import ConnectomeTables
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers.celegans import (
+    CELEGANS_SOURCES,
+    read_cook2019,
+    read_varshney2011,
+)
+from connectome_query.ingest.readers.neuprint import find_neuprint_files, read_neuprint
+from connectome_query.ingest.readers.run_dir import is_run_dir, read_run_dir
+from connectome_query.ingest.readers.synapse_table import read_synapse_table
+from connectome_query.ingest.tables import ConnectomeTables
 
 BUILTIN = {"cook2019": read_cook2019, "varshney2011": read_varshney2011}
 assert tuple(BUILTIN) == CELEGANS_SOURCES

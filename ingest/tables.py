@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ingest.errors import IngestError
+from connectome_query.ingest.errors import IngestError
 
 NEURON_COLUMNS: dict[str, str] = {
     "bodyId": "int64",

@@ -1,1 +1,2 @@
-"""reconstruct."""
+"""Reconstruction from EM: image -> affinities -> segments, synapses, skeletons, compartments,
+quality metrics."""

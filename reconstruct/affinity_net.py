@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from reconstruct import boundary
-from reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct import boundary
+from connectome_query.reconstruct.lattice import neighbour_slices
 
 NET_FORMAT = "connectome-query/affinity-unet/1"
 # (in channels, out channels, kernel z, y, x)

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from reconstruct import xp
-from reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct import xp
+from connectome_query.reconstruct.lattice import neighbour_slices
 
 MODEL_FORMAT = "connectome-query/voxel-hgb/1"
 CLS_BACKGROUND, CLS_MEMBRANE, CLS_INTERIOR, CLS_CLEFT, CLS_ZFACE = 0, 1, 2, 3, 4

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorstore as ts
 
-from reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.errors import ReconstructError
 
 CHUNK = (32, 128, 128)
 
@@ -197,7 +197,7 @@ def load_model(path: Path) -> Any:
 
 def save_net(path: Path, net: Any) -> None:
     """Save affinity-network weights and metadata as one .npz file."""
-    from reconstruct import affinity_net
+    from connectome_query.reconstruct import affinity_net
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +208,7 @@ def save_net(path: Path, net: Any) -> None:
 
 def load_net(path: Path) -> Any:
     """Load weights saved by `save_net`, with a clear error for a missing or wrong file."""
-    from reconstruct import affinity_net
+    from connectome_query.reconstruct import affinity_net
 
     path = Path(path)
     if not path.exists():

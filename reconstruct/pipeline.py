@@ -17,8 +17,18 @@ import cc3d
 import numpy as np
 import pandas as pd
 
-from reconstruct import affinity_net, boundary, io, metrics, segment, skeleton, synapses, synth, xp
-from reconstruct.errors import ReconstructError
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    metrics,
+    segment,
+    skeleton,
+    synapses,
+    synth,
+    xp,
+)
+from connectome_query.reconstruct.errors import ReconstructError
 
 CREATED_BY = "connectome-query"
 # the affinity network shipped with the package (`connectome train-affinity-net` remakes it)

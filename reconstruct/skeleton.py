@@ -38,7 +38,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from reconstruct.synth import (
+from connectome_query.reconstruct.synth import (
     AIS_LENGTH_NM,
     COMP_AIS,
     COMP_AXON,

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.ndimage as ndi
 
-from reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct.lattice import neighbour_slices
 
 COLUMNS = ["pre_segment_id", "post_segment_id", "x", "y", "z", "size_voxels", "confidence"]
 

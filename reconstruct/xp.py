@@ -6,17 +6,18 @@ Voxelwise code calls `xp.get()` / `xp.ndimage()` and never imports cupy directly
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from connectome_query.graphdb.settings import ComputeSettings, from_env
+
 
 @lru_cache(maxsize=1)
 def _cupy() -> ModuleType | None:
-    if os.environ.get("CONNECTOME_XP", "").lower() == "numpy":
+    if from_env(ComputeSettings).xp == "numpy":
         return None
     try:
         import cupy

@@ -1,1 +1,2 @@
-"""schema."""
+"""The contract between the stages: graph model, vocabulary, migrations, GraphQL SDL and the
+Bloom perspective."""

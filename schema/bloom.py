@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schema.model import (
+from connectome_query.schema.model import (
     CONNECTS_TO,
     CONTAINS,
     GAP_JUNCTION,

@@ -28,9 +28,6 @@ CONTAINS: Final = "Contains"
 SYNAPSES_TO: Final = "SynapsesTo"
 """SynapseSet -> the postsynaptic Neuron."""
 
-SYNAPSE_KINDS: Final = ("chemical", "electrical")
-COMPARTMENTS: Final = ("soma", "axon", "ais", "dendrite", "unknown")
-
 DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 """Dataset names: a letter, then letters, digits, `_` or `-` (at most 64 characters)."""
 

@@ -8,20 +8,19 @@ touch datasets whose names start with `t_` or the C. elegans names below.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import neo4j
 import pytest
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import LocalServerConfig, Neo4jTarget, cache_dir, external_target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import (
+    LocalServerConfig,
+    Neo4jTarget,
+    cache_dir,
+    external_target,
+)
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +76,8 @@ def driver(neo4j_target: Neo4jTarget) -> Iterator[neo4j.Driver]:
 @pytest.fixture(scope="session")
 def celegans(driver: neo4j.Driver) -> dict[str, object]:
     """Cook 2019 and Varshney 2011 loaded once through the real loader."""
-    from ingest.loader import load
-    from ingest.sources import read_source
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.sources import read_source
 
     reports = {}
     for name in ("cook2019", "varshney2011"):

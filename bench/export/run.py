@@ -42,6 +42,8 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
+
 NAIVE_PAGE = 200_000
 NAIVE_QUERY = """
 MATCH (a:Neuron {dataset: $dataset})-[c:ConnectsTo]->(b:Neuron)
@@ -85,7 +87,7 @@ class PeakSampler:
 def worker(args: argparse.Namespace) -> None:
     import neo4j
 
-    from graphql_api.export import ExportLimits, MatrixRequest, prepare, write
+    from connectome_query.export.matrix import ExportLimits, MatrixRequest, prepare, write
 
     target = json.loads(os.environ["BENCH_TARGET"])
     driver = neo4j.GraphDatabase.driver(target["uri"], auth=(target["user"], target["password"]))
@@ -131,8 +133,8 @@ def http_download(target: dict[str, str], dataset: str, fmt: str, out: Path) -> 
     import pyarrow.parquet as pq
     import uvicorn
 
-    from connectome.settings import Neo4jTarget
-    from graphql_api.app import create_app
+    from connectome_query.graphdb.settings import Neo4jTarget
+    from connectome_query.graphql_api.app import create_app
 
     os.environ["CONNECTOME_EXPORT_MAX_EDGES"] = str(10**9)
     app = create_app(Neo4jTarget(target["uri"], target["user"], target["password"]))
@@ -170,7 +172,7 @@ def run_worker(target: dict[str, str], mode: str, dataset: str, fmt: str, out: P
 # -- data ----------------------------------------------------------------------------------------
 def write_import_files(folder: Path, g: Any, datasets: dict[str, np.ndarray]) -> list[str]:
     """neo4j-admin CSVs: one node file and one relationship file per dataset."""
-    from ingest.synth_connectome import NEUROTRANSMITTERS, ROIS, STATUSES
+    from connectome_query.ingest.synth_connectome import NEUROTRANSMITTERS, ROIS, STATUSES
 
     names = np.array(g.type_names, dtype=object)
     args = []
@@ -218,17 +220,10 @@ def write_import_files(folder: Path, g: Any, datasets: dict[str, np.ndarray]) ->
     return args
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def start_server(home: Path, import_args: list[str], heap: str) -> Any:
-    from connectome.neo4j_local import LocalNeo4j
-    from connectome.settings import LocalServerConfig, cache_dir
+    from connectome_query.graphdb.local_server import LocalNeo4j
+    from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
 
     server = LocalNeo4j(LocalServerConfig(home=home, cache=cache_dir(), bolt_port=free_port(),
                                           heap=heap, pagecache="2g"))
@@ -266,8 +261,8 @@ def main() -> None:
 
     import neo4j
 
-    from ingest.synth_connectome import generate
-    from schema.migrate import apply_migrations
+    from connectome_query.ingest.synth_connectome import generate
+    from connectome_query.schema.migrate import apply_migrations
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="export-bench-"))
     work.mkdir(parents=True, exist_ok=True)

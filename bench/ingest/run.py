@@ -37,10 +37,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import machine, private_server, ratio, synth_dataset
-from ingest.bulk_import import offline_import
-from ingest.loader import WRITE_CHEMICAL, _write_batch, connection_rows, load
-from ingest.sources import read_source
-from ingest.tables import ConnectomeTables
+from connectome_query.ingest.bulk_import import offline_import
+from connectome_query.ingest.loader import WRITE_CHEMICAL, _write_batch, connection_rows, load
+from connectome_query.ingest.sources import read_source
+from connectome_query.ingest.tables import ConnectomeTables
 
 console = Console()
 
@@ -89,15 +89,15 @@ def tune_worker(folder: str, uri: str, password: str, dataset: str, batch: int,
     """Subprocess body: load `folder` as `dataset`; print relationships/s as JSON."""
     from neo4j._codec.packstream import v1
 
-    import ingest.loader
+    from connectome_query.ingest import loader
 
     if create:  # a fresh dataset has no relationships to merge with: CREATE them
-        ingest.loader.WRITE_CHEMICAL = ingest.loader.WRITE_CHEMICAL.replace(
+        loader.WRITE_CHEMICAL = loader.WRITE_CHEMICAL.replace(
             "MERGE (a)-[c:ConnectsTo]->(b)", "CREATE (a)-[c:ConnectsTo]->(b)")
     tables = read_source(folder)
     with neo4j.GraphDatabase.driver(uri, auth=("neo4j", password),
                                     notifications_min_severity="OFF") as drv:
-        report = ingest.loader.load(drv, tables, dataset, batch_size=batch)
+        report = loader.load(drv, tables, dataset, batch_size=batch)
     print(json.dumps({"rust": v1._rust_pack is not None, "seconds": report.seconds,
                       "rels_per_s": report.chemical_connections / report.seconds}))
 

@@ -11,7 +11,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from connectome.settings import Neo4jTarget
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.common import free_port
+from connectome_query.graphdb.settings import Neo4jTarget
 
 
 @contextmanager

@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.load.loadgen import api_server, free_port, run_load
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import (
+from bench.common import free_port
+from bench.load.loadgen import api_server, run_load
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import (
     LocalServerConfig,
     Neo4jTarget,
     cache_dir,

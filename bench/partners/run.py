@@ -33,13 +33,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import machine, private_server, ratio, synth_dataset
-from connectome.db import open_async_driver
-from graphql_api import cypher
-from graphql_api.app import create_app
-from graphql_api.auth import AuthConfig
-from graphql_api.db import read
-from ingest.bulk_import import offline_import
-from ingest.sources import read_source
+from connectome_query.graphdb.driver import open_async_driver
+from connectome_query.graphql_api import cypher
+from connectome_query.graphql_api.app import create_app
+from connectome_query.graphql_api.auth import AuthConfig
+from connectome_query.graphql_api.db import read
+from connectome_query.ingest.bulk_import import offline_import
+from connectome_query.ingest.sources import read_source
 
 console = Console()
 

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -34,15 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port  # noqa: E402
 
 BUDGET_S = 60.0
 """Rough time per field and path (GraphQL, raw) before repeats are cut (never below 3)."""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -168,9 +163,9 @@ async def replay(driver: Any, calls: list[tuple[str, dict[str, Any], float]]) ->
 def measure(target: Any, ds: str, reps: int, only: str | None) -> list[dict[str, Any]]:
     from fastapi.testclient import TestClient
 
-    import graphql_api.circuits as circuits
-    from connectome.db import open_async_driver, open_driver
-    from graphql_api.app import create_app
+    import connectome_query.graphql_api.circuits as circuits
+    from connectome_query.graphdb.driver import open_async_driver, open_driver
+    from connectome_query.graphql_api.app import create_app
 
     with open_driver(target) as sync_driver:
         fields = requests(sync_driver, ds)
@@ -254,11 +249,11 @@ def main() -> None:
 
     logging.getLogger("neo4j.notifications").setLevel(logging.ERROR)
 
-    from connectome.neo4j_local import LocalNeo4j
-    from connectome.settings import LocalServerConfig, cache_dir
-    from ingest.loader import load
-    from ingest.readers.synapse_table import read_synapse_table
-    from ingest.synth_connectome import synth_connectome
+    from connectome_query.graphdb.local_server import LocalNeo4j
+    from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.readers.synapse_table import read_synapse_table
+    from connectome_query.ingest.synth_connectome import synth_connectome
 
     ds = "bench_circuits"
     spec = f"{args.neurons}/{args.edges}/{args.synapses}/{args.seed}"
@@ -271,7 +266,7 @@ def main() -> None:
     print(f"Neo4j up in {time.perf_counter() - t0:.0f} s at {target.uri} (home {home})",
           flush=True)
     try:
-        from connectome.db import open_driver
+        from connectome_query.graphdb.driver import open_driver
 
         with open_driver(target) as driver:
             have = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m.benchSpec AS s",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reconstruct import boundary, io, metrics, pipeline, segment, synth
+from connectome_query.reconstruct import boundary, io, metrics, pipeline, segment, synth
 
 VS = (40.0, 16.0, 16.0)
 

@@ -28,7 +28,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from reconstruct import affinity_net, boundary, io, pipeline, segment, synapses, synth
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    pipeline,
+    segment,
+    synapses,
+    synth,
+)
 
 
 def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.AffinityNet,

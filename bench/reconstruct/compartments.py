@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.spatial import cKDTree
 
-from reconstruct import io, metrics, pipeline, skeleton, synth
+from connectome_query.reconstruct import io, metrics, pipeline, skeleton, synth
 
 VS = (40.0, 16.0, 16.0)
 

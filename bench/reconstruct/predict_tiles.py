@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reconstruct import affinity_net, io, pipeline, synth
+from connectome_query.reconstruct import affinity_net, io, pipeline, synth
 
 OLD_TILE = (24, 192, 192)
 

@@ -24,7 +24,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from reconstruct import affinity_net, boundary, io, pipeline, segment, synth
+from connectome_query.reconstruct import affinity_net, boundary, io, pipeline, segment, synth
 
 
 def keep_freed_memory() -> bool:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import neo4j
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import LocalServerConfig, cache_dir
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
 from tests.reliability.datagen import expected_fingerprint, write_neuprint
 from tests.reliability.trials import (
     TrialResult,

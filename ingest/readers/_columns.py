@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ingest.errors import IngestError
+from connectome_query.ingest.errors import IngestError
 
 
 def _decode(path: Path, data: bytes, encoding: str) -> str:

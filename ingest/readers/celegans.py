@@ -23,9 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.errors import IngestError
-from ingest.readers._columns import Table, read_table
-from ingest.tables import ConnectomeTables, body_id_for_name, undirected_gap_junctions
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers._columns import Table, read_table
+from connectome_query.ingest.tables import (
+    ConnectomeTables,
+    body_id_for_name,
+    undirected_gap_junctions,
+)
 
 CELEGANS_SOURCES = ("cook2019", "varshney2011")
 

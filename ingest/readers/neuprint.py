@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingest.errors import IngestError
-from ingest.readers._columns import Table, read_table
-from ingest.tables import ConnectomeTables, undirected_gap_junctions
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers._columns import Table, read_table
+from connectome_query.ingest.tables import ConnectomeTables, undirected_gap_junctions
 
 NEURON_FILES = ("neurons.csv", "neurons.parquet", "Neuprint_Neurons.csv")
 CONNECTION_FILES = ("connections.csv", "connections.parquet", "Neuprint_Neuron_Connections.csv")

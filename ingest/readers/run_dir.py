@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.errors import IngestError
-from ingest.readers._columns import read_table
-from ingest.readers.synapse_table import synapses_to_tables
-from ingest.tables import ConnectomeTables
-from schema.model import COMPARTMENTS
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers._columns import read_table
+from connectome_query.ingest.readers.synapse_table import synapses_to_tables
+from connectome_query.ingest.tables import ConnectomeTables
+from connectome_query.schema.vocabulary import COMPARTMENT_NAMES
 
 
 def is_run_dir(path: Path) -> bool:
@@ -66,7 +66,7 @@ def read_run_dir(path: Path) -> ConnectomeTables:
     syn["confidence"] = syn_t.number("confidence") if "confidence" in sframe.columns else None
     if "post_compartment" in sframe.columns:
         comp = syn_t.text("post_compartment", required=False).fillna("unknown")
-        bad = ~comp.isin(COMPARTMENTS)
+        bad = ~comp.isin(COMPARTMENT_NAMES)
         if bad.any():
             pos = int(bad.to_numpy().nonzero()[0][0])
             raise IngestError(syn_t.path, f"unknown compartment {comp.iloc[pos]!r}",

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingest.errors import IngestError
-from ingest.readers._columns import Table, read_table
-from ingest.readers.neuprint import read_neurons
-from ingest.tables import ConnectomeTables
-from schema.model import COMPARTMENTS
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers._columns import Table, read_table
+from connectome_query.ingest.readers.neuprint import read_neurons
+from connectome_query.ingest.tables import ConnectomeTables
+from connectome_query.schema.vocabulary import COMPARTMENT_NAMES
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -79,11 +79,11 @@ def read_synapse_table(
     if "post_compartment" in frame.columns:
         comp = table.text("post_compartment", required=False).map(
             lambda v: v.lower() if isinstance(v, str) else "unknown")
-        bad = ~comp.isin(COMPARTMENTS)
+        bad = ~comp.isin(COMPARTMENT_NAMES)
         if bad.any():
             pos = int(bad.to_numpy().nonzero()[0][0])
             raise IngestError(path, f"unknown compartment {comp.iloc[pos]!r} (expected one of "
-                              f"{list(COMPARTMENTS)})", row=table.row_of(pos),
+                              f"{list(COMPARTMENT_NAMES)})", row=table.row_of(pos),
                               column="post_compartment")
         syn["postCompartment"] = comp.to_numpy()
     else:

@@ -62,8 +62,8 @@ def make_synthetic(folder: Path, seed: int = 7) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def synthetic(driver: neo4j.Driver, tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
     """The synthetic table loaded as dataset `t_bloom_syn` through the real reader and loader."""
-    from ingest.loader import load
-    from ingest.sources import read_source
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.sources import read_source
 
     syn_path, neurons_path = make_synthetic(tmp_path_factory.mktemp("bloom-syn"))
     load(driver, read_source(str(syn_path), neurons=neurons_path), SYN_DATASET)

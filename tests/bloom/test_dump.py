@@ -10,11 +10,11 @@ import neo4j
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from connectome.neo4j_local import LocalNeo4j, Neo4jServerError
-from connectome.settings import LocalServerConfig, cache_dir
+from connectome_query.cli.main import app
+from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
+from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
 from tests.bloom.conftest import make_synthetic
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
@@ -68,8 +68,8 @@ def use_local(monkeypatch: pytest.MonkeyPatch, server: LocalNeo4j) -> None:
 
 def test_dump_loads_into_a_fresh_server(tmp_path: Path, servers: list[LocalNeo4j],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest.loader import load
-    from ingest.sources import read_source
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.sources import read_source
 
     src = instance(tmp_path, "src")
     with pytest.raises(Neo4jServerError, match="no such dump file"):

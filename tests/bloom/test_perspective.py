@@ -12,10 +12,9 @@ import neo4j
 import pytest
 from typer.testing import CliRunner
 
-from connectome.bloom_cli import write_perspective
-from connectome.cli import app
-from ingest.sources import read_source
-from schema.bloom import (
+from connectome_query.cli.main import app
+from connectome_query.ingest.sources import read_source
+from connectome_query.schema.bloom import (
     CATEGORY_KEYS,
     LABEL_PROPERTIES,
     PARAM_KEYS,
@@ -26,7 +25,8 @@ from schema.bloom import (
     build_perspective,
     class_colors,
 )
-from tests import celegans_raw
+from connectome_query.schema.bloom_profile import write_perspective
+from tests.support import celegans as celegans_raw
 
 pytestmark = pytest.mark.neo4j
 

@@ -10,10 +10,15 @@ import neo4j
 import networkx as nx
 import pytest
 
-from ingest.sources import read_source
-from schema.bloom import CHANDELIER_AIS_SHARE, MAX_PATH_HOPS, MIN_MULTI_SYNAPTIC, search_phrases
-from tests import celegans_raw
+from connectome_query.ingest.sources import read_source
+from connectome_query.schema.bloom import (
+    CHANDELIER_AIS_SHARE,
+    MAX_PATH_HOPS,
+    MIN_MULTI_SYNAPTIC,
+    search_phrases,
+)
 from tests.bloom.conftest import SYN_DATASET, Synthetic
+from tests.support import celegans as celegans_raw
 
 pytestmark = pytest.mark.neo4j
 

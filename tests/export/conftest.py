@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from connectome.settings import Neo4jTarget
-from ingest.tables import ConnectomeTables, undirected_gap_junctions
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.ingest.tables import ConnectomeTables, undirected_gap_junctions
 
 SYNTH = "t_export_synth"
 ROIS = ("A", "B", "C")
@@ -135,7 +135,7 @@ def synth_tables(data: SynthSet) -> ConnectomeTables:
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory, driver: neo4j.Driver) -> SynthSet:
-    from ingest.loader import load
+    from connectome_query.ingest.loader import load
 
     data = make_synth(tmp_path_factory.mktemp("export-synth"))
     load(driver, synth_tables(data), SYNTH)
@@ -144,7 +144,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory, driver: neo4j.Driver) -> Syn
 
 @pytest.fixture(scope="session")
 def api(neo4j_target: Neo4jTarget, celegans: dict, synth: SynthSet) -> Iterator[TestClient]:
-    from graphql_api.app import create_app
+    from connectome_query.graphql_api.app import create_app
 
     with TestClient(create_app(neo4j_target)) as client:
         yield client

@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import graphql_api.export as export_module
-from connectome.cli import app
+import connectome_query.export.matrix as export_module
+from connectome_query.cli.main import app
 from tests.export.conftest import SYNTH, SynthSet
 from tests.export.readback import edges_of, read_back
 
@@ -162,7 +162,7 @@ def test_graphql_errors(api: TestClient) -> None:
 def test_a_slow_download_does_not_block_other_queries(api: TestClient, synth: SynthSet,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "10")
-    monkeypatch.setattr("graphql_api.export_http.QUEUE_BLOCK", 256)
+    monkeypatch.setattr("connectome_query.graphql_api.export_http.QUEUE_BLOCK", 256)
     started, release = threading.Event(), threading.Event()
     received: list[bytes] = []
 
@@ -217,8 +217,8 @@ def test_export_memory_is_bounded_by_page_not_matrix(synth: SynthSet, driver: An
 
 # -- auth (graphql_api.auth) ---------------------------------------------------------------------
 def test_export_follows_api_tokens(tmp_path: Path, neo4j_target: Any, synth: SynthSet) -> None:
-    from graphql_api.app import create_app
-    from graphql_api.auth import AuthConfig, TokenStore
+    from connectome_query.graphql_api.app import create_app
+    from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 
     tokens = tmp_path / "tokens.json"
     _, mine = TokenStore(tokens).create("lab", [SYNTH])
@@ -248,7 +248,7 @@ def test_a_failure_mid_download_breaks_the_transfer(api: TestClient, synth: Synt
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The server never finishes a response whose export failed: no valid-looking file."""
     monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "20")
-    monkeypatch.setattr("graphql_api.export_http.QUEUE_BLOCK", 256)
+    monkeypatch.setattr("connectome_query.graphql_api.export_http.QUEUE_BLOCK", 256)
     real = export_module.chunk_from_records
     calls = {"n": 0}
 
@@ -275,7 +275,7 @@ def test_a_failure_mid_download_breaks_the_transfer(api: TestClient, synth: Synt
 @pytest.mark.parametrize("fmt", ["parquet", "npz", "arrow", "mtx"])
 def test_truncated_downloads_are_detected(tmp_path: Path, api: TestClient, synth: SynthSet,
                                           fmt: str) -> None:
-    from connectome.export_cli import check_complete
+    from connectome_query.cli.export import check_complete
 
     data = export_bytes(api, fmt)
     whole = tmp_path / f"whole.{fmt}"

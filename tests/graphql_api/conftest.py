@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from connectome.settings import Neo4jTarget
-from graphql_api.app import create_app
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.app import create_app
 
 
 class GraphQLClient:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from graphql_api.schema import export_sdl
-from tests.celegans_raw import cook_chemical_graph, cook_edges, cook_gap_junctions
+from connectome_query.graphql_api.schema import export_sdl
 from tests.graphql_api.conftest import GraphQLClient
+from tests.support.celegans import cook_chemical_graph, cook_edges, cook_gap_junctions
 
 pytestmark = pytest.mark.neo4j
 
@@ -129,8 +129,8 @@ def test_graphiql_page_served(gql: GraphQLClient) -> None:
 def test_partner_soma_locations_come_back(gql: GraphQLClient, driver, tmp_path: Path) -> None:
     import pandas as pd
 
-    from ingest.loader import load
-    from ingest.sources import read_source
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.sources import read_source
     from tests.ingest.test_formats import random_neuprint
 
     g = random_neuprint(tmp_path / "soma", seed=11)

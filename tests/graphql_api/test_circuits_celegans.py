@@ -12,8 +12,8 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from tests.celegans_raw import cook_chemical_graph
 from tests.graphql_api.conftest import GraphQLClient
+from tests.support.celegans import cook_chemical_graph
 
 pytestmark = pytest.mark.neo4j
 

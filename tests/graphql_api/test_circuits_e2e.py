@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
+from connectome_query.cli.main import app
 from tests.graphql_api.conftest import GraphQLClient
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
@@ -34,7 +34,7 @@ def _invoke(*args: str) -> None:
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory: pytest.TempPathFactory, neo4j_server: object) -> Iterator[
         tuple[Path, Path]]:
-    from reconstruct import io, pipeline
+    from connectome_query.reconstruct import io, pipeline
 
     tmp = tmp_path_factory.mktemp("e2e")
     em, run = tmp / "em", tmp / "run"
@@ -99,7 +99,7 @@ def test_truth_ingest_returns_planted_pairs_exactly(dirs: tuple[Path, Path],
 
 def test_reconstruction_recall_and_precision(dirs: tuple[Path, Path],
                                              gql: GraphQLClient) -> None:
-    from reconstruct import io, metrics
+    from connectome_query.reconstruct import io, metrics
 
     em, run = dirs
     truth = _truth(em)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from graphql_api.neuroglancer import parse_url
+from connectome_query.cli.main import app
+from connectome_query.graphql_api.neuroglancer import parse_url
 from tests.graphql_api import planted as pl
 from tests.graphql_api.conftest import GraphQLClient
 
@@ -72,7 +72,7 @@ def test_chandelier_cells_match_pandas_and_planted(truth: pl.Planted,
 
 def test_chandelier_targets_batched_in_one_query(truth: pl.Planted, gql: GraphQLClient,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from graphql_api import circuits
+    from connectome_query.graphql_api import circuits
 
     calls: list[str] = []
     real = circuits.read

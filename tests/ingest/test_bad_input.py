@@ -8,9 +8,9 @@ import neo4j
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from ingest.errors import IngestError
-from ingest.sources import read_source
+from connectome_query.cli.main import app
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.sources import read_source
 
 pytestmark = pytest.mark.neo4j
 

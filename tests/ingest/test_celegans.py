@@ -5,7 +5,7 @@ from __future__ import annotations
 import neo4j
 import pytest
 
-from tests.celegans_raw import (
+from tests.support.celegans import (
     cook_chemical_graph,
     cook_edges,
     cook_gap_junctions,
@@ -93,7 +93,7 @@ def test_meta_totals_and_datasets_side_by_side(driver: neo4j.Driver, celegans: d
 def test_cell_class_and_neurotransmitter_stored(driver: neo4j.Driver, celegans: dict) -> None:
     import pandas as pd
 
-    from tests.celegans_raw import data_dir
+    from tests.support.celegans import data_dir
 
     nt = pd.read_csv(data_dir() / "Modified celegans db dump.csv")
     ach = set(nt[(nt["Relationship"] == "Neurotransmitter")

@@ -6,8 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.classify import ChandelierRule, classify_chandeliers, with_chandelier_classification
-from ingest.tables import ConnectomeTables
+from connectome_query.ingest.classify import (
+    ChandelierRule,
+    classify_chandeliers,
+    with_chandelier_classification,
+)
+from connectome_query.ingest.tables import ConnectomeTables
 
 
 def _tables(rows: list[tuple[int, int, str]], neurons: list[int]) -> ConnectomeTables:

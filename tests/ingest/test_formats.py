@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.loader import load
-from ingest.sources import read_source
+from connectome_query.ingest.loader import load
+from connectome_query.ingest.sources import read_source
 from tests.ingest.test_bad_input import graph_fingerprint
 
 pytestmark = pytest.mark.neo4j

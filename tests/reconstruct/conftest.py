@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from reconstruct import io, pipeline, synth
+from connectome_query.reconstruct import io, pipeline, synth
 
 FLOOR_SEEDS = (2, 3, 4)  # with seed 1 (clean_run): the clean quality-floor volumes
 

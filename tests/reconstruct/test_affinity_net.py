@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from reconstruct import affinity_net, boundary, io, pipeline, synth
-from reconstruct.errors import ReconstructError
+from connectome_query.cli.main import app
+from connectome_query.reconstruct import affinity_net, boundary, io, pipeline, synth
+from connectome_query.reconstruct.errors import ReconstructError
 
 VS = (40.0, 16.0, 16.0)
 

@@ -11,14 +11,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from reconstruct import cli, io
+from connectome_query.cli.main import app as connectome_app
+from connectome_query.reconstruct import io
 
 
 @pytest.fixture()
 def app() -> typer.Typer:
-    a = typer.Typer()
-    cli.register(a)
-    return a
+    return connectome_app
 
 
 def _run(app: typer.Typer, *args: str) -> tuple[int, str]:
@@ -112,7 +111,7 @@ def test_voxel_size_the_network_was_not_trained_at(app: typer.Typer, clean_dir: 
 
 def test_network_without_voxel_size(app: typer.Typer, clean_dir: Path,
                                     tmp_path: Path) -> None:
-    from reconstruct import affinity_net, pipeline
+    from connectome_query.reconstruct import affinity_net, pipeline
 
     net = io.load_net(pipeline.DEFAULT_NET)
     del net.meta[affinity_net.VOXEL_SIZE_KEY]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct.lattice import neighbour_slices
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from reconstruct import metrics
+from connectome_query.reconstruct import metrics
 
 
 @settings(max_examples=30, deadline=None)

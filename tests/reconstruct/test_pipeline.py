@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reconstruct import io, pipeline
-from reconstruct.errors import ReconstructError
+from connectome_query.reconstruct import io, pipeline
+from connectome_query.reconstruct.errors import ReconstructError
 
 CLASSES = {"pyramidal", "chandelier", "unknown"}
 COMPS = {"soma", "axon", "ais", "dendrite", "unknown"}
@@ -82,7 +82,7 @@ def test_slab_by_slab_run_matches_the_whole_volume_run(
         tmp_path: Path) -> None:
     """A run forced to segment in slabs of 24 sections writes its affinities to zarr and
     gives almost the same segmentation as the whole-volume run of the same volume."""
-    from reconstruct import metrics
+    from connectome_query.reconstruct import metrics
 
     out = tmp_path / "run"
     res = pipeline.reconstruct(clean_dir, out, model_path, block_sections=24)

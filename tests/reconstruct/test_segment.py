@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reconstruct import boundary, pipeline, segment, synth
-from reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct import boundary, pipeline, segment, synth
+from connectome_query.reconstruct.lattice import neighbour_slices
 
 VS = (40.0, 16.0, 16.0)
 
@@ -436,7 +436,7 @@ def test_blockwise_with_one_slab_is_the_whole_volume_segmentation() -> None:
 def test_blockwise_rejoins_cells_across_slab_faces(slab: int) -> None:
     """On true affinities, slabs of a few sections give the same partition as the whole
     volume at once: every cell cut by a slab face is joined again."""
-    from reconstruct import metrics
+    from connectome_query.reconstruct import metrics
 
     affs, _ = _true_affs(1)
     whole = segment.seeded_segmentation(affs, VS)

@@ -8,7 +8,7 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from reconstruct import skeleton, synth
+from connectome_query.reconstruct import skeleton, synth
 
 VS = (40.0, 16.0, 16.0)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.ndimage as ndi
 
-from reconstruct import synapses
+from connectome_query.reconstruct import synapses
 
 VS = (40.0, 16.0, 16.0)
 SHAPE = (16, 40, 40)
@@ -157,7 +157,7 @@ def test_cells_touching_across_an_unlabelled_cleft_are_partners() -> None:
 def test_blockwise_detection_equals_the_whole_volume(slab: int) -> None:
     """Slab by slab (with halos) the synapse table is the whole volume's, row for row, on
     a synthetic volume with its true segmentation and a soft cleft probability."""
-    from reconstruct import synth
+    from connectome_query.reconstruct import synth
 
     vs = (40.0, 16.0, 16.0)
     plan = synth.make_plan(synth.SynthConfig((48, 64, 64), vs, "clean", 3))

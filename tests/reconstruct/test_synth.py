@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconstruct import io, pipeline, synth
+from connectome_query.reconstruct import io, pipeline, synth
 
 
 def test_deterministic_and_seed_dependent() -> None:

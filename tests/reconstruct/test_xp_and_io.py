@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reconstruct import boundary, io, pipeline, xp
+from connectome_query.reconstruct import boundary, io, pipeline, xp
 
 
 def test_numpy_backend_without_gpu() -> None:
@@ -52,7 +52,7 @@ def test_class_probabilities_in_tiles_equal_one_piece(model_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The filter bank goes in in-plane tiles with a margin (memory); on a noisy volume
     (missing and shifted sections) the probabilities equal the untiled ones exactly."""
-    from reconstruct import synth
+    from connectome_query.reconstruct import synth
 
     vs = (40.0, 16.0, 16.0)
     model = io.load_model(model_path)

@@ -15,8 +15,8 @@ from typing import Any
 import neo4j
 import pytest
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import LocalServerConfig, Neo4jTarget, cache_dir
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import LocalServerConfig, Neo4jTarget, cache_dir
 from tests.reliability.datagen import expected_fingerprint, fingerprint, write_neuprint
 from tests.reliability.trials import (
     TrialResult,

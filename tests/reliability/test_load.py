@@ -11,8 +11,8 @@ import os
 import pytest
 
 from bench.load.loadgen import api_server, neuron_names, run_load
-from connectome.settings import Neo4jTarget
-from tests.celegans_raw import cook_edges
+from connectome_query.graphdb.settings import Neo4jTarget
+from tests.support.celegans import cook_edges
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from ingest.errors import IngestError
-from ingest.sources import read_source
+from connectome_query.cli.main import app
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.sources import read_source
 from tests.reliability.datagen import fingerprint, write_neuprint
 
 FIXTURES_OK: dict = {"deadline": None,

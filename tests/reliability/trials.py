@@ -11,7 +11,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,16 @@ from typing import Any
 
 import neo4j
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import Neo4jTarget
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import Neo4jTarget
 from tests.reliability.datagen import fingerprint, matches_clean
+from tests.support.net import free_port
 
 
 def connectome_command() -> list[str]:
     """The installed `connectome` entry point (what `uv run connectome` runs)."""
     exe = Path(sys.executable).parent / "connectome"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "connectome.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "connectome_query.cli"]
 
 
 def target_env(target: Neo4jTarget) -> dict[str, str]:
@@ -253,11 +253,6 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     result.lost, result.extra = _loss(result.found, expected)
     return result, server
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _zombie(pid: int) -> bool:

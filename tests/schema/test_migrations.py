@@ -5,7 +5,7 @@ from __future__ import annotations
 import neo4j
 import pytest
 
-from schema.migrate import applied_migrations, apply_migrations, load_migrations
+from connectome_query.schema.migrate import applied_migrations, apply_migrations, load_migrations
 
 pytestmark = pytest.mark.neo4j
 

@@ -11,11 +11,11 @@ import networkx as nx
 import pytest
 from fastapi.testclient import TestClient
 
-from connectome.settings import Neo4jTarget
-from graphql_api.app import create_app
-from graphql_api.auth import AuthConfig, TokenStore
-from ingest.loader import load
-from ingest.sources import read_source
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.app import create_app
+from connectome_query.graphql_api.auth import AuthConfig, TokenStore
+from connectome_query.ingest.loader import load
+from connectome_query.ingest.sources import read_source
 from tests.reliability.datagen import write_neuprint
 
 PUBLIC = "t_sec_public"

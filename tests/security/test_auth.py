@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from connectome.cli import app as cli
-from connectome.settings import Neo4jTarget
-from graphql_api.app import create_app
-from graphql_api.auth import AuthConfig, TokenStore
+from connectome_query.cli.main import app as cli
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.app import create_app
+from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 from tests.security.conftest import PRIVATE, PUBLIC, Api
 
 pytestmark = pytest.mark.neo4j

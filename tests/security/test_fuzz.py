@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
 
-from graphql_api.schema import export_sdl
+from connectome_query.graphql_api.schema import export_sdl
 from tests.security.conftest import PUBLIC, Api
 
 pytestmark = pytest.mark.neo4j

@@ -10,14 +10,14 @@ import neo4j
 import pytest
 from fastapi.testclient import TestClient
 
-from connectome.settings import Neo4jTarget
-from graphql_api.app import create_app
-from graphql_api.auth import AuthConfig, TokenStore
-from graphql_api.db import read
-from graphql_api.errors import QueryError
-from graphql_api.guard import MAX_BODY_BYTES
-from graphql_api.ratelimit import TokenBucketLimiter
-from graphql_api.schema import MAX_ALIASES, MAX_DEPTH, MAX_PAGE, MAX_TOKENS
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.app import create_app
+from connectome_query.graphql_api.auth import AuthConfig, TokenStore
+from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.errors import QueryError
+from connectome_query.graphql_api.guard import MAX_BODY_BYTES
+from connectome_query.graphql_api.ratelimit import TokenBucketLimiter
+from connectome_query.graphql_api.schema import MAX_ALIASES, MAX_DEPTH, MAX_PAGE, MAX_TOKENS
 from tests.security.conftest import PUBLIC, Api
 
 pytestmark = pytest.mark.neo4j

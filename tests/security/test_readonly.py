@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from neo4j.exceptions import Neo4jError
 
-from connectome.settings import Neo4jTarget
-from graphql_api.app import create_app
-from graphql_api.auth import AuthConfig, TokenStore
-from graphql_api.custom_cypher import run_readonly
-from graphql_api.db import read
-from graphql_api.errors import QueryError
+from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api.app import create_app
+from connectome_query.graphql_api.auth import AuthConfig, TokenStore
+from connectome_query.graphql_api.custom_cypher import run_readonly
+from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.errors import QueryError
 from tests.security.conftest import PRIVATE, PUBLIC, Api
 
 pytestmark = pytest.mark.neo4j
@@ -113,7 +113,7 @@ def test_explain_and_read_mode_back_up_the_screen(neo4j_target: Neo4jTarget,
                                                   driver: neo4j.Driver,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """With the keyword screen switched off, EXPLAIN + READ mode still refuse every write."""
-    import graphql_api.custom_cypher as cc
+    import connectome_query.graphql_api.custom_cypher as cc
 
     monkeypatch.setattr(cc, "screen", lambda text: text)
     before = _fingerprint(driver)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,27 +10,23 @@ from typing import Any
 import neo4j
 import pytest
 
-from connectome.neo4j_local import LocalNeo4j
-from connectome.settings import LocalServerConfig, cache_dir
-from ingest.bulk_import import BulkImportError, offline_import
-from ingest.loader import load
-from ingest.readers.synapse_table import read_synapse_table
-from ingest.synth_connectome import synth_connectome
+from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
+from connectome_query.ingest.bulk_import import BulkImportError, offline_import
+from connectome_query.ingest.loader import load
+from connectome_query.ingest.readers.synapse_table import read_synapse_table
+from connectome_query.ingest.synth_connectome import synth_connectome
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.neo4j
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4j]:
     """A second, empty server of our own (the importer rebuilds its whole database)."""
     config = LocalServerConfig(
-        home=tmp_path_factory.mktemp("bulk-home"), cache=cache_dir(), bolt_port=_free_port(),
+        home=tmp_path_factory.mktemp("bulk-home"), cache=cache_dir(), bolt_port=free_port(),
         heap=os.environ.get("CONNECTOME_TEST_NEO4J_HEAP", "768m"), pagecache="256m")
     server = LocalNeo4j(config)
     try:

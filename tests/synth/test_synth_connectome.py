@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from ingest.readers.synapse_table import read_synapse_table
-from ingest.sources import read_source
-from ingest.synth_connectome import generate, synth_connectome
+from connectome_query.cli.main import app
+from connectome_query.ingest.readers.synapse_table import read_synapse_table
+from connectome_query.ingest.sources import read_source
+from connectome_query.ingest.synth_connectome import generate, synth_connectome
 
 N, M, S = 3000, 60_000, 400_000
 
@@ -152,7 +152,7 @@ def test_both_readers_give_the_same_connections(synth_dir: Path) -> None:
 
 @pytest.mark.neo4j
 def test_ingests_into_neo4j(tmp_path: Path, driver: neo4j.Driver) -> None:
-    from ingest.loader import load
+    from connectome_query.ingest.loader import load
 
     out = tmp_path / "small"
     synth_connectome(out, neurons=400, edges=4000, synapses=12_000, seed=11)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import neo4j
 
-from connectome.neo4j_local import LocalNeo4j, Neo4jServerError
-from connectome.settings import Neo4jTarget, external_target, local_server_config
+from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
+from connectome_query.graphdb.settings import Neo4jTarget, external_target, local_server_config
 
 
 def local_server() -> LocalNeo4j:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectome.cli import app
-from connectome.neo4j_local import LocalNeo4j, Neo4jServerError
-from connectome.settings import LocalServerConfig, cache_dir
-from tests.conftest import free_port
+from connectome_query.cli.main import app
+from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
+from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.neo4j
 

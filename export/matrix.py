@@ -14,7 +14,6 @@ never blocks the event loop that serves other queries.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,8 @@ import numpy as np
 import pandas as pd
 from neo4j.exceptions import ClientError, ServiceUnavailable
 
-from schema.model import DATASET_NAME
+from connectome_query.graphdb.settings import ExportSettings, from_env
+from connectome_query.schema.model import DATASET_NAME
 
 FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("text/csv", ".csv"),
@@ -77,27 +77,11 @@ class ExportLimits:
 
     @classmethod
     def from_env(cls) -> ExportLimits:
-        def get(name: str, default: int) -> int:
-            raw = os.environ.get(f"CONNECTOME_EXPORT_{name}", "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ValueError(
-                    f"CONNECTOME_EXPORT_{name} must be an integer, got {raw!r}") from None
-            if value < 1:
-                raise ValueError(f"CONNECTOME_EXPORT_{name} must be >= 1, got {value}")
-            return value
-
-        d = cls()
-        return cls(
-            max_edges=get("MAX_EDGES", d.max_edges),
-            max_neurons=get("MAX_NEURONS", d.max_neurons),
-            page_neurons=get("PAGE_NEURONS", d.page_neurons),
-            inline_edges=get("INLINE_EDGES", d.inline_edges),
-            inline_neurons=get("INLINE_NEURONS", d.inline_neurons),
-        )
+        """The limits `CONNECTOME_EXPORT_*` set (see `graphdb.settings.ExportSettings`)."""
+        env = from_env(ExportSettings)
+        return cls(max_edges=env.max_edges, max_neurons=env.max_neurons,
+                   page_neurons=env.page_neurons, inline_edges=env.inline_edges,
+                   inline_neurons=env.inline_neurons)
 
 
 @dataclass(frozen=True)
@@ -546,7 +530,7 @@ def iter_chunks(driver: neo4j.Driver, plan: ExportPlan,
 def write(driver: neo4j.Driver, plan: ExportPlan, sink: BinaryIO,
           progress: ProgressFn | None = None) -> ExportStats:
     """Stream the plan's matrix in its format into `sink` (a writable binary file)."""
-    from graphql_api.export_formats import open_writer
+    from connectome_query.export.formats import open_writer
 
     req = plan.request
     pages = 0

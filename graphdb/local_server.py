@@ -18,7 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectome.settings import APOC_VERSION, NEO4J_VERSION, LocalServerConfig, Neo4jTarget
+from connectome_query.graphdb.settings import (
+    APOC_VERSION,
+    NEO4J_VERSION,
+    LocalServerConfig,
+    Neo4jTarget,
+)
 
 ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"

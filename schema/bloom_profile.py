@@ -1,20 +1,23 @@
-"""`connectome bloom ...`: a Neo4j Bloom perspective for one dataset."""
+"""A dataset's Bloom profile read from the graph, and its perspective written to a file."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import neo4j
-import typer
 
-from schema.bloom import DatasetProfile, build_perspective
-from schema.model import CONNECTS_TO, GAP_JUNCTION, META, NEURON, SYNAPSE, SYNAPSE_SET
-
-bloom_app = typer.Typer(help="Neo4j Bloom: a perspective with search phrases for a dataset.",
-                        no_args_is_help=True)
+from connectome_query.schema.bloom import DatasetProfile, build_perspective
+from connectome_query.schema.model import (
+    CONNECTS_TO,
+    GAP_JUNCTION,
+    META,
+    NEURON,
+    SYNAPSE,
+    SYNAPSE_SET,
+)
 
 _VALUE_TYPES = {"STRING": "string", "INTEGER": "bigint", "FLOAT": "number",
                 "BOOLEAN": "boolean", "POINT": "point", "LIST": "array"}
@@ -70,32 +73,3 @@ def write_perspective(driver: neo4j.Driver, dataset: str, output: Path,
     tmp.write_text(json.dumps(perspective, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(output)
     return perspective
-
-
-@bloom_app.command("perspective")
-def perspective_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset in the graph.")],
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where to write it (default: ./DATASET-perspective.json).")] = None,
-) -> None:
-    """Write a Bloom perspective: categories, cell-class colours, search phrases."""
-    from connectome.cli import console, fail, out
-    from connectome.db import open_driver
-    from connectome.neo4j_local import Neo4jServerError
-    from schema.model import check_dataset_name
-
-    try:
-        check_dataset_name(dataset)
-        path = output or Path(f"{dataset}-perspective.json")
-        with open_driver() as driver:
-            perspective = write_perspective(driver, dataset, path)
-    except (ValueError, Neo4jServerError) as exc:
-        raise fail(str(exc)) from None
-    rules = sum(len(c.get("styleRules", [])) for c in perspective["categories"])
-    console.print(f"{len(perspective['templates'])} search phrases, {rules} style rules")
-    out.print(f"wrote {path} (import it in Bloom: Perspectives -> Import)")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `connectome bloom` to the main command."""
-    app.add_typer(bloom_app, name="bloom")

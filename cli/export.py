@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -24,19 +23,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from connectome_query.cli.console import console, fail
+
 export_app = typer.Typer(help="Bulk export: connectivity matrices to files.",
                          no_args_is_help=True)
-console = Console(stderr=True)
 
 SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrows": "arrow",
                   ".arrow": "arrow", ".ipc": "arrow", ".npz": "npz", ".mtx": "mtx", ".mm": "mtx"}
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrows": "arrow",
                  ".arrow": "arrow", ".ipc": "arrow"}
 
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @contextmanager
@@ -149,7 +145,7 @@ def _http_download(server: str, body: dict[str, Any], output: Path, token: str |
     try:
         _stream_to(url, body, output, headers, columns)
     except httpx.HTTPError as exc:
-        raise _fail(f"the download of {output.name} failed ({exc}); nothing was written") from None
+        raise fail(f"the download of {output.name} failed ({exc}); nothing was written") from None
 
 
 def _stream_to(url: str, body: dict[str, Any], output: Path, headers: dict[str, str],
@@ -164,7 +160,7 @@ def _stream_to(url: str, body: dict[str, Any], output: Path, headers: dict[str, 
                 detail = response.json().get("detail") or response.text
             except ValueError:
                 detail = response.text
-            raise _fail(f"the server answered {response.status_code}: {detail}")
+            raise fail(f"the server answered {response.status_code}: {detail}")
         with atomic_output(output) as fh, Progress(*columns, console=console) as bar:
             task = bar.add_task(f"downloading {output.name}", total=None)
             for block in response.iter_bytes(1 << 20):
@@ -173,7 +169,7 @@ def _stream_to(url: str, body: dict[str, Any], output: Path, headers: dict[str, 
             fh.flush()
             problem = check_complete(Path(fh.name), body["format"])
             if problem:
-                raise _fail(f"the download of {output.name} is incomplete ({problem}); "
+                raise fail(f"the download of {output.name} is incomplete ({problem}); "
                             "nothing was written")
 
 
@@ -207,8 +203,8 @@ def matrix_cmd(
         envvar="CONNECTOME_TOKEN", help="API token for --server.")] = None,
 ) -> None:
     """Export a connectivity matrix (whole dataset or a subset) to a file."""
-    from graphql_api.export import ExportError, MatrixRequest
-    from graphql_api.export import Progress as ExportProgress
+    from connectome_query.export.matrix import ExportError, MatrixRequest
+    from connectome_query.export.matrix import Progress as ExportProgress
 
     ids = _body_ids(body_ids, body_ids_file)
     type_list, roi_list = _list(types), _list(rois)
@@ -227,7 +223,7 @@ def matrix_cmd(
     try:
         request = request.normalized()
     except ExportError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
     if server:
         body = {"dataset": request.dataset, "bodyIds": ids, "types": type_list, "rois": roi_list,
@@ -241,10 +237,10 @@ def matrix_cmd(
         console.print(f"wrote {output}")
         return
 
-    from connectome.db import open_driver
-    from connectome.neo4j_local import Neo4jServerError
-    from graphql_api.export import prepare, read_metadata, write
-    from graphql_api.export_formats import write_metadata
+    from connectome_query.export.formats import write_metadata
+    from connectome_query.export.matrix import prepare, read_metadata, write
+    from connectome_query.graphdb.driver import open_driver
+    from connectome_query.graphdb.local_server import Neo4jServerError
 
     columns = (TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("neurons"), TimeElapsedColumn())
@@ -267,9 +263,9 @@ def matrix_cmd(
                 with atomic_output(neurons) as fh:
                     write_metadata(table, table_format, fh)
     except ExportError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     except (Neo4jServerError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rows, cols = plan.shape
     console.print(f"wrote {output}: {rows:,} x {cols:,} matrix, {stats.entries:,} entries "
                   f"({output.stat().st_size / 1e6:.1f} MB)")

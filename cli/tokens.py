@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from connectome_query.cli.console import console, fail, out
+
 if TYPE_CHECKING:
-    from graphql_api.auth import TokenStore
+    from connectome_query.graphql_api.auth import TokenStore
 
 tokens_app = typer.Typer(
     help="API tokens for the GraphQL API (enforced when CONNECTOME_AUTH=required).",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-out = Console()
 
 FileOption = Annotated[Path | None, typer.Option(
     "--file", help="Token file (default: CONNECTOME_TOKENS_FILE or tokens.json beside the "
@@ -26,14 +25,10 @@ FileOption = Annotated[Path | None, typer.Option(
 
 
 def _store(path: Path | None) -> TokenStore:
-    from graphql_api.auth import TokenStore, default_tokens_file
+    from connectome_query.graphql_api.auth import TokenStore, default_tokens_file
 
     return TokenStore(path or default_tokens_file())
 
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 @tokens_app.command("create")
@@ -47,7 +42,7 @@ def create(
     try:
         token, secret = _store(file).create(name, dataset)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"token {token.id} ({name}) reads: {', '.join(token.datasets)}\n"
                   "store it now, it is not shown again; send it as "
                   "'Authorization: Bearer <token>'")
@@ -79,7 +74,7 @@ def revoke(
     """Revoke a token; the API refuses it from the next request on."""
     hits = _store(file).revoke(id_or_name)
     if not hits:
-        raise _fail(f"no active token with id or name {id_or_name!r}")
+        raise fail(f"no active token with id or name {id_or_name!r}")
     out.print(f"revoked {', '.join(t.id for t in hits)}")
 
 
@@ -89,9 +84,9 @@ def public(
     off: Annotated[bool, typer.Option("--off", help="Make it private again.")] = False,
 ) -> None:
     """Mark a dataset public (readable without a token) or private (`Meta.public`)."""
-    from connectome.db import open_driver
-    from connectome.neo4j_local import Neo4jServerError
-    from schema.model import check_dataset_name
+    from connectome_query.graphdb.driver import open_driver
+    from connectome_query.graphdb.local_server import Neo4jServerError
+    from connectome_query.schema.model import check_dataset_name
 
     try:
         check_dataset_name(dataset)
@@ -100,7 +95,7 @@ def public(
                 "MATCH (m:Meta {dataset: $d}) SET m.public = $p RETURN m.dataset AS d",
                 d=dataset, p=not off)
     except (ValueError, Neo4jServerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not records:
-        raise _fail(f"no dataset {dataset!r} in the graph")
+        raise fail(f"no dataset {dataset!r} in the graph")
     out.print(f"{dataset} is now {'private' if off else 'public'}")

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from graphql_api.export import Chunk, MatrixRequest
+from connectome_query.export.matrix import Chunk, MatrixRequest
 
 PARQUET_ROW_GROUP = 1_000_000
 COPY_BLOCK = 1 << 20

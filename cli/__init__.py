@@ -1,0 +1,1 @@
+"""The command line: parses arguments, shows progress, calls the stages."""

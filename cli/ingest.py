@@ -1,0 +1,171 @@
+"""`connectome ingest`, `import`, `synth-connectome`, `datasets`: connectomes into the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import TaskID
+from rich.table import Table
+
+from connectome_query.cli.console import console, fail, out, progress_bar
+from connectome_query.graphdb.driver import local_server, open_driver
+from connectome_query.graphdb.local_server import Neo4jServerError
+from connectome_query.graphdb.settings import external_target
+
+app = typer.Typer()
+
+
+def _voxel_size(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) <= 0:
+        raise typer.BadParameter("expected three positive numbers, e.g. 4,4,40")
+    return (parts[0], parts[1], parts[2])
+
+
+@app.command("ingest")
+def ingest_cmd(
+    source: Annotated[str, typer.Argument(
+        help="cook2019 | varshney2011 | a neuPrint CSV folder | a reconstruction run folder "
+             "| a CAVE-style synapse table (.csv/.parquet)")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the graph.")],
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV input.")] = "utf-8",
+    voxel_size: Annotated[str, typer.Option(
+        help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
+    neurons: Annotated[Path | None, typer.Option(
+        help="neuPrint-style neurons file giving types for a synapse table.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per write transaction.")] = 10_000,
+    chandelier_threshold: Annotated[float, typer.Option(
+        help="Chandelier cell: share of output synapses onto AIS at least this.")] = 0.5,
+    chandelier_min_synapses: Annotated[int, typer.Option(
+        help="Chandelier cell: at least this many outputs of known compartment.")] = 10,
+    neuroglancer_source: Annotated[str | None, typer.Option(
+        help="Segmentation volume URL (e.g. precomputed://gs://...) for Neuroglancer links.")
+    ] = None,
+) -> None:
+    """Load a connectome into Neo4j (validated first; re-running gives the same graph)."""
+    from neo4j.exceptions import DriverError, Neo4jError
+
+    from connectome_query.ingest.classify import ChandelierRule
+    from connectome_query.ingest.errors import IngestError
+    from connectome_query.ingest.loader import load
+    from connectome_query.ingest.sources import read_source
+
+    try:
+        rule = ChandelierRule(chandelier_threshold, chandelier_min_synapses)
+        with console.status(f"reading {source}..."):
+            tables = read_source(source, encoding=encoding, voxel_size=_voxel_size(voxel_size),
+                                 neurons=neurons)
+        if neuroglancer_source:
+            tables.meta["neuroglancerSource"] = neuroglancer_source
+        with open_driver() as driver, progress_bar() as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def report(step: str, done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = bar.add_task(step, total=max(total, 1))
+                bar.update(tasks[step], completed=done if total else 1)
+
+            result = load(driver, tables, dataset, batch_size=batch_size, progress=report,
+                          chandelier=rule)
+    except IngestError as exc:
+        raise fail(f"{exc}\nnothing was written to the database") from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    except (DriverError, Neo4jError) as exc:
+        raise fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
+                   f"If writing had begun, dataset {dataset!r} stays marked status='loading'; "
+                   "rerun the same command once Neo4j answers: the rerun replaces the partial "
+                   "load (nothing is duplicated).") from None
+    table = Table(title=f"dataset {result.dataset}")
+    for name in ("neurons", "chemical_connections", "chemical_synapses",
+                 "electrical_connections", "gap_junctions", "synapses"):
+        table.add_column(name.replace("_", " "), justify="right")
+    table.add_row(*(f"{getattr(result, n):,}" for n in (
+        "neurons", "chemical_connections", "chemical_synapses", "electrical_connections",
+        "gap_junctions", "synapses")))
+    out.print(table)
+    out.print(f"loaded in {result.seconds:.1f} s")
+
+
+@app.command("import")
+def import_cmd(
+    source: Annotated[str, typer.Argument(help="Anything `connectome ingest` reads.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the graph.")],
+    replace: Annotated[bool, typer.Option(
+        help="Discard whatever the local database holds (every dataset).")] = False,
+    heap: Annotated[str, typer.Option(help="Java heap for neo4j-admin import.")] = "2g",
+    voxel_size: Annotated[str, typer.Option(
+        help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
+    neurons: Annotated[Path | None, typer.Option(
+        help="neuPrint-style neurons file giving types for a synapse table.")] = None,
+) -> None:
+    """Build an EMPTY local database with neo4j-admin's offline importer (fastest fresh load)."""
+    from connectome_query.ingest.bulk_import import BulkImportError, offline_import
+    from connectome_query.ingest.errors import IngestError
+    from connectome_query.ingest.sources import read_source
+
+    if external_target() is not None:
+        raise fail("the offline importer builds the local server's database; NEO4J_URI names "
+                   "another server: use `connectome ingest` there")
+    try:
+        with console.status(f"reading {source}..."):
+            tables = read_source(source, voxel_size=_voxel_size(voxel_size), neurons=neurons)
+        with console.status("importing...") as status:
+            report, timings = offline_import(local_server(), tables, dataset, replace=replace,
+                                             heap=heap, step=lambda m: status.update(m + "..."))
+    except IngestError as exc:
+        raise fail(f"{exc}\nnothing was written to the database") from None
+    except (BulkImportError, Neo4jServerError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    out.print(f"imported {report.neurons:,} neurons, {report.chemical_connections:,} chemical "
+              f"and {report.electrical_connections:,} electrical connections, "
+              f"{report.synapses:,} synapses as {dataset} in {timings.total:.1f} s "
+              f"(neo4j-admin {timings.admin_import:.1f} s); the server is running")
+
+
+@app.command("synth-connectome")
+def synth_connectome_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the Parquet files.")],
+    neurons: Annotated[int, typer.Option(help="Number of neurons.")],
+    edges: Annotated[int, typer.Option(help="Number of (pre, post) connections.")],
+    synapses: Annotated[int | None, typer.Option(
+        help="Also write synapses.parquet with this many synapses (weights sum to it).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    types: Annotated[int | None, typer.Option(help="Number of cell types.")] = None,
+) -> None:
+    """Write a synthetic FlyWire-like connectome (neuPrint + CAVE-style Parquet) for benchmarks."""
+    from connectome_query.ingest.synth_connectome import synth_connectome
+
+    try:
+        with console.status("generating..."):
+            rep = synth_connectome(out_dir, neurons=neurons, edges=edges, synapses=synapses,
+                                   seed=seed, types=types)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"wrote {rep.out_dir}: {rep.neurons:,} neurons, {rep.types:,} types, "
+              f"{rep.edges:,} connections, {rep.synapses:,} synapses")
+
+
+@app.command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets in the graph."""
+    try:
+        with open_driver() as driver:
+            records, _, _ = driver.execute_query(
+                "MATCH (m:Meta) RETURN m.dataset AS dataset, m.status AS status, "
+                "m.neuronCount AS neurons, m.chemicalSynapses AS chem, m.gapJunctions AS gap "
+                "ORDER BY dataset")
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    table = Table("dataset", "status", "neurons", "chemical synapses", "gap junctions")
+    for r in records:
+        table.add_row(r["dataset"], r["status"], *(f"{r[k] or 0:,}" for k in ("neurons", "chem",
+                                                                                "gap")))
+    out.print(table)

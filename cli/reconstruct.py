@@ -1,0 +1,157 @@
+"""`connectome synth-em`, `reconstruct`, `train-model`, `train-affinity-net`: reconstruction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from connectome_query.cli.console import fail, out
+from connectome_query.reconstruct.errors import ReconstructError
+
+app = typer.Typer()
+
+
+def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise typer.BadParameter(f"{what} must be three comma-separated numbers, got {text!r}")
+    try:
+        a, b, c = (cast(p) for p in parts)
+    except ValueError as e:
+        raise typer.BadParameter(f"{what}: {e}") from e
+    return a, b, c
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """Rich table of pipeline vs baseline metrics."""
+    cols = [k for k in result if isinstance(result[k], dict)]
+    t = Table(title="Reconstruction quality against ground truth")
+    t.add_column("metric")
+    for c in cols:
+        t.add_column(c, justify="right")
+    keys: list[str] = []
+    for c in cols:
+        keys += [k for k in result[c] if k not in keys]
+    for k in keys:
+        row = []
+        for c in cols:
+            v = result[c].get(k)
+            row.append("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+        t.add_row(k, *row)
+    return t
+
+
+@app.command("synth-em")
+def synth_em(
+    out_dir: Annotated[Path, typer.Argument(help="directory to write")],
+    size: Annotated[str, typer.Option(help="x,y,z voxels")] = "64,64,64",
+    preset: Annotated[str, typer.Option(help="clean or noisy")] = "clean",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    voxel_size: Annotated[str, typer.Option(help="x,y,z nm")] = "16,16,40",
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
+    from connectome_query.reconstruct import pipeline, synth
+
+    x, y, z = _triple(size, "--size")
+    vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+    try:
+        cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
+    except ValueError as e:
+        raise fail(str(e), 2) from e
+    with pipeline.rich_progress(not quiet) as tick:
+        pipeline.synthesize(out_dir, cfg, tick)
+    out.print(f"wrote {out_dir}")
+
+@app.command("reconstruct")
+def reconstruct_cmd(
+    em_dir: Annotated[Path, typer.Argument(help="EM directory (volume.json, image.zarr)")],
+    out_run_dir: Annotated[Path, typer.Argument(help="run directory to write")],
+    model: Annotated[Path | None, typer.Option(help="saved model (train-model)")] = None,
+    affinities: Annotated[Path | None, typer.Option(
+        help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
+    net: Annotated[Path | None, typer.Option(
+        help="affinity-network weights (train-affinity-net); default: shipped")] = None,
+    augment: Annotated[bool, typer.Option(
+        help="average the network over 8 in-plane flips/transposes (8x time)")] = True,
+    block_sections: Annotated[int | None, typer.Option(
+        help="segment volumes of more sections slab by slab, this many at a time "
+             "(affinities go to RUN_DIR/affinities.zarr); default "
+             "pipeline.BLOCK_SECTIONS (128)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics)."""
+    from connectome_query.reconstruct import pipeline
+
+    try:
+        with pipeline.rich_progress(not quiet) as tick:
+            result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick,
+                                          net_path=net, augment=augment,
+                                          block_sections=pipeline.BLOCK_SECTIONS
+                                          if block_sections is None else block_sections)
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    if result:
+        out.print(metrics_table(result))
+    out.print(f"wrote {out_run_dir}")
+
+@app.command("train-model")
+def train_model(
+    em_dirs: Annotated[list[Path], typer.Argument(help="EM directories with truth/")],
+    output: Annotated[Path, typer.Option("--out", help="where to save the model")] = Path(
+        "model.joblib"),
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the voxel classifier on EM directories with ground truth."""
+    from connectome_query.reconstruct import io, pipeline
+
+    try:
+        model = pipeline.train_from_dirs(em_dirs, seed)
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    io.save_model(output, model)
+    out.print(f"wrote {output}")
+
+@app.command("train-affinity-net")
+def train_affinity_net(
+    output: Annotated[Path, typer.Argument(metavar="OUT",
+                                           help="where to save the weights (.npz)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps")] = 900,
+    volumes: Annotated[int, typer.Option(help="synthetic training volumes")] = 8,
+    init: Annotated[Path | None, typer.Option(
+        help="start from these weights (fine-tuning)")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the affinity U-Net on synthetic volumes (the shipped weights came from
+    this command; see reconstruct/affinity_net.py)."""
+    from rich.progress import Progress
+
+    from connectome_query.reconstruct import affinity_net, io, pipeline
+
+    if steps < 1 or volumes < 1:
+        raise fail("--steps and --volumes must be at least 1", 2)
+    try:
+        start = io.load_net(init) if init is not None else None
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    vs = (40.0, 16.0, 16.0)
+    data = pipeline.net_training_volumes(volumes, vs)
+    with Progress() as prog:
+        task = prog.add_task("training", total=steps)
+
+        def tick(i: int, loss: float) -> None:
+            prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
+
+        here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
+                f"seeds from {pipeline.NET_TRAINING_SEED}, clean and noisy")
+        if start is not None:  # keep the history of the weights fine-tuned from
+            here = f"{start.meta.get('trained_on', str(init))}; then {here}"
+        net = affinity_net.train(data, steps, seed=seed, init=start, lr=lr, tick=tick,
+                                 trained_on=here, voxel_size_zyx=vs)
+    io.save_net(output, net)
+    out.print(f"wrote {output} (mean loss of the last steps "
+              f"{net.meta['final_loss']:.3f})")
