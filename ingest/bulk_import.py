@@ -1,14 +1,9 @@
-"""Building a fresh database with Neo4j's offline importer (`neo4j-admin database import full`).
+"""A fresh database from Neo4j's offline importer (`neo4j-admin database import full`).
 
-For an empty local server this is the fast path: tables become CSV files (one header file plus
-one data file per node label or relationship type), the stopped server's `neo4j` database is
-built from them directly on disk, and then the server starts, the schema migrations run (the
-uniqueness constraints and indexes are built over the imported data) and the `Meta` node is
-written. The graph is the one `ingest.loader.load` writes: same labels, properties, relationship
-types and `loadId` stamps (tests compare the two).
-
-Only for a server whose database holds nothing yet (or `replace=True`, which wipes it: every
-dataset in it is lost); otherwise use the online loader.
+The fast path for an empty local server: tables become CSV files, the stopped server's database
+is built from them on disk, then the server starts, the migrations build constraints and indexes,
+and the Meta node is written. The graph equals what `ingest.loader` writes (tests compare them).
+A database that holds data is refused unless `replace=True`, which wipes every dataset in it.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
-"""Cell classes inferred from connectivity at ingest: chandelier (axo-axonic) cells.
+"""Chandelier (axo-axonic) cells inferred from connectivity at ingest.
 
-Rule (documented in `graphql_api/CIRCUITS.md`): a neuron is a chandelier cell when
-
-    aisOutputFraction = (its output synapses onto an `ais` compartment)
-                        / (its output synapses whose postsynaptic compartment is known)
-
-is at least `threshold` (default 0.5) and it has at least `min_synapses` (default 10) output
-synapses with a known compartment. `unknown` compartments are left out of the denominator, so a
-partly annotated dataset does not dilute the share. Without a synapse table carrying
-compartments nothing can be classified: every neuron gets `chandelier = false` and a null
-fraction, and the Meta node says `chandelierClassified = false`.
-
-Pure functions on `ConnectomeTables`; the loader stores the result as neuron properties
-(`chandelier`, `aisOutputFraction`, `aisOutputSynapses`) and the rule on the Meta node.
+A neuron is a chandelier cell when at least `threshold` (0.5) of its output synapses with a known
+postsynaptic compartment land on an axon initial segment, and it has at least `min_synapses` (10)
+of them. `unknown` compartments stay out of the denominator, so partial annotation does not dilute
+the share; without compartments nothing is classified (Meta: `chandelierClassified = false`).
+Pure functions on `ConnectomeTables`; the loader stores the result on neurons and the rule on Meta.
 """
 
 from __future__ import annotations

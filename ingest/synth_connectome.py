@@ -1,23 +1,11 @@
 """Synthetic connectomes with FlyWire-like statistics, for scale tests and benchmarks.
 
-`synth_connectome(out_dir, neurons=N, edges=M, synapses=S, seed=...)` writes files that ingest
-already reads:
-
-- `neurons.parquet` (neuPrint style): bodyId, type, instance, cellClass, status, predictedNt,
-  somaX/Y/Z;
-- `connections.parquet` (neuPrint style): bodyId_pre, bodyId_post, weight, roiInfo
-  (`{"ROI": {"pre": n, "post": n}}`);
-- with `synapses`, `synapses.parquet` (CAVE style): id, pre_pt_root_id, post_pt_root_id,
-  ctr_pt_position_x/_y/_z, size, neuropil, post_compartment. It is written in chunks, so tens of
-  millions of rows need little memory. Its per-pair counts equal `connections.parquet`'s weights
-  and its per-ROI counts equal the roiInfo, so either file ingests to the same connections.
-
-The model: cell types of heavy-tailed (Zipf) sizes, each in one cell class, with a handful of
-preferred target types; per-neuron out- and in-propensities drawn log-normally (heavy-tailed
-degrees); edge weights log-normal with a per-type scale (heavy-tailed weights). Each type has an
-input ROI and an output ROI; a connection's synapses fall in the pre type's output ROI and the
-post type's input ROI. Chandelier types synapse on the axon initial segment. Everything derives
-from one `numpy.random.Generator(PCG64(seed))`, so a seed gives identical files.
+Writes files ingest reads: neuPrint-style `neurons.parquet` and `connections.parquet` (with
+roiInfo) and optionally a CAVE-style `synapses.parquet`, written in chunks so tens of millions of
+rows need little memory; its per-pair and per-ROI counts equal the connections' weights and
+roiInfo. Cell types have Zipf sizes and preferred target types, degrees and weights are
+log-normal (heavy-tailed), chandelier types synapse on axon initial segments. A seed gives
+identical files.
 """
 
 from __future__ import annotations

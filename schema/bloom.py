@@ -1,22 +1,10 @@
-"""A Neo4j Bloom perspective for one dataset, built as a plain dict (no database access here).
+"""A Neo4j Bloom perspective for one dataset, built as a plain dict (no database access).
 
-The structure follows Bloom's own perspective exports (see `docs/bloom.md`): top-level `name, id,
-categories, palette, createdAt, lastEditedAt, templates, hiddenRelationshipTypes, hiddenCategories,
-hideUncategorisedData, version, relationshipTypes, parentPerspectiveId`; a category is `{id, name,
-color, icon, labels, properties[{name, exclude, isCaption, dataType}], caption, size}` plus its
-rule-based `styleRules`; a search phrase ("template") is `{id, name, text, cypher, params[{name,
-dataType, suggestionLabel, suggestionProp, cypher}], hasCypherErrors}`.
-
-Several datasets share one database, so every query is scoped to the perspective's dataset. The
-dataset name is validated by `check_dataset_name` (letters, digits, `_`, `-`) before it is written
-into the Cypher as a quoted literal; every value a user types into a search phrase stays a
-`$parameter`.
-
-"Chandelier cells innervating $neuron": a presynaptic cell counts as chandelier when its Neuron
-node says so (`chandelier: true`, set at ingest); where that flag is absent, when at least
-`CHANDELIER_AIS_SHARE` of its output synapses of known compartment land on an axon initial segment
-(`ais`; synapses marked `unknown` are left out, as ingest's own rule does). An explicit
-`chandelier: false` wins over the share.
+The structure follows Bloom's own perspective exports (`docs/bloom.md`). Several datasets share
+one database, so every search phrase is scoped to the perspective's dataset: its name is checked
+(`check_dataset_name`) before it is written into Cypher as a literal, and every value a user types
+stays a `$parameter`. A cell counts as chandelier by its ingest flag (`chandelier`), or where that
+is absent by its share of outputs onto AISs (`CHANDELIER_AIS_SHARE`), as ingest's rule does.
 """
 
 from __future__ import annotations

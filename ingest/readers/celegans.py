@@ -1,16 +1,10 @@
 """Published C. elegans connectomes shipped in the `cect` wheel.
 
-- `cook2019`: Cook et al. 2019 hermaphrodite, `herm_full_edgelist.csv` (Source, Target, Weight,
-  Type chemical|electrical; names padded with spaces). Gap junctions are listed once per
-  direction and are stored once per unordered pair (see `ingest.tables.undirected_gap_junctions`).
-- `varshney2011`: WormAtlas / Varshney et al. 2011, `NeuronConnectFormatted.xlsx` (Neuron 1,
-  Neuron 2, Type, Nbr). Chemical synapses come from the send rows (S, Sp; the receive rows R, Rp
-  repeat them); EJ rows give gap junctions (once per direction); NMJ rows are counted per neuron
-  as `nmjSynapses`, since their target is not a cell.
-
-Cell class (`cellClass`) comes from `all_cell_info.csv` (its "Type" column), neurotransmitters
-from WormAtlas's table in `Modified celegans db dump.csv`, and `type` is the bilateral class of a
-cell name (AVAL -> AVA; see `cell_type_of`).
+`cook2019`: Cook et al. 2019 hermaphrodite (`herm_full_edgelist.csv`). `varshney2011`: WormAtlas /
+Varshney et al. 2011 (`NeuronConnectFormatted.xlsx`): chemical synapses from the send rows, gap
+junctions from the EJ rows, NMJ rows counted per neuron as `nmjSynapses`. Gap junctions listed
+once per direction are stored once per unordered pair. `cellClass` and neurotransmitters come
+from cect's cell tables; `type` is the bilateral class of a cell name (AVAL -> AVA).
 """
 
 from __future__ import annotations
