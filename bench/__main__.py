@@ -33,9 +33,6 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "export": ("bench/export/run.py", ["--neurons", "20000", "--edges", "300000"]),
     "reconstruct": ("bench/reconstruct/run.py", ["--size", "96"]),
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
-    "reliability": ("bench/reliability/crash_trials.py", ["--ingest-trials", "3",
-                                                          "--neo4j-trials", "1", "--neurons",
-                                                          "500", "--edges", "3000"]),
 }
 
 

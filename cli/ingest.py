@@ -156,16 +156,15 @@ def synth_connectome_cmd(
 @app.command("datasets")
 def datasets_cmd() -> None:
     """List the datasets in the graph."""
+    from connectome_query.ingest.datasets import list_datasets
+
     try:
         with open_driver() as driver:
-            records, _, _ = driver.execute_query(
-                "MATCH (m:Meta) RETURN m.dataset AS dataset, m.status AS status, "
-                "m.neuronCount AS neurons, m.chemicalSynapses AS chem, m.gapJunctions AS gap "
-                "ORDER BY dataset")
+            found = list_datasets(driver)
     except Neo4jServerError as exc:
         raise fail(str(exc)) from None
     table = Table("dataset", "status", "neurons", "chemical synapses", "gap junctions")
-    for r in records:
-        table.add_row(r["dataset"], r["status"], *(f"{r[k] or 0:,}" for k in ("neurons", "chem",
-                                                                                "gap")))
+    for d in found:
+        table.add_row(d.dataset, d.status, f"{d.neurons:,}", f"{d.chemical_synapses:,}",
+                      f"{d.gap_junctions:,}")
     out.print(table)

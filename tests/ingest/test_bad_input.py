@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from connectome_query.cli.main import app
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.sources import read_source
+from tests.support.fingerprint import graph_fingerprint
 
 pytestmark = pytest.mark.neo4j
 
@@ -26,17 +27,6 @@ def write_dataset(folder: Path, neurons: str = NEURONS, conns: str | bytes = CON
     else:
         (folder / "connections.csv").write_text(conns)
     return folder
-
-
-def graph_fingerprint(driver: neo4j.Driver) -> tuple:
-    """Counts and a checksum over every neuron, edge and weight in the database."""
-    records, _, _ = driver.execute_query("""
-        MATCH (n) WITH count(n) AS nodes
-        OPTIONAL MATCH (a)-[r]->(b)
-        RETURN nodes, count(r) AS rels,
-               sum(coalesce(r.weight, 0) * (1 + coalesce(a.bodyId, 0) % 9973)) AS checksum""")
-    r = records[0]
-    return r["nodes"], r["rels"], r["checksum"]
 
 
 CASES = {

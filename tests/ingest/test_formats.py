@@ -5,38 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import neo4j
-import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
 
 from connectome_query.ingest.loader import load
 from connectome_query.ingest.sources import read_source
-from tests.ingest.test_bad_input import graph_fingerprint
+from tests.support.fingerprint import graph_fingerprint
+from tests.support.neuprint_files import random_neuprint
 
 pytestmark = pytest.mark.neo4j
-
-
-def random_neuprint(folder: Path, seed: int, n: int = 60, m: int = 400) -> nx.DiGraph:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = rng.choice(10**12, size=n, replace=False) + 10**15
-    types = rng.choice(["KC", "PN", "MBON", "LN"], size=n)
-    pd.DataFrame({"bodyId": ids, "type": types, "instance": [f"{t}_{i}" for i, t in
-                                                              enumerate(types)],
-                  "somaLocation": [f"[{x}, {y}, {z}]" for x, y, z in rng.integers(0, 1000, (n, 3))]}
-                 ).to_csv(folder / "neurons.csv", index=False)
-    pairs = {(int(a), int(b)) for a, b in rng.choice(ids, size=(m, 2)) if a != b}
-    g = nx.DiGraph()
-    g.add_nodes_from(int(i) for i in ids)
-    rows = []
-    for a, b in sorted(pairs):
-        w = int(rng.pareto(1.5) * 3) + 1
-        g.add_edge(a, b, weight=w)
-        rows.append((a, b, w))
-    pd.DataFrame(rows, columns=["bodyId_pre", "bodyId_post", "weight"]).to_csv(
-        folder / "connections.csv", index=False)
-    return g
 
 
 def edges_in_graph(driver: neo4j.Driver, dataset: str) -> dict[tuple[int, int], int]:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from connectome_query.cli.main import app
 from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
 from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
-from tests.bloom.conftest import make_synthetic
+from tests.support.bloom import make_synthetic
 from tests.support.net import free_port
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]

@@ -1,14 +1,12 @@
-"""Fixtures for the Bloom tests: a small synthetic synapse table with compartments."""
+"""A small synthetic synapse table with compartments, for the Bloom and dump tests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import neo4j
 import numpy as np
 import pandas as pd
-import pytest
 
 SYN_DATASET = "t_bloom_syn"
 
@@ -57,14 +55,3 @@ def make_synthetic(folder: Path, seed: int = 7) -> tuple[Path, Path]:
                                 "ctr_pt_position_y", "ctr_pt_position_z", "post_compartment"]
                  ).to_csv(folder / "synapses.csv", index=False)
     return folder / "synapses.csv", folder / "neurons.csv"
-
-
-@pytest.fixture(scope="session")
-def synthetic(driver: neo4j.Driver, tmp_path_factory: pytest.TempPathFactory) -> Synthetic:
-    """The synthetic table loaded as dataset `t_bloom_syn` through the real reader and loader."""
-    from connectome_query.ingest.loader import load
-    from connectome_query.ingest.sources import read_source
-
-    syn_path, neurons_path = make_synthetic(tmp_path_factory.mktemp("bloom-syn"))
-    load(driver, read_source(str(syn_path), neurons=neurons_path), SYN_DATASET)
-    return Synthetic(neurons=pd.read_csv(neurons_path), synapses=pd.read_csv(syn_path))

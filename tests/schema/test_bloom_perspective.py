@@ -148,7 +148,7 @@ def test_committed_perspective_is_current(generated: dict[str, Any]) -> None:
     committed = json.loads(COMMITTED.read_text())
     check_structure(committed)
     assert strip_times(committed) == strip_times(generated), (
-        "stale: run CONNECTOME_UPDATE_BLOOM=1 uv run pytest tests/bloom/test_perspective.py")
+        "stale: run CONNECTOME_UPDATE_BLOOM=1 uv run pytest tests/schema/test_bloom_perspective.py")
 
 
 def test_cli_writes_perspective(tmp_path: Path, generated: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from connectome_query.cli.main import app
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.sources import read_source
-from tests.reliability.datagen import fingerprint, write_neuprint
+from tests.support.fingerprint import fingerprint
+from tests.support.neuprint_files import write_neuprint
 
 FIXTURES_OK: dict = {"deadline": None,
                      "suppress_health_check": [HealthCheck.function_scoped_fixture]}

@@ -1,8 +1,7 @@
 """Crash trials: kill -9 the ingest process, or Neo4j itself, mid-load; rerun; compare.
 
-Shared by `tests/reliability` (a few trials) and `bench/reliability` (many). Each trial returns a
-`TrialResult`; `lost` counts edges or nodes of the clean load missing afterwards, `extra` counts
-duplicates or leftovers.
+Each trial returns a `TrialResult`; `lost` counts edges or nodes of the clean load missing
+afterwards, `extra` counts duplicates or leftovers.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import neo4j
 
 from connectome_query.graphdb.local_server import LocalNeo4j
 from connectome_query.graphdb.settings import Neo4jTarget
-from tests.reliability.datagen import fingerprint, matches_clean
+from tests.support.fingerprint import fingerprint, matches_clean
 from tests.support.net import free_port
 
 

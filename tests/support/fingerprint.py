@@ -1,56 +1,23 @@
-"""Synthetic neuPrint-style datasets and a graph fingerprint, shared by reliability/security tests
-and the bench scripts.
-
-The expected graph is kept as a networkx DiGraph built from the same random draw, so checks
-compare the database with an independent in-memory copy.
-"""
+"""Fingerprints of what the database holds, to prove a load changed nothing or matches a copy."""
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
+import neo4j
 import networkx as nx
-import numpy as np
 
 
-def write_neuprint(folder: Path, *, neurons: int = 200, edges: int = 1500, gap: int = 200,
-                   seed: int = 0) -> nx.DiGraph:
-    """Write neurons.csv + connections.csv; return the chemical graph (weights on edges).
-
-    Gap junctions are listed once per unordered pair; they are on the graph as edges with
-    `kind='electrical'` in `graph.graph['gap']` (a dict {(lo, hi): weight}).
-    """
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = np.sort(rng.choice(np.arange(10_000, 10_000_000), size=neurons, replace=False))
-    types = [f"T{int(t)}" for t in rng.integers(0, 12, size=neurons)]
-    lines = ["bodyId,type,instance,somaX,somaY,somaZ"]
-    for i, (b, t) in enumerate(zip(ids, types, strict=True)):
-        x, y, z = rng.uniform(0, 1e5, size=3)
-        lines.append(f"{b},{t},{t}_{i},{x:.1f},{y:.1f},{z:.1f}")
-    (folder / "neurons.csv").write_text("\n".join(lines) + "\n")
-    g = nx.DiGraph()
-    g.add_nodes_from(int(b) for b in ids)
-    pairs: set[tuple[int, int]] = set()
-    while len(pairs) < edges:
-        a, b = rng.choice(ids, size=2, replace=False)
-        pairs.add((int(a), int(b)))
-    gaps: dict[tuple[int, int], int] = {}
-    while len(gaps) < gap:
-        a, b = sorted(int(v) for v in rng.choice(ids, size=2, replace=False))
-        gaps[(a, b)] = int(rng.integers(1, 20))
-    rows = ["bodyId_pre,bodyId_post,weight,kind"]
-    for a, b in sorted(pairs):
-        w = int(rng.integers(1, 60))
-        g.add_edge(a, b, weight=w)
-        rows.append(f"{a},{b},{w},chemical")
-    for (a, b), w in sorted(gaps.items()):
-        rows.append(f"{a},{b},{w},electrical")
-    (folder / "connections.csv").write_text("\n".join(rows) + "\n")
-    g.graph["gap"] = gaps
-    return g
+def graph_fingerprint(driver: neo4j.Driver) -> tuple:
+    """Counts and a checksum over every neuron, edge and weight in the database."""
+    records, _, _ = driver.execute_query("""
+        MATCH (n) WITH count(n) AS nodes
+        OPTIONAL MATCH (a)-[r]->(b)
+        RETURN nodes, count(r) AS rels,
+               sum(coalesce(r.weight, 0) * (1 + coalesce(a.bodyId, 0) % 9973)) AS checksum""")
+    r = records[0]
+    return r["nodes"], r["rels"], r["checksum"]
 
 
 def expected_fingerprint(g: nx.DiGraph) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from connectome_query.schema.bloom import (
     MIN_MULTI_SYNAPTIC,
     search_phrases,
 )
-from tests.bloom.conftest import SYN_DATASET, Synthetic
 from tests.support import celegans as celegans_raw
+from tests.support.bloom import SYN_DATASET, Synthetic
 
 pytestmark = pytest.mark.neo4j
 

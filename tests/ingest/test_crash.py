@@ -1,7 +1,8 @@
 """Ingest survives kill -9 of itself and of Neo4j: rerun, and the graph equals a clean load.
 
-A few trials here (CONNECTOME_CRASH_TRIALS, default 3 + 1); `bench/reliability/crash_trials.py`
-runs many more. The expected graph comes from the generator (networkx), not from Neo4j.
+A few trials by default; more with `CONNECTOME_CRASH_TRIALS` (kills of the ingest, default 3) and
+`CONNECTOME_CRASH_NEO4J_TRIALS` (kills of Neo4j, default 1). The expected graph comes from the
+generator (networkx), not from Neo4j.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ import pytest
 
 from connectome_query.graphdb.local_server import LocalNeo4j
 from connectome_query.graphdb.settings import LocalServerConfig, Neo4jTarget, cache_dir
-from tests.reliability.datagen import expected_fingerprint, fingerprint, write_neuprint
-from tests.reliability.trials import (
+from tests.support.crash import (
     TrialResult,
-    free_port,
     kill_ingest_trial,
     kill_neo4j_trial,
     kill_points,
     timed_clean_ingest,
 )
+from tests.support.fingerprint import expected_fingerprint, fingerprint
+from tests.support.net import free_port
+from tests.support.neuprint_files import write_neuprint
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
 TRIALS = int(os.environ.get("CONNECTOME_CRASH_TRIALS", "3"))
+NEO4J_TRIALS = int(os.environ.get("CONNECTOME_CRASH_NEO4J_TRIALS", "1"))
 BATCH = 300
 DATASET = "t_crash"
 
@@ -104,7 +107,7 @@ def test_kill_neo4j_then_restart_and_rerun(crash_server: list[LocalNeo4j],
     folder, expected = crash_data
     rng = random.Random(int(os.environ.get("CONNECTOME_CRASH_SEED", "1")) + 1)
     results = []
-    for after in kill_points(rng, 1, 0.1, 0.9):
+    for after in kill_points(rng, NEO4J_TRIALS, 0.1, 0.9):
         result, restarted = kill_neo4j_trial(crash_server[-1], folder, DATASET, expected, after,
                                              BATCH)
         crash_server.append(restarted)

@@ -1,0 +1,121 @@
+"""A small load driver for the API tests: `connectome serve` in a subprocess and closed-loop
+clients, each sending one GraphQL read at a time, counting every failed answer.
+
+The load benchmark has its own, fuller driver; this one only has to show that the served API
+answers a burst of concurrent reads without an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from connectome_query.graphdb.settings import Neo4jTarget
+from tests.support.net import free_port
+
+READS = (
+    """query($d: String!, $n: String!) { neuron(dataset: $d, name: $n) { bodyId type
+       upstream(first: 10) { weight partner { instance } }
+       downstream(first: 10) { weight partner { instance } } } }""",
+    """query($d: String!, $n: String!) { neuron(dataset: $d, name: $n) {
+       electricalPartners(first: 20) { weight partner { instance } } } }""",
+    """query($d: String!) { neurons(dataset: $d, first: 50) { totalCount
+       edges { node { bodyId instance } } } }""",
+)
+
+
+@contextmanager
+def served_api(target: Neo4jTarget, env: dict[str, str]) -> Iterator[str]:
+    """`connectome serve` against `target` on a free port; yields its base URL."""
+    port = free_port()
+    full_env = {**os.environ, "NEO4J_URI": target.uri, "NEO4J_USER": target.user,
+                "NEO4J_PASSWORD": target.password, **env}
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe nobody reads
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "connectome"), "serve", "--port", str(port)],
+            env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, proc, log)
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: object,
+                  timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API server did not come up")
+
+
+def neuron_names(url: str, dataset: str) -> list[str]:
+    """Named neurons of `dataset`, read through the API."""
+    query = ('query($d: String!) { neurons(dataset: $d, first: 1000) '
+             '{ edges { node { instance } } } }')
+    body = httpx.post(f"{url}/graphql", json={"query": query, "variables": {"d": dataset}},
+                      timeout=60).json()
+    return [e["node"]["instance"] for e in body["data"]["neurons"]["edges"]
+            if e["node"]["instance"]]
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    seconds: float = 0.0
+    error_samples: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    def line(self) -> str:
+        return (f"{self.requests} requests in {self.seconds:.0f} s "
+                f"({self.requests / max(self.seconds, 1e-9):.1f}/s), {self.errors} errors")
+
+
+async def run_load(url: str, dataset: str, names: list[str], *, clients: int,
+                   seconds: float) -> LoadResult:
+    """`clients` concurrent clients for `seconds`; any non-200 answer, GraphQL error or
+    transport failure is an error."""
+    result = LoadResult()
+    deadline = time.monotonic() + seconds
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            while time.monotonic() < deadline:
+                body = {"query": rng.choice(READS),
+                        "variables": {"d": dataset, "n": rng.choice(names)}}
+                try:
+                    response = await http.post("/graphql", json=body)
+                    if response.status_code != 200 or "errors" in response.json():
+                        result.error_samples.append(f"{response.status_code}: "
+                                                    f"{response.text[:200]}")
+                except (httpx.HTTPError, ValueError) as exc:
+                    result.error_samples.append(f"{type(exc).__name__}: {exc}")
+                result.requests += 1
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    result.seconds = time.monotonic() - t0
+    result.errors = len(result.error_samples)
+    return result

@@ -1,0 +1,180 @@
+"""Plain references and small volumes for the reconstruction tests.
+
+The references (components, growth, the composed segmentation) are written the slow, obvious way,
+voxel by voxel, so that the compiled kernels can be checked against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from connectome_query.reconstruct import boundary, segment, synth
+from connectome_query.reconstruct.lattice import neighbour_slices
+
+VS = (40.0, 16.0, 16.0)
+STEPS = [(0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1)]
+"""(axis, direction) of the six face neighbours, in the segmentation's order."""
+
+
+def truth_volume(seed: int) -> tuple[synth.Slab, dict[str, Any]]:
+    """A clean synthetic 64^3 volume and its truth (segmentation, skeleton nodes)."""
+    plan = synth.make_plan(synth.SynthConfig((64, 64, 64), VS, "clean", seed))
+    s = synth.render(plan)
+    vs = np.array(VS)
+    vox = np.clip(np.round(plan.stamps[:, :3] / vs).astype(int), 0, 63)
+    inside = np.all((plan.stamps[:, :3] / vs >= -0.5) & (plan.stamps[:, :3] / vs < 63.5), axis=1)
+    lab_at = np.where(inside, s.labels[vox[:, 0], vox[:, 1], vox[:, 2]].astype(np.int64), 0)
+    sk = pd.DataFrame(synth.truth_skeleton_nodes(plan, lab_at))
+    return s, {"segmentation": s.labels, "skeletons": sk}
+
+
+def class_affinities(s: synth.Slab) -> np.ndarray:
+    """Affinities from the volume's true voxel classes (probability 1 for the true class)."""
+    cls = boundary.voxel_classes(s.labels, s.clefts != 0)
+    probs = np.stack([(cls == k).astype(np.float32) for k in range(boundary.N_CLASSES)])
+    return boundary.affinities_from_probabilities(probs)
+
+
+def edge(affs: np.ndarray, v: tuple[int, int, int], c: int, d: int) -> tuple[
+        tuple[int, int, int], float] | None:
+    """Neighbour of v along axis c, direction d, with the affinity of their edge."""
+    u = list(v)
+    u[c] += d
+    if not 0 <= u[c] < affs.shape[1 + c]:
+        return None
+    hi = v if d < 0 else tuple(u)
+    return (u[0], u[1], u[2]), float(affs[(c, *hi)])
+
+
+def random_affs(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+    return rng.random((3, *shape)).astype(np.float32)
+
+
+def reference_grow(lab: np.ndarray, affs: np.ndarray, t: float, layers: int) -> np.ndarray:
+    """Synchronous growth, one voxel at a time: each layer every unlabelled voxel takes
+    the label of its strongest edge above t to a voxel labelled before the layer."""
+    ref = lab.copy()
+    for _ in range(layers):
+        new = {}
+        for v in zip(*np.nonzero(ref == 0), strict=True):
+            best, best_a = 0, np.float32(t)
+            for c, d in STEPS:
+                e = edge(affs, v, c, d)
+                if e is not None and ref[e[0]] != 0 and np.float32(e[1]) > best_a:
+                    best, best_a = int(ref[e[0]]), np.float32(e[1])
+            if best:
+                new[v] = best
+        if not new:
+            break
+        for v, b in new.items():
+            ref[v] = b
+    return ref
+
+
+def reference_components(mask: np.ndarray, affs: np.ndarray, t: float,
+                         min_size: int = 1) -> np.ndarray:
+    """Breadth-first labelling in raster order of first voxel."""
+    out = np.zeros(mask.shape, np.int64)
+    n = 0
+    for v in np.ndindex(mask.shape):
+        if not mask[v] or out[v]:
+            continue
+        n += 1
+        out[v] = n
+        queue = [v]
+        while queue:
+            w = queue.pop()
+            for c, d in STEPS:
+                e = edge(affs, w, c, d)
+                if e is not None and mask[e[0]] and not out[e[0]] and e[1] > t:
+                    out[e[0]] = n
+                    queue.append(e[0])
+    return keep_large(out, min_size)
+
+
+def keep_large(lab: np.ndarray, min_size: int) -> np.ndarray:
+    """Zero labels under min_size voxels, number the others 1.. by first appearance."""
+    ids, first, sizes = np.unique(lab.reshape(-1), return_index=True, return_counts=True)
+    keep = (ids != 0) & (sizes >= min_size)
+    new = np.zeros(int(ids.max()) + 1 if len(ids) else 1, np.int64)
+    new[ids[keep][np.argsort(first[keep])]] = np.arange(1, int(keep.sum()) + 1)
+    return new[lab]
+
+
+def _reference_faces(lab: np.ndarray, affs: np.ndarray) -> dict[tuple[int, int], list[float]]:
+    """Region graph, voxel by voxel: (a, b) -> [summed affinity, face count]."""
+    faces: dict[tuple[int, int], list[float]] = {}
+    for v in np.ndindex(lab.shape):
+        for c in range(3):
+            e = edge(affs, v, c, -1)
+            a, b = int(lab[v]), int(lab[e[0]]) if e is not None else 0
+            if e is not None and a and b and a != b:
+                f = faces.setdefault((min(a, b), max(a, b)), [0.0, 0])
+                f[0] += e[1]
+                f[1] += 1
+    return faces
+
+
+def reference_segmentation(affs: np.ndarray, p: segment.SegParams) -> np.ndarray:
+    """`seeded_segmentation` composed of plain references: scipy's EDT, breadth-first
+    components, voxel-by-voxel growth, a Python region graph, the greedy agglomeration
+    (tested against a naive one) and numpy renumbering."""
+    from scipy import ndimage
+
+    inner = np.ones(affs.shape[1:], np.float32)
+    for c in (1, 2):  # the smallest in-plane affinity of each voxel (edges only)
+        lo, hi = neighbour_slices(c)
+        inner[hi] = np.minimum(inner[hi], affs[c][hi])
+        inner[lo] = np.minimum(inner[lo], affs[c][hi])
+    core = inner > np.float32(p.seed_threshold)
+    seeds = core & (ndimage.distance_transform_edt(core, sampling=VS) > p.seed_distance_nm)
+    lab = reference_components(seeds, affs, p.seed_threshold, max(p.min_seed, 1))
+    lab = reference_grow(lab, affs, p.grow_threshold, p.grow_layers)
+    free = lab == 0
+    linked = np.zeros_like(free)
+    for v in zip(*np.nonzero(free), strict=True):
+        linked[v] = any(e is not None and free[e[0]] and e[1] > np.float32(p.grow_threshold)
+                        for e in (edge(affs, v, c, d) for c, d in STEPS))
+    rescued = reference_components(linked, affs, p.grow_threshold, max(p.min_seed, 2))
+    lab = np.where(rescued != 0, rescued + lab.max(), lab)
+    lab = reference_grow(lab, affs, p.grow_threshold, 64)
+    faces = _reference_faces(lab, affs)
+    keys = sorted(faces)
+    merged = segment.agglomerate(np.array(keys, np.uint64).reshape(-1, 2),
+                                 np.array([faces[k][0] for k in keys]),
+                                 np.array([faces[k][1] for k in keys]), p.merge_threshold,
+                                 p.prior_faces)
+    lab = np.vectorize(lambda x: merged.get(int(x), int(x)))(lab)
+    return keep_large(lab, p.min_size)
+
+
+def noisy_cells(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Affinities of Voronoi cells with noise and leaks (strong edges across boundaries)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((7, 3)) * np.array(shape)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    cells = np.argmin(((grid[..., None, :] - centres) ** 2).sum(-1), -1) + 1
+    cells[rng.random(shape) < 0.05] = 0  # a little extracellular space
+    affs = boundary.true_affinities(cells)
+    holes = (affs < 0.5) & (rng.random(affs.shape) < 0.04)
+    affs = np.clip(affs + rng.normal(0, 0.15, affs.shape), 0, 1).astype(np.float32)
+    affs[holes] = 0.95
+    return affs
+
+
+class MemoryStore:
+    """A label store in memory (the pipeline uses a zarr array)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.labels = np.zeros(shape, np.uint64)
+        self.writes = 0
+
+    def write(self, z0: int, labels: np.ndarray) -> None:
+        self.labels[z0:z0 + labels.shape[0]] = labels
+        self.writes += 1
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        return self.labels[z0:z1].copy()
