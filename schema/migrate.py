@@ -27,7 +27,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     """All migration files shipped in `schema/migrations`, in order."""
     found: list[Migration] = []
-    for entry in resources.files("schema").joinpath("migrations").iterdir():
+    for entry in resources.files("connectome_query.schema").joinpath("migrations").iterdir():
         match = _FILE.match(entry.name)
         if not match:
             continue

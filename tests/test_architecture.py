@@ -123,6 +123,18 @@ def test_product_imports_only_through_the_namespace() -> None:
     assert not bare, "\n".join(bare)
 
 
+def test_resources_are_found_through_the_namespace() -> None:
+    """`importlib.resources.files("schema")` would find another distribution's `schema`."""
+    import re
+
+    call = re.compile(r"""resources\.files\(\s*["']([\w.]+)["']""")
+    wrong = [f"{path.relative_to(ROOT)}: {m.group(1)}"
+             for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))
+             for m in call.finditer(path.read_text())
+             if m.group(1).split(".")[0] in PACKAGES]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize(("folder", "other"), [("tests", "bench"), ("bench", "tests")])
 def test_tests_and_bench_share_only_the_product(folder: str, other: str) -> None:
     crossing = []
