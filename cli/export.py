@@ -34,7 +34,6 @@ TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrow
                  ".arrow": "arrow", ".ipc": "arrow"}
 
 
-
 @contextmanager
 def atomic_output(path: Path) -> Iterator[BinaryIO]:
     """Write to `path.partial`; rename onto `path` on success, delete it on any failure."""
@@ -51,14 +50,10 @@ def atomic_output(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _list(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 def _body_ids(values: list[str] | None, path: Path | None) -> list[int] | None:
-    items = _list(values) or []
+    from connectome_query.export.request import split_names
+
+    items = split_names(values) or []
     if path is not None:
         try:
             text = path.read_text()
@@ -203,17 +198,16 @@ def matrix_cmd(
         envvar="CONNECTOME_TOKEN", help="API token for --server.")] = None,
 ) -> None:
     """Export a connectivity matrix (whole dataset or a subset) to a file."""
-    from connectome_query.export.matrix import ExportError, MatrixRequest
     from connectome_query.export.matrix import Progress as ExportProgress
+    from connectome_query.export.request import ExportError, MatrixRequest, split_names
 
     ids = _body_ids(body_ids, body_ids_file)
-    type_list, roi_list = _list(types), _list(rois)
-    request = MatrixRequest(
-        dataset=dataset, body_ids=tuple(ids) if ids else None,
-        types=tuple(type_list) if type_list else None,
-        rois=tuple(roi_list) if roi_list else None, min_weight=min_weight,
-        synapse_type=synapse_type, level="type" if by_type else "neuron",
-        format=_format_for(output, fmt), neurons=embed_neurons,
+    type_list, roi_list = split_names(types), split_names(rois)
+    request = MatrixRequest.from_lists(
+        dataset, body_ids=ids or None, types=type_list or None, rois=roi_list or None,
+        min_weight=min_weight, synapse_type=synapse_type,
+        level="type" if by_type else "neuron", format=_format_for(output, fmt),
+        neurons=embed_neurons,
     )
     table_format = None
     if neurons is not None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from connectome_query.export.matrix import Chunk, MatrixRequest
+from connectome_query.export.request import Chunk, MatrixRequest
 
 PARQUET_ROW_GROUP = 1_000_000
 COPY_BLOCK = 1 << 20
@@ -37,29 +38,12 @@ class MatrixWriter(Protocol):
     def abort(self) -> None: ...
 
 
-class _Gate:
-    """A pass-through file that drops writes once shut (so an aborted writer's footer never
-    reaches the sink and makes a partial file look whole)."""
+class WriteOnlySink:
+    """The file surface that pyarrow and zipfile ask of a sink written strictly in order:
+    `tell()` counts the bytes written; no seeking, no reading."""
 
-    def __init__(self, sink: BinaryIO) -> None:
-        self.sink = sink
-        self.open = True
-        self.position = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        n = memoryview(data).nbytes
-        if self.open:
-            self.sink.write(data)
-        self.position += n
-        return n
-
-    def tell(self) -> int:
-        return self.position
-
-    def flush(self) -> None:
-        if self.open:
-            self.sink.flush()
+    position = 0
+    closed = False
 
     def writable(self) -> bool:
         return True
@@ -69,6 +53,32 @@ class _Gate:
 
     def readable(self) -> bool:
         return False
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, *_: Any) -> int:
+        raise io.UnsupportedOperation("not seekable")
+
+
+class _Gate(WriteOnlySink):
+    """A pass-through file that drops writes once shut (so an aborted writer's footer never
+    reaches the sink and makes a partial file look whole)."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.open = True
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        if self.open:
+            self.sink.write(data)
+        self.position += n
+        return n
+
+    def flush(self) -> None:
+        if self.open:
+            self.sink.flush()
 
     def close(self) -> None:
         self.closed = True

@@ -1,265 +1,49 @@
-"""Bulk export of connectivity matrices: the request, the Cypher, and the streaming pipeline.
+"""Bulk export of connectivity matrices: check a request, then stream its matrix to a sink.
 
 An export runs in two steps. `prepare` checks the request against the graph (the dataset exists,
 the neurons and types asked for exist, the matrix fits the configured caps) and reads the neuron
 index: the selected neurons sorted by bodyId, which are the matrix's rows and columns. `write`
-then pages through those neurons in keyset order, a few thousand per read-only transaction,
-and hands each page's edges to a format writer (`graphql_api.export_formats`) that writes them
-to a binary sink at once. Memory stays bounded by the page size (edge lists) and the number of
-neurons (the index), never by the number of edges.
+then pages through those neurons in keyset order, a few thousand per read-only transaction, and
+hands each page's entries to a format writer (`export.formats`) at once. Memory stays bounded by
+the page size and the number of neurons, never by the number of edges.
 
-Everything here is synchronous: the HTTP route runs it in a worker thread, so a long export
-never blocks the event loop that serves other queries.
+Everything here is synchronous: the HTTP route runs it in a worker thread (`export.stream`), so
+a long export never blocks the event loop that serves other queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, BinaryIO
 
 import neo4j
 import numpy as np
 import pandas as pd
-from neo4j.exceptions import ClientError, ServiceUnavailable
 
-from connectome_query.graphdb.settings import ExportSettings, from_env
-from connectome_query.schema.model import DATASET_NAME
+from connectome_query.export.formats import open_writer
+from connectome_query.export.queries import (
+    INDEX,
+    META,
+    METADATA,
+    NEURON_METADATA,
+    NULL_TYPE,
+    count_query,
+    page_query,
+    query_params,
+)
+from connectome_query.export.request import Chunk, ExportError, ExportLimits, MatrixRequest
+from connectome_query.graphdb.reads import GraphUnreachable, ReadTimedOut, read_records
 
-FORMATS: dict[str, tuple[str, str]] = {
-    "csv": ("text/csv", ".csv"),
-    "parquet": ("application/vnd.apache.parquet", ".parquet"),
-    "arrow": ("application/vnd.apache.arrow.stream", ".arrows"),
-    "npz": ("application/octet-stream", ".npz"),
-    "mtx": ("text/x-matrix-market", ".mtx"),
-}
-"""Format name -> (media type, file suffix)."""
-
-FORMAT_ALIASES = {"ipc": "arrow", "arrows": "arrow", "feather": "arrow", "mm": "mtx",
-                  "matrixmarket": "mtx", "pq": "parquet"}
-SYNAPSE_TYPES = ("chemical", "electrical")
-LEVELS = ("neuron", "type")
 UNTYPED = "(untyped)"
 """Type-collapsed label for neurons whose `type` is null."""
 
-NEURON_METADATA = ("bodyId", "instance", "type", "cellClass", "neurotransmitter", "status",
-                   "pre", "post", "upstream", "downstream", "gapJunctions", "size",
-                   "somaX", "somaY", "somaZ")
-"""Columns of the neuron metadata table, in order."""
-
 PAGE_TIMEOUT_S = 120.0
+"""Seconds one read of an export (a page of neurons, the index) may run."""
 
 
-class ExportError(Exception):
-    """A request the export cannot serve; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ExportLimits:
-    """Caps and tuning, from `CONNECTOME_EXPORT_*` environment variables or defaults."""
-
-    max_edges: int = 50_000_000
-    """Most nonzero entries (rows of an edge list) one export may hold."""
-    max_neurons: int = 2_000_000
-    """Most neurons (matrix rows/columns) one export may select."""
-    page_neurons: int = 5_000
-    """Neurons whose edges one read transaction fetches."""
-    inline_edges: int = 10_000
-    """GraphQL answers inline up to this many entries; beyond it, a download URL."""
-    inline_neurons: int = 5_000
-
-    @classmethod
-    def from_env(cls) -> ExportLimits:
-        """The limits `CONNECTOME_EXPORT_*` set (see `graphdb.settings.ExportSettings`)."""
-        env = from_env(ExportSettings)
-        return cls(max_edges=env.max_edges, max_neurons=env.max_neurons,
-                   page_neurons=env.page_neurons, inline_edges=env.inline_edges,
-                   inline_neurons=env.inline_neurons)
-
-
-@dataclass(frozen=True)
-class MatrixRequest:
-    """What to export. `body_ids` and `types` select neurons (both ends of every edge)."""
-
-    dataset: str
-    body_ids: tuple[int, ...] | None = None
-    types: tuple[str, ...] | None = None
-    rois: tuple[str, ...] | None = None
-    min_weight: int = 1
-    synapse_type: str = "chemical"
-    level: str = "neuron"
-    format: str = "parquet"
-    neurons: bool = False
-    """Embed the neuron metadata table (NPZ); other formats fetch it from /export/neurons."""
-
-    def normalized(self) -> MatrixRequest:
-        """The same request checked and canonicalized; ExportError (400) says what is wrong."""
-        if not isinstance(self.dataset, str) or not DATASET_NAME.match(self.dataset):
-            raise ExportError(f"invalid dataset name {self.dataset!r}")
-        fmt = FORMAT_ALIASES.get(str(self.format).lower(), str(self.format).lower())
-        if fmt not in FORMATS:
-            raise ExportError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
-        kind = str(self.synapse_type).lower()
-        if kind not in SYNAPSE_TYPES:
-            raise ExportError(f"unknown synapse type {self.synapse_type!r}; use chemical or "
-                              "electrical")
-        level = str(self.level).lower()
-        if level not in LEVELS:
-            raise ExportError(f"unknown level {self.level!r}; use neuron or type")
-        if isinstance(self.min_weight, bool) or not isinstance(self.min_weight, int):
-            raise ExportError(f"minWeight must be an integer, got {self.min_weight!r}")
-        if self.min_weight < 0:
-            raise ExportError(f"minWeight must be >= 0 (weights are synapse counts), "
-                              f"got {self.min_weight}")
-        ids = None
-        if self.body_ids is not None:
-            try:
-                ids = tuple(sorted({int(i) for i in self.body_ids}))
-            except (TypeError, ValueError):
-                raise ExportError("bodyIds must be integers") from None
-            if not ids:
-                raise ExportError("bodyIds is empty; leave it out to export every neuron")
-            if ids[0] < 0 or ids[-1] >= 2**63:
-                raise ExportError("bodyIds must be between 0 and 2^63 - 1")
-        types = _strings(self.types, "types")
-        rois = _strings(self.rois, "rois")
-        if rois is not None and kind == "electrical":
-            raise ExportError("the ROI filter applies to chemical synapses only: gap junctions "
-                              "carry no ROI")
-        return replace(self, body_ids=ids, types=types, rois=rois, synapse_type=kind,
-                       level=level, format=fmt)
-
-    @property
-    def media_type(self) -> str:
-        return FORMATS[self.format][0]
-
-    def filename(self) -> str:
-        parts = [self.dataset, self.synapse_type]
-        if self.level == "type":
-            parts.append("by-type")
-        return "_".join(parts) + FORMATS[self.format][1]
-
-
-def _strings(values: Sequence[str] | None, name: str) -> tuple[str, ...] | None:
-    if values is None:
-        return None
-    out = tuple(sorted({str(v) for v in values}))
-    if not out or any(not v for v in out):
-        raise ExportError(f"{name} must be a non-empty list of non-empty names")
-    return out
-
-
-# -- Cypher ------------------------------------------------------------------------------------
-META = """
-MATCH (m:Meta {dataset: $dataset})
-RETURN m.neuronCount AS neurons, m.chemicalConnections AS chemical,
-       m.electricalConnections AS electrical
-"""
-
-# Results come back as a few long lists rather than one record per row: the Python driver
-# spends tens of microseconds per record, so 139k records cost seconds where 2 lists cost
-# a fraction of one. `collect` drops nulls, hence the sentinel for a missing type.
-NULL_TYPE = "\u001f(null)"
-
-INDEX = """
-MATCH (n:Neuron {dataset: $dataset})
-WHERE ($ids IS NULL OR n.bodyId IN $ids) AND ($types IS NULL OR n.type IN $types)
-RETURN collect(n.bodyId) AS bodyId, collect(coalesce(n.type, $nullType)) AS type
-"""
-
-METADATA = """
-UNWIND $ids AS id
-MATCH (n:Neuron {dataset: $dataset, bodyId: id})
-RETURN collect([n.bodyId, n.instance, n.type, n.cellClass, n.neurotransmitter, n.status,
-                n.pre, n.post, n.upstream, n.downstream, n.gapJunctions, n.size,
-                n.somaLocation.x, n.somaLocation.y, n.somaLocation.z]) AS rows
-"""
-
-
-def _weight_expr(req: MatrixRequest) -> str:
-    if req.rois is None:
-        return "c.weight"
-    # The synapses of a connection that lie in the requested ROIs (neuPrint's roiInfo post).
-    return ("reduce(s = 0, i IN range(0, coalesce(size(c.rois), 0) - 1) | "
-            "s + CASE WHEN c.rois[i] IN $rois THEN coalesce(c.roiWeights[i], 0) ELSE 0 END)")
-
-
-def _pattern(req: MatrixRequest) -> str:
-    # Gap junctions are stored once per unordered pair; matched undirected they come back
-    # once from each end, which is the symmetric matrix.
-    if req.synapse_type == "electrical":
-        return "-[c:GapJunction]-"
-    return "-[c:ConnectsTo]->"
-
-
-def _selection_filter(req: MatrixRequest, var: str) -> str:
-    """The neuron selection (ids, types) on one end of an edge, `a` (pre) or `b` (post).
-
-    ConnectsTo/GapJunction only join neurons of one dataset (the loader matches both ends by
-    dataset), so `b` needs neither a label nor a dataset check.
-    """
-    parts = ["true"]
-    if req.body_ids is not None:
-        parts.append(f"{var}.bodyId IN $selected")
-    if req.types is not None:
-        parts.append(f"{var}.type IN $types")
-    return " AND ".join(parts)
-
-
-def page_query(req: MatrixRequest) -> str:
-    """Edges leaving one page of neurons ($page: bodyIds), as three parallel lists."""
-    return f"""
-UNWIND $page AS id
-MATCH (a:Neuron {{dataset: $dataset, bodyId: id}}){_pattern(req)}(b)
-WHERE {_selection_filter(req, "b")}
-WITH a, b, {_weight_expr(req)} AS w
-WHERE w >= $minWeight
-RETURN collect(a.bodyId) AS pre, collect(b.bodyId) AS post, collect(w) AS weight
-"""
-
-
-def count_query(req: MatrixRequest) -> str:
-    """How many entries the matrix has, counting at most $limit."""
-    return f"""
-MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
-WHERE {_selection_filter(req, "a")} AND {_selection_filter(req, "b")}
-WITH {_weight_expr(req)} AS w WHERE w >= $minWeight
-WITH 1 AS x LIMIT $limit
-RETURN count(x) AS n
-"""
-
-
-def edges_query(req: MatrixRequest) -> str:
-    """All entries in one result (for small matrices answered inline)."""
-    return f"""
-MATCH (a:Neuron {{dataset: $dataset}}){_pattern(req)}(b)
-WHERE {_selection_filter(req, "a")} AND {_selection_filter(req, "b")}
-WITH a, b, {_weight_expr(req)} AS w WHERE w >= $minWeight
-WITH a, b, w LIMIT $limit
-RETURN collect(a.bodyId) AS pre, collect(b.bodyId) AS post, collect(w) AS weight
-"""
-
-
-def query_params(req: MatrixRequest) -> dict[str, Any]:
-    return {
-        "dataset": req.dataset,
-        "ids": list(req.body_ids) if req.body_ids is not None else None,
-        "selected": list(req.body_ids) if req.body_ids is not None else None,
-        "types": list(req.types) if req.types is not None else None,
-        "rois": list(req.rois) if req.rois is not None else None,
-        "minWeight": req.min_weight,
-        "nullType": NULL_TYPE,
-    }
-
-
-# -- the plan ----------------------------------------------------------------------------------
 @dataclass
 class NeuronIndex:
     """The matrix's rows/columns: selected neurons sorted by bodyId, and their types."""
@@ -324,15 +108,6 @@ def check_size(limits: ExportLimits, neurons: int, entries: int | None) -> None:
             f"the matrix has more than {limits.max_edges:,} entries, this server's cap "
             "(CONNECTOME_EXPORT_MAX_EDGES); narrow it with minWeight, bodyIds, types or rois",
             status=413)
-
-
-@dataclass
-class Chunk:
-    """Entries of some rows: row/column positions in the index and weights, sorted."""
-
-    rows: np.ndarray
-    cols: np.ndarray
-    weights: np.ndarray
 
 
 def chunk_from_records(records: Sequence[Any], index: NeuronIndex) -> Chunk:
@@ -428,21 +203,12 @@ class ExportPlan:
 
 def _read(driver: neo4j.Driver, database: str, cypher: str, params: dict[str, Any],
           timeout: float = PAGE_TIMEOUT_S) -> list[neo4j.Record]:
-    @neo4j.unit_of_work(timeout=timeout)
-    def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return list(tx.run(cypher, params))
-
     try:
-        with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
-                            fetch_size=-1) as session:
-            return session.execute_read(work)
-    except ClientError as exc:
-        code = exc.code or ""
-        if "TransactionTimedOut" in code or "Terminated" in code:
-            raise ExportError(f"a read ran past its {timeout:.0f} s limit; narrow the export",
-                              status=504) from None
-        raise
-    except ServiceUnavailable:
+        return read_records(driver, cypher, params, database=database, timeout=timeout)
+    except ReadTimedOut:
+        raise ExportError(f"a read ran past its {timeout:.0f} s limit; narrow the export",
+                          status=504) from None
+    except GraphUnreachable:
         raise ExportError("the graph database is not reachable right now", status=503) from None
 
 
@@ -527,50 +293,46 @@ def iter_chunks(driver: neo4j.Driver, plan: ExportPlan,
                 raise
 
 
+def _type_matrix(chunks: Iterable[Chunk], index: NeuronIndex) -> tuple[Chunk, np.ndarray, int]:
+    """Neuron-level chunks summed into one type x type chunk: (entries, labels, pages read)."""
+    acc = TypeAccumulator(index)
+    pages = 0
+    for chunk in chunks:
+        acc.add(chunk)
+        pages += 1
+    return acc.result(), acc.labels, pages
+
+
 def write(driver: neo4j.Driver, plan: ExportPlan, sink: BinaryIO,
           progress: ProgressFn | None = None) -> ExportStats:
     """Stream the plan's matrix in its format into `sink` (a writable binary file)."""
-    from connectome_query.export.formats import open_writer
-
-    req = plan.request
-    pages = 0
-    if req.level == "type":
-        acc = TypeAccumulator(plan.index)
-        for chunk in iter_chunks(driver, plan, progress):
-            acc.add(chunk)
+    chunks: Iterable[Chunk] = iter_chunks(driver, plan, progress)
+    labels = plan.index.ids
+    pages_read = None
+    if plan.request.level == "type":  # the whole (small) type matrix, then one write
+        total, labels, pages_read = _type_matrix(chunks, plan.index)
+        chunks = [total]
+    writer = open_writer(plan.request, sink, labels, metadata=plan.metadata)
+    entries = pages = 0
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            entries += len(chunk.rows)
             pages += 1
-        total = acc.result()
-        writer = open_writer(req, sink, acc.labels, metadata=plan.metadata)
-        try:
-            writer.write(total)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        entries = len(total.rows)
-    else:
-        writer = open_writer(req, sink, plan.index.ids, metadata=plan.metadata)
-        entries = 0
-        try:
-            for chunk in iter_chunks(driver, plan, progress):
-                writer.write(chunk)
-                entries += len(chunk.rows)
-                pages += 1
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-    plan.stats = ExportStats(neurons=len(plan.index), entries=entries, pages=pages)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    plan.stats = ExportStats(neurons=len(plan.index), entries=entries,
+                             pages=pages if pages_read is None else pages_read)
     return plan.stats
 
 
 def collect(driver: neo4j.Driver, plan: ExportPlan) -> tuple[Chunk, np.ndarray]:
     """The whole matrix in memory as (entries, labels); for tests and small matrices."""
     if plan.request.level == "type":
-        acc = TypeAccumulator(plan.index)
-        for chunk in iter_chunks(driver, plan):
-            acc.add(chunk)
-        return acc.result(), acc.labels
+        total, labels, _ = _type_matrix(iter_chunks(driver, plan), plan.index)
+        return total, labels
     parts = list(iter_chunks(driver, plan))
     if not parts:
         empty = np.empty(0, dtype=np.int64)

@@ -14,7 +14,7 @@ from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.auth import AuthConfig
 from connectome_query.graphql_api.context import ApiContext
 from connectome_query.graphql_api.custom_cypher import router as cypher_router
-from connectome_query.graphql_api.export_http import export_router
+from connectome_query.graphql_api.export_routes import export_router
 from connectome_query.graphql_api.guard import install as install_guard
 from connectome_query.graphql_api.schema import schema
 
@@ -43,7 +43,7 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
     app.include_router(cypher_router(lambda: state["driver"],
                                      target.database if target else "neo4j"))
     app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
-    app.include_router(export_router(target))
+    app.include_router(export_router(target, lambda: state["driver"]))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

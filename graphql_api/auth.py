@@ -1,16 +1,10 @@
-"""API tokens, per-dataset read permission and public datasets.
+"""API tokens, who is asking, and whether they may read a dataset (`can_read`, the one decision).
 
-Tokens look like `cq_<id>_<secret>`: `id` is 8 hex digits, `secret` 32 random bytes (URL-safe
-base64). Only sha256(secret) is kept, in a JSON file (`CONNECTOME_TOKENS_FILE`, default beside the
-local server's home), never in the graph: no Cypher query, not even through the read-only Cypher
-endpoint, can see a credential, and creating or revoking one needs no write access to Neo4j. A
-plain hash is enough for a 256-bit random secret (there is nothing to brute-force), and it keeps
-the check cheap on every request.
-
-Auth is off unless `CONNECTOME_AUTH=required` (or `create_app(auth=AuthConfig(required=True))`):
-then a request without a token may read public datasets only (`Meta.public = true`), and a token
-reads its own datasets (`*` means all) plus the public ones. Every resolver that touches a dataset
-calls `require_read(info, dataset)`; a dataset the caller may not read gets the same error as one
+Tokens look like `cq_<id>_<secret>`; only sha256(secret) is kept, in a JSON file, never in the
+graph, so no Cypher query (not even through the read-only endpoint) can see a credential; a plain
+hash suffices for a 256-bit random secret. Auth is off unless `CONNECTOME_AUTH=required`; then a
+token reads its own datasets (`*`: all) plus the public ones (`Meta.public = true`), and a request
+without one reads the public ones. A dataset the caller may not read gets the same error as one
 that does not exist, so nothing leaks about private datasets.
 """
 
@@ -35,6 +29,7 @@ import neo4j
 from starlette.requests import HTTPConnection
 
 from connectome_query.graphdb.settings import ApiSettings, from_env, local_server_config
+from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.ratelimit import TokenBucketLimiter
 
@@ -243,8 +238,6 @@ class AuthState:
         now = time.monotonic()
         if self._public is not None and now - self._public[0] < PUBLIC_CACHE_S:
             return self._public[1]
-        from connectome_query.graphql_api.db import read
-
         rows = await read(driver, "MATCH (m:Meta) WHERE m.public = true RETURN m.dataset AS d",
                           {}, database=database)
         names = frozenset(r["d"] for r in rows)
@@ -268,21 +261,27 @@ def state_for(conn: HTTPConnection | None) -> AuthState:
 
 
 def principal_for(conn: HTTPConnection | None) -> Principal:
-    """The principal the middleware attached to this request."""
+    """Who is asking: the principal the guard attached to this request, or, on routes the
+    guard does not wrap (the streamed /export downloads), the one its Authorization header
+    names (AuthError for a bad credential)."""
     st = state_for(conn)
     if not st.config.required:
         return OPEN
     if conn is None:
         return ANONYMOUS
     found = getattr(conn.state, "principal", None)
-    return found if isinstance(found, Principal) else ANONYMOUS
+    if isinstance(found, Principal):
+        return found
+    principal = st.authenticate(conn.headers.get("authorization"))
+    conn.state.principal = principal
+    return principal
 
 
-def _unpack(info_or_request: Any) -> tuple[HTTPConnection | None, Any]:
+def _unpack(caller: Any) -> tuple[HTTPConnection | None, Any]:
     """(request, ApiContext-or-None) from a Strawberry Info or a Starlette request."""
-    if isinstance(info_or_request, HTTPConnection):
-        return info_or_request, None
-    context = info_or_request.context
+    if isinstance(caller, HTTPConnection):
+        return caller, None
+    context = caller.context
     request = getattr(context, "request", None)
     return (request if isinstance(request, HTTPConnection) else None), context
 
@@ -292,13 +291,22 @@ def not_readable(dataset: str) -> QueryError:
     return QueryError(f"unknown dataset {dataset!r}, or these credentials may not read it")
 
 
-async def can_read(info_or_request: Any, dataset: str, *,
-                   driver: neo4j.AsyncDriver | None = None, database: str | None = None) -> bool:
-    """Whether the caller may read `dataset`."""
-    request, context = _unpack(info_or_request)
+async def can_read(caller: Any, dataset: str, *, driver: neo4j.AsyncDriver | None = None,
+                   database: str | None = None) -> bool:
+    """Whether the caller may read `dataset`: the one place where access is decided, for
+    GraphQL resolvers (`caller` is their `Info`) and plain HTTP routes (a Starlette request).
+
+    Auth off: yes. Otherwise yes when the caller's token grants the dataset (or `*`), or the
+    dataset is public. `dataset = ALL_DATASETS` asks whether the caller may read every dataset
+    (the read-only Cypher endpoint). The public datasets are read with `driver` (default: the
+    GraphQL context's). AuthError when the request carries a bad credential.
+    """
+    request, context = _unpack(caller)
     principal = principal_for(request)
     if principal.reads_all or dataset in principal.datasets:
         return True
+    if dataset == ALL_DATASETS:
+        return False
     drv = driver or getattr(context, "driver", None)
     if drv is None:
         return False
@@ -306,15 +314,14 @@ async def can_read(info_or_request: Any, dataset: str, *,
     return dataset in await state_for(request).public_datasets(drv, db)
 
 
-async def require_read(info_or_request: Any, dataset: str, *,
-                       driver: neo4j.AsyncDriver | None = None,
+async def require_read(caller: Any, dataset: str, *, driver: neo4j.AsyncDriver | None = None,
                        database: str | None = None) -> None:
-    """Raise QueryError unless the caller may read `dataset`. Call it in every resolver that
-    reads a dataset (GraphQL `Info` or a Starlette `Request` for plain HTTP endpoints)."""
-    if not await can_read(info_or_request, dataset, driver=driver, database=database):
+    """`can_read`, raising `not_readable` (a QueryError) when the answer is no. Call it in every
+    resolver and route that reads a dataset."""
+    if not await can_read(caller, dataset, driver=driver, database=database):
         raise not_readable(dataset)
 
 
-async def readable(info_or_request: Any, datasets: Iterable[str]) -> list[str]:
+async def readable(caller: Any, datasets: Iterable[str]) -> list[str]:
     """The subset of `datasets` the caller may read, in order."""
-    return [d for d in datasets if await can_read(info_or_request, d)]
+    return [d for d in datasets if await can_read(caller, d)]

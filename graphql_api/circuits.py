@@ -1,259 +1,65 @@
 """Circuit queries: chandelier→AIS, multi-synaptic contacts, partners by type, paths, motifs,
-cell-type connectivity and Neuroglancer links (see `graphql_api/CIRCUITS.md`).
+cell-type connectivity and Neuroglancer links, one field each (see `graphql_api/CIRCUITS.md`).
 
-`CircuitQuery` is mixed into the schema's `Query`. This module never imports
-`graphql_api.schema` at import time (that module imports this one): shared types are referenced
-with `strawberry.lazy` and helpers are imported inside functions.
+`CircuitQuery` is mixed into the schema's `Query`; its types are in `circuit_types`, its Cypher
+in `circuit_cypher`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import Any
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from connectome_query.graphdb.settings import ApiSettings, from_env
 from connectome_query.graphql_api import circuit_cypher as cq
+from connectome_query.graphql_api.access import require_dataset
+from connectome_query.graphql_api.circuit_types import (
+    CellType,
+    ChandelierCell,
+    ChandelierPage,
+    ContactPage,
+    Direction,
+    HistogramBin,
+    MotifBinding,
+    MotifEdgeInput,
+    MotifEdgeWeight,
+    MotifMatch,
+    MotifNodeInput,
+    MotifPage,
+    NeuroglancerLink,
+    NeuronSelector,
+    PartnerTypeGroup,
+    PathResult,
+    ReciprocalPage,
+    ReciprocalPair,
+    TypeConnection,
+    contact_from_row,
+    path_from_row,
+)
 from connectome_query.graphql_api.context import ApiContext
-from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.motifs import FEED_FORWARD_LOOP, EdgeSpec, NodeSpec, compile_motif
 from connectome_query.graphql_api.neuroglancer import state_url, viewer_state
+from connectome_query.graphql_api.pagination import at_least, check_page, decode_cursor, keyset_page
+from connectome_query.graphql_api.types import BodyId, Compartment, Connection, neuron_from_row
 
-if TYPE_CHECKING:
-    from connectome_query.graphql_api.schema import BodyId, Connection, Neuron, PageInfo, Point
-
-NeuronT = Annotated["Neuron", strawberry.lazy("connectome_query.graphql_api.schema")]
-PointT = Annotated["Point", strawberry.lazy("connectome_query.graphql_api.schema")]
-BodyIdT = Annotated["BodyId", strawberry.lazy("connectome_query.graphql_api.schema")]
-PageInfoT = Annotated["PageInfo", strawberry.lazy("connectome_query.graphql_api.schema")]
-ConnectionT = Annotated["Connection", strawberry.lazy("connectome_query.graphql_api.schema")]
-
-MAX_PAGE = 1000
 MAX_SYNAPSES_PER_CONTACT = 1000
 MAX_ENDPOINT_PAIRS = 2500
 """Paths between types: at most this many (source, target) neuron pairs."""
 MAX_NEUROGLANCER_SYNAPSES = 5000
 
 
-def query_timeout() -> float:
-    """Seconds a circuit query may run (CONNECTOME_QUERY_TIMEOUT_S, default 30)."""
-    return from_env(ApiSettings).query_timeout_s
-
-
 async def _read(info: Info[ApiContext, None], cypher: str,
                 params: dict[str, Any]) -> list[dict[str, Any]]:
-    ctx = info.context
-    return await read(ctx.driver, cypher, params, database=ctx.database,
-                      timeout=query_timeout())
-
-
-async def _dataset(info: Info[ApiContext, None], name: str) -> str:
-    from connectome_query.graphql_api.schema import require_dataset
-
-    await require_dataset(info, name)
-    return name
-
-
-def _neuron(row: dict[str, Any]) -> Neuron:
-    from connectome_query.graphql_api.schema import neuron_from_row
-
-    return neuron_from_row(row)
-
-
-def _page(first: int, name: str = "first", maximum: int = MAX_PAGE) -> int:
-    if not 1 <= first <= maximum:
-        raise QueryError(f"{name} must be between 1 and {maximum}, got {first}")
-    return first
-
-
-def _at_least(value: int, name: str, minimum: int) -> int:
-    if value < minimum:
-        raise QueryError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _encode(kind: str, *ids: int) -> str:
-    return base64.urlsafe_b64encode(":".join([kind, *map(str, ids)]).encode()).decode()
-
-
-def _decode(cursor: str | None, kind: str, n: int) -> list[int] | None:
-    if cursor is None:
-        return None
-    try:
-        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-        if parts[0] != kind or len(parts) != n + 1:
-            raise ValueError
-        return [int(p) for p in parts[1:]]
-    except (ValueError, UnicodeDecodeError):
-        raise QueryError(f"invalid cursor {cursor!r}") from None
-
-
-def _page_info(has_next: bool, cursor: str | None) -> PageInfo:
-    from connectome_query.graphql_api.schema import PageInfo
-
-    return PageInfo(has_next_page=has_next, end_cursor=cursor)
-
-
-# -- types -------------------------------------------------------------------------------------
-@strawberry.enum(description="Postsynaptic compartment of a synapse.")
-class Compartment(Enum):
-    SOMA = "soma"
-    AXON = "axon"
-    AIS = "ais"
-    DENDRITE = "dendrite"
-    UNKNOWN = "unknown"
-
-
-@strawberry.enum(description="Which side of a neuron: its inputs (upstream) or outputs.")
-class Direction(Enum):
-    UPSTREAM = "upstream"
-    DOWNSTREAM = "downstream"
-
-
-@strawberry.type(description="One chemical synapse; location in nm.")
-class Synapse:
-    synapse_id: BodyIdT
-    location: PointT
-    compartment: str | None = strawberry.field(description="Postsynaptic compartment.")
-    confidence: float | None
-    size: float | None
-    roi: str | None
-
-
-def _synapse(row: dict[str, Any]) -> Synapse:
-    from connectome_query.graphql_api.schema import Point
-
-    return Synapse(synapse_id=row["synapseId"],
-                   location=Point(x=row["x"], y=row["y"], z=row["z"]),
-                   compartment=row.get("compartment"), confidence=row.get("confidence"),
-                   size=row.get("size"), roi=row.get("roi"))
-
-
-@strawberry.type(description="A presynaptic → postsynaptic neuron pair and the synapses "
-                 "counted between them.")
-class Contact:
-    pre: NeuronT
-    post: NeuronT
-    synapse_count: int = strawberry.field(
-        description="Synapses counted (onto the asked compartment, if any).")
-    synapses: list[Synapse] = strawberry.field(
-        description="The counted synapses by synapseId, at most synapsesPerContact.")
-    post_is_chandelier: bool | None = None
-
-
-@strawberry.type(description="A page of contacts ordered by (pre bodyId, post bodyId).")
-class ContactPage:
-    contacts: list[Contact]
-    page_info: PageInfoT
-
-
-def _contact(row: dict[str, Any]) -> Contact:
-    return Contact(pre=_neuron(row["pre"]), post=_neuron(row["post"]),
-                   synapse_count=int(row["synapseCount"]),
-                   synapses=[_synapse(s) for s in row["synapses"]],
-                   post_is_chandelier=row.get("postIsChandelier"))
+    return await info.context.read_circuit(cypher, params)
 
 
 def _contact_page(rows: list[dict[str, Any]], first: int) -> ContactPage:
-    contacts = [_contact(r) for r in rows[:first]]
-    cursor = (_encode("pair", int(contacts[-1].pre.body_id), int(contacts[-1].post.body_id))
-              if contacts else None)
-    return ContactPage(contacts=contacts, page_info=_page_info(len(rows) > first, cursor))
-
-
-@strawberry.type(description="A cell innervated on its axon initial segment.")
-class AisTarget:
-    neuron: NeuronT
-    synapse_count: int = strawberry.field(description="Synapses onto the AIS.")
-
-
-class AisKey(NamedTuple):
-    dataset: str
-    body_id: int
-    min_synapses: int
-    first: int
-
-
-async def _load_ais_targets(ctx: ApiContext, keys: list[AisKey]) -> list[list[dict[str, Any]]]:
-    """One query per dataset for all chandelier cells asked about in a request."""
-    out: dict[AisKey, list[dict[str, Any]]] = {}
-    for dataset in {k.dataset for k in keys}:
-        group = [k for k in keys if k.dataset == dataset]
-        params = {"dataset": dataset, "keys": [
-            {"key": i, "bodyId": k.body_id, "minSynapses": k.min_synapses, "first": k.first}
-            for i, k in enumerate(group)]}
-        rows = await read(ctx.driver, cq.AIS_TARGETS_BATCH, params, database=ctx.database,
-                          timeout=query_timeout())
-        by_key = {r["key"]: r["rows"] for r in rows}
-        for i, k in enumerate(group):
-            out[k] = by_key.get(i, [])
-    return [out[k] for k in keys]
-
-
-def ais_loader(ctx: ApiContext) -> DataLoader[AisKey, list[dict[str, Any]]]:
-    """The request's DataLoader for AIS targets (created on first use)."""
-    loader: DataLoader[AisKey, list[dict[str, Any]]] | None = getattr(ctx, "_ais_targets", None)
-    if loader is None:
-        async def load(keys: list[AisKey]) -> list[list[dict[str, Any]]]:
-            return await _load_ais_targets(ctx, keys)
-
-        loader = DataLoader(load_fn=load)
-        ctx._ais_targets = loader  # type: ignore[attr-defined]
-    return loader
-
-
-@strawberry.type(description="A neuron classified as a chandelier (axo-axonic) cell at ingest.")
-class ChandelierCell:
-    neuron: NeuronT
-    ais_output_fraction: float | None = strawberry.field(
-        description="Output synapses onto AIS / output synapses of known compartment.")
-    ais_output_synapses: int
-
-    @strawberry.field(description="Cells whose AIS it innervates, most synapses first "
-                      "(batched: one query for all cells of the page).")
-    async def targets(self, info: Info[ApiContext, None], min_synapses: int = 1,
-                      first: int = 100) -> list[AisTarget]:
-        _page(first)
-        _at_least(min_synapses, "minSynapses", 1)
-        key = AisKey(self.neuron.dataset, int(self.neuron.body_id), min_synapses, first)
-        rows = await ais_loader(info.context).load(key)
-        return [AisTarget(neuron=_neuron(r["neuron"]), synapse_count=int(r["synapseCount"]))
-                for r in rows]
-
-
-@strawberry.type
-class ChandelierPage:
-    cells: list[ChandelierCell]
-    page_info: PageInfoT
-    total_count: int
-
-
-@strawberry.type(description="How many connections have a given number of synapses.")
-class HistogramBin:
-    synapses: int
-    connections: int
-
-
-@strawberry.type(description="Partners of one cell type.")
-class PartnerTypeGroup:
-    type: str | None = strawberry.field(description="Partner type (null: untyped partners).")
-    neurons: int = strawberry.field(description="Partners of this type past the threshold.")
-    synapses: int = strawberry.field(description="Their synapses with the neuron.")
-    partners: list[ConnectionT] = strawberry.field(
-        description="Strongest first, at most partnersPerType.")
-
-
-@strawberry.input(description="One neuron (bodyId or name) or every neuron of a type.")
-class NeuronSelector:
-    body_id: BodyIdT | None = None
-    name: str | None = None
-    type: str | None = None
+    contacts, page = keyset_page(rows, first, "pair", contact_from_row,
+                                 lambda c: [int(c.pre.body_id), int(c.post.body_id)])
+    return ContactPage(contacts=contacts, page_info=page)
 
 
 def _selector(sel: NeuronSelector, what: str) -> dict[str, Any]:
@@ -277,132 +83,30 @@ async def _one_neuron(info: Info[ApiContext, None], dataset: str, sel: NeuronSel
     return int(rows[0]["bodyId"])
 
 
-@strawberry.type(description="A directed path; weights[i] joins neurons[i] to neurons[i+1].")
-class Path:
-    length: int
-    neurons: list[NeuronT]
-    weights: list[int]
-
-
-@strawberry.type
-class PathResult:
-    paths: list[Path]
-    truncated: bool = strawberry.field(description="More paths exist than were returned.")
-
-
-def _path(row: dict[str, Any]) -> Path:
-    return Path(length=len(row["weights"]), neurons=[_neuron(n) for n in row["neurons"]],
-                weights=[int(w) for w in row["weights"]])
-
-
-@strawberry.type(description="Two neurons connected both ways.")
-class ReciprocalPair:
-    a: NeuronT = strawberry.field(description="The one with the lower bodyId.")
-    b: NeuronT
-    forward: int = strawberry.field(description="Synapses a → b.")
-    backward: int = strawberry.field(description="Synapses b → a.")
-
-
-@strawberry.type
-class ReciprocalPage:
-    pairs: list[ReciprocalPair]
-    page_info: PageInfoT
-
-
-@strawberry.input(description="A motif edge source → target. `absent: true` means no such "
-                  "edge with at least minWeight synapses.")
-class MotifEdgeInput:
-    source: str
-    target: str
-    min_weight: int = 1
-    max_weight: int | None = None
-    absent: bool = False
-
-
-@strawberry.input(description="Constraints on one motif node.")
-class MotifNodeInput:
-    name: str
-    type: str | None = None
-    cell_class: str | None = None
-    body_id: BodyIdT | None = None
-    chandelier: bool | None = None
-
-
-@strawberry.type
-class MotifBinding:
-    name: str
-    neuron: NeuronT
-
-
-@strawberry.type
-class MotifEdgeWeight:
-    source: str
-    target: str
-    weight: int
-
-
-@strawberry.type(description="One embedding of the motif.")
-class MotifMatch:
-    nodes: list[MotifBinding]
-    edges: list[MotifEdgeWeight]
-
-
-@strawberry.type(description="Motif matches ordered by their neurons' bodyIds (keyset pages).")
-class MotifPage:
-    matches: list[MotifMatch]
-    page_info: PageInfoT
-
-
-@strawberry.type
-class CellType:
-    type: str
-    neurons: int
-
-
-@strawberry.type(description="Chemical connectivity from one cell type to another.")
-class TypeConnection:
-    pre_type: str
-    post_type: str
-    synapses: int
-    connections: int = strawberry.field(description="Neuron pairs past minWeight.")
-    pre_neurons: int = strawberry.field(description="Distinct presynaptic neurons involved.")
-    post_neurons: int = strawberry.field(description="Distinct postsynaptic neurons involved.")
-    pre_type_neurons: int = strawberry.field(description="Neurons of the pre type.")
-    post_type_neurons: int = strawberry.field(description="Neurons of the post type.")
-
-
-@strawberry.type(description="A Neuroglancer link and its state.")
-class NeuroglancerLink:
-    url: str
-    state: str = strawberry.field(description="The viewer state as JSON.")
-    segments: list[BodyIdT]
-    synapse_count: int
-
-
 async def _motif_page(info: Info[ApiContext, None], dataset: str, edges: list[EdgeSpec],
                       nodes: list[NodeSpec], first: int, after: str | None) -> MotifPage:
-    await _dataset(info, dataset)
-    _page(first)
+    await require_dataset(info, dataset)
+    check_page(first)
     motif = compile_motif(edges, nodes)
-    start = _decode(after, "motif", len(motif.names))
+    start = decode_cursor(after, "motif", len(motif.names))
     first_id = motif.params["nodes"][0]["bodyId"]
     params = {**motif.params, "dataset": dataset, "limit": first + 1, "after": start,
               "start": max(start[0] if start else -1, -1 if first_id is None else first_id),
               "stop": 2**63 - 1 if first_id is None else first_id}
     rows = await _read(info, motif.cypher, params)
-    matches = []
-    for row in rows[:first]:
-        neurons = [_neuron(n) for n in row["neurons"]]
-        matches.append(MotifMatch(
+
+    def match(row: dict[str, Any]) -> MotifMatch:
+        neurons = [neuron_from_row(n) for n in row["neurons"]]
+        return MotifMatch(
             nodes=[MotifBinding(name=name, neuron=n)
                    for name, n in zip(motif.names, neurons, strict=True)],
             edges=[MotifEdgeWeight(source=motif.names[s], target=motif.names[t], weight=int(w))
                    for (_, s, t), w in zip(motif.present, row["weights"], strict=True)],
-        ))
-    cursor = None
-    if matches:
-        cursor = _encode("motif", *(int(b.neuron.body_id) for b in matches[-1].nodes))
-    return MotifPage(matches=matches, page_info=_page_info(len(rows) > first, cursor))
+        )
+
+    matches, page = keyset_page(rows, first, "motif", match,
+                                lambda m: [int(b.neuron.body_id) for b in m.nodes])
+    return MotifPage(matches=matches, page_info=page)
 
 
 # -- the query fields ----------------------------------------------------------------------------
@@ -411,35 +115,35 @@ class CircuitQuery:
     @strawberry.field(description="Chandelier cells (classified at ingest), by bodyId, paged.")
     async def chandelier_cells(self, info: Info[ApiContext, None], dataset: str,
                                first: int = 100, after: str | None = None) -> ChandelierPage:
-        await _dataset(info, dataset)
-        _page(first)
-        start = _decode(after, "bodyId", 1)
+        await require_dataset(info, dataset)
+        check_page(first)
+        start = decode_cursor(after, "bodyId", 1)
         params = {"dataset": dataset, "after": start[0] if start else -1, "limit": first + 1}
         rows = await _read(info, cq.CHANDELIER_CELLS, params)
         total = await _read(info, cq.CHANDELIER_COUNT, params)
-        cells = [ChandelierCell(neuron=_neuron(r["neuron"]),
-                                ais_output_fraction=r["aisOutputFraction"],
-                                ais_output_synapses=int(r["aisOutputSynapses"] or 0))
-                 for r in rows[:first]]
-        cursor = _encode("bodyId", int(cells[-1].neuron.body_id)) if cells else None
-        return ChandelierPage(cells=cells, page_info=_page_info(len(rows) > first, cursor),
-                              total_count=int(total[0]["total"]))
+        cells, page = keyset_page(
+            rows, first, "bodyId",
+            lambda r: ChandelierCell(neuron=neuron_from_row(r["neuron"]),
+                                     ais_output_fraction=r["aisOutputFraction"],
+                                     ais_output_synapses=int(r["aisOutputSynapses"] or 0)),
+            lambda c: [int(c.neuron.body_id)])
+        return ChandelierPage(cells=cells, page_info=page, total_count=int(total[0]["total"]))
 
     @strawberry.field(description="Chandelier → AIS contacts with their synapses. Give `pre` for "
                       "one chandelier cell's targets, `post` for one cell's chandelier inputs "
                       "(the inverse), `postChandelier: true` for chandelier-to-chandelier AIS "
                       "contacts.")
     async def chandelier_innervation(
-        self, info: Info[ApiContext, None], dataset: str, pre: BodyIdT | None = None,
-        post: BodyIdT | None = None, post_chandelier: bool | None = None,
+        self, info: Info[ApiContext, None], dataset: str, pre: BodyId | None = None,
+        post: BodyId | None = None, post_chandelier: bool | None = None,
         min_synapses: int = 1, synapses_per_contact: int = 50, first: int = 100,
         after: str | None = None,
     ) -> ContactPage:
-        await _dataset(info, dataset)
-        _page(first)
-        _at_least(min_synapses, "minSynapses", 1)
-        _page(synapses_per_contact, "synapsesPerContact", MAX_SYNAPSES_PER_CONTACT)
-        start = _decode(after, "pair", 2) or [-1, -1]
+        await require_dataset(info, dataset)
+        check_page(first)
+        at_least(min_synapses, "minSynapses", 1)
+        check_page(synapses_per_contact, "synapsesPerContact", MAX_SYNAPSES_PER_CONTACT)
+        start = decode_cursor(after, "pair", 2) or [-1, -1]
         params = {"dataset": dataset, "pre": None if pre is None else int(pre),
                   "post": None if post is None else int(post), "postChandelier": post_chandelier,
                   "minSynapses": min_synapses, "perContact": synapses_per_contact,
@@ -461,13 +165,13 @@ class CircuitQuery:
         compartment: Compartment | None = None, synapses_per_contact: int = 20,
         first: int = 100, after: str | None = None,
     ) -> ContactPage:
-        await _dataset(info, dataset)
-        _page(first)
-        _at_least(min_synapses, "minSynapses", 1)
+        await require_dataset(info, dataset)
+        check_page(first)
+        at_least(min_synapses, "minSynapses", 1)
         if not 0 <= synapses_per_contact <= MAX_SYNAPSES_PER_CONTACT:
             raise QueryError("synapsesPerContact must be between 0 and "
                              f"{MAX_SYNAPSES_PER_CONTACT}, got {synapses_per_contact}")
-        start = _decode(after, "pair", 2) or [-1, -1]
+        start = decode_cursor(after, "pair", 2) or [-1, -1]
         params = {"dataset": dataset, "minSynapses": min_synapses, "preType": pre_type,
                   "postType": post_type, "perContact": synapses_per_contact,
                   "compartment": compartment.value if compartment else None,
@@ -481,7 +185,7 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, pre_type: str | None = None,
         post_type: str | None = None, compartment: Compartment | None = None,
     ) -> list[HistogramBin]:
-        await _dataset(info, dataset)
+        await require_dataset(info, dataset)
         params = {"dataset": dataset, "preType": pre_type, "postType": post_type,
                   "compartment": compartment.value if compartment else None}
         text = cq.SYNAPSE_HISTOGRAM_COMPARTMENT if compartment else cq.SYNAPSE_HISTOGRAM
@@ -499,11 +203,9 @@ class CircuitQuery:
         roi: str | None = None, compartment: Compartment | None = None,
         partners_per_type: int = 10,
     ) -> list[PartnerTypeGroup]:
-        from connectome_query.graphql_api.schema import Connection
-
-        await _dataset(info, dataset)
-        _at_least(min_weight, "minWeight", 1)
-        _page(partners_per_type, "partnersPerType")
+        await require_dataset(info, dataset)
+        at_least(min_weight, "minWeight", 1)
+        check_page(partners_per_type, "partnersPerType")
         body_id = await _one_neuron(info, dataset, neuron)
         params = {"dataset": dataset, "bodyId": body_id, "minWeight": min_weight,
                   "roi": roi, "compartment": compartment.value if compartment else None,
@@ -512,7 +214,7 @@ class CircuitQuery:
         rows = await _read(info, text, params)
         return [PartnerTypeGroup(
             type=r["type"], neurons=int(r["neurons"]), synapses=int(r["synapses"]),
-            partners=[Connection(weight=int(p["weight"]), partner=_neuron(p["partner"]))
+            partners=[Connection(weight=int(p["weight"]), partner=neuron_from_row(p["partner"]))
                       for p in r["partners"]]) for r in rows]
 
     @strawberry.field(description="All shortest chemical paths (each hop ≥ minWeight synapses) "
@@ -539,18 +241,19 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, min_weight: int = 1,
         type: str | None = None, first: int = 100, after: str | None = None,
     ) -> ReciprocalPage:
-        await _dataset(info, dataset)
-        _page(first)
-        _at_least(min_weight, "minWeight", 1)
-        start = _decode(after, "pair", 2) or [-1, -1]
+        await require_dataset(info, dataset)
+        check_page(first)
+        at_least(min_weight, "minWeight", 1)
+        start = decode_cursor(after, "pair", 2) or [-1, -1]
         params = {"dataset": dataset, "minWeight": min_weight, "type": type,
                   "afterPre": start[0], "afterPost": start[1], "limit": first + 1}
         rows = await _read(info, cq.RECIPROCAL_PAIRS, params)
-        pairs = [ReciprocalPair(a=_neuron(r["a"]), b=_neuron(r["b"]), forward=int(r["forward"]),
-                                backward=int(r["backward"])) for r in rows[:first]]
-        cursor = (_encode("pair", int(pairs[-1].a.body_id), int(pairs[-1].b.body_id))
-                  if pairs else None)
-        return ReciprocalPage(pairs=pairs, page_info=_page_info(len(rows) > first, cursor))
+        pairs, page = keyset_page(
+            rows, first, "pair",
+            lambda r: ReciprocalPair(a=neuron_from_row(r["a"]), b=neuron_from_row(r["b"]),
+                                     forward=int(r["forward"]), backward=int(r["backward"])),
+            lambda p: [int(p.a.body_id), int(p.b.body_id)])
+        return ReciprocalPage(pairs=pairs, page_info=page)
 
     @strawberry.field(description="Feed-forward loops a → b → c with a → c (every edge ≥ "
                       "minWeight); the motif named a, b, c.")
@@ -558,7 +261,7 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, min_weight: int = 1,
         first: int = 100, after: str | None = None,
     ) -> MotifPage:
-        _at_least(min_weight, "minWeight", 1)
+        at_least(min_weight, "minWeight", 1)
         edges = [EdgeSpec(e.source, e.target, min_weight) for e in FEED_FORWARD_LOOP]
         return await _motif_page(info, dataset, edges, [], first, after)
 
@@ -578,7 +281,7 @@ class CircuitQuery:
     @strawberry.field(description="Cell types and how many neurons each has.")
     async def cell_types(self, info: Info[ApiContext, None], dataset: str,
                          types: list[str] | None = None) -> list[CellType]:
-        await _dataset(info, dataset)
+        await require_dataset(info, dataset)
         rows = await _read(info, cq.CELL_TYPES, {"dataset": dataset, "types": types})
         return [CellType(type=r["type"], neurons=int(r["neurons"])) for r in rows]
 
@@ -588,9 +291,9 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, pre_types: list[str] | None = None,
         post_types: list[str] | None = None, min_weight: int = 1, first: int = 1000,
     ) -> list[TypeConnection]:
-        await _dataset(info, dataset)
-        _at_least(min_weight, "minWeight", 1)
-        _page(first, maximum=100_000)
+        await require_dataset(info, dataset)
+        at_least(min_weight, "minWeight", 1)
+        check_page(first, maximum=100_000)
         params = {"dataset": dataset, "preTypes": pre_types, "postTypes": post_types,
                   "minWeight": min_weight, "limit": first}
         rows = await _read(info, cq.TYPE_CONNECTIVITY, params)
@@ -606,11 +309,11 @@ class CircuitQuery:
     @strawberry.field(description="A Neuroglancer link showing neurons and synapses (by id, or "
                       "all synapses pre → post). Needs volumes recorded at ingest.")
     async def neuroglancer(
-        self, info: Info[ApiContext, None], dataset: str, body_ids: list[BodyIdT] | None = None,
-        synapse_ids: list[BodyIdT] | None = None, pre: BodyIdT | None = None,
-        post: BodyIdT | None = None,
+        self, info: Info[ApiContext, None], dataset: str, body_ids: list[BodyId] | None = None,
+        synapse_ids: list[BodyId] | None = None, pre: BodyId | None = None,
+        post: BodyId | None = None,
     ) -> NeuroglancerLink:
-        await _dataset(info, dataset)
+        await require_dataset(info, dataset)
         meta = (await _read(info, cq.META_VOLUMES, {"dataset": dataset}))[0]
         if not meta["segmentation"]:
             raise QueryError(f"dataset {dataset!r} has no volumes: no neuroglancerSource was "
@@ -659,9 +362,9 @@ class CircuitQuery:
 async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelector,
                  target: NeuronSelector, min_weight: int, max_length: int, first: int, *,
                  shortest: bool) -> PathResult:
-    await _dataset(info, dataset)
-    _page(first)
-    _at_least(min_weight, "minWeight", 1)
+    await require_dataset(info, dataset)
+    check_page(first)
+    at_least(min_weight, "minWeight", 1)
     limit = cq.MAX_SHORTEST_LENGTH if shortest else cq.MAX_PATH_LENGTH
     if not 1 <= max_length <= limit:
         raise QueryError(f"maxLength must be between 1 and {limit}, got {max_length}")
@@ -674,4 +377,4 @@ async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelec
                          f"than {MAX_ENDPOINT_PAIRS} pairs; choose smaller types")
     text = (cq.SHORTEST_PATHS if shortest else cq.SIMPLE_PATHS)[max_length]
     rows = await _read(info, text, params)
-    return PathResult(paths=[_path(r) for r in rows[:first]], truncated=len(rows) > first)
+    return PathResult(paths=[path_from_row(r) for r in rows[:first]], truncated=len(rows) > first)

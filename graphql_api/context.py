@@ -1,32 +1,19 @@
-"""Per-request context: the driver, and DataLoaders that batch partner look-ups."""
+"""Per-request context: the driver and database, the request's DataLoaders, and its reads.
+
+Resolvers and loaders read through `ApiContext.read` (the neuron fields' timeout) or
+`read_circuit` (`CONNECTOME_QUERY_TIMEOUT_S`), so every query of a request goes to the same
+database through `graphql_api.db.read`.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, NamedTuple
+from typing import Any
 
 import neo4j
-from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from connectome_query.graphql_api import cypher
-from connectome_query.graphql_api.db import read
-
-_BATCH_QUERY = {
-    "upstream": cypher.UPSTREAM_BATCH,
-    "downstream": cypher.DOWNSTREAM_BATCH,
-    "electrical": cypher.ELECTRICAL_BATCH,
-}
-
-
-class PartnerKey(NamedTuple):
-    """One partner list: whose, which direction, with which threshold and page size."""
-
-    direction: str
-    dataset: str
-    body_id: int
-    min_weight: int
-    first: int
+from connectome_query.graphql_api import db
+from connectome_query.graphql_api.loaders import Loaders
 
 
 class ApiContext(BaseContext):
@@ -36,36 +23,22 @@ class ApiContext(BaseContext):
         super().__init__()
         self.driver = driver
         self.database = database
-        self.partners: DataLoader[PartnerKey, list[dict[str, Any]]] = DataLoader(
-            load_fn=self._load_partners
-        )
+        self.loaders = Loaders(self.read, self.read_circuit)
         self._datasets: set[str] | None = None
+
+    async def read(self, cypher: str, params: dict[str, Any], *,
+                   timeout: float = db.DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Rows of `cypher` in a read transaction on the request's database."""
+        return await db.read(self.driver, cypher, params, database=self.database,
+                             timeout=timeout)
+
+    async def read_circuit(self, cypher: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """`read` with the circuit queries' time limit."""
+        return await self.read(cypher, params, timeout=db.query_timeout())
 
     async def dataset_names(self) -> set[str]:
         """Names of the datasets in the graph (read once per request)."""
         if self._datasets is None:
-            rows = await read(self.driver, "MATCH (m:Meta) RETURN m.dataset AS name", {},
-                              database=self.database)
+            rows = await self.read("MATCH (m:Meta) RETURN m.dataset AS name", {})
             self._datasets = {r["name"] for r in rows}
         return self._datasets
-
-    async def _load_partners(self, keys: list[PartnerKey]) -> list[list[dict[str, Any]]]:
-        """One Cypher query per (direction, dataset) group, however many neurons ask."""
-        results: dict[PartnerKey, list[dict[str, Any]]] = {}
-        groups: dict[tuple[str, str], list[PartnerKey]] = defaultdict(list)
-        for key in keys:
-            groups[(key.direction, key.dataset)].append(key)
-        for (direction, dataset), group in groups.items():
-            params = {
-                "dataset": dataset,
-                "keys": [
-                    {"key": i, "bodyId": k.body_id, "minWeight": k.min_weight, "first": k.first}
-                    for i, k in enumerate(group)
-                ],
-            }
-            rows = await read(self.driver, _BATCH_QUERY[direction], params,
-                              database=self.database)
-            by_index = {r["key"]: r["rows"] for r in rows}
-            for i, key in enumerate(group):
-                results[key] = by_index.get(i, [])
-        return [results[k] for k in keys]

@@ -16,11 +16,13 @@ import neo4j
 import neo4j.spatial
 import neo4j.time
 from fastapi import APIRouter, Request
-from neo4j.exceptions import ClientError, Neo4jError, ServiceUnavailable
+from neo4j.exceptions import ClientError, Neo4jError
 from starlette.responses import JSONResponse
 
+from connectome_query.graphdb.reads import GraphUnreachable, ReadTimedOut, read_errors
 from connectome_query.graphdb.settings import ApiSettings, from_env
-from connectome_query.graphql_api.auth import principal_for, require_read
+from connectome_query.graphql_api.auth import ALL_DATASETS, can_read, require_read
+from connectome_query.graphql_api.db import UNREACHABLE
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.guard import error_response
 from connectome_query.schema.model import DATASET_NAME
@@ -100,23 +102,24 @@ async def run_readonly(driver: neo4j.AsyncDriver, cypher: Any, *, database: str 
         return keys, [[to_json(v) for v in r.values()] for r in records]
 
     try:
-        async with driver.session(database=database,
-                                  default_access_mode=neo4j.READ_ACCESS) as session:
-            if await session.execute_read(explain) != "r":
-                raise CypherRejected("read-only endpoint: the query would write")
-            return await session.execute_read(work)
+        with read_errors(timeout):
+            async with driver.session(database=database,
+                                      default_access_mode=neo4j.READ_ACCESS) as session:
+                if await session.execute_read(explain) != "r":
+                    raise CypherRejected("read-only endpoint: the query would write")
+                return await session.execute_read(work)
+    except ReadTimedOut:
+        raise QueryError(f"the query ran longer than its {timeout:.0f} s limit") from None
+    except GraphUnreachable:
+        raise QueryError(UNREACHABLE) from None
     except ClientError as exc:
         code = exc.code or ""
-        if "TransactionTimedOut" in code or "Terminated" in code:
-            raise QueryError(f"the query ran longer than its {timeout:.0f} s limit") from None
         if "Statement.SyntaxError" in code:
             first = (exc.message or "").splitlines()[0][:300]
             raise CypherRejected(f"Cypher syntax error: {first}") from None
         if "AccessMode" in code or "Forbidden" in code or "Security" in code:
             raise CypherRejected("read-only endpoint: the query would write") from None
         raise CypherRejected("the query failed") from None
-    except ServiceUnavailable:
-        raise QueryError("the graph database is not reachable right now; try again") from None
     except Neo4jError:
         raise QueryError("the query failed") from None
 
@@ -133,7 +136,7 @@ def router(get_driver: Any, database: str) -> APIRouter:
             return error_response(400, "the body must be JSON: {\"cypher\": ..., \"dataset\": ...}")
         if not isinstance(body, dict):
             return error_response(400, "the body must be a JSON object")
-        if not principal_for(request).reads_all:
+        if not await can_read(request, ALL_DATASETS):
             return error_response(403, "the Cypher endpoint needs a token that may read every "
                                   "dataset; use the GraphQL API at /graphql")
         driver = get_driver()

@@ -1,15 +1,26 @@
-"""Running read-only Cypher for the API: parameters only, a timeout, clear errors."""
+"""Running read-only Cypher for the API: parameters only, a timeout, errors the user can act on.
+
+The transaction and the failure classes are graphdb's (shared with export); this module words
+them as `QueryError`s, which GraphQL shows as they are.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import neo4j
-from neo4j.exceptions import ClientError, Neo4jError, ServiceUnavailable
 
+from connectome_query.graphdb.reads import GraphUnreachable, ReadTimedOut, read_rows
+from connectome_query.graphdb.settings import ApiSettings, from_env
 from connectome_query.graphql_api.errors import QueryError
 
 DEFAULT_TIMEOUT_S = 30.0
+UNREACHABLE = "the graph database is not reachable right now; try again"
+
+
+def query_timeout() -> float:
+    """Seconds a circuit query may run (CONNECTOME_QUERY_TIMEOUT_S, default 30)."""
+    return from_env(ApiSettings).query_timeout_s
 
 
 async def read(
@@ -21,24 +32,12 @@ async def read(
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[dict[str, Any]]:
     """Run `cypher` in a read transaction; every user value arrives through `params`."""
-    @neo4j.unit_of_work(timeout=timeout)
-    async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
-        result = await tx.run(cypher, params)
-        return [record.data() for record in await result.fetch(10**9)]
-
     try:
-        async with driver.session(database=database,
-                                  default_access_mode=neo4j.READ_ACCESS) as session:
-            return await session.execute_read(work)
-    except ClientError as exc:
-        code = exc.code or ""
-        if "TransactionTimedOut" in code or "Terminated" in code:
-            raise QueryError(
-                f"the query ran longer than its {timeout:.0f} s limit; narrow it "
-                "(a higher minWeight, fewer neurons, or a smaller page)"
-            ) from None
-        raise
-    except ServiceUnavailable:
-        raise QueryError("the graph database is not reachable right now; try again") from None
-    except Neo4jError:
-        raise
+        return await read_rows(driver, cypher, params, database=database, timeout=timeout)
+    except ReadTimedOut:
+        raise QueryError(
+            f"the query ran longer than its {timeout:.0f} s limit; narrow it "
+            "(a higher minWeight, fewer neurons, or a smaller page)"
+        ) from None
+    except GraphUnreachable:
+        raise QueryError(UNREACHABLE) from None

@@ -21,8 +21,6 @@ from connectome_query.graphdb.settings import ApiSettings, from_env
 from connectome_query.graphql_api.auth import AuthConfig, AuthError, AuthState
 
 MAX_BODY_BYTES = 1_000_000
-"""Requests executing at once (per process); the rest wait their turn. Bounding this keeps
-Neo4j from thrashing under a burst, so latency grows smoothly instead of requests timing out."""
 GUARDED_PREFIXES = ("/graphql", "/api/")
 
 
@@ -50,6 +48,8 @@ def install(app: FastAPI, config: AuthConfig) -> AuthState:
     """Attach the auth state to `app` and add the guard middleware."""
     state = AuthState.build(config)
     app.state.connectome_auth = state
+    # Requests executing at once (per process); the rest wait their turn. Bounding this keeps
+    # Neo4j from thrashing under a burst, so latency grows smoothly instead of timing out.
     max_concurrent = from_env(ApiSettings).max_concurrent
     slots = asyncio.Semaphore(max_concurrent) if max_concurrent > 0 else None
 

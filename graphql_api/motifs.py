@@ -50,8 +50,8 @@ class CompiledMotif:
     present: list[tuple[int, int, int]]
 
 
-def compile_motif(edges: list[EdgeSpec], nodes: list[NodeSpec]) -> CompiledMotif:
-    """Check a motif and build its query; raise QueryError saying what is wrong."""
+def _node_names(edges: list[EdgeSpec]) -> list[str]:
+    """The node names in order of first appearance, once every edge is checked."""
     if not edges:
         raise QueryError("a motif needs at least one edge")
     if len(edges) > MAX_MOTIF_EDGES:
@@ -76,6 +76,12 @@ def compile_motif(edges: list[EdgeSpec], nodes: list[NodeSpec]) -> CompiledMotif
             raise QueryError(f"edge {j}: maxWeight {e.max_weight} < minWeight {e.min_weight}")
     if len(names) > MAX_MOTIF_NODES:
         raise QueryError(f"a motif may have at most {MAX_MOTIF_NODES} nodes, got {len(names)}")
+    return names
+
+
+def compile_motif(edges: list[EdgeSpec], nodes: list[NodeSpec]) -> CompiledMotif:
+    """Check a motif and build its query; raise QueryError saying what is wrong."""
+    names = _node_names(edges)
     index = {name: i for i, name in enumerate(names)}
     present = [(j, index[e.source], index[e.target]) for j, e in enumerate(edges) if not e.absent]
     absent = [(j, index[e.source], index[e.target]) for j, e in enumerate(edges) if e.absent]

@@ -12,7 +12,7 @@ What it does, all in one run:
    cores), then adds the schema's constraints and indexes and the Meta nodes;
 3. runs each export in its own subprocess and reports wall time and peak RSS (sampled every
    5 ms in that process; the driver, pandas and pyarrow included):
-   - ours: `graphql_api.export.prepare` + `write` (keyset pages of neurons, one read
+   - ours: `export.matrix.prepare` + `write` (keyset pages of neurons, one read
      transaction each, Arrow batches written as they arrive) to Parquet and to NPZ;
    - http: the same Parquet export through the API (uvicorn in that process, httpx
      streaming the response to a file; the RSS counts server and client together);
@@ -87,7 +87,8 @@ class PeakSampler:
 def worker(args: argparse.Namespace) -> None:
     import neo4j
 
-    from connectome_query.export.matrix import ExportLimits, MatrixRequest, prepare, write
+    from connectome_query.export.matrix import prepare, write
+    from connectome_query.export.request import ExportLimits, MatrixRequest
 
     target = json.loads(os.environ["BENCH_TARGET"])
     driver = neo4j.GraphDatabase.driver(target["uri"], auth=(target["user"], target["password"]))

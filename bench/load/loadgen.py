@@ -2,7 +2,7 @@
 
 A mix of GraphQL reads (dataset list, neuron by name with partners, a page of neurons, a
 downstream threshold query) on one dataset. Every non-200 answer, GraphQL `errors`, timeout or
-connection failure counts as an error. Used by `bench/load/run.py` and a short test.
+connection failure counts as an error. Used by `bench/load/run.py`.
 """
 
 from __future__ import annotations

@@ -163,21 +163,22 @@ async def replay(driver: Any, calls: list[tuple[str, dict[str, Any], float]]) ->
 def measure(target: Any, ds: str, reps: int, only: str | None) -> list[dict[str, Any]]:
     from fastapi.testclient import TestClient
 
-    import connectome_query.graphql_api.circuits as circuits
     from connectome_query.graphdb.driver import open_async_driver, open_driver
     from connectome_query.graphql_api.app import create_app
+    from connectome_query.graphql_api.context import ApiContext
+    from connectome_query.graphql_api.db import query_timeout
 
     with open_driver(target) as sync_driver:
         fields = requests(sync_driver, ds)
     recorded: list[tuple[str, dict[str, Any], float]] = []
-    real_read = circuits.read
+    real_read = ApiContext.read_circuit
 
-    async def recording(driver: Any, cypher: str, params: dict[str, Any], *, database: str,
-                        timeout: float) -> Any:
-        recorded.append((cypher, params, timeout))
-        return await real_read(driver, cypher, params, database=database, timeout=timeout)
+    async def recording(self: ApiContext, cypher: str, params: dict[str, Any]) -> Any:
+        """Every read a circuit field sends (its DataLoader's included), as sent."""
+        recorded.append((cypher, params, query_timeout()))
+        return await real_read(self, cypher, params)
 
-    circuits.read = recording  # type: ignore[assignment]
+    ApiContext.read_circuit = recording  # type: ignore[method-assign]
     results = []
     with TestClient(create_app(target)) as client:
         for field, reqs in fields.items():
@@ -228,7 +229,7 @@ def measure(target: Any, ds: str, reps: int, only: str | None) -> list[dict[str,
             print(f"{field:40s} api p50 {row['api_p50_ms']:8.1f} ms p99 "
                   f"{row['api_p99_ms']:8.1f} | raw p50 {row['raw_p50_ms']:8.1f} p99 "
                   f"{row['raw_p99_ms']:8.1f} | x{row['p50_ratio']:.2f}", flush=True)
-    circuits.read = real_read
+    ApiContext.read_circuit = real_read  # type: ignore[method-assign]
     return results
 
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 import connectome_query.export.matrix as export_module
 from connectome_query.cli.main import app
-from tests.export.conftest import SYNTH, SynthSet
-from tests.export.readback import edges_of, read_back
+from connectome_query.export.request import ExportLimits, MatrixRequest
+from tests.support.export_synth import SYNTH, SynthSet
+from tests.support.readback import edges_of, read_back
 
 pytestmark = pytest.mark.neo4j
 runner = CliRunner()
@@ -162,7 +163,7 @@ def test_graphql_errors(api: TestClient) -> None:
 def test_a_slow_download_does_not_block_other_queries(api: TestClient, synth: SynthSet,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "10")
-    monkeypatch.setattr("connectome_query.graphql_api.export_http.QUEUE_BLOCK", 256)
+    monkeypatch.setattr("connectome_query.export.stream.QUEUE_BLOCK", 256)
     started, release = threading.Event(), threading.Event()
     received: list[bytes] = []
 
@@ -194,8 +195,8 @@ def test_a_slow_download_does_not_block_other_queries(api: TestClient, synth: Sy
 
 def test_export_memory_is_bounded_by_page_not_matrix(synth: SynthSet, driver: Any) -> None:
     """Writers never see more than one page of entries at a time."""
-    plan = export_module.prepare(driver, export_module.MatrixRequest(
-        dataset=SYNTH, format="parquet"), limits=export_module.ExportLimits(page_neurons=25))
+    plan = export_module.prepare(driver, MatrixRequest(dataset=SYNTH, format="parquet"),
+                                 limits=ExportLimits(page_neurons=25))
     seen: list[int] = []
     real_iter = export_module.iter_chunks
 
@@ -248,7 +249,7 @@ def test_a_failure_mid_download_breaks_the_transfer(api: TestClient, synth: Synt
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The server never finishes a response whose export failed: no valid-looking file."""
     monkeypatch.setenv("CONNECTOME_EXPORT_PAGE_NEURONS", "20")
-    monkeypatch.setattr("connectome_query.graphql_api.export_http.QUEUE_BLOCK", 256)
+    monkeypatch.setattr("connectome_query.export.stream.QUEUE_BLOCK", 256)
     real = export_module.chunk_from_records
     calls = {"n": 0}
 

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.export.conftest import ROIS, SYNTH, SynthSet
-from tests.export.readback import Edges, edges_of, read_back
 from tests.support.celegans import (
     cook_chemical_graph,
     cook_edges,
     cook_gap_junctions,
     varshney_rows,
 )
+from tests.support.export_synth import ROIS, SYNTH, SynthSet
+from tests.support.readback import Edges, edges_of, read_back
 
 pytestmark = pytest.mark.neo4j
 

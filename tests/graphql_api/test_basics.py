@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from connectome_query.graphql_api.schema import export_sdl
-from tests.graphql_api.conftest import GraphQLClient
 from tests.support.celegans import cook_chemical_graph, cook_edges, cook_gap_junctions
+from tests.support.graphql import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -131,7 +131,7 @@ def test_partner_soma_locations_come_back(gql: GraphQLClient, driver, tmp_path: 
 
     from connectome_query.ingest.loader import load
     from connectome_query.ingest.sources import read_source
-    from tests.ingest.test_formats import random_neuprint
+    from tests.support.neuprint_files import random_neuprint
 
     g = random_neuprint(tmp_path / "soma", seed=11)
     load(driver, read_source(str(tmp_path / "soma")), "t_soma")

@@ -1,5 +1,5 @@
 """Circuit queries on the real Cook 2019 C. elegans connectome, checked with networkx/pandas
-reading the raw cect files (tests/celegans_raw.py)."""
+reading the raw cect files (tests/support/celegans.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from tests.graphql_api.conftest import GraphQLClient
 from tests.support.celegans import cook_chemical_graph
+from tests.support.graphql import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 

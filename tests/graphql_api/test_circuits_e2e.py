@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from tests.graphql_api.conftest import GraphQLClient
+from tests.support.graphql import GraphQLClient
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 

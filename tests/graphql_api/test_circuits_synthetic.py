@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
 from connectome_query.graphql_api.neuroglancer import parse_url
-from tests.graphql_api import planted as pl
-from tests.graphql_api.conftest import GraphQLClient
+from tests.support import planted as pl
+from tests.support.graphql import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -72,16 +72,16 @@ def test_chandelier_cells_match_pandas_and_planted(truth: pl.Planted,
 
 def test_chandelier_targets_batched_in_one_query(truth: pl.Planted, gql: GraphQLClient,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectome_query.graphql_api import circuits
+    from connectome_query.graphql_api import db
 
     calls: list[str] = []
-    real = circuits.read
+    real = db.read
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(args[1])
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(circuits, "read", counting)
+    monkeypatch.setattr(db, "read", counting)
     data = gql.data("""{ chandelierCells(dataset: "t_planted") { cells { neuron { bodyId }
         targets(first: 100) { synapseCount neuron { bodyId } } } } }""")["chandelierCells"]
     batched = [c for c in calls if "UNWIND $keys" in c]

@@ -17,7 +17,7 @@ from connectome_query.cli.main import app as cli
 from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.app import create_app
 from connectome_query.graphql_api.auth import AuthConfig, TokenStore
-from tests.security.conftest import PRIVATE, PUBLIC, Api
+from tests.support.graphql import PRIVATE, PUBLIC, GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -36,7 +36,8 @@ def _busiest(g: nx.DiGraph) -> int:
     return max(g.nodes, key=lambda n: g.in_degree(n))
 
 
-def test_anonymous_sees_public_datasets_only(secure_api: Api, driver: neo4j.Driver) -> None:
+def test_anonymous_sees_public_datasets_only(secure_api: GraphQLClient,
+                                             driver: neo4j.Driver) -> None:
     records, _, _ = driver.execute_query("MATCH (m:Meta) WHERE m.public = true RETURN m.dataset")
     public = {r[0] for r in records}
     assert PUBLIC in public and PRIVATE not in public
@@ -44,7 +45,7 @@ def test_anonymous_sees_public_datasets_only(secure_api: Api, driver: neo4j.Driv
     assert {d["name"] for d in body["data"]["datasets"]} == public
 
 
-def test_public_dataset_readable_without_token(secure_api: Api, sec_data: dict) -> None:
+def test_public_dataset_readable_without_token(secure_api: GraphQLClient, sec_data: dict) -> None:
     g = sec_data[PUBLIC]
     body_id = _busiest(g)
     data = secure_api.gql(UPSTREAM, d=PUBLIC, id=str(body_id))["data"]
@@ -52,7 +53,8 @@ def test_public_dataset_readable_without_token(secure_api: Api, sec_data: dict) 
     assert got == _upstream(g, body_id)
 
 
-def test_private_dataset_error_equals_unknown_dataset(secure_api: Api, sec_data: dict) -> None:
+def test_private_dataset_error_equals_unknown_dataset(secure_api: GraphQLClient,
+                                                      sec_data: dict) -> None:
     body_id = str(_busiest(sec_data[PRIVATE]))
     private = secure_api.gql(UPSTREAM, d=PRIVATE, id=body_id)
     missing = secure_api.gql(UPSTREAM, d="t_no_such_dataset", id=body_id)
@@ -67,7 +69,8 @@ def test_private_dataset_error_equals_unknown_dataset(secure_api: Api, sec_data:
         assert not any((body["data"] or {}).values())
 
 
-def test_token_reads_its_dataset(secure_api: Api, store: TokenStore, sec_data: dict) -> None:
+def test_token_reads_its_dataset(secure_api: GraphQLClient, store: TokenStore,
+                                 sec_data: dict) -> None:
     _, secret = store.create("lab-a", [PRIVATE])
     g = sec_data[PRIVATE]
     body_id = _busiest(g)
@@ -79,7 +82,7 @@ def test_token_reads_its_dataset(secure_api: Api, store: TokenStore, sec_data: d
     assert {PRIVATE, PUBLIC} <= names
 
 
-def test_token_for_other_dataset_is_forbidden(secure_api: Api, store: TokenStore,
+def test_token_for_other_dataset_is_forbidden(secure_api: GraphQLClient, store: TokenStore,
                                               sec_data: dict) -> None:
     _, secret = store.create("lab-b", [PUBLIC])
     body = secure_api.gql(UPSTREAM, secret, d=PRIVATE, id=str(_busiest(sec_data[PRIVATE])))
@@ -93,14 +96,14 @@ def test_token_for_other_dataset_is_forbidden(secure_api: Api, store: TokenStore
     "Bearer cq_00000000_" + "A" * 43, "Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer ",
     "Bearer cq_zzzzzzzz_" + "A" * 43,
 ])
-def test_bad_credentials_get_401(secure_api: Api, header: str) -> None:
+def test_bad_credentials_get_401(secure_api: GraphQLClient, header: str) -> None:
     response = secure_api.http.post("/graphql", json={"query": "{ datasets { name } }"},
                                     headers={"Authorization": header})
     assert response.status_code == 401
     assert response.json() == {"errors": [{"message": "invalid or revoked API token"}]}
 
 
-def test_revoked_token_is_refused(secure_api: Api, store: TokenStore) -> None:
+def test_revoked_token_is_refused(secure_api: GraphQLClient, store: TokenStore) -> None:
     token, secret = store.create("temp", [PRIVATE])
     query = f'{{ dataset(name: "{PRIVATE}") {{ name }} }}'
     assert secure_api.gql(query, secret)["data"]["dataset"]["name"] == PRIVATE
@@ -108,7 +111,7 @@ def test_revoked_token_is_refused(secure_api: Api, store: TokenStore) -> None:
     assert secure_api.post(query, secret).status_code == 401
 
 
-def test_tampered_secret_is_refused(secure_api: Api, store: TokenStore) -> None:
+def test_tampered_secret_is_refused(secure_api: GraphQLClient, store: TokenStore) -> None:
     _, secret = store.create("tamper", [PRIVATE])
     flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
     assert secure_api.post("{ datasets { name } }", flipped).status_code == 401

@@ -16,9 +16,10 @@ from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.guard import MAX_BODY_BYTES
+from connectome_query.graphql_api.pagination import MAX_PAGE
 from connectome_query.graphql_api.ratelimit import TokenBucketLimiter
-from connectome_query.graphql_api.schema import MAX_ALIASES, MAX_DEPTH, MAX_PAGE, MAX_TOKENS
-from tests.security.conftest import PUBLIC, Api
+from connectome_query.graphql_api.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
+from tests.support.graphql import PUBLIC, GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -31,33 +32,33 @@ def _nested(levels: int) -> str:
     return f'{{ neuron(dataset: "{PUBLIC}", bodyId: "1") {{ {inner} }} }}'
 
 
-def _errors(api: Api, query: str) -> list[str]:
+def _errors(api: GraphQLClient, query: str) -> list[str]:
     body = api.gql(query)
     return [e["message"] for e in body.get("errors", [])]
 
 
-def test_depth_limit(secure_api: Api) -> None:
+def test_depth_limit(secure_api: GraphQLClient) -> None:
     ok_levels = (MAX_DEPTH - 2) // 2
     assert not any("depth" in m for m in _errors(secure_api, _nested(ok_levels)))
     deep = _errors(secure_api, _nested(MAX_DEPTH))
     assert any("exceeds maximum operation depth" in m for m in deep), deep
 
 
-def test_alias_limit(secure_api: Api) -> None:
+def test_alias_limit(secure_api: GraphQLClient) -> None:
     ok = " ".join(f"a{i}: datasets {{ name }}" for i in range(MAX_ALIASES))
     assert secure_api.gql(f"{{ {ok} }}").get("errors") is None
     many = " ".join(f"a{i}: datasets {{ name }}" for i in range(MAX_ALIASES + 1))
     assert any("aliases" in m for m in _errors(secure_api, f"{{ {many} }}"))
 
 
-def test_token_limit(secure_api: Api) -> None:
+def test_token_limit(secure_api: GraphQLClient) -> None:
     fields = " ".join(["name"] * MAX_TOKENS)
     errors = _errors(secure_api, f"{{ datasets {{ {fields} }} }}")
     assert any("token" in m.lower() for m in errors), errors
 
 
 @pytest.mark.parametrize("first", [0, -1, MAX_PAGE + 1, 2**31 - 1])
-def test_page_size_limit(secure_api: Api, first: int) -> None:
+def test_page_size_limit(secure_api: GraphQLClient, first: int) -> None:
     q = f'query($f: Int!) {{ neurons(dataset: "{PUBLIC}", first: $f) {{ totalCount }} }}'
     body = secure_api.gql(q, f=first)
     assert body["errors"][0]["message"] == f"first must be between 1 and {MAX_PAGE}, got {first}"
@@ -82,7 +83,7 @@ def test_query_timeout_is_a_clear_error(neo4j_target: Neo4jTarget) -> None:
     assert "longer than its 1 s limit" in message
 
 
-def test_oversized_body_is_refused(secure_api: Api) -> None:
+def test_oversized_body_is_refused(secure_api: GraphQLClient) -> None:
     padding = b" " * (MAX_BODY_BYTES + 10)
     response = secure_api.http.post(
         "/graphql", content=b'{"query": "' + padding + b'{ datasets { name } }"}',
@@ -104,14 +105,15 @@ def test_token_bucket_refills_at_rate() -> None:
 
 
 @pytest.fixture()
-def limited(neo4j_target: Neo4jTarget, sec_data: dict, tokens_file: Path) -> Iterator[Api]:
+def limited(neo4j_target: Neo4jTarget, sec_data: dict,
+            tokens_file: Path) -> Iterator[GraphQLClient]:
     app = create_app(neo4j_target, auth=AuthConfig(required=True, tokens_file=tokens_file,
                                                     rate=0.5, burst=3))
     with TestClient(app) as client:
-        yield Api(client)
+        yield GraphQLClient(client)
 
 
-def test_rate_limit_per_token(limited: Api, store: TokenStore) -> None:
+def test_rate_limit_per_token(limited: GraphQLClient, store: TokenStore) -> None:
     _, one = store.create("rl-1", [PUBLIC])
     _, two = store.create("rl-2", [PUBLIC])
     query = "{ datasets { name } }"

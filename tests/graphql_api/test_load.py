@@ -1,6 +1,6 @@
 """A short load run (10 clients x 10 s) against `connectome serve` in a subprocess: 0 errors.
 
-The full run (50 clients x 60 s) is `bench/load/run.py`; figures in BENCHMARKS.md.
+The full run (50 clients x 60 s, latency percentiles, a /health baseline) is `bench/load/run.py`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from bench.load.loadgen import api_server, neuron_names, run_load
 from connectome_query.graphdb.settings import Neo4jTarget
 from tests.support.celegans import cook_edges
+from tests.support.load import neuron_names, run_load, served_api
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
@@ -21,12 +21,12 @@ SECONDS = float(os.environ.get("CONNECTOME_LOAD_SECONDS", "10"))
 
 
 def test_short_load_has_no_errors(neo4j_target: Neo4jTarget, celegans: dict) -> None:
-    with api_server(neo4j_target, env={"CONNECTOME_AUTH": "off"}) as url:
+    with served_api(neo4j_target, env={"CONNECTOME_AUTH": "off"}) as url:
         names = neuron_names(url, "cook2019")
         raw = cook_edges()
         assert set(names) <= set(raw["Source"]) | set(raw["Target"])
-        result = asyncio.run(run_load(url, "cook2019", clients=CLIENTS, seconds=SECONDS,
-                                      names=names))
+        result = asyncio.run(run_load(url, "cook2019", names, clients=CLIENTS,
+                                      seconds=SECONDS))
     print(f"\nload: {result.line()}")
-    assert result.errors == 0, result.error_samples
+    assert result.errors == 0, result.error_samples[:5]
     assert result.requests >= CLIENTS

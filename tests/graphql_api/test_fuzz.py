@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
 
 from connectome_query.graphql_api.schema import export_sdl
-from tests.security.conftest import PUBLIC, Api
+from tests.support.graphql import PUBLIC, GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -32,7 +32,7 @@ BODY_IDS = st.one_of(
 SCALARS = {"BodyId": BODY_IDS}
 
 
-def _check(api: Api, body: object, raw: bytes | None = None,
+def _check(api: GraphQLClient, body: object, raw: bytes | None = None,
            path: str = "/graphql") -> int:
     t0 = time.monotonic()
     if raw is not None:
@@ -56,20 +56,20 @@ SDL = export_sdl()
 
 @settings(max_examples=150, **FUZZ)
 @given(query=from_schema(SDL, custom_scalars=SCALARS, mode=Mode.POSITIVE))
-def test_valid_queries_never_500(secure_api: Api, query: str) -> None:
+def test_valid_queries_never_500(secure_api: GraphQLClient, query: str) -> None:
     _check(secure_api, {"query": query})
 
 
 @settings(max_examples=100, **FUZZ)
 @given(query=from_schema(SDL, custom_scalars=SCALARS, mode=Mode.NEGATIVE))
-def test_invalid_queries_never_500(secure_api: Api, query: str) -> None:
+def test_invalid_queries_never_500(secure_api: GraphQLClient, query: str) -> None:
     _check(secure_api, {"query": query})
 
 
 @settings(max_examples=60, **FUZZ)
 @given(query=from_schema(SDL, fields=["neuron", "neurons"], custom_scalars=SCALARS,
                          mode=Mode.POSITIVE, allow_null=False))
-def test_queries_on_a_real_dataset(secure_api: Api, query: str) -> None:
+def test_queries_on_a_real_dataset(secure_api: GraphQLClient, query: str) -> None:
     """The same, with every `dataset: "..."` argument pointed at a dataset that exists."""
     real = re.sub(r'dataset: "(?:[^"\\]|\\.)*"', f'dataset: "{PUBLIC}"', query)
     _check(secure_api, {"query": real})
@@ -93,13 +93,13 @@ JSON = st.recursive(
                                             "dataset: $d, bodyId: $id) { bodyId } }"),
                            "variables": st.fixed_dictionaries({"d": JSON, "id": JSON})}),
 ))
-def test_arbitrary_json_bodies_never_500(secure_api: Api, body: object) -> None:
+def test_arbitrary_json_bodies_never_500(secure_api: GraphQLClient, body: object) -> None:
     _check(secure_api, body)
 
 
 @settings(max_examples=60, **FUZZ)
 @given(raw=st.binary(max_size=300))
-def test_arbitrary_bytes_never_500(secure_api: Api, raw: bytes) -> None:
+def test_arbitrary_bytes_never_500(secure_api: GraphQLClient, raw: bytes) -> None:
     _check(secure_api, None, raw=raw)
     _check(secure_api, None, raw=raw, path="/api/custom/custom")
 
@@ -107,7 +107,7 @@ def test_arbitrary_bytes_never_500(secure_api: Api, raw: bytes) -> None:
 @settings(max_examples=60, **FUZZ)
 @given(body=st.one_of(JSON, st.fixed_dictionaries(
     {"cypher": st.one_of(st.text(max_size=120), JSON)}, optional={"dataset": JSON})))
-def test_cypher_endpoint_bodies_never_500(open_api: Api, body: object) -> None:
+def test_cypher_endpoint_bodies_never_500(open_api: GraphQLClient, body: object) -> None:
     _check(open_api, body, path="/api/custom/custom")
 
 

@@ -17,7 +17,7 @@ from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 from connectome_query.graphql_api.custom_cypher import run_readonly
 from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
-from tests.security.conftest import PRIVATE, PUBLIC, Api
+from tests.support.graphql import PRIVATE, PUBLIC, GraphQLClient
 
 pytestmark = pytest.mark.neo4j
 
@@ -165,7 +165,7 @@ def test_cypher_endpoint_bad_requests(open_client: TestClient, body: object, sta
     assert "Traceback" not in response.text
 
 
-def test_cypher_endpoint_needs_all_dataset_token(secure_api: Api, store: TokenStore,
+def test_cypher_endpoint_needs_all_dataset_token(secure_api: GraphQLClient, store: TokenStore,
                                                  admin_token: str) -> None:
     body = {"cypher": "MATCH (m:Meta) RETURN m.dataset"}
     assert secure_api.http.post("/api/custom/custom", json=body).status_code == 403

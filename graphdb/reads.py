@@ -1,0 +1,76 @@
+"""Read-only transactions with a time limit, for the API and for export.
+
+Both run user-driven reads that may be slow or meet a server that is down. The two failures
+that a caller turns into its own message (a GraphQL error, an HTTP status) are raised here as
+`ReadTimedOut` and `GraphUnreachable`; any other driver error passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import neo4j
+from neo4j.exceptions import ClientError, ServiceUnavailable
+
+
+class ReadFailed(Exception):
+    """A read that did not complete for a reason the caller should explain to its user."""
+
+
+class ReadTimedOut(ReadFailed):
+    """The transaction ran past its time limit and the server ended it."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the read ran past its {timeout:.0f} s limit")
+        self.timeout = timeout
+
+
+class GraphUnreachable(ReadFailed):
+    """The server could not be reached."""
+
+
+def is_timeout(exc: ClientError) -> bool:
+    """Whether the server ended a transaction for running past its limit (or terminated it)."""
+    code = exc.code or ""
+    return "TransactionTimedOut" in code or "Terminated" in code
+
+
+@contextmanager
+def read_errors(timeout: float) -> Iterator[None]:
+    """Turn a timeout into `ReadTimedOut` and an unreachable server into `GraphUnreachable`."""
+    try:
+        yield
+    except ClientError as exc:
+        if is_timeout(exc):
+            raise ReadTimedOut(timeout) from None
+        raise
+    except ServiceUnavailable:
+        raise GraphUnreachable("the graph database is not reachable right now") from None
+
+
+def read_records(driver: neo4j.Driver, cypher: str, params: dict[str, Any], *,
+                 database: str, timeout: float) -> list[neo4j.Record]:
+    """Run `cypher` in a read transaction on the synchronous driver; all records at once."""
+    @neo4j.unit_of_work(timeout=timeout)
+    def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
+        return list(tx.run(cypher, params))
+
+    with read_errors(timeout), driver.session(
+            database=database, default_access_mode=neo4j.READ_ACCESS, fetch_size=-1) as session:
+        return session.execute_read(work)
+
+
+async def read_rows(driver: neo4j.AsyncDriver, cypher: str, params: dict[str, Any], *,
+                    database: str, timeout: float) -> list[dict[str, Any]]:
+    """Run `cypher` in a read transaction on the async driver; rows as dicts."""
+    @neo4j.unit_of_work(timeout=timeout)
+    async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
+        result = await tx.run(cypher, params)
+        return [record.data() for record in await result.fetch(10**9)]
+
+    with read_errors(timeout):
+        async with driver.session(database=database,
+                                  default_access_mode=neo4j.READ_ACCESS) as session:
+            return await session.execute_read(work)
