@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectome_query.cli.console import fail, out
+from connectome_query.cli.console import console, fail, out
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.progress import Tick, no_progress
 
 app = typer.Typer()
+
+
+@contextmanager
+def rich_progress(enabled: bool = True) -> Iterator[Tick]:
+    """A progress bar driven by the stages' tick(message, fraction done); no bar when not
+    `enabled`."""
+    if not enabled:
+        yield no_progress
+        return
+    with Progress(TextColumn("{task.description:<34}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as prog:
+        task = prog.add_task("starting", total=1.0)
+
+        def tick(msg: str, frac: float) -> None:
+            prog.update(task, description=msg, completed=min(max(frac, 0.0), 1.0))
+
+        yield tick
 
 
 def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
@@ -54,7 +75,7 @@ def synth_em(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
-    from connectome_query.reconstruct import pipeline, synth
+    from connectome_query.reconstruct import io, synth
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
@@ -62,9 +83,10 @@ def synth_em(
         cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
     except ValueError as e:
         raise fail(str(e), 2) from e
-    with pipeline.rich_progress(not quiet) as tick:
-        pipeline.synthesize(out_dir, cfg, tick)
+    with rich_progress(not quiet) as tick:
+        io.write_synthetic_em(out_dir, cfg, tick)
     out.print(f"wrote {out_dir}")
+
 
 @app.command("reconstruct")
 def reconstruct_cmd(
@@ -87,7 +109,7 @@ def reconstruct_cmd(
     from connectome_query.reconstruct import pipeline
 
     try:
-        with pipeline.rich_progress(not quiet) as tick:
+        with rich_progress(not quiet) as tick:
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick,
                                           net_path=net, augment=augment,
                                           block_sections=pipeline.BLOCK_SECTIONS
@@ -98,6 +120,7 @@ def reconstruct_cmd(
         out.print(metrics_table(result))
     out.print(f"wrote {out_run_dir}")
 
+
 @app.command("train-model")
 def train_model(
     em_dirs: Annotated[list[Path], typer.Argument(help="EM directories with truth/")],
@@ -106,14 +129,15 @@ def train_model(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the voxel classifier on EM directories with ground truth."""
-    from connectome_query.reconstruct import io, pipeline
+    from connectome_query.reconstruct import io, training
 
     try:
-        model = pipeline.train_from_dirs(em_dirs, seed)
+        model = training.train_from_dirs(em_dirs, seed)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     io.save_model(output, model)
     out.print(f"wrote {output}")
+
 
 @app.command("train-affinity-net")
 def train_affinity_net(
@@ -128,9 +152,7 @@ def train_affinity_net(
 ) -> None:
     """Train the affinity U-Net on synthetic volumes (the shipped weights came from
     this command; see reconstruct/affinity_net.py)."""
-    from rich.progress import Progress
-
-    from connectome_query.reconstruct import affinity_net, io, pipeline
+    from connectome_query.reconstruct import affinity_net, io, training
 
     if steps < 1 or volumes < 1:
         raise fail("--steps and --volumes must be at least 1", 2)
@@ -139,15 +161,15 @@ def train_affinity_net(
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     vs = (40.0, 16.0, 16.0)
-    data = pipeline.net_training_volumes(volumes, vs)
-    with Progress() as prog:
+    data = training.net_training_volumes(volumes, vs)
+    with Progress(console=console) as prog:
         task = prog.add_task("training", total=steps)
 
         def tick(i: int, loss: float) -> None:
             prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
 
         here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
-                f"seeds from {pipeline.NET_TRAINING_SEED}, clean and noisy")
+                f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
         if start is not None:  # keep the history of the weights fine-tuned from
             here = f"{start.meta.get('trained_on', str(init))}; then {here}"
         net = affinity_net.train(data, steps, seed=seed, init=start, lr=lr, tick=tick,

@@ -68,16 +68,15 @@ EM_SAMPLE_QUERY = """{
 
 def _demo_em(work: Path) -> None:
     """Synthesize a small EM volume with truth, reconstruct it, load the run directory."""
-    from connectome_query.reconstruct import pipeline, synth
-
+    from connectome_query.reconstruct import io, pipeline, synth
 
     em_dir, run_dir = work / "em", work / "run"
     cfg = synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", seed=1)
     console.print(f"[bold]synthesize an EM volume[/] (64^3 voxels, 16x16x40 nm) in {em_dir}")
-    with pipeline.rich_progress() as tick:
-        pipeline.synthesize(em_dir, cfg, tick)
+    with reconstruct.rich_progress() as tick:
+        io.write_synthetic_em(em_dir, cfg, tick)
     console.print(f"[bold]reconstruct it[/] into {run_dir}")
-    with pipeline.rich_progress() as tick:
+    with reconstruct.rich_progress() as tick:
         result = pipeline.reconstruct(em_dir, run_dir, tick=tick)
     console.print(reconstruct.metrics_table(result))
     console.print(f"[bold]ingest {run_dir}[/]")

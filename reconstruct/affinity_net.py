@@ -1,30 +1,13 @@
-"""A small 3D U-Net that predicts affinities from EM intensities (JAX; pure logic, no I/O).
+"""A small 3D U-Net that predicts affinities and clefts from EM intensities (JAX; no I/O).
 
-Why a network: a voxel classifier on filter features (`reconstruct.boundary`) sees each
-voxel through fixed filters and leaves about one cell-cell boundary edge in ten
-predicted as connected; with ERL's merger rule a few such leaks zero whole segments.
-A network trained on the affinities themselves learns where, inside the dark band of two
-touching membranes, the cut lies, and uses the sections above and below (see
-BENCHMARKS.md, Reconstruction).
-
-Choices:
-- Architecture: two convolutions at full resolution (the first in-plane only, since
-  sections are 2.5x thicker than pixels), one in-plane 2x downsampling, two convolutions
-  there, upsampling with a skip connection, two convolutions, then 4 output channels: the
-  three affinities (waterz layout, `affs[c]` links a voxel to its -1 neighbour along
-  axis c) and a synaptic-cleft logit. About 72k parameters: it trains on two CPU cores
-  in minutes and the weights ship with the package (`reconstruct/models/`).
-- Loss: binary cross-entropy, weighted so that edges inside cells, edges between two
-  cells and edges touching the outside carry fixed shares (cell-cell edges are rare but
-  decide merges), half of each spread over cells or touching pairs rather than voxels,
-  so thin axons count as much as somata (`loss_weights`).
-- Input: sections normalised and repaired exactly as for the voxel classifier
-  (`boundary.normalise_sections`, `boundary.repair_sections`).
-- JAX on CPU by default; the same code runs on a GPU when jax has CUDA support.
-- Prediction runs in equal tiles with a halo, so any volume size streams through with
-  one compiled shape. Tiles are as large as `TILE` allows: with XLA on CPU, a 64x256x256
-  tile predicts 3x faster per voxel than 24x192x192 ones on a 64x256x256 volume (less
-  halo and padding, better kernels; BENCHMARKS.md), and the outputs are identical.
+A voxel classifier on fixed filters (`boundary`) leaves about one cell-cell edge in ten connected,
+and with ERL's merger rule a few such leaks zero whole segments; a network trained on the
+affinities learns where inside two touching membranes the cut lies. About 72k parameters: two
+full-resolution convolutions (the first in-plane only: sections are 2.5x thicker than pixels), one
+in-plane 2x pooling level with a skip connection, and 4 outputs (affinities in the waterz layout,
+`affs[c]` linking a voxel to its -1 neighbour along axis c, and a cleft logit). It trains on two
+CPU cores in minutes and ships in `reconstruct/models/`. Prediction runs in equal tiles with a halo
+(one compiled shape for any volume); larger tiles predict faster per voxel, identically.
 """
 
 from __future__ import annotations
@@ -174,32 +157,21 @@ def loss_weights(labels: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.
     return y, np.minimum(m, 50.0)
 
 
-def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: int,
-          seed: int = 0, init: AffinityNet | None = None, lr: float = 1e-3,
-          crop: tuple[int, int, int] = (12, 48, 48), batch: int = 2,
-          tick: Callable[[int, float], None] | None = None,
-          trained_on: str = "",
-          voxel_size_zyx: tuple[float, float, float] = (40.0, 16.0, 16.0)) -> AffinityNet:
-    """Train on (image uint8, labels, cleft mask) volumes with Adam, random crops, flips
-    and in-plane transposes, and random gain/offset. The volumes' voxel size is recorded
-    in the weights: the network only knows that scale (`check_voxel_size`)."""
-    import jax
-    import jax.numpy as jnp
-
-    if not volumes:
-        raise ValueError("training needs at least one volume")
-    if init is not None:
-        check_voxel_size(init, voxel_size_zyx)
+def _check_training_volumes(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                            crop: tuple[int, int, int]) -> None:
     for img, lab, cl in volumes:
         if img.shape != lab.shape or img.shape != cl.shape:
             raise ValueError("image, labels and clefts must have one shape")
         if any(s < c for s, c in zip(img.shape, crop, strict=True)):
             raise ValueError(f"training volumes must be at least {crop} (z, y, x), "
                              f"got {img.shape}")
-    rng = np.random.default_rng(seed)
-    vols = [(prepare(img), lab, cl) for img, lab, cl in volumes]
-    params = init.params if init is not None else init_params(seed)
-    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in params]
+
+
+def _adam_step() -> Callable[..., Any]:
+    """One compiled Adam step on the weighted cross-entropy: (params, (mu, nu, t), x, y,
+    weights, rate) -> (params, (mu, nu, t), loss)."""
+    import jax
+    import jax.numpy as jnp
 
     def loss_fn(ps: Params, x: Any, y: Any, m: Any) -> Any:
         lg = forward(ps, x)
@@ -218,33 +190,66 @@ def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: i
                                                              + 1e-8), ps, mu, nu)
         return ps, (mu, nu, t), value
 
+    return step
+
+
+def _batch(vols: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rng: np.random.Generator,
+           crop: tuple[int, int, int], batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, targets, loss weights) of `batch` random crops, each flipped, transposed
+    in-plane and given a gain and offset at random."""
+    d, h, w = crop
+    xs, ys, ms = [], [], []
+    for _ in range(batch):
+        a, lab, cl = vols[int(rng.integers(len(vols)))]
+        z0 = int(rng.integers(0, a.shape[0] - d + 1))
+        y0 = int(rng.integers(0, a.shape[1] - h + 1))
+        x0 = int(rng.integers(0, a.shape[2] - w + 1))
+        sl = (slice(z0, z0 + d), slice(y0, y0 + h), slice(x0, x0 + w))
+        ia, la, ca = a[sl], lab[sl], cl[sl]
+        if rng.random() < 0.5:
+            ia, la, ca = ia[:, ::-1], la[:, ::-1], ca[:, ::-1]
+        if rng.random() < 0.5:
+            ia, la, ca = ia[:, :, ::-1], la[:, :, ::-1], ca[:, :, ::-1]
+        if h == w and rng.random() < 0.5:
+            ia, la, ca = (v.transpose(0, 2, 1) for v in (ia, la, ca))
+        ia = ia * rng.uniform(0.8, 1.2) + rng.normal(0, 0.1)
+        yt, mt = loss_weights(np.ascontiguousarray(la), np.ascontiguousarray(ca))
+        xs.append(np.ascontiguousarray(ia, np.float32)[None])
+        ys.append(yt)
+        ms.append(mt)
+    return np.stack(xs), np.stack(ys), np.stack(ms)
+
+
+def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: int,
+          seed: int = 0, init: AffinityNet | None = None, lr: float = 1e-3,
+          crop: tuple[int, int, int] = (12, 48, 48), batch: int = 2,
+          tick: Callable[[int, float], None] | None = None,
+          trained_on: str = "",
+          voxel_size_zyx: tuple[float, float, float] = (40.0, 16.0, 16.0)) -> AffinityNet:
+    """Train on (image uint8, labels, cleft mask) volumes with Adam, random crops, flips
+    and in-plane transposes, and random gain/offset. The volumes' voxel size is recorded
+    in the weights: the network only knows that scale (`check_voxel_size`)."""
+    import jax
+    import jax.numpy as jnp
+
+    if not volumes:
+        raise ValueError("training needs at least one volume")
+    if init is not None:
+        check_voxel_size(init, voxel_size_zyx)
+    _check_training_volumes(volumes, crop)
+    rng = np.random.default_rng(seed)
+    vols = [(prepare(img), lab, cl) for img, lab, cl in volumes]
+    params = init.params if init is not None else init_params(seed)
+    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in params]
+    step = _adam_step()
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     opt = (zeros, zeros, 0)
-    d, h, w = crop
     losses: list[float] = []
     for it in range(steps):
-        xs, ys, ms = [], [], []
-        for _ in range(batch):
-            a, lab, cl = vols[int(rng.integers(len(vols)))]
-            z0 = int(rng.integers(0, a.shape[0] - d + 1))
-            y0 = int(rng.integers(0, a.shape[1] - h + 1))
-            x0 = int(rng.integers(0, a.shape[2] - w + 1))
-            sl = (slice(z0, z0 + d), slice(y0, y0 + h), slice(x0, x0 + w))
-            ia, la, ca = a[sl], lab[sl], cl[sl]
-            if rng.random() < 0.5:
-                ia, la, ca = ia[:, ::-1], la[:, ::-1], ca[:, ::-1]
-            if rng.random() < 0.5:
-                ia, la, ca = ia[:, :, ::-1], la[:, :, ::-1], ca[:, :, ::-1]
-            if h == w and rng.random() < 0.5:
-                ia, la, ca = (v.transpose(0, 2, 1) for v in (ia, la, ca))
-            ia = ia * rng.uniform(0.8, 1.2) + rng.normal(0, 0.1)
-            yt, mt = loss_weights(np.ascontiguousarray(la), np.ascontiguousarray(ca))
-            xs.append(np.ascontiguousarray(ia, np.float32)[None])
-            ys.append(yt)
-            ms.append(mt)
+        x, y, m = _batch(vols, rng, crop, batch)
         rate = lr if it < 0.7 * steps else lr * 0.3
-        params, opt, value = step(params, opt, jnp.asarray(np.stack(xs)),
-                                  jnp.asarray(np.stack(ys)), jnp.asarray(np.stack(ms)), rate)
+        params, opt, value = step(params, opt, jnp.asarray(x), jnp.asarray(y), jnp.asarray(m),
+                                  rate)
         losses.append(float(value))
         if tick is not None:
             tick(it, losses[-1])

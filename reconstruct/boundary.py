@@ -1,25 +1,12 @@
-"""Affinity and synaptic-cleft prediction from EM intensities (pure logic, no I/O).
+"""A voxel classifier on filter features: clefts, and affinities from its classes (no I/O).
 
-Choices, and why:
-- Section repair first: each section is normalised by its own mean and spread (removes
-  drift between sections); blank (missing) sections are replaced by the mean of their
-  nearest good neighbours; sections shifted against both neighbours (phase correlation)
-  are shifted back. Neighbouring sections carry most of the missing information.
-- Features: anisotropic multi-scale filters (Gaussian, gradient magnitude, Laplacian of
-  Gaussian at in-plane sigmas 0.7-3 voxels, z sigma scaled by the voxel aspect ratio):
-  the ilastik recipe, cheap and on CuPy when a GPU is present (`reconstruct.xp`).
-- Classifier: one scikit-learn `HistGradientBoostingClassifier` over four voxel classes
-  (outside cells, membrane, interior, cleft), trained on a class-balanced sample.
-  Gradient boosting on histograms trains in seconds on ~10^5 samples, needs no feature
-  scaling and predicts fast enough for 256^3 volumes on two cores. (A first version
-  classified voxel pairs directly into affinities; pairs along a membrane inside one
-  cell look like boundaries but count as "connected", which taught it to connect
-  touching cells. Voxel classes have no such ambiguity.)
-- The pipeline uses this classifier for the cleft probability (`probabilities`); its
-  affinities now come from the network (`reconstruct.affinity_net`), which leaks far
-  less between touching cells (BENCHMARKS.md). `affinities_from_probabilities` still
-  derives waterz-layout affinities (`affs[c, z, y, x]` = affinity of a voxel to its -1
-  neighbour along axis c, 0 on the first plane) from the class probabilities.
+Sections are repaired first (each normalised by its own mean and spread, blank ones filled from
+their neighbours, ones shifted against both neighbours shifted back). Features are anisotropic
+multi-scale Gaussian filters (the ilastik recipe; on CuPy when a GPU is present, `xp`); one
+`HistGradientBoostingClassifier` sorts voxels into outside, membrane, interior, cleft and z-face
+classes (voxel classes, not voxel pairs: a pair along one cell's membrane would teach it to
+connect touching cells). The pipeline takes its cleft probability; affinities come from the
+network (`affinity_net`), which leaks far less between touching cells.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Volumes are zarr v3 via TensorStore (axes z, y, x) and, for Neuroglancer, neuroglancer
 precomputed (TensorStore axes x, y, z, channel). Every read validates what it gets and
-raises `ReconstructError` naming the file and the field at fault.
+raises `ReconstructError` naming the file and the field at fault. The layouts of the EM and run
+directories are in RUN_DIR.md.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ import numpy as np
 import pandas as pd
 import tensorstore as ts
 
+from connectome_query.reconstruct import synth
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.progress import Tick, no_progress
+from connectome_query.schema.vocabulary import Compartment
 
 CHUNK = (32, 128, 128)
+CREATED_BY = "connectome-query"
+SYNTH_SLAB = 32
+"""Sections a synthetic volume is rendered and written at a time."""
 
 SEGMENT_COLUMNS: dict[str, str] = {
     "segment_id": "int64",
@@ -165,13 +172,16 @@ def read_table(path: Path, what: str, columns: dict[str, str] | None = None) -> 
     return df
 
 
-def write_swc(path: Path, node_ids: np.ndarray, types: np.ndarray, xyz: np.ndarray,
+def write_swc(path: Path, node_ids: np.ndarray, compartments: np.ndarray, xyz: np.ndarray,
               radius: np.ndarray, parents: np.ndarray) -> None:
-    """Write one SWC file (ids 1-based; parent -1 for roots; coordinates in nm)."""
+    """Write one SWC file (ids 1-based; parent -1 for roots; coordinates in nm); each
+    node's compartment code becomes its SWC structure type."""
     lines = ["# SWC written by connectome-query; units nm; types 1 soma 2 axon 3 dendrite"
              " 5 axon initial segment 0 unknown"]
-    for i, t, (x, y, z), r, p in zip(node_ids, types, xyz, radius, parents, strict=True):
-        lines.append(f"{int(i)} {int(t)} {x:.1f} {y:.1f} {z:.1f} {r:.1f} {int(p)}")
+    for i, c, (x, y, z), r, p in zip(node_ids, compartments, xyz, radius, parents,
+                                     strict=True):
+        t = Compartment(int(c)).swc_type
+        lines.append(f"{int(i)} {t} {x:.1f} {y:.1f} {z:.1f} {r:.1f} {int(p)}")
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -220,3 +230,179 @@ def load_net(path: Path) -> Any:
     except Exception as e:
         raise ReconstructError(f"affinity network: {path} is not saved network weights: "
                                f"{e}") from e
+
+
+# ------------------------------------------------------------------------ the EM directory
+
+def read_volume_info(em_dir: Path) -> dict[str, Any]:
+    """volume.json of an EM directory, validated."""
+    em_dir = Path(em_dir)
+    if not em_dir.is_dir():
+        raise ReconstructError(f"EM directory {em_dir} does not exist")
+    info = read_json(em_dir / "volume.json", "volume description")
+    for key in ("voxel_size_nm", "shape_zyx"):
+        if key not in info:
+            raise ReconstructError(f"volume description: {em_dir / 'volume.json'} lacks {key!r}")
+        v = info[key]
+        if not (isinstance(v, list) and len(v) == 3 and all(
+                isinstance(x, int | float) and x > 0 for x in v)):
+            raise ReconstructError(f"volume description: {key!r} in {em_dir / 'volume.json'}"
+                                   f" must be three positive numbers, got {v!r}")
+    return info
+
+
+def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
+    """The EM image (uint8, z, y, x), checked against volume.json."""
+    path = Path(em_dir) / "image.zarr"
+    st = open_zarr(path, "EM image")
+    dtype = str(st.dtype.numpy_dtype)
+    if dtype != "uint8":
+        raise ReconstructError(f"EM image: {path} has dtype {dtype}, expected uint8")
+    if list(st.shape) != list(info["shape_zyx"]):
+        raise ReconstructError(f"EM image: {path} has shape {list(st.shape)}, but volume.json "
+                               f"field 'shape_zyx' says {info['shape_zyx']}")
+    return read_block(st, (slice(None),) * 3, path, "EM image")
+
+
+def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """Ground truth of an EM directory if present (segmentation, tables), checked."""
+    tdir = Path(em_dir) / "truth"
+    if not tdir.exists():
+        return None
+    path = tdir / "segmentation.zarr"
+    st = open_zarr(path, "ground truth")
+    if tuple(st.shape) != tuple(shape):
+        raise ReconstructError(f"ground truth: {path} has shape {list(st.shape)}, which does "
+                               f"not match the EM image shape {list(shape)}")
+    if str(st.dtype.numpy_dtype) not in ("uint64", "uint32"):
+        raise ReconstructError(f"ground truth: {path} has dtype {st.dtype.numpy_dtype}, "
+                               f"expected uint64")
+    seg = read_block(st, (slice(None),) * 3, path, "ground truth")
+    return {
+        "segmentation": seg.astype(np.uint64),
+        "segments": read_table(tdir / "segments.parquet", "ground truth", SEGMENT_COLUMNS),
+        "synapses": read_table(tdir / "synapses.parquet", "ground truth", SYNAPSE_COLUMNS),
+        "skeletons": read_table(tdir / "skeletons.parquet", "ground truth",
+                                {"segment_id": "", "node_id": "", "parent_id": "", "x": "",
+                                 "y": "", "z": ""}),
+    }
+
+
+def read_truth_clefts(em_dir: Path) -> np.ndarray:
+    """The ground-truth clefts of an EM directory (synapse id per voxel, 0 elsewhere)."""
+    path = Path(em_dir) / "truth" / "clefts.zarr"
+    return read_block(open_zarr(path, "clefts"), (slice(None),) * 3, path, "clefts")
+
+
+def open_affinities(path: Path, shape: tuple[int, ...]) -> Any:
+    """Affinities made elsewhere, opened and checked: zarr (3, z, y, x), waterz layout,
+    float in [0, 1] or uint8 (scaled by 1/255)."""
+    st = open_zarr(path, "affinities")
+    if tuple(st.shape) != (3, *shape):
+        raise ReconstructError(f"affinities: {path} has shape {list(st.shape)}, expected "
+                               f"{[3, *shape]} (channels z, y, x affinity to the -1 neighbour)")
+    dtype = np.dtype(st.dtype.numpy_dtype)
+    if dtype != np.uint8 and dtype.kind != "f":
+        raise ReconstructError(f"affinities: {path} has dtype {dtype}, expected float32 "
+                               f"or uint8")
+    return st
+
+
+def read_affinity_block(st: Any, path: Path, z0: int, z1: int) -> np.ndarray:
+    """Sections z0..z1 of opened affinities as float32 in [0, 1]."""
+    a = read_block(st, (slice(None), slice(z0, z1)), path, "affinities")
+    if a.dtype == np.uint8:
+        return np.multiply(a, np.float32(1 / 255), dtype=np.float32)
+    a = a.astype(np.float32, copy=False)
+    return np.clip(a, 0.0, 1.0, out=a)  # in place: a slab's copy less in memory
+
+
+def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """All of the affinities made elsewhere (see `open_affinities`)."""
+    return read_affinity_block(open_affinities(path, shape), path, 0, int(shape[0]))
+
+
+class ZarrLabels:
+    """A zarr label volume as the store of `segment.seeded_segmentation_blockwise`."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], attributes: dict[str, Any]):
+        self.path = Path(path)
+        self.store = create_zarr(self.path, shape, "uint64", attributes=attributes)
+
+    def write(self, z0: int, labels: np.ndarray) -> None:
+        self.store[z0:z0 + labels.shape[0]].write(labels.astype(np.uint64, copy=False)).result()
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        return read_block(self.store, slice(z0, z1), self.path, "segmentation")
+
+
+# --------------------------------------------------------------- writing a synthetic volume
+
+def _synthetic_volume_json(cfg: synth.SynthConfig, plan: synth.Plan) -> dict[str, Any]:
+    nz, ny, nx = cfg.shape_zyx
+    vz, vy, vx = cfg.voxel_size_zyx
+    return {"voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "seed": cfg.seed,
+            "preset": cfg.preset, "source": "synthetic", "created_by": CREATED_BY,
+            "missing_sections": sorted(plan.missing),
+            "shifted_sections": {str(k): list(v) for k, v in sorted(plan.shifts.items())}}
+
+
+def _write_truth_skeletons(out: Path, nodes: dict[str, np.ndarray]) -> None:
+    """truth/skeletons.parquet and one SWC file per cell under truth/skeletons/."""
+    sk = pd.DataFrame(nodes)
+    write_table(out / "truth" / "skeletons.parquet", sk)
+    for sid, g in sk.groupby("segment_id"):
+        ids = {n: i + 1 for i, n in enumerate(g["node_id"])}
+        write_swc(out / "truth" / "skeletons" / f"{sid}.swc", np.arange(1, len(g) + 1),
+                  g["compartment"].to_numpy(), g[["x", "y", "z"]].to_numpy(),
+                  g["radius"].to_numpy(), np.array([ids.get(int(p), -1) for p in g["parent_id"]]))
+
+
+def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
+                       tick: Tick = no_progress) -> dict[str, Any]:
+    """Write a synthetic EM directory (image + truth) slab by slab; returns volume.json."""
+    out = Path(out_dir)
+    (out / "truth" / "skeletons").mkdir(parents=True, exist_ok=True)
+    plan = synth.make_plan(cfg)
+    nz, ny, nx = cfg.shape_zyx
+    vz, vy, vx = cfg.voxel_size_zyx
+    attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
+    stores = {name: create_zarr(out / path, (nz, ny, nx), dtype, attributes=attrs)
+              for name, path, dtype in (("image", "image.zarr", "uint8"),
+                                        ("labels", "truth/segmentation.zarr", "uint64"),
+                                        ("compartments", "truth/compartments.zarr", "uint8"),
+                                        ("clefts", "truth/clefts.zarr", "uint64"))}
+    labels_pc = create_precomputed(out / "truth" / "segmentation.precomputed", (nz, ny, nx),
+                                   (vx, vy, vz))
+    image_pc = create_precomputed(out / "image.precomputed", (nz, ny, nx), (vx, vy, vz),
+                                  dtype="uint8", kind="image")
+    n_lab = int(plan.stamp_label.max()) + 1 if len(plan.stamp_label) else 1
+    sizes = np.zeros(n_lab, np.int64)
+    stats = np.zeros((len(plan.synapses), 9))
+    st_vox, inside = synth.stamp_voxels(plan)
+    labels_at = np.zeros(len(plan.stamps), np.int64)
+    for z0 in range(0, nz, SYNTH_SLAB):
+        z1 = min(z0 + SYNTH_SLAB, nz)
+        tick(f"synth sections {z0}-{z1}", z0 / nz)
+        s = synth.render_slab(plan, z0, z1)
+        for name, store in stores.items():
+            store[z0:z1].write(getattr(s, name)).result()
+        write_precomputed_block(labels_pc, z0, s.labels)
+        write_precomputed_block(image_pc, z0, s.image)
+        sizes += np.bincount(s.labels.ravel().astype(np.int64), minlength=n_lab)[:n_lab]
+        stats += s.cleft_stats
+        sel = inside & (st_vox[:, 0] >= z0) & (st_vox[:, 0] < z1)
+        v = st_vox[sel]
+        labels_at[sel] = s.labels[v[:, 0] - z0, v[:, 1], v[:, 2]].astype(np.int64)
+    tick("truth tables and skeletons", 0.95)
+    _write_truth_skeletons(out, synth.truth_skeleton_nodes(plan, labels_at))
+    write_table(out / "truth" / "segments.parquet",
+                pd.DataFrame(synth.segment_rows(plan, sizes), columns=list(SEGMENT_COLUMNS)),
+                SEGMENT_COLUMNS)
+    write_table(out / "truth" / "synapses.parquet",
+                pd.DataFrame(synth.synapse_rows(plan, stats), columns=list(SYNAPSE_COLUMNS)),
+                SYNAPSE_COLUMNS)
+    vol = _synthetic_volume_json(cfg, plan)
+    write_json(out / "volume.json", vol)
+    tick("done", 1.0)
+    return vol

@@ -1,26 +1,16 @@
-"""Skeletons (kimimaro), compartments and cell classes (pure logic, no I/O).
+"""Skeletons (kimimaro), somata, compartments and cell classes (pure logic, no I/O).
 
-- Soma: a segment whose largest inscribed radius (anisotropic EDT) reaches
-  `soma_radius_nm`; its centre is the deepest voxel.
-- Compartments on each skeleton: vertices within 1.15 soma radii of the centre are soma;
-  the remaining vertices split into branches at the soma. Of the branches the skeleton
-  joins to the soma, the axon is the one of thinnest proximal calibre (median radius
-  over its first `ais_length_nm` of cable): an axon initial segment is thinner than the
-  base of a dendrite. Its part within `ais_length_nm` straight distance of where it
-  leaves the soma (and twice that of cable) is the AIS: the AIS runs straight, and a
-  skeleton's path zig-zags between voxels. The other joined branches are dendrite.
-  (Until 2026-12-02 the axon was the branch holding most presynaptic sites, else the
-  thinnest by median radius; a bouton's nearest vertex often lies on a dendrite of its
-  own cell, and dendrites taper, so that rule put the AIS on the true axon of 10 of 23
-  cells of the benchmark's true segmentations, this one 19;
-  `bench/reconstruct/compartments.py`.)
-  Pieces the skeleton does not join to the soma, and segments without a soma (cut off
-  by the volume's faces): each vertex takes the role of the synapse nearest to it along
-  the cable, "axon" for one the segment makes, "dendrite" for one it receives (axons
-  carry a neuron's outputs, dendrites its inputs), "unknown" on a piece with none.
-- Class: a segment making >= 2 synapses with at least half onto AISs is "chandelier"
-  (that is what defines chandelier cells); else a segment with a soma is "pyramidal";
-  else "unknown".
+- Soma: a segment whose largest inscribed radius (anisotropic EDT) reaches `soma_radius_nm`.
+- Compartments: vertices near the soma are soma. Of the branches the skeleton joins to the soma,
+  the axon is the one thinnest over its first `ais_length_nm` of cable (an axon initial segment is
+  thinner than the base of a dendrite), and that first stretch of it is the AIS; the other
+  branches are dendrite. On the true segmentations of `bench/reconstruct/compartments.py` this
+  finds the axon of 19 of 23 cells; taking the branch with most presynaptic sites found 10 (a
+  bouton's nearest vertex often lies on a dendrite of its own cell).
+  Pieces not joined to a soma take the role of their nearest synapse along the cable: axon where
+  it is one the segment makes, dendrite where it receives it.
+- Class: a segment making >= 2 synapses with at least half onto AISs is a chandelier cell (that is
+  what defines them); else one with a soma is pyramidal; else unknown.
 """
 
 from __future__ import annotations
@@ -38,15 +28,19 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from connectome_query.reconstruct.synth import (
-    AIS_LENGTH_NM,
-    COMP_AIS,
-    COMP_AXON,
-    COMP_DENDRITE,
-    COMP_NAMES,
-    COMP_NONE,
-    COMP_SOMA,
-)
+from connectome_query.schema.vocabulary import CHANDELIER, PYRAMIDAL, Compartment
+
+AIS_LENGTH_NM = 450.0
+"""Cable from the soma that the compartment rule marks as axon initial segment, and over which
+it compares the branches' calibre. Real AISs are 20-60 um long; this default suits cells at the
+scale of the synthetic volumes (whose cells are scaled down to fit 64^3 voxels). Set it for real
+data."""
+UNKNOWN_CLASS = "unknown"
+"""The cell class of a segment that is neither chandelier nor pyramidal."""
+SOMA_RADIUS_NM = 135.0
+"""Inscribed radius from which a segment counts as having a soma."""
+SOMA_SHELL = 1.15
+"""Skeleton vertices within this many soma radii of the soma's centre are soma."""
 
 
 @dataclass
@@ -170,8 +164,6 @@ def skeletonize_blockwise(read: Callable[[int, int], np.ndarray], n_sections: in
     return out
 
 
-SOMA_RADIUS_NM = 135.0
-
 
 def find_somata(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
                 soma_radius_nm: float = SOMA_RADIUS_NM, z_offset: int = 0,
@@ -222,6 +214,31 @@ def find_somata_blockwise(read: Callable[[int, int], np.ndarray], n_sections: in
     return best
 
 
+def parents(sk: Skel) -> np.ndarray:
+    """Each vertex's parent (-1 for roots), edges oriented away from the first vertex of
+    each connected piece by a depth-first walk."""
+    n = len(sk.vertices)
+    parent = np.full(n, -1, np.int64)
+    adj: dict[int, list[int]] = {}
+    for a, b in sk.edges.tolist():
+        adj.setdefault(a, []).append(b)
+        adj.setdefault(b, []).append(a)
+    seen = np.zeros(n, bool)
+    for r in range(n):
+        if seen[r]:
+            continue
+        seen[r] = True
+        stack = [r]
+        while stack:
+            u = stack.pop()
+            for w in adj.get(u, []):
+                if not seen[w]:
+                    seen[w] = True
+                    parent[w] = u
+                    stack.append(w)
+    return parent
+
+
 def segment_sizes(seg: np.ndarray) -> dict[int, int]:
     """Voxel count of each non-zero segment."""
     ids, n = np.unique(seg[seg != 0], return_counts=True)
@@ -243,7 +260,7 @@ def _by_nearest_site(sk: Skel, presyn_xyz: np.ndarray,
     synapse nearest to it along the cable, axon for a site the segment makes, dendrite
     for one it receives (a tie goes to dendrite); unknown where its piece has none."""
     n = len(sk.vertices)
-    comp = np.full(n, COMP_NONE, np.uint8)
+    comp = np.full(n, Compartment.UNKNOWN, np.uint8)
     g = _cable_graph(sk)
     tree = cKDTree(sk.vertices)
     dist = []
@@ -254,20 +271,20 @@ def _by_nearest_site(sk: Skel, presyn_xyz: np.ndarray,
         _, at = tree.query(np.asarray(xyz, float).reshape(-1, 3))
         dist.append(dijkstra(g, indices=np.unique(at), min_only=True))
     d_pre, d_post = dist
-    comp[np.isfinite(d_pre) & (d_pre < d_post)] = COMP_AXON
-    comp[np.isfinite(d_post) & (d_post <= d_pre)] = COMP_DENDRITE
+    comp[np.isfinite(d_pre) & (d_pre < d_post)] = Compartment.AXON
+    comp[np.isfinite(d_post) & (d_post <= d_pre)] = Compartment.DENDRITE
     return comp
 
 
 def soma_branches(sk: Skel, soma: tuple[np.ndarray, float]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(in_soma, branch, path) per vertex: within 1.15 soma radii of the centre; the
+    """(in_soma, branch, path) per vertex: within SOMA_SHELL soma radii of the centre; the
     branch (connected piece of the skeleton without those vertices); the cable from the
     vertex nearest the centre (inf on pieces the skeleton does not join to it)."""
     n = len(sk.vertices)
     centre, rs = soma
     dist_c = np.linalg.norm(sk.vertices - centre, axis=1)
-    in_soma = dist_c <= 1.15 * rs
+    in_soma = dist_c <= SOMA_SHELL * rs
     e = sk.edges
     keep = ~in_soma[e[:, 0]] & ~in_soma[e[:, 1]]
     gb = coo_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(n, n))
@@ -282,14 +299,14 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     """Compartment code per skeleton vertex (see module docstring). `presyn_xyz` and
     `postsyn_xyz` (nm) are the synapses the segment makes and receives."""
     n = len(sk.vertices)
-    comp = np.full(n, COMP_NONE, np.uint8)
+    comp = np.full(n, Compartment.UNKNOWN, np.uint8)
     if n == 0:
         return comp
     received = np.zeros((0, 3)) if postsyn_xyz is None else postsyn_xyz
     if soma is None:
         return _by_nearest_site(sk, presyn_xyz, received)
     in_soma, branch, path = soma_branches(sk, soma)
-    comp[in_soma] = COMP_SOMA
+    comp[in_soma] = Compartment.SOMA
     rest = np.nonzero(~in_soma)[0]
     if len(rest) == 0:
         return comp
@@ -300,7 +317,7 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
     attached = rest[reached]
     if len(attached) == 0:
         return comp
-    comp[attached] = COMP_DENDRITE
+    comp[attached] = Compartment.DENDRITE
     axon, thinnest = -1, np.inf
     for b in np.unique(branch[attached]).tolist():
         idx = attached[branch[attached] == b]
@@ -309,14 +326,14 @@ def label_compartments(sk: Skel, soma: tuple[np.ndarray, float] | None,
         if calibre < thinnest:
             axon, thinnest = b, calibre
     ax = attached[branch[attached] == axon]
-    comp[ax] = COMP_AXON
+    comp[ax] = Compartment.AXON
     # the AIS runs straight: its length is measured as the distance from where the
     # branch leaves the soma (a skeleton's path zig-zags between voxels and overstates
     # its cable by a fifth or so), on the part within twice that length of cable
     first = ax[np.argmin(path[ax])]
     straight = np.linalg.norm(sk.vertices[ax] - sk.vertices[first], axis=1)
     comp[ax[(straight <= ais_length_nm)
-            & (path[ax] - path[first] <= 2 * ais_length_nm)]] = COMP_AIS
+            & (path[ax] - path[first] <= 2 * ais_length_nm)]] = Compartment.AIS
     return comp
 
 
@@ -340,23 +357,23 @@ def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int
     for i in range(len(syn)):
         target = skels.get(int(post[i]))
         if target is None or len(target.vertices) == 0:
-            post_comp.append("unknown")
+            post_comp.append(Compartment.UNKNOWN.label)
             continue
         k = int(np.argmin(np.linalg.norm(target.vertices - xyz[i], axis=1)))
-        post_comp.append(COMP_NAMES[int(target.compartment[k])])
+        post_comp.append(Compartment(int(target.compartment[k])).label)
     syn = syn.copy()
     syn["post_compartment"] = pd.Series(post_comp, index=syn.index, dtype="string")
     rows = []
     for sid, size in sorted(sizes.items()):
         out = syn[syn["pre_segment_id"] == sid]
-        n_ais = int((out["post_compartment"] == "ais").sum())
+        n_ais = int((out["post_compartment"] == Compartment.AIS.label).sum())
         soma = somata.get(int(sid))
         if len(out) >= 2 and n_ais * 2 >= len(out):
-            cls = "chandelier"
+            cls = CHANDELIER
         elif soma is not None:
-            cls = "pyramidal"
+            cls = PYRAMIDAL
         else:
-            cls = "unknown"
+            cls = UNKNOWN_CLASS
         c = soma[0] if soma is not None else (None, None, None)
         rows.append((int(sid), int(size), c[0], c[1], c[2], cls))
     seg_df = pd.DataFrame(rows, columns=["segment_id", "size_voxels", "soma_x", "soma_y",

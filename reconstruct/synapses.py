@@ -1,27 +1,12 @@
 """Synapse detection and partner assignment (pure logic, no I/O).
 
-Clefts are connected components (cc3d, 26-connected) of the thresholded cleft
-probability. Choices, and why:
-- Partners come from the contact itself: a cleft straddles the membranes of the two
-  cells it joins, so the segment pairs that touch each other *inside* a cleft component
-  are its partner pairs. One component can hold several synapses (a bouton touching two
-  cells, or two neighbouring boutons onto one cell): each touching pair with enough
-  contact becomes its own synapse, and the component's voxels go to the pair whose
-  contact surface is nearest. Only when no pair touches inside the component (a cleft
-  seen on one side) do the two segments with most voxels around it stand in.
-- Pre and post from vesicle evidence: the presynaptic bouton holds a dense vesicle cloud
-  right behind the cleft, darker than plain cytoplasm. Each side is judged by the mean
-  normalised intensity of its own voxels within `vesicle_nm` of the cleft, leaving out
-  those within two voxels in-plane of its outline (membranes are darker still and would
-  swamp the cloud; thin processes would otherwise look dark). Looking further than the
-  cloud reaches picks up other boutons nearby (reciprocal contacts are common).
-- Clefts cut by the volume edge are shown only in part: a component touching the edge is
-  kept from `min_edge_voxels`, one inside from `min_voxels`.
-- A cleft longer than `max_cleft_nm` is split where it narrows to a neck (boutons of a
-  multi-synaptic run sit close enough for their clefts to touch).
-- Big volumes go slab by slab (`detect_blockwise`): each slab is read with a halo of
-  sections, and a cleft component belongs to the slab holding its first section, so each
-  is found once, with the same voxels and context as in the whole volume.
+Clefts are connected components (cc3d, 26-connected) of the thresholded cleft probability. The
+partners of a cleft are the segment pairs that touch each other inside it (one cleft component can
+hold several synapses; each voxel goes to the nearest contact), and the presynaptic side is the
+darker one: a bouton holds a dense vesicle cloud right behind the cleft. Clefts cut by the volume's
+edge are kept from fewer voxels; a long cleft is split where it narrows to a neck (boutons of a
+multi-synaptic run). `detect_blockwise` goes slab by slab with a halo, each cleft kept by the slab
+holding its first section, so each is found once with the same context as in the whole volume.
 """
 
 from __future__ import annotations
@@ -192,6 +177,39 @@ def _touches_edge(bbox: tuple[slice, ...], shape: tuple[int, ...],
                                                                strict=True)))
 
 
+def _partners(comp: np.ndarray, seg: np.ndarray, vs: np.ndarray, gap_nm: float,
+              min_contact: int, min_share: float) -> list[tuple[int, int, np.ndarray]]:
+    """Partner pairs of one cleft component and their voxels (`split_by_pair` once the gap
+    in the labels is filled); when no pair touches inside it, the two segments with most
+    voxels around it, or none."""
+    parts = split_by_pair(comp, fill_cleft_labels(comp, seg, vs, gap_nm), vs, min_contact,
+                          min_share)
+    if parts:
+        return parts
+    near = ndi.binary_dilation(comp, np.ones((3, 3, 3), bool), iterations=1)
+    labs, cnt = np.unique(seg[near], return_counts=True)
+    keep = labs != 0
+    labs, cnt = labs[keep], cnt[keep]
+    if len(labs) < 2:
+        return []
+    order = np.argsort(-cnt)
+    return [(int(labs[order[0]]), int(labs[order[1]]), comp)]
+
+
+def _orient(img: np.ndarray, seg: np.ndarray, prob: np.ndarray, vox: np.ndarray, a: int,
+            b: int, vs: np.ndarray, vesicle_nm: float) -> tuple[int, int, float] | None:
+    """(pre, post, confidence) of the cleft voxels `vox` between segments a and b: the
+    darker side (the vesicle cloud) is presynaptic; None when a side cannot be judged."""
+    da = side_darkness(img, seg, vox, a, vs, vesicle_nm)
+    db = side_darkness(img, seg, vox, b, vs, vesicle_nm)
+    if np.isnan(da) or np.isnan(db):
+        return None
+    pre, post = (a, b) if da < db else (b, a)
+    contrast = abs(da - db)
+    conf = float(np.clip(prob[vox].mean() * (0.5 + 0.5 * np.tanh(contrast / 0.3)), 0, 1))
+    return pre, post, conf
+
+
 def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
            voxel_size_zyx: tuple[float, float, float], threshold: float = 0.7,
            min_voxels: int = 20, min_edge_voxels: int = 8, vesicle_nm: float = 90.0,
@@ -236,32 +254,17 @@ def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
         sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         c = comps[sl] == cid
         sg = seg[sl]
-        parts = split_by_pair(c, fill_cleft_labels(c, sg, vs, gap_nm), vs, min_contact,
-                              min_share)
-        if not parts:
-            near = ndi.binary_dilation(c, np.ones((3, 3, 3), bool), iterations=1)
-            labs, cnt = np.unique(sg[near], return_counts=True)
-            keep = labs != 0
-            labs, cnt = labs[keep], cnt[keep]
-            if len(labs) < 2:
-                continue
-            order = np.argsort(-cnt)
-            parts = [(int(labs[order[0]]), int(labs[order[1]]), c)]
         prob = cleft_prob[sl]
-        pieces = [(a, b, v) for a, b, vox in parts
+        pieces = [(a, b, v) for a, b, vox in _partners(c, sg, vs, gap_nm, min_contact, min_share)
                   for v in split_long(vox, vs, max_cleft_nm, neck)]
         for a, b, vox in pieces:
             k = int(vox.sum())
             if k < floor:
                 continue
-            da = side_darkness(img[sl], sg, vox, a, vs, vesicle_nm)
-            db = side_darkness(img[sl], sg, vox, b, vs, vesicle_nm)
-            if np.isnan(da) or np.isnan(db):
+            found = _orient(img[sl], sg, prob, vox, a, b, vs, vesicle_nm)
+            if found is None:
                 continue
-            pre, post = (a, b) if da < db else (b, a)
-            contrast = abs(da - db)
-            conf = float(np.clip(prob[vox].mean() * (0.5 + 0.5 * np.tanh(contrast / 0.3)),
-                                 0, 1))
+            pre, post, conf = found
             z, y, x = (np.argwhere(vox).mean(axis=0) + np.array(lo) + [z_offset, 0, 0]) * vs
             rows.append((pre, post, float(x), float(y), float(z), k, conf))
     df = pd.DataFrame(rows, columns=COLUMNS)

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from connectome_query.reconstruct import boundary, io, metrics, pipeline, segment, synth
+from connectome_query.reconstruct import boundary, io, metrics, scoring, segment, synth
 
 VS = (40.0, 16.0, 16.0)
 
 
 def child(mode: str, em: Path, affs_zarr: Path, out: Path, slab: int) -> None:
     """One mode in this process; prints a JSON line."""
-    shape = tuple(pipeline.read_volume_info(em)["shape_zyx"])
+    shape = tuple(io.read_volume_info(em)["shape_zyx"])
     # load the kernels and libraries first, so the peak above this is the work's own
     small = np.random.default_rng(0).random((3, 16, 32, 32)).astype(np.float32)
     segment.seeded_segmentation(small, VS)
@@ -41,13 +41,13 @@ def child(mode: str, em: Path, affs_zarr: Path, out: Path, slab: int) -> None:
     base_mb = _status_mb("VmHWM")
     t = time.perf_counter()
     if mode == "whole":
-        seg = segment.seeded_segmentation(pipeline.read_affinities(affs_zarr, shape), VS)
+        seg = segment.seeded_segmentation(io.read_affinities(affs_zarr, shape), VS)
         io.write_zarr(out, seg)
     else:
-        st = pipeline.open_affinities(affs_zarr, shape)
-        labels = pipeline.ZarrLabels(out, shape, {})
+        st = io.open_affinities(affs_zarr, shape)
+        labels = io.ZarrLabels(out, shape, {})
         segment.seeded_segmentation_blockwise(
-            lambda z0, z1: pipeline.read_affinity_block(st, affs_zarr, z0, z1), shape, VS,
+            lambda z0, z1: io.read_affinity_block(st, affs_zarr, z0, z1), shape, VS,
             labels, slab=slab)
     dt = time.perf_counter() - t
     peak_mb = _status_mb("VmHWM")
@@ -95,8 +95,8 @@ def main() -> None:
         z, y, x = (int(v) for v in args.synthetic.split(","))
         em = args.workdir / f"em_{z}x{y}x{x}_clean_{args.seed}"
         if not (em / "volume.json").exists():
-            pipeline.synthesize(em, synth.SynthConfig((z, y, x), VS, "clean", args.seed))
-        gt = pipeline.read_truth(em, (z, y, x))
+            io.write_synthetic_em(em, synth.SynthConfig((z, y, x), VS, "clean", args.seed))
+        gt = io.read_truth(em, (z, y, x))
         assert gt is not None
         io.write_zarr(affs_zarr, boundary.true_affinities(gt["segmentation"]))
     else:
@@ -106,7 +106,7 @@ def main() -> None:
             sys.exit(f"no cached affinities in {em}: run bench/reconstruct/run.py "
                      "--workdir first, or pass --synthetic")
         io.write_zarr(affs_zarr, np.load(cached[-1]))
-    truth = pipeline.read_truth(em, tuple(pipeline.read_volume_info(em)["shape_zyx"]))
+    truth = io.read_truth(em, tuple(io.read_volume_info(em)["shape_zyx"]))
     assert truth is not None
     rows, segs = [], {}
     for mode in ("whole", "blockwise"):
@@ -117,7 +117,7 @@ def main() -> None:
                              check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         seg = io.read_block(io.open_zarr(out), slice(None), out)
-        sc = pipeline.segmentation_scores(seg, truth, VS)
+        sc = scoring.segmentation_scores(seg, truth, VS)
         row.update({"nerl": sc["nerl"], "voi": sc["voi"]})
         rows.append(row)
         segs[mode] = seg

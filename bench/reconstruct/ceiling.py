@@ -32,41 +32,43 @@ from connectome_query.reconstruct import (
     affinity_net,
     boundary,
     io,
-    pipeline,
+    prediction,
+    scoring,
     segment,
     synapses,
     synth,
+    training,
 )
 
 
 def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.AffinityNet,
                  vs: tuple[float, float, float]) -> dict[str, Any]:
     """Scores of one EM directory with predicted and with perfect inputs."""
-    info = pipeline.read_volume_info(em)
-    img = pipeline.read_image(em, info)
-    truth = pipeline.read_truth(em, img.shape)
+    info = io.read_volume_info(em)
+    img = io.read_image(em, info)
+    truth = io.read_truth(em, img.shape)
     assert truth is not None
     gt = truth["segmentation"]
     cp = em / "truth" / "clefts.zarr"
     clefts = io.read_block(io.open_zarr(cp, "clefts"), (slice(None),) * 3, cp, "clefts")
     t = time.perf_counter()
-    cleft_prob = pipeline.predict_clefts(model, img, vs)
+    cleft_prob = prediction.clefts(model, img, vs)
     assert cleft_prob is not None
     affs, _ = affinity_net.predict(net, img, augment=True)
     t_pred = time.perf_counter() - t
     seg = segment.seeded_segmentation(affs, vs)
     seg_true = segment.seeded_segmentation(boundary.true_affinities(gt), vs)
-    ours = pipeline.segmentation_scores(seg, truth, vs)
-    ceil = pipeline.segmentation_scores(seg_true, truth, vs)
+    ours = scoring.segmentation_scores(seg, truth, vs)
+    ceil = scoring.segmentation_scores(seg_true, truth, vs)
     syn = synapses.detect(cleft_prob, seg, img, vs)
     syn["post_compartment"] = "unknown"
     syn_pc = synapses.detect(cleft_prob, gt, img, vs)
     syn_pc["post_compartment"] = "unknown"
     syn_true = synapses.detect((clefts != 0).astype(np.float32), gt, img, vs)
     syn_true["post_compartment"] = "unknown"
-    s_ours = pipeline.synapse_metrics(seg, syn, truth)
-    s_pc = pipeline.synapse_metrics(gt, syn_pc, truth)
-    s_ceil = pipeline.synapse_metrics(gt, syn_true, truth)
+    s_ours = scoring.synapse_metrics(seg, syn, truth)
+    s_pc = scoring.synapse_metrics(gt, syn_pc, truth)
+    s_ceil = scoring.synapse_metrics(gt, syn_true, truth)
     return {"em": str(em), "predict_s": t_pred,
             "nerl": ours["nerl"], "voi_split": ours["voi_split"],
             "voi_merge": ours["voi_merge"],
@@ -86,13 +88,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3", help="comma list of volume seeds")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/ceiling.json"))
-    ap.add_argument("--net", type=Path, default=pipeline.DEFAULT_NET,
+    ap.add_argument("--net", type=Path, default=training.DEFAULT_NET,
                     help="affinity-network weights")
     args = ap.parse_args()
     vs = (40.0, 16.0, 16.0)
     con = Console(width=160)
     t = time.perf_counter()
-    model = pipeline.default_model(vs, 0)
+    model = training.default_model(vs, 0)
     net = io.load_net(args.net)
     t_model = time.perf_counter() - t
     rows = []
@@ -100,7 +102,7 @@ def main() -> None:
         for s in (int(x) for x in args.seeds.split(",") if x.strip()):
             em = Path(tmp) / f"em{s}"
             n = args.size
-            pipeline.synthesize(em, synth.SynthConfig((n, n, n), vs, args.preset, s))
+            io.write_synthetic_em(em, synth.SynthConfig((n, n, n), vs, args.preset, s))
             rows.append({"seed": s, **score_volume(em, model, net, vs)})
     tab = Table(title=f"Quality with predicted vs perfect inputs ({args.size}^3, "
                       f"{args.preset})")

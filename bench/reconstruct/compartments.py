@@ -3,14 +3,14 @@ and how often a cell's axon initial segment is put on its true axon.
 
 Runs `connectome reconstruct`'s pipeline on synthetic volumes and scores, on the synapses
 matched to ground truth, the compartments the pipeline wrote beside a baseline computed
-from the same run's tables: the rule used until 2026-12-02, under which a segment
-without a soma in the volume was all "axon" if it made a synapse, else all "unknown"
-(synapses onto segments with a soma get the same answer under both rules).
+from the same run's tables: a simpler rule under which a segment without a soma in the
+volume is all "axon" if it makes a synapse, else all "unknown" (synapses onto segments
+with a soma get the same answer under both rules).
 
 On the true segmentations of the same volumes (so segmentation errors do not count),
 it also checks every cell with a soma whose true AIS its skeleton reaches: is the AIS
-`skeleton.label_compartments` marks on the cell's true AIS or axon? The baseline is the
-rule used until the second change of 2026-12-02 (`axon_by_presynaptic_sites`).
+`skeleton.label_compartments` marks on the cell's true AIS or axon? The baseline takes the
+branch with most presynaptic sites for the axon (`axon_by_presynaptic_sites`).
 
     uv run python bench/reconstruct/compartments.py --seeds 1,2,3,4,10,11,12,13
 """
@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from scipy.spatial import cKDTree
 
-from connectome_query.reconstruct import io, metrics, pipeline, skeleton, synth
+from connectome_query.reconstruct import io, metrics, pipeline, skeleton, synth, training
+from connectome_query.schema.vocabulary import Compartment
 
 VS = (40.0, 16.0, 16.0)
 
@@ -49,9 +50,9 @@ def matched(run: Path, truth: dict) -> list[tuple[int, int]]:
 
 def axon_by_presynaptic_sites(sk: skeleton.Skel, soma: tuple[np.ndarray, float],
                               presyn_xyz: np.ndarray) -> np.ndarray:
-    """Baseline: the AIS as the rule used until 2026-12-02 put it (True per vertex). The
-    axon is the branch at the soma nearest to most of the cell's presynaptic sites,
-    with no site the thinnest by median radius; its first AIS length is the AIS."""
+    """Baseline: the AIS by presynaptic sites (True per vertex). The axon is the branch
+    at the soma nearest to most of the cell's presynaptic sites, with no site the
+    thinnest by median radius; its first AIS length is the AIS."""
     in_soma, branch, path = skeleton.soma_branches(sk, soma)
     rest = np.nonzero(~in_soma)[0]
     ais = np.zeros(len(sk.vertices), bool)
@@ -71,7 +72,7 @@ def axon_by_presynaptic_sites(sk: skeleton.Skel, soma: tuple[np.ndarray, float],
     ax = rest[branch[rest] == axon]
     reach = path[ax][np.isfinite(path[ax])]
     if len(reach):
-        ais[ax[path[ax] - reach.min() <= synth.AIS_LENGTH_NM]] = True
+        ais[ax[path[ax] - reach.min() <= skeleton.AIS_LENGTH_NM]] = True
     return ais
 
 
@@ -91,12 +92,12 @@ def ais_on_true_cells(cfg: synth.SynthConfig) -> list[dict]:
         ix = np.clip(np.round(sk.vertices / vs).astype(int), 0,
                      np.array(slab.labels.shape[::-1]) - 1)
         true = slab.compartments[ix[:, 2], ix[:, 1], ix[:, 0]]
-        if not (true == synth.COMP_AIS).any():
+        if not (true == Compartment.AIS).any():
             continue
         pre = plan.synapses[plan.synapse_pre == sid, :3][:, ::-1]  # zyx -> xyz nm
-        ours = skeleton.label_compartments(sk, soma, pre) == synth.COMP_AIS
+        ours = skeleton.label_compartments(sk, soma, pre) == Compartment.AIS
         base = axon_by_presynaptic_sites(sk, soma, pre)
-        right = np.isin(true, [synth.COMP_AIS, synth.COMP_AXON, synth.COMP_SOMA])
+        right = np.isin(true, [Compartment.AIS, Compartment.AXON, Compartment.SOMA])
         out.append({"seed": cfg.seed, "cell": int(sid),
                     "class": plan.neuron_class.get(int(sid), "?"),
                     "ours": float(right[ours].mean()) if ours.any() else 0.0,
@@ -116,13 +117,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = work / "model.joblib"
-        io.save_model(model, pipeline.default_model(VS, seed=0))
+        io.save_model(model, training.default_model(VS, seed=0))
         for seed in (int(s) for s in args.seeds.split(",")):
             em, run = work / f"em{seed}", work / f"run{seed}"
-            pipeline.synthesize(em, synth.SynthConfig((args.size,) * 3, VS, "clean", seed))
+            io.write_synthetic_em(em, synth.SynthConfig((args.size,) * 3, VS, "clean", seed))
             pipeline.reconstruct(em, run, model)
-            info = pipeline.read_volume_info(em)
-            truth = pipeline.read_truth(em, tuple(int(n) for n in info["shape_zyx"]))
+            info = io.read_volume_info(em)
+            truth = io.read_truth(em, tuple(int(n) for n in info["shape_zyx"]))
             assert truth is not None
             syn = pd.read_parquet(run / "synapses.parquet")
             segs = pd.read_parquet(run / "segments.parquet")

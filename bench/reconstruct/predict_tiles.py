@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from connectome_query.reconstruct import affinity_net, io, pipeline, synth
+from connectome_query.reconstruct import affinity_net, io, synth, training
 
 OLD_TILE = (24, 192, 192)
 
@@ -29,9 +29,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/predict_tiles.json"))
     args = ap.parse_args()
     z, y, x = (int(v) for v in args.shape.split(","))
-    img = pipeline.synthesize_in_memory(
+    img = synth.synthesize(
         synth.SynthConfig((z, y, x), (40.0, 16.0, 16.0), "clean", args.seed)).image
-    net = io.load_net(pipeline.DEFAULT_NET)
+    net = io.load_net(training.DEFAULT_NET)
     new_tile = affinity_net.TILE
     rows = {}
     outs = {}

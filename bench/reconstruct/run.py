@@ -24,7 +24,16 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from connectome_query.reconstruct import affinity_net, boundary, io, pipeline, segment, synth
+from connectome_query.cli.reconstruct import rich_progress
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    scoring,
+    segment,
+    synth,
+    training,
+)
 
 
 def keep_freed_memory() -> bool:
@@ -106,22 +115,22 @@ def main() -> None:
         em = work / f"em_{n}_{args.preset}_{args.seed}"
         t = time.perf_counter()
         if not (em / "volume.json").exists():
-            with pipeline.rich_progress() as tick:
-                pipeline.synthesize(em, cfg, tick)
+            with rich_progress() as tick:
+                io.write_synthetic_em(em, cfg, tick)
         t_syn = time.perf_counter() - t
-        info = pipeline.read_volume_info(em)
-        img = pipeline.read_image(em, info)
-        truth = pipeline.read_truth(em, img.shape)
+        info = io.read_volume_info(em)
+        img = io.read_image(em, info)
+        truth = io.read_truth(em, img.shape)
         assert truth is not None
         # cached per network weights (a kept volume is reused as it is: use a fresh
         # --workdir after changing the synthesis)
-        net_tag = hashlib.sha1(pipeline.DEFAULT_NET.read_bytes()).hexdigest()[:10]
+        net_tag = hashlib.sha1(training.DEFAULT_NET.read_bytes()).hexdigest()[:10]
         cache = em / f"predicted_affinities_{net_tag}.npy"
         t = time.perf_counter()
         if cache.exists():
             affs = np.load(cache)
         else:
-            affs, _ = affinity_net.predict(io.load_net(pipeline.DEFAULT_NET), img)
+            affs, _ = affinity_net.predict(io.load_net(training.DEFAULT_NET), img)
             if ap_work:
                 np.save(cache, affs)
         t_pred = time.perf_counter() - t
@@ -170,7 +179,7 @@ def main() -> None:
     for name in once:
         run(name)
     for name in timed:
-        sc = pipeline.segmentation_scores(segs[name], truth, vs)
+        sc = scoring.segmentation_scores(segs[name], truth, vs)
         best = min(times[name])
         rows.append({"method": name, "seconds": best, "mvox_per_s": nvox / best / 1e6,
                      "median_seconds": float(np.median(times[name])),
@@ -181,7 +190,7 @@ def main() -> None:
     stages = stage_times(affs, vs, params, args.repeats) if "ours" not in skip else {}
     for k, v in stages.items():
         con.print(f"  ours, {k}: {v:.3f} s")
-    perfect = pipeline.segmentation_scores(
+    perfect = scoring.segmentation_scores(
         segment.seeded_segmentation(boundary.true_affinities(truth["segmentation"]), vs,
                                     params), truth, vs)
     tab = Table(title=f"Segmentation at {n}^3 ({args.preset}, seed {args.seed}), "

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from connectome_query.reconstruct import boundary, io, pipeline, segment, synth
+from connectome_query.reconstruct import boundary, io, pipeline, segment, synth, training
 
 VS = (40.0, 16.0, 16.0)
 
@@ -87,11 +87,11 @@ def main() -> None:
     shape = tuple(int(t) for t in args.shape.split(","))
     em = work / "em"
     if not (em / "volume.json").exists():
-        pipeline.synthesize(em, synth.SynthConfig(shape, VS, "clean", 0))  # type: ignore[arg-type]
-        truth = pipeline.read_truth(em, shape)
+        io.write_synthetic_em(em, synth.SynthConfig(shape, VS, "clean", 0))  # type: ignore[arg-type]
+        truth = io.read_truth(em, shape)
         assert truth is not None
         io.write_zarr(work / "affs.zarr", boundary.true_affinities(truth["segmentation"]))
-        io.save_model(work / "model.joblib", pipeline.default_model(VS, seed=0))
+        io.save_model(work / "model.joblib", training.default_model(VS, seed=0))
         shutil.rmtree(work / "em_notruth", ignore_errors=True)
         shutil.copytree(em, work / "em_notruth", ignore=shutil.ignore_patterns("truth"))
     runs = [int(t) for t in args.block_sections.split(",")]

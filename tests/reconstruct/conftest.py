@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectome_query.reconstruct import io, pipeline, synth
+from connectome_query.reconstruct import affinity_net, io, pipeline, synth, training
 
 FLOOR_SEEDS = (2, 3, 4)  # with seed 1 (clean_run): the clean quality-floor volumes
 
@@ -16,13 +16,13 @@ FLOOR_SEEDS = (2, 3, 4)  # with seed 1 (clean_run): the clean quality-floor volu
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained on synthetic seeds never used for evaluation."""
     p = tmp_path_factory.mktemp("model") / "model.joblib"
-    io.save_model(p, pipeline.default_model((40.0, 16.0, 16.0), seed=0))
+    io.save_model(p, training.default_model((40.0, 16.0, 16.0), seed=0))
     return p
 
 
 def _em(tmp: Path, preset: str, seed: int) -> Path:
     d = tmp / f"em_{preset}_{seed}"
-    pipeline.synthesize(d, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), preset, seed))
+    io.write_synthetic_em(d, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), preset, seed))
     return d
 
 
@@ -36,11 +36,16 @@ def noisy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _em(tmp_path_factory.mktemp("noisy"), "noisy", 1)
 
 
+def _run(tmp_path_factory: pytest.TempPathFactory, em_dir: Path,
+         model_path: Path) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp(f"run_{em_dir.name}") / "run"
+    return out, pipeline.reconstruct(em_dir, out, model_path)
+
+
 @pytest.fixture(scope="session")
 def clean_run(tmp_path_factory: pytest.TempPathFactory, clean_dir: Path,
               model_path: Path) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("run_clean") / "run"
-    return out, pipeline.reconstruct(clean_dir, out, model_path)
+    return _run(tmp_path_factory, clean_dir, model_path)
 
 
 @pytest.fixture(scope="session")
@@ -61,5 +66,16 @@ def clean_floor_runs(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def noisy_run(tmp_path_factory: pytest.TempPathFactory, noisy_dir: Path,
               model_path: Path) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("run_noisy") / "run"
-    return out, pipeline.reconstruct(noisy_dir, out, model_path)
+    return _run(tmp_path_factory, noisy_dir, model_path)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> affinity_net.AffinityNet:
+    """The affinity network shipped with the package."""
+    return io.load_net(training.DEFAULT_NET)
+
+
+@pytest.fixture(scope="session")
+def small_volume() -> synth.Slab:
+    """A small clean volume (24 x 48 x 40 voxels) in memory."""
+    return synth.synthesize(synth.SynthConfig((24, 48, 40), (40.0, 16.0, 16.0), "clean", 11))

@@ -9,20 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.reconstruct import affinity_net, boundary, io, pipeline, synth
+from connectome_query.reconstruct import affinity_net, boundary, io, synth
 from connectome_query.reconstruct.errors import ReconstructError
 
 VS = (40.0, 16.0, 16.0)
-
-
-@pytest.fixture(scope="module")
-def shipped() -> affinity_net.AffinityNet:
-    return io.load_net(pipeline.DEFAULT_NET)
-
-
-@pytest.fixture(scope="module")
-def small_volume() -> synth.Slab:
-    return pipeline.synthesize_in_memory(synth.SynthConfig((24, 48, 40), VS, "clean", 11))
 
 
 def test_weights_round_trip(tmp_path: Path, shipped: affinity_net.AffinityNet) -> None:
@@ -53,8 +43,8 @@ def test_shipped_net_separates_cells(shipped: affinity_net.AffinityNet,
                                      clean_dir: Path) -> None:
     """Against the volume's own truth: edges inside cells score high, edges between two
     cells low (independent of the segmenter)."""
-    img = pipeline.read_image(clean_dir, pipeline.read_volume_info(clean_dir))
-    truth = pipeline.read_truth(clean_dir, img.shape)
+    img = io.read_image(clean_dir, io.read_volume_info(clean_dir))
+    truth = io.read_truth(clean_dir, img.shape)
     assert truth is not None
     affs, _ = affinity_net.predict(shipped, img)
     lab = truth["segmentation"]
@@ -116,7 +106,7 @@ def test_augmented_prediction_maps_back_exactly(monkeypatch: pytest.MonkeyPatch)
     """With a stand-in predictor that returns the true affinities of whatever (flipped,
     transposed) label image it is given, the 8-fold average must equal the plain answer:
     this checks the flips, the transpose and the -1/+1 neighbour shift."""
-    lab = pipeline.synthesize_in_memory(
+    lab = synth.synthesize(
         synth.SynthConfig((16, 40, 40), VS, "clean", 5)).labels.astype(np.int64)
 
     def oracle(_net: object, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,12 +168,3 @@ def test_tiles_cover_the_volume_evenly_within_the_limit(shape: tuple[int, int, i
         assert n * t - s < n + (n if axis > 0 else 0)  # padding under a row per tile
         if axis > 0:
             assert t % 2 == 0
-
-
-def test_slab_by_slab_prediction_equals_the_whole_volume(
-        shipped: affinity_net.AffinityNet, small_volume: synth.Slab, tmp_path: Path) -> None:
-    whole, _ = affinity_net.predict(shipped, small_volume.image)
-    path = tmp_path / "affinities.zarr"
-    pipeline.predict_affinities_to_zarr(shipped, small_volume.image, path, 7, augment=False)
-    slabs = pipeline.read_affinities(path, small_volume.image.shape)
-    np.testing.assert_allclose(slabs, whole, atol=1e-4)

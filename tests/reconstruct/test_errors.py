@@ -111,9 +111,9 @@ def test_voxel_size_the_network_was_not_trained_at(app: typer.Typer, clean_dir: 
 
 def test_network_without_voxel_size(app: typer.Typer, clean_dir: Path,
                                     tmp_path: Path) -> None:
-    from connectome_query.reconstruct import affinity_net, pipeline
+    from connectome_query.reconstruct import affinity_net, training
 
-    net = io.load_net(pipeline.DEFAULT_NET)
+    net = io.load_net(training.DEFAULT_NET)
     del net.meta[affinity_net.VOXEL_SIZE_KEY]
     io.save_net(tmp_path / "old.npz", net)
     code, out = _run(app, str(clean_dir), str(tmp_path / "run"), "--net",

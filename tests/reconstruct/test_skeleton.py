@@ -9,6 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from connectome_query.reconstruct import skeleton, synth
+from connectome_query.schema.vocabulary import Compartment
 
 VS = (40.0, 16.0, 16.0)
 
@@ -121,10 +122,10 @@ def test_segment_without_soma_takes_the_role_of_its_nearest_synapse(
                                        sk.vertices[post] + jitter)
     d_pre = _cable_distance(sk, pre) if pre else np.full(len(comp), np.inf)
     d_post = _cable_distance(sk, post) if post else np.full(len(comp), np.inf)
-    want = np.where(np.isinf(d_pre) & np.isinf(d_post), synth.COMP_NONE,
-                    np.where(d_post <= d_pre, synth.COMP_DENDRITE, synth.COMP_AXON))
+    want = np.where(np.isinf(d_pre) & np.isinf(d_post), Compartment.UNKNOWN,
+                    np.where(d_post <= d_pre, Compartment.DENDRITE, Compartment.AXON))
     np.testing.assert_array_equal(comp, want)
-    assert (comp[15:] == synth.COMP_NONE).all()  # the far piece has no synapse
+    assert (comp[15:] == Compartment.UNKNOWN).all()  # the far piece has no synapse
 
 
 def _cell() -> tuple[skeleton.Skel, dict[str, np.ndarray]]:
@@ -166,20 +167,21 @@ def test_axon_is_the_branch_of_thinnest_proximal_calibre(boutons_on: str) -> Non
     post = sk.vertices[parts["loose"][:1]] + np.array([0.0, 0.0, 30.0])
     comp = skeleton.label_compartments(sk, (np.zeros(3), 200.0), pre, post,
                                        ais_length_nm=400.0)
-    assert comp[0] == synth.COMP_SOMA
+    assert comp[0] == Compartment.SOMA
     from_soma = sk.vertices[parts["axon"], 0] - sk.vertices[parts["axon"][0], 0]
-    want_axon = np.where(from_soma <= 400.0, synth.COMP_AIS, synth.COMP_AXON)
+    want_axon = np.where(from_soma <= 400.0, Compartment.AIS, Compartment.AXON)
     np.testing.assert_array_equal(comp[parts["axon"]], want_axon)
-    assert (comp[parts["dendrite_a"]] == synth.COMP_DENDRITE).all()
-    assert (comp[parts["dendrite_b"]] == synth.COMP_DENDRITE).all()
-    assert (comp[parts["loose"]] == synth.COMP_DENDRITE).all()
+    assert (comp[parts["dendrite_a"]] == Compartment.DENDRITE).all()
+    assert (comp[parts["dendrite_b"]] == Compartment.DENDRITE).all()
+    assert (comp[parts["loose"]] == Compartment.DENDRITE).all()
 
 
 def test_axon_initial_segments_of_true_cells_are_found() -> None:
     """On true segmentations, every cell whose axon the skeleton joins to its soma gets
     its AIS on that branch: the vertices labelled AIS lie in the cell's true AIS or
-    axon, not in its dendrites (seeds whose cells the rule used until 2026-12-02 got
-    wrong: it took a dendrite for the axon in four of these six cells)."""
+    axon, not in its dendrites (seeds whose cells the rule taking the branch with most
+    presynaptic sites got wrong: it took a dendrite for the axon in four of these six
+    cells)."""
     for seed in (1, 3):
         slab = synth.render(synth.make_plan(synth.SynthConfig((64, 64, 64), VS, "clean",
                                                               seed)))
@@ -191,7 +193,7 @@ def test_axon_initial_segments_of_true_cells_are_found() -> None:
             comp = skeleton.label_compartments(sk, soma, np.zeros((0, 3)))
             ix = np.round(sk.vertices / np.array(VS[::-1])).astype(int)
             true = slab.compartments[ix[:, 2], ix[:, 1], ix[:, 0]]
-            ais = comp == synth.COMP_AIS
+            ais = comp == Compartment.AIS
             assert ais.any(), (seed, sid)
-            on_axon = np.isin(true[ais], [synth.COMP_AIS, synth.COMP_AXON, synth.COMP_SOMA])
+            on_axon = np.isin(true[ais], [Compartment.AIS, Compartment.AXON, Compartment.SOMA])
             assert on_axon.mean() >= 0.8, (seed, sid, np.bincount(true[ais]))

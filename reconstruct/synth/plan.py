@@ -1,20 +1,11 @@
-"""Synthetic EM volumes with ground truth (pure logic, no I/O).
+"""The plan of a synthetic volume: cells, their skeletons as chains of ball "stamps", synapses.
 
-A volume is described by a `Plan` (cells, their skeletons as chains of ball "stamps",
-synapses, vesicles, per-section artefacts), made once from the seed. `render_slab` turns
-the plan into image, segmentation, compartments and clefts for a range of sections, so
-volumes of any size are produced slab by slab and never held whole. Coordinates inside
-this module are (z, y, x) in nanometres; voxel index i sits at i * voxel_size.
-
-Geometry (scaled down from cortex so small test volumes hold whole cells): somata are
-balls (r 150–185 nm); dendrites are tapering random walks; the axon leaves the soma as
-an axon initial segment (AIS, 450 nm, thicker than the axon), then is routed past its
-targets, making boutons that touch the target. Chandelier-like cells put "cartridges"
-of 2–3 boutons along pyramidal AISs (plus the odd dendrite synapse); pyramidal axons run
-along a target dendrite making one bouton or a multi-synaptic run of 3–4 boutons.
-Neurites of different cells are then pushed apart until they only touch (`relax`), as
-processes in tissue bend around each other; an axon running along its target takes the
-side where it meets fewest other cells.
+Everything random is decided here, once, from the seed. Geometry is scaled down from cortex so
+that small test volumes hold whole cells: somata are balls (r 150-185 nm); dendrites are tapering
+random walks; the axon leaves the soma as an axon initial segment (AIS, `AIS_LENGTH_NM`, thicker
+than the axon), then is routed past its targets, making boutons that touch them. Chandelier cells
+put cartridges of 2-3 boutons along pyramidal AISs; pyramidal axons run along a target dendrite
+making one bouton or a run of 3-4. Coordinates are (z, y, x) in nanometres.
 """
 
 from __future__ import annotations
@@ -25,21 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.ndimage as ndi
 
-PYRAMIDAL = "pyramidal"
-CHANDELIER = "chandelier"
-# compartment codes used in volumes and skeleton tables
-COMP_NONE, COMP_SOMA, COMP_AXON, COMP_DENDRITE, COMP_AIS = 0, 1, 2, 3, 4
-COMP_NAMES = {0: "unknown", 1: "soma", 2: "axon", 3: "dendrite", 4: "ais"}
+from connectome_query.reconstruct.synth.packing import PACK, relax
+from connectome_query.schema.vocabulary import CHANDELIER, PYRAMIDAL, Compartment
 
 AIS_LENGTH_NM = 450.0
+"""Length of every synthetic cell's axon initial segment (ground truth of the generator)."""
 _STEP_NM = 25.0
-_CLEFT_RADIUS_NM = 60.0
 # boutons along one target sit at least this far apart, so their clefts stay separate
 _MIN_BOUTON_SPACING_NM = 160.0
-_VESICLE_R_NM = 18.0
-# stamps of different cells end at least this share of their radii apart (see `relax`)
-_PACK = 0.8
-_RELAX_ROUNDS = 150
 
 
 @dataclass(frozen=True)
@@ -81,7 +65,9 @@ class Plan:
 
 
 class _Builder:
-    _CELL_NM = 250.0  # grid cell of the stamp index, above any `_PACK` reach
+    """The stamps planned so far, with a grid index for finding those near a place."""
+
+    _CELL_NM = 250.0  # grid cell of the stamp index, above any `PACK` reach
 
     def __init__(self) -> None:
         self.pts: list[tuple[float, float, float, float]] = []
@@ -97,7 +83,7 @@ class _Builder:
     def add(self, p: np.ndarray, r: float, label: int, comp: int, parent: int) -> int:
         self.pts.append((float(p[0]), float(p[1]), float(p[2]), float(r)))
         self.label.append(label)
-        self.comp.append(comp)
+        self.comp.append(int(comp))
         self.parent.append(parent)
         self.grid.setdefault(self._key(p), []).append(len(self.pts) - 1)
         return len(self.pts) - 1
@@ -139,6 +125,9 @@ def _perp(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class _Planner:
+    """Places cells, grows their neurites and routes axons to their targets, in an order
+    fixed by the seed."""
+
     def __init__(self, cfg: SynthConfig) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
@@ -196,7 +185,7 @@ class _Planner:
         rs = float(rng.uniform(165, 185) if cls == PYRAMIDAL else rng.uniform(150, 165))
         self.neuron_class[nid] = cls
         self.soma[nid] = (c, rs)
-        root = self.b.add(c, rs, nid, COMP_SOMA, -1)
+        root = self.b.add(c, rs, nid, Compartment.SOMA, -1)
         d_ax = _random_dir(rng)
         if cls == PYRAMIDAL:
             d_ax = _unit(d_ax + np.array([0.0, 1.2, 0.0]))
@@ -210,7 +199,7 @@ class _Planner:
             start = c + d * rs * 0.85
             r0, r1 = (100.0, 78.0) if cls == PYRAMIDAL else (90.0, 72.0)
             length = float(rng.uniform(1300, 2400))
-            path = self.walk(start, root, d, length, r0, r1, nid, COMP_DENDRITE, True)
+            path = self.walk(start, root, d, length, r0, r1, nid, Compartment.DENDRITE, True)
             self.dendrites.setdefault(nid, []).append(path)
         # axon initial segment: straight, from the soma surface
         start = c + d_ax * rs * 0.85
@@ -219,7 +208,7 @@ class _Planner:
         n = int(AIS_LENGTH_NM / _STEP_NM)
         for i in range(1, n + 1):
             p = start + d_ax * _STEP_NM * i
-            parent = self.b.add(p, 80.0, nid, COMP_AIS, parent)
+            parent = self.b.add(p, 80.0, nid, Compartment.AIS, parent)
             ais.append(parent)
         self.ais[nid] = ais
         self.ais_end[nid] = parent
@@ -249,18 +238,18 @@ class _Planner:
             cand = _perp(d, rng)
             run = pts + cand * (rad + np.where(r_run == r_b, r_b * 0.7, r_ax * 0.75))[:, None]
             gap = np.linalg.norm(run[:, None] - other[None, :, :3], axis=2)
-            over = float(np.maximum(_PACK * (r_run[:, None] + other[None, :, 3]) - gap,
+            over = float(np.maximum(PACK * (r_run[:, None] + other[None, :, 3]) - gap,
                                     0).sum())
             if over < best:
                 best, nrm = over, cand
         offs = pts + nrm * (rad[:, None] + r_ax * 0.75)
         cur = np.array(self.b.pts[parent][:3])
-        parent = self.straight(cur, offs[0], parent, r_ax, pre, COMP_AXON)
+        parent = self.straight(cur, offs[0], parent, r_ax, pre, Compartment.AXON)
         first_new = len(self.b.pts)
         for k in range(len(target)):
             if k in k_b:
                 centre = pts[k] + nrm * (rad[k] + r_b * 0.7)
-                parent = self.b.add(centre, r_b, pre, COMP_AXON, parent)
+                parent = self.b.add(centre, r_b, pre, Compartment.AXON, parent)
                 contact = pts[k] + nrm * rad[k]
                 self.syn.append(np.concatenate([contact, centre, nrm]))
                 self.syn_pre.append(pre)
@@ -271,7 +260,7 @@ class _Planner:
                     self.ves.append(centre + v - nrm * r_b * 0.2)
                     self.ves_label.append(pre)
             else:
-                parent = self.b.add(offs[k], r_ax, pre, COMP_AXON, parent)
+                parent = self.b.add(offs[k], r_ax, pre, Compartment.AXON, parent)
         self.pinned.update(range(first_new, len(self.b.pts)))
         return parent
 
@@ -320,7 +309,8 @@ class _Planner:
                     nb = int(rng.integers(3, 5)) if multi else 1
                     parent = self.run_along(nid, dpiece, parent, nb, r_ax)
             cur = np.array(self.b.pts[parent][:3])
-            self.walk(cur, parent, _random_dir(rng), 1200.0, r_ax, r_ax, nid, COMP_AXON, False)
+            self.walk(cur, parent, _random_dir(rng), 1200.0, r_ax, r_ax, nid, Compartment.AXON,
+                      False)
 
     def place_somata(self) -> None:
         rng = self.rng
@@ -348,87 +338,15 @@ class _Planner:
         for i, (p, cls) in enumerate(zip(centres, classes, strict=True)):
             self.make_cell(i + 1, cls, p)
 
-
     def relax(self) -> None:
         """Push apart the stamps of different cells until none overlaps another by more
-        than `_PACK` allows; stamps in `pinned` (planted contacts) stay put."""
+        than `PACK` allows; stamps in `pinned` (planted contacts) stay put."""
         b = self.b
         pts = np.array(b.pts, float)
         movable = np.ones(len(pts), bool)
         movable[list(self.pinned)] = False
         b.move_all(relax(pts[:, :3], pts[:, 3], np.array(b.label), np.array(b.parent),
-                         movable, np.array(b.comp) == COMP_SOMA))
-
-
-def relax(pos: np.ndarray, radius: np.ndarray, label: np.ndarray, parent: np.ndarray,
-          movable: np.ndarray, rigid: np.ndarray, rounds: int = _RELAX_ROUNDS) -> np.ndarray:
-    """Stamp centres moved so that stamps of different cells sit at least
-    `_PACK * (r_i + r_j)` apart, as neurites in tissue bend around each other instead of
-    passing through. Without this, labels go to the nearest stamp (relative to its radius)
-    and a thin process crossing a thicker one keeps only a sliver a voxel or two wide that
-    no EM image would show, where a tissue process keeps its calibre.
-
-    Each round moves every overlapping pair apart along the line of centres, the heavier
-    stamp (radius cubed) less, averaged over a stamp's overlaps and across the stamp's
-    neurite (never along it); the moves are then
-    smoothed along each neurite (parent/child stamps) so that a push bends the neurite
-    rather than kinking it. `rigid` stamps (somata) are not smoothed with their neurites.
-    Stamps not `movable` stay where they are. Deterministic; no randomness.
-    """
-    from scipy.spatial import cKDTree
-
-    pos = pos.copy()
-    w = radius**3
-    top = np.sort(radius)[-2:] if len(radius) > 1 else radius
-    reach = _PACK * float(top.sum())
-    child = np.nonzero(parent >= 0)[0]
-    par = parent[child]
-    deg = np.bincount(child, minlength=len(pos)) + np.bincount(par, minlength=len(pos))
-    smooth = movable & ~rigid & (deg > 0)
-    has_parent = (parent >= 0) & ~rigid
-    slack = 60.0  # candidate pairs are found this far beyond reach, and kept while
-    drift = np.inf  # no stamp has moved half of it since
-    for _ in range(rounds):
-        if drift > slack / 2:
-            pairs = cKDTree(pos).query_pairs(reach + slack, output_type="ndarray")
-            ci, cj = pairs[:, 0], pairs[:, 1]
-            gap = np.linalg.norm(pos[cj] - pos[ci], axis=1) - _PACK * (radius[ci] + radius[cj])
-            sel = (label[ci] != label[cj]) & (movable[ci] | movable[cj]) & (gap < slack)
-            ci, cj = ci[sel], cj[sel]
-            drift = 0.0
-        d = pos[cj] - pos[ci]
-        dist = np.linalg.norm(d, axis=1)
-        over = _PACK * (radius[ci] + radius[cj]) - dist
-        sel = over > 1.0
-        if not sel.any():
-            break
-        i, j, d, dist, over = ci[sel], cj[sel], d[sel], dist[sel], over[sel]
-        u = d / np.maximum(dist, 1e-6)[:, None]
-        wi, wj = w[i], w[j]
-        share_i = np.where(movable[i], np.where(movable[j], wj / (wi + wj), 1.0), 0.0)
-        share_j = np.where(movable[j], np.where(movable[i], wi / (wi + wj), 1.0), 0.0)
-        ij = np.concatenate([i, j])
-        push = np.concatenate([-u * (over * share_i)[:, None], u * (over * share_j)[:, None]])
-        n = np.bincount(ij, np.concatenate([share_i, share_j]) > 0, len(pos))
-        move = _sum_at(ij, push, len(pos)) / np.maximum(n, 1)[:, None]
-        # a push along a neurite's own axis separates nothing and would tear it apart
-        tan = np.zeros_like(pos)
-        tan[has_parent] = pos[has_parent] - pos[parent[has_parent]]
-        tan /= np.maximum(np.linalg.norm(tan, axis=1), 1e-6)[:, None]
-        move -= (move * tan).sum(axis=1)[:, None] * tan
-        ends = np.concatenate([child, par])
-        for _s in range(3):
-            nb = _sum_at(ends, np.concatenate([move[par], move[child]]), len(pos)) / \
-                np.maximum(deg, 1)[:, None]
-            move = np.where(smooth[:, None], 0.5 * move + 0.5 * nb, move)
-        pos[movable] += move[movable]
-        drift += float(np.abs(move[movable]).max(initial=0.0)) * np.sqrt(3)
-    return pos
-
-
-def _sum_at(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """(n, 3) sums of the rows of `values` (k, 3) by `index` (k,)."""
-    return np.stack([np.bincount(index, values[:, c], n) for c in range(3)], axis=1)
+                         movable, np.array(b.comp) == Compartment.SOMA))
 
 
 def make_plan(cfg: SynthConfig) -> Plan:
@@ -477,204 +395,3 @@ def make_plan(cfg: SynthConfig) -> Plan:
         shifts=shifts,
     )
 
-
-@dataclass
-class Slab:
-    """Rendered sections [z0, z1) of a plan."""
-
-    z0: int
-    image: np.ndarray  # uint8 (z, y, x)
-    labels: np.ndarray  # uint64 ground-truth segmentation
-    compartments: np.ndarray  # uint8 compartment codes
-    clefts: np.ndarray  # uint64 synapse id (1-based index into plan.synapses) or 0
-    cleft_stats: np.ndarray  # (S, 4+5): count, sum z, sum y, sum x, post comp counts 0..4
-
-
-def _stamp_into(best: np.ndarray, lab: np.ndarray, comp: np.ndarray, z0: int, c: np.ndarray,
-                r: float, vs: np.ndarray, label: int, code: int) -> None:
-    shape = np.array(best.shape)
-    ci = c / vs
-    rv = r / vs
-    lo = np.maximum(np.floor(ci - rv).astype(int) - np.array([z0, 0, 0]), 0)
-    hi = np.minimum(np.ceil(ci + rv).astype(int) + 1 - np.array([z0, 0, 0]), shape)
-    if np.any(hi <= lo):
-        return
-    dz = ((np.arange(lo[0], hi[0]) + z0) * vs[0] - c[0]) ** 2
-    dy = (np.arange(lo[1], hi[1]) * vs[1] - c[1]) ** 2
-    dx = (np.arange(lo[2], hi[2]) * vs[2] - c[2]) ** 2
-    nd = (dz[:, None, None] + dy[None, :, None] + dx[None, None, :]) / (r * r)
-    sl = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-    sub = best[sl]
-    m = nd < sub
-    sub[m] = nd[m]
-    lab[sl][m] = label
-    comp[sl][m] = code
-
-
-def _section_noise(seed: int, z: int, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 99, z]))
-    n = rng.standard_normal(shape, dtype=np.float32)
-    if sigma > 0:
-        n = ndi.gaussian_filter(n, sigma)
-        n /= max(float(n.std()), 1e-6)
-    return n
-
-
-def vesicle_mask(plan: Plan, lab: np.ndarray, h0: int, h1: int) -> np.ndarray:
-    """Voxels (of `lab`, sections h0..h1) darkened by synaptic vesicles: small balls inside
-    the presynaptic bouton, and only there (a ball near the membrane is cut by it, never
-    spills into the neighbouring cell). Each voxel belongs to its nearest vesicle."""
-    out = np.zeros(lab.shape, bool)
-    if not len(plan.vesicles):
-        return out
-    vs = np.asarray(plan.config.voxel_size_zyx, float)
-    vz = plan.vesicles[:, 0] / vs[0]
-    vsel = np.nonzero((vz >= h0 - 1) & (vz <= h1 + 1))[0]
-    vb = np.full(lab.shape, np.inf, np.float32)
-    vl = np.zeros(lab.shape, np.uint64)
-    vc = np.zeros(lab.shape, np.uint8)
-    for i in vsel:
-        _stamp_into(vb, vl, vc, h0, plan.vesicles[i], _VESICLE_R_NM * 1.6, vs,
-                    int(plan.vesicle_label[i]), 1)
-    return (vb <= 1.0) & (lab != 0) & (lab == vl)
-
-
-def render_slab(plan: Plan, z0: int, z1: int) -> Slab:
-    """Render sections [z0, z1): image, labels, compartments, clefts (no I/O)."""
-    cfg = plan.config
-    vs = np.array(cfg.voxel_size_zyx, float)
-    nz, ny, nx = cfg.shape_zyx
-    h0, h1 = max(z0 - 2, 0), min(z1 + 2, nz)  # halo for membranes and clefts
-    shp = (h1 - h0, ny, nx)
-    best = np.full(shp, np.inf, np.float32)
-    lab = np.zeros(shp, np.uint64)
-    comp = np.zeros(shp, np.uint8)
-    st = plan.stamps
-    zc = st[:, 0] / vs[0]
-    rz = st[:, 3] / vs[0]
-    sel = np.nonzero((zc + rz >= h0 - 1) & (zc - rz <= h1 + 1))[0]
-    for i in sel:
-        _stamp_into(best, lab, comp, h0, st[i, :3], float(st[i, 3]), vs,
-                    int(plan.stamp_label[i]), int(plan.stamp_comp[i]))
-    outside = best > 1.0
-    lab[outside] = 0
-    comp[outside] = 0
-    fg = lab != 0
-    # membranes: in-plane label change (dark); z-faces: lighter (partial volume)
-    mem = np.zeros(shp, bool)
-    mem[:, 1:, :] |= lab[:, 1:, :] != lab[:, :-1, :]
-    mem[:, :-1, :] |= lab[:, 1:, :] != lab[:, :-1, :]
-    mem[:, :, 1:] |= lab[:, :, 1:] != lab[:, :, :-1]
-    mem[:, :, :-1] |= lab[:, :, 1:] != lab[:, :, :-1]
-    zf = np.zeros(shp, bool)
-    zf[1:] |= lab[1:] != lab[:-1]
-    zf[:-1] |= lab[1:] != lab[:-1]
-    mem &= fg
-    zf &= fg & ~mem
-    # clefts
-    clefts = np.zeros(shp, np.uint64)
-    n_syn = len(plan.synapses)
-    stats = np.zeros((n_syn, 9), np.float64)
-    rc = _CLEFT_RADIUS_NM / vs
-    cross = ndi.generate_binary_structure(3, 1)
-    for s in range(n_syn):
-        c = plan.synapses[s, :3]
-        ci = c / vs
-        if ci[0] + rc[0] + 1 < h0 or ci[0] - rc[0] - 1 >= h1:
-            continue
-        lo = np.maximum(np.floor(ci - rc).astype(int) - 2, 0)
-        hi = np.minimum(np.ceil(ci + rc).astype(int) + 3, (nz, ny, nx))
-        lo[0] = max(lo[0], h0)
-        hi[0] = min(hi[0], h1)
-        if np.any(hi <= lo):
-            continue
-        sl = (slice(lo[0] - h0, hi[0] - h0), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
-        sub = lab[sl]
-        pre = sub == plan.synapse_pre[s]
-        post = sub == plan.synapse_post[s]
-        if not pre.any() or not post.any():
-            continue
-        pa = pre & ndi.binary_dilation(post, cross)
-        qa = post & ndi.binary_dilation(pre, cross)
-        zz, yy, xx = np.meshgrid(np.arange(lo[0], hi[0]) * vs[0] - c[0],
-                                 np.arange(lo[1], hi[1]) * vs[1] - c[1],
-                                 np.arange(lo[2], hi[2]) * vs[2] - c[2], indexing="ij")
-        near = zz**2 + yy**2 + xx**2 <= _CLEFT_RADIUS_NM**2
-        cl = (pa | qa) & near
-        plane = np.zeros((1, 3, 3), bool)
-        plane[0, 1, :] = plane[0, :, 1] = True
-        cl = ndi.binary_dilation(cl, plane) & (pre | post) & near
-        csub = clefts[sl]
-        csub[cl] = s + 1
-        own = np.zeros_like(cl)
-        own[max(z0 - lo[0], 0):max(z1 - lo[0], 0)] = True
-        cl_own = cl & own
-        k = int(cl_own.sum())
-        if k:
-            stats[s, 0] += k
-            stats[s, 1] += float(((zz + c[0])[cl_own]).sum())
-            stats[s, 2] += float(((yy + c[1])[cl_own]).sum())
-            stats[s, 3] += float(((xx + c[2])[cl_own]).sum())
-            pc = comp[sl][qa & near & own]
-            stats[s, 4:9] += np.bincount(pc, minlength=5)[:5]
-    ves_mask = vesicle_mask(plan, lab, h0, h1) & (clefts == 0)
-    noisy = cfg.preset == "noisy"
-    w_amp, c_amp, t_amp = (0.08, 0.06, 0.05) if noisy else (0.035, 0.03, 0.04)
-    img = np.empty(shp, np.float32)
-    img[:] = 0.56
-    img[fg] = 0.80
-    img[zf] = 0.62
-    img[mem] = 0.22
-    img[ves_mask] = 0.48
-    img[clefts != 0] = 0.10
-    out = np.empty((z1 - z0, ny, nx), np.uint8)
-    for z in range(z0, z1):
-        k = z - h0
-        sec = ndi.gaussian_filter(img[k], 0.6)
-        tex = _section_noise(cfg.seed, z * 3 + 1, (ny, nx), 1.5)
-        sec += np.where(fg[k], t_amp, t_amp * 0.7) * tex
-        sec += c_amp * _section_noise(cfg.seed, z * 3 + 2, (ny, nx), 2.5)
-        sec += w_amp * _section_noise(cfg.seed, z * 3 + 3, (ny, nx), 0.0)
-        sec = sec * plan.gain[z] + plan.offset[z]
-        if z in plan.missing:
-            sec[:] = 0.02
-        if z in plan.shifts:
-            sec = ndi.shift(sec, plan.shifts[z], order=0, mode="nearest")
-        out[z - z0] = np.clip(sec * 255.0, 0, 255).astype(np.uint8)
-    crop = slice(z0 - h0, z1 - h0)
-    return Slab(z0=z0, image=out, labels=lab[crop].copy(), compartments=comp[crop].copy(),
-                clefts=clefts[crop].copy(), cleft_stats=stats)
-
-
-def render(plan: Plan, slab_depth: int = 32) -> Slab:
-    """Render the whole volume in memory (small volumes; big ones go slab by slab)."""
-    nz = plan.config.shape_zyx[0]
-    parts = [render_slab(plan, z, min(z + slab_depth, nz)) for z in range(0, nz, slab_depth)]
-    return Slab(z0=0, image=np.concatenate([p.image for p in parts]),
-                labels=np.concatenate([p.labels for p in parts]),
-                compartments=np.concatenate([p.compartments for p in parts]),
-                clefts=np.concatenate([p.clefts for p in parts]),
-                cleft_stats=np.sum([p.cleft_stats for p in parts], axis=0))
-
-
-def truth_skeleton_nodes(plan: Plan, labels_at: np.ndarray) -> dict[str, np.ndarray]:
-    """Skeleton nodes kept for metrics: inside the volume and inside their own label.
-
-    `labels_at` holds the ground-truth label at each stamp's voxel (0 outside). Nodes
-    occluded by another cell are dropped, so the truth used as a prediction has no merger.
-    """
-    keep = labels_at == plan.stamp_label
-    parent = plan.stamp_parent.copy()
-    ok_parent = (parent >= 0) & keep[np.maximum(parent, 0)]
-    parent[~ok_parent] = -1
-    idx = np.nonzero(keep)[0]
-    return {
-        "segment_id": plan.stamp_label[idx],
-        "node_id": idx.astype(np.int64),
-        "parent_id": parent[idx],
-        "z": plan.stamps[idx, 0],
-        "y": plan.stamps[idx, 1],
-        "x": plan.stamps[idx, 2],
-        "radius": plan.stamps[idx, 3],
-        "compartment": plan.stamp_comp[idx],
-    }
