@@ -154,17 +154,23 @@ def synth_connectome_cmd(
 
 
 @app.command("datasets")
-def datasets_cmd() -> None:
-    """List the datasets in the graph."""
-    from connectome_query.ingest.datasets import list_datasets
+def datasets_cmd(
+    versions: Annotated[bool, typer.Option(
+        "--versions", help="Every version, not only the current one.")] = False,
+) -> None:
+    """List the datasets in the graph (each load is a version; the newest complete one is
+    current)."""
+    from connectome_query.graphdb.catalog import list_versions
 
     try:
         with open_driver() as driver:
-            found = list_datasets(driver)
+            found = [v for v in list_versions(driver) if versions or v.current]
     except Neo4jServerError as exc:
         raise fail(str(exc)) from None
-    table = Table("dataset", "status", "neurons", "chemical synapses", "gap junctions")
-    for d in found:
-        table.add_row(d.dataset, d.status, f"{d.neurons:,}", f"{d.chemical_synapses:,}",
-                      f"{d.gap_junctions:,}")
+    table = Table("dataset", "version", "status", "loaded", "neurons", "chemical synapses",
+                  "gap junctions")
+    for v in found:
+        status = (v.status or "") + (" (current)" if v.current and versions else "")
+        table.add_row(v.name, str(v.version), status, (v.created or "")[:19],
+                      f"{v.neurons:,}", f"{v.chemical_synapses:,}", f"{v.gap_junctions:,}")
     out.print(table)

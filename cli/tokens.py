@@ -84,6 +84,7 @@ def public(
     off: Annotated[bool, typer.Option("--off", help="Make it private again.")] = False,
 ) -> None:
     """Mark a dataset public (readable without a token) or private (`Meta.public`)."""
+    from connectome_query.graphdb.catalog import set_public
     from connectome_query.graphdb.driver import open_driver
     from connectome_query.graphdb.local_server import Neo4jServerError
     from connectome_query.schema.model import check_dataset_name
@@ -91,11 +92,9 @@ def public(
     try:
         check_dataset_name(dataset)
         with open_driver() as driver:
-            records, _, _ = driver.execute_query(
-                "MATCH (m:Meta {dataset: $d}) SET m.public = $p RETURN m.dataset AS d",
-                d=dataset, p=not off)
+            found = set_public(driver, dataset, not off)
     except (ValueError, Neo4jServerError) as exc:
         raise fail(str(exc)) from None
-    if not records:
+    if not found:
         raise fail(f"no dataset {dataset!r} in the graph")
     out.print(f"{dataset} is now {'private' if off else 'public'}")

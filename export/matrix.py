@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any, BinaryIO
 
@@ -35,6 +35,7 @@ from connectome_query.export.queries import (
     query_params,
 )
 from connectome_query.export.request import Chunk, ExportError, ExportLimits, MatrixRequest
+from connectome_query.graphdb import catalog
 from connectome_query.graphdb.reads import GraphUnreachable, ReadTimedOut, read_records
 
 UNTYPED = "(untyped)"
@@ -218,6 +219,10 @@ def prepare(driver: neo4j.Driver, request: MatrixRequest, *,
     """Check `request` against the graph and read its neuron index (no edges yet)."""
     limits = limits or ExportLimits.from_env()
     req = request.normalized()
+    try:
+        req = replace(req, key=catalog.resolve(driver, req.dataset, database=database).key)
+    except catalog.UnknownDataset as exc:
+        raise ExportError(str(exc), status=404) from None
     params = query_params(req)
     bound = check_meta(req, _read(driver, database, META, params))
     index = index_from_rows(_read(driver, database, INDEX, params))
@@ -241,7 +246,7 @@ def read_metadata(driver: neo4j.Driver, plan: ExportPlan) -> pd.DataFrame:
     for start in range(0, len(ids), step):
         page = [int(i) for i in ids[start:start + step]]
         rows = _read(driver, plan.database, METADATA,
-                     {"dataset": plan.request.dataset, "ids": page})
+                     {"dataset": plan.request.key, "ids": page})
         frames.append(pd.DataFrame(rows[0]["rows"] if rows else [],
                                    columns=list(NEURON_METADATA)))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(

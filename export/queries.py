@@ -107,8 +107,10 @@ RETURN collect(a.bodyId) AS pre, collect(b.bodyId) AS post, collect(w) AS weight
 
 
 def query_params(req: MatrixRequest) -> dict[str, Any]:
+    if req.key is None:
+        raise ValueError("the request's dataset version is not resolved yet")
     return {
-        "dataset": req.dataset,
+        "dataset": req.key,
         "ids": list(req.body_ids) if req.body_ids is not None else None,
         "selected": list(req.body_ids) if req.body_ids is not None else None,
         "types": list(req.types) if req.types is not None else None,

@@ -78,6 +78,8 @@ class MatrixRequest:
     format: str = "parquet"
     neurons: bool = False
     """Embed the neuron metadata table (NPZ); other formats fetch it from /export/neurons."""
+    key: str | None = None
+    """The dataset version read (`graphdb.catalog`): the current one, set by `prepare`."""
 
     def normalized(self) -> MatrixRequest:
         """The same request checked and canonicalized; ExportError (400) says what is wrong."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from strawberry.types import Info
 
+from connectome_query.graphdb import catalog
 from connectome_query.graphql_api.auth import require_read
 from connectome_query.graphql_api.context import ApiContext
 from connectome_query.graphql_api.errors import QueryError
@@ -18,10 +19,13 @@ def check_dataset(name: str) -> str:
     return name
 
 
-async def require_dataset(info: Info[ApiContext, None], name: str) -> str:
-    """`name`, once it is known to be well-formed, readable by the caller and in the graph."""
+async def require_dataset(info: Info[ApiContext, None], name: str,
+                          version: int | None = None) -> str:
+    """The key of dataset `name`'s current version (or of `version`), once `name` is known to be
+    well-formed, readable by the caller and in the graph. Queries filter on the key."""
     check_dataset(name)
     await require_read(info, name)
-    if name not in await info.context.dataset_names():
-        raise QueryError(f"unknown dataset {name!r}")
-    return name
+    rows = await info.context.read(catalog.RESOLVE, {"name": name, "version": version})
+    if not rows:
+        raise QueryError(str(catalog.unknown(name, version)))
+    return str(rows[0]["key"])

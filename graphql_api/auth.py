@@ -28,6 +28,7 @@ from typing import Any
 import neo4j
 from starlette.requests import HTTPConnection
 
+from connectome_query.graphdb import catalog
 from connectome_query.graphdb.settings import ApiSettings, from_env, local_server_config
 from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
@@ -238,8 +239,7 @@ class AuthState:
         now = time.monotonic()
         if self._public is not None and now - self._public[0] < PUBLIC_CACHE_S:
             return self._public[1]
-        rows = await read(driver, "MATCH (m:Meta) WHERE m.public = true RETURN m.dataset AS d",
-                          {}, database=database)
+        rows = await read(driver, catalog.PUBLIC, {}, database=database)
         names = frozenset(r["d"] for r in rows)
         self._public = (now, names)
         return names

@@ -83,7 +83,7 @@ class ChandelierCell:
                       first: int = 100) -> list[AisTarget]:
         check_page(first)
         at_least(min_synapses, "minSynapses", 1)
-        key = AisKey(self.neuron.dataset, int(self.neuron.body_id), min_synapses, first)
+        key = AisKey(self.neuron.key, int(self.neuron.body_id), min_synapses, first)
         rows = await info.context.loaders.ais_targets.load(key)
         return [AisTarget(neuron=neuron_from_row(r["neuron"]), synapse_count=int(r["synapseCount"]))
                 for r in rows]

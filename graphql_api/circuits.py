@@ -85,7 +85,7 @@ async def _one_neuron(info: Info[ApiContext, None], dataset: str, sel: NeuronSel
 
 async def _motif_page(info: Info[ApiContext, None], dataset: str, edges: list[EdgeSpec],
                       nodes: list[NodeSpec], first: int, after: str | None) -> MotifPage:
-    await require_dataset(info, dataset)
+    dataset = await require_dataset(info, dataset)
     check_page(first)
     motif = compile_motif(edges, nodes)
     start = decode_cursor(after, "motif", len(motif.names))
@@ -115,7 +115,7 @@ class CircuitQuery:
     @strawberry.field(description="Chandelier cells (classified at ingest), by bodyId, paged.")
     async def chandelier_cells(self, info: Info[ApiContext, None], dataset: str,
                                first: int = 100, after: str | None = None) -> ChandelierPage:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         check_page(first)
         start = decode_cursor(after, "bodyId", 1)
         params = {"dataset": dataset, "after": start[0] if start else -1, "limit": first + 1}
@@ -139,7 +139,7 @@ class CircuitQuery:
         min_synapses: int = 1, synapses_per_contact: int = 50, first: int = 100,
         after: str | None = None,
     ) -> ContactPage:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         check_page(first)
         at_least(min_synapses, "minSynapses", 1)
         check_page(synapses_per_contact, "synapsesPerContact", MAX_SYNAPSES_PER_CONTACT)
@@ -165,7 +165,7 @@ class CircuitQuery:
         compartment: Compartment | None = None, synapses_per_contact: int = 20,
         first: int = 100, after: str | None = None,
     ) -> ContactPage:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         check_page(first)
         at_least(min_synapses, "minSynapses", 1)
         if not 0 <= synapses_per_contact <= MAX_SYNAPSES_PER_CONTACT:
@@ -185,7 +185,7 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, pre_type: str | None = None,
         post_type: str | None = None, compartment: Compartment | None = None,
     ) -> list[HistogramBin]:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         params = {"dataset": dataset, "preType": pre_type, "postType": post_type,
                   "compartment": compartment.value if compartment else None}
         text = cq.SYNAPSE_HISTOGRAM_COMPARTMENT if compartment else cq.SYNAPSE_HISTOGRAM
@@ -203,7 +203,7 @@ class CircuitQuery:
         roi: str | None = None, compartment: Compartment | None = None,
         partners_per_type: int = 10,
     ) -> list[PartnerTypeGroup]:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         at_least(min_weight, "minWeight", 1)
         check_page(partners_per_type, "partnersPerType")
         body_id = await _one_neuron(info, dataset, neuron)
@@ -241,7 +241,7 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, min_weight: int = 1,
         type: str | None = None, first: int = 100, after: str | None = None,
     ) -> ReciprocalPage:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         check_page(first)
         at_least(min_weight, "minWeight", 1)
         start = decode_cursor(after, "pair", 2) or [-1, -1]
@@ -281,7 +281,7 @@ class CircuitQuery:
     @strawberry.field(description="Cell types and how many neurons each has.")
     async def cell_types(self, info: Info[ApiContext, None], dataset: str,
                          types: list[str] | None = None) -> list[CellType]:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         rows = await _read(info, cq.CELL_TYPES, {"dataset": dataset, "types": types})
         return [CellType(type=r["type"], neurons=int(r["neurons"])) for r in rows]
 
@@ -291,7 +291,7 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, pre_types: list[str] | None = None,
         post_types: list[str] | None = None, min_weight: int = 1, first: int = 1000,
     ) -> list[TypeConnection]:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         at_least(min_weight, "minWeight", 1)
         check_page(first, maximum=100_000)
         params = {"dataset": dataset, "preTypes": pre_types, "postTypes": post_types,
@@ -313,7 +313,7 @@ class CircuitQuery:
         synapse_ids: list[BodyId] | None = None, pre: BodyId | None = None,
         post: BodyId | None = None,
     ) -> NeuroglancerLink:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         meta = (await _read(info, cq.META_VOLUMES, {"dataset": dataset}))[0]
         if not meta["segmentation"]:
             raise QueryError(f"dataset {dataset!r} has no volumes: no neuroglancerSource was "
@@ -362,7 +362,7 @@ class CircuitQuery:
 async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelector,
                  target: NeuronSelector, min_weight: int, max_length: int, first: int, *,
                  shortest: bool) -> PathResult:
-    await require_dataset(info, dataset)
+    dataset = await require_dataset(info, dataset)
     check_page(first)
     at_least(min_weight, "minWeight", 1)
     limit = cq.MAX_SHORTEST_LENGTH if shortest else cq.MAX_PATH_LENGTH

@@ -24,7 +24,6 @@ class ApiContext(BaseContext):
         self.driver = driver
         self.database = database
         self.loaders = Loaders(self.read, self.read_circuit)
-        self._datasets: set[str] | None = None
 
     async def read(self, cypher: str, params: dict[str, Any], *,
                    timeout: float = db.DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
@@ -35,10 +34,3 @@ class ApiContext(BaseContext):
     async def read_circuit(self, cypher: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """`read` with the circuit queries' time limit."""
         return await self.read(cypher, params, timeout=db.query_timeout())
-
-    async def dataset_names(self) -> set[str]:
-        """Names of the datasets in the graph (read once per request)."""
-        if self._datasets is None:
-            rows = await self.read("MATCH (m:Meta) RETURN m.dataset AS name", {})
-            self._datasets = {r["name"] for r in rows}
-        return self._datasets

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from connectome_query.schema.model import is_current
+
 
 def neuron_fields(var: str) -> str:
     """The Neuron map projection the API returns, for the Cypher variable `var`."""
@@ -17,11 +19,14 @@ def neuron_fields(var: str) -> str:
 
 NEURON_FIELDS = neuron_fields("n")
 
-DATASETS = """
-MATCH (m:Meta) WHERE $name IS NULL OR m.dataset = $name
-RETURN m {.*, lastDatabaseEdit: toString(m.lastDatabaseEdit)} AS meta
+DATASETS = f"""
+MATCH (m:Meta) WHERE {is_current("m")}
+  AND ($name IS NULL OR coalesce(m.name, m.dataset) = $name)
+RETURN m {{.*, name: coalesce(m.name, m.dataset),
+          lastDatabaseEdit: toString(m.lastDatabaseEdit)}} AS meta
 ORDER BY m.dataset
 """
+"""The current version of every dataset (or of `$name`)."""
 
 NEURON_BY_ID = f"""
 MATCH (n:Neuron {{dataset: $dataset, bodyId: $bodyId}})

@@ -8,6 +8,7 @@ entries through the request's async reads; anything larger comes back only as `d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 import strawberry
@@ -15,7 +16,7 @@ from strawberry.types import Info
 
 from connectome_query.export.inline import matrix_size, read_index, read_inline
 from connectome_query.export.request import ExportError, ExportLimits, MatrixRequest
-from connectome_query.graphql_api.auth import require_read
+from connectome_query.graphql_api.access import require_dataset
 from connectome_query.graphql_api.context import ApiContext
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.export_routes import matrix_query
@@ -102,7 +103,7 @@ class ExportQuery:
             ).normalized()
         except (ExportError, ValueError) as exc:
             raise QueryError(str(exc)) from None
-        await require_read(info, req.dataset)
+        req = replace(req, key=await require_dataset(info, req.dataset))
         read = info.context.read
         try:
             index = await read_index(read, req)

@@ -35,8 +35,8 @@ class NeuronQuery:
     @strawberry.field(description="Datasets in the graph.")
     async def datasets(self, info: Info[ApiContext, None]) -> list[Dataset]:
         rows = await info.context.read(cypher.DATASETS, {"name": None})
-        allowed = set(await readable(info, [r["meta"]["dataset"] for r in rows]))
-        return [dataset_from_meta(r["meta"]) for r in rows if r["meta"]["dataset"] in allowed]
+        allowed = set(await readable(info, [r["meta"]["name"] for r in rows]))
+        return [dataset_from_meta(r["meta"]) for r in rows if r["meta"]["name"] in allowed]
 
     @strawberry.field(description="One dataset by name.")
     async def dataset(self, info: Info[ApiContext, None], name: str) -> Dataset | None:
@@ -53,7 +53,7 @@ class NeuronQuery:
         body_id: BodyId | None = None,
         name: str | None = None,
     ) -> Neuron | None:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         if (body_id is None) == (name is None):
             raise QueryError("give exactly one of bodyId or name")
         if body_id is not None:
@@ -76,7 +76,7 @@ class NeuronQuery:
         first: int = 100,
         after: str | None = None,
     ) -> NeuronConnection:
-        await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset)
         check_page(first)
         start = decode_cursor(after or None, "bodyId", 1)
         params = {"dataset": dataset, "type": type, "cellClass": cell_class,

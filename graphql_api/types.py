@@ -18,6 +18,7 @@ from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.loaders import PartnerKey
 from connectome_query.graphql_api.pagination import PageInfo, at_least, check_page
 from connectome_query.schema import vocabulary
+from connectome_query.schema.model import name_of
 
 
 def _parse_body_id(value: Any) -> int:
@@ -77,6 +78,8 @@ class Point:
 class Neuron:
     body_id: BodyId
     dataset: str
+    key: strawberry.Private[str]
+    """The dataset version the neuron was read from (see `graphdb.catalog`)."""
     instance: str | None = strawberry.field(description="Cell name, e.g. AVAL.")
     type: str | None = strawberry.field(description="Cell type, e.g. AVA.")
     cell_class: str | None
@@ -129,7 +132,7 @@ async def _partners(info: Info[ApiContext, None], direction: str, neuron: Neuron
                     min_weight: int, first: int) -> list[Connection]:
     check_page(first)
     at_least(min_weight, "minWeight", 0)
-    key = PartnerKey(direction, neuron.dataset, int(neuron.body_id), min_weight, first)
+    key = PartnerKey(direction, neuron.key, int(neuron.body_id), min_weight, first)
     rows = await info.context.loaders.partners.load(key)
     return [Connection(weight=r["weight"], partner=neuron_from_row(r["partner"])) for r in rows]
 
@@ -138,7 +141,8 @@ def neuron_from_row(row: dict[str, Any]) -> Neuron:
     """A Neuron from the map projection of `cypher.neuron_fields`."""
     soma = row.get("soma")
     return Neuron(
-        body_id=row["bodyId"], dataset=row["dataset"], instance=row.get("instance"),
+        body_id=row["bodyId"], dataset=name_of(row["dataset"]), key=row["dataset"],
+        instance=row.get("instance"),
         type=row.get("type"), cell_class=row.get("cellClass"),
         neurotransmitter=row.get("neurotransmitter"), status=row.get("status"),
         pre=row.get("pre") or 0, post=row.get("post") or 0,
@@ -152,7 +156,8 @@ def neuron_from_row(row: dict[str, Any]) -> Neuron:
 def dataset_from_meta(meta: dict[str, Any]) -> Dataset:
     """A Dataset from its Meta node's properties."""
     return Dataset(
-        name=meta["dataset"], description=meta.get("description"), species=meta.get("species"),
+        name=meta["name"], description=meta.get("description"),
+        species=meta.get("species"),
         source=meta.get("source"), status=meta.get("status"),
         neuron_count=meta.get("neuronCount") or 0,
         chemical_connections=meta.get("chemicalConnections") or 0,

@@ -24,12 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from connectome_query.graphdb import catalog
 from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
 from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
-from connectome_query.ingest.loader import LoadReport, _clean, neuron_rows
+from connectome_query.ingest.loader import LoadReport, _clean, neuron_rows, version_meta
 from connectome_query.ingest.tables import ConnectomeTables, validate
 from connectome_query.schema.migrate import apply_migrations
-from connectome_query.schema.model import check_dataset_name
+from connectome_query.schema.model import check_dataset_name, version_key
 
 Step = Callable[[str], None]
 """Called with a short description as each phase starts."""
@@ -88,14 +89,13 @@ def _point_text(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> pa.Array:
     return pa.array(text, pa.string())
 
 
-def _neuron_file(folder: Path, tables: ConnectomeTables, dataset: str, load_id: str) -> str:
+def _neuron_file(folder: Path, tables: ConnectomeTables, dataset: str) -> str:
     rows = neuron_rows(tables)
-    header = ["bodyId:ID(N)", ":LABEL", "dataset", "loadId"]
+    header = ["bodyId:ID(N)", ":LABEL", "dataset"]
     cols: dict[str, pa.Array] = {
         "bodyId": pa.array([r["bodyId"] for r in rows], pa.int64()),
         "label": pa.array(["Segment;Neuron"] * len(rows)),
         "dataset": pa.array([dataset] * len(rows)),
-        "loadId": pa.array([load_id] * len(rows)),
     }
     keys = list(rows[0]["props"]) if rows else []
     for key in keys:
@@ -134,19 +134,17 @@ def _roi_columns(roi_info: pd.Series) -> tuple[list[str | None], list[str | None
     return rois, weights
 
 
-def _connection_file(folder: Path, conns: pd.DataFrame, kind: str, dataset: str,
-                     load_id: str) -> str | None:
+def _connection_file(folder: Path, conns: pd.DataFrame, kind: str, dataset: str) -> str | None:
     if conns.empty:
         return None
     n = len(conns)
-    header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset", "loadId"]
+    header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset"]
     cols: dict[str, pa.Array] = {
         "a": pa.array(conns["bodyIdPre"].to_numpy(np.int64)),
         "b": pa.array(conns["bodyIdPost"].to_numpy(np.int64)),
         "t": pa.array(["ConnectsTo" if kind == "chemical" else "GapJunction"] * n),
         "w": pa.array(conns["weight"].to_numpy(np.int64)),
         "d": pa.array([dataset] * n),
-        "l": pa.array([load_id] * n),
     }
     if kind == "chemical" and "roiInfo" in conns.columns:
         info = conns["roiInfo"]
@@ -159,8 +157,7 @@ def _connection_file(folder: Path, conns: pd.DataFrame, kind: str, dataset: str,
     return _write(folder, f"rel-{kind}", header, pa.table(cols))
 
 
-def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
-                   load_id: str) -> tuple[list[str], list[str]]:
+def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str) -> tuple[list[str], list[str]]:
     """SynapseSet and Synapse nodes and their Contains / SynapsesTo relationships."""
     n = len(syn)
     pre = syn["bodyIdPre"].to_numpy(np.int64)
@@ -171,12 +168,12 @@ def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
     ns = len(sets)
     nodes = [
         _write(folder, "synapse-sets", [":ID(SS)", ":LABEL", "dataset", "preBodyId:long",
-                                        "postBodyId:long", "loadId"],
+                                        "postBodyId:long"],
                pa.table({"i": pa.array(np.arange(ns, dtype=np.int64)),
                          "lb": pa.array(["SynapseSet"] * ns), "d": pa.array([dataset] * ns),
                          "a": pa.array(sets["pre"].to_numpy()),
                          "b": pa.array(sets["post"].to_numpy()),
-                         "l": pa.array([load_id] * ns)})),
+                         })),
     ]
 
     def opt(col: str, kind: str) -> tuple[str, pa.Array] | None:
@@ -186,7 +183,7 @@ def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
         return (f"{col}:{kind}", pa.array(values)) if _csv_type(values) else None
 
     header = ["synapseId:ID(SYN)", ":LABEL", "dataset", "type", "preBodyId:long",
-              "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment", "loadId"]
+              "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment"]
     comp = syn["postCompartment"] if "postCompartment" in syn.columns else pd.Series(
         [None] * n)
     cols: dict[str, pa.Array] = {
@@ -196,7 +193,6 @@ def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
         "p": _point_text(syn["x"].to_numpy(np.float64), syn["y"].to_numpy(np.float64),
                          syn["z"].to_numpy(np.float64)),
         "c": pa.array([_clean(v) or "unknown" for v in comp.tolist()], pa.string()),
-        "l": pa.array([load_id] * n),
     }
     for col, kind in (("size", "double"), ("confidence", "double"), ("roi", "string")):
         got = opt(col, kind)
@@ -204,13 +200,13 @@ def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
             header.append(got[0])
             cols[col] = got[1]
     nodes.append(_write(folder, "synapses", header, pa.table(cols)))
-    rel_header = [":START_ID({a})", ":END_ID({b})", ":TYPE", "loadId"]
+    rel_header = [":START_ID({a})", ":END_ID({b})", ":TYPE"]
 
     def rels(name: str, a: str, b: str, start: np.ndarray, end: np.ndarray, kind: str) -> str:
         m = len(start)
         return _write(folder, name, [h.format(a=a, b=b) for h in rel_header],
                       pa.table({"s": pa.array(start), "e": pa.array(end),
-                                "t": pa.array([kind] * m), "l": pa.array([load_id] * m)}))
+                                "t": pa.array([kind] * m)}))
 
     set_ids = np.arange(ns, dtype=np.int64)
     rel_files = [
@@ -222,21 +218,19 @@ def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str,
     return nodes, rel_files
 
 
-def write_import_files(folder: Path, tables: ConnectomeTables, dataset: str,
-                       load_id: str) -> tuple[list[str], list[str]]:
+def write_import_files(folder: Path, tables: ConnectomeTables,
+                       dataset: str) -> tuple[list[str], list[str]]:
     """Write the CSV files; return the `--nodes` and `--relationships` arguments."""
     folder.mkdir(parents=True, exist_ok=True)
     conns = tables.connections
-    nodes = [_neuron_file(folder, tables, dataset, load_id)]
+    nodes = [_neuron_file(folder, tables, dataset)]
     rels = [f for f in (
-        _connection_file(folder, conns[conns["kind"] == "chemical"], "chemical", dataset,
-                         load_id),
-        _connection_file(folder, conns[conns["kind"] == "electrical"], "electrical", dataset,
-                         load_id),
+        _connection_file(folder, conns[conns["kind"] == "chemical"], "chemical", dataset),
+        _connection_file(folder, conns[conns["kind"] == "electrical"], "electrical", dataset),
     ) if f]
     syn = tables.synapses
     if syn is not None and not syn.empty:
-        more_nodes, more_rels = _synapse_files(folder, syn, dataset, load_id)
+        more_nodes, more_rels = _synapse_files(folder, syn, dataset)
         nodes += more_nodes
         rels += more_rels
     return nodes, rels
@@ -284,10 +278,10 @@ def offline_import(
                         "--replace to discard everything in it")
     say("writing import files")
     prepared = _prepare(tables, chandelier)
-    load_id = uuid.uuid4().hex
-    folder = server.home / "import" / f"bulk-{load_id}"
+    folder = server.home / "import" / f"bulk-{uuid.uuid4().hex}"
+    key = version_key(dataset, 1)  # the database is empty: this is version 1
     try:
-        nodes, rels = write_import_files(folder, prepared, dataset, load_id)
+        nodes, rels = write_import_files(folder, prepared, key)
         t1 = time.perf_counter()
         say("stopping the server")
         server.stop()
@@ -318,32 +312,19 @@ def offline_import(
                                     notifications_min_severity="OFF") as drv:
         apply_migrations(drv)
         report = LoadReport(
-            dataset=dataset, neurons=len(prepared.neurons), chemical_connections=len(chem),
+            dataset=dataset, version=1, neurons=len(prepared.neurons),
+            chemical_connections=len(chem),
             electrical_connections=len(elec), synapses=0 if syn is None else len(syn),
             chemical_synapses=int(chem["weight"].sum()), gap_junctions=int(elec["weight"].sum()),
             seconds=0.0,
         )
-        write_meta(drv, prepared, dataset, load_id, report)
+        version = catalog.begin_version(drv, dataset)
+        if version.key != key:
+            raise BulkImportError(f"expected the first version of {dataset!r}, the database "
+                                  f"already holds {version.key}")
+        catalog.publish(drv, version, version_meta(prepared, report))
     t3 = time.perf_counter()
     seconds = (datetime.now(UTC) - started).total_seconds()
     report = LoadReport(**{**report.__dict__, "seconds": seconds})
     return report, ImportTimings(prepare=t1 - t0, admin_import=t2 - t1,
                                  start_and_schema=t3 - t2, total=t3 - t0)
-
-
-def write_meta(driver: neo4j.Driver, tables: ConnectomeTables, dataset: str, load_id: str,
-               report: LoadReport, database: str = "neo4j") -> None:
-    """The dataset's `Meta` node, with the properties the loader gives it."""
-    meta = {k: _clean(v) for k, v in tables.meta.items() if not isinstance(v, dict | list)}
-    meta.update({k: [_clean(x) for x in v] for k, v in tables.meta.items() if isinstance(v, list)})
-    driver.execute_query(
-        """MERGE (m:Meta {dataset: $dataset})
-           SET m += $meta, m.status = 'complete', m.source = $source, m.loadId = $loadId,
-               m.lastDatabaseEdit = datetime(), m.neuronCount = $neurons,
-               m.chemicalConnections = $chemConns, m.electricalConnections = $elecConns,
-               m.chemicalSynapses = $chemSyn, m.gapJunctions = $gap, m.synapseCount = $syn""",
-        dataset=dataset, meta=meta, source=tables.source, loadId=load_id,
-        neurons=report.neurons, chemConns=report.chemical_connections,
-        elecConns=report.electrical_connections, chemSyn=report.chemical_synapses,
-        gap=report.gap_junctions, syn=report.synapses, database_=database,
-    )

@@ -1,16 +1,16 @@
-"""Bulk loading of `ConnectomeTables` into Neo4j through the official driver.
+"""Loading `ConnectomeTables` into Neo4j through the official driver, as a new dataset version.
 
-Validation runs first, in memory, so bad input never reaches the database. Writes are batched
-`UNWIND $rows ... MERGE` statements in managed transactions. Every node and relationship
-written is stamped with this load's id; once all batches are in, whatever the dataset held from an
-earlier load and this one did not write is deleted. Loading the same input twice therefore gives
-the same graph, and loading a corrected file replaces the old dataset.
+Validation runs first, in memory, so bad input never reaches the database. The rows go into a new
+version of the dataset (`graphdb.catalog`), beside the current one, in batched `UNWIND $rows ...
+CREATE` statements; only when every batch is in does the new version become current, in one
+transaction. Readers see the previous version, whole, until then; a failed load deletes what it
+wrote, and one killed outright is swept away by the next load of the same dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ import neo4j
 import numpy as np
 import pandas as pd
 
+from connectome_query.graphdb import catalog
 from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
 from connectome_query.ingest.tables import ConnectomeTables, neuron_summaries, validate
 from connectome_query.schema.migrate import apply_migrations
@@ -35,64 +36,46 @@ _NEURON_PROPS = ("instance", "type", "cellClass", "neurotransmitter", "status", 
                  "nmjSynapses",
                  "chandelier", "aisOutputFraction", "aisOutputSynapses")
 
+# Each statement writes one batch into a version nothing else writes to, so CREATE is safe: a
+# batch whose transaction is retried was rolled back first.
 WRITE_NEURONS = """
 UNWIND $rows AS r
-MERGE (n:Segment:Neuron {dataset: $dataset, bodyId: r.bodyId})
+CREATE (n:Segment:Neuron {dataset: $dataset, bodyId: r.bodyId})
 SET n += r.props,
-    n.somaLocation = CASE WHEN r.soma IS NULL THEN null ELSE point(r.soma) END,
-    n.loadId = $loadId
+    n.somaLocation = CASE WHEN r.soma IS NULL THEN null ELSE point(r.soma) END
 """
 
 WRITE_CHEMICAL = """
 UNWIND $rows AS r
 MATCH (a:Neuron {dataset: $dataset, bodyId: r.pre})
 MATCH (b:Neuron {dataset: $dataset, bodyId: r.post})
-MERGE (a)-[c:ConnectsTo]->(b)
-SET c.weight = r.weight, c.roiInfo = r.roiInfo, c.rois = r.rois, c.roiWeights = r.roiWeights,
-    c.dataset = $dataset, c.loadId = $loadId
+CREATE (a)-[c:ConnectsTo {weight: r.weight, dataset: $dataset}]->(b)
+SET c.roiInfo = r.roiInfo, c.rois = r.rois, c.roiWeights = r.roiWeights
 """
 
 WRITE_ELECTRICAL = """
 UNWIND $rows AS r
 MATCH (a:Neuron {dataset: $dataset, bodyId: r.pre})
 MATCH (b:Neuron {dataset: $dataset, bodyId: r.post})
-MERGE (a)-[g:GapJunction]->(b)
-SET g.weight = r.weight, g.dataset = $dataset, g.loadId = $loadId
+CREATE (a)-[g:GapJunction {weight: r.weight, dataset: $dataset}]->(b)
+"""
+
+WRITE_SYNAPSE_SETS = """
+UNWIND $rows AS r
+MATCH (a:Neuron {dataset: $dataset, bodyId: r.pre})
+MATCH (b:Neuron {dataset: $dataset, bodyId: r.post})
+CREATE (a)-[:Contains]->(:SynapseSet {dataset: $dataset, preBodyId: r.pre, postBodyId: r.post})
+       -[:SynapsesTo]->(b)
 """
 
 WRITE_SYNAPSES = """
 UNWIND $rows AS r
-MATCH (a:Neuron {dataset: $dataset, bodyId: r.pre})
-MATCH (b:Neuron {dataset: $dataset, bodyId: r.post})
-MERGE (ss:SynapseSet {dataset: $dataset, preBodyId: r.pre, postBodyId: r.post})
-SET ss.loadId = $loadId
-MERGE (a)-[c1:Contains]->(ss)
-SET c1.loadId = $loadId
-MERGE (ss)-[c2:SynapsesTo]->(b)
-SET c2.loadId = $loadId
-MERGE (s:Synapse {dataset: $dataset, synapseId: r.synapseId})
+MATCH (ss:SynapseSet {dataset: $dataset, preBodyId: r.pre, postBodyId: r.post})
+CREATE (ss)-[:Contains]->(s:Synapse {dataset: $dataset, synapseId: r.synapseId})
 SET s.type = 'chemical', s.preBodyId = r.pre, s.postBodyId = r.post,
     s.location = point({x: r.x, y: r.y, z: r.z}), s.size = r.size,
-    s.confidence = r.confidence, s.postCompartment = r.postCompartment, s.roi = r.roi,
-    s.loadId = $loadId
-MERGE (ss)-[c3:Contains]->(s)
-SET c3.loadId = $loadId
+    s.confidence = r.confidence, s.postCompartment = r.postCompartment, s.roi = r.roi
 """
-
-# Deleting what an earlier load left behind: auto-commit, in bounded transactions.
-PRUNE = (
-    """MATCH (:Neuron {dataset: $dataset})-[r:ConnectsTo|GapJunction|Contains]->()
-       WHERE r.loadId <> $loadId
-       CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS""",
-    """MATCH (:SynapseSet {dataset: $dataset})-[r]->() WHERE r.loadId <> $loadId
-       CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS""",
-    """MATCH (s:Synapse {dataset: $dataset}) WHERE s.loadId <> $loadId
-       CALL (s) { DETACH DELETE s } IN TRANSACTIONS OF 10000 ROWS""",
-    """MATCH (s:SynapseSet {dataset: $dataset}) WHERE s.loadId <> $loadId
-       CALL (s) { DETACH DELETE s } IN TRANSACTIONS OF 10000 ROWS""",
-    """MATCH (n:Neuron {dataset: $dataset}) WHERE n.loadId <> $loadId
-       CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS""",
-)
 
 
 @dataclass(frozen=True)
@@ -100,6 +83,7 @@ class LoadReport:
     """What a load wrote."""
 
     dataset: str
+    version: int
     neurons: int
     chemical_connections: int
     electrical_connections: int
@@ -128,8 +112,8 @@ def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, A
 
 
 def _write_batch(tx: neo4j.ManagedTransaction, query: str, rows: list[dict[str, Any]],
-                 dataset: str, load_id: str) -> None:
-    tx.run(query, rows=rows, dataset=dataset, loadId=load_id).consume()
+                 dataset: str) -> None:
+    tx.run(query, rows=rows, dataset=dataset).consume()
 
 
 def neuron_rows(tables: ConnectomeTables) -> list[dict[str, Any]]:
@@ -210,30 +194,24 @@ def load(
     ]
     syn = tables.synapses
     if syn is not None and not syn.empty:
+        pairs = syn[["bodyIdPre", "bodyIdPost"]].drop_duplicates()
+        steps.append(("synapse sets", WRITE_SYNAPSE_SETS,
+                      [{"pre": int(a), "post": int(b)} for a, b in pairs.itertuples(index=False)]))
         steps.append(("synapses", WRITE_SYNAPSES, synapse_rows(syn)))
 
     apply_migrations(driver, database)
-    load_id = uuid.uuid4().hex
-    driver.execute_query(
-        "MERGE (m:Meta {dataset: $dataset}) SET m.status = 'loading', m.loadId = $loadId",
-        dataset=dataset, loadId=load_id, database_=database,
-    )
-    with driver.session(database=database) as session:
-        for step, query, rows in steps:
-            done = 0
-            if progress:
-                progress(step, 0, len(rows))
-            for batch in _batches(rows, batch_size):
-                session.execute_write(_write_batch, query, batch, dataset, load_id)
-                done += len(batch)
-                if progress:
-                    progress(step, done, len(rows))
-        for statement in PRUNE:
-            session.run(statement, dataset=dataset, loadId=load_id).consume()
+    catalog.sweep_abandoned(driver, dataset, database=database)
+    version = catalog.begin_version(driver, dataset, database)
+    try:
+        _write_steps(driver, version, steps, batch_size, progress, database)
+    except BaseException:
+        _abandon(driver, version, database)
+        raise
 
     seconds = (datetime.now(UTC) - start).total_seconds()
     report = LoadReport(
         dataset=dataset,
+        version=version.version,
         neurons=len(tables.neurons),
         chemical_connections=len(chem),
         electrical_connections=len(elec),
@@ -242,17 +220,44 @@ def load(
         gap_junctions=int(elec["weight"].sum()),
         seconds=seconds,
     )
+    try:
+        catalog.publish(driver, version, version_meta(tables, report), database)
+    except BaseException:
+        _abandon(driver, version, database)
+        raise
+    return report
+
+
+def version_meta(tables: ConnectomeTables, report: LoadReport) -> dict[str, Any]:
+    """The Meta properties of a loaded version: the source's own metadata and the totals."""
     meta = {k: _clean(v) for k, v in tables.meta.items() if not isinstance(v, dict | list)}
     meta.update({k: [_clean(x) for x in v] for k, v in tables.meta.items() if isinstance(v, list)})
-    driver.execute_query(
-        """MATCH (m:Meta {dataset: $dataset})
-           SET m += $meta, m.status = 'complete', m.source = $source,
-               m.lastDatabaseEdit = datetime(), m.neuronCount = $neurons,
-               m.chemicalConnections = $chemConns, m.electricalConnections = $elecConns,
-               m.chemicalSynapses = $chemSyn, m.gapJunctions = $gap, m.synapseCount = $syn""",
-        dataset=dataset, meta=meta, source=tables.source, neurons=report.neurons,
-        chemConns=report.chemical_connections, elecConns=report.electrical_connections,
-        chemSyn=report.chemical_synapses, gap=report.gap_junctions, syn=report.synapses,
-        database_=database,
-    )
-    return report
+    meta.update({"source": tables.source, "neuronCount": report.neurons,
+                 "chemicalConnections": report.chemical_connections,
+                 "electricalConnections": report.electrical_connections,
+                 "chemicalSynapses": report.chemical_synapses,
+                 "gapJunctions": report.gap_junctions, "synapseCount": report.synapses})
+    return meta
+
+
+def _write_steps(driver: neo4j.Driver, version: catalog.DatasetVersion,
+                 steps: list[tuple[str, str, list[dict[str, Any]]]], batch_size: int,
+                 progress: Progress | None, database: str) -> None:
+    """Every batch of every step into `version`, one write transaction a batch."""
+    with driver.session(database=database) as session:
+        for step, query, rows in steps:
+            done = 0
+            if progress:
+                progress(step, 0, len(rows))
+            for batch in _batches(rows, batch_size):
+                session.execute_write(_write_batch, query, batch, version.key)
+                done += len(batch)
+                catalog.heartbeat(driver, version, database)
+                if progress:
+                    progress(step, done, len(rows))
+
+
+def _abandon(driver: neo4j.Driver, version: catalog.DatasetVersion, database: str) -> None:
+    """Delete a version that will not be published; a failure to do so is left to the sweep."""
+    with contextlib.suppress(Exception):
+        catalog.delete_version(driver, version, database)

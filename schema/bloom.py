@@ -25,6 +25,7 @@ from connectome_query.schema.model import (
     SYNAPSE_SET,
     SYNAPSES_TO,
     check_dataset_name,
+    is_current,
 )
 
 PERSPECTIVE_VERSION = "1.4.1"
@@ -119,9 +120,12 @@ def class_colors(classes: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def _literal(dataset: str) -> str:
-    """The dataset as a Cypher string literal (safe: names are validated first)."""
-    return "'" + check_dataset_name(dataset) + "'"
+def _scope(dataset: str) -> str:
+    """Cypher that binds `ds` to the key of the dataset's current version, so a perspective
+    follows the dataset as it is reloaded (the name is validated before it becomes a literal)."""
+    name = "'" + check_dataset_name(dataset) + "'"
+    return (f"MATCH (meta:{META}) WHERE coalesce(meta.name, meta.dataset) = {name}"
+            f" AND {is_current('meta')}\nWITH meta.dataset AS ds\n")
 
 
 def _neuron_match(var: str, param: str, ds: str) -> str:
@@ -145,15 +149,15 @@ def _param(name: str, cypher: str, data_type: str = "String") -> dict[str, Any]:
 
 def search_phrases(dataset: str) -> list[dict[str, Any]]:
     """The search phrases (name, text, Cypher, parameters with suggestion Cypher)."""
-    ds = _literal(dataset)
-    names = _neuron_names(ds)
+    scope, ds = _scope(dataset), "ds"
+    names = scope + _neuron_names(ds)
     partners = (
-        f"{_neuron_match('n', 'neuron', ds)}\n"
+        f"{scope}{_neuron_match('n', 'neuron', ds)}\n"
         f"OPTIONAL MATCH (n)-[r:{CONNECTS_TO}|{GAP_JUNCTION}]-(p:{NEURON})\n"
         "RETURN n, r, p"
     )
     chandelier = (
-        f"{_neuron_match('target', 'neuron', ds)}\n"
+        f"{scope}{_neuron_match('target', 'neuron', ds)}\n"
         f"MATCH (pre:{NEURON})-[:{CONTAINS}]->(ss:{SYNAPSE_SET})-[:{SYNAPSES_TO}]->(target)\n"
         f"WITH target, pre, ss,\n"
         f"     COUNT {{ (pre)-[:{CONTAINS}]->(:{SYNAPSE_SET})-[:{CONTAINS}]->(x:{SYNAPSE})\n"
@@ -168,37 +172,37 @@ def search_phrases(dataset: str) -> list[dict[str, Any]]:
         "RETURN pre, c0, ss, c1, s, st, target"
     )
     chandelier_targets = (
-        f"MATCH (s:{SYNAPSE} {{dataset: {ds}, postCompartment: 'ais'}})\n"
+        f"{scope}MATCH (s:{SYNAPSE} {{dataset: {ds}, postCompartment: 'ais'}})\n"
         f"MATCH (n:{NEURON} {{dataset: {ds}, bodyId: s.postBodyId}})\n"
         "RETURN DISTINCT coalesce(n.instance, toString(n.bodyId)) AS neuron\n"
         "ORDER BY neuron"
     )
     multi = (
-        f"MATCH (a:{NEURON} {{dataset: {ds}}})-[c:{CONNECTS_TO}]->(b:{NEURON})\n"
+        f"{scope}MATCH (a:{NEURON} {{dataset: {ds}}})-[c:{CONNECTS_TO}]->(b:{NEURON})\n"
         "WHERE c.weight >= toInteger($n)\n"
         "RETURN a, c, b"
     )
     thresholds = (
-        f"MATCH (:{NEURON} {{dataset: {ds}}})-[c:{CONNECTS_TO}]->()\n"
+        f"{scope}MATCH (:{NEURON} {{dataset: {ds}}})-[c:{CONNECTS_TO}]->()\n"
         f"WHERE c.weight >= {MIN_MULTI_SYNAPTIC}\n"
         "RETURN DISTINCT c.weight AS n\n"
         "ORDER BY n"
     )
     path = (
-        f"{_neuron_match('a', 'a', ds)}\n"
-        "WITH a\n"
+        f"{scope}{_neuron_match('a', 'a', ds)}\n"
+        "WITH a, ds\n"
         f"{_neuron_match('b', 'b', ds)}\n"
         "WITH a, b WHERE a <> b\n"
         f"MATCH p = allShortestPaths((a)-[:{CONNECTS_TO}*..{MAX_PATH_HOPS}]->(b))\n"
         "RETURN p"
     )
     of_type = (
-        f"MATCH (n:{NEURON} {{dataset: {ds}, type: $type}})\n"
+        f"{scope}MATCH (n:{NEURON} {{dataset: {ds}, type: $type}})\n"
         f"OPTIONAL MATCH (n)-[r:{CONNECTS_TO}]->(m:{NEURON} {{dataset: {ds}, type: $type}})\n"
         "RETURN n, r, m"
     )
     types = (
-        f"MATCH (n:{NEURON} {{dataset: {ds}}})\n"
+        f"{scope}MATCH (n:{NEURON} {{dataset: {ds}}})\n"
         "WHERE n.type IS NOT NULL\n"
         "RETURN DISTINCT n.type AS type\n"
         "ORDER BY type"

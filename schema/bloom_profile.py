@@ -17,6 +17,7 @@ from connectome_query.schema.model import (
     NEURON,
     SYNAPSE,
     SYNAPSE_SET,
+    is_current,
 )
 
 _VALUE_TYPES = {"STRING": "string", "INTEGER": "bigint", "FLOAT": "number",
@@ -32,28 +33,35 @@ def _bloom_type(value_type: str) -> str:
 def profile_dataset(driver: neo4j.Driver, dataset: str, database: str = "neo4j") -> DatasetProfile:
     """Read what the perspective needs from the database; ValueError if the dataset is absent."""
 
-    def rows(cypher: str) -> list[neo4j.Record]:
-        records, _, _ = driver.execute_query(cypher, d=dataset, database_=database,
+    def rows(cypher: str, key: str | None = None) -> list[neo4j.Record]:
+        records, _, _ = driver.execute_query(cypher, d=key, database_=database,
                                              routing_=neo4j.RoutingControl.READ)
         return records
 
-    if not rows(f"MATCH (m:{META} {{dataset: $d}}) RETURN m LIMIT 1"):
+    current = rows(f"MATCH (m:{META}) WHERE coalesce(m.name, m.dataset) = $d "
+                   f"AND {is_current('m')} RETURN m.dataset AS key", dataset)
+    if not current:
         raise ValueError(f"no dataset {dataset!r} in the database (see `connectome datasets`)")
-    classes = sorted(r["c"] for r in rows(
+    key = current[0]["key"]
+
+    def scoped(cypher: str) -> list[neo4j.Record]:
+        return rows(cypher, key)
+
+    classes = sorted(r["c"] for r in scoped(
         f"MATCH (n:{NEURON} {{dataset: $d}}) WHERE n.cellClass IS NOT NULL "
         "RETURN DISTINCT n.cellClass AS c"))
-    span = rows(f"MATCH (n:{NEURON} {{dataset: $d}}) "
+    span = scoped(f"MATCH (n:{NEURON} {{dataset: $d}}) "
                 "WITH coalesce(n.pre, 0) + coalesce(n.post, 0) AS s "
                 "RETURN min(s) AS lo, max(s) AS hi")[0]
     weights: dict[str, tuple[int, int]] = {}
     for rel in (CONNECTS_TO, GAP_JUNCTION):
-        r = rows(f"MATCH (:{NEURON} {{dataset: $d}})-[r:{rel}]->() "
+        r = scoped(f"MATCH (:{NEURON} {{dataset: $d}})-[r:{rel}]->() "
                  "RETURN min(r.weight) AS lo, max(r.weight) AS hi")[0]
         if r["lo"] is not None:
             weights[rel] = (int(r["lo"]), int(r["hi"]))
     extra: dict[str, list[tuple[str, str]]] = {}
     for label in (META, NEURON, SYNAPSE_SET, SYNAPSE):
-        found = rows(f"MATCH (n:{label} {{dataset: $d}}) WITH n LIMIT 1000 "
+        found = scoped(f"MATCH (n:{label} {{dataset: $d}}) WITH n LIMIT 1000 "
                      "UNWIND keys(n) AS k RETURN DISTINCT k, valueType(n[k]) AS t")
         extra[label] = sorted({(r["k"], _bloom_type(r["t"])) for r in found})
     return DatasetProfile(

@@ -40,3 +40,24 @@ def check_dataset_name(name: str) -> str:
             " (at most 64 characters)"
         )
     return name
+
+
+# Dataset versions: every load is a version; its nodes carry the version's key as `dataset`.
+LOADING: Final = "loading"
+COMPLETE: Final = "complete"
+
+
+def version_key(name: str, version: int) -> str:
+    """The key the nodes of version `version` of dataset `name` carry."""
+    return f"{name}@v{version}"
+
+
+def name_of(key: str) -> str:
+    """The dataset name in a version key (`cook2019@v3` -> `cook2019`; a bare name stays)."""
+    return key.split("@", 1)[0]
+
+
+def is_current(var: str) -> str:
+    """Cypher: whether Meta `var` is its dataset's current version (a Meta written before versions
+    existed, with no `version`, counts as version 1, current when complete)."""
+    return f"coalesce({var}.current, {var}.version IS NULL AND {var}.status = '{COMPLETE}')"

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import machine, private_server, ratio, synth_dataset
+from connectome_query.graphdb import catalog
 from connectome_query.graphdb.driver import open_async_driver
 from connectome_query.graphql_api import cypher
 from connectome_query.graphql_api.app import create_app
@@ -92,12 +93,13 @@ async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[
                 raise RuntimeError(f"GraphQL failed for {body_id}: {r.status_code} {doc}")
 
         async def raw_with(up: str, down: str, body_id: int) -> list[Any]:
-            await read(drv, "MATCH (m:Meta) RETURN m.dataset AS name", {})
-            rows = await read(drv, cypher.NEURON_BY_ID, {"dataset": "bench", "bodyId": body_id})
+            found = await read(drv, catalog.RESOLVE, {"name": "bench", "version": None})
+            key = found[0]["key"]
+            rows = await read(drv, cypher.NEURON_BY_ID, {"dataset": key, "bodyId": body_id})
             assert rows
             keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
-            a = await read(drv, up, {"dataset": "bench", "keys": keys})
-            b = await read(drv, down, {"dataset": "bench", "keys": keys})
+            a = await read(drv, up, {"dataset": key, "keys": keys})
+            b = await read(drv, down, {"dataset": key, "keys": keys})
             return [a, b]
 
         async def raw(body_id: int) -> None:
@@ -134,7 +136,8 @@ def profile(target: Any, body_id: int, first: int,
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
                                     notifications_min_severity="OFF") as drv, drv.session() as s:
         keys = [{"key": 0, "bodyId": body_id, "minWeight": 1, "first": first}]
-        summary = s.run("PROFILE " + query, dataset="bench", keys=keys).consume()
+        summary = s.run("PROFILE " + query, dataset=catalog.resolve(drv, "bench").key,
+                        keys=keys).consume()
     plan = summary.profile or {}
     ops: list[str] = []
     hits = 0

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port  # noqa: E402
+from connectome_query.graphdb import catalog  # noqa: E402
+from connectome_query.schema.model import is_current  # noqa: E402
 
 BUDGET_S = 60.0
 """Rough time per field and path (GraphQL, raw) before repeats are cut (never below 3)."""
@@ -49,29 +51,31 @@ def requests(driver: Any, ds: str) -> dict[str, list[tuple[str, dict[str, Any]]]
     def q(cypher: str, **params: Any) -> list[Any]:
         return driver.execute_query(cypher, params, database_="neo4j").records
 
+    key = catalog.resolve(driver, ds).key  # what the dataset's nodes carry now
+
     hubs = [r["b"] for r in q("""MATCH (n:Neuron {dataset: $d}) RETURN n.bodyId AS b
-        ORDER BY n.pre + n.post DESC LIMIT 3""", d=ds)]
+        ORDER BY n.pre + n.post DESC LIMIT 3""", d=key)]
     rng = np.random.default_rng(0)
     some = [r["b"] for r in q("MATCH (n:Neuron {dataset: $d}) WHERE n.pre > 20 AND n.post > 20 "
-                              "RETURN n.bodyId AS b LIMIT 2000", d=ds)]
+                              "RETURN n.bodyId AS b LIMIT 2000", d=key)]
     picks = [int(x) for x in rng.choice(some, size=3, replace=False)]
     chc = [r["b"] for r in q("""MATCH (n:Neuron {dataset: $d}) WHERE n.chandelier
-        RETURN n.bodyId AS b ORDER BY n.bodyId LIMIT 3""", d=ds)]
+        RETURN n.bodyId AS b ORDER BY n.bodyId LIMIT 3""", d=key)]
     ais_targets = [r["b"] for r in q("""MATCH (s:Synapse {dataset: $d, postCompartment: 'ais'})
-        RETURN s.postBodyId AS b, count(*) AS n ORDER BY n DESC LIMIT 3""", d=ds)]
+        RETURN s.postBodyId AS b, count(*) AS n ORDER BY n DESC LIMIT 3""", d=key)]
     types = [r["t"] for r in q("""MATCH (n:Neuron {dataset: $d}) WHERE n.type IS NOT NULL
         WITH n.type AS t, count(*) AS c WHERE c >= 3 AND c <= 8 RETURN t ORDER BY t LIMIT 40""",
-                                d=ds)]
+                                d=key)]
     big_types = [r["t"] for r in q("""MATCH (n:Neuron {dataset: $d}) WITH n.type AS t,
-        count(*) AS c ORDER BY c DESC LIMIT 3 RETURN t""", d=ds)]
+        count(*) AS c ORDER BY c DESC LIMIT 3 RETURN t""", d=key)]
     pairs = [(r["a"], r["b"]) for r in q("""MATCH (a:Neuron {dataset: $d})-[c:ConnectsTo]->(b)
-        WHERE c.weight >= 5 RETURN a.bodyId AS a, b.bodyId AS b LIMIT 3""", d=ds)]
+        WHERE c.weight >= 5 RETURN a.bodyId AS a, b.bodyId AS b LIMIT 3""", d=key)]
     reach = [(r["a"], r["b"]) for r in q("""MATCH (a:Neuron {dataset: $d})-[c1:ConnectsTo]->()
         -[c2:ConnectsTo]->()-[c3:ConnectsTo]->(b) WHERE c1.weight >= 3 AND c2.weight >= 3
         AND c3.weight >= 3 AND a <> b AND NOT (a)-[:ConnectsTo]->(b)
-        RETURN a.bodyId AS a, b.bodyId AS b LIMIT 3""", d=ds)]
+        RETURN a.bodyId AS a, b.bodyId AS b LIMIT 3""", d=key)]
     roi = q("""MATCH (:Neuron {dataset: $d})-[c:ConnectsTo]->() WHERE c.rois IS NOT NULL
-        UNWIND c.rois AS r RETURN r LIMIT 1""", d=ds)[0]["r"]
+        UNWIND c.rois AS r RETURN r LIMIT 1""", d=key)[0]["r"]
     ids = [str(x) for x in hubs + picks]
     nb = "bodyId type"
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -270,8 +274,9 @@ def main() -> None:
         from connectome_query.graphdb.driver import open_driver
 
         with open_driver(target) as driver:
-            have = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m.benchSpec AS s",
-                                        d=ds).records
+            have = driver.execute_query(
+                f"MATCH (m:Meta {{name: $d}}) WHERE {is_current('m')} RETURN m.benchSpec AS s",
+                d=ds).records
             facts: dict[str, Any] = {}
             if not have or have[0]["s"] != spec or (args.home is None):
                 with tempfile.TemporaryDirectory() as tmp:
@@ -296,8 +301,8 @@ def main() -> None:
                 report = load(driver, tables, ds, progress=progress)
                 facts["ingest_s"] = round(time.perf_counter() - t0, 1)
                 print(f"ingested in {facts['ingest_s']} s: {report}", flush=True)
-            meta = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m", d=ds
-                                        ).records[0]["m"]
+            meta = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m",
+                                        d=catalog.resolve(driver, ds).key).records[0]["m"]
             facts.update({k: meta[k] for k in ("neuronCount", "chemicalConnections",
                                                 "chemicalSynapses", "synapseCount",
                                                 "chandelierCount")})

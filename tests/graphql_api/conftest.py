@@ -11,6 +11,7 @@ import networkx as nx
 import pytest
 from fastapi.testclient import TestClient
 
+from connectome_query.graphdb.catalog import set_public
 from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.app import create_app
 from connectome_query.graphql_api.auth import AuthConfig, TokenStore
@@ -35,8 +36,8 @@ def sec_data(driver: neo4j.Driver, tmp_path_factory: pytest.TempPathFactory,
         folder = tmp_path_factory.mktemp(name)
         graphs[name] = write_neuprint(folder, neurons=60, edges=300, gap=40, seed=100 + i)
         load(driver, read_source(str(folder)), name)
-    driver.execute_query("MATCH (m:Meta {dataset: $d}) SET m.public = true", d=PUBLIC)
-    driver.execute_query("MATCH (m:Meta {dataset: $d}) SET m.public = false", d=PRIVATE)
+    set_public(driver, PUBLIC, True)
+    set_public(driver, PRIVATE, False)
     return graphs
 
 

@@ -38,7 +38,8 @@ def _busiest(g: nx.DiGraph) -> int:
 
 def test_anonymous_sees_public_datasets_only(secure_api: GraphQLClient,
                                              driver: neo4j.Driver) -> None:
-    records, _, _ = driver.execute_query("MATCH (m:Meta) WHERE m.public = true RETURN m.dataset")
+    records, _, _ = driver.execute_query(
+        "MATCH (m:Meta) WHERE m.public = true AND m.current RETURN m.name")
     public = {r[0] for r in records}
     assert PUBLIC in public and PRIVATE not in public
     body = secure_api.gql("{ datasets { name } }")
@@ -153,7 +154,7 @@ def test_tokens_cli_public_flag(driver: neo4j.Driver, sec_data: dict) -> None:
 
     def flag() -> object:
         records, _, _ = driver.execute_query(
-            "MATCH (m:Meta {dataset: $d}) RETURN m.public", d=PRIVATE)
+            "MATCH (m:Meta {name: $d, current: true}) RETURN m.public", d=PRIVATE)
         return records[0][0]
 
     try:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.support.celegans import cook_chemical_graph
+from tests.support.graph import current_key
 from tests.support.graphql import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
@@ -26,8 +27,9 @@ def g() -> nx.DiGraph:
 @pytest.fixture(scope="module")
 def types(celegans: dict, driver: neo4j.Driver) -> dict[str, str | None]:
     """Cell name -> type as stored (the type is data; the answers are recomputed here)."""
-    rows = driver.execute_query("MATCH (n:Neuron {dataset: 'cook2019'}) "
-                                "RETURN n.instance AS name, n.type AS type").records
+    rows = driver.execute_query("MATCH (n:Neuron {dataset: $d}) "
+                                "RETURN n.instance AS name, n.type AS type",
+                                d=current_key(driver, "cook2019")).records
     return {r["name"]: r["type"] for r in rows}
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from connectome_query.cli.main import app
 from connectome_query.graphql_api.neuroglancer import parse_url
 from tests.support import planted as pl
+from tests.support.graph import current_key
 from tests.support.graphql import GraphQLClient
 
 pytestmark = pytest.mark.neo4j
@@ -41,7 +42,8 @@ def _ids(rows: list[dict[str, Any]], *keys: str) -> list[tuple[int, ...]]:
 
 
 def test_meta_records_rule(truth: pl.Planted, driver: neo4j.Driver) -> None:
-    rec = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m", d=DS).records[0]["m"]
+    rec = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m",
+                               d=current_key(driver, DS)).records[0]["m"]
     assert rec["chandelierClassified"] is True
     assert rec["chandelierThreshold"] == 0.5 and rec["chandelierMinSynapses"] == 10
     assert "aisOutputFraction >= 0.5" in rec["chandelierRule"]

@@ -17,6 +17,7 @@ from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 from connectome_query.graphql_api.custom_cypher import run_readonly
 from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
+from tests.support.graph import current_key
 from tests.support.graphql import PRIVATE, PUBLIC, GraphQLClient
 
 pytestmark = pytest.mark.neo4j
@@ -138,7 +139,8 @@ def test_explain_and_read_mode_back_up_the_screen(neo4j_target: Neo4jTarget,
 def test_cypher_endpoint_reads_like_neuprint(open_client: TestClient, driver: neo4j.Driver,
                                              sec_data: dict) -> None:
     g = sec_data[PUBLIC]
-    cypher = (f"MATCH (a:Neuron {{dataset: '{PUBLIC}'}})-[r:ConnectsTo]->(b:Neuron) "
+    key = current_key(driver, PUBLIC)
+    cypher = (f"MATCH (a:Neuron {{dataset: '{key}'}})-[r:ConnectsTo]->(b:Neuron) "
               "RETURN a.bodyId AS pre, b.bodyId AS post, r.weight AS weight")
     response = open_client.post("/api/custom/custom", json={"cypher": cypher,
                                                             "dataset": PUBLIC})
@@ -148,10 +150,10 @@ def test_cypher_endpoint_reads_like_neuprint(open_client: TestClient, driver: ne
     assert {(a, b): w for a, b, w in body["data"]} == {
         (a, b): d["weight"] for a, b, d in g.edges(data=True)}
     node = open_client.post("/api/custom/custom", json={
-        "cypher": f"MATCH (n:Neuron {{dataset: '{PUBLIC}'}}) RETURN n, n.somaLocation LIMIT 1"})
+        "cypher": f"MATCH (n:Neuron {{dataset: '{key}'}}) RETURN n, n.somaLocation LIMIT 1"})
     assert node.status_code == 200
     props, soma = node.json()["data"][0]
-    assert props["dataset"] == PUBLIC and len(soma) == 3
+    assert props["dataset"] == key and len(soma) == 3
 
 
 @pytest.mark.parametrize("body, status", [
@@ -167,7 +169,7 @@ def test_cypher_endpoint_bad_requests(open_client: TestClient, body: object, sta
 
 def test_cypher_endpoint_needs_all_dataset_token(secure_api: GraphQLClient, store: TokenStore,
                                                  admin_token: str) -> None:
-    body = {"cypher": "MATCH (m:Meta) RETURN m.dataset"}
+    body = {"cypher": "MATCH (m:Meta) RETURN m.name"}
     assert secure_api.http.post("/api/custom/custom", json=body).status_code == 403
     _, scoped = store.create("scoped", [PRIVATE])
     assert secure_api.http.post("/api/custom/custom", json=body,

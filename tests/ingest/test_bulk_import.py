@@ -16,6 +16,7 @@ from connectome_query.ingest.bulk_import import BulkImportError, offline_import
 from connectome_query.ingest.loader import load
 from connectome_query.ingest.readers.synapse_table import read_synapse_table
 from connectome_query.ingest.synth_connectome import synth_connectome
+from tests.support.graph import current_key
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.neo4j
@@ -36,9 +37,11 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4
 
 
 def _summary(drv: neo4j.Driver, dataset: str) -> dict[str, Any]:
-    """Counts, property keys per label/type, and weight checksums, loadIds left out."""
+    """Counts, property keys per label/type, and weight checksums of the current version."""
+    key = current_key(drv, dataset)
+
     def q(text: str) -> list[dict[str, Any]]:
-        records, _, _ = drv.execute_query(text, d=dataset)
+        records, _, _ = drv.execute_query(text, d=key)
         return [r.data() for r in records]
 
     out: dict[str, Any] = {}
@@ -59,7 +62,7 @@ def _summary(drv: neo4j.Driver, dataset: str) -> dict[str, Any]:
         "sum(size(c.rois)) AS rois, sum(reduce(s = 0, x IN c.roiWeights | s + x)) AS rw")
     out["neurons"] = sorted(
         (r["props"]["bodyId"], sorted((k, str(v)) for k, v in r["props"].items()
-                                      if k != "loadId"))
+                                      if k != "dataset"))
         for r in q("MATCH (n:Neuron {dataset: $d}) RETURN properties(n) AS props"))
     out["synapses"] = q(
         "MATCH (:Neuron {dataset: $d})-[:Contains]->(ss:SynapseSet)-[:Contains]->(s:Synapse) "
@@ -94,5 +97,5 @@ def test_offline_import_matches_loader(tmp_path: Path, driver: neo4j.Driver,
         # A second import refuses: the database is no longer empty.
         with pytest.raises(BulkImportError, match="already holds data"):
             offline_import(fresh_server, tables, "t_bulk2")
-        rows, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.dataset) AS d")
+        rows, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.name) AS d")
         assert rows[0]["d"] == ["t_bulk"]

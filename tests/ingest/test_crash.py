@@ -67,7 +67,9 @@ def _report(results: list[TrialResult]) -> str:
 
 
 def _wipe(driver: neo4j.Driver, dataset: str) -> None:
-    driver.execute_query("MATCH (n {dataset: $d}) DETACH DELETE n", d=dataset)
+    """Every version of `dataset` gone, so the next load is its first."""
+    driver.execute_query("MATCH (n) WHERE n.dataset = $d OR n.dataset STARTS WITH $d + '@' "
+                         "DETACH DELETE n", d=dataset)
 
 
 def test_kill_ingest_then_rerun(driver: neo4j.Driver, neo4j_target: Neo4jTarget,

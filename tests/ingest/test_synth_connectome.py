@@ -153,17 +153,19 @@ def test_both_readers_give_the_same_connections(synth_dir: Path) -> None:
 @pytest.mark.neo4j
 def test_ingests_into_neo4j(tmp_path: Path, driver: neo4j.Driver) -> None:
     from connectome_query.ingest.loader import load
+    from tests.support.graph import current_key
 
     out = tmp_path / "small"
     synth_connectome(out, neurons=400, edges=4000, synapses=12_000, seed=11)
     conns = pq.read_table(out / "connections.parquet").to_pandas()
     load(driver, read_source(str(out)), "t_synth")
+    key = current_key(driver, "t_synth")
     rows, _, _ = driver.execute_query(
-        "MATCH (a:Neuron {dataset: 't_synth'})-[c:ConnectsTo]->(b) "
+        "MATCH (a:Neuron {dataset: $d})-[c:ConnectsTo]->(b) "
         "RETURN count(c) AS n, sum(c.weight) AS w, "
-        "sum(a.bodyId % 1000003 * c.weight + b.bodyId % 1000003) AS h")
+        "sum(a.bodyId % 1000003 * c.weight + b.bodyId % 1000003) AS h", d=key)
     expected_h = int(((conns["bodyId_pre"] % 1000003) * conns["weight"]
                       + conns["bodyId_post"] % 1000003).sum())
     assert (rows[0]["n"], rows[0]["w"], rows[0]["h"]) == (4000, 12_000, expected_h)
-    n, _, _ = driver.execute_query("MATCH (n:Neuron {dataset: 't_synth'}) RETURN count(n) AS n")
+    n, _, _ = driver.execute_query("MATCH (n:Neuron {dataset: $d}) RETURN count(n) AS n", d=key)
     assert n[0]["n"] == 400

@@ -19,6 +19,7 @@ from connectome_query.schema.bloom import (
 )
 from tests.support import celegans as celegans_raw
 from tests.support.bloom import SYN_DATASET, Synthetic
+from tests.support.graph import current_key
 
 pytestmark = pytest.mark.neo4j
 
@@ -99,7 +100,7 @@ def test_partners_of_neuron(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
     picks = ["AVAL", "RIML", "ADAL", *cook["names"][::23]]
     for name in picks:
         nodes, rels = graph_items(run(driver, tmpl, neuron=name))
-        assert {n["dataset"] for n in nodes.values()} == {"cook2019"}
+        assert {n["dataset"] for n in nodes.values()} == {current_key(driver, "cook2019")}
         inst = {eid: n["instance"] for eid, n in nodes.items()}
         got_chem = {(inst[a], inst[b]): r["weight"]
                     for r in rels if r.type == "ConnectsTo" for a, b in [ends(r)]}
@@ -126,7 +127,7 @@ def test_multi_synaptic_contacts(driver: neo4j.Driver, cook: dict[str, Any]) -> 
         records = run(driver, tmpl, n=n)
         got = {(r["a"]["instance"], r["b"]["instance"]): r["c"]["weight"] for r in records}
         assert got == {k: w for k, w in cook["chem"].items() if w >= n}, n
-        assert {r["a"]["dataset"] for r in records} == {"cook2019"}
+        assert {r["a"]["dataset"] for r in records} == {current_key(driver, "cook2019")}
 
 
 def test_path_from_a_to_b(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
@@ -206,7 +207,8 @@ def check_chandelier_phrase(driver: neo4j.Driver, raw: Synthetic,
 
 def test_chandelier_share_fallback(driver: neo4j.Driver, synthetic: Synthetic) -> None:
     """Without a `chandelier` flag on the neurons, the AIS share of outputs decides."""
-    driver.execute_query("MATCH (n:Neuron {dataset: $d}) REMOVE n.chandelier", d=SYN_DATASET)
+    driver.execute_query("MATCH (n:Neuron {dataset: $d}) REMOVE n.chandelier",
+                         d=current_key(driver, SYN_DATASET))
     assert check_chandelier_phrase(driver, synthetic, None) > 0
     # The share rule singles out some but not all of the axo-axonic-like cells.
     chc = set(synthetic.neurons.loc[synthetic.neurons["type"] == "ChC", "bodyId"])
@@ -220,12 +222,12 @@ def test_chandelier_flag_wins(driver: neo4j.Driver, synthetic: Synthetic) -> Non
     flagged = {b for b in bodies if b in by_share} - {min(by_share)} | set(bodies[:3])
     assert flagged != by_share
     driver.execute_query("MATCH (n:Neuron {dataset: $d}) SET n.chandelier = n.bodyId IN $ids",
-                         d=SYN_DATASET, ids=sorted(flagged))
+                         d=current_key(driver, SYN_DATASET), ids=sorted(flagged))
     try:
         assert check_chandelier_phrase(driver, synthetic, flagged) > 0
     finally:
         driver.execute_query("MATCH (n:Neuron {dataset: $d}) REMOVE n.chandelier",
-                             d=SYN_DATASET)
+                             d=current_key(driver, SYN_DATASET))
 
 
 def test_multi_synaptic_on_synapse_table(driver: neo4j.Driver, synthetic: Synthetic) -> None:

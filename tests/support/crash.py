@@ -80,49 +80,57 @@ def run_ingest(source: Path, dataset: str, target: Neo4jTarget, batch_size: int,
     return proc.returncode, stderr_of(proc), time.monotonic() - t0
 
 
-def load_id(driver: neo4j.Driver, dataset: str) -> str | None:
+def newest_version(driver: neo4j.Driver, dataset: str) -> tuple[str, str] | None:
+    """(key, status) of the newest version of `dataset`, finished or not."""
     records, _, _ = driver.execute_query(
-        "MATCH (m:Meta {dataset: $d}) RETURN m.loadId", d=dataset)
-    return records[0][0] if records else None
+        "MATCH (m:Meta) WHERE coalesce(m.name, m.dataset) = $d "
+        "RETURN m.dataset AS key, m.status AS status ORDER BY coalesce(m.version, 1) DESC "
+        "LIMIT 1", d=dataset)
+    return (records[0]["key"], records[0]["status"]) if records else None
 
 
-def wait_for_load_start(driver: neo4j.Driver, dataset: str, before: str | None,
-                        proc: subprocess.Popen[bytes], timeout: float = 180) -> float:
-    """Block until the ingest stamps a new loadId on Meta (its writes begin); the time."""
+def wait_for_load_start(driver: neo4j.Driver, dataset: str, before: tuple[str, str] | None,
+                        proc: subprocess.Popen[bytes], timeout: float = 180) -> str:
+    """Block until the ingest opens a new version (its writes begin); that version's key."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if load_id(driver, dataset) != before:
-            return time.monotonic()
+        newest = newest_version(driver, dataset)
+        if newest is not None and newest != before and newest[1] == "loading":
+            return newest[0]
         time.sleep(0.05)
     raise RuntimeError(f"the ingest never started writing (exit {proc.poll()})")
 
 
-def rows_written(driver: neo4j.Driver, dataset: str, load: str | None) -> int:
-    """Neurons plus ConnectsTo/GapJunction relationships stamped with this load's id."""
+def rows_written(driver: neo4j.Driver, key: str) -> int:
+    """Neurons plus ConnectsTo/GapJunction relationships written into version `key`."""
     records, _, _ = driver.execute_query(
-        """MATCH (n:Neuron {dataset: $d}) WHERE n.loadId = $id
+        """MATCH (n:Neuron {dataset: $d})
            WITH count(n) AS neurons
            OPTIONAL MATCH (:Neuron {dataset: $d})-[r:ConnectsTo|GapJunction]->()
-           WHERE r.loadId = $id
            WITH neurons, count(r) AS rels
-           RETURN neurons + rels""", d=dataset, id=load)
+           RETURN neurons + rels""", d=key)
     return int(records[0][0])
 
 
-def wait_for_progress(driver: neo4j.Driver, dataset: str, fraction: float, total: int,
+def wait_for_progress(driver: neo4j.Driver, key: str, fraction: float, total: int,
                       proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    """Block until `fraction` of the load's `total` rows are written (or the ingest exits).
+    """Block until `fraction` of the load's `total` rows are in version `key` (or the ingest
+    exits).
 
     Aiming at progress instead of time keeps kills mid-load however slow the machine is;
-    fractions near 1 land in the last batches, the prune or the final Meta update.
+    fractions near 1 land in the last batches or the switch to the new version.
     """
-    load = load_id(driver, dataset)
     target = int(fraction * total)
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        if rows_written(driver, dataset, load) >= target:
+        if rows_written(driver, key) >= target:
             return
         time.sleep(0.02)
+
+
+def _status(driver: neo4j.Driver, key: str) -> str | None:
+    records, _, _ = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m.status", d=key)
+    return records[0][0] if records else None
 
 
 def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
@@ -130,14 +138,13 @@ def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, 
     """Run one ingest to the end: (total seconds, seconds from its first write until Meta
     says 'complete', the window in which a kill lands mid-load)."""
     t0 = time.monotonic()
-    before = load_id(driver, dataset)
+    before = newest_version(driver, dataset)
     proc = start_ingest(source, dataset, target, batch_size)
-    started = wait_for_load_start(driver, dataset, before, proc)
+    key = wait_for_load_start(driver, dataset, before, proc)
+    started = time.monotonic()
     done = None
     while proc.poll() is None and done is None:
-        records, _, _ = driver.execute_query(
-            "MATCH (m:Meta {dataset: $d}) RETURN m.status", d=dataset)
-        if records and records[0][0] == "complete":
+        if _status(driver, key) == "complete":
             done = time.monotonic()
         time.sleep(0.05)
     proc.wait(timeout=timeout)
@@ -161,7 +168,7 @@ class TrialResult:
     kill_at_fraction: float
     """Share of the load's rows written when the kill was aimed."""
     status_after_kill: str | None
-    """Meta.status right after the kill: 'loading' means the kill landed mid-load."""
+    """The killed load's version status right after the kill: 'loading' means mid-load."""
     problems: list[str] = field(default_factory=list)
     found: dict[str, Any] = field(default_factory=dict)
     lost: int = 0
@@ -187,22 +194,16 @@ def _loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
     return lost, extra
 
 
-def _status(driver: neo4j.Driver, dataset: str) -> str | None:
-    records, _, _ = driver.execute_query(
-        "MATCH (m:Meta {dataset: $d}) RETURN m.status", d=dataset)
-    return records[0][0] if records else None
-
-
 def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
                       expected: dict[str, Any], fraction: float,
                       batch_size: int) -> TrialResult:
     """Start an ingest, SIGKILL it once `fraction` of its rows are written, rerun, compare."""
-    before = load_id(driver, dataset)
+    before = newest_version(driver, dataset)
     proc = start_ingest(source, dataset, target, batch_size)
-    wait_for_load_start(driver, dataset, before, proc)
-    wait_for_progress(driver, dataset, fraction, _total(expected), proc)
+    key = wait_for_load_start(driver, dataset, before, proc)
+    wait_for_progress(driver, key, fraction, _total(expected), proc)
     kill9(proc)
-    result = TrialResult("kill -9 ingest", fraction, _status(driver, dataset))
+    result = TrialResult("kill -9 ingest", fraction, _status(driver, key))
     code, err, _ = run_ingest(source, dataset, target, batch_size)
     if code != 0:
         result.problems.append(f"rerun failed ({code}): {err}")
@@ -223,10 +224,10 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     """
     target = server.target()
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
-        before = load_id(drv, dataset)
+        before = newest_version(drv, dataset)
         proc = start_ingest(source, dataset, target, batch_size)
-        wait_for_load_start(drv, dataset, before, proc)
-        wait_for_progress(drv, dataset, fraction, _total(expected), proc)
+        key = wait_for_load_start(drv, dataset, before, proc)
+        wait_for_progress(drv, key, fraction, _total(expected), proc)
     pid = server.pid()
     assert pid is not None, "the trial server is not running"
     os.kill(pid, signal.SIGKILL)
@@ -241,7 +242,7 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     server = LocalNeo4j(replace(server.config, bolt_port=free_port()))
     target = server.start(timeout=240)
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
-        result = TrialResult("kill -9 neo4j", fraction, _status(drv, dataset))
+        result = TrialResult("kill -9 neo4j", fraction, _status(drv, key))
         result.ingest_exit = exited_itself
         result.ingest_message_clear = "rerun the same command" in ingest_said
         code, err, _ = run_ingest(source, dataset, target, batch_size)
