@@ -333,7 +333,7 @@ class LocalNeo4j:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            if process_gone(pid):
                 break
             time.sleep(0.2)
         else:
@@ -388,7 +388,8 @@ def load_database(server: LocalNeo4j, dump_file: Path, timeout: float = 180.0) -
     return was_running
 
 
-def _is_zombie(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has exited (gone, or a zombie waiting to be reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import neo4j
 
-from connectome_query.graphdb.local_server import LocalNeo4j
+from connectome_query.graphdb.local_server import LocalNeo4j, process_gone
 from connectome_query.graphdb.settings import Neo4jTarget
 from tests.support.fingerprint import fingerprint, matches_clean
 from tests.support.net import free_port
@@ -194,6 +194,18 @@ def _loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
     return lost, extra
 
 
+def _rerun_and_compare(result: TrialResult, driver: neo4j.Driver, target: Neo4jTarget,
+                       source: Path, dataset: str, expected: dict[str, Any],
+                       batch_size: int) -> None:
+    """Rerun the ingest to the end and record how the graph differs from a clean load."""
+    code, err, _ = run_ingest(source, dataset, target, batch_size)
+    if code != 0:
+        result.problems.append(f"rerun failed ({code}): {err}")
+    result.found = fingerprint(driver, dataset)
+    result.problems += matches_clean(result.found, expected)
+    result.lost, result.extra = _loss(result.found, expected)
+
+
 def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
                       expected: dict[str, Any], fraction: float,
                       batch_size: int) -> TrialResult:
@@ -204,12 +216,7 @@ def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, d
     wait_for_progress(driver, key, fraction, _total(expected), proc)
     kill9(proc)
     result = TrialResult("kill -9 ingest", fraction, _status(driver, key))
-    code, err, _ = run_ingest(source, dataset, target, batch_size)
-    if code != 0:
-        result.problems.append(f"rerun failed ({code}): {err}")
-    result.found = fingerprint(driver, dataset)
-    result.problems += matches_clean(result.found, expected)
-    result.lost, result.extra = _loss(result.found, expected)
+    _rerun_and_compare(result, driver, target, source, dataset, expected, batch_size)
     return result
 
 
@@ -231,7 +238,7 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     pid = server.pid()
     assert pid is not None, "the trial server is not running"
     os.kill(pid, signal.SIGKILL)
-    while Path(f"/proc/{pid}").exists() and not _zombie(pid):
+    while not process_gone(pid):
         time.sleep(0.05)
     # The ingest sees the connection drop; give it time to fail, then make sure it is gone.
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -245,22 +252,9 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
         result = TrialResult("kill -9 neo4j", fraction, _status(drv, key))
         result.ingest_exit = exited_itself
         result.ingest_message_clear = "rerun the same command" in ingest_said
-        code, err, _ = run_ingest(source, dataset, target, batch_size)
-        if code != 0:
-            result.problems.append(f"rerun failed ({code}): {err}")
-        result.found = fingerprint(drv, dataset)
-    result.problems += matches_clean(result.found, expected)
-    result.lost, result.extra = _loss(result.found, expected)
+        _rerun_and_compare(result, drv, target, source, dataset, expected, batch_size)
     return result, server
 
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def kill_points(rng: random.Random, n: int, start: float, end: float) -> list[float]:
