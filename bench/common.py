@@ -37,15 +37,19 @@ def private_server(heap: str, pagecache: str, home: Path | None = None) -> Itera
             server.stop()
 
 
-def synth_dataset(neurons: int, edges: int, seed: int,
-                  synapses: int | None = None) -> tuple[Path, float]:
-    """The generator's files, cached by size and seed; returns (folder, seconds to generate)."""
+def synth_dataset(neurons: int, edges: int, seed: int, synapses: int | None = None,
+                  id_range: str = "js") -> tuple[Path, float]:
+    """The generator's files, cached by size, seed and id range; returns (folder, seconds to
+    generate)."""
     name = f"synth-{neurons}-{edges}-{synapses or 0}-{seed}"
+    if id_range != "js":
+        name += f"-{id_range}"
     folder = cache_dir() / "bench" / name
     if (folder / "synth.json").exists():
         return folder, 0.0
     t = time.perf_counter()
-    synth_connectome(folder, neurons=neurons, edges=edges, synapses=synapses, seed=seed)
+    synth_connectome(folder, neurons=neurons, edges=edges, synapses=synapses, seed=seed,
+                     id_range=id_range)
     return folder, time.perf_counter() - t
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import TaskID
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from connectome_query.cli.console import console, fail, out, progress_bar
@@ -17,14 +18,35 @@ from connectome_query.graphdb.settings import external_target
 app = typer.Typer()
 
 
-def _voxel_size(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) <= 0:
-        raise typer.BadParameter("expected three positive numbers, e.g. 4,4,40")
-    return (parts[0], parts[1], parts[2])
+def _progress(bar: Progress) -> Callable[[str, int, int], None]:
+    """A progress callback drawing one bar per step (a counter when the total is unknown)."""
+    tasks: dict[str, TaskID] = {}
+
+    def report(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total or None)
+        bar.update(tasks[step], completed=done)
+    return report
+
+
+def _database_failed(exc: Exception, dataset: str) -> typer.Exit:
+    return fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
+                f"The current version of dataset {dataset!r} is unchanged. What this load wrote "
+                "is removed now, or by the next load if the database cannot be reached: rerun "
+                "the same command once Neo4j answers (nothing is duplicated).")
+
+
+def _bad_input(exc: Exception) -> typer.Exit:
+    """The message for input ingest refused (IngestError) or a parameter it cannot use."""
+    from connectome_query.ingest.errors import IngestError, ParameterError
+
+    if isinstance(exc, ParameterError):
+        return fail(f"invalid value for {exc}", code=2)
+    if isinstance(exc, IngestError) and getattr(exc, "after_writes", False):
+        return fail(f"{exc}\nthe partial load was removed; the dataset is as it was")
+    if isinstance(exc, IngestError):
+        return fail(f"{exc}\nnothing was written to the database")
+    return fail(str(exc))
 
 
 @app.command("ingest")
@@ -38,7 +60,8 @@ def ingest_cmd(
         help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
     neurons: Annotated[Path | None, typer.Option(
         help="neuPrint-style neurons file giving types for a synapse table.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per write transaction.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(
+        help="Rows per write transaction (1 to 100,000).")] = 10_000,
     chandelier_threshold: Annotated[float, typer.Option(
         help="Chandelier cell: share of output synapses onto AIS at least this.")] = 0.5,
     chandelier_min_synapses: Annotated[int, typer.Option(
@@ -47,42 +70,40 @@ def ingest_cmd(
         help="Segmentation volume URL (e.g. precomputed://gs://...) for Neuroglancer links.")
     ] = None,
 ) -> None:
-    """Load a connectome into Neo4j (validated first; re-running gives the same graph)."""
+    """Load a connectome into Neo4j as a new version of the dataset: every row is checked first
+    (streamed, in bounded memory), then written; the new version becomes current at the end."""
     from neo4j.exceptions import DriverError, Neo4jError
 
     from connectome_query.ingest.classify import ChandelierRule
-    from connectome_query.ingest.errors import IngestError
-    from connectome_query.ingest.loader import load
-    from connectome_query.ingest.sources import read_source
+    from connectome_query.ingest.errors import IngestError, ParameterError
+    from connectome_query.ingest.loader import check_batch_size, load
+    from connectome_query.ingest.readers.synapse_table import parse_voxel_size
+    from connectome_query.ingest.sources import open_source
+    from connectome_query.schema.model import check_dataset_name
 
     try:
-        rule = ChandelierRule(chandelier_threshold, chandelier_min_synapses)
-        with console.status(f"reading {source}..."):
-            tables = read_source(source, encoding=encoding, voxel_size=_voxel_size(voxel_size),
-                                 neurons=neurons)
+        check_dataset_name(dataset)
+        check_batch_size(batch_size)
+        voxels = parse_voxel_size(voxel_size)
+        try:
+            rule = ChandelierRule(chandelier_threshold, chandelier_min_synapses)
+        except ValueError as exc:
+            raise ParameterError("--chandelier-threshold/--chandelier-min-synapses",
+                                 str(exc)) from None
+        data = open_source(source, encoding=encoding, voxel_size=voxels, neurons=neurons)
         if neuroglancer_source:
-            tables.meta["neuroglancerSource"] = neuroglancer_source
+            data.meta["neuroglancerSource"] = neuroglancer_source
         with open_driver() as driver, progress_bar() as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def report(step: str, done: int, total: int) -> None:
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=max(total, 1))
-                bar.update(tasks[step], completed=done if total else 1)
-
-            result = load(driver, tables, dataset, batch_size=batch_size, progress=report,
-                          chandelier=rule)
-    except IngestError as exc:
-        raise fail(f"{exc}\nnothing was written to the database") from None
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+            result = load(driver, data, dataset, batch_size=batch_size,
+                          progress=_progress(bar), chandelier=rule)
+    except (IngestError, ParameterError, ValueError) as exc:
+        raise _bad_input(exc) from None
     except Neo4jServerError as exc:
         raise fail(str(exc)) from None
     except (DriverError, Neo4jError) as exc:
-        raise fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
-                   f"If writing had begun, dataset {dataset!r} stays marked status='loading'; "
-                   "rerun the same command once Neo4j answers: the rerun replaces the partial "
-                   "load (nothing is duplicated).") from None
+        raise _database_failed(exc, dataset) from None
+    except OSError as exc:
+        raise fail(f"{exc}\nthe dataset is as it was") from None
     table = Table(title=f"dataset {result.dataset}")
     for name in ("neurons", "chemical_connections", "chemical_synapses",
                  "electrical_connections", "gap_junctions", "synapses"):
@@ -91,7 +112,7 @@ def ingest_cmd(
         "neurons", "chemical_connections", "chemical_synapses", "electrical_connections",
         "gap_junctions", "synapses")))
     out.print(table)
-    out.print(f"loaded in {result.seconds:.1f} s")
+    out.print(f"loaded version {result.version} in {result.seconds:.1f} s")
 
 
 @app.command("import")
@@ -101,28 +122,37 @@ def import_cmd(
     replace: Annotated[bool, typer.Option(
         help="Discard whatever the local database holds (every dataset).")] = False,
     heap: Annotated[str, typer.Option(help="Java heap for neo4j-admin import.")] = "2g",
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV input.")] = "utf-8",
     voxel_size: Annotated[str, typer.Option(
         help="nm per voxel (x,y,z) for synapse-table positions.")] = "1,1,1",
     neurons: Annotated[Path | None, typer.Option(
         help="neuPrint-style neurons file giving types for a synapse table.")] = None,
 ) -> None:
-    """Build an EMPTY local database with neo4j-admin's offline importer (fastest fresh load)."""
+    """Build an EMPTY local database with neo4j-admin's offline importer (fastest fresh load);
+    every row is checked before the server is touched."""
     from connectome_query.ingest.bulk_import import BulkImportError, offline_import
-    from connectome_query.ingest.errors import IngestError
-    from connectome_query.ingest.sources import read_source
+    from connectome_query.ingest.errors import IngestError, ParameterError
+    from connectome_query.ingest.readers.synapse_table import parse_voxel_size
+    from connectome_query.ingest.sources import open_source
+    from connectome_query.schema.model import check_dataset_name
 
     if external_target() is not None:
         raise fail("the offline importer builds the local server's database; NEO4J_URI names "
                    "another server: use `connectome ingest` there")
     try:
-        with console.status(f"reading {source}..."):
-            tables = read_source(source, voxel_size=_voxel_size(voxel_size), neurons=neurons)
+        check_dataset_name(dataset)
+        data = open_source(source, encoding=encoding, voxel_size=parse_voxel_size(voxel_size),
+                           neurons=neurons)
         with console.status("importing...") as status:
-            report, timings = offline_import(local_server(), tables, dataset, replace=replace,
-                                             heap=heap, step=lambda m: status.update(m + "..."))
-    except IngestError as exc:
-        raise fail(f"{exc}\nnothing was written to the database") from None
-    except (BulkImportError, Neo4jServerError, ValueError) as exc:
+            def checking(step: str, done: int, total: int) -> None:
+                status.update(f"{step}: {done:,} rows" + (f" of {total:,}" if total else ""))
+
+            report, timings = offline_import(local_server(), data, dataset, replace=replace,
+                                             heap=heap, step=lambda m: status.update(m + "..."),
+                                             progress=checking)
+    except (IngestError, ParameterError, ValueError) as exc:
+        raise _bad_input(exc) from None
+    except (BulkImportError, Neo4jServerError, OSError) as exc:
         raise fail(str(exc)) from None
     out.print(f"imported {report.neurons:,} neurons, {report.chemical_connections:,} chemical "
               f"and {report.electrical_connections:,} electrical connections, "
@@ -139,6 +169,8 @@ def synth_connectome_cmd(
         help="Also write synapses.parquet with this many synapses (weights sum to it).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
     types: Annotated[int | None, typer.Option(help="Number of cell types.")] = None,
+    id_range: Annotated[str, typer.Option(
+        help="Body ids: js (below 2^53), flywire (~7.2e17) or microns (~8.6e17).")] = "js",
 ) -> None:
     """Write a synthetic FlyWire-like connectome (neuPrint + CAVE-style Parquet) for benchmarks."""
     from connectome_query.ingest.synth_connectome import synth_connectome
@@ -146,7 +178,7 @@ def synth_connectome_cmd(
     try:
         with console.status("generating..."):
             rep = synth_connectome(out_dir, neurons=neurons, edges=edges, synapses=synapses,
-                                   seed=seed, types=types)
+                                   seed=seed, types=types, id_range=id_range)
     except ValueError as exc:
         raise fail(str(exc)) from None
     out.print(f"wrote {rep.out_dir}: {rep.neurons:,} neurons, {rep.types:,} types, "

@@ -176,3 +176,13 @@ def external_target() -> Neo4jTarget | None:
     return Neo4jTarget(uri=env.uri, user=env.user, password=env.password,
                        database=env.database, managed=False)
 
+
+class IngestSettings(BaseSettings):
+    """`CONNECTOME_INGEST_*`: how ingest streams its input (memory grows with `chunk_rows`)."""
+
+    model_config = _config("CONNECTOME_INGEST_")
+    chunk_rows: int = Field(250_000, ge=1_000, le=10_000_000)
+    """Rows read, checked and aggregated at a time."""
+    spill_dir: Path | None = None
+    """Where large synapse tables spill ids and connections while they are checked (default:
+    the system's temporary folder); needs about 40 bytes per synapse, freed at once."""

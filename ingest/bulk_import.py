@@ -1,41 +1,58 @@
 """A fresh database from Neo4j's offline importer (`neo4j-admin database import full`).
 
-The fast path for an empty local server: tables become CSV files, the stopped server's database
-is built from them on disk, then the server starts, the migrations build constraints and indexes,
-and the Meta node is written. The graph equals what `ingest.loader` writes (tests compare them).
-A database that holds data is refused unless `replace=True`, which wipes every dataset in it.
+The fast path for an empty local server: every row is checked first (`ingest.prepare`), then the
+batches become CSV files (written a batch at a time, so memory stays bounded), the stopped
+server's database is built from them on disk, the server starts, the migrations build
+constraints and indexes, and version 1 of the dataset is published (`graphdb.catalog`). The
+graph equals what `ingest.loader` writes (tests compare them).
+
+Node ids for the importer are positions (a neuron's place among the sorted body ids, a synapse's
+place in the table), not body ids: `--id-type=INTEGER` takes ids below 2^56 only, and FlyWire and
+MICrONS root ids are above it. `bodyId` and `synapseId` are ordinary long properties. A database
+that holds data is refused unless `replace=True`, which wipes every dataset in it; should the
+importer fail then, the previous store is put back.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import neo4j
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from connectome_query.graphdb import catalog
 from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
-from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
-from connectome_query.ingest.loader import LoadReport, _clean, neuron_rows, version_meta
-from connectome_query.ingest.tables import ConnectomeTables, validate
+from connectome_query.ingest.batches import (
+    connection_batches,
+    neuron_batches,
+    synapse_batches,
+    synapse_set_batches,
+    synapse_set_index,
+)
+from connectome_query.ingest.classify import ChandelierRule
+from connectome_query.ingest.loader import LoadReport, as_source, version_meta
+from connectome_query.ingest.prepare import Prepared, Progress, prepare
+from connectome_query.ingest.tables import NEURON_TEXT, ConnectomeTables, Source
 from connectome_query.schema.migrate import apply_migrations
 from connectome_query.schema.model import check_dataset_name, version_key
 
 Step = Callable[[str], None]
 """Called with a short description as each phase starts."""
 
-ARRAY_DELIMITER = ";"
+ARRAY_DELIMITER = "\x1f"
+"""Between the elements of an array value (ROI names cannot hold control characters)."""
+BATCH = 200_000
+NEURON_LABELS = f"Segment{ARRAY_DELIMITER}Neuron"
 
 
 class BulkImportError(RuntimeError):
@@ -52,185 +69,148 @@ class ImportTimings:
     total: float
 
 
-def _prepare(tables: ConnectomeTables, rule: ChandelierRule | None) -> ConnectomeTables:
-    """The same neuron-level derivations the loader applies before writing."""
-    return with_chandelier_classification(tables, rule)
+class _CsvFile:
+    """One header file and one data file for the importer, written a batch at a time."""
 
+    def __init__(self, folder: Path, name: str, header: list[str]) -> None:
+        self.header_path = folder / f"{name}-header.csv"
+        self.data_path = folder / f"{name}.csv"
+        self.header_path.write_text(",".join(header) + "\n")
+        self._writer: pacsv.CSVWriter | None = None
+        self.rows = 0
 
-def _csv_type(values: list[Any]) -> str | None:
-    """The importer's type for a property column, from its first non-null Python value."""
-    for v in values:
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            return "boolean"
-        if isinstance(v, int):
-            return "long"
-        if isinstance(v, float):
-            return "double"
-        if isinstance(v, str):
-            return "string"
-        raise BulkImportError(f"cannot import a property value of type {type(v).__name__}")
-    return None
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pacsv.CSVWriter(self.data_path, table.schema, write_options=(
+                pacsv.WriteOptions(include_header=False, quoting_style="needed")))
+        self._writer.write_table(table)
+        self.rows += table.num_rows
 
-
-def _write(folder: Path, name: str, header: list[str], table: pa.Table) -> str:
-    """Write `name`-header.csv and `name`.csv; return the importer's file-list argument."""
-    (folder / f"{name}-header.csv").write_text(",".join(header) + "\n")
-    pacsv.write_csv(table, folder / f"{name}.csv",
-                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-    return f"{folder / f'{name}-header.csv'},{folder / f'{name}.csv'}"
-
-
-def _point_text(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> pa.Array:
-    ok = ~(np.isnan(x) | np.isnan(y) | np.isnan(z))
-    text = [f"{{x:{a!r},y:{b!r},z:{c!r}}}" if k else None
-            for a, b, c, k in zip(x.tolist(), y.tolist(), z.tolist(), ok.tolist(), strict=True)]
-    return pa.array(text, pa.string())
-
-
-def _neuron_file(folder: Path, tables: ConnectomeTables, dataset: str) -> str:
-    rows = neuron_rows(tables)
-    header = ["bodyId:ID(N)", ":LABEL", "dataset"]
-    cols: dict[str, pa.Array] = {
-        "bodyId": pa.array([r["bodyId"] for r in rows], pa.int64()),
-        "label": pa.array(["Segment;Neuron"] * len(rows)),
-        "dataset": pa.array([dataset] * len(rows)),
-    }
-    keys = list(rows[0]["props"]) if rows else []
-    for key in keys:
-        values = [r["props"].get(key) for r in rows]
-        kind = _csv_type(values)
-        if kind is None:
-            continue  # all null: the loader sets no property either
-        header.append(f"{key}:{kind}")
-        cols[key] = pa.array(values)
-    soma = [r["soma"] for r in rows]
-    if any(s is not None for s in soma):
-        header.append("somaLocation:point{crs:cartesian-3d}")
-        cols["soma"] = pa.array([None if s is None else
-                                 f"{{x:{s['x']!r},y:{s['y']!r},z:{s['z']!r}}}" for s in soma],
-                                pa.string())
-    return _write(folder, "neurons", header, pa.table(cols))
-
-
-def _roi_columns(roi_info: pd.Series) -> tuple[list[str | None], list[str | None]]:
-    """`rois` and `roiWeights` as the loader derives them, joined for the importer."""
-    rois: list[str | None] = []
-    weights: list[str | None] = []
-    for value in roi_info.tolist():
-        if not isinstance(value, str):
-            rois.append(None)
-            weights.append(None)
-            continue
-        info = json.loads(value)
-        names = list(info)
-        if any(ARRAY_DELIMITER in n for n in names):
-            raise BulkImportError(f"ROI name with {ARRAY_DELIMITER!r} cannot be imported "
-                                  "offline; use the online loader")
-        rois.append(ARRAY_DELIMITER.join(names) if names else None)
-        weights.append(ARRAY_DELIMITER.join(str(int(v.get("post", v.get("pre", 0))))
-                                            for v in info.values()) if names else None)
-    return rois, weights
-
-
-def _connection_file(folder: Path, conns: pd.DataFrame, kind: str, dataset: str) -> str | None:
-    if conns.empty:
-        return None
-    n = len(conns)
-    header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset"]
-    cols: dict[str, pa.Array] = {
-        "a": pa.array(conns["bodyIdPre"].to_numpy(np.int64)),
-        "b": pa.array(conns["bodyIdPost"].to_numpy(np.int64)),
-        "t": pa.array(["ConnectsTo" if kind == "chemical" else "GapJunction"] * n),
-        "w": pa.array(conns["weight"].to_numpy(np.int64)),
-        "d": pa.array([dataset] * n),
-    }
-    if kind == "chemical" and "roiInfo" in conns.columns:
-        info = conns["roiInfo"]
-        rois, weights = _roi_columns(info)
-        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]"]
-        cols["ri"] = pa.array([v if isinstance(v, str) else None for v in info.tolist()],
-                              pa.string())
-        cols["r"] = pa.array(rois, pa.string())
-        cols["rw"] = pa.array(weights, pa.string())
-    return _write(folder, f"rel-{kind}", header, pa.table(cols))
-
-
-def _synapse_files(folder: Path, syn: pd.DataFrame, dataset: str) -> tuple[list[str], list[str]]:
-    """SynapseSet and Synapse nodes and their Contains / SynapsesTo relationships."""
-    n = len(syn)
-    pre = syn["bodyIdPre"].to_numpy(np.int64)
-    post = syn["bodyIdPost"].to_numpy(np.int64)
-    pairs = pd.DataFrame({"pre": pre, "post": post})
-    set_id = pairs.groupby(["pre", "post"], sort=True).ngroup().to_numpy(np.int64)
-    sets = pairs.drop_duplicates().sort_values(["pre", "post"]).reset_index(drop=True)
-    ns = len(sets)
-    nodes = [
-        _write(folder, "synapse-sets", [":ID(SS)", ":LABEL", "dataset", "preBodyId:long",
-                                        "postBodyId:long"],
-               pa.table({"i": pa.array(np.arange(ns, dtype=np.int64)),
-                         "lb": pa.array(["SynapseSet"] * ns), "d": pa.array([dataset] * ns),
-                         "a": pa.array(sets["pre"].to_numpy()),
-                         "b": pa.array(sets["post"].to_numpy()),
-                         })),
-    ]
-
-    def opt(col: str, kind: str) -> tuple[str, pa.Array] | None:
-        if col not in syn.columns:
+    def close(self) -> str | None:
+        """The importer's argument for these files (None when no row was written)."""
+        if self._writer is None:
             return None
-        values = [_clean(v) for v in syn[col].tolist()]
-        return (f"{col}:{kind}", pa.array(values)) if _csv_type(values) else None
-
-    header = ["synapseId:ID(SYN)", ":LABEL", "dataset", "type", "preBodyId:long",
-              "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment"]
-    comp = syn["postCompartment"] if "postCompartment" in syn.columns else pd.Series(
-        [None] * n)
-    cols: dict[str, pa.Array] = {
-        "i": pa.array(syn["synapseId"].to_numpy(np.int64)),
-        "lb": pa.array(["Synapse"] * n), "d": pa.array([dataset] * n),
-        "t": pa.array(["chemical"] * n), "a": pa.array(pre), "b": pa.array(post),
-        "p": _point_text(syn["x"].to_numpy(np.float64), syn["y"].to_numpy(np.float64),
-                         syn["z"].to_numpy(np.float64)),
-        "c": pa.array([_clean(v) or "unknown" for v in comp.tolist()], pa.string()),
-    }
-    for col, kind in (("size", "double"), ("confidence", "double"), ("roi", "string")):
-        got = opt(col, kind)
-        if got:
-            header.append(got[0])
-            cols[col] = got[1]
-    nodes.append(_write(folder, "synapses", header, pa.table(cols)))
-    rel_header = [":START_ID({a})", ":END_ID({b})", ":TYPE"]
-
-    def rels(name: str, a: str, b: str, start: np.ndarray, end: np.ndarray, kind: str) -> str:
-        m = len(start)
-        return _write(folder, name, [h.format(a=a, b=b) for h in rel_header],
-                      pa.table({"s": pa.array(start), "e": pa.array(end),
-                                "t": pa.array([kind] * m)}))
-
-    set_ids = np.arange(ns, dtype=np.int64)
-    rel_files = [
-        rels("rel-neuron-set", "N", "SS", sets["pre"].to_numpy(), set_ids, "Contains"),
-        rels("rel-set-post", "SS", "N", set_ids, sets["post"].to_numpy(), "SynapsesTo"),
-        rels("rel-set-synapse", "SS", "SYN", set_id, syn["synapseId"].to_numpy(np.int64),
-             "Contains"),
-    ]
-    return nodes, rel_files
+        self._writer.close()
+        return f"{self.header_path},{self.data_path}"
 
 
-def write_import_files(folder: Path, tables: ConnectomeTables,
+def _const(value: str, n: int) -> pa.Array:
+    return pa.array([value] * n, pa.string())
+
+
+def _text(values: pa.Array) -> pa.Array:
+    return pc.cast(values, pa.string())
+
+
+def _points(x: pa.Array, y: pa.Array, z: pa.Array) -> pa.Array:
+    """`{x:1.5,y:2,z:3}` per row (null where any coordinate is)."""
+    return pc.binary_join_element_wise("{x:", _text(x), ",y:", _text(y), ",z:", _text(z), "}",
+                                       "")
+
+
+def _joined(values: pa.Array) -> pa.Array:
+    """A list column as delimiter-joined text (null for null lists)."""
+    return pc.binary_join(pc.cast(values, pa.list_(pa.string())), ARRAY_DELIMITER)
+
+
+NEURON_PROPS = (*((name, "string") for name in NEURON_TEXT), ("size", "double"),
+                ("pre", "long"), ("post", "long"), ("synapseCount", "long"),
+                ("upstream", "long"), ("downstream", "long"), ("gapJunctions", "long"),
+                ("nmjSynapses", "long"), ("chandelier", "boolean"),
+                ("aisOutputFraction", "double"), ("aisOutputSynapses", "long"))
+
+
+def _neuron_file(folder: Path, prep: Prepared, dataset: str) -> str:
+    header = [":ID(N)", "bodyId:long", ":LABEL", "dataset",
+              *(f"{name}:{kind}" for name, kind in NEURON_PROPS),
+              "somaLocation:point{crs:cartesian-3d}"]
+    out = _CsvFile(folder, "neurons", header)
+    for batch in neuron_batches(prep, BATCH):
+        n = batch.num_rows
+        body = batch.column("bodyId")
+        cols = [pa.array(prep.body_index(body.to_numpy())), body, _const(NEURON_LABELS, n),
+                _const(dataset, n), *(batch.column(name) for name, _ in NEURON_PROPS),
+                _points(batch.column("somaX"), batch.column("somaY"), batch.column("somaZ"))]
+        out.write(pa.table(cols, names=[f"c{i}" for i in range(len(cols))]))
+    found = out.close()
+    assert found is not None  # prepare() refuses a dataset without neurons
+    return found
+
+
+def _connection_file(folder: Path, prep: Prepared, kind: str, dataset: str) -> str | None:
+    header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset"]
+    if kind == "chemical":
+        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]"]
+    out = _CsvFile(folder, f"rel-{kind}", header)
+    rel = "ConnectsTo" if kind == "chemical" else "GapJunction"
+    for batch in connection_batches(prep, kind, BATCH):
+        n = batch.num_rows
+        cols = [pa.array(prep.body_index(batch.column("bodyIdPre").to_numpy())),
+                pa.array(prep.body_index(batch.column("bodyIdPost").to_numpy())),
+                _const(rel, n), batch.column("weight"), _const(dataset, n)]
+        if kind == "chemical":
+            cols += [batch.column("roiInfo"), _joined(batch.column("rois").combine_chunks()),
+                     _joined(batch.column("roiWeights").combine_chunks())]
+        out.write(pa.table(cols, names=[f"c{i}" for i in range(len(cols))]))
+    return out.close()
+
+
+def _rel(name: str, a: str, b: str, folder: Path) -> _CsvFile:
+    return _CsvFile(folder, name, [f":START_ID({a})", f":END_ID({b})", ":TYPE"])
+
+
+def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str], list[str]]:
+    """SynapseSet and Synapse nodes and their Contains / SynapsesTo relationships."""
+    sets = _CsvFile(folder, "synapse-sets", [":ID(SS)", ":LABEL", "dataset", "preBodyId:long",
+                                             "postBodyId:long"])
+    owner, target = _rel("rel-neuron-set", "N", "SS", folder), _rel("rel-set-post", "SS", "N",
+                                                                     folder)
+    first = 0
+    for batch in synapse_set_batches(prep, BATCH):
+        n = batch.num_rows
+        ids = pa.array(np.arange(first, first + n, dtype=np.int64))
+        pre, post = batch.column("bodyIdPre"), batch.column("bodyIdPost")
+        sets.write(pa.table([ids, _const("SynapseSet", n), _const(dataset, n), pre, post],
+                            names=["i", "l", "d", "a", "b"]))
+        owner.write(pa.table([pa.array(prep.body_index(pre.to_numpy())), ids,
+                              _const("Contains", n)], names=["s", "e", "t"]))
+        target.write(pa.table([ids, pa.array(prep.body_index(post.to_numpy())),
+                               _const("SynapsesTo", n)], names=["s", "e", "t"]))
+        first += n
+    header = [":ID(SYN)", "synapseId:long", ":LABEL", "dataset", "type", "preBodyId:long",
+              "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment",
+              "size:double", "confidence:double", "roi"]
+    synapses = _CsvFile(folder, "synapses", header)
+    member = _rel("rel-set-synapse", "SS", "SYN", folder)
+    first = 0
+    for batch in synapse_batches(prep, BATCH):
+        n = batch.num_rows
+        ids = pa.array(np.arange(first, first + n, dtype=np.int64))
+        pre, post = batch.column("bodyIdPre"), batch.column("bodyIdPost")
+        synapses.write(pa.table(
+            [ids, batch.column("synapseId"), _const("Synapse", n), _const(dataset, n),
+             _const("chemical", n), pre, post,
+             _points(batch.column("x"), batch.column("y"), batch.column("z")),
+             batch.column("postCompartment"), batch.column("size"), batch.column("confidence"),
+             batch.column("roi")], names=[f"c{i}" for i in range(12)]))
+        sets_of = synapse_set_index(prep, pre.to_numpy(), post.to_numpy())
+        member.write(pa.table([pa.array(sets_of), ids, _const("Contains", n)],
+                              names=["s", "e", "t"]))
+        first += n
+    nodes = [f for f in (sets.close(), synapses.close()) if f]
+    rels = [f for f in (owner.close(), target.close(), member.close()) if f]
+    return nodes, rels
+
+
+def write_import_files(folder: Path, prep: Prepared,
                        dataset: str) -> tuple[list[str], list[str]]:
     """Write the CSV files; return the `--nodes` and `--relationships` arguments."""
     folder.mkdir(parents=True, exist_ok=True)
-    conns = tables.connections
-    nodes = [_neuron_file(folder, tables, dataset)]
-    rels = [f for f in (
-        _connection_file(folder, conns[conns["kind"] == "chemical"], "chemical", dataset),
-        _connection_file(folder, conns[conns["kind"] == "electrical"], "electrical", dataset),
-    ) if f]
-    syn = tables.synapses
-    if syn is not None and not syn.empty:
-        more_nodes, more_rels = _synapse_files(folder, syn, dataset)
+    nodes = [_neuron_file(folder, prep, dataset)]
+    rels = [f for f in (_connection_file(folder, prep, "chemical", dataset),
+                        _connection_file(folder, prep, "electrical", dataset)) if f]
+    if prep.synapses:
+        more_nodes, more_rels = _synapse_files(folder, prep, dataset)
         nodes += more_nodes
         rels += more_rels
     return nodes, rels
@@ -244,58 +224,92 @@ def database_is_empty(driver: neo4j.Driver, database: str = "neo4j") -> bool:
     return not records[0]["any"]
 
 
+def _refuse_unless_empty(server: LocalNeo4j, say: Step) -> None:
+    store = server.home / "data" / "databases" / "neo4j"
+    if server.pid() is None and not store.exists():
+        return
+    say("checking that the database is empty")
+    target = server.start()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
+                                    notifications_min_severity="OFF") as drv:
+        if not database_is_empty(drv):
+            raise BulkImportError(
+                "the local database already holds data; the offline importer rebuilds it from "
+                "scratch. Use `connectome ingest` to add a dataset, or pass --replace to "
+                "discard everything in it")
+
+
+@contextlib.contextmanager
+def _store_kept_until_success(server: LocalNeo4j) -> Iterator[None]:
+    """Move the stopped server's store aside for the import; put it back if the import fails."""
+    data = server.home / "data"
+    places = [data / "databases" / "neo4j", data / "transactions" / "neo4j"]
+    moved = []
+    for place in places:
+        if place.exists():
+            aside = place.with_name(f"neo4j.before-import-{uuid.uuid4().hex[:8]}")
+            place.rename(aside)
+            moved.append((place, aside))
+    try:
+        yield
+    except BaseException:
+        for place, aside in moved:
+            shutil.rmtree(place, ignore_errors=True)
+            aside.rename(place)
+        raise
+    for _, aside in moved:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: str) -> None:
+    args = ["database", "import", "full", "neo4j", "--overwrite-destination=true",
+            "--id-type=INTEGER", "--array-delimiter=U+001F",
+            "--skip-bad-relationships=false", "--skip-duplicate-nodes=false",
+            *(f"--nodes={n}" for n in nodes), *(f"--relationships={r}" for r in rels)]
+    with _store_kept_until_success(server):
+        proc = server.admin(*args, heap=heap)
+        if proc.returncode != 0:
+            raise BulkImportError(
+                f"neo4j-admin database import failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+
+
 def offline_import(
     server: LocalNeo4j,
-    tables: ConnectomeTables,
+    tables: Source | ConnectomeTables,
     dataset: str,
     *,
     replace: bool = False,
     heap: str = "2g",
     step: Step | None = None,
     chandelier: ChandelierRule | None = None,
+    progress: Progress | None = None,
 ) -> tuple[LoadReport, ImportTimings]:
     """Build the local server's `neo4j` database from `tables` with `neo4j-admin import`.
 
-    Refuses when the database already holds data, unless `replace` (which discards it). The
-    server is stopped for the import and running afterwards.
+    Every row is checked before the server is touched. Refuses when the database already holds
+    data, unless `replace` (which discards it). The server is stopped for the import and
+    running afterwards.
     """
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     check_dataset_name(dataset)
-    validate(tables)
     say = step or (lambda _msg: None)
+    say("checking the input")
+    prep = prepare(as_source(tables), chandelier, progress)
     if not replace:
-        store = server.home / "data" / "databases" / "neo4j"
-        if server.pid() is not None or store.exists():
-            say("checking that the database is empty")
-            target = server.start()
-            with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
-                                            notifications_min_severity="OFF") as drv:
-                if not database_is_empty(drv):
-                    raise BulkImportError(
-                        "the local database already holds data; the offline importer rebuilds "
-                        "it from scratch. Use `connectome ingest` to add a dataset, or pass "
-                        "--replace to discard everything in it")
+        _refuse_unless_empty(server, say)
     say("writing import files")
-    prepared = _prepare(tables, chandelier)
     folder = server.home / "import" / f"bulk-{uuid.uuid4().hex}"
     key = version_key(dataset, 1)  # the database is empty: this is version 1
     try:
-        nodes, rels = write_import_files(folder, prepared, key)
+        nodes, rels = write_import_files(folder, prep, key)
         t1 = time.perf_counter()
         say("stopping the server")
         server.stop()
         server.fetch()
         server.write_config()
         say("running neo4j-admin database import")
-        args = ["database", "import", "full", "neo4j", "--overwrite-destination=true",
-                "--id-type=INTEGER", f"--array-delimiter={ARRAY_DELIMITER}",
-                "--skip-bad-relationships=false", "--skip-duplicate-nodes=false",
-                *(f"--nodes={n}" for n in nodes), *(f"--relationships={r}" for r in rels)]
-        proc = server.admin(*args, heap=heap)
-        if proc.returncode != 0:
-            raise BulkImportError(
-                f"neo4j-admin database import failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        _admin_import(server, nodes, rels, heap)
         t2 = time.perf_counter()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -304,25 +318,20 @@ def offline_import(
         target = server.start()
     except Neo4jServerError as exc:
         raise BulkImportError(f"the server did not start after the import: {exc}") from None
-    conns = prepared.connections
-    chem = conns[conns["kind"] == "chemical"]
-    elec = conns[conns["kind"] == "electrical"]
-    syn = prepared.synapses
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
                                     notifications_min_severity="OFF") as drv:
         apply_migrations(drv)
         report = LoadReport(
-            dataset=dataset, version=1, neurons=len(prepared.neurons),
-            chemical_connections=len(chem),
-            electrical_connections=len(elec), synapses=0 if syn is None else len(syn),
-            chemical_synapses=int(chem["weight"].sum()), gap_junctions=int(elec["weight"].sum()),
-            seconds=0.0,
-        )
+            dataset=dataset, version=1, neurons=len(prep.bodies),
+            chemical_connections=len(prep.chemical),
+            electrical_connections=len(prep.electrical), synapses=prep.synapses,
+            chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
+            seconds=0.0)
         version = catalog.begin_version(drv, dataset)
         if version.key != key:
             raise BulkImportError(f"expected the first version of {dataset!r}, the database "
                                   f"already holds {version.key}")
-        catalog.publish(drv, version, version_meta(prepared, report))
+        catalog.publish(drv, version, version_meta(prep, report))
     t3 = time.perf_counter()
     seconds = (datetime.now(UTC) - started).total_seconds()
     report = LoadReport(**{**report.__dict__, "seconds": seconds})

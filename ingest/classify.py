@@ -4,7 +4,8 @@ A neuron is a chandelier cell when at least `threshold` (0.5) of its output syna
 postsynaptic compartment land on an axon initial segment, and it has at least `min_synapses` (10)
 of them. `unknown` compartments stay out of the denominator, so partial annotation does not dilute
 the share; without compartments nothing is classified (Meta: `chandelierClassified = false`).
-Pure functions on `ConnectomeTables`; the loader stores the result on neurons and the rule on Meta.
+Pure functions, on per-neuron counts (what streaming ingest gathers) or on `ConnectomeTables`;
+the loader stores the result on neurons and the rule on Meta.
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ class ChandelierRule:
                 "of known compartment (ais / (soma + axon + ais + dendrite))")
 
 
+def chandelier_arrays(known: np.ndarray, ais: np.ndarray,
+                      rule: ChandelierRule) -> tuple[np.ndarray, np.ndarray]:
+    """Per neuron, from its output synapses of known compartment and those onto an AIS: the AIS
+    fraction (NaN without known outputs) and whether it is a chandelier cell."""
+    frac = np.where(known > 0, ais / np.maximum(known, 1), np.nan)
+    flag = (known >= rule.min_synapses) & (np.nan_to_num(frac, nan=0.0) >= rule.threshold)
+    return frac, flag
+
+
+def chandelier_meta(rule: ChandelierRule, classified: bool, count: int) -> dict[str, Any]:
+    """The Meta properties that record the rule and what it found."""
+    return {
+        "chandelierClassified": classified,
+        "chandelierRule": rule.describe() if classified else
+        "not classified: no synapse has a known postsynaptic compartment",
+        "chandelierThreshold": float(rule.threshold),
+        "chandelierMinSynapses": int(rule.min_synapses),
+        "chandelierCount": int(count),
+    }
+
+
 def classify_chandeliers(tables: ConnectomeTables,
                          rule: ChandelierRule | None = None) -> pd.DataFrame:
     """Per neuron: `aisOutputSynapses`, `knownOutputSynapses`, `aisOutputFraction` (NaN when no
@@ -47,24 +69,22 @@ def classify_chandeliers(tables: ConnectomeTables,
     ids = tables.neurons["bodyId"]
     out = pd.DataFrame({"bodyId": ids.to_numpy()}, index=tables.neurons.index)
     syn = tables.synapses
+    n_known: np.ndarray
+    n_ais: np.ndarray
     if syn is None or syn.empty or "postCompartment" not in syn.columns:
-        out["aisOutputSynapses"] = 0
-        out["knownOutputSynapses"] = 0
-        out["aisOutputFraction"] = np.nan
-        out["chandelier"] = False
-        return out
-    comp = syn["postCompartment"].fillna("unknown").astype(str)
-    known = syn.loc[comp != "unknown", "bodyIdPre"]
-    ais = syn.loc[comp == "ais", "bodyIdPre"]
-    n_known = ids.map(known.value_counts()).fillna(0).astype("int64")
-    n_ais = ids.map(ais.value_counts()).fillna(0).astype("int64")
-    frac = np.where(n_known.to_numpy() > 0,
-                    n_ais.to_numpy() / np.maximum(n_known.to_numpy(), 1), np.nan)
-    out["aisOutputSynapses"] = n_ais.to_numpy()
-    out["knownOutputSynapses"] = n_known.to_numpy()
+        n_known = np.zeros(len(ids), dtype=np.int64)
+        n_ais = np.zeros(len(ids), dtype=np.int64)
+    else:
+        comp = syn["postCompartment"].fillna("unknown").astype(str)
+        known = syn.loc[comp != "unknown", "bodyIdPre"]
+        ais = syn.loc[comp == "ais", "bodyIdPre"]
+        n_known = ids.map(known.value_counts()).fillna(0).astype("int64").to_numpy()
+        n_ais = ids.map(ais.value_counts()).fillna(0).astype("int64").to_numpy()
+    frac, flag = chandelier_arrays(n_known, n_ais, rule)
+    out["aisOutputSynapses"] = n_ais
+    out["knownOutputSynapses"] = n_known
     out["aisOutputFraction"] = frac
-    out["chandelier"] = (n_known.to_numpy() >= rule.min_synapses) & (
-        np.nan_to_num(frac, nan=0.0) >= rule.threshold)
+    out["chandelier"] = flag
     return out
 
 
@@ -82,17 +102,9 @@ def with_chandelier_classification(tables: ConnectomeTables,
     rule = rule or ChandelierRule()
     result = classify_chandeliers(tables, rule)
     neurons = tables.neurons.copy()
-    classified = has_compartments(tables)
     neurons["chandelier"] = result["chandelier"].to_numpy().astype(bool)
     neurons["aisOutputFraction"] = result["aisOutputFraction"].to_numpy()
     neurons["aisOutputSynapses"] = result["aisOutputSynapses"].to_numpy()
     meta: dict[str, Any] = dict(tables.meta)
-    meta.update({
-        "chandelierClassified": classified,
-        "chandelierRule": rule.describe() if classified else
-        "not classified: no synapse has a known postsynaptic compartment",
-        "chandelierThreshold": float(rule.threshold),
-        "chandelierMinSynapses": int(rule.min_synapses),
-        "chandelierCount": int(result["chandelier"].sum()),
-    })
+    meta.update(chandelier_meta(rule, has_compartments(tables), int(result["chandelier"].sum())))
     return replace(tables, neurons=neurons, meta=meta)

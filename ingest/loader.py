@@ -1,8 +1,9 @@
-"""Loading `ConnectomeTables` into Neo4j through the official driver, as a new dataset version.
+"""Loading a dataset into Neo4j through the official driver, as a new dataset version.
 
-Validation runs first, in memory, so bad input never reaches the database. The rows go into a new
-version of the dataset (`graphdb.catalog`), beside the current one, in batched `UNWIND $rows ...
-CREATE` statements; only when every batch is in does the new version become current, in one
+Every row is checked first (`ingest.prepare`: the input is read once, in chunks), so bad input
+never reaches the database. Then the input is read again and its rows go into a new version of
+the dataset (`graphdb.catalog`), beside the current one, in batched `UNWIND $rows ... CREATE`
+statements; only when every batch is in does the new version become current, in one
 transaction. Readers see the previous version, whole, until then; a failed load deletes what it
 wrote, and one killed outright is swept away by the next load of the same dataset.
 """
@@ -18,23 +19,29 @@ from typing import Any
 
 import neo4j
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from connectome_query.graphdb import catalog
-from connectome_query.ingest.classify import ChandelierRule, with_chandelier_classification
-from connectome_query.ingest.tables import ConnectomeTables, neuron_summaries, validate
+from connectome_query.ingest.batches import (
+    connection_batches,
+    neuron_batches,
+    synapse_batches,
+    synapse_set_batches,
+)
+from connectome_query.ingest.classify import ChandelierRule
+from connectome_query.ingest.errors import IngestError, ParameterError
+from connectome_query.ingest.limits import BATCH_SIZE_MAX
+from connectome_query.ingest.memory import tables_source
+from connectome_query.ingest.prepare import Prepared, Progress, prepare
+from connectome_query.ingest.tables import NEURON_TEXT, ConnectomeTables, Source
 from connectome_query.schema.migrate import apply_migrations
 from connectome_query.schema.model import check_dataset_name
 
-Progress = Callable[[str, int, int], None]
-"""Called as progress(step, rows_done, rows_total)."""
-
 DEFAULT_BATCH = 10_000
 
-_NEURON_PROPS = ("instance", "type", "cellClass", "neurotransmitter", "status", "size",
-                 "pre", "post", "synapseCount", "upstream", "downstream", "gapJunctions",
-                 "nmjSynapses",
-                 "chandelier", "aisOutputFraction", "aisOutputSynapses")
+_NEURON_PROPS = (*NEURON_TEXT, "size", "pre", "post", "synapseCount", "upstream", "downstream",
+                 "gapJunctions", "nmjSynapses", "chandelier", "aisOutputFraction",
+                 "aisOutputSynapses")
 
 # Each statement writes one batch into a version nothing else writes to, so CREATE is safe: a
 # batch whose transaction is retried was rolled back first.
@@ -94,8 +101,8 @@ class LoadReport:
 
 
 def _clean(value: Any) -> Any:
-    """Python/Bolt-friendly scalars: numpy types unwrapped, NaN and NA become None."""
-    if value is None or value is pd.NA:
+    """Python/Bolt-friendly scalars: numpy types unwrapped, NaN becomes None."""
+    if value is None:
         return None
     if isinstance(value, np.integer):
         return int(value)
@@ -106,70 +113,71 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
-
-
 def _write_batch(tx: neo4j.ManagedTransaction, query: str, rows: list[dict[str, Any]],
                  dataset: str) -> None:
     tx.run(query, rows=rows, dataset=dataset).consume()
 
 
-def neuron_rows(tables: ConnectomeTables) -> list[dict[str, Any]]:
-    """Neuron rows with summary counts, as the write statement expects them."""
-    neurons = tables.neurons.merge(neuron_summaries(tables), on="bodyId", how="left")
+def neuron_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A batch of neurons (`batches.neuron_batches`) as the write statement expects them."""
     rows = []
-    cols = [c for c in _NEURON_PROPS if c in neurons.columns]
-    has_soma = {"somaX", "somaY", "somaZ"} <= set(neurons.columns)
-    for rec in neurons.to_dict("records"):
-        soma = None
-        if has_soma:
-            x, y, z = (_clean(rec["somaX"]), _clean(rec["somaY"]), _clean(rec["somaZ"]))
-            if x is not None and y is not None and z is not None:
-                soma = {"x": x, "y": y, "z": z}
-        props = {c: _clean(rec[c]) for c in cols}
-        rows.append({"bodyId": int(rec["bodyId"]), "props": props, "soma": soma})
+    for rec in table.to_pylist():
+        x, y, z = rec["somaX"], rec["somaY"], rec["somaZ"]
+        soma = None if x is None or y is None or z is None else {"x": x, "y": y, "z": z}
+        rows.append({"bodyId": rec["bodyId"], "soma": soma,
+                     "props": {c: rec[c] for c in _NEURON_PROPS if rec[c] is not None}})
     return rows
 
 
-def connection_rows(conns: pd.DataFrame) -> list[dict[str, Any]]:
-    import json
-
-    rows = []
-    has_roi = "roiInfo" in conns.columns
-    for pre, post, weight, roi in zip(
-        conns["bodyIdPre"].to_numpy(), conns["bodyIdPost"].to_numpy(), conns["weight"].to_numpy(),
-        conns["roiInfo"].to_numpy() if has_roi else [None] * len(conns), strict=True,
-    ):
-        row: dict[str, Any] = {"pre": int(pre), "post": int(post), "weight": int(weight),
-                               "roiInfo": None, "rois": None, "roiWeights": None}
-        if isinstance(roi, str):
-            info = json.loads(roi)
-            row["roiInfo"] = roi
-            row["rois"] = list(info)
-            row["roiWeights"] = [int(v.get("post", v.get("pre", 0))) for v in info.values()]
-        rows.append(row)
-    return rows
+_RENAME = {"bodyIdPre": "pre", "bodyIdPost": "post"}
 
 
-def synapse_rows(syn: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for rec in syn.to_dict("records"):
-        rows.append({
-            "synapseId": int(rec["synapseId"]), "pre": int(rec["bodyIdPre"]),
-            "post": int(rec["bodyIdPost"]), "x": float(rec["x"]), "y": float(rec["y"]),
-            "z": float(rec["z"]), "size": _clean(rec.get("size")),
-            "confidence": _clean(rec.get("confidence")),
-            "postCompartment": _clean(rec.get("postCompartment")) or "unknown",
-            "roi": _clean(rec.get("roi")),
-        })
-    return rows
+def plain_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A batch of connections, synapse sets or synapses, keyed as the statements expect."""
+    return table.rename_columns([_RENAME.get(c, c) for c in table.column_names]).to_pylist()
+
+
+Step = tuple[str, str, int, Iterator[pa.Table], Callable[[pa.Table], list[dict[str, Any]]]]
+
+
+def _steps(prep: Prepared, batch_size: int) -> list[Step]:
+    steps: list[Step] = [
+        ("neurons", WRITE_NEURONS, len(prep.bodies), neuron_batches(prep, batch_size),
+         neuron_rows),
+        ("chemical connections", WRITE_CHEMICAL, len(prep.chemical),
+         connection_batches(prep, "chemical", batch_size), plain_rows),
+        ("gap junctions", WRITE_ELECTRICAL, len(prep.electrical),
+         connection_batches(prep, "electrical", batch_size), plain_rows),
+    ]
+    if prep.synapses:
+        steps += [
+            ("synapse sets", WRITE_SYNAPSE_SETS, len(prep.synapse_pairs),
+             synapse_set_batches(prep, batch_size), plain_rows),
+            ("synapses", WRITE_SYNAPSES, prep.synapses, synapse_batches(prep, batch_size),
+             plain_rows),
+        ]
+    return steps
+
+
+def check_batch_size(batch_size: int) -> int:
+    """`batch_size` if it is a whole number from 1 to `BATCH_SIZE_MAX`; ParameterError
+    otherwise."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
+            not 1 <= batch_size <= BATCH_SIZE_MAX:
+        raise ParameterError("--batch-size", f"expected a whole number from 1 to "
+                             f"{BATCH_SIZE_MAX:,} (rows per write transaction), got "
+                             f"{batch_size!r}")
+    return batch_size
+
+
+def as_source(data: Source | ConnectomeTables) -> Source:
+    """A source for either form of a dataset."""
+    return tables_source(data) if isinstance(data, ConnectomeTables) else data
 
 
 def load(
     driver: neo4j.Driver,
-    tables: ConnectomeTables,
+    tables: Source | ConnectomeTables,
     dataset: str,
     *,
     database: str = "neo4j",
@@ -177,62 +185,40 @@ def load(
     progress: Progress | None = None,
     chandelier: ChandelierRule | None = None,
 ) -> LoadReport:
-    """Validate `tables`, then write them as dataset `dataset`, replacing what it held.
+    """Check every row of `tables`, then write them as a new version of dataset `dataset` and
+    make it current.
 
-    Neurons are classified as chandelier cells by `chandelier` (default rule: ingest.classify)."""
+    Neurons are classified as chandelier cells by `chandelier` (default rule: ingest.classify).
+    Raises IngestError or ParameterError, before anything is written, for bad input."""
     start = datetime.now(UTC)
     check_dataset_name(dataset)
-    validate(tables)
-    tables = with_chandelier_classification(tables, chandelier)
-    conns = tables.connections
-    chem = conns[conns["kind"] == "chemical"]
-    elec = conns[conns["kind"] == "electrical"]
-    steps: list[tuple[str, str, list[dict[str, Any]]]] = [
-        ("neurons", WRITE_NEURONS, neuron_rows(tables)),
-        ("chemical connections", WRITE_CHEMICAL, connection_rows(chem)),
-        ("gap junctions", WRITE_ELECTRICAL, connection_rows(elec)),
-    ]
-    syn = tables.synapses
-    if syn is not None and not syn.empty:
-        pairs = syn[["bodyIdPre", "bodyIdPost"]].drop_duplicates()
-        steps.append(("synapse sets", WRITE_SYNAPSE_SETS,
-                      [{"pre": int(a), "post": int(b)} for a, b in pairs.itertuples(index=False)]))
-        steps.append(("synapses", WRITE_SYNAPSES, synapse_rows(syn)))
-
+    check_batch_size(batch_size)
+    prep = prepare(as_source(tables), chandelier, progress)
     apply_migrations(driver, database)
     catalog.sweep_abandoned(driver, dataset, database=database)
     version = catalog.begin_version(driver, dataset, database)
     try:
-        _write_steps(driver, version, steps, batch_size, progress, database)
-    except BaseException:
+        _write_steps(driver, version, _steps(prep, batch_size), progress, database)
+        report = LoadReport(
+            dataset=dataset, version=version.version, neurons=len(prep.bodies),
+            chemical_connections=len(prep.chemical),
+            electrical_connections=len(prep.electrical), synapses=prep.synapses,
+            chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
+            seconds=(datetime.now(UTC) - start).total_seconds())
+        catalog.publish(driver, version, version_meta(prep, report), database)
+    except BaseException as exc:
         _abandon(driver, version, database)
-        raise
-
-    seconds = (datetime.now(UTC) - start).total_seconds()
-    report = LoadReport(
-        dataset=dataset,
-        version=version.version,
-        neurons=len(tables.neurons),
-        chemical_connections=len(chem),
-        electrical_connections=len(elec),
-        synapses=0 if syn is None else len(syn),
-        chemical_synapses=int(chem["weight"].sum()),
-        gap_junctions=int(elec["weight"].sum()),
-        seconds=seconds,
-    )
-    try:
-        catalog.publish(driver, version, version_meta(tables, report), database)
-    except BaseException:
-        _abandon(driver, version, database)
+        if isinstance(exc, IngestError):
+            exc.after_writes = True
         raise
     return report
 
 
-def version_meta(tables: ConnectomeTables, report: LoadReport) -> dict[str, Any]:
+def version_meta(prep: Prepared, report: LoadReport) -> dict[str, Any]:
     """The Meta properties of a loaded version: the source's own metadata and the totals."""
-    meta = {k: _clean(v) for k, v in tables.meta.items() if not isinstance(v, dict | list)}
-    meta.update({k: [_clean(x) for x in v] for k, v in tables.meta.items() if isinstance(v, list)})
-    meta.update({"source": tables.source, "neuronCount": report.neurons,
+    meta = {k: _clean(v) for k, v in prep.meta.items() if not isinstance(v, dict | list)}
+    meta.update({k: [_clean(x) for x in v] for k, v in prep.meta.items() if isinstance(v, list)})
+    meta.update({"source": prep.source.name, "neuronCount": report.neurons,
                  "chemicalConnections": report.chemical_connections,
                  "electricalConnections": report.electrical_connections,
                  "chemicalSynapses": report.chemical_synapses,
@@ -240,21 +226,20 @@ def version_meta(tables: ConnectomeTables, report: LoadReport) -> dict[str, Any]
     return meta
 
 
-def _write_steps(driver: neo4j.Driver, version: catalog.DatasetVersion,
-                 steps: list[tuple[str, str, list[dict[str, Any]]]], batch_size: int,
+def _write_steps(driver: neo4j.Driver, version: catalog.DatasetVersion, steps: list[Step],
                  progress: Progress | None, database: str) -> None:
     """Every batch of every step into `version`, one write transaction a batch."""
     with driver.session(database=database) as session:
-        for step, query, rows in steps:
+        for step, query, total, batches, to_rows in steps:
             done = 0
             if progress:
-                progress(step, 0, len(rows))
-            for batch in _batches(rows, batch_size):
-                session.execute_write(_write_batch, query, batch, version.key)
-                done += len(batch)
+                progress(step, 0, total)
+            for batch in batches:
+                session.execute_write(_write_batch, query, to_rows(batch), version.key)
+                done += batch.num_rows
                 catalog.heartbeat(driver, version, database)
                 if progress:
-                    progress(step, done, len(rows))
+                    progress(step, done, total)
 
 
 def _abandon(driver: neo4j.Driver, version: catalog.DatasetVersion, database: str) -> None:

@@ -43,6 +43,15 @@ STATUS_WEIGHTS = np.array([0.9, 0.08, 0.02])
 COMPARTMENTS_DRAWN: tuple[str, ...] = ("dendrite", "soma", "axon", "ais")
 COMPARTMENT_WEIGHTS = np.array([0.82, 0.08, 0.09, 0.01])
 
+ID_RANGES: dict[str, tuple[int, int]] = {
+    "js": (10**14, 2**53),
+    "flywire": (720_575_940_000_000_000, 720_575_941_000_000_000),
+    "microns": (864_691_135_000_000_000, 864_691_136_000_000_000),
+}
+"""Where body ids are drawn: below 2^53 (exact in JavaScript clients, the default), or where
+FlyWire (~7.2e17) and MICrONS (~8.6e17) root ids lie, above 2^56 (the offline importer's integer
+id limit) and far above 2^53 (exact float64 integers)."""
+
 TYPE_PREFERENCES = 8
 """Preferred target types per type."""
 PREFERRED_SHARE = 0.8
@@ -137,17 +146,20 @@ def _sorted_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
 
 
 def generate(neurons: int, edges: int, *, synapses: int | None = None, seed: int = 0,
-             types: int | None = None) -> SynthGraph:
+             types: int | None = None, id_range: str = "js") -> SynthGraph:
     """Draw a connectome in memory (the neuron and edge tables; synapses come later)."""
     n_types = types if types is not None else _default_types(neurons)
     _check(neurons, edges, synapses, n_types)
+    if id_range not in ID_RANGES:
+        raise ValueError(f"--id-range must be one of {sorted(ID_RANGES)}, got {id_range!r}")
+    low, high = ID_RANGES[id_range]
     rng = np.random.Generator(np.random.PCG64(seed))
 
-    # Body ids: distinct 64-bit-looking ids below 2**53 (exact in JavaScript clients).
-    ids = _sorted_unique(rng.integers(10**14, 2**53, size=neurons + neurons // 10 + 16))
+    # Body ids: distinct 64-bit ids in the chosen range.
+    ids = _sorted_unique(rng.integers(low, high, size=neurons + neurons // 10 + 16))
     ids = ids[rng.permutation(len(ids))[:neurons]]
-    while len(ids) < neurons:  # practically never: collisions in a 2**53 range
-        extra = rng.integers(10**14, 2**53, size=neurons)
+    while len(ids) < neurons:  # practically never: collisions in a range of 9e15 or more
+        extra = rng.integers(low, high, size=neurons)
         ids = _sorted_unique(np.concatenate([ids, extra]))[:neurons]
 
     # Types: Zipf-like sizes, every type has at least one neuron.
@@ -336,9 +348,10 @@ def synapse_chunks(g: SynthGraph, seed: int, chunk_edges: int = 250_000) -> Iter
 
 
 def synth_connectome(out_dir: Path, *, neurons: int, edges: int, synapses: int | None = None,
-                     seed: int = 0, types: int | None = None) -> SynthReport:
+                     seed: int = 0, types: int | None = None,
+                     id_range: str = "js") -> SynthReport:
     """Generate and write neurons/connections (and synapses) Parquet files into `out_dir`."""
-    g = generate(neurons, edges, synapses=synapses, seed=seed, types=types)
+    g = generate(neurons, edges, synapses=synapses, seed=seed, types=types, id_range=id_range)
     out_dir.mkdir(parents=True, exist_ok=True)
     pq.write_table(neuron_table(g), out_dir / "neurons.parquet")
     pq.write_table(connection_table(g), out_dir / "connections.parquet")
@@ -351,7 +364,8 @@ def synth_connectome(out_dir: Path, *, neurons: int, edges: int, synapses: int |
                 writer.write_table(chunk, row_group_size=1_000_000)
                 written += chunk.num_rows
         tmp.replace(path)
-    info = {"generator": "connectome synth-connectome", "seed": seed, "neurons": neurons,
+    info = {"generator": "connectome synth-connectome", "seed": seed, "idRange": id_range,
+            "neurons": neurons,
             "edges": len(g.pre), "synapses": written, "types": len(g.type_names)}
     (out_dir / "synth.json").write_text(json.dumps(info, indent=2) + "\n")
     return SynthReport(out_dir=out_dir, neurons=neurons, edges=len(g.pre),

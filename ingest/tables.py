@@ -1,61 +1,95 @@
-"""The in-memory form every reader produces and the loader consumes.
+"""The forms a dataset takes inside ingest.
 
-Readers only parse (navis-style); checks that need the whole dataset (duplicate ids, connections
-to unknown neurons, summary counts) live here as pure functions on DataFrames.
+Readers turn each input table into a `Stream` of `Part`s: checked rows in the canonical columns
+below, with the row numbers they came from. A `Source` is a dataset as such streams; it is read
+once to check it (`ingest.prepare`) and once more to write it, so memory stays bounded by a
+chunk plus what must be known about the whole dataset (ids, connection weights).
+`ConnectomeTables` is the same dataset held in memory as pandas frames: what `read_source` gives
+and what code that builds a small dataset by hand passes to the loader.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from connectome_query.ingest.errors import IngestError
+NEURON_TEXT = ("instance", "type", "cellClass", "neurotransmitter", "status")
+"""Name-like neuron properties (capped at `limits.INDEXED_TEXT_MAX_BYTES`)."""
 
-NEURON_COLUMNS: dict[str, str] = {
-    "bodyId": "int64",
-    "instance": "object",
-    "type": "object",
-    "cellClass": "object",
-    "neurotransmitter": "object",
-    "status": "object",
-    "somaX": "float64",
-    "somaY": "float64",
-    "somaZ": "float64",
-    "size": "float64",
-}
-"""Neuron table: `bodyId` is required; the rest may be missing (null)."""
+NEURON_SCHEMA = pa.schema(
+    [("bodyId", pa.int64(), False)]
+    + [(name, pa.string()) for name in NEURON_TEXT]
+    + [("size", pa.float64()), ("somaX", pa.float64()), ("somaY", pa.float64()),
+       ("somaZ", pa.float64()), ("nmjSynapses", pa.int64())])
+"""Neurons: `bodyId` is required; the rest may be null (a soma has all three coordinates or
+none)."""
 
-CONNECTION_COLUMNS: dict[str, str] = {
-    "bodyIdPre": "int64",
-    "bodyIdPost": "int64",
-    "weight": "int64",
-    "kind": "object",
-    "roiInfo": "object",
-}
-"""Connection table: one row per (pre, post, kind); `kind` is "chemical" or "electrical"."""
+CONNECTION_SCHEMA = pa.schema([
+    ("bodyIdPre", pa.int64(), False), ("bodyIdPost", pa.int64(), False),
+    ("weight", pa.int64(), False), ("kind", pa.string(), False), ("roiInfo", pa.string()),
+    ("rois", pa.list_(pa.string())), ("roiWeights", pa.list_(pa.int64())),
+])
+"""Connections: one row per (pre, post, kind); `kind` is "chemical" or "electrical"; `rois` and
+`roiWeights` are read from the roiInfo JSON."""
 
-SYNAPSE_COLUMNS: dict[str, str] = {
-    "synapseId": "int64",
-    "bodyIdPre": "int64",
-    "bodyIdPost": "int64",
-    "x": "float64",
-    "y": "float64",
-    "z": "float64",
-    "size": "float64",
-    "confidence": "float64",
-    "postCompartment": "object",
-    "roi": "object",
-}
-"""Synapse table (optional): one row per chemical synapse, locations in nm."""
+SYNAPSE_SCHEMA = pa.schema([
+    ("synapseId", pa.int64(), False), ("bodyIdPre", pa.int64(), False),
+    ("bodyIdPost", pa.int64(), False), ("x", pa.float64(), False), ("y", pa.float64(), False),
+    ("z", pa.float64(), False), ("size", pa.float64()), ("confidence", pa.float64()),
+    ("postCompartment", pa.string(), False), ("roi", pa.string()),
+])
+"""Synapses: one row per chemical synapse, locations in nm."""
+
+
+@dataclass
+class Part:
+    """Checked rows of one input table, in canonical columns; `rows[i]` is the row number of
+    `table`'s row i in the file; `dropped` counts rows left out on purpose (CAVE autapses)."""
+
+    path: str
+    rows: np.ndarray
+    table: pa.Table
+    dropped: int = 0
+
+
+class Stream(Protocol):
+    """One input table as parts; each call of `parts()` reads it afresh."""
+
+    path: str
+
+    def parts(self) -> Iterator[Part]: ...
+
+    def source_column(self, canonical: str) -> str:
+        """The table's own name for a canonical column (for messages)."""
+        ...
+
+
+@dataclass
+class Source:
+    """A dataset as streams, with how to treat what the streams do not say."""
+
+    name: str
+    neurons: Stream | None
+    connections: Stream | None = None
+    synapses: Stream | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    synapse_bodies: Literal["add", "listed"] = "add"
+    """`add`: a body seen only in the synapses is a neuron without properties (CAVE);
+    `listed`: every body must be in the neuron table (a reconstruction run)."""
+    cave_drops: bool = False
+    """The synapse stream drops autapses and rows on root id 0 (CAVE marks them invalid): their
+    count goes to Meta `droppedSynapses`, and a table with no row left is an error."""
 
 
 @dataclass
 class ConnectomeTables:
-    """A whole dataset, ready to load."""
+    """A whole dataset in memory, columns as in the schemas above (pandas dtypes)."""
 
     source: str
     neurons: pd.DataFrame
@@ -85,65 +119,4 @@ def undirected_gap_junctions(edges: pd.DataFrame) -> pd.DataFrame:
     pairs = pd.DataFrame({"bodyIdPre": lo, "bodyIdPost": hi, "weight": edges["weight"].to_numpy()})
     out = pairs.groupby(["bodyIdPre", "bodyIdPost"])["weight"].max().reset_index()
     out["kind"] = "electrical"
-    return out
-
-
-def validate(tables: ConnectomeTables) -> None:
-    """Whole-dataset checks; raise IngestError naming the first problem."""
-    src = tables.source
-    neurons, conns = tables.neurons, tables.connections
-    if neurons.empty:
-        raise IngestError(src, "no neurons: the input holds no rows")
-    dup = neurons["bodyId"].duplicated(keep=False)
-    if dup.any():
-        ids = sorted(set(neurons.loc[dup, "bodyId"].tolist()))[:5]
-        raise IngestError(src, f"duplicate bodyId values {ids}", column="bodyId")
-    known = set(neurons["bodyId"].tolist())
-    for col in ("bodyIdPre", "bodyIdPost"):
-        missing = ~conns[col].isin(known)
-        if missing.any():
-            raise IngestError(
-                src,
-                f"connection to unknown neuron {int(conns.loc[missing, col].iloc[0])}",
-                column=col,
-            )
-    if (conns["weight"] < 0).any():
-        raise IngestError(src, "negative weight", column="weight")
-    bad_kind = ~conns["kind"].isin(["chemical", "electrical"])
-    if bad_kind.any():
-        raise IngestError(src, f"unknown synapse kind {conns.loc[bad_kind, 'kind'].iloc[0]!r}",
-                          column="kind")
-    if conns.duplicated(["bodyIdPre", "bodyIdPost", "kind"]).any():
-        raise IngestError(src, "the same connection is listed twice", column="bodyIdPre")
-    syn = tables.synapses
-    if syn is not None and not syn.empty:
-        if syn["synapseId"].duplicated().any():
-            first = int(syn.loc[syn["synapseId"].duplicated(), "synapseId"].iloc[0])
-            raise IngestError(src, f"duplicate synapse id {first}", column="synapseId")
-        for col in ("bodyIdPre", "bodyIdPost"):
-            if (~syn[col].isin(known)).any():
-                raise IngestError(src, "synapse on an unknown neuron", column=col)
-
-
-def neuron_summaries(tables: ConnectomeTables) -> pd.DataFrame:
-    """Per-neuron synapse totals, neuPrint-style: `pre`/`post` (chemical synapses out/in),
-    `synapseCount` (their sum, which Bloom sizes nodes by),
-    `upstream`/`downstream` (partners in/out) and `gapJunctions` (electrical synapses)."""
-    conns = tables.connections
-    chem = conns[conns["kind"] == "chemical"]
-    elec = conns[conns["kind"] == "electrical"]
-    ids = tables.neurons["bodyId"]
-    out = pd.DataFrame({"bodyId": ids})
-    out["pre"] = ids.map(chem.groupby("bodyIdPre")["weight"].sum()).fillna(0).astype("int64")
-    out["post"] = ids.map(chem.groupby("bodyIdPost")["weight"].sum()).fillna(0).astype("int64")
-    out["downstream"] = ids.map(chem.groupby("bodyIdPre").size()).fillna(0).astype("int64")
-    out["upstream"] = ids.map(chem.groupby("bodyIdPost").size()).fillna(0).astype("int64")
-    out["synapseCount"] = out["pre"] + out["post"]
-    # A self-coupled cell's junctions count once; others count on both partners.
-    ends = pd.concat(
-        [elec[["bodyIdPre", "weight"]].rename(columns={"bodyIdPre": "b"}),
-         elec.loc[elec["bodyIdPre"] != elec["bodyIdPost"], ["bodyIdPost", "weight"]]
-         .rename(columns={"bodyIdPost": "b"})]
-    )
-    out["gapJunctions"] = ids.map(ends.groupby("b")["weight"].sum()).fillna(0).astype("int64")
     return out

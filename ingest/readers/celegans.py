@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from connectome_query.ingest.errors import IngestError
-from connectome_query.ingest.readers._columns import Table, read_table
+from connectome_query.ingest.readers._columns import Chunk, _first
+from connectome_query.ingest.readers.files import frame_chunk, read_whole
 from connectome_query.ingest.tables import (
     ConnectomeTables,
     body_id_for_name,
@@ -63,14 +64,18 @@ def read_cell_info(path: Path) -> dict[str, str]:
 
 def read_neurotransmitters(path: Path) -> dict[str, str]:
     """Cell name -> neurotransmitter(s), comma-joined when a cell has several."""
-    table = read_table(path)
+    table = read_whole(path)
     table.require("Entity1", "Relationship", "Entity2")
     frame = pd.DataFrame(
-        {"cell": table.text("Entity1"), "rel": table.text("Relationship"),
-         "nt": table.text("Entity2")}
+        {"cell": _text(table, "Entity1"), "rel": _text(table, "Relationship"),
+         "nt": _text(table, "Entity2")}
     )
     frame = frame[frame["rel"] == "Neurotransmitter"]
     return {str(cell): ", ".join(sorted(set(g["nt"]))) for cell, g in frame.groupby("cell")}
+
+
+def _text(table: Chunk, column: str) -> list[str]:
+    return table.texts(column, required=True).to_pylist()
 
 
 def _lookup(table: dict[str, str], name: str) -> str | None:
@@ -124,14 +129,14 @@ def _edges(frame: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
 def read_cook2019(data: Path | None = None) -> ConnectomeTables:
     """Cook et al. 2019 hermaphrodite, chemical and electrical."""
     data = data or cect_data_dir()
-    table = read_table(data / "herm_full_edgelist.csv")
+    table = read_whole(data / "herm_full_edgelist.csv")
     table.require("Source", "Target", "Weight", "Type")
     frame = pd.DataFrame(
         {
-            "pre": table.text("Source"),
-            "post": table.text("Target"),
-            "weight": table.integer("Weight", minimum=0),
-            "kind": table.text("Type").str.lower(),
+            "pre": _text(table, "Source"),
+            "post": _text(table, "Target"),
+            "weight": table.integers("Weight", ids=False),
+            "kind": [k.lower() for k in _text(table, "Type")],
         }
     )
     _check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
@@ -154,14 +159,11 @@ def read_cook2019(data: Path | None = None) -> ConnectomeTables:
     )
 
 
-def _check_kinds(table: Table, kinds: pd.Series, allowed: set[str], column: str) -> None:
-    bad = ~kinds.isin(allowed)
-    if bad.any():
-        pos = int(bad.to_numpy().nonzero()[0][0])
-        raise IngestError(
-            table.path, f"unknown connection type {kinds.iloc[pos]!r} (expected one of "
-            f"{sorted(allowed)})", row=table.row_of(pos), column=column,
-        )
+def _check_kinds(table: Chunk, kinds: pd.Series, allowed: set[str], column: str) -> None:
+    pos = _first(~kinds.isin(allowed).to_numpy())
+    if pos is not None:
+        raise table.error(pos, column, f"unknown connection type {kinds.iloc[pos]!r} (expected "
+                          f"one of {sorted(allowed)})")
 
 
 def read_varshney2011(data: Path | None = None) -> ConnectomeTables:
@@ -172,14 +174,14 @@ def read_varshney2011(data: Path | None = None) -> ConnectomeTables:
         sheet = pd.read_excel(path, dtype=object)
     except Exception as exc:
         raise IngestError(path, f"not a readable spreadsheet ({exc})") from None
-    table = Table(path, sheet, first_row=2)
+    table = frame_chunk(str(path), sheet, first_row=2)
     table.require("Neuron 1", "Neuron 2", "Type", "Nbr")
     frame = pd.DataFrame(
         {
-            "pre": table.text("Neuron 1"),
-            "post": table.text("Neuron 2"),
-            "kind": table.text("Type"),
-            "weight": table.integer("Nbr", minimum=0),
+            "pre": _text(table, "Neuron 1"),
+            "post": _text(table, "Neuron 2"),
+            "kind": _text(table, "Type"),
+            "weight": table.integers("Nbr", ids=False),
         }
     )
     _check_kinds(table, frame["kind"], {"S", "Sp", "R", "Rp", "EJ", "NMJ"}, "Type")

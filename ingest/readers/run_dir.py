@@ -1,86 +1,71 @@
 """A reconstruction run directory (see `reconstruct/RUN_DIR.md`): segments, synapses, run.json.
 
-Segments become neurons (`predicted_class` as `cellClass`, the soma as `somaLocation`);
-synapses keep their location (nm), size, confidence and postsynaptic compartment.
+Segments become neurons (`predicted_class` as `cellClass` and `type`, the soma as
+`somaLocation`); synapses keep their location (nm), size, confidence and postsynaptic
+compartment. Every synapse must be on a listed segment.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import Any
 
 from connectome_query.ingest.errors import IngestError
-from connectome_query.ingest.readers._columns import read_table
-from connectome_query.ingest.readers.synapse_table import synapses_to_tables
-from connectome_query.ingest.tables import ConnectomeTables
-from connectome_query.schema.vocabulary import COMPARTMENT_NAMES
+from connectome_query.ingest.prepare import check_meta
+from connectome_query.ingest.readers.canonical import (
+    FileStream,
+    NeuronColumns,
+    SynapseColumns,
+    present,
+)
+from connectome_query.ingest.readers.files import open_table
+from connectome_query.ingest.tables import Source
+
+SOMA = ("soma_x", "soma_y", "soma_z")
 
 
 def is_run_dir(path: Path) -> bool:
     return (path / "segments.parquet").exists() and (path / "synapses.parquet").exists()
 
 
-def read_run_dir(path: Path) -> ConnectomeTables:
-    """Read a run directory written by `connectome reconstruct`."""
+def _run_meta(path: Path) -> dict[str, Any]:
     run_json = path / "run.json"
-    meta: dict[str, object] = {}
-    if run_json.exists():
-        try:
-            meta = json.loads(run_json.read_text())
-        except ValueError as exc:
-            raise IngestError(run_json, f"not valid JSON ({exc})") from None
-    seg = read_table(path / "segments.parquet")
+    if not run_json.exists():
+        return {}
+    try:
+        meta = json.loads(run_json.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IngestError(run_json, f"not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise IngestError(run_json, "expected a JSON object")
+    check_meta(meta, str(run_json))
+    return meta
+
+
+def run_dir_source(path: Path) -> Source:
+    """A run directory written by `connectome reconstruct`, as a source."""
+    meta = _run_meta(path)
+    seg = open_table(path / "segments.parquet")
     seg.require("segment_id")
-    neurons = pd.DataFrame({"bodyId": seg.integer("segment_id", minimum=1)})
-    frame = seg.frame
-    neurons["size"] = seg.number("size_voxels") if "size_voxels" in frame.columns else None
-    for axis in "xyz":
-        col = f"soma_{axis}"
-        neurons[f"soma{axis.upper()}"] = seg.number(col) if col in frame.columns else None
-    if "predicted_class" in frame.columns:
-        classes = seg.text("predicted_class", required=False)
-        neurons["cellClass"] = classes.to_numpy()
-        neurons["type"] = classes.to_numpy()
-    neurons["status"] = "Reconstructed"
-    dup = neurons["bodyId"].duplicated()
-    if dup.any():
-        pos = int(dup.to_numpy().nonzero()[0][0])
-        raise IngestError(seg.path, "duplicate segment id", row=seg.row_of(pos),
-                          column="segment_id")
-    syn_t = read_table(path / "synapses.parquet")
-    syn_t.require("synapse_id", "pre_segment_id", "post_segment_id", "x", "y", "z")
-    syn = pd.DataFrame(
-        {
-            "synapseId": syn_t.integer("synapse_id", minimum=0),
-            "bodyIdPre": syn_t.integer("pre_segment_id", minimum=1),
-            "bodyIdPost": syn_t.integer("post_segment_id", minimum=1),
-            "x": syn_t.number("x", required=True),
-            "y": syn_t.number("y", required=True),
-            "z": syn_t.number("z", required=True),
-        }
-    )
-    sframe = syn_t.frame
-    syn["size"] = syn_t.number("size_voxels") if "size_voxels" in sframe.columns else None
-    syn["confidence"] = syn_t.number("confidence") if "confidence" in sframe.columns else None
-    if "post_compartment" in sframe.columns:
-        comp = syn_t.text("post_compartment", required=False).fillna("unknown")
-        bad = ~comp.isin(COMPARTMENT_NAMES)
-        if bad.any():
-            pos = int(bad.to_numpy().nonzero()[0][0])
-            raise IngestError(syn_t.path, f"unknown compartment {comp.iloc[pos]!r}",
-                              row=syn_t.row_of(pos), column="post_compartment")
-        syn["postCompartment"] = comp.to_numpy()
-    else:
-        syn["postCompartment"] = "unknown"
-    syn["roi"] = None
-    known = set(neurons["bodyId"].tolist())
-    for col, name in (("bodyIdPre", "pre_segment_id"), ("bodyIdPost", "post_segment_id")):
-        missing = ~syn[col].isin(known)
-        if missing.any():
-            pos = int(missing.to_numpy().nonzero()[0][0])
-            raise IngestError(syn_t.path, f"segment {int(syn[col].iloc[pos])} is not in "
-                              "segments.parquet", row=syn_t.row_of(pos), column=name)
+    cls = present(seg, "predicted_class")
+    neurons = NeuronColumns(
+        body_id="segment_id", min_id=1,
+        text=(("cellClass", cls), ("type", cls)) if cls else (),
+        size=present(seg, "size_voxels"),
+        soma=SOMA if all(seg.has(c) for c in SOMA) else None,
+        constants=(("status", "Reconstructed"),))
+    syn = open_table(path / "synapses.parquet")
+    syn.require("synapse_id", "pre_segment_id", "post_segment_id", "x", "y", "z")
+    synapses = SynapseColumns(
+        pre="pre_segment_id", post="post_segment_id", position=("x", "y", "z"),
+        synapse_id="synapse_id", min_id=1, size=present(syn, "size_voxels"),
+        confidence=present(syn, "confidence"), compartment=present(syn, "post_compartment"))
     meta["description"] = f"reconstruction run {path.name}"
-    return synapses_to_tables(syn, source=str(path), neurons=neurons, meta=meta)
+    return Source(
+        name=str(path),
+        neurons=FileStream(seg, neurons, {"bodyId": "segment_id"}),
+        synapses=FileStream(syn, synapses, {"synapseId": "synapse_id",
+                                            "bodyIdPre": "pre_segment_id",
+                                            "bodyIdPost": "post_segment_id"}),
+        meta=meta, synapse_bodies="listed")
