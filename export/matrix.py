@@ -36,7 +36,12 @@ from connectome_query.export.queries import (
 )
 from connectome_query.export.request import Chunk, ExportError, ExportLimits, MatrixRequest
 from connectome_query.graphdb import catalog
-from connectome_query.graphdb.reads import GraphUnreachable, ReadTimedOut, read_records
+from connectome_query.graphdb.reads import (
+    GraphUnreachable,
+    ReadOutOfMemory,
+    ReadTimedOut,
+    read_records,
+)
 
 UNTYPED = "(untyped)"
 """Type-collapsed label for neurons whose `type` is null."""
@@ -209,6 +214,9 @@ def _read(driver: neo4j.Driver, database: str, cypher: str, params: dict[str, An
     except ReadTimedOut:
         raise ExportError(f"a read ran past its {timeout:.0f} s limit; narrow the export",
                           status=504) from None
+    except ReadOutOfMemory:
+        raise ExportError("a read needed more memory than the server gives one query; narrow "
+                          "the export", status=413) from None
     except GraphUnreachable:
         raise ExportError("the graph database is not reachable right now", status=503) from None
 

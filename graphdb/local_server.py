@@ -4,6 +4,12 @@ No Docker engine and no tarball are needed: Neo4j publishes the community server
 artifacts (`org.neo4j:neo4j` pulls the server, Bolt and the import tool). `mvn` copies them and
 APOC core into a cache directory once; each instance directory holds its own configuration, data,
 logs and a generated password. The server runs the same entry point the tarball's launcher runs.
+
+The configuration is part of the API's security (docs/security.md): only the few read-only APOC
+functions the product uses are loaded (`PLUGIN_ALLOWLIST`), `LOAD CSV` can read neither files nor
+URLs, and every transaction has a memory limit. The JVM does not exit on `OutOfMemoryError`: a
+query that builds a value larger than the heap (string or list growth inside one expression, which
+Neo4j's memory tracking does not see) fails with a transient error and the database lives.
 """
 
 from __future__ import annotations
@@ -34,9 +40,49 @@ JVM_FLAGS = (
     "--add-opens=java.base/java.lang=ALL-UNNAMED",
     "-Dio.netty.tryReflectionSetAccessible=true",
     "-XX:+UseG1GC",
-    "-XX:+ExitOnOutOfMemoryError",
     "-Djdk.tls.ephemeralDHKeySize=2048",
 )
+"""JVM options of the server and of neo4j-admin. Not `-XX:+ExitOnOutOfMemoryError` (Neo4j's
+default): one read query that outgrows the heap would take the whole database down."""
+
+PLUGIN_ALLOWLIST = (
+    "apoc.version",
+    "apoc.convert.fromJsonMap",
+    "apoc.convert.fromJsonList",
+    "apoc.map.removeKeys",
+)
+"""The APOC functions the server loads (`dbms.security.procedures.allowlist`): read-only, no
+nested Cypher, no I/O. The read-only Cypher endpoint may call these (`graphql_api.cypher_policy`);
+built-in procedures are not affected by the setting and are checked there."""
+
+APOC_CONF = (
+    "apoc.import.file.enabled=false",
+    "apoc.export.file.enabled=false",
+    "apoc.trigger.enabled=false",
+)
+"""`conf/apoc.conf` (APOC reads its settings there, not in neo4j.conf)."""
+
+TX_MEMORY_SHARE = 4
+"""One transaction may use 1/TX_MEMORY_SHARE of the heap (`db.memory.transaction.max`)."""
+TOTAL_TX_MEMORY_PERCENT = 60
+"""All transactions together may use this share of the heap."""
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def heap_bytes(size: str) -> int:
+    """Bytes in a JVM-style size (`512m`, `2g`, `1048576`)."""
+    text = size.strip().lower()
+    unit = text[-1] if text[-1:] in ("k", "m", "g") else ""
+    return int(text[: len(text) - len(unit)]) * _UNITS[unit]
+
+
+def memory_limits(heap: str) -> tuple[str, str]:
+    """(`db.memory.transaction.max`, `dbms.memory.transaction.total.max`) for a heap size, in
+    MiB, never below 64 MiB for one transaction (a load batch needs that much)."""
+    mib = heap_bytes(heap) >> 20
+    one = max(64, mib // TX_MEMORY_SHARE)
+    total = max(one, mib * TOTAL_TX_MEMORY_PERCENT // 100)
+    return f"{one}m", f"{total}m"
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -153,9 +199,10 @@ class LocalNeo4j:
     # -- configuration -----------------------------------------------------------------------
     def write_config(self) -> None:
         """Write `conf/neo4j.conf` for a loopback-only server sized from the config."""
-        for sub in ("conf", "data", "logs", "run", "import"):
+        for sub in ("conf", "data", "logs", "run", "import", "run/no-csv-import"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         c = self.config
+        tx_max, tx_total = memory_limits(c.heap)
         lines = [
             "# Written by `connectome neo4j start`; edits are overwritten on the next start.",
             "server.default_listen_address=127.0.0.1",
@@ -166,18 +213,24 @@ class LocalNeo4j:
             "dbms.security.auth_enabled=true",
             f"server.memory.pagecache.size={c.pagecache}",
             f"db.transaction.timeout={c.tx_timeout}",
-            "dbms.security.procedures.unrestricted=apoc.*",
-            "dbms.security.procedures.allowlist=apoc.*",
+            # Only the listed plugin functions load; nothing is `unrestricted`.
+            f"dbms.security.procedures.allowlist={','.join(PLUGIN_ALLOWLIST)}",
+            # LOAD CSV reads no file and no URL (every address is blocked).
+            "dbms.security.allow_csv_import_from_file_urls=false",
+            "internal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0",
+            f"db.memory.transaction.max={tx_max}",
+            f"dbms.memory.transaction.total.max={tx_total}",
             "dbms.usage_report.enabled=false",
             "db.logs.query.enabled=OFF",
             f"server.directories.data={self.home / 'data'}",
             f"server.directories.logs={self.home / 'logs'}",
             f"server.directories.plugins={self.plugins_dir}",
-            f"server.directories.import={self.home / 'import'}",
+            # An empty folder nothing writes to (import/ is the offline importer's scratch).
+            f"server.directories.import={self.home / 'run' / 'no-csv-import'}",
             f"server.directories.run={self.home / 'run'}",
-            "server.jvm.additional=-XX:+ExitOnOutOfMemoryError",
         ]
         (self.home / "conf" / "neo4j.conf").write_text("\n".join(lines) + "\n")
+        (self.home / "conf" / "apoc.conf").write_text("\n".join(APOC_CONF) + "\n")
 
     def _java_env(self) -> dict[str, str]:
         env = dict(os.environ)

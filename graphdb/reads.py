@@ -1,8 +1,9 @@
 """Read-only transactions with a time limit, for the API and for export.
 
-Both run user-driven reads that may be slow or meet a server that is down. The two failures
+Both run user-driven reads that may be slow, big, or meet a server that is down. The failures
 that a caller turns into its own message (a GraphQL error, an HTTP status) are raised here as
-`ReadTimedOut` and `GraphUnreachable`; any other driver error passes through unchanged.
+`ReadTimedOut`, `ReadOutOfMemory` and `GraphUnreachable`; any other driver error passes through
+unchanged. A read that ran out of memory is not retried: it would only run out again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import neo4j
-from neo4j.exceptions import ClientError, ServiceUnavailable
+from neo4j.exceptions import ClientError, ServiceUnavailable, TransientError
 
 
 class ReadFailed(Exception):
@@ -31,17 +32,45 @@ class GraphUnreachable(ReadFailed):
     """The server could not be reached."""
 
 
+class ReadOutOfMemory(ReadFailed):
+    """The server ended the read for needing more memory than one transaction (or the heap)
+    may hold (`db.memory.transaction.max`)."""
+
+    def __init__(self) -> None:
+        super().__init__("the read needed more memory than the server gives one query")
+
+
 def is_timeout(exc: ClientError) -> bool:
     """Whether the server ended a transaction for running past its limit (or terminated it)."""
     code = exc.code or ""
     return "TransactionTimedOut" in code or "Terminated" in code
 
 
+def is_out_of_memory(exc: Exception) -> bool:
+    """Whether the server ended a transaction for memory: over the per-transaction or total
+    limit (MemoryPoolOutOfMemoryError) or out of heap (OutOfMemoryError)."""
+    return isinstance(exc, TransientError) and "OutOfMemoryError" in (exc.code or "")
+
+
 @contextmanager
-def read_errors(timeout: float) -> Iterator[None]:
-    """Turn a timeout into `ReadTimedOut` and an unreachable server into `GraphUnreachable`."""
+def _not_retried_for_memory() -> Iterator[None]:
+    """A memory error leaves as `ReadOutOfMemory`, which a managed transaction's retry loop does
+    not retry (it retries every TransientError)."""
     try:
         yield
+    except TransientError as exc:
+        if is_out_of_memory(exc):
+            raise ReadOutOfMemory() from None
+        raise
+
+
+@contextmanager
+def read_errors(timeout: float) -> Iterator[None]:
+    """Turn a timeout into `ReadTimedOut`, a memory limit into `ReadOutOfMemory` and an
+    unreachable server into `GraphUnreachable`."""
+    try:
+        with _not_retried_for_memory():
+            yield
     except ClientError as exc:
         if is_timeout(exc):
             raise ReadTimedOut(timeout) from None
@@ -55,7 +84,8 @@ def read_records(driver: neo4j.Driver, cypher: str, params: dict[str, Any], *,
     """Run `cypher` in a read transaction on the synchronous driver; all records at once."""
     @neo4j.unit_of_work(timeout=timeout)
     def work(tx: neo4j.ManagedTransaction) -> list[neo4j.Record]:
-        return list(tx.run(cypher, params))
+        with _not_retried_for_memory():
+            return list(tx.run(cypher, params))
 
     with read_errors(timeout), driver.session(
             database=database, default_access_mode=neo4j.READ_ACCESS, fetch_size=-1) as session:
@@ -67,8 +97,9 @@ async def read_rows(driver: neo4j.AsyncDriver, cypher: str, params: dict[str, An
     """Run `cypher` in a read transaction on the async driver; rows as dicts."""
     @neo4j.unit_of_work(timeout=timeout)
     async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
-        result = await tx.run(cypher, params)
-        return [record.data() for record in await result.fetch(10**9)]
+        with _not_retried_for_memory():
+            result = await tx.run(cypher, params)
+            return [record.data() for record in await result.fetch(10**9)]
 
     with read_errors(timeout):
         async with driver.session(database=database,
