@@ -100,6 +100,9 @@ class MatrixRequest:
         if self.min_weight < 0:
             raise ExportError(f"minWeight must be >= 0 (weights are synapse counts), "
                               f"got {self.min_weight}")
+        if self.min_weight >= 2**63:
+            raise ExportError(f"minWeight must be below 2^63 (weights are 64-bit integers), "
+                              f"got {self.min_weight:.3g}")
         ids = None
         if self.body_ids is not None:
             try:

@@ -108,6 +108,18 @@ class ApiSettings(BaseSettings):
     """Seconds a GraphQL circuit query may run."""
     cypher_max_rows: int = Field(100_000, ge=1)
     cypher_timeout_s: float = Field(20.0, gt=0)
+    cypher_max_bytes: int = Field(16_000_000, ge=1)
+    """Bytes of JSON one answer of the read-only Cypher endpoint may hold."""
+    max_body_bytes: int = Field(1_000_000, ge=1)
+    """Bytes a request body may hold, counted as they arrive (chunked bodies too)."""
+    max_concurrent_heavy: int = Field(4, ge=0)
+    """Cypher-endpoint and export requests served at once (within `max_concurrent`); 0 = no
+    cap of their own."""
+    graphql_max_cost: int = Field(50_000, ge=1)
+    """Field values one GraphQL answer may hold: each field once per object it is asked on,
+    a list's page size (`first`) multiplying what is inside it."""
+    graphql_max_bytes: int = Field(32_000_000, ge=1)
+    """Bytes one GraphQL answer may hold."""
 
 
 class ExportSettings(BaseSettings):

@@ -1,4 +1,5 @@
-"""The FastAPI application: GraphQL (with GraphiQL) at /graphql, health at /health."""
+"""The FastAPI application: GraphQL (with GraphiQL) at /graphql, health at /health, the Cypher
+endpoint and the export routes, all behind the guard (`guard`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import neo4j
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from strawberry.fastapi import GraphQLRouter
 
 from connectome_query.graphdb.driver import open_async_driver
@@ -14,17 +17,20 @@ from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.auth import AuthConfig
 from connectome_query.graphql_api.context import ApiContext
 from connectome_query.graphql_api.custom_cypher import router as cypher_router
+from connectome_query.graphql_api.db import SyncDriver
 from connectome_query.graphql_api.export_routes import export_router
 from connectome_query.graphql_api.guard import install as install_guard
 from connectome_query.graphql_api.schema import schema
 
 
 def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None) -> FastAPI:
-    """Build the app; the driver opens at start-up against `target` (default: settings).
+    """Build the app; the drivers open at start-up against `target` (default: settings).
 
     `auth` defaults to `AuthConfig.from_env()`: off unless CONNECTOME_AUTH=required.
     """
     state: dict[str, neo4j.AsyncDriver] = {}
+    sync = SyncDriver(target)
+    database = target.database if target else "neo4j"
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -33,17 +39,17 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
             yield
         finally:
             await state["driver"].close()
+            sync.close()
 
     async def get_context() -> ApiContext:
-        database = target.database if target else "neo4j"
         return ApiContext(state["driver"], database=database)
 
     app = FastAPI(title="connectome-query", lifespan=lifespan)
     install_guard(app, auth or AuthConfig.from_env())
-    app.include_router(cypher_router(lambda: state["driver"],
-                                     target.database if target else "neo4j"))
+    app.add_exception_handler(RequestValidationError, _bad_parameters)
+    app.include_router(cypher_router(lambda: state["driver"], sync.get, database))
     app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
-    app.include_router(export_router(target, lambda: state["driver"]))
+    app.include_router(export_router(sync, database, lambda: state["driver"]))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -51,3 +57,13 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
         return {"status": "ok"}
 
     return app
+
+
+async def _bad_parameters(_: Request, exc: Exception) -> JSONResponse:
+    """400 naming each parameter FastAPI could not read (its default is 422 with a list)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=400)

@@ -9,14 +9,12 @@ with a JSON `detail`), then streams the file from `export.stream`.
 from __future__ import annotations
 
 import io
-import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlencode
 
 import neo4j
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -31,9 +29,8 @@ from connectome_query.export.request import (
     split_names,
 )
 from connectome_query.export.stream import stream_export
-from connectome_query.graphdb.driver import open_driver
-from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.auth import AuthError, require_read
+from connectome_query.graphql_api.db import SyncDriver
 from connectome_query.graphql_api.errors import QueryError
 
 TABLE_FORMATS = ("csv", "parquet", "arrow")
@@ -83,28 +80,17 @@ def _ids(values: list[str] | None) -> list[int] | None:
 
 
 class Exports:
-    """What the routes share: a synchronous driver for the export (opened on first use, closed
-    with the app) and the app's async driver, with which authorisation reads public datasets."""
+    """What the routes share: the app's synchronous driver, on which exports run in worker
+    threads, and its async driver, with which authorisation reads public datasets."""
 
-    def __init__(self, target: Neo4jTarget | None,
+    def __init__(self, sync_driver: SyncDriver, database: str,
                  async_driver: Callable[[], neo4j.AsyncDriver]) -> None:
-        self.target = target
-        self.database = target.database if target else "neo4j"
+        self.sync = sync_driver
+        self.database = database
         self.async_driver = async_driver
-        self._driver: neo4j.Driver | None = None
-        self._lock = threading.Lock()
 
     def driver(self) -> neo4j.Driver:
-        with self._lock:
-            if self._driver is None:
-                self._driver = open_driver(self.target)
-            return self._driver
-
-    def close(self) -> None:
-        with self._lock:
-            if self._driver is not None:
-                self._driver.close()
-                self._driver = None
+        return self.sync.get()
 
     async def authorize(self, request: Request, dataset: str) -> None:
         """401 for a bad token; a dataset the caller may not read reads as unknown (404)."""
@@ -158,19 +144,11 @@ class Exports:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def export_router(target: Neo4jTarget | None,
+def export_router(sync_driver: SyncDriver, database: str,
                   async_driver: Callable[[], neo4j.AsyncDriver]) -> APIRouter:
-    """The /export routes over `target` (default: the settings' server)."""
-    exports = Exports(target, async_driver)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            exports.close()
-
-    router = APIRouter(prefix="/export", tags=["export"], lifespan=lifespan)
+    """The /export routes, reading `database` through the app's drivers."""
+    exports = Exports(sync_driver, database, async_driver)
+    router = APIRouter(prefix="/export", tags=["export"])
 
     @router.get("/matrix", summary="Download a connectivity matrix (streamed)")
     async def get_matrix(

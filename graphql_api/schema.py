@@ -1,18 +1,24 @@
 """The GraphQL schema: `Query` assembled from the circuit, export and neuron fields, with the
-limits every request runs under (depth, aliases, tokens) and error masking.
+limits every request runs under (depth, aliases, tokens, cost) and error masking.
 
 `schema/schema.graphql` is `export_sdl()` committed; a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
+from strawberry.utils.logging import StrawberryLogger
 
 from connectome_query.graphql_api.circuits import CircuitQuery
-from connectome_query.graphql_api.errors import should_mask
+from connectome_query.graphql_api.cost import QueryCostLimiter
+from connectome_query.graphql_api.errors import QueryError, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
 from connectome_query.graphql_api.types import BODY_ID_SCALAR, BodyId
@@ -21,18 +27,34 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
 
+log = logging.getLogger("connectome_query.api")
+
 
 @strawberry.type
 class Query(CircuitQuery, ExportQuery, NeuronQuery):
     pass
 
 
-schema = strawberry.Schema(
+class ApiSchema(strawberry.Schema):
+    """The schema, logging a user's error (refused access, bad argument, limits) in one line and
+    keeping tracebacks for the errors that are ours."""
+
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: Any | None = None) -> None:
+        for error in errors:
+            if error.original_error is None or isinstance(error.original_error, QueryError):
+                log.info("GraphQL request refused: %s", error.message)
+            else:
+                StrawberryLogger.error(error, execution_context)
+
+
+schema = ApiSchema(
     query=Query,
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        QueryCostLimiter,
         lambda: MaskErrors(should_mask_error=should_mask),
     ],
     config=StrawberryConfig(scalar_map={BodyId: BODY_ID_SCALAR}),

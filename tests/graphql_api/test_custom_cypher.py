@@ -1,8 +1,10 @@
-"""The API cannot write: read sessions refuse writes, the Cypher endpoint screens and caps."""
+"""The API cannot write: read sessions refuse writes; the Cypher endpoint checks the plan, caps
+answers, and its READ transaction stops a write even with the plan check switched off."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from neo4j.exceptions import Neo4jError
 from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.app import create_app
 from connectome_query.graphql_api.auth import AuthConfig, TokenStore
-from connectome_query.graphql_api.custom_cypher import run_readonly
+from connectome_query.graphql_api.custom_cypher import CypherLimits, run_readonly
 from connectome_query.graphql_api.db import read
 from connectome_query.graphql_api.errors import QueryError
 from tests.support.graph import current_key
@@ -45,13 +47,6 @@ WRITES = [
     "RETURN 1 UNION CREATE (h:Hacked) RETURN 1",
 ]
 """Writes (and admin or file access) in many spellings."""
-
-SNEAKY = [
-    # The keyword screen misses these (no write keyword as a word), so they prove the later
-    # layers: EXPLAIN's query type and the READ access mode.
-    "MATCH (n:Neuron) WITH n LIMIT 1 RETURN n",
-]
-
 
 def _fingerprint(driver: neo4j.Driver) -> tuple[int, int, int, object]:
     records, _, _ = driver.execute_query("""
@@ -110,29 +105,24 @@ def test_cypher_endpoint_refuses_writes(open_client: TestClient, driver: neo4j.D
     assert _fingerprint(driver) == before
 
 
-def test_explain_and_read_mode_back_up_the_screen(neo4j_target: Neo4jTarget,
-                                                  driver: neo4j.Driver,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the keyword screen switched off, EXPLAIN + READ mode still refuse every write."""
+def test_read_mode_and_server_back_up_the_plan_check(driver: neo4j.Driver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the plan check and the query-type check switched off, the READ transaction and the
+    server's settings (no APOC beyond a few functions, no file URLs) still refuse every write."""
     import connectome_query.graphql_api.custom_cypher as cc
 
-    monkeypatch.setattr(cc, "screen", lambda text: text)
+    calls: list[str] = []
+    monkeypatch.setattr(cc, "check_explained", lambda *args: calls.append("checked"))
     before = _fingerprint(driver)
-
-    async def attempt_all() -> int:
-        refused = 0
-        async with _async_driver(neo4j_target) as drv:
-            for cypher in WRITES:
-                if cypher.startswith(("USE", "SHOW")):
-                    continue
-                try:
-                    await cc.run_readonly(drv, cypher)
-                except QueryError:
-                    refused += 1
-        return refused
-
+    refused = 0
     tried = [c for c in WRITES if not c.startswith(("USE", "SHOW"))]
-    assert asyncio.run(attempt_all()) == len(tried)
+    for cypher in tried:
+        try:
+            cc.run_readonly(driver, cypher)
+        except QueryError:
+            refused += 1
+    assert refused == len(tried)
+    assert calls  # the switched-off check was really in the path
     assert _fingerprint(driver) == before
 
 
@@ -180,28 +170,22 @@ def test_cypher_endpoint_needs_all_dataset_token(secure_api: GraphQLClient, stor
     assert PRIVATE in {row[0] for row in ok.json()["data"]}
 
 
-def test_cypher_row_cap_and_timeout(neo4j_target: Neo4jTarget) -> None:
-    async def go() -> tuple[list[list[int]], str, str]:
-        async with _async_driver(neo4j_target) as drv:
-            _, rows = await run_readonly(drv, "UNWIND range(1, 10) AS x RETURN x", max_rows=10)
-            try:
-                await run_readonly(drv, "UNWIND range(1, 11) AS x RETURN x", max_rows=10)
-                capped = ""
-            except QueryError as exc:
-                capped = str(exc)
-            try:
-                await run_readonly(
-                    drv, "UNWIND range(1, 400000000) AS x WITH x WHERE x % 7 = 99999999 "
-                    "RETURN count(x)", timeout=1.0)
-                slow = ""
-            except QueryError as exc:
-                slow = str(exc)
-            return rows, capped, slow
+def _message(driver: neo4j.Driver, cypher: str, limits: CypherLimits) -> str:
+    with pytest.raises(QueryError) as info:
+        run_readonly(driver, cypher, limits=limits)
+    return str(info.value)
 
-    rows, capped, slow = asyncio.run(go())
-    assert [r[0] for r in rows] == list(range(1, 11))
-    assert "more than 10 rows" in capped
-    assert "limit" in slow
+
+def test_cypher_row_byte_caps_and_timeout(driver: neo4j.Driver) -> None:
+    limits = CypherLimits(timeout=20.0, max_rows=10, max_bytes=10_000)
+    answer = run_readonly(driver, "UNWIND range(1, 10) AS x RETURN x", limits=limits)
+    assert json.loads(answer.body()) == {"columns": ["x"], "data": [[i] for i in range(1, 11)]}
+    assert "more than 10 rows" in _message(driver, "UNWIND range(1, 11) AS x RETURN x", limits)
+    big = "RETURN reduce(s = '', i IN range(1, 2000) | s + 'abcdefgh') AS s"
+    assert "over 10,000 bytes" in _message(driver, big, limits)
+    assert len(run_readonly(driver, big, limits=CypherLimits(20.0, 10, 20_000)).body()) > 16_000
+    slow = ("UNWIND range(1, 400000000) AS x WITH x WHERE x % 7 = 99999999 RETURN count(x)")
+    assert "longer than its 1 s limit" in _message(driver, slow, CypherLimits(1.0, 10, 10_000))
 
 
 def test_tokens_file_is_outside_the_graph(driver: neo4j.Driver, tokens_file: Path) -> None:

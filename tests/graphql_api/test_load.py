@@ -21,7 +21,8 @@ SECONDS = float(os.environ.get("CONNECTOME_LOAD_SECONDS", "10"))
 
 
 def test_short_load_has_no_errors(neo4j_target: Neo4jTarget, celegans: dict) -> None:
-    with served_api(neo4j_target, env={"CONNECTOME_AUTH": "off"}) as url:
+    with served_api(neo4j_target, env={"CONNECTOME_AUTH": "off"}) as api:
+        url = api.url
         names = neuron_names(url, "cook2019")
         raw = cook_edges()
         assert set(names) <= set(raw["Source"]) | set(raw["Target"])

@@ -36,9 +36,24 @@ READS = (
 )
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running `connectome serve`: its base URL and process id."""
+
+    url: str
+    pid: int
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory now, in MiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+
 @contextmanager
-def served_api(target: Neo4jTarget, env: dict[str, str]) -> Iterator[str]:
-    """`connectome serve` against `target` on a free port; yields its base URL."""
+def served_api(target: Neo4jTarget, env: dict[str, str]) -> Iterator[Served]:
+    """`connectome serve` against `target` on a free port."""
     port = free_port()
     full_env = {**os.environ, "NEO4J_URI": target.uri, "NEO4J_USER": target.user,
                 "NEO4J_PASSWORD": target.password, **env}
@@ -49,7 +64,7 @@ def served_api(target: Neo4jTarget, env: dict[str, str]) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(url, proc, log)
-            yield url
+            yield Served(url, proc.pid)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
