@@ -158,6 +158,38 @@ def test_bad_value_through_the_cli_changes_nothing(tmp_path: Path, driver: neo4j
                     dataset, [file, "row 4", f"column '{column}'", says, "nothing was written"])
 
 
+SCALED_CASES = [("[1e300 1 1]", "1e10,4,40", "x = 1e+300 times the voxel size 10000000000.0 nm"),
+                ("[1 2e306 1]", "4,100,40", "y = 2e+306 times the voxel size 100.0 nm")]
+
+
+@pytest.mark.parametrize(("position", "voxels", "says"), SCALED_CASES)
+def test_position_that_overflows_once_scaled(tmp_path: Path, position: str, voxels: str,
+                                              says: str) -> None:
+    """Finite in the file, infinite in nm: refused at its row, before anything is written."""
+    path = write_csv(tmp_path / "syn.csv", with_cell(SYNAPSE_ROWS, 5, "ctr_pt_position",
+                                                     position))
+    x, y, z = (float(v) for v in voxels.split(","))
+    with pytest.raises(IngestError) as err:
+        read_source(str(path), voxel_size=(x, y, z))
+    e = err.value
+    assert (Path(e.path).name, e.row, e.column) == ("syn.csv", 7, "ctr_pt_position"), str(e)
+    assert says in e.message and "not a finite number" in e.message, str(e)
+    read_source(str(path))  # the same file at 1 nm per voxel is fine
+
+
+@pytest.mark.neo4j
+def test_position_overflow_through_the_cli_changes_nothing(tmp_path: Path,
+                                                           driver: neo4j.Driver) -> None:
+    load_ok(["ingest", str(synapse_csv(tmp_path / "good.csv")), "-d", "t_adv_scaled",
+             "--voxel-size", "4,4,40"])
+    path = write_csv(tmp_path / "big.csv", with_cell(SYNAPSE_ROWS, 5, "ctr_pt_position",
+                                                     "[1 1 1e307]"))
+    refused_cleanly(driver, ["ingest", str(path), "-d", "t_adv_scaled", "--voxel-size",
+                             "4,4,40"], "t_adv_scaled",
+                    ["big.csv", "row 7", "column 'ctr_pt_position'", "not a finite number",
+                     "nothing was written"])
+
+
 def _parquet(path: Path, **columns: Any) -> Path:
     n = 6
     base: dict[str, Any] = {
