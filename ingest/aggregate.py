@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,12 @@ def first_repeat(keys: Sequence[np.ndarray], rows: np.ndarray) -> int | None:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
+def _removed_with(owner: object, folder: Path) -> weakref.finalize:
+    """Remove `folder` when `owner` is collected or the interpreter exits, should nobody close
+    it first (a killed process still leaves it)."""
+    return weakref.finalize(owner, shutil.rmtree, folder, True)
+
+
 class Buckets:
     """Rows of `width` int64 columns, partitioned by a hash of the first `hashed` columns; held in
     memory up to `memory_rows`, then in files under a temporary folder (removed by `close`)."""
@@ -102,6 +109,7 @@ class Buckets:
         self._held: list[np.ndarray] = []
         self._rows = 0
         self._folder: Path | None = None
+        self._cleanup: weakref.finalize | None = None
 
     def add(self, *columns: np.ndarray) -> None:
         self._held.append(np.stack([np.asarray(c, dtype=np.int64) for c in columns], axis=1))
@@ -112,6 +120,7 @@ class Buckets:
     def _spill(self) -> None:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="connectome-ingest-", dir=self.spill_dir))
+            self._cleanup = _removed_with(self, self._folder)
         rows = np.concatenate(self._held) if self._held else np.zeros((0, self.width), np.int64)
         self._held, self._rows = [], 0
         mixed = np.zeros(len(rows), dtype=np.uint64)
@@ -134,9 +143,9 @@ class Buckets:
                 yield np.concatenate(self._held)
             return
         if self._held:
-            self._folder = folder
+            owner, self._folder = self._folder, folder
             self._spill()
-            self._folder = None
+            self._folder = owner
         for b in range(self.COUNT):
             path = folder / f"{b}.bin"
             if path.exists():
@@ -147,9 +156,15 @@ class Buckets:
     def take_folder(self) -> Path | None:
         """The spill folder, which the caller now owns (None when nothing spilled)."""
         folder, self._folder = self._folder, None
+        if self._cleanup is not None:
+            self._cleanup.detach()
+            self._cleanup = None
         return folder
 
     def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.detach()
+            self._cleanup = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
@@ -230,6 +245,7 @@ class PairStore:
 
     def __init__(self, folder: Path | None, held: list[PairCounts]) -> None:
         self._folder = folder
+        self._cleanup = _removed_with(self, folder) if folder else None
         self._held = held
         self._files = sorted(folder.glob("pairs-*.npz")) if folder else []
         self.connections = 0
@@ -249,9 +265,10 @@ class PairStore:
                 yield PairCounts(*(arrays[f] for f in PairCounts.FIELDS))
 
     def close(self) -> None:
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        if self._cleanup is not None:
+            self._cleanup()
+            self._cleanup = None
+        self._folder = None
 
 
 class PairCounter:

@@ -5,6 +5,7 @@ with the rows."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -136,6 +137,26 @@ def test_spilled_connection_counts_match_pandas(rows: list[tuple[int, int, int]]
         (k, r, n) for (k, r), n in per_roi.items()]
 
 
+def test_spill_folders_are_removed(tmp_path: Path) -> None:
+    """Nothing stays in the spill folder: after a repeat search whose last rows were still held
+    in memory, and after a store of connection counts that nobody closed is collected."""
+    repeats = RepeatFinder(memory_ids=10, spill_dir=tmp_path)
+    for start in range(0, 40, 10):  # spilled after the 2nd and the 4th
+        repeats.add(np.arange(start, start + 10), np.arange(start, start + 10))
+    repeats.add(np.array([3]), np.array([99]))  # held, spilled by first()
+    assert repeats.first() == (3, 99)
+    assert list(tmp_path.iterdir()) == []
+    counter = PairCounter(10, spill_dir=tmp_path)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        counter.add(rng.integers(0, 8, 10), rng.integers(0, 8, 10), np.full(10, -1))
+    store = counter.finish(np.arange(8), np.zeros(0, dtype=np.int64))
+    assert store.synapses == 50 and list(tmp_path.iterdir())
+    del store
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.neo4j
 def test_streamed_load_matches_pandas(tmp_path: Path, driver: neo4j.Driver,
                                       small_chunks: None) -> None:
@@ -222,6 +243,7 @@ from connectome_query.ingest.sources import open_source
 prep = prepare(open_source(sys.argv[1]))
 peak = re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)
 print(prep.synapses, int(peak) // 1024)
+prep.close()
 """
 """Peak RSS from VmHWM: ru_maxrss of a child starts at its parent's size when it forked."""
 
