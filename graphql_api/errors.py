@@ -9,9 +9,16 @@ class QueryError(Exception):
     """A problem with the request (unknown dataset, bad argument, timeout), shown as is."""
 
 
-def should_mask(error: GraphQLError) -> bool:
-    """Mask everything except our own user-facing errors and GraphQL validation errors."""
+def is_user_error(error: GraphQLError) -> bool:
+    """A problem with the request: graphql-core's syntax, validation and variable errors (a
+    variable's value that does not fit its type is a GraphQLError wrapping the one that says
+    why), or our own QueryError."""
     original = error.original_error
-    if original is None:
-        return False  # syntax/validation errors from graphql-core carry no internals
-    return not isinstance(original, QueryError)
+    while isinstance(original, GraphQLError):
+        original = original.original_error
+    return original is None or isinstance(original, QueryError)
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Mask everything except the user's errors (`is_user_error`): those carry no internals."""
+    return not is_user_error(error)

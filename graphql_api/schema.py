@@ -18,7 +18,7 @@ from strawberry.utils.logging import StrawberryLogger
 
 from connectome_query.graphql_api.circuits import CircuitQuery
 from connectome_query.graphql_api.cost import QueryCostLimiter
-from connectome_query.graphql_api.errors import QueryError, should_mask
+from connectome_query.graphql_api.errors import is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
 from connectome_query.graphql_api.types import BODY_ID_SCALAR, BodyId
@@ -42,7 +42,7 @@ class ApiSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError],
                        execution_context: Any | None = None) -> None:
         for error in errors:
-            if error.original_error is None or isinstance(error.original_error, QueryError):
+            if is_user_error(error):
                 log.info("GraphQL request refused: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)

@@ -218,6 +218,28 @@ def test_graphql_user_errors_say_what_is_wrong(gql: GraphQLClient, query: str,
     assert all(words in m for m in messages), messages
 
 
+PAGE = 'query($f: Int!) { neurons(dataset: "cook2019", first: $f) { totalCount } }'
+BODY = 'query($b: BodyId!) { neuron(dataset: "cook2019", bodyId: $b) { bodyId } }'
+
+
+@pytest.mark.parametrize(("query", "variables", "words"), [
+    (PAGE, {"f": "abc"}, "Variable '$f' has invalid value: Int cannot represent"),
+    (PAGE, {}, "Variable '$f' has invalid value: Expected a value of non-null type"),
+    (PAGE, {"f": 2**40}, "Variable '$f'"),
+    (BODY, {"b": "12x"}, "not a body id"),
+    (BODY, {"b": str(2**64)}, "out of range"),
+])
+def test_graphql_variable_errors_name_the_variable(gql: GraphQLClient, query: str,
+                                                   variables: dict[str, Any], words: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    body = gql(query, **variables)
+    messages = [e["message"] for e in body.get("errors", [])]
+    assert body["data"] is None and messages, body
+    assert all(words in m for m in messages), messages
+    assert "Traceback" not in caplog.text
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ({"cypher": "RETURN 1 / 0"}, "/ by zero"),
     ({"cypher": "RETURN $missing"}, "missing"),

@@ -65,8 +65,8 @@ EFFECTS = [
     "CALL apoc.periodic.repeat('fuzz', 'CREATE (:Hacked)', 1) YIELD name RETURN name",
     "CALL apoc.periodic.submit('fuzz2', 'CREATE (:Hacked)') YIELD name RETURN name",
     "CALL apoc.periodic.iterate('RETURN 1', 'CREATE (:Hacked)', {}) YIELD batches RETURN batches",
-    "CALL apoc.util.sleep(10000)",
-    "RETURN apoc.cypher.runFirstColumnMany('CALL apoc.util.sleep(10000) RETURN 1', {}) AS x",
+    "CALL apoc.util.sleep(60000)",
+    "RETURN apoc.cypher.runFirstColumnMany('CALL apoc.util.sleep(60000) RETURN 1', {}) AS x",
     "CALL apoc.cypher.runTimeboxed('CREATE (:Hacked) RETURN 1', {}, 1000) YIELD value "
     "RETURN value",
 ]
@@ -149,7 +149,8 @@ def _attack(target: Target, cypher: str) -> str:
     response = target.client.post("/api/custom/custom", json={"cypher": text})
     elapsed = time.monotonic() - t0
     assert response.status_code < 500, (text, response.text)
-    assert elapsed < 8, (text, elapsed)  # no 10 s sleep ran
+    # a sleep that ran would last until the endpoint's 20 s timeout at least
+    assert elapsed < 15, (text, elapsed)
     body = response.text
     for secret in (CANARY, VICTIM, "leaked", "server.directories", "dbms.security"):
         assert secret not in body, (text, body[:300])

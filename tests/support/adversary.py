@@ -83,9 +83,10 @@ def recording_http_server() -> Iterator[Recorder]:
 @contextmanager
 def other_client_transaction(driver: neo4j.Driver, token: str) -> Iterator[neo4j.Transaction]:
     """An open transaction of another client, its query naming `token`; it must still commit
-    at the end (nobody terminated it)."""
+    at the end (nobody terminated it). It stays open for as long as a fuzzing module runs,
+    so it asks for an hour rather than the server's default timeout."""
     with driver.session() as session:
-        tx = session.begin_transaction(metadata={"victim": token})
+        tx = session.begin_transaction(metadata={"victim": token}, timeout=3600)
         tx.run(f"RETURN '{token}' AS victim").consume()
         yield tx
         tx.run("RETURN 1").consume()
