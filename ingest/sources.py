@@ -1,6 +1,7 @@
 """Turning the SOURCE argument of `connectome ingest` into a source.
 
-SOURCE is one of: a built-in published dataset name (`cook2019`, `varshney2011`); a folder of
+SOURCE is one of: a built-in published dataset name (`cook2019`, `witvliet2020_8`, ...:
+`builtin_descriptions`); a folder of
 neuPrint-style files (neurons + connections); a reconstruction run folder (segments.parquet +
 synapses.parquet); or a synapse-level table file (.csv or .parquet). `open_source` checks the
 parameters and opens the files (headers read, nothing else); its rows are read while they are
@@ -9,10 +10,12 @@ checked and written. `read_source` reads everything into memory (small inputs, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.memory import tables_source, to_tables
+from connectome_query.ingest.readers.cect_published import PUBLISHED, published_readers
 from connectome_query.ingest.readers.celegans import (
     CELEGANS_SOURCES,
     read_cook2019,
@@ -24,8 +27,19 @@ from connectome_query.ingest.readers.run_dir import is_run_dir, run_dir_source
 from connectome_query.ingest.readers.synapse_table import check_voxel_size, synapse_table_source
 from connectome_query.ingest.tables import ConnectomeTables, Source
 
-BUILTIN = {"cook2019": read_cook2019, "varshney2011": read_varshney2011}
-assert tuple(BUILTIN) == CELEGANS_SOURCES
+BUILTIN: dict[str, Callable[[], ConnectomeTables]] = {
+    "cook2019": read_cook2019, "varshney2011": read_varshney2011, **published_readers()}
+assert tuple(BUILTIN)[:2] == CELEGANS_SOURCES
+
+
+def builtin_descriptions() -> dict[str, str]:
+    """Built-in name -> what it is (for `connectome ingest --list`)."""
+    described = {"cook2019": "C. elegans hermaphrodite, whole animal, Cook et al. 2019 edge list "
+                             "(cect)",
+                 "varshney2011": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 "
+                                 "(cect)"}
+    described.update({name: p.description for name, p in PUBLISHED.items()})
+    return described
 
 
 def open_source(
