@@ -65,7 +65,7 @@ _WHITE_WEIGHTS = ("number of synapses (chemical) or gap junctions (electrical) s
 PUBLISHED: dict[str, Published] = {
     **{f"witvliet2020_{i + 1}": Published(
         name=f"witvliet2020_{i + 1}", file=f"data/witvliet_2020_{_WITVLIET_FILES[i]}.xlsx",
-        paper="Witvliet et al. 2021, Nature 596:257 (dataset %d)" % (i + 1),
+        paper=f"Witvliet et al. 2021, Nature 596:257 (dataset {i + 1})",
         description=f"C. elegans brain (nerve ring) at {_WITVLIET_STAGES[i]}, Witvliet et al. "
                     f"2021, dataset {i + 1} of 8 (cect)",
         weights=_WITVLIET_WEIGHTS, stage=_WITVLIET_STAGES[i],
