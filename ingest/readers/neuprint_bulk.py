@@ -68,9 +68,12 @@ def _with_rois(totals: pa.Table, rois_path: Path | None, encoding: str,
     file.require("bodyId_pre", "bodyId_post", "roi", "weight")
     grouped = by_pair(gather(file, "bodyId_pre", "bodyId_post", "roi", "weight"), "roi",
                       "bodyId_pre")
-    joined = totals.join(grouped.rename_columns(
-        ["bodyIdPre", "bodyIdPost", "roiSum", "roiInfo", "rois", "roiWeights", "roiRow"]),
-        ["bodyIdPre", "bodyIdPost"], join_type="full outer", use_threads=False)
+    keys = pa.table({"bodyIdPre": grouped.column("bodyIdPre"),
+                     "bodyIdPost": grouped.column("bodyIdPost"),
+                     "roiSum": grouped.column("weight"), "roiRow": grouped.column("row"),
+                     "at": np.arange(grouped.num_rows, dtype=np.int64)})
+    joined = totals.join(keys, ["bodyIdPre", "bodyIdPost"], join_type="full outer",
+                         use_threads=False)
     missing = joined.filter(joined.column("row").is_null())
     if missing.num_rows:
         at = int(np.min(missing.column("roiRow").to_numpy()))
@@ -85,6 +88,9 @@ def _with_rois(totals: pa.Table, rois_path: Path | None, encoding: str,
         raise IngestError(totals_name, f"ROI weights of this pair add up to {sums[i]}, more "
                           f"than its weight {total[i]}", row=int(joined.column("row")[i].as_py()),
                           column="weight")
+    at = joined.column("at")
+    for name in ("roiInfo", "rois", "roiWeights"):
+        joined = joined.append_column(name, grouped.column(name).take(at))
     return joined.append_column("kind", pa.array(["chemical"] * joined.num_rows))
 
 
