@@ -31,7 +31,8 @@ def compare_cmd(
     a: Annotated[str, typer.Argument(help="Dataset A (NAME, or NAME@vN for a version).")],
     b: Annotated[str, typer.Argument(help="Dataset B.")],
     synapse_type: Annotated[str, typer.Option(
-        help="chemical (ConnectsTo) or electrical (GapJunction, unordered pairs).")] = "chemical",
+        help="chemical (ConnectsTo), electrical (GapJunction, unordered pairs), monoamine or "
+             "neuropeptide.")] = "chemical",
     match: Annotated[str, typer.Option(
         help="Match neurons by name (instance) or bodyId.")] = "name",
     mapping: Annotated[Path | None, typer.Option(

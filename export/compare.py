@@ -19,7 +19,8 @@ import pandas as pd
 from connectome_query.export.request import ExportError
 
 MATCHES = ("name", "bodyId")
-KINDS = {"chemical": "ConnectsTo", "electrical": "GapJunction"}
+KINDS = {"chemical": "ConnectsTo", "electrical": "GapJunction", "monoamine": "Monoamine",
+         "neuropeptide": "Neuropeptide"}
 
 NEURONS = """
 MATCH (n:Neuron {dataset: $key})

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.memory import tables_source, to_tables
+from connectome_query.ingest.readers.cect_modulatory import DESCRIPTIONS as MODULATORY_DESCRIPTIONS
+from connectome_query.ingest.readers.cect_modulatory import MODULATORY_READERS
 from connectome_query.ingest.readers.cect_published import PUBLISHED, published_readers
 from connectome_query.ingest.readers.celegans import (
     CELEGANS_SOURCES,
@@ -32,7 +34,8 @@ from connectome_query.ingest.readers.synapse_table import check_voxel_size, syna
 from connectome_query.ingest.tables import ConnectomeTables, Source
 
 BUILTIN: dict[str, Callable[[], ConnectomeTables]] = {
-    "cook2019": read_cook2019, "varshney2011": read_varshney2011, **published_readers()}
+    "cook2019": read_cook2019, "varshney2011": read_varshney2011, **published_readers(),
+    **MODULATORY_READERS}
 assert tuple(BUILTIN)[:2] == CELEGANS_SOURCES
 
 
@@ -43,6 +46,7 @@ def builtin_descriptions() -> dict[str, str]:
                  "varshney2011": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 "
                                  "(cect)"}
     described.update({name: p.description for name, p in PUBLISHED.items()})
+    described.update(MODULATORY_DESCRIPTIONS)
     return described
 
 

@@ -160,4 +160,4 @@ def test_mapping_file_errors_name_the_row(tmp_path: Path) -> None:
     path.write_text("a,b\nAVAL,AVAL\nDD01,DD1\n")
     assert read_mapping(str(path)) == {"AVAL": "AVAL", "DD01": "DD1"}
     with pytest.raises(ExportError, match="synapseType"):
-        CompareRequest(a="x", b="y", synapse_type="monoamine").check()
+        CompareRequest(a="x", b="y", synapse_type="glutamate").check()
