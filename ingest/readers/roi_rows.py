@@ -95,24 +95,25 @@ def by_pair(rows: RoiRows, roi_column: str, pre_column: str) -> pa.Table:
     if rows.weight.astype(np.float64).sum() >= 2.0**62:
         raise IngestError(rows.path, "the total weight exceeds 64-bit integers",
                           column=pre_column)
-    names = np.array(rows.roi_names, dtype=object)
-    quoted = pa.array([_json_text(n) for n in rows.roi_names] or [""], pa.string())
+    if len(pre) >= 2**31:
+        raise IngestError(rows.path, "more than 2^31 rows: split the table")
     weight = rows.weight[order]
+    first_rows = rows.rows[order]
+    starts = np.flatnonzero(np.r_[True, (pre[1:] != pre[:-1]) | (post[1:] != post[:-1])])
+    offsets = pa.array(np.r_[starts, len(pre)].astype(np.int32))
+    roi_index = pa.array(roi)
+    names = pc.take(pa.array(rows.roi_names, pa.string()), roi_index)
+    quoted = pc.take(pa.array([_json_text(n) for n in rows.roi_names], pa.string()), roi_index)
     fragment = pc.binary_join_element_wise(
-        pc.take(quoted, pa.array(roi)), ': {"post": ',
-        pc.cast(pa.array(weight), pa.string()), "}", "")
-    table = pa.table({"bodyIdPre": pre, "bodyIdPost": post, "roi": pa.array(names[roi]),
-                      "w": weight, "fragment": fragment, "row": rows.rows[order]})
-    grouped = table.group_by(["bodyIdPre", "bodyIdPost"], use_threads=False).aggregate([
-        ("w", "sum"), ("roi", "list"), ("w", "list"), ("fragment", "list"), ("row", "min")])
+        quoted, ': {"post": ', pc.cast(pa.array(weight), pa.string()), "}", "")
     info = pc.binary_join_element_wise(
-        "{", pc.binary_join(grouped.column("fragment_list"), ", "), "}", "")
-    out = pa.table({
-        "bodyIdPre": grouped.column("bodyIdPre"), "bodyIdPost": grouped.column("bodyIdPost"),
-        "weight": grouped.column("w_sum"), "roiInfo": info,
-        "rois": grouped.column("roi_list"), "roiWeights": grouped.column("w_list"),
-        "row": grouped.column("row_min")})
-    return out.sort_by([("bodyIdPre", "ascending"), ("bodyIdPost", "ascending")])
+        "{", pc.binary_join(pa.ListArray.from_arrays(offsets, fragment), ", "), "}", "")
+    return pa.table({
+        "bodyIdPre": pre[starts], "bodyIdPost": post[starts],
+        "weight": np.add.reduceat(weight, starts) if len(pre) else weight,
+        "roiInfo": info, "rois": pa.ListArray.from_arrays(offsets, names),
+        "roiWeights": pa.ListArray.from_arrays(offsets, pa.array(weight, pa.int64())),
+        "row": np.minimum.reduceat(first_rows, starts) if len(pre) else first_rows})
 
 
 def _json_text(name: str) -> str:
