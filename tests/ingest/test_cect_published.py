@@ -139,3 +139,14 @@ def test_bad_matrix_names_the_cells(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="file not found"):
         read_published("witvliet2020_1", root=tmp_path)
+
+
+def test_ingest_list_names_every_builtin() -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+
+    result = CliRunner().invoke(app, ["ingest", "--list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in BUILTIN:
+        assert name in result.output

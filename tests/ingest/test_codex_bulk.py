@@ -200,3 +200,11 @@ def test_codex_roi_weights_reach_graph_and_export(driver: neo4j.Driver, tmp_path
            zip(chunk.rows, chunk.cols, chunk.weights, strict=True)}
     in_rois = raw[raw["neuropil"].isin(["AL_L", "LO_R"])]
     assert got == in_rois.groupby(["pre_root_id", "post_root_id"])["syn_count"].sum().to_dict()
+
+
+def test_codex_folder_with_two_connection_tables_is_refused(tmp_path: Path) -> None:
+    _codex(tmp_path)
+    _codex(tmp_path / "x", seed=2)
+    (tmp_path / "x" / "connections.csv").rename(tmp_path / "connections_no_threshold.csv")
+    with pytest.raises(IngestError, match="connections_no_threshold.csv"):
+        open_source(str(tmp_path))
