@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
@@ -16,6 +17,12 @@ from connectome_query.graphdb.local_server import Neo4jServerError
 from connectome_query.graphdb.settings import external_target
 
 app = typer.Typer()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    """`fail` for text that may hold brackets (values, positions): shown as written, never read
+    as console markup."""
+    return fail(escape(message), code)
 
 
 def _progress(bar: Progress) -> Callable[[str, int, int], None]:
@@ -30,7 +37,7 @@ def _progress(bar: Progress) -> Callable[[str, int, int], None]:
 
 
 def _database_failed(exc: Exception, dataset: str) -> typer.Exit:
-    return fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
+    return _fail(f"the database failed during the load ({type(exc).__name__}: {exc}).\n"
                 f"The current version of dataset {dataset!r} is unchanged. What this load wrote "
                 "is removed now, or by the next load if the database cannot be reached: rerun "
                 "the same command once Neo4j answers (nothing is duplicated).")
@@ -41,12 +48,12 @@ def _bad_input(exc: Exception) -> typer.Exit:
     from connectome_query.ingest.errors import IngestError, ParameterError
 
     if isinstance(exc, ParameterError):
-        return fail(f"invalid value for {exc}", code=2)
+        return _fail(f"invalid value for {exc}", code=2)
     if isinstance(exc, IngestError) and getattr(exc, "after_writes", False):
-        return fail(f"{exc}\nthe partial load was removed; the dataset is as it was")
+        return _fail(f"{exc}\nthe partial load was removed; the dataset is as it was")
     if isinstance(exc, IngestError):
-        return fail(f"{exc}\nnothing was written to the database")
-    return fail(str(exc))
+        return _fail(f"{exc}\nnothing was written to the database")
+    return _fail(str(exc))
 
 
 def _list_builtins(value: bool) -> None:
@@ -115,11 +122,11 @@ def ingest_cmd(
     except (IngestError, ParameterError, ValueError) as exc:
         raise _bad_input(exc) from None
     except Neo4jServerError as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     except (DriverError, Neo4jError) as exc:
         raise _database_failed(exc, dataset) from None
     except OSError as exc:
-        raise fail(f"{exc}\nthe dataset is as it was") from None
+        raise _fail(f"{exc}\nthe dataset is as it was") from None
     table = Table(title=f"dataset {result.dataset}")
     for name in ("neurons", "chemical_connections", "chemical_synapses",
                  "electrical_connections", "gap_junctions", "synapses"):
@@ -152,13 +159,14 @@ def import_cmd(
     from connectome_query.ingest.sources import open_source
     from connectome_query.schema.model import check_dataset_name
 
-    if external_target() is not None:
-        raise fail("the offline importer builds the local server's database; NEO4J_URI names "
-                   "another server: use `connectome ingest` there")
     try:
         check_dataset_name(dataset)
         data = open_source(source, encoding=encoding, voxel_size=parse_voxel_size(voxel_size),
                            neurons=neurons)
+        if external_target() is not None:
+            raise BulkImportError("the offline importer builds the local server's database; "
+                                  "NEO4J_URI names another server: use `connectome ingest` "
+                                  "there")
         with console.status("importing...") as status:
             def checking(step: str, done: int, total: int) -> None:
                 status.update(f"{step}: {done:,} rows" + (f" of {total:,}" if total else ""))
@@ -169,7 +177,7 @@ def import_cmd(
     except (IngestError, ParameterError, ValueError) as exc:
         raise _bad_input(exc) from None
     except (BulkImportError, Neo4jServerError, OSError) as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     out.print(f"imported {report.neurons:,} neurons, {report.chemical_connections:,} chemical "
               f"and {report.electrical_connections:,} electrical connections, "
               f"{report.synapses:,} synapses as {dataset} in {timings.total:.1f} s "
@@ -196,7 +204,7 @@ def synth_connectome_cmd(
             rep = synth_connectome(out_dir, neurons=neurons, edges=edges, synapses=synapses,
                                    seed=seed, types=types, id_range=id_range)
     except ValueError as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     out.print(f"wrote {rep.out_dir}: {rep.neurons:,} neurons, {rep.types:,} types, "
               f"{rep.edges:,} connections, {rep.synapses:,} synapses")
 
@@ -214,7 +222,7 @@ def datasets_cmd(
         with open_driver() as driver:
             found = [v for v in list_versions(driver) if versions or v.current]
     except Neo4jServerError as exc:
-        raise fail(str(exc)) from None
+        raise _fail(str(exc)) from None
     table = Table("dataset", "version", "status", "loaded", "neurons", "chemical synapses",
                   "gap junctions")
     for v in found:

@@ -195,6 +195,9 @@ class IngestSettings(BaseSettings):
     model_config = _config("CONNECTOME_INGEST_")
     chunk_rows: int = Field(250_000, ge=1_000, le=10_000_000)
     """Rows read, checked and aggregated at a time."""
+    spill_rows: int = Field(4_000_000, ge=1)
+    """Synapses whose ids and connections are held in memory while checking; beyond it they
+    spill to disk."""
     spill_dir: Path | None = None
     """Where large synapse tables spill ids and connections while they are checked (default:
     the system's temporary folder); needs about 40 bytes per synapse, freed at once."""

@@ -261,9 +261,9 @@ def state_for(conn: HTTPConnection | None) -> AuthState:
 
 
 def principal_for(conn: HTTPConnection | None) -> Principal:
-    """Who is asking: the principal the guard attached to this request, or, on routes the
-    guard does not wrap (the streamed /export downloads), the one its Authorization header
-    names (AuthError for a bad credential)."""
+    """Who is asking: the principal the guard attached to this request, or, for a request the
+    guard did not see (an app mounted without it), the one its Authorization header names
+    (AuthError for a bad credential)."""
     st = state_for(conn)
     if not st.config.required:
         return OPEN

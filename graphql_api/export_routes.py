@@ -9,6 +9,7 @@ with a JSON `detail`), then streams the file from `export.stream`.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlencode
@@ -32,6 +33,8 @@ from connectome_query.export.stream import stream_export
 from connectome_query.graphql_api.auth import AuthError, require_read
 from connectome_query.graphql_api.db import SyncDriver
 from connectome_query.graphql_api.errors import QueryError
+
+log = logging.getLogger("connectome_query.api")
 
 TABLE_FORMATS = ("csv", "parquet", "arrow")
 """Formats of the neuron table."""
@@ -100,6 +103,7 @@ class Exports:
         except AuthError as exc:
             raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
         except QueryError as exc:
+            log.info("export refused: %s", exc)
             raise HTTPException(404, str(exc)) from None
 
     async def plan(self, req: MatrixRequest, request: Request,

@@ -125,17 +125,29 @@ class Buckets:
                 with (self._folder / f"{b}.bin").open("ab") as f:
                     rows[order[bounds[b]:bounds[b + 1]]].tofile(f)
 
-    def groups(self) -> Iterator[np.ndarray]:
-        """Each bucket's rows, (n, width): every row of a key is in the same bucket."""
-        if self._folder is None:
+    def groups(self, folder: Path | None = None) -> Iterator[np.ndarray]:
+        """Each bucket's rows, (n, width): every row of a key is in the same bucket. (Pass the
+        folder from `take_folder` to read buckets from there, each file deleted once read.)"""
+        folder = folder or self._folder
+        if folder is None:
             if self._held:
                 yield np.concatenate(self._held)
             return
-        self._spill()
+        if self._held:
+            self._folder = folder
+            self._spill()
+            self._folder = None
         for b in range(self.COUNT):
-            path = self._folder / f"{b}.bin"
+            path = folder / f"{b}.bin"
             if path.exists():
-                yield np.fromfile(path, dtype=np.int64).reshape(-1, self.width)
+                rows = np.fromfile(path, dtype=np.int64).reshape(-1, self.width)
+                path.unlink()
+                yield rows
+
+    def take_folder(self) -> Path | None:
+        """The spill folder, which the caller now owns (None when nothing spilled)."""
+        folder, self._folder = self._folder, None
+        return folder
 
     def close(self) -> None:
         if self._folder is not None:
@@ -171,15 +183,18 @@ class RepeatFinder:
 
 @dataclass
 class PairCounts:
-    """Synapses per connection and per (connection, ROI); connections as keys
-    `index(pre) * len(bodies) + index(post)` into sorted body ids, ascending."""
+    """Synapses per connection and per (connection, ROI), for the connections of one bucket;
+    connections as keys `index(pre) * len(bodies) + index(post)` into sorted body ids."""
 
     keys: np.ndarray
+    """Ascending."""
     counts: np.ndarray
     roi_keys: np.ndarray
     """Connection key of each (connection, ROI) row, ascending, ROIs ascending within one."""
     rois: np.ndarray
     roi_counts: np.ndarray
+
+    FIELDS = ("keys", "counts", "roi_keys", "rois", "roi_counts")
 
 
 def _runs(*sorted_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +210,50 @@ def _runs(*sorted_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.diff(np.append(starts, n))
 
 
+def count_bucket(rows: np.ndarray, bodies: np.ndarray, roi_rank: np.ndarray) -> PairCounts:
+    """The counts of one bucket of (pre, post, roi code) rows."""
+    nb = np.int64(len(bodies))
+    key = np.searchsorted(bodies, rows[:, 0]) * nb + np.searchsorted(bodies, rows[:, 1])
+    keys, counts = np.unique(key, return_counts=True)
+    has = rows[:, 2] >= 0
+    rkey = key[has]
+    rank = roi_rank[rows[has, 2]] if len(roi_rank) else rows[has, 2]
+    order = np.lexsort((rank, rkey))
+    starts, lengths = _runs(rkey[order], rank[order])
+    return PairCounts(keys, counts.astype(np.int64), rkey[order][starts], rank[order][starts],
+                      lengths)
+
+
+class PairStore:
+    """Synapse counts per connection, kept a bucket at a time (in memory for small tables, in
+    files otherwise); every connection's ROI rows are in its connection's bucket."""
+
+    def __init__(self, folder: Path | None, held: list[PairCounts]) -> None:
+        self._folder = folder
+        self._held = held
+        self._files = sorted(folder.glob("pairs-*.npz")) if folder else []
+        self.connections = 0
+        self.synapses = 0
+        for bucket in self.buckets():
+            self.connections += len(bucket.keys)
+            self.synapses += int(bucket.counts.sum())
+
+    @classmethod
+    def empty(cls) -> PairStore:
+        return cls(None, [])
+
+    def buckets(self) -> Iterator[PairCounts]:
+        yield from self._held
+        for path in self._files:
+            with np.load(path) as arrays:
+                yield PairCounts(*(arrays[f] for f in PairCounts.FIELDS))
+
+    def close(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
 class PairCounter:
     """Counts synapses per (pre, post) and per (pre, post, ROI code) in bounded memory."""
 
@@ -205,33 +264,26 @@ class PairCounter:
         """Synapses from `pre` to `post` in ROI `roi` (a code from 0; -1 for none)."""
         self._buckets.add(pre, post, roi)
 
-    def finish(self, bodies: np.ndarray, roi_rank: np.ndarray) -> PairCounts:
+    def finish(self, bodies: np.ndarray, roi_rank: np.ndarray) -> PairStore:
         """The counts, with bodies as positions in sorted `bodies` (every pre and post is one)
-        and ROI codes replaced by `roi_rank[code]`."""
-        nb = np.int64(len(bodies))
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("k", "n", "rk", "r", "rn")}
+        and ROI codes replaced by `roi_rank[code]`; the store owns the spill folder."""
+        folder = self._buckets.take_folder()
+        held: list[PairCounts] = []
         try:
-            for rows in self._buckets.groups():
-                key = np.searchsorted(bodies, rows[:, 0]) * nb + np.searchsorted(bodies, rows[:, 1])
-                keys, counts = np.unique(key, return_counts=True)
-                parts["k"].append(keys)
-                parts["n"].append(counts.astype(np.int64))
-                has = rows[:, 2] >= 0
-                rkey, rank = key[has], roi_rank[rows[has, 2]] if len(roi_rank) else rows[has, 2]
-                order = np.lexsort((rank, rkey))
-                starts, lengths = _runs(rkey[order], rank[order])
-                parts["rk"].append(rkey[order][starts])
-                parts["r"].append(rank[order][starts])
-                parts["rn"].append(lengths)
+            for b, rows in enumerate(self._buckets.groups(folder)):
+                counts = count_bucket(rows, bodies, roi_rank)
+                if folder is None:
+                    held.append(counts)
+                else:
+                    np.savez(folder / f"pairs-{b:03d}.npz",
+                             **{f: getattr(counts, f) for f in PairCounts.FIELDS})
+        except BaseException:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         finally:
             self._buckets.close()
-        cat = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64)
-               for k, v in parts.items()}
-        order = np.argsort(cat["k"], kind="stable")
-        roi_order = np.lexsort((cat["r"], cat["rk"]))
-        return PairCounts(keys=cat["k"][order], counts=cat["n"][order],
-                          roi_keys=cat["rk"][roi_order], rois=cat["r"][roi_order],
-                          roi_counts=cat["rn"][roi_order])
+        return PairStore(folder, held)
 
     def close(self) -> None:
         self._buckets.close()

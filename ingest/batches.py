@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectome_query.ingest.prepare import Pairs, Prepared
+from connectome_query.ingest.aggregate import PairCounts
+from connectome_query.ingest.prepare import Prepared
 from connectome_query.ingest.tables import CONNECTION_SCHEMA, NEURON_SCHEMA
 
 SUMMARY_FIELDS = (("pre", pa.int64()), ("post", pa.int64()), ("synapseCount", pa.int64()),
@@ -69,28 +70,28 @@ def neuron_batches(prep: Prepared, size: int) -> Iterator[pa.Table]:
     return rebatch(tables(), size)
 
 
-def _pairs_table(pairs: Pairs, start: int, stop: int, kind: str) -> pa.Table:
-    n = stop - start
+def _pairs_table(pre: np.ndarray, post: np.ndarray, weight: np.ndarray, kind: str) -> pa.Table:
+    n = len(pre)
     return pa.table({
-        "bodyIdPre": pairs.pre[start:stop], "bodyIdPost": pairs.post[start:stop],
-        "weight": pairs.weight[start:stop], "kind": pa.array([kind] * n, pa.string()),
+        "bodyIdPre": pre, "bodyIdPost": post, "weight": weight,
+        "kind": pa.array([kind] * n, pa.string()),
         "roiInfo": pa.nulls(n, pa.string()), "rois": pa.nulls(n, pa.list_(pa.string())),
         "roiWeights": pa.nulls(n, pa.list_(pa.int64())),
     }, schema=CONNECTION_SCHEMA)
 
 
-def _with_roi_info(prep: Prepared, table: pa.Table, start: int, stop: int) -> pa.Table:
-    """roiInfo (`{"ROI": {"pre": n, "post": n}}`, ROIs by name), rois and roiWeights of
-    connections `start:stop` (connections made from synapses), from the synapses per ROI."""
-    counts = prep.pair_counts
-    keys = counts.keys[start:stop]
-    lo = np.searchsorted(counts.roi_keys, keys[0])
-    hi = np.searchsorted(counts.roi_keys, keys[-1], "right")
-    where = np.searchsorted(keys, counts.roi_keys[lo:hi])
+def _with_roi_info(prep: Prepared, table: pa.Table, bucket: PairCounts, start: int,
+                   stop: int) -> pa.Table:
+    """roiInfo (`{"ROI": {"pre": n, "post": n}}`, ROIs by name), rois and roiWeights of the
+    bucket's connections `start:stop`, from its synapses per ROI."""
+    keys = bucket.keys[start:stop]
+    lo = np.searchsorted(bucket.roi_keys, keys[0])
+    hi = np.searchsorted(bucket.roi_keys, keys[-1], "right")
+    where = np.searchsorted(keys, bucket.roi_keys[lo:hi])
     names = prep.roi_names
     found: dict[int, tuple[list[str], list[int]]] = {}
-    for i, roi, n in zip(where.tolist(), counts.rois[lo:hi].tolist(),
-                         counts.roi_counts[lo:hi].tolist(), strict=True):
+    for i, roi, n in zip(where.tolist(), bucket.rois[lo:hi].tolist(),
+                         bucket.roi_counts[lo:hi].tolist(), strict=True):
         names_of, counts_of = found.setdefault(i, ([], []))
         names_of.append(names[roi])
         counts_of.append(n)
@@ -104,39 +105,49 @@ def _with_roi_info(prep: Prepared, table: pa.Table, start: int, stop: int) -> pa
     return table.set_column(6, "roiWeights", pa.array(weights, pa.list_(pa.int64())))
 
 
+def _synapse_connections(prep: Prepared, size: int) -> Iterator[pa.Table]:
+    """Chemical connections made from the synapses, bucket by bucket, with their roiInfo."""
+    nb = np.int64(len(prep.bodies))
+    for bucket in prep.pairs.buckets():
+        for start in range(0, len(bucket.keys), size):
+            stop = min(start + size, len(bucket.keys))
+            keys = bucket.keys[start:stop]
+            table = _pairs_table(prep.bodies[keys // nb], prep.bodies[keys % nb],
+                                 bucket.counts[start:stop], "chemical")
+            if len(bucket.roi_keys):
+                table = _with_roi_info(prep, table, bucket, start, stop)
+            yield table
+
+
 def connection_batches(prep: Prepared, kind: str, size: int) -> Iterator[pa.Table]:
     """Chemical or electrical connections (`CONNECTION_SCHEMA`)."""
-    if kind == "chemical" and not prep.chemical_from_synapses:
-        assert prep.source.connections is not None
-        return rebatch((part.table.filter(pc.equal(part.table.column("kind"), "chemical"))
-                        for part in prep.source.connections.parts()), size)
-    pairs = prep.chemical if kind == "chemical" else prep.electrical
-
-    with_rois = kind == "chemical" and len(prep.pair_counts.roi_keys) > 0
-
-    def tables() -> Iterator[pa.Table]:
-        for start in range(0, len(pairs), size):
-            stop = min(start + size, len(pairs))
-            table = _pairs_table(pairs, start, stop, kind)
-            if with_rois:
-                table = _with_roi_info(prep, table, start, stop)
-            yield table
-    return tables()
+    if kind == "electrical":
+        gap = prep.electrical
+        return (_pairs_table(gap.pre[i:i + size], gap.post[i:i + size], gap.weight[i:i + size],
+                             kind) for i in range(0, len(gap), size))
+    if prep.chemical_from_synapses:
+        return rebatch(_synapse_connections(prep, size), size)
+    assert prep.source.connections is not None
+    return rebatch((part.table.filter(pc.equal(part.table.column("kind"), "chemical"))
+                    for part in prep.source.connections.parts()), size)
 
 
 def synapse_set_batches(prep: Prepared, size: int) -> Iterator[pa.Table]:
-    """One (pre, post) per synapse set, in the order of `prep.synapse_pairs`."""
-    pairs = prep.synapse_pairs
-    for start in range(0, len(pairs), size):
-        yield pa.table({"bodyIdPre": pairs.pre[start:start + size],
-                        "bodyIdPost": pairs.post[start:start + size]})
-
-
-def synapse_set_index(prep: Prepared, pre: np.ndarray, post: np.ndarray) -> np.ndarray:
-    """The position in `prep.synapse_pairs` of each synapse's set."""
+    """One (pre, post) per synapse set, with its key (`synapse_set_key`)."""
     nb = np.int64(len(prep.bodies))
-    keys = prep.body_index(pre).astype(np.int64) * nb + prep.body_index(post)
-    return np.searchsorted(prep.pair_counts.keys, keys)
+
+    def tables() -> Iterator[pa.Table]:
+        for bucket in prep.pairs.buckets():
+            keys = bucket.keys
+            yield pa.table({"bodyIdPre": prep.bodies[keys // nb],
+                            "bodyIdPost": prep.bodies[keys % nb], "key": keys})
+    return rebatch(tables(), size)
+
+
+def synapse_set_key(prep: Prepared, pre: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """A number per (pre, post) body pair, unique in the dataset: the synapse set's key."""
+    nb = np.int64(len(prep.bodies))
+    return prep.body_index(pre).astype(np.int64) * nb + prep.body_index(post)
 
 
 def synapse_batches(prep: Prepared, size: int) -> Iterator[pa.Table]:

@@ -37,7 +37,7 @@ from connectome_query.ingest.batches import (
     neuron_batches,
     synapse_batches,
     synapse_set_batches,
-    synapse_set_index,
+    synapse_set_key,
 )
 from connectome_query.ingest.classify import ChandelierRule
 from connectome_query.ingest.loader import LoadReport, as_source, version_meta
@@ -165,18 +165,15 @@ def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str
                                              "postBodyId:long"])
     owner, target = _rel("rel-neuron-set", "N", "SS", folder), _rel("rel-set-post", "SS", "N",
                                                                      folder)
-    first = 0
     for batch in synapse_set_batches(prep, BATCH):
         n = batch.num_rows
-        ids = pa.array(np.arange(first, first + n, dtype=np.int64))
-        pre, post = batch.column("bodyIdPre"), batch.column("bodyIdPost")
+        ids, pre, post = batch.column("key"), batch.column("bodyIdPre"), batch.column("bodyIdPost")
         sets.write(pa.table([ids, _const("SynapseSet", n), _const(dataset, n), pre, post],
                             names=["i", "l", "d", "a", "b"]))
         owner.write(pa.table([pa.array(prep.body_index(pre.to_numpy())), ids,
                               _const("Contains", n)], names=["s", "e", "t"]))
         target.write(pa.table([ids, pa.array(prep.body_index(post.to_numpy())),
                                _const("SynapsesTo", n)], names=["s", "e", "t"]))
-        first += n
     header = [":ID(SYN)", "synapseId:long", ":LABEL", "dataset", "type", "preBodyId:long",
               "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment",
               "size:double", "confidence:double", "roi"]
@@ -193,7 +190,7 @@ def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str
              _points(batch.column("x"), batch.column("y"), batch.column("z")),
              batch.column("postCompartment"), batch.column("size"), batch.column("confidence"),
              batch.column("roi")], names=[f"c{i}" for i in range(12)]))
-        sets_of = synapse_set_index(prep, pre.to_numpy(), post.to_numpy())
+        sets_of = synapse_set_key(prep, pre.to_numpy(), post.to_numpy())
         member.write(pa.table([pa.array(sets_of), ids, _const("Contains", n)],
                               names=["s", "e", "t"]))
         first += n
@@ -202,9 +199,19 @@ def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str
     return nodes, rels
 
 
+ID_LIMIT = 2**56
+"""`--id-type=INTEGER` takes ids below this."""
+
+
 def write_import_files(folder: Path, prep: Prepared,
                        dataset: str) -> tuple[list[str], list[str]]:
-    """Write the CSV files; return the `--nodes` and `--relationships` arguments."""
+    """Write the CSV files; return the `--nodes` and `--relationships` arguments.
+
+    Importer ids: a neuron's position among the sorted body ids; a synapse set's key
+    (`batches.synapse_set_key`, below the number of bodies squared); a synapse's row."""
+    if len(prep.bodies) ** 2 >= ID_LIMIT:
+        raise BulkImportError(f"{len(prep.bodies):,} neurons are too many for the offline "
+                              "importer's integer ids; use `connectome ingest`")
     folder.mkdir(parents=True, exist_ok=True)
     nodes = [_neuron_file(folder, prep, dataset)]
     rels = [f for f in (_connection_file(folder, prep, "chemical", dataset),
@@ -300,6 +307,14 @@ def offline_import(
         raise BulkImportError("neuromodulator edges are written by `connectome ingest`; the "
                               "offline importer does not write them")
     prep = prepare(source, chandelier, progress)
+    try:
+        return _import(server, prep, dataset, replace, heap, say, t0, started)
+    finally:
+        prep.close()
+
+
+def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, heap: str,
+            say: Step, t0: float, started: datetime) -> tuple[LoadReport, ImportTimings]:
     if not replace:
         _refuse_unless_empty(server, say)
     say("writing import files")
@@ -327,7 +342,7 @@ def offline_import(
         apply_migrations(drv)
         report = LoadReport(
             dataset=dataset, version=1, neurons=len(prep.bodies),
-            chemical_connections=len(prep.chemical),
+            chemical_connections=prep.chemical_connections,
             electrical_connections=len(prep.electrical), synapses=prep.synapses,
             chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
             seconds=0.0)

@@ -142,6 +142,11 @@ def plain_rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.rename_columns([_RENAME.get(c, c) for c in table.column_names]).to_pylist()
 
 
+def set_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A batch of synapse sets (without their key), keyed as the statement expects."""
+    return plain_rows(table.select(["bodyIdPre", "bodyIdPost"]))
+
+
 Step = tuple[str, str, int, Iterator[pa.Table], Callable[[pa.Table], list[dict[str, Any]]]]
 
 
@@ -149,15 +154,15 @@ def _steps(prep: Prepared, batch_size: int) -> list[Step]:
     steps: list[Step] = [
         ("neurons", WRITE_NEURONS, len(prep.bodies), neuron_batches(prep, batch_size),
          neuron_rows),
-        ("chemical connections", WRITE_CHEMICAL, len(prep.chemical),
+        ("chemical connections", WRITE_CHEMICAL, prep.chemical_connections,
          connection_batches(prep, "chemical", batch_size), plain_rows),
         ("gap junctions", WRITE_ELECTRICAL, len(prep.electrical),
          connection_batches(prep, "electrical", batch_size), plain_rows),
     ]
     if prep.synapses:
         steps += [
-            ("synapse sets", WRITE_SYNAPSE_SETS, len(prep.synapse_pairs),
-             synapse_set_batches(prep, batch_size), plain_rows),
+            ("synapse sets", WRITE_SYNAPSE_SETS, prep.pairs.connections,
+             synapse_set_batches(prep, batch_size), set_rows),
             ("synapses", WRITE_SYNAPSES, prep.synapses, synapse_batches(prep, batch_size),
              plain_rows),
         ]
@@ -200,27 +205,31 @@ def load(
     check_batch_size(batch_size)
     source = as_source(tables)
     prep = prepare(source, chandelier, progress)
-    modulatory = check_modulatory(source.modulatory, prep.bodies, f"{source.name} (modulatory)")
-    prep.meta.update(modulatory_meta(modulatory))
-    apply_migrations(driver, database)
-    catalog.sweep_abandoned(driver, dataset, database=database)
-    version = catalog.begin_version(driver, dataset, database)
     try:
-        _write_steps(driver, version,
-                     _steps(prep, batch_size) + modulatory_steps(modulatory, batch_size),
-                     progress, database)
-        report = LoadReport(
-            dataset=dataset, version=version.version, neurons=len(prep.bodies),
-            chemical_connections=len(prep.chemical),
-            electrical_connections=len(prep.electrical), synapses=prep.synapses,
-            chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
-            seconds=(datetime.now(UTC) - start).total_seconds())
-        catalog.publish(driver, version, version_meta(prep, report), database)
-    except BaseException as exc:
-        _abandon(driver, version, database)
-        if isinstance(exc, IngestError):
-            exc.after_writes = True
-        raise
+        modulatory = check_modulatory(source.modulatory, prep.bodies,
+                                      f"{source.name} (modulatory)")
+        prep.meta.update(modulatory_meta(modulatory))
+        apply_migrations(driver, database)
+        catalog.sweep_abandoned(driver, dataset, database=database)
+        version = catalog.begin_version(driver, dataset, database)
+        try:
+            _write_steps(driver, version,
+                         _steps(prep, batch_size) + modulatory_steps(modulatory, batch_size),
+                         progress, database)
+            report = LoadReport(
+                dataset=dataset, version=version.version, neurons=len(prep.bodies),
+                chemical_connections=prep.chemical_connections,
+                electrical_connections=len(prep.electrical), synapses=prep.synapses,
+                chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
+                seconds=(datetime.now(UTC) - start).total_seconds())
+            catalog.publish(driver, version, version_meta(prep, report), database)
+        except BaseException as exc:
+            _abandon(driver, version, database)
+            if isinstance(exc, IngestError):
+                exc.after_writes = True
+            raise
+    finally:
+        prep.close()
     return report
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 
 from connectome_query.ingest.batches import connection_batches, neuron_batches, synapse_batches
-from connectome_query.ingest.prepare import prepare
+from connectome_query.ingest.prepare import Prepared, prepare
 from connectome_query.ingest.readers.canonical import (
     ConnectionColumns,
     FileStream,
@@ -70,6 +70,14 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 def to_tables(source: Source) -> ConnectomeTables:
     """Check `source` and read it whole into memory."""
     prep = prepare(source)
+    try:
+        return _whole(prep)
+    finally:
+        prep.close()
+
+
+def _whole(prep: Prepared) -> ConnectomeTables:
+    source = prep.source
     neurons = pa.concat_tables(list(neuron_batches(prep, _BATCH))).select(NEURON_SCHEMA.names)
     chemical = [*connection_batches(prep, "chemical", _BATCH),
                 *connection_batches(prep, "electrical", _BATCH)]

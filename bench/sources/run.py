@@ -76,7 +76,10 @@ def write_files(folder: Path, neurons: int, rows: int, seed: int) -> None:
 def ours(folder: Path) -> tuple[float, int]:
     t = time.perf_counter()
     prep = prepare(open_source(str(folder)))
-    return time.perf_counter() - t, len(prep.chemical)
+    seconds = time.perf_counter() - t
+    pairs = prep.chemical_connections
+    prep.close()
+    return seconds, pairs
 
 
 def baseline_codex(folder: Path) -> float:

@@ -9,7 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
+from connectome_query.graphdb.local_server import (
+    JVM_FLAGS,
+    PLUGIN_ALLOWLIST,
+    LocalNeo4j,
+    Neo4jServerError,
+    memory_limits,
+)
 from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
 from tests.support.net import free_port
 
@@ -61,3 +67,27 @@ def test_port_conflict_is_reported(tmp_path: Path, neo4j_target) -> None:
                                           bolt_port=port))
     with pytest.raises(Neo4jServerError, match=r"port \d+ is taken"):
         server.start(timeout=10)
+
+
+def test_memory_limits_follow_the_heap() -> None:
+    assert memory_limits("1g") == ("256m", "614m")
+    assert memory_limits("2048m") == ("512m", "1228m")
+    assert memory_limits("1048576k") == ("256m", "614m")
+    assert memory_limits("128m") == ("64m", "76m")
+
+
+def test_config_is_locked_down(tmp_path: Path) -> None:
+    """What the written configuration allows: the listed plugin functions only, no file or URL
+    for LOAD CSV, a memory limit per transaction, a JVM that outlives an OutOfMemoryError (the
+    running server's behaviour is in tests/graphql_api/test_cypher_policy.py)."""
+    server = LocalNeo4j(LocalServerConfig(home=tmp_path / "n4", cache=cache_dir(), heap="2g"))
+    server.write_config()
+    conf = (server.home / "conf" / "neo4j.conf").read_text().splitlines()
+    assert f"dbms.security.procedures.allowlist={','.join(PLUGIN_ALLOWLIST)}" in conf
+    assert not any("unrestricted" in line or "apoc.*" in line for line in conf)
+    assert "dbms.security.allow_csv_import_from_file_urls=false" in conf
+    assert "internal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0" in conf
+    assert {"db.memory.transaction.max=512m", "dbms.memory.transaction.total.max=1228m"} <= set(
+        conf)
+    assert not any("ExitOnOutOfMemoryError" in line for line in [*conf, *JVM_FLAGS])
+    assert "apoc.import.file.enabled=false" in (server.home / "conf" / "apoc.conf").read_text()

@@ -1,13 +1,18 @@
-"""The offline importer builds the same graph as the online loader (on a small synthetic set)."""
+"""The offline importer builds the same graph as the online loader (on small synthetic sets),
+with FlyWire- and MICrONS-range ids too, and a failed --replace keeps the old database."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import neo4j
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connectome_query.graphdb.local_server import LocalNeo4j
@@ -15,11 +20,16 @@ from connectome_query.graphdb.settings import LocalServerConfig, cache_dir
 from connectome_query.ingest.bulk_import import BulkImportError, offline_import
 from connectome_query.ingest.loader import load
 from connectome_query.ingest.readers.synapse_table import read_synapse_table
-from connectome_query.ingest.synth_connectome import synth_connectome
+from connectome_query.ingest.sources import open_source
+from connectome_query.ingest.synth_connectome import ID_RANGES, synth_connectome
+from tests.support.fingerprint import fingerprint
 from tests.support.graph import current_key
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.neo4j
+
+FLYWIRE_LOW = ID_RANGES["flywire"][0]
+MICRONS_LOW = ID_RANGES["microns"][0]
 
 
 
@@ -99,3 +109,59 @@ def test_offline_import_matches_loader(tmp_path: Path, driver: neo4j.Driver,
             offline_import(fresh_server, tables, "t_bulk2")
         rows, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.name) AS d")
         assert rows[0]["d"] == ["t_bulk"]
+
+
+def _mixed_range_ids(folder: Path) -> list[int]:
+    """Move every other FlyWire-range body id of a synthetic set into the MICrONS range, in
+    every file; return the ids."""
+    tables = {name: pq.read_table(folder / f"{name}.parquet")
+              for name in ("neurons", "connections", "synapses")}
+    ids = np.array(tables["neurons"].column("bodyId").to_pylist(), dtype=np.int64)
+    moved = dict(zip(ids[::2].tolist(), (ids[::2] - FLYWIRE_LOW + MICRONS_LOW).tolist(),
+                     strict=True))
+    columns = {"neurons": ["bodyId"], "connections": ["bodyId_pre", "bodyId_post"],
+               "synapses": ["pre_pt_root_id", "post_pt_root_id"]}
+    for name, table in tables.items():
+        for column in columns[name]:
+            values = [moved.get(v, v) for v in table.column(column).to_pylist()]
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     pa.array(values, pa.int64()))
+        pq.write_table(table, folder / f"{name}.parquet")
+    return [moved.get(int(v), int(v)) for v in ids]
+
+
+def test_offline_import_takes_real_range_ids(tmp_path: Path, driver: neo4j.Driver,
+                                             fresh_server: LocalNeo4j,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """FlyWire- and MICrONS-range root ids (above 2^56, the importer's integer id limit) import
+    exactly, as the loader writes them; --replace discards what the database held; and when
+    neo4j-admin fails during a --replace, the previous store comes back whole."""
+    folder = tmp_path / "real-ids"
+    synth_connectome(folder, neurons=120, edges=900, synapses=3000, seed=9, id_range="flywire")
+    raw = _mixed_range_ids(folder)
+    assert min(raw) > 2**56 and max(raw) > MICRONS_LOW > FLYWIRE_LOW
+    source = open_source(str(folder / "synapses.parquet"), neurons=folder / "neurons.parquet")
+    load(driver, source, "t_bulk_ids")
+    report, _ = offline_import(fresh_server, source, "t_bulk_ids", replace=True)
+    assert report.neurons == len(raw)
+    target = fresh_server.target()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as bulk:
+        expected, got = _summary(driver, "t_bulk_ids"), _summary(bulk, "t_bulk_ids")
+        for key in expected:
+            assert got[key] == expected[key], key
+        ids, _, _ = bulk.execute_query("MATCH (n:Neuron {dataset: $d}) RETURN n.bodyId AS id",
+                                       d=current_key(bulk, "t_bulk_ids"))
+        assert {r["id"] for r in ids} == set(raw)
+        names, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.name) AS d")
+        assert names[0]["d"] == ["t_bulk_ids"]  # --replace discarded the earlier import
+        before = fingerprint(bulk, "t_bulk_ids")
+    failed = subprocess.CompletedProcess(["neo4j-admin"], 1, "", "the disk is full")
+    monkeypatch.setattr(fresh_server, "admin", lambda *args, **kwargs: failed)
+    with pytest.raises(BulkImportError, match="disk is full"):
+        offline_import(fresh_server, open_source(str(folder)), "t_bulk_after", replace=True)
+    monkeypatch.undo()
+    target = fresh_server.start()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as bulk:
+        assert fingerprint(bulk, "t_bulk_ids") == before
+        names, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.name) AS d")
+        assert names[0]["d"] == ["t_bulk_ids"]

@@ -206,5 +206,5 @@ def test_codex_folder_with_two_connection_tables_is_refused(tmp_path: Path) -> N
     _codex(tmp_path)
     _codex(tmp_path / "x", seed=2)
     (tmp_path / "x" / "connections.csv").rename(tmp_path / "connections_no_threshold.csv")
-    with pytest.raises(IngestError, match="connections_no_threshold.csv"):
+    with pytest.raises(IngestError, match=r"connections_no_threshold\.csv"):
         open_source(str(tmp_path))

@@ -1,0 +1,90 @@
+"""Nothing is served from a half-written version: while a reload of a dataset is part-way
+through writing, every route (dataset list, neuron lookups and pages, matrix export) answers from
+the previous version, whole; the new one is served only once its load is done."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import networkx as nx
+import pandas as pd
+import pytest
+
+from connectome_query.graphdb import catalog
+from connectome_query.ingest import loader
+from connectome_query.ingest.sources import read_source
+from tests.support.graphql import GraphQLClient
+from tests.support.neuprint_files import write_neuprint
+from tests.support.readback import edges_of, read_back
+
+pytestmark = pytest.mark.neo4j
+
+NAME = "t_half_written"
+
+
+def served(api: GraphQLClient) -> dict[str, Any]:
+    """What the API serves of NAME: its dataset entries, neuron ids, matrix and neuron table."""
+    body = api.data("""query($d: String!) { datasets { name status neuronCount }
+        neurons(dataset: $d, first: 1000) { edges { node { bodyId } } } }""", d=NAME)
+    matrix = api.http.get("/export/matrix", params={"dataset": NAME, "format": "parquet",
+                                                    "minWeight": 0})
+    table = api.http.get("/export/neurons", params={"dataset": NAME, "format": "parquet"})
+    assert matrix.status_code == 200 and table.status_code == 200, (matrix.text, table.text)
+    return {
+        "datasets": [d for d in body["datasets"] if d["name"] == NAME],
+        "ids": {int(e["node"]["bodyId"]) for e in body["neurons"]["edges"]},
+        "matrix": read_back("parquet", matrix.content)[0],
+        "table": set(pd.read_parquet(io.BytesIO(table.content))["bodyId"].astype(int)),
+    }
+
+
+def expected(g: nx.DiGraph) -> dict[str, Any]:
+    ids = {int(n) for n in g.nodes}
+    return {"datasets": [{"name": NAME, "status": "complete", "neuronCount": len(ids)}],
+            "ids": ids, "matrix": edges_of(g), "table": ids}
+
+
+def test_a_load_in_progress_is_never_served(open_api: GraphQLClient, driver: neo4j.Driver,
+                                            tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    old = write_neuprint(tmp_path / "old", neurons=40, edges=150, gap=10, seed=21)
+    new = write_neuprint(tmp_path / "new", neurons=70, edges=260, gap=10, seed=22)
+    loader.load(driver, read_source(str(tmp_path / "old")), NAME)
+    assert served(open_api) == expected(old)
+
+    paused, resume = threading.Event(), threading.Event()
+    real = loader._write_batch
+    calls = {"n": 0}
+
+    def pausing(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:  # two batches are in the graph; hold the load here
+            paused.set()
+            assert resume.wait(300)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "_write_batch", pausing)
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(loader.load, driver, read_source(str(tmp_path / "new")), NAME,
+                           batch_size=20)
+        try:
+            assert paused.wait(300), "the load never reached its third batch"
+            current = catalog.resolve(driver, NAME)
+            written, _, _ = driver.execute_query(
+                "MATCH (n:Neuron) WHERE n.dataset STARTS WITH $name + '@' AND n.dataset <> $key "
+                "RETURN count(n) AS n", name=NAME, key=current.key)
+            assert written[0]["n"] > 0, "the half-written version holds nothing to leak"
+            assert served(open_api) == expected(old)
+            only_new = next(iter(set(new.nodes) - set(old.nodes)))
+            missing = open_api.data("query($d: String!, $b: BodyId!) { neuron(dataset: $d, "
+                                    "bodyId: $b) { bodyId } }", d=NAME, b=str(only_new))
+            assert missing["neuron"] is None
+        finally:
+            resume.set()
+        load.result(timeout=300)
+    assert served(open_api) == expected(new)
