@@ -34,7 +34,8 @@ def compare_cmd(
         help="chemical (ConnectsTo), electrical (GapJunction, unordered pairs), monoamine or "
              "neuropeptide.")] = "chemical",
     match: Annotated[str, typer.Option(
-        help="Match neurons by name (instance) or bodyId.")] = "name",
+        help="Match neurons by name (instance), cell (name, leading zeros ignored: AS01 = "
+             "AS1) or bodyId.")] = "name",
     mapping: Annotated[Path | None, typer.Option(
         help="CSV with columns a,b: A's name -> B's name for cells named differently.")] = None,
     min_weight: Annotated[int, typer.Option(help="Ignore connections lighter than this.")] = 1,

@@ -1,14 +1,17 @@
 """Comparing two datasets (or two versions of one): which connections appear, strengthen,
 weaken or vanish, and how the weights between cell types change.
 
-Neurons are matched by name (`instance`, as for C. elegans cells), by `bodyId` (versions of one
-reconstruction), or through a mapping of A's names onto B's. A connection is keyed by the
-matched names of its two ends (gap junctions by the unordered pair). Both datasets are read
-whole (bounded by `ExportLimits.max_edges` connections each); the comparison itself is pandas.
+Neurons are matched by name (`instance`, as for C. elegans cells), by cell name ignoring leading
+zeros in its number (`cell`: AS01 = AS1, as C. elegans tables spell them either way), by
+`bodyId` (versions of one reconstruction), or through a mapping of A's names onto B's. A
+connection is keyed by the matched names of its two ends (gap junctions by the unordered pair).
+Both datasets are read whole (bounded by `ExportLimits.max_edges` connections each); the
+comparison itself is pandas.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +21,7 @@ import pandas as pd
 
 from connectome_query.export.request import ExportError
 
-MATCHES = ("name", "bodyId")
+MATCHES = ("name", "cell", "bodyId")
 KINDS = {"chemical": "ConnectsTo", "electrical": "GapJunction", "monoamine": "Monoamine",
          "neuropeptide": "Neuropeptide"}
 
@@ -57,8 +60,8 @@ class CompareRequest:
             raise ExportError(f"synapseType must be one of {', '.join(KINDS)}")
         if self.match not in MATCHES:
             raise ExportError(f"match must be one of {', '.join(MATCHES)}")
-        if self.mapping is not None and self.match != "name":
-            raise ExportError("a name mapping needs match = name")
+        if self.mapping is not None and self.match == "bodyId":
+            raise ExportError("a name mapping needs match = name or cell")
         if isinstance(self.min_weight, bool) or not 1 <= self.min_weight < 2**63:
             raise ExportError("minWeight must be a whole number from 1 to 2^63-1")
         return self
@@ -102,11 +105,18 @@ def _keys(side: Side, match: str, mapping: Mapping[str, str] | None, label: str)
     names = n["name"].astype(str)
     if mapping:
         names = names.map(lambda s: mapping.get(s, s))
+    if match == "cell":
+        names = names.map(unpadded)
     twice = names[names.duplicated()]
     if len(twice):
         raise ExportError(f"dataset {label}: the name {twice.iloc[0]!r} belongs to more than "
                           "one neuron; match by bodyId or map the names")
     return pd.Series(names.to_numpy(), index=n["bodyId"].to_numpy())
+
+
+def unpadded(name: str) -> str:
+    """A cell name without leading zeros in its number (VC04 -> VC4, MDL01 -> MDL1)."""
+    return re.sub(r"(?<=[A-Za-z])0+(?=\d)", "", name)
 
 
 def _keyed_edges(side: Side, keys: pd.Series, undirected: bool) -> pd.DataFrame:

@@ -75,7 +75,8 @@ class NameMapping:
 class CompareQuery:
     @strawberry.field(description="Compare two datasets (or two versions of one): connections "
                       "present in one only, weight changes, weight correlation and per-type "
-                      "sums. Neurons are matched by name, or by bodyId (match: \"bodyId\").")
+                      "sums. Neurons are matched by name, by cell name ignoring leading zeros "
+                      "(match: \"cell\"), or by bodyId (match: \"bodyId\").")
     async def compare_datasets(
         self,
         info: Info[ApiContext, None],

@@ -144,6 +144,9 @@ def test_names_must_identify_neurons() -> None:
         compare(unnamed, once, CompareRequest(a="x", b="y"))
     by_id = compare(unnamed, once, CompareRequest(a="x", b="y", match="bodyId"))
     assert by_id.summary["both"] == 1
+    padded = compare(_side(["AS01", "VC04"], [(1, 2, 3)]), _side(["AS1", "VC4"], [(1, 2, 5)]),
+                     CompareRequest(a="x", b="y", match="cell"))
+    assert padded.summary["both"] == 1 and padded.matched == ["AS1", "VC4"]
     mapped = compare(_side(["AVAL", "AVBL"], [(1, 2, 3)]), once,
                      CompareRequest(a="x", b="y", mapping={"AVBL": "AVAR"}))
     assert mapped.summary["both"] == 1 and mapped.summary["onlyA"] == 0
