@@ -182,7 +182,8 @@ def matrix_cmd(
     rois: Annotated[list[str] | None, typer.Option(
         "--roi", help="Count only synapses in these ROIs (repeatable; chemical).")] = None,
     min_weight: Annotated[int, typer.Option(help="Drop entries below this weight.")] = 1,
-    synapse_type: Annotated[str, typer.Option(help="chemical or electrical.")] = "chemical",
+    synapse_type: Annotated[str, typer.Option(
+        help="chemical, electrical, monoamine or neuropeptide.")] = "chemical",
     by_type: Annotated[bool, typer.Option(
         "--by-type", help="Collapse neurons into cell types (sums weights).")] = False,
     fmt: Annotated[str | None, typer.Option(

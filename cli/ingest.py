@@ -56,10 +56,23 @@ def _bad_input(exc: Exception) -> typer.Exit:
     return _fail(str(exc))
 
 
+def _list_builtins(value: bool) -> None:
+    """`--list`: the built-in published datasets, then exit."""
+    if not value:
+        return
+    from connectome_query.ingest.sources import builtin_descriptions
+
+    table = Table("name", "dataset")
+    for name, text in builtin_descriptions().items():
+        table.add_row(name, text)
+    out.print(table)
+    raise typer.Exit()
+
+
 @app.command("ingest")
 def ingest_cmd(
     source: Annotated[str, typer.Argument(
-        help="cook2019 | varshney2011 | a neuPrint CSV folder | a reconstruction run folder "
+        help="a built-in dataset (--list) | a neuPrint CSV folder | a reconstruction run folder "
              "| a CAVE-style synapse table (.csv/.parquet)")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the graph.")],
     encoding: Annotated[str, typer.Option(help="Text encoding of CSV input.")] = "utf-8",
@@ -76,6 +89,9 @@ def ingest_cmd(
     neuroglancer_source: Annotated[str | None, typer.Option(
         help="Segmentation volume URL (e.g. precomputed://gs://...) for Neuroglancer links.")
     ] = None,
+    list_builtins: Annotated[bool, typer.Option(
+        "--list", is_eager=True, callback=_list_builtins,
+        help="List the built-in published datasets and exit.")] = False,
 ) -> None:
     """Load a connectome into Neo4j as a new version of the dataset: every row is checked first
     (streamed, in bounded memory), then written; the new version becomes current at the end."""

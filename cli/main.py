@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from connectome_query.cli import bloom, ingest, reconstruct, serve
+from connectome_query.cli import bloom, compare, ingest, reconstruct, serve
 from connectome_query.cli.export import export_app
 from connectome_query.cli.neo4j import neo4j_app
 from connectome_query.cli.tokens import tokens_app
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(neo4j_app, name="neo4j")
 app.add_typer(ingest.app)
+app.add_typer(compare.app)
 app.add_typer(serve.app)
 app.add_typer(reconstruct.app)
 app.add_typer(export_app, name="export")

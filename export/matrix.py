@@ -100,7 +100,7 @@ def check_meta(req: MatrixRequest, rows: Sequence[Any]) -> int:
     meta = rows[0]
     if req.synapse_type == "electrical":
         return 2 * int(meta["electrical"] or 0)
-    return int(meta["chemical"] or 0)
+    return int(meta[req.synapse_type] or 0)
 
 
 def check_size(limits: ExportLimits, neurons: int, entries: int | None) -> None:

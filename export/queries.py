@@ -21,7 +21,8 @@ NEURON_METADATA = ("bodyId", "instance", "type", "cellClass", "neurotransmitter"
 META = """
 MATCH (m:Meta {dataset: $dataset})
 RETURN m.neuronCount AS neurons, m.chemicalConnections AS chemical,
-       m.electricalConnections AS electrical
+       m.electricalConnections AS electrical, m.monoamineConnections AS monoamine,
+       m.neuropeptideConnections AS neuropeptide
 """
 
 # `collect` drops nulls, hence the sentinel for a missing type.
@@ -55,6 +56,10 @@ def _pattern(req: MatrixRequest) -> str:
     # once from each end, which is the symmetric matrix.
     if req.synapse_type == "electrical":
         return "-[c:GapJunction]-"
+    if req.synapse_type == "monoamine":
+        return "-[c:Monoamine]->"
+    if req.synapse_type == "neuropeptide":
+        return "-[c:Neuropeptide]->"
     return "-[c:ConnectsTo]->"
 
 

@@ -28,7 +28,7 @@ FORMATS: dict[str, tuple[str, str]] = {
 
 FORMAT_ALIASES = {"ipc": "arrow", "arrows": "arrow", "feather": "arrow", "mm": "mtx",
                   "matrixmarket": "mtx", "pq": "parquet"}
-SYNAPSE_TYPES = ("chemical", "electrical")
+SYNAPSE_TYPES = ("chemical", "electrical", "monoamine", "neuropeptide")
 LEVELS = ("neuron", "type")
 
 
@@ -90,8 +90,8 @@ class MatrixRequest:
             raise ExportError(f"unknown format {self.format!r}; use one of {', '.join(FORMATS)}")
         kind = str(self.synapse_type).lower()
         if kind not in SYNAPSE_TYPES:
-            raise ExportError(f"unknown synapse type {self.synapse_type!r}; use chemical or "
-                              "electrical")
+            raise ExportError(f"unknown synapse type {self.synapse_type!r}; use one of "
+                              f"{', '.join(SYNAPSE_TYPES)}")
         level = str(self.level).lower()
         if level not in LEVELS:
             raise ExportError(f"unknown level {self.level!r}; use neuron or type")
@@ -115,9 +115,9 @@ class MatrixRequest:
                 raise ExportError("bodyIds must be between 0 and 2^63 - 1")
         types = _strings(self.types, "types")
         rois = _strings(self.rois, "rois")
-        if rois is not None and kind == "electrical":
+        if rois is not None and kind != "chemical":
             raise ExportError("the ROI filter applies to chemical synapses only: gap junctions "
-                              "carry no ROI")
+                              "and neuromodulator edges carry no ROI")
         return replace(self, body_ids=ids, types=types, rois=rois, synapse_type=kind,
                        level=level, format=fmt)
 

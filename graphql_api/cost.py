@@ -61,6 +61,10 @@ LIST_SIZES: dict[str, str | int] = {
     "NeuroglancerLink.segments": MAX_PAGE,
     "ConnectivityMatrix.labels": ExportLimits.inline_neurons,
     "ConnectivityMatrix.entries": ExportLimits.inline_edges,
+    "DatasetComparison.onlyANeurons": "first",
+    "DatasetComparison.onlyBNeurons": "first",
+    "DatasetComparison.changes": "first",
+    "DatasetComparison.typeChanges": "first",
 }
 """List fields without a size argument of their own, and what sizes them: the argument of the
 nearest enclosing field with that name, or an estimate: datasets and histogram bins, a hundred;

@@ -22,10 +22,13 @@ from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.export_routes import matrix_query
 
 
-@strawberry.enum(description="Chemical synapses (ConnectsTo) or gap junctions (symmetric).")
+@strawberry.enum(description="Chemical synapses (ConnectsTo), gap junctions (symmetric), or "
+                 "neuromodulator edges (Monoamine, Neuropeptide: transmitter-receptor pathways).")
 class MatrixSynapseType(Enum):
     CHEMICAL = "chemical"
     ELECTRICAL = "electrical"
+    MONOAMINE = "monoamine"
+    NEUROPEPTIDE = "neuropeptide"
 
 
 @strawberry.enum(description="One row per neuron, or neurons summed into cell types.")

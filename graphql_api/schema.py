@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.utils.logging import StrawberryLogger
 
 from connectome_query.graphql_api.circuits import CircuitQuery
+from connectome_query.graphql_api.compare_field import CompareQuery
 from connectome_query.graphql_api.cost import QueryCostLimiter
 from connectome_query.graphql_api.errors import is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
@@ -31,7 +32,7 @@ log = logging.getLogger("connectome_query.api")
 
 
 @strawberry.type
-class Query(CircuitQuery, ExportQuery, NeuronQuery):
+class Query(CircuitQuery, ExportQuery, NeuronQuery, CompareQuery):
     pass
 
 

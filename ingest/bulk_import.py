@@ -302,7 +302,11 @@ def offline_import(
     check_dataset_name(dataset)
     say = step or (lambda _msg: None)
     say("checking the input")
-    prep = prepare(as_source(tables), chandelier, progress)
+    source = as_source(tables)
+    if source.modulatory is not None:
+        raise BulkImportError("neuromodulator edges are written by `connectome ingest`; the "
+                              "offline importer does not write them")
+    prep = prepare(source, chandelier, progress)
     try:
         return _import(server, prep, dataset, replace, heap, say, t0, started)
     finally:

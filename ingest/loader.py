@@ -32,6 +32,11 @@ from connectome_query.ingest.classify import ChandelierRule
 from connectome_query.ingest.errors import IngestError, ParameterError
 from connectome_query.ingest.limits import BATCH_SIZE_MAX
 from connectome_query.ingest.memory import tables_source
+from connectome_query.ingest.modulatory import (
+    check_modulatory,
+    modulatory_meta,
+    modulatory_steps,
+)
 from connectome_query.ingest.prepare import Prepared, Progress, prepare
 from connectome_query.ingest.tables import NEURON_TEXT, ConnectomeTables, Source
 from connectome_query.schema.migrate import apply_migrations
@@ -198,13 +203,19 @@ def load(
     start = datetime.now(UTC)
     check_dataset_name(dataset)
     check_batch_size(batch_size)
-    prep = prepare(as_source(tables), chandelier, progress)
+    source = as_source(tables)
+    prep = prepare(source, chandelier, progress)
     try:
+        modulatory = check_modulatory(source.modulatory, prep.bodies,
+                                      f"{source.name} (modulatory)")
+        prep.meta.update(modulatory_meta(modulatory))
         apply_migrations(driver, database)
         catalog.sweep_abandoned(driver, dataset, database=database)
         version = catalog.begin_version(driver, dataset, database)
         try:
-            _write_steps(driver, version, _steps(prep, batch_size), progress, database)
+            _write_steps(driver, version,
+                         _steps(prep, batch_size) + modulatory_steps(modulatory, batch_size),
+                         progress, database)
             report = LoadReport(
                 dataset=dataset, version=version.version, neurons=len(prep.bodies),
                 chemical_connections=prep.chemical_connections,

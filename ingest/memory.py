@@ -52,7 +52,7 @@ def tables_source(tables: ConnectomeTables) -> Source:
             compartment=present(syn, "postCompartment"), roi=present(syn, "roi")), {})
     return Source(name=name, neurons=FileStream(neurons, neuron_cols, {}),
                   connections=FileStream(conns, conn_cols, {}), synapses=synapses,
-                  meta=dict(tables.meta), synapse_bodies="listed")
+                  meta=dict(tables.meta), synapse_bodies="listed", modulatory=tables.modulatory)
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

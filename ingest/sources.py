@@ -1,7 +1,10 @@
 """Turning the SOURCE argument of `connectome ingest` into a source.
 
-SOURCE is one of: a built-in published dataset name (`cook2019`, `varshney2011`); a folder of
-neuPrint-style files (neurons + connections); a reconstruction run folder (segments.parquet +
+SOURCE is one of: a built-in published dataset name (`cook2019`, `witvliet2020_8`, ...:
+`builtin_descriptions`); a folder of
+neuPrint-style files (neurons + connections); a neuPrint bulk export folder (traced-*.csv); a
+FlyWire Codex download folder (connections*.csv[.gz] and neuron tables); a reconstruction run
+folder (segments.parquet +
 synapses.parquet); or a synapse-level table file (.csv or .parquet). `open_source` checks the
 parameters and opens the files (headers read, nothing else); its rows are read while they are
 checked and written. `read_source` reads everything into memory (small inputs, tests).
@@ -9,23 +12,42 @@ checked and written. `read_source` reads everything into memory (small inputs, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.memory import tables_source, to_tables
+from connectome_query.ingest.readers.cect_modulatory import DESCRIPTIONS as MODULATORY_DESCRIPTIONS
+from connectome_query.ingest.readers.cect_modulatory import MODULATORY_READERS
+from connectome_query.ingest.readers.cect_published import PUBLISHED, published_readers
 from connectome_query.ingest.readers.celegans import (
     CELEGANS_SOURCES,
     read_cook2019,
     read_varshney2011,
 )
+from connectome_query.ingest.readers.codex import codex_source, is_codex_dir
 from connectome_query.ingest.readers.files import check_encoding
 from connectome_query.ingest.readers.neuprint import find_neuprint_files, neuprint_source
+from connectome_query.ingest.readers.neuprint_bulk import bulk_export_source, is_bulk_export
 from connectome_query.ingest.readers.run_dir import is_run_dir, run_dir_source
 from connectome_query.ingest.readers.synapse_table import check_voxel_size, synapse_table_source
 from connectome_query.ingest.tables import ConnectomeTables, Source
 
-BUILTIN = {"cook2019": read_cook2019, "varshney2011": read_varshney2011}
-assert tuple(BUILTIN) == CELEGANS_SOURCES
+BUILTIN: dict[str, Callable[[], ConnectomeTables]] = {
+    "cook2019": read_cook2019, "varshney2011": read_varshney2011, **published_readers(),
+    **MODULATORY_READERS}
+assert tuple(BUILTIN)[:2] == CELEGANS_SOURCES
+
+
+def builtin_descriptions() -> dict[str, str]:
+    """Built-in name -> what it is (for `connectome ingest --list`)."""
+    described = {"cook2019": "C. elegans hermaphrodite, whole animal, Cook et al. 2019 edge list "
+                             "(cect)",
+                 "varshney2011": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 "
+                                 "(cect)"}
+    described.update({name: p.description for name, p in PUBLISHED.items()})
+    described.update(MODULATORY_DESCRIPTIONS)
+    return described
 
 
 def open_source(
@@ -50,11 +72,17 @@ def open_source(
     if path.is_dir():
         if is_run_dir(path):
             return run_dir_source(path)
+        if is_codex_dir(path):
+            return codex_source(path, encoding=encoding)
+        if is_bulk_export(path):
+            return bulk_export_source(path, encoding=encoding)
         pair = find_neuprint_files(path)
         if pair:
             return neuprint_source(*pair, encoding=encoding)
         raise IngestError(
-            path, "folder holds neither neurons + connections files (neuPrint style) nor "
+            path, "folder holds none of: neurons + connections files (neuPrint style), "
+            "traced-neurons + traced-total-connections (a neuPrint bulk export), a Codex "
+            "connections table (pre_root_id, post_root_id, neuropil, syn_count), "
             "segments.parquet + synapses.parquet (a reconstruction run)"
         )
     if path.suffix.lower() not in (".csv", ".parquet", ".pq"):

@@ -82,6 +82,8 @@ class Source:
     synapse_bodies: Literal["add", "listed"] = "add"
     """`add`: a body seen only in the synapses is a neuron without properties (CAVE);
     `listed`: every body must be in the neuron table (a reconstruction run)."""
+    modulatory: pd.DataFrame | None = None
+    """Neuromodulator edges (`ingest.modulatory.COLUMNS`), small and held in memory."""
     cave_drops: bool = False
     """The synapse stream drops autapses and rows on root id 0 (CAVE marks them invalid): their
     count goes to Meta `droppedSynapses`, and a table with no row left is an error."""
@@ -96,6 +98,8 @@ class ConnectomeTables:
     connections: pd.DataFrame
     synapses: pd.DataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    modulatory: pd.DataFrame | None = None
+    """Neuromodulator edges (`ingest.modulatory.COLUMNS`), or None."""
 
 
 def body_id_for_name(name: str) -> int:

@@ -14,6 +14,7 @@ import io
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -97,7 +98,9 @@ def _muscle_class(name: str) -> str | None:
     return "Main body muscle" if re.match(r"^[dv]BWM[LR]\d+$", name) else None
 
 
-def _neurons(names: list[str], data: Path) -> pd.DataFrame:
+def cell_table(names: list[str], data: Path) -> pd.DataFrame:
+    """Neurons (and other cells) by name: bodyId from the name, type from the bilateral class,
+    cellClass and neurotransmitters from cect's cell tables."""
     classes = read_cell_info(data / "all_cell_info.csv")
     transmitters = read_neurotransmitters(data / "Modified celegans db dump.csv")
     known = set(names)
@@ -139,27 +142,34 @@ def read_cook2019(data: Path | None = None) -> ConnectomeTables:
             "kind": [k.lower() for k in _text(table, "Type")],
         }
     )
-    _check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
+    check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
     dup = frame.duplicated(["pre", "post", "kind"])
     if dup.any():
         pos = int(dup.to_numpy().nonzero()[0][0])
         raise IngestError(table.path, "connection listed twice", row=table.row_of(pos),
                           column="Source")
+    return named_connectome(
+        str(table.path), frame, data,
+        meta={"description": "C. elegans hermaphrodite, Cook et al. 2019 (cect)",
+              "species": "Caenorhabditis elegans"})
+
+
+def named_connectome(source: str, frame: pd.DataFrame, data: Path,
+                     meta: dict[str, Any]) -> ConnectomeTables:
+    """A connectome of named cells from edges (`pre`, `post`, `weight`, `kind`: chemical or
+    electrical, at most one row per (pre, post, kind)); gap junctions folded to unordered
+    pairs."""
     names = sorted(set(frame["pre"]) | set(frame["post"]))
-    neurons = _neurons(names, data)
+    neurons = cell_table(names, data)
     ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
     chem = _edges(frame[frame["kind"] == "chemical"], ids)
     chem["kind"] = "chemical"
     elec = undirected_gap_junctions(_edges(frame[frame["kind"] == "electrical"], ids))
     conns = pd.concat([chem, elec], ignore_index=True)
-    return ConnectomeTables(
-        source=str(table.path), neurons=neurons, connections=conns,
-        meta={"description": "C. elegans hermaphrodite, Cook et al. 2019 (cect)",
-              "species": "Caenorhabditis elegans"},
-    )
+    return ConnectomeTables(source=source, neurons=neurons, connections=conns, meta=meta)
 
 
-def _check_kinds(table: Chunk, kinds: pd.Series, allowed: set[str], column: str) -> None:
+def check_kinds(table: Chunk, kinds: pd.Series, allowed: set[str], column: str) -> None:
     pos = _first(~kinds.isin(allowed).to_numpy())
     if pos is not None:
         raise table.error(pos, column, f"unknown connection type {kinds.iloc[pos]!r} (expected "
@@ -184,11 +194,11 @@ def read_varshney2011(data: Path | None = None) -> ConnectomeTables:
             "weight": table.integers("Nbr", ids=False),
         }
     )
-    _check_kinds(table, frame["kind"], {"S", "Sp", "R", "Rp", "EJ", "NMJ"}, "Type")
+    check_kinds(table, frame["kind"], {"S", "Sp", "R", "Rp", "EJ", "NMJ"}, "Type")
     nmj = frame[frame["kind"] == "NMJ"].groupby("pre")["weight"].sum()
     cells = frame[frame["kind"] != "NMJ"]
     names = sorted(set(cells["pre"]) | set(cells["post"]) | set(nmj.index))
-    neurons = _neurons(names, data)
+    neurons = cell_table(names, data)
     neurons["nmjSynapses"] = neurons["instance"].map(nmj).fillna(0).astype("int64")
     ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
     send_rows = cells[cells["kind"].isin(["S", "Sp"])]

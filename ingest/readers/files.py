@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -86,12 +88,20 @@ class _OnDisk(TableFile):
                               "again once it is complete")
 
 
+def open_bytes(path: Path) -> BinaryIO:
+    """The bytes of a file, decompressed when its name ends in .gz (pyarrow's CSV reader
+    decompresses such files by their name too)."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
 def _locate_undecodable(path: Path, encoding: str) -> IngestError | None:
     """The first byte that is not valid `encoding` text, as an error naming its line."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     lines = 1
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
         while block := f.read(1 << 20):
             pending = len(decoder.getstate()[0])
             try:
@@ -134,8 +144,11 @@ class CsvFile(_OnDisk):
             "--encoding")
 
     def _read_header(self) -> list[str]:
-        with self.path.open("rb") as f:
-            head = f.read(HEADER_BYTES)
+        try:
+            with open_bytes(self.path) as f:
+                head = f.read(HEADER_BYTES)
+        except (OSError, EOFError) as exc:
+            raise IngestError(self.path, f"not a readable gzip file ({exc})") from None
         if head.startswith(codecs.BOM_UTF8) and self.encoding.startswith("utf-8"):
             head = head[3:]
         if not head.strip():

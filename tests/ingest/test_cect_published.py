@@ -1,0 +1,152 @@
+"""Every built-in published C. elegans connectome against an independent read of cect's file
+(pandas for edge lists, networkx for cect's matrices): totals, pairs and partner lists.
+
+Deliberate differences from the papers' own counts: gap junctions are stored once per
+unordered pair (the larger count where a file lists both directions), cells without any
+connection in the file are not stored, and names stay as the file writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers.cect_published import (
+    PUBLISHED,
+    cect_root,
+    read_cect_matrices,
+    read_edge_list,
+    read_published,
+)
+from connectome_query.ingest.sources import BUILTIN, builtin_descriptions, read_source
+
+EDGE_LISTS = [n for n, p in PUBLISHED.items() if p.shape == "edges"]
+MATRICES = [n for n, p in PUBLISHED.items() if p.shape == "cect-json"]
+
+
+def _raw(name: str) -> pd.DataFrame:
+    path = cect_root() / PUBLISHED[name].file
+    if path.suffix == ".xlsx":
+        return pd.read_excel(path)
+    return pd.read_csv(path, sep=r"\s+", engine="python")
+
+
+def _named(tables: object) -> pd.DataFrame:
+    neurons = tables.neurons  # type: ignore[attr-defined]
+    names = dict(zip(neurons["bodyId"], neurons["instance"], strict=True))
+    conns = tables.connections.copy()  # type: ignore[attr-defined]
+    conns["pre"] = conns["bodyIdPre"].map(names)
+    conns["post"] = conns["bodyIdPost"].map(names)
+    return conns
+
+
+def _undirected_max(frame: pd.DataFrame, weight: str) -> dict[frozenset[str], int]:
+    out: dict[frozenset[str], int] = {}
+    for a, b, w in zip(frame["pre"], frame["post"], frame[weight], strict=True):
+        key = frozenset((a, b))
+        out[key] = max(out.get(key, 0), int(w))
+    return out
+
+
+@pytest.mark.parametrize("name", EDGE_LISTS)
+def test_edge_list_matches_pandas(name: str) -> None:
+    raw = _raw(name)
+    got = _named(read_source(name))
+    chem_raw = raw[raw["type"] == "chemical"]
+    chem = got[got["kind"] == "chemical"]
+    assert len(chem) == len(chem_raw)
+    assert int(chem["weight"].sum()) == int(chem_raw["synapses"].sum())
+    # partner lists of the cell with most chemical outputs, by weight
+    top = chem_raw.groupby("pre")["synapses"].sum().idxmax()
+    want = chem_raw[chem_raw["pre"] == top].set_index("post")["synapses"].to_dict()
+    have = chem[chem["pre"] == top].set_index("post")["weight"].to_dict()
+    assert have == want
+    elec = got[got["kind"] == "electrical"]
+    expected = _undirected_max(raw[raw["type"] == "electrical"], "synapses")
+    assert {frozenset((a, b)): int(w) for a, b, w in
+            zip(elec["pre"], elec["post"], elec["weight"], strict=True)} == expected
+    cells = set(raw["pre"]) | set(raw["post"])
+    assert set(read_source(name).neurons["instance"]) == cells
+
+
+@pytest.mark.parametrize("name", MATRICES)
+def test_cect_matrices_match_networkx(name: str) -> None:
+    data = json.loads((cect_root() / PUBLISHED[name].file).read_text())
+    nodes = data["nodes"]
+    chem_graph = nx.from_numpy_array(np.array(data["connections"]["Generic_CS"]),
+                                     create_using=nx.DiGraph, nodelist=nodes)
+    gap_graph = nx.from_numpy_array(np.array(data["connections"]["Generic_GJ"]),
+                                    nodelist=nodes)
+    got = _named(read_source(name))
+    chem = got[got["kind"] == "chemical"]
+    assert len(chem) == chem_graph.number_of_edges()
+    assert int(chem["weight"].sum()) == chem_graph.size(weight="weight")
+    hub = max(chem_graph.nodes, key=lambda n: chem_graph.out_degree(n, weight="weight"))
+    assert chem[chem["pre"] == hub].set_index("post")["weight"].to_dict() == {
+        b: int(d["weight"]) for _, b, d in chem_graph.out_edges(hub, data=True)}
+    elec = got[got["kind"] == "electrical"]
+    assert len(elec) == gap_graph.number_of_edges()
+    assert int(elec["weight"].sum()) == gap_graph.size(weight="weight")
+
+
+def test_every_builtin_is_listed_and_described() -> None:
+    described = builtin_descriptions()
+    assert set(described) == set(BUILTIN)
+    assert all(described.values())
+    assert {f"witvliet2020_{i}" for i in range(1, 9)} <= set(BUILTIN)
+
+
+def test_bad_edge_list_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "edges.csv"
+    path.write_text("pre\tpost\ttype\tsynapses\nAVAL\tAVBL\tchemical\t3\n"
+                    "AVAL\tAVBR\tchemical\tmany\n")
+    with pytest.raises(IngestError) as err:
+        read_edge_list(path)
+    assert (err.value.row, err.value.column) == (3, "synapses")
+    path.write_text("pre\tpost\ttype\tsynapses\nAVAL\tAVBL\tchemical\t3\n"
+                    "AVAL\tAVBL\tmuscular\t1\n")
+    with pytest.raises(IngestError) as err:
+        read_edge_list(path)
+    assert (err.value.row, err.value.column) == (3, "type")
+    path.write_text("pre\tpost\ttype\tsynapses\nAVAL\tAVBL\tchemical\t3\n"
+                    "AVAL\tAVBL\tchemical\t1\n")
+    with pytest.raises(IngestError, match="listed twice") as err:
+        read_edge_list(path)
+    assert err.value.row == 3
+
+
+def test_bad_matrix_names_the_cells(tmp_path: Path) -> None:
+    path = tmp_path / "cect.json"
+    path.write_text(json.dumps({"nodes": ["A", "B"], "connections": {
+        "Generic_CS": [[0, 1.5], [0, 0]], "Generic_GJ": [[0, 0], [0, 0]]}}))
+    with pytest.raises(IngestError, match="from A to B") as err:
+        read_cect_matrices(path)
+    assert err.value.row == 1
+    path.write_text(json.dumps({"nodes": ["A", "B"], "connections": {"Generic_CS": [[0]]}}))
+    with pytest.raises(IngestError, match="shape"):
+        read_cect_matrices(path)
+    path.write_text(json.dumps({"nodes": ["A"], "connections": {"Dopamine": [[0]]}}))
+    with pytest.raises(IngestError, match="Dopamine"):
+        read_cect_matrices(path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="file not found"):
+        read_published("witvliet2020_1", root=tmp_path)
+
+
+def test_ingest_list_names_every_builtin() -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+
+    result = CliRunner().invoke(app, ["ingest", "--list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in BUILTIN:
+        assert name in result.output
