@@ -297,7 +297,7 @@ def blend(corrected: np.ndarray, use: np.ndarray, origins: np.ndarray, rotations
           gain: np.ndarray, offset: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Feathered mean of the placed tiles over the section; (image, covered)."""
     ny, nx = layout.section_shape
-    p = np.stack(np.mgrid[0:ny, 0:nx], axis=-1).astype(np.float64)
+    p = np.moveaxis(np.mgrid[0:ny, 0:nx], 0, -1).astype(np.float64)
     acc = np.zeros((ny, nx))
     wsum = np.zeros((ny, nx))
     ramp = max(layout.overlap / 2, 1.0)

@@ -23,10 +23,12 @@ import scipy.ndimage as ndi
 
 from connectome_query.reconstruct.align.masks import Defect
 
-RESIN = 0.93
-"""Intensity of empty resin (cracks, outside the tissue)."""
-FOLD_DARK = 0.06
+RESIN = 0.98
+"""Intensity of empty resin (cracks): brighter than any tissue."""
+FOLD_DARK = 0.04
 NO_SECTION = 0.03
+TISSUE_RANGE = (0.12, 0.80)
+"""The rendered image's [0, 255] maps to this range, leaving room for resin and folds."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class RawConfig:
     overlap: int = 40  # nominal overlap of neighbouring tiles
     tile_jitter: float = 3.0  # sd of a tile's offset from its nominal place
     tile_rotation_deg: float = 0.3  # largest tile rotation
-    warp_amplitude: float = 6.0  # rms of the smooth deformation
-    warp_scale: float = 96.0  # its correlation length
+    warp_amplitude: float = 8.0  # rms of the smooth deformation
+    warp_scale: float = 200.0  # its correlation length
     folds: int = 1
     cracks: int = 1
     blurred: int = 1
@@ -204,7 +206,8 @@ def deform_section(plan: RawPlan, z: int, section: np.ndarray
     """The deformed section z (float32 in [0, 1]), its field D and its true defect mask."""
     d, mask = section_deformation(plan, z)
     ny, nx = section.shape
-    t = section.astype(np.float32) / 255.0
+    lo, hi = TISSUE_RANGE
+    t = lo + (hi - lo) * section.astype(np.float32) / 255.0
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
     # tissue continues beyond the volume (mirrored), as a section goes on beyond the imaged area
     s = ndi.map_coordinates(t, [yy + d[0], xx + d[1]], order=1, mode="mirror")
@@ -239,7 +242,7 @@ def image_tiles(plan: RawPlan, z: int, deformed: np.ndarray) -> np.ndarray:
     """(rows, cols, th, tw) uint8 tiles of a deformed section, as the microscope images them."""
     rows, cols = plan.config.grid
     th, tw = plan.tile_shape
-    u = np.stack(np.mgrid[0:th, 0:tw], axis=-1).astype(np.float64)
+    u = np.moveaxis(np.mgrid[0:th, 0:tw], 0, -1).astype(np.float64)
     vig = vignette(plan.tile_shape, plan.config.vignetting)
     rng = np.random.default_rng(np.random.SeedSequence([plan.config.seed, 26, z]))
     out = np.empty((rows, cols, th, tw), np.uint8)
