@@ -9,8 +9,10 @@ less sharp than its stack is out of focus (BLUR).
 
 Per pixel (`line_defects`): the section smoothed and put on a robust scale (median 0, the
 5-95 percentile spread 1); a fold is a long band far darker than membranes or clefts get, a
-crack a long band brighter than any tissue. Candidate components must be large and elongated
-(small dark blobs are clefts; thin dark lines are membranes and vanish in the smoothing).
+crack a long band brighter than tissue (empty resin). Candidate components must be large, long and
+narrow (small dark blobs are clefts; thin dark lines are membranes and vanish in the
+smoothing; wide bright areas are somata). Sections with a section-wide flag get no line
+flags (`line_defects` is not asked for them).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from skimage.measure import regionprops
 from connectome_query.reconstruct.align.masks import Defect
 
 FOLD_LEVEL = -0.9
-CRACK_LEVEL = 0.75
+CRACK_LEVEL = 0.9
 MIN_LINE_LENGTH = 40.0
 """Major axis (px) a fold or crack component must reach."""
 MIN_LINE_AREA = 120
+MAX_LINE_WIDTH = 12.0
+"""Mean width (area over length, px) above which a dark or bright component is tissue (a
+soma, a gap between cells), not a fold or crack."""
 MISSING_CONTRAST = 0.3
 """A section whose contrast is below this fraction of the stack's median holds no tissue."""
 BLUR_SHARPNESS = 0.45
@@ -91,7 +96,9 @@ def _long_components(candidate: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(candidate)
     keep = np.zeros(n + 1, bool)
     for r in regionprops(lab):
-        if r.area >= MIN_LINE_AREA and r.axis_major_length >= MIN_LINE_LENGTH:
+        length = r.axis_major_length
+        if (r.area >= MIN_LINE_AREA and length >= MIN_LINE_LENGTH
+                and r.area / length <= MAX_LINE_WIDTH):
             keep[r.label] = True
     return keep[lab]
 

@@ -88,7 +88,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
         good = weight > 0
         # start from the reference moved by the flows' median; nodes without a good flow are
         # carried by the mesh, never by a filled-in guess
-        shift = np.median(inc[good], axis=0) if good.any() else np.zeros(2)
+        shift = np.median(inc[good], axis=0) if good.any() else f.shift
         x, n_steps, _ = mesh_.relax(target, weight, prev, prev + shift, config.mesh)
         nodes[z], steps[z], reference[z] = x, n_steps, ref_z
         if coverage[z] < 0.2:

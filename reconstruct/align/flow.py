@@ -16,7 +16,7 @@ correlation, ratio to the second peak) and flows that disagree with their neighb
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import jax
@@ -42,6 +42,7 @@ class Flow:
     yx: np.ndarray  # (gy, gx, 2) float32
     peak: np.ndarray  # (gy, gx) normalised correlation at the peak (0 where not measured)
     stride: int
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # whole-section shift
 
     @property
     def valid(self) -> np.ndarray:
@@ -176,21 +177,44 @@ def section_flow(fixed: np.ndarray, moving: np.ndarray, stride: int = 32, patch:
     apart; `mask` (bool, fixed's frame) marks pixels no flow may come from."""
     if fixed.shape != moving.shape:
         raise ValueError(f"sections differ in shape: {fixed.shape} and {moving.shape}")
-    prior = None
+    gy, gx = grid_shape(fixed.shape, stride)
+    bf, bm = band_pass(fixed), band_pass(moving)
+    g = global_shift(bf, bm, mask)
+    prior = np.broadcast_to(g, (gy, gx, 2)).astype(np.float64)
     if coarse:
-        small = [band_pass(ndi.zoom(a.astype(np.float32), 0.5, order=1))
-                 for a in (fixed, moving)]
+        small = [ndi.zoom(a, 0.5, order=1) for a in (bf, bm)]
         smask = None if mask is None else ndi.zoom(mask.astype(np.uint8), 0.5, order=0) > 0
-        c = _one_level(small[0], small[1], stride, patch, max_shift, None, smask)
-        cf = fill_nan(nan_median_filter(c.yx)) * 2.0
-        gy, gx = grid_shape(fixed.shape, stride)
-        cy, cx = cf.shape[:2]
+        sgy, sgx = grid_shape(small[0].shape, stride)
+        c = _one_level(small[0], small[1], stride, patch, max_shift,
+                       np.broadcast_to(g / 2, (sgy, sgx, 2)), smask)
+        cf = np.where(np.isfinite(c.yx), c.yx, np.nan)
+        cf = fill_nan(cf) * 2.0 if np.isfinite(cf).any() else np.broadcast_to(
+            g, (sgy, sgx, 2))
         yy, xx = np.mgrid[0:gy, 0:gx] / 2.0  # fine node i sits at coarse node i / 2
-        prior = np.stack([ndi.map_coordinates(cf[..., k], [np.minimum(yy, cy - 1),
-                                                            np.minimum(xx, cx - 1)],
+        prior = np.stack([ndi.map_coordinates(cf[..., k], [np.minimum(yy, sgy - 1),
+                                                            np.minimum(xx, sgx - 1)],
                                               order=1, mode="nearest") for k in range(2)], -1)
-    return _one_level(band_pass(fixed), band_pass(moving), stride, patch,
-                      max(max_shift // 2, 6) if coarse else max_shift, prior, mask)
+    out = _one_level(bf, bm, stride, patch, max(max_shift // 2, 6) if coarse else max_shift,
+                     prior, mask)
+    out.shift = g
+    return out
+
+
+def global_shift(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray | None = None,
+                 max_shift: int = 64) -> np.ndarray:
+    """The whole sections' translation g (moving(p + g) ~ fixed(p)), at most `max_shift` px:
+    the windowed cross-correlation of the central squares of both sections at half
+    resolution, masked pixels set to 0; it centres every patch's search."""
+    f = fixed if mask is None else np.where(mask, 0.0, fixed)
+    m = moving if mask is None else np.where(mask, 0.0, moving)
+    side = (min(f.shape) // 4) * 4
+    y0, x0 = (f.shape[0] - side) // 2, (f.shape[1] - side) // 2
+    crop = [ndi.zoom(a[y0:y0 + side, x0:x0 + side].astype(np.float32), 0.5, order=1)
+            for a in (f, m)]
+    shift, _, _ = xcorr_peaks(jnp.asarray(crop[0][None]), jnp.asarray(crop[1][None]),
+                              jnp.asarray(_window(side // 2)),
+                              max_shift=min(max_shift // 2, side // 4 - 1))
+    return np.asarray(shift[0], np.float64) * 2.0
 
 
 def band_pass(image: np.ndarray) -> np.ndarray:

@@ -98,12 +98,18 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         except ValueError as e:
             raise ReconstructError(str(e)) from e
         report.warnings += s.warnings
-        mask = defects_.line_defects(s.image, s.covered)
-        mask[~s.covered] |= np.uint8(Defect.MISSING)
+        mask = np.where(s.covered, 0, np.uint8(Defect.MISSING)).astype(np.uint8)
         stitched[z].write(s.image).result()
         st_masks[z].write(mask).result()
         qualities.append(defects_.section_quality(s.image, s.covered))
     section_flags = defects_.classify_sections(qualities)
+    for z in range(nz):  # folds and cracks, in sections without a section-wide flag
+        if section_flags[z]:
+            continue
+        tick(f"defects of section {z}", 0.4)
+        img = io.read_block(stitched, slice(z, z + 1), em / "stitched.zarr", "stitched")[0]
+        m = np.asarray(st_masks[z].read().result())
+        st_masks[z].write(m | defects_.line_defects(img, m == 0)).result()
     for z in range(nz):
         if section_flags[z]:
             report.warnings.append(f"section {z}: {', '.join(_flag_names(section_flags[z]))}"

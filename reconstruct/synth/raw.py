@@ -1,7 +1,8 @@
 """The `raw` preset: a rendered volume as a microscope delivers it, with the truth of every step.
 
-Each section of an undeformed volume (from `render`) is deformed by a smooth non-linear field
-(`RawConfig.warp_amplitude` px, varying over `warp_scale` px), gets folds (a dark band; the
+Each section of an undeformed volume (from `render`) is moved rigidly (a shift of
+`RawConfig.section_shift` px sd, a small rotation) and deformed by a smooth non-linear field
+(`warp_amplitude` px rms, varying over `warp_scale` px), gets folds (a dark band; the
 tissue on either side displaced away from it), cracks (a bright gap; tissue pulled apart),
 blur, or is missing (single sections and runs), drifts slowly in contrast along z, and is
 imaged as a grid of overlapping tiles, each with its own offset, small rotation, brightness,
@@ -39,7 +40,9 @@ class RawConfig:
     overlap: int = 40  # nominal overlap of neighbouring tiles
     tile_jitter: float = 3.0  # sd of a tile's offset from its nominal place
     tile_rotation_deg: float = 0.3  # largest tile rotation
-    warp_amplitude: float = 8.0  # rms of the smooth deformation
+    section_shift: float = 8.0  # sd of each section's rigid shift (px, per axis)
+    section_rotation_deg: float = 0.5  # largest rigid rotation of a section
+    warp_amplitude: float = 3.0  # rms of the smooth non-linear deformation on top
     warp_scale: float = 200.0  # its correlation length
     folds: int = 1
     cracks: int = 1
@@ -101,6 +104,8 @@ class RawPlan:
     tile_offset: np.ndarray  # (Z, rows, cols)
     section_gain: np.ndarray  # (Z,)
     section_offset: np.ndarray  # (Z,)
+    section_shift: np.ndarray  # (Z, 2) rigid shift of each section
+    section_rotation: np.ndarray  # (Z,) radians
     missing: list[int] = field(default_factory=list)
     blurred: list[int] = field(default_factory=list)
     lines: list[LineDefect] = field(default_factory=list)
@@ -146,6 +151,9 @@ def plan_raw(shape_zyx: tuple[int, int, int], cfg: RawConfig) -> RawPlan:
     zz = np.arange(nz)
     section_gain = 1 + cfg.contrast_drift * np.sin(2 * np.pi * zz / max(nz, 24) + phase[0])
     section_offset = 0.4 * cfg.contrast_drift * np.sin(2 * np.pi * zz / max(nz, 30) + phase[1])
+    section_shift = rng.normal(0.0, cfg.section_shift, (nz, 2))
+    section_rotation = np.deg2rad(rng.uniform(-cfg.section_rotation_deg,
+                                              cfg.section_rotation_deg, nz))
     missing, blurred, folds, cracks = _pick_sections(rng, nz, cfg)
     lines = []
     for kind, zs in ((Defect.FOLD, folds), (Defect.CRACK, cracks)):
@@ -159,7 +167,8 @@ def plan_raw(shape_zyx: tuple[int, int, int], cfg: RawConfig) -> RawPlan:
                             else rng.uniform(3.0, 6.0)),
                 bend=float(rng.uniform(2.0, 8.0)), wavelength=float(rng.uniform(30.0, 60.0))))
     return RawPlan(cfg, (nz, ny, nx), (th, tw), origins, rotations, tile_gain, tile_offset,
-                   section_gain, section_offset, sorted(missing), blurred, lines)
+                   section_gain, section_offset, section_shift, section_rotation,
+                   sorted(missing), blurred, lines)
 
 
 def smooth_field(seed: int, z: int, shape: tuple[int, int], amplitude: float,
@@ -185,6 +194,13 @@ def section_deformation(plan: RawPlan, z: int) -> tuple[np.ndarray, np.ndarray]:
     d = smooth_field(cfg.seed, z, (ny, nx), cfg.warp_amplitude, cfg.warp_scale)
     mask = np.zeros((ny, nx), np.uint8)
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    # the rigid part: a shift and a rotation about the section's centre
+    th = plan.section_rotation[z]
+    cy, cx = yy - (ny - 1) / 2, xx - (nx - 1) / 2
+    d[0] += (plan.section_shift[z, 0] + (np.cos(th) - 1) * cy - np.sin(th) * cx).astype(
+        np.float32)
+    d[1] += (plan.section_shift[z, 1] + np.sin(th) * cy + (np.cos(th) - 1) * cx).astype(
+        np.float32)
     for line in (ln for ln in plan.lines if ln.z == z):
         s = line.signed_distance(yy, xx)
         half = line.width / 2
