@@ -44,20 +44,3 @@ def prepare_cmd(
     flagged = sum(1 for f in report.section_flags if f)
     out.print(f"wrote {em_dir} ({report.sections} sections, {flagged} masked, "
               f"{report.filled_voxels} voxels filled)")
-
-
-def synth_raw(out_dir: Path, shape_zyx: tuple[int, int, int],
-              voxel_size_zyx: tuple[float, float, float], seed: int, quiet: bool) -> None:
-    """`synth-em --preset raw`: a synthetic raw directory with truth."""
-    from connectome_query.reconstruct import synth
-    from connectome_query.reconstruct.align import rawdir
-    from connectome_query.reconstruct.synth import raw
-
-    try:
-        cfg = synth.SynthConfig(shape_zyx, voxel_size_zyx, "clean", seed)
-        raw_cfg = raw.RawConfig(seed=seed)
-        with rich_progress(not quiet) as tick:
-            rawdir.write_synthetic_raw(out_dir, cfg, raw_cfg, tick)
-    except ValueError as e:
-        raise fail(str(e), 2) from e
-    out.print(f"wrote {out_dir}")

@@ -81,10 +81,17 @@ def synth_em(
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
-    if preset == "raw":
-        from connectome_query.cli.prepare import synth_raw
+    if preset == "raw":  # tiles of deformed, damaged sections, with the truth
+        from connectome_query.reconstruct.align import rawdir
+        from connectome_query.reconstruct.synth import raw
 
-        synth_raw(out_dir, (z, y, x), (vz, vy, vx), seed, quiet)
+        try:
+            base = synth.SynthConfig((z, y, x), (vz, vy, vx), "clean", seed)
+            with rich_progress(not quiet) as tick:
+                rawdir.write_synthetic_raw(out_dir, base, raw.RawConfig(seed=seed), tick)
+        except ValueError as e:
+            raise fail(str(e), 2) from e
+        out.print(f"wrote {out_dir}")
         return
     try:
         cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
