@@ -32,7 +32,7 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
                                          "--synapses", "100000"]),
     "export": ("bench/export/run.py", ["--neurons", "20000", "--edges", "300000"]),
     "reconstruct": ("bench/reconstruct/run.py", ["--size", "96"]),
-    "align": ("bench/reconstruct/align.py", ["--size", "384",
+    "align": ("bench/reconstruct/align.py", ["--size", "384", "--truth-size", "0",
                                              "--json", "bench/reconstruct/align-quick.json"]),
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
 }

@@ -11,6 +11,9 @@ without batching. Both are scored against the known field (median error, px).
 Mesh: the section's node grid pulled to noisy targets (30% dropped), ours (FIRE in one jitted
 JAX loop, `align.mesh.relax`) against scipy's L-BFGS-B minimising the same energy with the
 same JAX gradient. Speed is section Mvox/s; the ratio is ours over the baseline.
+
+Truth (`--truth-size Z,Y,X`, 0 to skip): a synthetic volume through the `raw` preset and the
+front end (`align.trial`): seam error, defect recall/precision, alignment residual.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import scipy.ndimage as ndi
 from scipy.optimize import minimize
 from skimage.registration import phase_cross_correlation
 
-from connectome_query.reconstruct.align import flow, mesh, warp
+from connectome_query.reconstruct import synth
+from connectome_query.reconstruct.align import flow, mesh, trial, warp
+from connectome_query.reconstruct.synth import raw
 from connectome_query.reconstruct.synth.raw import smooth_field
 
 PATCH, STRIDE = 64, 16
@@ -105,20 +110,41 @@ def bench_mesh(size: int, seed: int) -> dict[str, float]:
             "ratio": t_base / t_ours, "ours_rms_px": rms, "baseline_rms_px": rms_b}
 
 
+def bench_truth(shape_zyx: tuple[int, int, int], seed: int) -> dict[str, object]:
+    image = synth.synthesize(synth.SynthConfig(shape_zyx, seed=seed)).image
+    t = time.perf_counter()
+    r = trial.run_trial(image, raw.RawConfig(seed=seed))
+    return {"shape_zyx": list(shape_zyx), "seconds": time.perf_counter() - t,
+            "seam_px": r.seams, "defects": r.defects,
+            "residual_px": {"rms": r.residual.rms, "p99": r.residual.p99,
+                            "pixels": r.residual.pixels},
+            "per_section_rms_px": [round(v, 2) for v in r.per_section_rms],
+            "flow_coverage": [round(float(c), 2) for c in r.flow_coverage]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=1024, help="section side (px)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truth-size", default="16,256,256", help="z,y,x of the truth trial; 0 skips")
     p.add_argument("--json", type=Path, default=Path("bench/reconstruct/align.json"))
     a = p.parse_args()
-    result = {"size": a.size, "device": str(jax.devices()[0]),
-              "load_1min": os.getloadavg()[0],
-              "flow": bench_flow(a.size, a.seed), "mesh": bench_mesh(a.size, a.seed)}
+    result: dict[str, object] = {"size": a.size, "device": str(jax.devices()[0]),
+                                 "load_1min": os.getloadavg()[0],
+                                 "flow": bench_flow(a.size, a.seed),
+                                 "mesh": bench_mesh(a.size, a.seed)}
     for name in ("flow", "mesh"):
         r = result[name]
+        assert isinstance(r, dict)
         print(f"{name}: ours {r['ours_mvox_s']:.2f} Mvox/s, baseline {r['baseline_mvox_s']:.2f}"
               f" Mvox/s, ratio {r['ratio']:.1f}x  ({json.dumps(r)})")
-    print(f"load average (1 min): {result['load_1min']:.2f}, device {result['device']}")
+    if a.truth_size != "0":
+        z, y, x = (int(v) for v in a.truth_size.split(","))
+        result["truth"] = tr = bench_truth((z, y, x), a.seed + 11)
+        print(f"truth {z}x{y}x{x}: seams {tr['seam_px']}, residual {tr['residual_px']}, "
+              f"defects {tr['defects']}")
+    print(f"load average (1 min): {result['load_1min']:.2f} at start, "
+          f"{os.getloadavg()[0]:.2f} at end; device {result['device']}")
     a.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
