@@ -1,9 +1,9 @@
 """Finding what is wrong with sections: quality per section, folds and cracks per pixel.
 
 Per section (`section_quality`), over the pixels the tiles cover: contrast (standard deviation
-after removing the slow shading) and sharpness (variance of a band-pass Laplacian of Gaussian,
-sigma 0.7-2 px, over that of the next band, 2-8 px, so neither contrast drift nor pixel noise
-reads as focus). Judged against the stack's medians
+of a band-pass, sigma 1-4 px: structure, not pixel noise nor shading) and sharpness (variance
+of a band-pass, sigma 0.7-2 px, over that of the next band, 2-8 px, so neither contrast drift
+nor pixel noise reads as focus). Judged against the stack's medians
 (`classify_sections`): a section with almost no contrast holds no tissue (MISSING); one much
 less sharp than its stack is out of focus (BLUR).
 
@@ -53,11 +53,11 @@ def section_quality(image: np.ndarray, covered: np.ndarray) -> Quality:
     if covered.sum() < 64:
         return Quality(float("nan"), float("nan"), float("nan"))
     img = image.astype(np.float64)
-    detail = img - ndi.gaussian_filter(img, 8.0)
     inner = ndi.binary_erosion(covered, iterations=3)
     if inner.sum() < 64:
         inner = covered
-    contrast = float(detail[inner].std())
+    structure = ndi.gaussian_filter(img, 1.0) - ndi.gaussian_filter(img, 4.0)
+    contrast = float(structure[inner].std())
     fine = ndi.gaussian_filter(img, 0.7) - ndi.gaussian_filter(img, 2.0)
     coarse = ndi.gaussian_filter(img, 2.0) - ndi.gaussian_filter(img, 8.0)
     sharp = float(fine[inner].var() / max(coarse[inner].var(), 1e-12))

@@ -172,14 +172,15 @@ def _one_level(fixed: np.ndarray, moving: np.ndarray, stride: int, patch: int,
 
 def section_flow(fixed: np.ndarray, moving: np.ndarray, stride: int = 32, patch: int = 128,
                  max_shift: int = 20, mask: np.ndarray | None = None,
-                 coarse: bool = True) -> Flow:
+                 coarse: bool = True, band: tuple[float, float] = (1.0, 4.0)) -> Flow:
     """Flow from `fixed` to `moving` (2-D float images of one shape) at grid nodes `stride`
-    apart; `mask` (bool, fixed's frame) marks pixels no flow may come from."""
+    apart; `mask` (bool, fixed's frame) marks pixels no flow may come from; `band` are the
+    sigmas of the band-pass both sections go through."""
     if fixed.shape != moving.shape:
         raise ValueError(f"sections differ in shape: {fixed.shape} and {moving.shape}")
     gy, gx = grid_shape(fixed.shape, stride)
-    bf, bm = band_pass(fixed), band_pass(moving)
-    g = global_shift(bf, bm, mask)
+    bf, bm = band_pass(fixed, *band), band_pass(moving, *band)
+    g = global_shift(band_pass(fixed, 2.0, 16.0), band_pass(moving, 2.0, 16.0), mask)
     prior = np.broadcast_to(g, (gy, gx, 2)).astype(np.float64)
     if coarse:
         small = [ndi.zoom(a, 0.5, order=1) for a in (bf, bm)]
@@ -217,8 +218,9 @@ def global_shift(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray | None 
     return np.asarray(shift[0], np.float64) * 2.0
 
 
-def band_pass(image: np.ndarray) -> np.ndarray:
-    """Difference of Gaussians (sigma 1 and 4 px): edges and membranes kept, pixel noise and
-    slow shading removed, so correlation peaks are sharp."""
+def band_pass(image: np.ndarray, fine: float = 1.0, coarse: float = 4.0) -> np.ndarray:
+    """Difference of Gaussians (sigma `fine` and `coarse` px): by default edges and membranes
+    kept, pixel noise and slow shading removed, so correlation peaks are sharp; the whole-
+    section shift uses a coarser band (cells, which persist over more sections)."""
     img = image.astype(np.float32)
-    return np.asarray(ndi.gaussian_filter(img, 1.0) - ndi.gaussian_filter(img, 4.0))
+    return np.asarray(ndi.gaussian_filter(img, fine) - ndi.gaussian_filter(img, coarse))
