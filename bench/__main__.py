@@ -34,6 +34,8 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "reconstruct": ("bench/reconstruct/run.py", ["--size", "96"]),
     "sources": ("bench/sources/run.py", ["--neurons", "5000", "--rows", "100000",
                                          "--json", "bench/sources/results-quick.json"]),
+    "align": ("bench/reconstruct/align.py", ["--size", "384", "--truth-size", "0",
+                                             "--json", "bench/reconstruct/align-quick.json"]),
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
 }
 

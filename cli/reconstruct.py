@@ -69,7 +69,9 @@ def metrics_table(result: dict[str, Any]) -> Table:
 def synth_em(
     out_dir: Annotated[Path, typer.Argument(help="directory to write")],
     size: Annotated[str, typer.Option(help="x,y,z voxels")] = "64,64,64",
-    preset: Annotated[str, typer.Option(help="clean or noisy")] = "clean",
+    preset: Annotated[str, typer.Option(
+        help="clean, noisy, or raw (tiles of deformed, damaged sections: a raw directory "
+             "for `connectome prepare`)")] = "clean",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     voxel_size: Annotated[str, typer.Option(help="x,y,z nm")] = "16,16,40",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
@@ -79,6 +81,18 @@ def synth_em(
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+    if preset == "raw":  # tiles of deformed, damaged sections, with the truth
+        from connectome_query.reconstruct.align import rawdir
+        from connectome_query.reconstruct.synth import raw
+
+        try:
+            base = synth.SynthConfig((z, y, x), (vz, vy, vx), "clean", seed)
+            with rich_progress(not quiet) as tick:
+                rawdir.write_synthetic_raw(out_dir, base, raw.RawConfig(seed=seed), tick)
+        except ValueError as e:
+            raise fail(str(e), 2) from e
+        out.print(f"wrote {out_dir}")
+        return
     try:
         cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
     except ValueError as e:

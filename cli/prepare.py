@@ -1,0 +1,46 @@
+"""`connectome prepare`: raw tiles -> an aligned, repaired EM directory (the EM front end)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from connectome_query.cli.console import fail, out
+from connectome_query.cli.reconstruct import rich_progress
+from connectome_query.reconstruct.errors import ReconstructError
+
+app = typer.Typer()
+
+
+@app.command("prepare")
+def prepare_cmd(
+    raw_dir: Annotated[Path, typer.Argument(help="raw directory (raw.json, tiles/)")],
+    em_dir: Annotated[Path, typer.Argument(help="EM directory to write")],
+    contrast: Annotated[str, typer.Option(
+        help="contrast normalisation from good pixels: linear, clahe or none")] = "linear",
+    fill: Annotated[bool, typer.Option(
+        help="fill missing and damaged voxels from aligned neighbours")] = True,
+    stride: Annotated[int, typer.Option(help="flow and mesh grid spacing (px)")] = 32,
+    patch: Annotated[int, typer.Option(help="cross-correlation patch size (px)")] = 128,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Stitch tiles, find defects, align sections elastically, fill and normalise: writes
+    EM_DIR (image.zarr, defects.zarr, maps.zarr, prepare.json) for `connectome reconstruct`."""
+    from connectome_query.reconstruct.align import elastic, prepare
+
+    if stride < 4 or patch < 16 or patch % 2:
+        raise fail("--stride must be at least 4 and --patch an even number of at least 16", 2)
+    cfg = prepare.PrepareConfig(align=elastic.AlignConfig(stride=stride, patch=patch),
+                                contrast=contrast, fill=fill)
+    try:
+        with rich_progress(not quiet) as tick:
+            report = prepare.prepare(raw_dir, em_dir, cfg, tick)
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    for w in report.warnings:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    flagged = sum(1 for f in report.section_flags if f)
+    out.print(f"wrote {em_dir} ({report.sections} sections, {flagged} masked, "
+              f"{report.filled_voxels} voxels filled)")

@@ -1,0 +1,191 @@
+"""The whole front end on disk: RAW_DIR (tiles) -> EM_DIR (aligned, repaired volume).
+
+Passes, each section by section through TensorStore (only the fill holds a slab of sections):
+
+1. flat field from a sample of sections' tiles;
+2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its defects in the
+   stitched frame (folds, cracks, uncovered pixels) -> EM_DIR/stitched_defects.zarr;
+3. section-wide flags (no tissue, blur) from the stack's qualities;
+4. elastic alignment (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
+5. warp image and masks -> aligned; fill missing and damaged voxels from aligned neighbours;
+   normalise contrast from good pixels -> EM_DIR/image.zarr (uint8), EM_DIR/defects.zarr
+   (uint8 `masks.Defect` flags), volume.json, prepare.json (what was found and done).
+
+EM_DIR is then an EM directory as `connectome reconstruct` reads it (RUN_DIR.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.align import defects as defects_
+from connectome_query.reconstruct.align import elastic, restore, stitch, warp
+from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
+from connectome_query.reconstruct.align.rawdir import read_raw_info, read_section_tiles
+from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.progress import Tick, no_progress
+
+FILL_HALO = 8
+"""Sections read above and below a slab when filling (longer missing runs stay unfilled)."""
+FLAT_FIELD_SECTIONS = 48
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Settings of the front end."""
+
+    align: elastic.AlignConfig = field(default_factory=elastic.AlignConfig)
+    contrast: str = "linear"  # restore.CONTRAST_MODES
+    fill: bool = True
+    slab: int = 32
+
+
+@dataclass
+class PrepareReport:
+    """What the front end found and did (written as prepare.json)."""
+
+    sections: int
+    section_flags: list[list[str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    flow_coverage: list[float] = field(default_factory=list)
+    aligned_to: list[int] = field(default_factory=list)
+    filled_voxels: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sections": self.sections, "section_flags": self.section_flags,
+                "warnings": self.warnings, "flow_coverage": self.flow_coverage,
+                "aligned_to": self.aligned_to, "filled_voxels": self.filled_voxels}
+
+
+def _flag_names(v: int) -> list[str]:
+    return [str(f.name).lower() for f in Defect if v & int(f)]
+
+
+def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig(),
+            tick: Tick = no_progress) -> PrepareReport:
+    """Run the front end; returns its report (also written to EM_DIR/prepare.json)."""
+    if config.contrast not in restore.CONTRAST_MODES:
+        raise ReconstructError(f"contrast mode must be one of "
+                               f"{', '.join(restore.CONTRAST_MODES)}, got {config.contrast!r}")
+    info = read_raw_info(raw_dir)
+    em = Path(em_dir)
+    em.mkdir(parents=True, exist_ok=True)
+    nz = info.sections
+    ny, nx = info.layout.section_shape
+    report = PrepareReport(nz)
+    vx, vy, vz = info.voxel_size_nm_xyz
+    attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
+
+    tick("flat field", 0.0)
+    sample = np.unique(np.linspace(0, nz - 1, min(nz, FLAT_FIELD_SECTIONS)).astype(int))
+    flat = stitch.flat_field([read_section_tiles(info, int(z))[0] for z in sample])
+
+    stitched = io.create_zarr(em / "stitched.zarr", (nz, ny, nx), "float32", attributes=attrs)
+    st_masks = io.create_zarr(em / "stitched_defects.zarr", (nz, ny, nx), "uint8",
+                              attributes=attrs)
+    qualities = []
+    for z in range(nz):
+        tick(f"stitching section {z}", 0.05 + 0.35 * z / nz)
+        tiles, problems = read_section_tiles(info, z)
+        report.warnings += problems
+        try:
+            s = stitch.stitch_section(tiles, info.layout, flat, z)
+        except ValueError as e:
+            raise ReconstructError(str(e)) from e
+        report.warnings += s.warnings
+        mask = np.where(s.covered, 0, np.uint8(Defect.MISSING)).astype(np.uint8)
+        stitched[z].write(s.image).result()
+        st_masks[z].write(mask).result()
+        qualities.append(defects_.section_quality(s.image, s.covered))
+    section_flags = defects_.classify_sections(qualities)
+    for z in range(nz):  # folds and cracks, in sections without a section-wide flag
+        if section_flags[z]:
+            continue
+        tick(f"defects of section {z}", 0.4)
+        img = io.read_block(stitched, slice(z, z + 1), em / "stitched.zarr", "stitched")[0]
+        m = np.asarray(st_masks[z].read().result())
+        st_masks[z].write(m | defects_.line_defects(img, m == 0)).result()
+    for z in range(nz):
+        if section_flags[z]:
+            report.warnings.append(f"section {z}: {', '.join(_flag_names(section_flags[z]))}"
+                                   f"; masked and filled from its neighbours")
+
+    def read_section(z: int) -> np.ndarray:
+        return io.read_block(stitched, slice(z, z + 1), em / "stitched.zarr", "stitched")[0]
+
+    def read_mask(z: int) -> np.ndarray:
+        m = io.read_block(st_masks, slice(z, z + 1), em / "stitched_defects.zarr",
+                          "stitched defects")[0]
+        return has(m, LINE_DEFECTS | Defect.MISSING)
+
+    usable = ~has(section_flags, Defect.MISSING)
+    reference_ok = usable & ~has(section_flags, SECTION_DEFECTS)
+    maps = elastic.align_stack(read_section, read_mask, nz, usable, reference_ok, (ny, nx),
+                               config.align, lambda m, f: tick(m, 0.4 + 0.3 * f))
+    report.warnings += maps.notes
+    report.flow_coverage = [round(float(c), 3) for c in maps.flow_coverage]
+    report.aligned_to = [int(r) for r in maps.reference]
+    io.write_zarr(em / "maps.zarr", maps.nodes.astype(np.float32),
+                  attributes={**attrs, "stride": maps.stride,
+                              "meaning": "node (i, j) of section z shows the stitched section "
+                                         "at maps[z, i, j] (y, x px)"})
+    _warp_fill_normalise(em, nz, (ny, nx), maps, section_flags, read_section, config, attrs,
+                         report, tick)
+    report.section_flags = [_flag_names(int(v)) for v in section_flags]
+    io.write_json(em / "volume.json", {
+        "voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "source": "prepared",
+        "prepared_from": str(Path(raw_dir).resolve()), "created_by": io.CREATED_BY,
+        "defects": "defects.zarr"})
+    io.write_json(em / "prepare.json", report.as_dict())
+    tick("done", 1.0)
+    return report
+
+
+def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elastic.Maps,
+                         section_flags: np.ndarray, read_section: Any, config: PrepareConfig,
+                         attrs: dict[str, Any], report: PrepareReport, tick: Tick) -> None:
+    ny, nx = shape
+    st_masks = io.open_zarr(em / "stitched_defects.zarr", "stitched defects")
+    aligned = io.create_zarr(em / "aligned.zarr", (nz, ny, nx), "float32", attributes=attrs)
+    masks = io.create_zarr(em / "defects.zarr", (nz, ny, nx), "uint8", attributes=attrs)
+    for z in range(nz):
+        tick(f"warping section {z}", 0.7 + 0.15 * z / nz)
+        coords = warp.source_coordinates(maps.nodes[z], maps.stride, shape)
+        img = warp.warp_image(read_section(z), coords)
+        m = warp.warp_mask(np.asarray(st_masks[z].read().result()), coords,
+                           outside=int(Defect.NO_TISSUE))
+        m |= np.uint8(section_flags[z])
+        aligned[z].write(img).result()
+        masks[z].write(m).result()
+    image = io.create_zarr(em / "image.zarr", (nz, ny, nx), "uint8", attributes=attrs)
+    bad_flags = LINE_DEFECTS | SECTION_DEFECTS
+    sample = [np.asarray(aligned[z].read().result()) for z in range(0, nz, max(nz // 16, 1))]
+    sample_bad = [has(np.asarray(masks[z].read().result()), bad_flags | Defect.NO_TISSUE)
+                  for z in range(0, nz, max(nz // 16, 1))]
+    lo, hi = restore.stack_percentiles(sample, sample_bad)
+    for z0 in range(0, nz, config.slab):
+        z1 = min(z0 + config.slab, nz)
+        tick(f"filling sections {z0}-{z1}", 0.85 + 0.15 * z0 / nz)
+        h0, h1 = max(z0 - FILL_HALO, 0), min(z1 + FILL_HALO, nz)
+        vol = np.asarray(aligned[h0:h1].read().result())
+        m = np.asarray(masks[h0:h1].read().result())
+        bad = has(m, bad_flags)
+        if config.fill:
+            vol = restore.fill_from_neighbours(vol, bad)
+            filled = bad & ~has(m, Defect.NO_TISSUE)
+            m = np.where(filled, m | np.uint8(Defect.FILLED), m)
+            report.filled_voxels += int(filled[z0 - h0:z1 - h0].sum())
+        out = np.empty((z1 - z0, ny, nx), np.uint8)
+        for k in range(z0, z1):
+            sec = (vol[k - h0] - lo) / max(hi - lo, 1e-6) * 0.9 + 0.05
+            keep_out = has(m[k - h0], Defect.NO_TISSUE)
+            if not config.fill:
+                keep_out |= bad[k - h0]
+            out[k - z0] = restore.normalise_section(sec, keep_out, config.contrast)
+        image[z0:z1].write(out).result()
+        masks[z0:z1].write(m[z0 - h0:z1 - h0]).result()

@@ -1,0 +1,71 @@
+"""The front end on a raw volume in memory, scored against the generator's truth.
+
+`run_trial` degrades and tiles an undeformed volume (`synth.raw`), stitches, finds defects,
+aligns, warps, and measures every step with `evaluate`: seam error, defect recall and
+precision, alignment residual on valid tissue. Used by the tests and `bench/reconstruct`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from connectome_query.reconstruct.align import defects, elastic, evaluate, stitch, warp
+from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
+from connectome_query.reconstruct.synth import raw
+
+
+@dataclass
+class TrialResult:
+    seams: dict[str, float]
+    defects: dict[str, dict[str, float]]
+    residual: evaluate.Residual
+    section_flags: np.ndarray
+    flow_coverage: np.ndarray
+    per_section_rms: list[float] = field(default_factory=list)
+
+
+def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
+              align: elastic.AlignConfig | None = None, margin: int = 16) -> TrialResult:
+    """Degrade `undeformed` (z, y, x uint8) with `cfg`, run the front end, measure it."""
+    nz, ny, nx = undeformed.shape
+    plan = raw.plan_raw((nz, ny, nx), cfg)
+    made = [raw.raw_section(plan, z, undeformed[z]) for z in range(nz)]
+    layout = stitch.Layout(cfg.grid, plan.tile_shape, cfg.overlap, (ny, nx))
+    flat = stitch.flat_field([m[0] for m in made])
+    st = [stitch.stitch_section(m[0], layout, flat, z) for z, m in enumerate(made)]
+    srcs, seams = [], []
+    for z, s in enumerate(st):
+        src, seam = evaluate.stitched_sources(s, layout, plan, z)
+        srcs.append(src)
+        if z not in plan.missing:
+            seams.append(seam)
+    flags = defects.classify_sections([defects.section_quality(s.image, s.covered) for s in st])
+    found = np.stack([(defects.line_defects(s.image, s.covered) if not flags[z]
+                       else np.zeros((ny, nx), np.uint8)) | flags[z] for z, s in enumerate(st)])
+    truth = np.stack([evaluate.truth_in_stitched_frame(made[z][2], srcs[z]) for z in range(nz)])
+    covered = np.stack([s.covered for s in st])
+    usable = ~has(flags, Defect.MISSING)
+    maps = elastic.align_stack(
+        lambda z: st[z].image, lambda z: has(found[z], LINE_DEFECTS) | ~st[z].covered, nz,
+        usable, usable & ~has(flags, SECTION_DEFECTS), (ny, nx), align or elastic.AlignConfig())
+    qs, valid = [], []
+    for z, s in enumerate(st):
+        coords = warp.source_coordinates(maps.nodes[z], maps.stride, (ny, nx))
+        q = evaluate.tissue_positions(coords, srcs[z], made[z][1])
+        ok = z not in plan.missing and z not in plan.blurred
+        qs.append(q)
+        valid.append(evaluate.valid_tissue(coords, srcs[z], made[z][2], s.covered, q, margin)
+                     & ok)
+    q_all, v_all = np.stack(qs), np.stack(valid)
+    res = evaluate.alignment_residual(q_all, v_all)
+    w = v_all[..., None].astype(np.float64)
+    n = w.sum(axis=0)
+    r = np.linalg.norm(q_all - ((q_all * w).sum(axis=0) / np.maximum(n, 1))[None], axis=-1)
+    use = v_all & (n[None, ..., 0] >= 2)
+    per = [float(np.sqrt(np.mean(r[z][use[z]] ** 2))) if use[z].any() else float("nan")
+           for z in range(nz)]
+    return TrialResult(evaluate.seam_error(seams),
+                       evaluate.defect_report(found, truth, covered), res, flags,
+                       maps.flow_coverage, per)

@@ -1,0 +1,71 @@
+"""Flow fields and the elastic mesh against displacements made up for the test."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage as ndi
+
+from connectome_query.reconstruct.align import flow, mesh, warp
+from connectome_query.reconstruct.synth.raw import smooth_field
+
+
+def _warped(section: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """moving(x) = fixed(x - w(x)): so moving(p + w(p)) ~ fixed(p) for a smooth w."""
+    yy, xx = np.mgrid[0:section.shape[0], 0:section.shape[1]].astype(np.float64)
+    return ndi.map_coordinates(section, [yy - field[0], xx - field[1]], order=1, mode="mirror")
+
+
+def test_flow_recovers_a_known_warp(raw_volume):
+    fixed = raw_volume.undeformed[2].astype(np.float32) / 255
+    w = smooth_field(9, 0, fixed.shape, 2.0, 200.0)
+    w[0] += 7.0
+    w[1] -= 4.0
+    f = flow.section_flow(fixed, _warped(fixed, w), stride=16, patch=64)
+    nodes = warp.identity_nodes(f.yx.shape[:2], 16).reshape(-1, 2)
+    nodes = np.minimum(nodes, np.array(fixed.shape) - 1).astype(int)
+    true = np.stack([w[0][nodes[:, 0], nodes[:, 1]], w[1][nodes[:, 0], nodes[:, 1]]], -1)
+    ok = f.valid.reshape(-1)
+    assert ok.mean() > 0.3
+    err = np.linalg.norm(f.yx.reshape(-1, 2)[ok] - true[ok], axis=1)
+    assert np.median(err) < 0.5 and np.percentile(err, 90) < 1.0, np.percentile(err, [50, 90])
+
+
+def test_xcorr_finds_integer_and_fractional_shifts():
+    rng = np.random.default_rng(0)
+    img = ndi.gaussian_filter(rng.standard_normal((200, 200)), 2).astype(np.float32)
+    fixed = img[50:114, 50:114]
+    # moving(x) = img(x + (3.4, -5.25))
+    moving = ndi.shift(img, (-3.4, 5.25), order=3)[50:114, 50:114]
+    s, peak, _ = flow.xcorr_peaks(jnp.asarray(fixed[None]), jnp.asarray(moving[None]),
+                                  jnp.asarray(flow._window(64)), max_shift=12)
+    assert np.allclose(np.asarray(s[0]), (-3.4, 5.25), atol=0.25)  # moving(x + s) = fixed(x)
+    assert float(peak[0]) > 0.8
+
+
+def test_mesh_follows_good_flows_and_carries_the_rest():
+    rng = np.random.default_rng(1)
+    grid, stride = (12, 12), 16
+    rest = warp.identity_nodes(grid, stride)
+    field = smooth_field(4, 0, (grid[0] * stride, grid[1] * stride), 3.0, 160.0)
+    true = rest + np.stack([field[k][::stride, ::stride] for k in range(2)], -1)
+    target = true + rng.normal(0, 0.3, true.shape)
+    weight = (rng.random(grid) > 0.3).astype(float)
+    target[weight == 0] = np.nan
+    x, steps, fmax = mesh.relax(target, weight, rest, rest, mesh.MeshConfig(k_intra=0.3))
+    assert steps < mesh.MeshConfig().max_steps and fmax < 1e-2
+    err = np.linalg.norm(x - true, axis=-1)
+    assert np.sqrt(np.mean(err**2)) < 0.5, np.sqrt(np.mean(err**2))
+
+
+def test_a_rigid_motion_stores_no_elastic_energy():
+    rest = warp.identity_nodes((6, 7), 20)
+    th = 0.05
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    moved = rest @ rot.T + np.array([5.0, -3.0])
+    e = mesh.energy(jnp.asarray(moved), jnp.asarray(moved), jnp.zeros((6, 7)),
+                    jnp.asarray(rest), 1.0, 1.0)
+    assert float(e) < 1e-6
+    squashed = rest * np.array([1.0, 0.9])
+    assert float(mesh.energy(jnp.asarray(squashed), jnp.asarray(squashed), jnp.zeros((6, 7)),
+                             jnp.asarray(rest), 1.0, 1.0)) > 1.0

@@ -1,0 +1,88 @@
+"""`connectome synth-em --preset raw` and `connectome prepare` on disk, good and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from connectome_query.cli.main import app
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.align.masks import Defect, has
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("raw") / "raw"
+    r = CliRunner().invoke(app, ["synth-em", str(d), "--size", "160,160,16", "--preset",
+                                 "raw", "--seed", "7", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def _prepare(raw: Path, em: Path) -> tuple[int, str]:
+    r = CliRunner().invoke(app, ["prepare", str(raw), str(em), "--stride", "16", "--patch",
+                                 "64", "--quiet"])
+    return r.exit_code, r.output + str(r.exception or "")
+
+
+def test_prepare_writes_the_aligned_repaired_volume(raw_dir, tmp_path):
+    em = tmp_path / "em"
+    code, out = _prepare(raw_dir, em)
+    assert code == 0, out
+    truth = json.loads((raw_dir / "truth" / "raw_truth.json").read_text())
+    info = io.read_volume_info(em)
+    image = io.read_image(em, info)
+    assert image.shape == (16, 160, 160)
+    masks = np.asarray(io.open_zarr(em / "defects.zarr").read().result())
+    for z in truth["missing_sections"]:  # found, reported, filled from neighbours
+        assert has(masks[z], Defect.MISSING).all()
+        inside = ~has(masks[z], Defect.NO_TISSUE)
+        assert inside.mean() > 0.6
+        assert np.array_equal(has(masks[z], Defect.FILLED), inside)
+        assert image[z].std() > 10
+        assert f"section {z}: missing" in out
+    for z in truth["blurred_sections"]:
+        assert f"section {z}: blur" in out
+    maps = io.open_zarr(em / "maps.zarr")
+    assert maps.shape[0] == 16 and maps.shape[-1] == 2
+    report = json.loads((em / "prepare.json").read_text())
+    assert len(report["section_flags"]) == 16
+
+
+def test_a_missing_tile_is_reported_and_masked(raw_dir, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw, ignore=shutil.ignore_patterns("truth"))
+    (raw / "tiles" / "s00002" / "r01_c01.png").unlink()
+    code, out = _prepare(raw, tmp_path / "em")
+    assert code == 0, out
+    assert "section 2, tile (row 1, col 1): r01_c01.png is missing" in out.replace("\n", " ")
+
+
+def test_a_tile_of_the_wrong_size_is_refused_naming_it(raw_dir, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw, ignore=shutil.ignore_patterns("truth"))
+    path = raw / "tiles" / "s00004" / "r00_c01.png"
+    iio.imwrite(path, np.asarray(iio.imread(path))[:-3])
+    code, out = _prepare(raw, tmp_path / "em")
+    assert code == 1
+    flat = " ".join(out.split())
+    assert "section 4, tile (row 0, col 1)" in flat and "r00_c01.png" in flat
+    assert not (tmp_path / "em" / "image.zarr").exists()
+
+
+def test_a_broken_description_is_refused_naming_the_field(raw_dir, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw, ignore=shutil.ignore_patterns("truth", "tiles"))
+    desc = json.loads((raw / "raw.json").read_text())
+    desc["overlap"] = 10_000
+    (raw / "raw.json").write_text(json.dumps(desc))
+    code, out = _prepare(raw, tmp_path / "em")
+    assert code == 1 and "'overlap'" in out
