@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from connectome_query.cli import bloom, ingest, reconstruct, serve
+from connectome_query.cli import bloom, ingest, reconstruct, serve, view
 from connectome_query.cli.export import export_app
 from connectome_query.cli.neo4j import neo4j_app
 from connectome_query.cli.tokens import tokens_app
@@ -21,6 +21,7 @@ app.add_typer(neo4j_app, name="neo4j")
 app.add_typer(ingest.app)
 app.add_typer(serve.app)
 app.add_typer(reconstruct.app)
+app.add_typer(view.app)
 app.add_typer(export_app, name="export")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(bloom.bloom_app, name="bloom")

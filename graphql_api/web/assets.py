@@ -1,6 +1,6 @@
 """Browser assets from this server: GraphiQL (Strawberry's page with its CDN addresses replaced
 by our vendored copies of the same files, SRI hashes kept), Swagger UI at /docs, and the
-Neuroglancer client at /neuroglancer/ (from the `neuroglancer` PyPI package).
+Neuroglancer viewer (`neuroglancer_client`).
 
 The vendored files are npm releases copied by `static/vendor/update.sh`; licences lie beside them.
 """
@@ -8,15 +8,16 @@ The vendored files are npm releases copied by `static/vendor/update.sh`; licence
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from starlette.staticfiles import StaticFiles
 from strawberry.fastapi import GraphQLRouter
+
+from connectome_query.graphql_api.web import neuroglancer_client
 
 STATIC = Path(__file__).resolve().parent / "static"
 VENDOR_URL = "/static/vendor"
@@ -74,20 +75,16 @@ class LocalGraphQLRouter(GraphQLRouter[Any, Any]):
         return bool(super().should_render_graphql_ide(request))
 
 
-def neuroglancer_client() -> Path:
-    """The folder of Neuroglancer's built client inside the installed `neuroglancer` package."""
-    folder = Path(str(resources.files("neuroglancer") / "static" / "client"))
-    if not (folder / "index.html").is_file():
-        raise RuntimeError(f"the neuroglancer package has no built client in {folder}")
-    return folder
-
-
 def install(app: FastAPI) -> None:
     """Serve /static (vendored assets), /docs (Swagger UI) and /neuroglancer/ (the viewer).
     The app must be built with `docs_url=None, redoc_url=None`."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount("/neuroglancer", StaticFiles(directory=neuroglancer_client(), html=True),
-              name="neuroglancer")
+    app.include_router(neuroglancer_client.router())
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "vendor" / "swagger-ui" / "favicon-32x32.png",
+                            media_type="image/png")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger() -> HTMLResponse:

@@ -70,7 +70,7 @@ def dataset_figures(name: str, numbers: dict[str, Any]) -> str:
         (plots.heatmap(numbers["matrix"], f"{name}: synapses, type × type"), "heatmap",
          "Synapses from each type (rows) to each type (columns), clustered, log colour"),
         (plots.counts_histogram(w["weight"], w["connections"], "Synapses per connection",
-                                "synapses", log_x=True), "weights", "Synapses per connection"),
+                                "synapses"), "weights", "Synapses per connection"),
         (plots.value_histogram(d["outDegree"].to_numpy(), "Out-degree", "postsynaptic partners"),
          "out-degree", "Partners downstream of each neuron"),
         (plots.value_histogram(d["inDegree"].to_numpy(), "In-degree", "presynaptic partners"),

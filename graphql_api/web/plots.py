@@ -58,16 +58,13 @@ def bars(labels: list[str], values: list[float], title: str, xlabel: str) -> Fig
     return fig
 
 
-def counts_histogram(values: pd.Series, counts: pd.Series, title: str, xlabel: str,
-                     log_x: bool = False) -> Figure:
+def counts_histogram(values: pd.Series, counts: pd.Series, title: str, xlabel: str) -> Figure:
     """Bars of `counts` at `values` (an already counted histogram), log count axis."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.add_subplot()
     if len(values):
         ax.bar(values.to_numpy(), counts.to_numpy(), width=0.9, color="#55a868")
         ax.set_yscale("log")
-        if log_x:
-            ax.set_xscale("symlog")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.set_title(title)

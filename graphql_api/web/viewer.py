@@ -1,6 +1,6 @@
-"""Neuroglancer links to our own viewer (/neuroglancer/) showing a dataset's volumes served by
-this API (/volumes/...): the EM image, the segmentation with the chosen segments and their
-skeletons, and the synapses as an annotation layer linked to their segments."""
+"""Neuroglancer links to our own viewer (/neuroglancer/v/offline/) showing a dataset's volumes
+served by this API (/volumes/...): the EM image, the segmentation with the chosen segments and
+their skeletons, and the synapses as an annotation layer linked to their segments."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-VIEWER_PATH = "neuroglancer/"
+VIEWER_PATH = "neuroglancer/v/offline/"
 
 
 def has_volumes(meta: dict[str, Any]) -> bool:
@@ -43,6 +43,6 @@ _SYNAPSE_SHADER = "void main() { setColor(vec3(1.0, 0.3, 0.1)); setPointMarkerSi
 
 
 def viewer_url(base_url: str, state: dict[str, Any]) -> str:
-    """`{base_url}neuroglancer/#!{state}`: a link to the viewer this API serves."""
+    """`{base_url}neuroglancer/v/offline/#!{state}`: a link to the viewer this API serves."""
     text = json.dumps(state, separators=(",", ":"))
     return f"{base_url}{VIEWER_PATH}#!{quote(text, safe='')}"

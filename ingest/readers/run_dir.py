@@ -3,8 +3,9 @@
 Segments become neurons (`predicted_class` as `cellClass` and `type`, the soma as
 `somaLocation`); synapses keep their location (nm), size, confidence and postsynaptic
 compartment. Every synapse must be on a listed segment. The dataset's Meta records where the
-run's volumes are (`runDirectory`, and `emDirectory` when run.json's source is there, both
-absolute) and `voxelSizeNm`, so the API can serve them to Neuroglancer.
+run's volumes are (`runDirectory`, and `emDirectory` when run.json's source is there, or when
+the folder is the `truth/` of an EM directory; both absolute) and `voxelSizeNm`, so the API can
+serve them to Neuroglancer.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def volume_meta(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     em = run.get("source")
     if isinstance(em, str) and (Path(em) / "volume.json").is_file():
         found["emDirectory"] = str(Path(em).resolve())
+    elif (path.parent / "volume.json").is_file():  # an EM directory's truth/ folder
+        found["emDirectory"] = str(path.parent.resolve())
+        run = {**json.loads((path.parent / "volume.json").read_text()), **run}
     voxel = run.get("voxel_size_nm")
     if isinstance(voxel, list) and len(voxel) == 3:
         found["voxelSizeNm"] = [float(v) for v in voxel]
