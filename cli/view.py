@@ -67,5 +67,6 @@ def neuroglancer_cmd(
         raise fail(f"dataset {dataset!r} has no volumes: load a reconstruction run "
                    "directory (connectome ingest RUN_DIR)", 1)
     base = api if api.endswith("/") else api + "/"
-    out.print(viewer.viewer_url(base, viewer.viewer_state(base, dataset, meta, ids)),
+    state = viewer.viewer_state(base, dataset, meta, ids)
+    out.print(viewer.viewer_url(base, state),
               soft_wrap=True, highlight=False, markup=False)

@@ -1,6 +1,6 @@
 """Neuroglancer links to our own viewer (/neuroglancer/v/offline/) showing a dataset's volumes
 served by this API (/volumes/...): the EM image, the segmentation with the chosen segments and
-their skeletons, and the synapses as an annotation layer linked to their segments."""
+their skeletons (and, on request, the synapses as an annotation layer linked to segments)."""
 
 from __future__ import annotations
 
@@ -17,24 +17,28 @@ def has_volumes(meta: dict[str, Any]) -> bool:
 
 
 def viewer_state(base_url: str, dataset: str, meta: dict[str, Any],
-                 segments: Sequence[int]) -> dict[str, Any]:
-    """The viewer state for `dataset`'s volumes at `base_url` (ending in '/')."""
+                 segments: Sequence[int], synapses: bool = False) -> dict[str, Any]:
+    """The viewer state for `dataset`'s volumes at `base_url` (ending in '/').
+
+    With `synapses`, also the synapse annotation layer. Off by default: in the viewer build of
+    the `neuroglancer` package (2.41), a state with an annotation layer loses its first layer
+    to an error ("Cannot read properties of undefined") on most loads; the layer's files are
+    served and tested (`volumes`), and other Neuroglancer builds can use them."""
     root = f"precomputed://{base_url}volumes/{dataset}"
     voxel = [float(v) for v in meta.get("voxelSizeNm") or (1.0, 1.0, 1.0)]
     layers: list[dict[str, Any]] = []
     if meta.get("emDirectory"):
         layers.append({"type": "image", "source": f"{root}/image", "name": "image"})
     layers.append({"type": "segmentation", "source": f"{root}/segmentation",
-                   "name": "segmentation", "segments": [str(int(s)) for s in segments],
-                   "selectedAlpha": 0.35})
-    layers.append({"type": "annotation", "source": f"{root}/synapses", "name": "synapses",
-                   "linkedSegmentationLayer": {"pre_segment": "segmentation",
-                                               "post_segment": "segmentation"},
-                   "filterBySegmentation": [], "shader": _SYNAPSE_SHADER})
+                   "name": "segmentation", "segments": [str(int(s)) for s in segments]})
+    if synapses:
+        layers.append({"type": "annotation", "source": f"{root}/synapses", "name": "synapses",
+                       "linkedSegmentationLayer": {"pre_segment": "segmentation",
+                                                   "post_segment": "segmentation"},
+                       "filterBySegmentation": [], "shader": _SYNAPSE_SHADER})
     return {
         "dimensions": {axis: [v * 1e-9, "m"] for axis, v in zip("xyz", voxel, strict=True)},
         "layers": layers,
-        "selectedLayer": {"layer": "segmentation", "visible": True},
         "layout": "4panel",
     }
 

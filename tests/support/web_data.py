@@ -8,6 +8,8 @@ import pandas as pd
 
 WEB_PUBLIC = "t_web_public"
 WEB_PRIVATE = "t_web_private"
+WEB_EM = "t_web_em"
+WEB_EM_PRIVATE = "t_web_em_private"
 
 
 def connections(folder: Path) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import neo4j
 import pytest
@@ -18,7 +17,7 @@ from connectome_query.ingest.loader import load
 from connectome_query.ingest.sources import read_source
 from tests.support import browser as browser_support
 from tests.support.neuprint_files import write_neuprint
-from tests.support.web_data import WEB_PRIVATE, WEB_PUBLIC
+from tests.support.web_data import WEB_EM, WEB_EM_PRIVATE, WEB_PRIVATE, WEB_PUBLIC
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +44,7 @@ def web_token(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="session")
-def live_api(neo4j_target: Neo4jTarget, web_files: dict[str, Path],
+def live_api(neo4j_target: Neo4jTarget, web_files: dict[str, Path], em_dataset: str,
              web_token: tuple[Path, str]) -> Iterator[str]:
     """Base URL ('http://127.0.0.1:PORT/') of the API with auth required."""
     app = create_app(neo4j_target, auth=AuthConfig(required=True, tokens_file=web_token[0]))
@@ -53,8 +52,22 @@ def live_api(neo4j_target: Neo4jTarget, web_files: dict[str, Path],
         yield url
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    with browser_support.launch() as b:
-        yield b
 
+@pytest.fixture(scope="session")
+def em_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic 64³ EM directory with its truth (image, segmentation, skeletons, synapses)."""
+    from connectome_query.reconstruct import io, synth
+
+    out = tmp_path_factory.mktemp("web-em") / "em"
+    io.write_synthetic_em(out, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", 3))
+    return out
+
+
+@pytest.fixture(scope="session")
+def em_dataset(driver: neo4j.Driver, em_dir: Path, web_files: dict[str, Path]) -> str:
+    """The EM directory's truth/ loaded as a public dataset (its volumes recorded at ingest),
+    and the same as a private one."""
+    for name, public in ((WEB_EM, True), (WEB_EM_PRIVATE, False)):
+        load(driver, read_source(str(em_dir / "truth")), name)
+        set_public(driver, name, public)
+    return WEB_EM
