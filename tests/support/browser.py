@@ -88,7 +88,7 @@ class Visit:
 
 def _local(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.scheme in ("data", "blob", "about", "chrome-error"):
+    if parts.scheme in ("data", "blob", "about", "chrome-error", "file"):
         return True
     return (parts.hostname or "") in LOCAL_HOSTS
 
