@@ -124,7 +124,7 @@ def reconstruct_cmd(
 
 def write_run_report(run_dir: Path) -> Path | None:
     """RUN_DIR/report.html (`connectome report`); a warning, not a failure, if it cannot."""
-    from connectome_query.reconstruct.report import write_report
+    from connectome_query.reconstruct.report.build import write_report
 
     try:
         path = write_report(run_dir)

@@ -24,7 +24,7 @@ def report_cmd(
 ) -> None:
     """Write a self-contained HTML report of a reconstruction run: sections with segments and
     synapses over the EM (truth beside), metrics, timings, histograms, ERL per cell, errors."""
-    from connectome_query.reconstruct.report import write_report
+    from connectome_query.reconstruct.report.build import write_report
 
     try:
         out.print(f"wrote {write_report(run_dir, output)}")

@@ -3,8 +3,4 @@ outside address) with orthogonal slices of the image under the segmentation and 
 truth beside them when the EM directory has it), the metrics, stage timings, segment size and
 skeleton length histograms, ERL per cell, the largest split and merge errors with their
 locations, and synapse confidence. `connectome report RUN_DIR` writes it;
-`connectome reconstruct` writes it at the end."""
-
-from connectome_query.reconstruct.report.build import write_report
-
-__all__ = ["write_report"]
+`connectome reconstruct` writes it at the end (`build.write_report`)."""
