@@ -156,3 +156,33 @@ def test_neuroglancer_shows_our_volumes_offline(live_api: str, em_dir: Path,
     assert set(layers) == {"image", "segmentation"}
     assert sorted(int(s) for s in layers["segmentation"]["segments"]) == sorted(shown)
     assert not seen.console_errors, seen.console_errors
+
+
+def test_links_from_the_command_and_graphql_point_at_our_volumes(
+        live_api: str, em_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+    from connectome_query.graphql_api.neuroglancer import parse_url
+
+    shown = pd.read_parquet(em_dir / "truth" / "segments.parquet")["segment_id"].head(2)
+    ids = [str(int(s)) for s in shown]
+    result = CliRunner().invoke(app, ["neuroglancer", WEB_EM, "--body-ids", ",".join(ids),
+                                      "--api", live_api])
+    assert result.exit_code == 0, result.output
+    link = result.output.strip()
+    assert link.startswith(f"{live_api}neuroglancer/v/offline/#!")
+    layers = {la["name"]: la for la in parse_url(link)["layers"]}
+    assert layers["segmentation"]["source"] == \
+        f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
+    assert layers["segmentation"]["segments"] == ids
+    answer = httpx.post(f"{live_api}graphql", json={"query": """query($d: String!, $b: [BodyId!])
+        { neuroglancer(dataset: $d, bodyIds: $b) { url segments } }""",
+        "variables": {"d": WEB_EM, "b": ids}}).json()
+    url = answer["data"]["neuroglancer"]["url"]
+    assert url.startswith(f"{live_api}neuroglancer/v/offline/#!")
+    sources = {la["name"]: la["source"] for la in parse_url(url)["layers"]}
+    assert sources["segmentation"] == f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
+    assert sources["image"] == f"precomputed://{live_api}volumes/{WEB_EM}/image"
+    missing = CliRunner().invoke(app, ["neuroglancer", "t_web_no_such", "--api", live_api])
+    assert missing.exit_code == 1
