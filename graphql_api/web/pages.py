@@ -148,9 +148,13 @@ def neuron_page(ds: Dataset, numbers: dict[str, Any]) -> str:
             [[link(f"/datasets/{ds.name}/neurons/{r.partner}", r.partner), r.type, r.weight]
              for r in partners.itertuples()], f"{direction}-partners"))
     comp: pd.DataFrame = numbers["inputCompartments"]
-    figs.append(figure(plots.data_uri(plots.bars(
-        [str(c) for c in comp["compartment"]], list(comp["synapses"]),
-        "inputs by compartment", "synapses")), "inputs by compartment", "compartment-bars"))
+    if len(comp):
+        figs.append(figure(plots.data_uri(plots.bars(
+            [str(c) for c in comp["compartment"]], list(comp["synapses"]),
+            "inputs by compartment", "synapses")), "inputs by compartment", "compartment-bars"))
+    else:
+        parts.append('<p class="note">No synapse-level data (only connection weights) in this '
+                     "dataset: no inputs by compartment.</p>")
     parts.append("<h2>Inputs by postsynaptic compartment</h2>" + table(
         ["compartment", "synapses"], [[r.compartment, r.synapses] for r in comp.itertuples()],
         "input-compartments", text_columns=1))
