@@ -28,8 +28,10 @@ def report_cmd(
 
     try:
         out.print(f"wrote {write_report(run_dir, output)}")
-    except (ReconstructError, OSError, ValueError, KeyError) as exc:
-        raise fail(f"report: {exc}", 1) from None
+    except ReconstructError as exc:
+        raise fail(str(exc), 1) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise fail(f"report of {run_dir}: {exc!r}", 1) from None
 
 
 def _meta(dataset: str) -> dict[str, object]:
