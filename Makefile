@@ -2,7 +2,7 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench neo4j-start neo4j-stop sdl
+.PHONY: setup browser demo test lint bench neo4j-start neo4j-stop sdl
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -13,8 +13,14 @@ setup: $(UV)
 demo: setup
 	$(UV) run connectome demo
 
-test: setup
+test: setup browser
 	$(UV) run pytest $(PYTEST_ARGS)
+
+# Debian's headless Chromium for the browser tests (skipped without it outside CI).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  || echo "chromium not installed: the browser tests will be skipped (apt-get install chromium)"
 
 lint: setup
 	$(UV) run ruff check .

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from connectome_query.cli import bloom, compare, ingest, prepare, reconstruct, serve
+from connectome_query.cli import bloom, compare, ingest, prepare, reconstruct, serve, view
 from connectome_query.cli.export import export_app
 from connectome_query.cli.neo4j import neo4j_app
 from connectome_query.cli.tokens import tokens_app
@@ -23,6 +23,7 @@ app.add_typer(compare.app)
 app.add_typer(serve.app)
 app.add_typer(reconstruct.app)
 app.add_typer(prepare.app)
+app.add_typer(view.app)
 app.add_typer(export_app, name="export")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(bloom.bloom_app, name="bloom")

@@ -133,6 +133,20 @@ def reconstruct_cmd(
     if result:
         out.print(metrics_table(result))
     out.print(f"wrote {out_run_dir}")
+    write_run_report(out_run_dir)
+
+
+def write_run_report(run_dir: Path) -> Path | None:
+    """RUN_DIR/report.html (`connectome report`); a warning, not a failure, if it cannot."""
+    from connectome_query.reconstruct.report.build import write_report
+
+    try:
+        path = write_report(run_dir)
+    except (ReconstructError, OSError, ValueError, KeyError) as e:
+        console.print(f"[yellow]no report: {e}[/]")
+        return None
+    out.print(f"report: {path}")
+    return path
 
 
 @app.command("train-model")

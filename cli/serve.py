@@ -79,8 +79,19 @@ def _demo_em(work: Path) -> None:
     with reconstruct.rich_progress() as tick:
         result = pipeline.reconstruct(em_dir, run_dir, tick=tick)
     console.print(reconstruct.metrics_table(result))
+    reconstruct.write_run_report(run_dir)
     console.print(f"[bold]ingest {run_dir}[/]")
     ingest_cmd(source=str(run_dir), dataset=EM_DEMO_DATASET)
+
+
+def _print_pages(base: str, em: bool) -> None:
+    """The demo's pages: dataset pages, its reconstruction in Neuroglancer, the run report."""
+    names = ["cook2019", "varshney2011", *([EM_DEMO_DATASET] if em else [])]
+    out.print("dataset pages: " + ", ".join(f"{base}datasets/{n}" for n in names))
+    if em:
+        out.print(f"Neuroglancer (reconstruction): {base}datasets/{EM_DEMO_DATASET}/neuroglancer")
+        out.print(f"run report: {cache_dir() / 'demo-em' / 'run' / 'report.html'}")
+    out.print("")
 
 
 @app.command("demo")
@@ -116,7 +127,8 @@ def demo_cmd(
     if not server.started:
         raise fail(f"the API did not start on port {port}")
     url = f"http://127.0.0.1:{port}/graphql"
-    out.print(f"\nGraphQL API: {url} (open it in a browser for GraphiQL)\n")
+    out.print(f"\nGraphQL API: {url} (open it in a browser for GraphiQL)")
+    _print_pages(f"http://127.0.0.1:{port}/", em)
     for query in (SAMPLE_QUERY, EM_SAMPLE_QUERY) if em else (SAMPLE_QUERY,):
         answer = httpx.post(url, json={"query": query}, timeout=30).json()
         out.print("sample query:", style="bold")

@@ -1,5 +1,6 @@
 """The FastAPI application: GraphQL (with GraphiQL) at /graphql, health at /health, the Cypher
-endpoint and the export routes, all behind the guard (`guard`)."""
+endpoint and the export routes, all behind the guard (`guard`); browser pages, volumes and
+assets from `web` (served from this server only, so they work offline)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import neo4j
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from strawberry.fastapi import GraphQLRouter
 
 from connectome_query.graphdb.driver import open_async_driver
 from connectome_query.graphdb.settings import Neo4jTarget
@@ -21,6 +21,7 @@ from connectome_query.graphql_api.db import SyncDriver
 from connectome_query.graphql_api.export_routes import export_router
 from connectome_query.graphql_api.guard import install as install_guard
 from connectome_query.graphql_api.schema import schema
+from connectome_query.graphql_api.web import assets, pages, volumes
 
 
 def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None) -> FastAPI:
@@ -44,12 +45,16 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
     async def get_context() -> ApiContext:
         return ApiContext(state["driver"], database=database)
 
-    app = FastAPI(title="connectome-query", lifespan=lifespan)
+    app = FastAPI(title="connectome-query", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_guard(app, auth or AuthConfig.from_env())
     app.add_exception_handler(RequestValidationError, _bad_parameters)
     app.include_router(cypher_router(lambda: state["driver"], sync.get, database))
-    app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
+    app.include_router(assets.LocalGraphQLRouter(schema, context_getter=get_context),
+                       prefix="/graphql")
     app.include_router(export_router(sync, database, lambda: state["driver"]))
+    assets.install(app)
+    app.include_router(volumes.router(lambda: state["driver"], database))
+    app.include_router(pages.router(lambda: state["driver"], database))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

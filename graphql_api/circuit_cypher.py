@@ -323,7 +323,8 @@ ORDER BY synapses DESC, preType, postType LIMIT $limit
 META_VOLUMES = """
 MATCH (m:Meta {dataset: $dataset})
 RETURN m.neuroglancerSource AS segmentation, m.imageSource AS image,
-       m.voxelSizeNm AS voxelSize, m.neuroglancerBase AS base
+       m.voxelSizeNm AS voxelSize, m.neuroglancerBase AS base,
+       m.runDirectory AS runDirectory, m.emDirectory AS emDirectory
 """
 
 SYNAPSES_BY_ID = f"""

@@ -313,8 +313,10 @@ class CircuitQuery:
         synapse_ids: list[BodyId] | None = None, pre: BodyId | None = None,
         post: BodyId | None = None,
     ) -> NeuroglancerLink:
+        name = dataset
         dataset = await require_dataset(info, dataset)
-        meta = (await _read(info, cq.META_VOLUMES, {"dataset": dataset}))[0]
+        meta = served_volumes(info, name, (await _read(info, cq.META_VOLUMES,
+                                                       {"dataset": dataset}))[0])
         if not meta["segmentation"]:
             raise QueryError(f"dataset {dataset!r} has no volumes: no neuroglancerSource was "
                              "recorded at ingest (connectome ingest --neuroglancer-source)")
@@ -357,6 +359,20 @@ class CircuitQuery:
                                 state=json.dumps(state, separators=(",", ":")),
                                 segments=segments,  # type: ignore[arg-type]
                                 synapse_count=len(synapses))
+
+
+def served_volumes(info: Info[ApiContext, None], name: str,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    """Volumes recorded at ingest as files (a reconstruction run) are the ones this API serves
+    under /volumes, shown in the viewer it serves (`web`); sources given as URLs win."""
+    request = getattr(info.context, "request", None)
+    if meta["segmentation"] or not meta.get("runDirectory") or request is None:
+        return meta
+    base = str(request.base_url)
+    root = f"precomputed://{base}volumes/{name}"
+    return {**meta, "segmentation": f"{root}/segmentation",
+            "image": meta["image"] or (f"{root}/image" if meta.get("emDirectory") else None),
+            "base": meta["base"] or f"{base}neuroglancer/v/offline/"}
 
 
 async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelector,

@@ -83,3 +83,13 @@ def celegans(driver: neo4j.Driver) -> dict[str, object]:
     for name in ("cook2019", "varshney2011"):
         reports[name] = load(driver, read_source(name), name)
     return reports
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium under Playwright, shared by the session (tests/support/browser:
+    a skip without Chromium unless CONNECTOME_REQUIRE_BROWSER=1)."""
+    from tests.support.browser import launch
+
+    with launch() as b:
+        yield b

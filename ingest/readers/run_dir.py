@@ -2,7 +2,10 @@
 
 Segments become neurons (`predicted_class` as `cellClass` and `type`, the soma as
 `somaLocation`); synapses keep their location (nm), size, confidence and postsynaptic
-compartment. Every synapse must be on a listed segment.
+compartment. Every synapse must be on a listed segment. The dataset's Meta records where the
+run's volumes are (`runDirectory`, and `emDirectory` when run.json's source is there, or when
+the folder is the `truth/` of an EM directory; both absolute) and `voxelSizeNm`, so the API can
+serve them to Neuroglancer.
 """
 
 from __future__ import annotations
@@ -43,6 +46,21 @@ def _run_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def volume_meta(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Where the run's volumes lie, for the API's /volumes routes."""
+    found: dict[str, Any] = {"runDirectory": str(path.resolve())}
+    em = run.get("source")
+    if isinstance(em, str) and (Path(em) / "volume.json").is_file():
+        found["emDirectory"] = str(Path(em).resolve())
+    elif (path.parent / "volume.json").is_file():  # an EM directory's truth/ folder
+        found["emDirectory"] = str(path.parent.resolve())
+        run = {**json.loads((path.parent / "volume.json").read_text()), **run}
+    voxel = run.get("voxel_size_nm")
+    if isinstance(voxel, list) and len(voxel) == 3:
+        found["voxelSizeNm"] = [float(v) for v in voxel]
+    return found
+
+
 def run_dir_source(path: Path) -> Source:
     """A run directory written by `connectome reconstruct`, as a source."""
     meta = _run_meta(path)
@@ -62,6 +80,7 @@ def run_dir_source(path: Path) -> Source:
         synapse_id="synapse_id", min_id=1, size=present(syn, "size_voxels"),
         confidence=present(syn, "confidence"), compartment=present(syn, "post_compartment"))
     meta["description"] = f"reconstruction run {path.name}"
+    meta.update(volume_meta(path, meta))
     return Source(
         name=str(path),
         neurons=FileStream(seg, neurons, {"bodyId": "segment_id"}),

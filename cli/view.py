@@ -1,0 +1,74 @@
+"""`connectome report`, `neuroglancer` and `plot`: the pictures the API serves, from the
+command line (a run's report.html, a viewer link, a dataset's figures as PNG/SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from connectome_query.cli.console import fail, out
+from connectome_query.reconstruct.errors import ReconstructError
+
+app = typer.Typer()
+
+API_HELP = "Base address of the running API that serves the volumes and the viewer."
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run directory (connectome reconstruct)")],
+    output: Annotated[Path | None, typer.Option(
+        "--out", help="where to write (default RUN_DIR/report.html)")] = None,
+) -> None:
+    """Write a self-contained HTML report of a reconstruction run: sections with segments and
+    synapses over the EM (truth beside), metrics, timings, histograms, ERL per cell, errors."""
+    from connectome_query.reconstruct.report.build import write_report
+
+    try:
+        out.print(f"wrote {write_report(run_dir, output)}")
+    except ReconstructError as exc:
+        raise fail(str(exc), 1) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise fail(f"report of {run_dir}: {exc!r}", 1) from None
+
+
+def _meta(dataset: str) -> dict[str, object]:
+    from connectome_query.graphdb import catalog
+    from connectome_query.graphdb.driver import open_driver
+    from connectome_query.graphql_api.web.access import META_OF
+
+    with open_driver() as driver:
+        version = catalog.resolve(driver, dataset)
+        records, _, _ = driver.execute_query(META_OF, key=version.key)
+    return dict(records[0]["meta"]) if records else {}
+
+
+@app.command("neuroglancer")
+def neuroglancer_cmd(
+    dataset: Annotated[str, typer.Argument(help="dataset name")],
+    body_ids: Annotated[str, typer.Option(help="segments to show, comma-separated")] = "",
+    api: Annotated[str, typer.Option(help=API_HELP)] = "http://127.0.0.1:8000/",
+) -> None:
+    """Print a link that opens the dataset's volumes in the Neuroglancer viewer the API
+    serves (no internet needed), with the given segments shown."""
+    from connectome_query.graphdb.catalog import UnknownDataset
+    from connectome_query.graphql_api.web import viewer
+
+    try:
+        ids = [int(b) for b in body_ids.split(",") if b.strip()]
+    except ValueError:
+        raise fail(f"--body-ids: expected comma-separated integers, got {body_ids!r}",
+                   2) from None
+    try:
+        meta = _meta(dataset)
+    except UnknownDataset as exc:
+        raise fail(str(exc), 1) from None
+    if not viewer.has_volumes(meta):
+        raise fail(f"dataset {dataset!r} has no volumes: load a reconstruction run "
+                   "directory (connectome ingest RUN_DIR)", 1)
+    base = api if api.endswith("/") else api + "/"
+    state = viewer.viewer_state(base, dataset, meta, ids)
+    out.print(viewer.viewer_url(base, state),
+              soft_wrap=True, highlight=False, markup=False)

@@ -1,0 +1,72 @@
+"""The Neuroglancer viewer from the `neuroglancer` PyPI package, served by this API so links
+work without internet: /neuroglancer/v/{token}/#!{state}.
+
+That package builds the viewer for its Python server: the page must sit under `/v/{token}/`,
+and it opens an event stream and posts its settings to endpoints beside it. Here the state
+comes from the link (the URL fragment), so those endpoints only acknowledge: the stream stays
+open with nothing to say, and posted settings are accepted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+TOKEN = "offline"
+"""The token in our viewer links (any token works)."""
+MIME = {".css": "text/css", ".js": "application/javascript", ".html": "text/html",
+        ".map": "application/json", ".wasm": "application/wasm"}
+_NAME = re.compile(r"^[a-z0-9][a-zA-Z0-9_\-.]*\.(?:js|map|css|wasm|html)$")
+KEEPALIVE_S = 15.0
+
+
+def client_folder() -> Path:
+    """Neuroglancer's built client inside the installed `neuroglancer` package."""
+    folder = Path(str(resources.files("neuroglancer") / "static" / "client"))
+    if not (folder / "index.html").is_file():
+        raise RuntimeError(f"the neuroglancer package has no built client in {folder}")
+    return folder
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/neuroglancer", include_in_schema=False)
+    folder = client_folder()
+
+    @api.get("/v/{token}/{name:path}")
+    async def client(token: str, name: str) -> FileResponse:
+        name = name or "index.html"
+        if not _NAME.match(name) or not (folder / name).is_file():
+            raise HTTPException(404, f"no viewer file {name!r}")
+        return FileResponse(folder / name, media_type=MIME[Path(name).suffix])
+
+    @api.get("/events/{token}")
+    async def events(request: Request, token: str) -> StreamingResponse:
+        async def idle() -> AsyncIterator[str]:
+            yield ": viewer state comes from the link\n\n"
+            while not await request.is_disconnected():
+                await asyncio.sleep(KEEPALIVE_S)
+                yield ": keep-alive\n\n"
+
+        return StreamingResponse(idle(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @api.post("/state/{token}")
+    async def state(request: Request, token: str) -> JSONResponse:
+        try:
+            generation = (await request.json()).get("g", 0)
+        except ValueError:
+            generation = 0
+        return JSONResponse({"g": generation})
+
+    @api.post("/action/{token}")
+    @api.post("/volume_response/{token}/{rest:path}")
+    async def ignored(token: str, rest: str = "") -> Response:
+        return Response(status_code=204)
+
+    return api

@@ -1,0 +1,123 @@
+"""What the dataset and neuron pages show, read from the graph: counts, the type × type matrix,
+synapses per connection, degrees, a neuron's partners and its inputs by compartment. Each is a
+plain table (pandas) so pages, JSON answers, plots and tests share the numbers. Results are
+cached per dataset version key (a version never changes once loaded)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import neo4j
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import leaves_list, linkage
+
+from connectome_query.graphql_api.db import read
+
+COUNTS = """
+MATCH (n:Neuron) WHERE n.dataset = $key
+WITH count(n) AS neurons, count(n.type) AS typed, count(DISTINCT n.type) AS types
+OPTIONAL MATCH (a:Neuron)-[c:ConnectsTo]->(:Neuron) WHERE a.dataset = $key
+RETURN neurons, typed, types, count(c) AS connections, coalesce(sum(c.weight), 0) AS synapses
+"""
+
+TYPE_PAIRS = """
+MATCH (a:Neuron)-[c:ConnectsTo]->(b:Neuron)
+WHERE a.dataset = $key AND a.type IS NOT NULL AND b.type IS NOT NULL
+RETURN a.type AS preType, b.type AS postType, sum(c.weight) AS synapses
+"""
+
+WEIGHTS = """
+MATCH (a:Neuron)-[c:ConnectsTo]->(:Neuron) WHERE a.dataset = $key
+RETURN c.weight AS weight, count(*) AS connections ORDER BY weight
+"""
+
+DEGREES = """
+MATCH (n:Neuron) WHERE n.dataset = $key
+RETURN n.bodyId AS bodyId, COUNT { (n)-[:ConnectsTo]->(:Neuron) } AS outDegree,
+       COUNT { (:Neuron)-[:ConnectsTo]->(n) } AS inDegree
+"""
+
+NEURON = """
+MATCH (n:Neuron {dataset: $key, bodyId: $bodyId})
+RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.cellClass AS cellClass
+"""
+
+PARTNERS = {
+    "upstream": """
+MATCH (p:Neuron)-[c:ConnectsTo]->(n:Neuron {dataset: $key, bodyId: $bodyId})
+RETURN p.bodyId AS partner, coalesce(p.type, '(untyped)') AS type, c.weight AS weight
+ORDER BY weight DESC, partner""",
+    "downstream": """
+MATCH (n:Neuron {dataset: $key, bodyId: $bodyId})-[c:ConnectsTo]->(p:Neuron)
+RETURN p.bodyId AS partner, coalesce(p.type, '(untyped)') AS type, c.weight AS weight
+ORDER BY weight DESC, partner""",
+}
+
+INPUT_COMPARTMENTS = """
+MATCH (:Neuron)-[:Contains]->(ss:SynapseSet)-[:SynapsesTo]->(n:Neuron {dataset: $key,
+                                                                  bodyId: $bodyId})
+MATCH (ss)-[:Contains]->(s:Synapse)
+RETURN coalesce(s.postCompartment, 'unknown') AS compartment, count(s) AS synapses
+ORDER BY synapses DESC, compartment
+"""
+
+MAX_TYPES = 60
+"""The heatmap shows at most this many types (those with the most synapses in and out)."""
+
+
+class VersionCache:
+    """Computed tables per (dataset version key, what): bounded, least recently used out."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    async def get(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Any]]) -> Any:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = await make()
+        self.items[key] = value
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+async def frame(driver: neo4j.AsyncDriver, database: str, cypher: str,
+                params: dict[str, Any], columns: list[str]) -> pd.DataFrame:
+    rows = await read(driver, cypher, params, database=database)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def type_matrix(pairs: pd.DataFrame, max_types: int = MAX_TYPES) -> pd.DataFrame:
+    """Synapses from each presynaptic type (rows) to each postsynaptic type (columns), for the
+    `max_types` types with the most synapses, rows and columns ordered by average-linkage
+    clustering of log(1 + synapses), so blocks of related types sit together."""
+    if pairs.empty:
+        return pd.DataFrame(dtype=np.int64)
+    totals = (pairs.groupby("preType")["synapses"].sum()
+              .add(pairs.groupby("postType")["synapses"].sum(), fill_value=0))
+    keep = sorted(totals.sort_values(ascending=False, kind="stable").index[:max_types])
+    kept = pairs[pairs["preType"].isin(keep) & pairs["postType"].isin(keep)]
+    matrix = (kept.pivot_table(index="preType", columns="postType", values="synapses",
+                               aggfunc="sum", fill_value=0)
+              .reindex(index=keep, columns=keep, fill_value=0).astype(np.int64))
+    if len(keep) > 2:
+        logged = np.log1p(matrix.to_numpy(np.float64))
+        rows = leaves_list(linkage(logged, "average"))
+        cols = leaves_list(linkage(logged.T, "average"))
+        matrix = matrix.iloc[rows, cols]
+    return matrix
+
+
+def partner_types(partners: pd.DataFrame) -> pd.DataFrame:
+    """Synapses and partner counts per partner type, most synapses first."""
+    if partners.empty:
+        return pd.DataFrame(columns=["type", "synapses", "partners"])
+    grouped = partners.groupby("type").agg(synapses=("weight", "sum"),
+                                           partners=("partner", "count")).reset_index()
+    return grouped.sort_values(["synapses", "type"], ascending=[False, True],
+                               kind="stable").reset_index(drop=True)

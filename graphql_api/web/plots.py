@@ -1,0 +1,86 @@
+"""Pictures for the pages and for `connectome plot`: matplotlib figures (no pyplot state, so
+safe in threads) drawn from the same tables the pages list, written as PNG or SVG bytes."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+
+def render(fig: Figure, fmt: str = "png") -> bytes:
+    """The figure as PNG or SVG bytes."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"format must be png or svg, got {fmt!r}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def data_uri(fig: Figure) -> str:
+    return "data:image/png;base64," + base64.b64encode(render(fig)).decode()
+
+
+def heatmap(matrix: pd.DataFrame, title: str) -> Figure:
+    """Synapses type × type, log colour; empty cells blank."""
+    n = max(len(matrix.index), 1)
+    side = min(3 + 0.16 * n, 14)
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.add_subplot()
+    values = matrix.to_numpy(np.float64)
+    if values.size and values.max() > 0:
+        shown = np.ma.masked_less_equal(values, 0)
+        image = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1, vmax=values.max()),
+                          aspect="auto", interpolation="nearest")
+        fig.colorbar(image, ax=ax, label="synapses (log)")
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns],
+                  rotation=90, fontsize=6)
+    ax.set_yticks(range(len(matrix.index)), [str(i) for i in matrix.index], fontsize=6)
+    ax.set_xlabel("postsynaptic type")
+    ax.set_ylabel("presynaptic type")
+    ax.set_title(title)
+    return fig
+
+
+def bars(labels: list[str], values: list[float], title: str, xlabel: str) -> Figure:
+    """Horizontal bars, first label on top."""
+    fig = Figure(figsize=(6, 0.8 + 0.28 * max(len(labels), 1)))
+    ax = fig.add_subplot()
+    ax.barh(range(len(labels)), values, color="#4c72b0")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return fig
+
+
+def counts_histogram(values: pd.Series, counts: pd.Series, title: str, xlabel: str) -> Figure:
+    """Bars of `counts` at `values` (an already counted histogram), log count axis."""
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    if len(values):
+        ax.bar(values.to_numpy(), counts.to_numpy(), width=0.9, color="#55a868")
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    return fig
+
+
+def value_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
+                    log_y: bool = True) -> Figure:
+    """A histogram of raw values."""
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    if len(values):
+        ax.hist(values, bins=bins, color="#8172b2")
+        if log_y:
+            ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,170 @@
+"""Read a run directory (and its EM directory, when run.json's source is still there), compute
+the report's tables and write `report.html`."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.report import errors, figures
+
+STYLE = """body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
+ padding: 0 1em; color: #222; } table { border-collapse: collapse; margin: .5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: .2em .6em; text-align: right; }
+th { background: #f3f3f3; } figure { display: inline-block; margin: .5em 1em .5em 0; }
+img { max-width: 100%; } .note { color: #666; }"""
+
+
+def skeleton_lengths(run_dir: Path) -> pd.DataFrame:
+    """Cable length (nm) of each segment's skeleton in skeletons/{id}.swc."""
+    rows = []
+    for swc in sorted((run_dir / "skeletons").glob("*.swc")):
+        data = np.loadtxt(swc, comments="#", ndmin=2).reshape(-1, 7)
+        index = {int(i): k for k, i in enumerate(data[:, 0])}
+        parent = [index.get(int(p), -1) for p in data[:, 6]]
+        child = [k for k, p in enumerate(parent) if p >= 0]
+        xyz = data[:, 2:5]
+        length = float(np.linalg.norm(xyz[child] - xyz[[parent[k] for k in child]], axis=1)
+                       .sum()) if child else 0.0
+        rows.append((int(swc.stem), length, len(data)))
+    return pd.DataFrame(rows, columns=["segment_id", "cable_nm", "nodes"])
+
+
+def report_data(run_dir: Path) -> dict[str, Any]:
+    """Everything the report shows, as tables and arrays."""
+    run_dir = Path(run_dir)
+    run = io.read_json(run_dir / "run.json", "run description")
+    vs_zyx = tuple(float(v) for v in run["voxel_size_nm"][::-1])
+    seg_path = run_dir / "segmentation.zarr"
+    seg = io.read_block(io.open_zarr(seg_path, "segmentation"), (slice(None),) * 3, seg_path,
+                        "segmentation")
+    data: dict[str, Any] = {
+        "run": run, "vs_zyx": vs_zyx, "segmentation": seg,
+        "segments": pd.read_parquet(run_dir / "segments.parquet"),
+        "synapses": pd.read_parquet(run_dir / "synapses.parquet"),
+        "metrics": (json.loads((run_dir / "metrics.json").read_text())
+                    if (run_dir / "metrics.json").is_file() else None),
+        "skeletons": skeleton_lengths(run_dir), "image": None, "truth": None,
+    }
+    em_dir = Path(str(run.get("source", "")))
+    if em_dir.is_dir() and (em_dir / "volume.json").is_file():
+        info = io.read_volume_info(em_dir)
+        data["image"] = io.read_image(em_dir, info)
+        truth = io.read_truth(em_dir, seg.shape)
+        if truth is not None:
+            data["truth"] = truth
+            data["erl"] = errors.erl_per_cell(truth, seg, vs_zyx)  # type: ignore[arg-type]
+            data["splits"], data["merges"] = errors.split_merge_errors(
+                truth["segmentation"], seg, vs_zyx)  # type: ignore[arg-type]
+    return data
+
+
+def _table(df: pd.DataFrame, table_id: str) -> str:
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _figure(fig: Any, caption: str, fig_id: str) -> str:
+    return (f'<figure id="{fig_id}"><img src="{figures.data_uri(fig)}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    blocks = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    names = sorted({n for b in blocks.values() for n, v in b.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)})
+    df = pd.DataFrame({"metric": names, **{b: [blocks[b].get(n, "") for n in names]
+                                          for b in blocks}})
+    return _table(df, "metrics")
+
+
+def _pictures(d: dict[str, Any]) -> str:
+    parts = []
+    if d["image"] is not None:
+        labels = {"segmentation": d["segmentation"]}
+        if d["truth"] is not None:
+            labels["truth"] = d["truth"]["segmentation"]
+        centre = tuple(s // 2 for s in d["segmentation"].shape)
+        parts.append(_figure(figures.slices(d["image"], labels, d["synapses"], d["vs_zyx"],
+                                            centre),
+                             "Orthogonal sections through the centre: EM, segments (colour), "
+                             "synapses (red)", "slices"))
+    parts.append(_figure(figures.histogram(d["segments"]["size_voxels"].to_numpy(),
+                                           "Segment sizes", "voxels", log_x=True),
+                         "Segment sizes", "sizes"))
+    parts.append(_figure(figures.histogram(d["skeletons"]["cable_nm"].to_numpy(),
+                                           "Skeleton lengths", "cable (nm)"),
+                         "Skeleton cable per segment", "skeleton-lengths"))
+    if "confidence" in d["synapses"]:
+        parts.append(_figure(figures.histogram(d["synapses"]["confidence"].to_numpy(),
+                                               "Synapse confidence", "confidence", bins=20),
+                             "Synapse confidence", "confidence"))
+    timings = d["run"].get("timings_s") or {}
+    if timings:
+        parts.append(_figure(figures.bars(list(timings), [float(v) for v in timings.values()],
+                                          "Stage timings", "seconds"), "Stage timings",
+                             "timings"))
+    if "erl" in d:
+        erl = d["erl"]
+        parts.append(_figure(figures.bars([str(c) for c in erl["cell"]],
+                                          list(erl["erl_nm"]), "ERL per true cell", "nm"),
+                             "Expected run length per true cell", "erl-bars"))
+    return "".join(parts)
+
+
+def render(d: dict[str, Any], title: str) -> str:
+    run = d["run"]
+    s = d["segments"]
+    counts = pd.DataFrame([{"segments": len(s), "synapses": len(d["synapses"]),
+                            "skeletons": len(d["skeletons"]),
+                            "shape (z, y, x)": str(run.get("shape_zyx")),
+                            "voxel (x, y, z) nm": str(run.get("voxel_size_nm"))}])
+    body = [f"<h2>Run</h2>{_table(counts, 'counts')}"]
+    if d["metrics"]:
+        body.append(f"<h2>Metrics against the truth</h2>{_metrics_table(d['metrics'])}")
+    timings = run.get("timings_s") or {}
+    if timings:
+        body.append("<h2>Stage timings</h2>" + _table(pd.DataFrame(
+            {"stage": list(timings), "seconds": [float(v) for v in timings.values()]}),
+            "timings-table"))
+    body.append(f"<h2>Pictures</h2>{_pictures(d)}")
+    if "erl" in d:
+        body.append("<h2>ERL per true cell</h2>" + _table(d["erl"], "erl"))
+        for kind in ("merges", "splits"):
+            body.append(f"<h2>Largest {kind[:-1]} errors</h2>" + _table(d[kind], kind))
+    else:
+        body.append('<p class="note">No ground truth beside this run: no ERL or errors.</p>')
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
+            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"
+            + "".join(body) + "</body></html>")
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Write `out` (default RUN_DIR/report.html); ReconstructError naming a missing file."""
+    run_dir = Path(run_dir)
+    for name in ("run.json", "segments.parquet", "synapses.parquet", "segmentation.zarr"):
+        if not (run_dir / name).exists():
+            raise ReconstructError(f"report: {run_dir / name} does not exist (not a run "
+                                   "directory written by `connectome reconstruct`?)")
+    target = Path(out) if out else run_dir / "report.html"
+    html = render(report_data(run_dir), f"Reconstruction report: {run_dir.name}")
+    target.write_text(html)
+    return target

@@ -1,0 +1,99 @@
+"""The report's pictures (matplotlib figures, no pyplot state), as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+AXES = {"xy": 0, "xz": 1, "yz": 2}
+"""Plane name -> the (z, y, x) axis held fixed."""
+
+
+def data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def label_colours(labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGBA per voxel: a colour fixed by each label's id (hashed), transparent for 0."""
+    ids = labels.astype(np.uint64)
+    h = (ids * np.uint64(2654435761)) & np.uint64(0xFFFFFF)
+    rgba = np.zeros((*labels.shape, 4), np.float32)
+    rgba[..., 0] = ((h >> np.uint64(16)) & np.uint64(255)).astype(np.float32) / 255
+    rgba[..., 1] = ((h >> np.uint64(8)) & np.uint64(255)).astype(np.float32) / 255
+    rgba[..., 2] = (h & np.uint64(255)).astype(np.float32) / 255
+    rgba[..., 3] = np.where(labels != 0, alpha, 0.0)
+    return rgba
+
+
+def section(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """The 2-D section of a (z, y, x) volume through `index` on `plane`'s fixed axis."""
+    return np.take(volume, index, axis=AXES[plane])
+
+
+def slices(image: np.ndarray, labels: Mapping[str, np.ndarray], synapses: pd.DataFrame,
+           vs_zyx: tuple[float, float, float], centre: tuple[int, int, int]) -> Figure:
+    """Rows: one per labelling (segmentation, truth); columns: the xy, xz and yz sections
+    through `centre` (z, y, x); synapses within one voxel of the section drawn as points."""
+    fig = Figure(figsize=(12, 4 * len(labels)))
+    axes = fig.subplots(len(labels), 3, squeeze=False)
+    pos = synapses[["z", "y", "x"]].to_numpy(float) / np.array(vs_zyx) if len(synapses) \
+        else np.zeros((0, 3))
+    for row, (name, lab) in enumerate(labels.items()):
+        for col, plane in enumerate(AXES):
+            fixed = AXES[plane]
+            ax = axes[row][col]
+            aspect = _aspect(plane, vs_zyx)
+            ax.imshow(section(image, plane, centre[fixed]), cmap="gray", aspect=aspect,
+                      interpolation="nearest")
+            ax.imshow(label_colours(section(lab, plane, centre[fixed])), aspect=aspect,
+                      interpolation="nearest")
+            near = np.abs(pos[:, fixed] - centre[fixed]) <= 1.0
+            other = [a for a in range(3) if a != fixed]
+            ax.scatter(pos[near, other[1]], pos[near, other[0]], s=14, c="#ff3300",
+                       marker="o", edgecolors="white", linewidths=0.5)
+            ax.set_title(f"{name}: {plane} at {'zyx'[fixed]} = {centre[fixed]}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
+
+
+def _aspect(plane: str, vs_zyx: tuple[float, float, float]) -> float:
+    fixed = AXES[plane]
+    rows, cols = [a for a in range(3) if a != fixed]
+    return vs_zyx[rows] / vs_zyx[cols]
+
+
+def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 30,
+              log_x: bool = False) -> Figure:
+    fig = Figure(figsize=(5, 3))
+    ax = fig.add_subplot()
+    values = np.asarray(values, float)
+    if len(values):
+        if log_x and values.min() > 0:
+            bins_ = list(np.geomspace(values.min(), values.max() * 1.0001, bins))
+            ax.hist(values, bins=bins_, color="#4c72b0")
+            ax.set_xscale("log")
+        else:
+            ax.hist(values, bins=bins, color="#4c72b0")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    return fig
+
+
+def bars(labels: list[str], values: list[float], title: str, xlabel: str) -> Figure:
+    fig = Figure(figsize=(5, 0.8 + 0.3 * max(len(labels), 1)))
+    ax = fig.add_subplot()
+    ax.barh(range(len(labels)), values, color="#55a868")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    return fig

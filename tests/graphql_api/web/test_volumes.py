@@ -1,0 +1,188 @@
+"""/volumes: a synthetic EM directory's truth, loaded as a dataset, served as Neuroglancer
+precomputed. Files are the bytes on disk (Range too), with CORS and content types; skeletons
+and synapse annotations decode to the SWC files and the synapse table; private volumes need a
+token; and Neuroglancer, served by us, loads the image, segmentation and skeletons with nothing
+from outside (the synapse annotation layer is served but not in the default link: see
+`web.viewer`)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from connectome_query.graphql_api.web import precomputed
+from tests.support import browser as bs
+from tests.support.web_data import WEB_EM, WEB_EM_PRIVATE
+
+pytestmark = [pytest.mark.neo4j]
+
+
+def _get(url: str, **headers: str) -> httpx.Response:
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+def test_volume_files_are_the_files_on_disk(live_api: str, em_dir: Path) -> None:
+    root = f"{live_api}volumes/{WEB_EM}"
+    info = _get(f"{root}/segmentation/info")
+    assert info.status_code == 200
+    assert info.headers["content-type"] == "application/json"
+    assert info.headers["access-control-allow-origin"] == "*"
+    on_disk = json.loads((em_dir / "truth" / "segmentation.precomputed" / "info").read_text())
+    assert info.json() == {**on_disk, "skeletons": "skeletons"}
+    scale = on_disk["scales"][0]["key"]
+    chunks = sorted((em_dir / "image.precomputed" / _get(f"{root}/image/info").json()
+                     ["scales"][0]["key"]).iterdir())
+    assert chunks
+    body = chunks[0].read_bytes()
+    whole = _get(f"{root}/image/{chunks[0].parent.name}/{chunks[0].name}")
+    assert whole.content == body
+    assert whole.headers["content-type"] == "application/octet-stream"
+    part = _get(f"{root}/image/{chunks[0].parent.name}/{chunks[0].name}", range="bytes=10-49")
+    assert part.status_code == 206
+    assert part.content == body[10:50]
+    seg_chunk = next((em_dir / "truth" / "segmentation.precomputed" / scale).iterdir())
+    assert _get(f"{root}/segmentation/{scale}/{seg_chunk.name}").content == \
+        seg_chunk.read_bytes()
+    pre = httpx.options(f"{root}/segmentation/info", headers={
+        "origin": "http://elsewhere.example", "access-control-request-method": "GET"})
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == "*"
+    for bad in ("..%2F..%2Fvolume.json", "%2E%2E/%2E%2E/volume.json", "nothing"):
+        assert _get(f"{root}/segmentation/{bad}").status_code == 404
+    assert _get(f"{root}/meshes/info").status_code == 404
+
+
+def test_skeletons_decode_to_the_swc_files(live_api: str, em_dir: Path) -> None:
+    folder = em_dir / "truth" / "skeletons"
+    files = sorted(folder.glob("*.swc"))
+    assert files
+    info = _get(f"{live_api}volumes/{WEB_EM}/segmentation/skeletons/info").json()
+    assert info["@type"] == "neuroglancer_skeletons"
+    for swc in files:
+        data = _get(f"{live_api}volumes/{WEB_EM}/segmentation/skeletons/{swc.stem}")
+        assert data.status_code == 200
+        pos, edges, comp = precomputed.decode_skeleton(data.content)
+        rows = pd.read_csv(swc, comment="#", sep=r"\s+", header=None,
+                           names=["id", "type", "x", "y", "z", "r", "parent"])
+        np.testing.assert_allclose(pos, rows[["x", "y", "z"]].to_numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(comp, rows["type"].to_numpy())
+        by_id = dict(zip(rows["id"], range(len(rows)), strict=True))
+        expected = {(k, by_id[p]) for k, p in enumerate(rows["parent"]) if p in by_id}
+        assert {tuple(e) for e in edges.tolist()} == expected
+
+
+def _decode_many(data: bytes, n_props: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    (count,) = struct.unpack_from("<Q", data)
+    rec = np.frombuffer(data, "<f4", count * (3 + n_props), 8).reshape(count, 3 + n_props)
+    ids = np.frombuffer(data, "<u8", count, 8 + rec.nbytes)
+    return rec, ids
+
+
+def test_synapses_decode_to_the_synapse_table(live_api: str, em_dir: Path) -> None:
+    table = pd.read_parquet(em_dir / "truth" / "synapses.parquet")
+    root = f"{live_api}volumes/{WEB_EM}/synapses"
+    info = _get(f"{root}/info").json()
+    assert info["annotation_type"] == "POINT"
+    assert info["spatial"][0]["limit"] >= len(table)
+    rec, ids = _decode_many(_get(f"{root}/spatial0/0_0_0").content)
+    got = pd.DataFrame(rec, columns=["x", "y", "z", "confidence"]).assign(synapse_id=ids)
+    want = table.set_index("synapse_id").loc[got["synapse_id"]]
+    assert sorted(ids.tolist()) == sorted(table["synapse_id"].tolist())
+    np.testing.assert_allclose(got[["x", "y", "z"]].to_numpy(),
+                               want[["x", "y", "z"]].to_numpy(), rtol=1e-6)
+    pre = int(table["pre_segment_id"].value_counts().index[0])
+    _, pre_ids = _decode_many(_get(f"{root}/pre_segment/{pre}").content)
+    assert sorted(pre_ids.tolist()) == sorted(
+        table.loc[table["pre_segment_id"] == pre, "synapse_id"].tolist())
+    one = table.iloc[0]
+    data = _get(f"{root}/by_id/{int(one['synapse_id'])}").content
+    xyz = np.frombuffer(data, "<f4", 3)
+    np.testing.assert_allclose(xyz, one[["x", "y", "z"]].to_numpy(float), rtol=1e-6)
+    pre_n, pre_id = struct.unpack_from("<IQ", data, 16)
+    post_n, post_id = struct.unpack_from("<IQ", data, 28)
+    assert (pre_n, pre_id, post_n, post_id) == (1, one["pre_segment_id"], 1,
+                                                one["post_segment_id"])
+
+
+def test_private_volumes_need_a_token(live_api: str, web_token: tuple[Path, str]) -> None:
+    url = f"{live_api}volumes/{WEB_EM_PRIVATE}/segmentation/info"
+    hidden = _get(url)
+    assert hidden.status_code == 404
+    absent = _get(f"{live_api}volumes/t_web_no_such/segmentation/info")
+    assert absent.status_code == 404
+    assert hidden.json()["detail"].replace(WEB_EM_PRIVATE, "X") == \
+        absent.json()["detail"].replace("t_web_no_such", "X")
+    assert _get(url, authorization="Bearer nonsense").status_code == 401
+    # The token grants the private neuPrint dataset only, not this one.
+    assert _get(url, authorization=f"Bearer {web_token[1]}").status_code == 404
+
+
+def test_neuroglancer_shows_our_volumes_offline(live_api: str, em_dir: Path,
+                                                browser: Any) -> None:
+    segments = pd.read_parquet(em_dir / "truth" / "segments.parquet")
+    shown = segments.nlargest(3, "size_voxels")["segment_id"].astype(int).tolist()
+    root = f"{live_api}volumes/{WEB_EM}/"
+    wanted = {"image/info", "segmentation/info",
+              *(f"segmentation/skeletons/{s}" for s in shown)}
+    with bs.visit(browser) as seen:
+        seen.page.goto(f"{live_api}datasets/{WEB_EM}/neuroglancer?bodyIds="
+                       + ",".join(map(str, shown)))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            answered = {u.removeprefix(root) for u, s in seen.responses.items()
+                        if u.startswith(root) and s == 200}
+            chunks = [u for u in answered if u.startswith(("image/", "segmentation/"))
+                      and "_" in u.rsplit("/", 1)[-1] and "-" in u]
+            if wanted <= answered and len(chunks) >= 2:
+                break
+            seen.page.wait_for_timeout(500)
+        seen.page.wait_for_timeout(2000)
+        seen.screenshot("neuroglancer")
+        seen.assert_offline()
+        state = seen.page.evaluate("JSON.stringify(window.viewer.state.toJSON())")
+    missing = wanted - answered
+    assert not missing, f"never answered: {missing}; saw {sorted(answered)}"
+    assert any(u.startswith("segmentation/") for u in chunks), chunks
+    assert any(u.startswith("image/") for u in chunks), chunks
+    layers = {layer["name"]: layer for layer in json.loads(state)["layers"]}
+    assert set(layers) == {"image", "segmentation"}
+    assert sorted(int(s) for s in layers["segmentation"]["segments"]) == sorted(shown)
+    assert not seen.console_errors, seen.console_errors
+
+
+def test_links_from_the_command_and_graphql_point_at_our_volumes(
+        live_api: str, em_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+    from connectome_query.graphql_api.neuroglancer import parse_url
+
+    shown = pd.read_parquet(em_dir / "truth" / "segments.parquet")["segment_id"].head(2)
+    ids = [str(int(s)) for s in shown]
+    result = CliRunner().invoke(app, ["neuroglancer", WEB_EM, "--body-ids", ",".join(ids),
+                                      "--api", live_api])
+    assert result.exit_code == 0, result.output
+    link = result.output.strip()
+    assert link.startswith(f"{live_api}neuroglancer/v/offline/#!")
+    layers = {la["name"]: la for la in parse_url(link)["layers"]}
+    assert layers["segmentation"]["source"] == \
+        f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
+    assert layers["segmentation"]["segments"] == ids
+    answer = httpx.post(f"{live_api}graphql", json={"query": """query($d: String!, $b: [BodyId!])
+        { neuroglancer(dataset: $d, bodyIds: $b) { url segments } }""",
+        "variables": {"d": WEB_EM, "b": ids}}).json()
+    url = answer["data"]["neuroglancer"]["url"]
+    assert url.startswith(f"{live_api}neuroglancer/v/offline/#!")
+    sources = {la["name"]: la["source"] for la in parse_url(url)["layers"]}
+    assert sources["segmentation"] == f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
+    assert sources["image"] == f"precomputed://{live_api}volumes/{WEB_EM}/image"
+    missing = CliRunner().invoke(app, ["neuroglancer", "t_web_no_such", "--api", live_api])
+    assert missing.exit_code == 1
