@@ -16,10 +16,11 @@ from connectome_query.graphdb.driver import open_async_driver
 from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.auth import AuthConfig
 from connectome_query.graphql_api.context import ApiContext
-from connectome_query.graphql_api.custom_cypher import router as cypher_router
+from connectome_query.graphql_api.custom_cypher import answer_all_datasets
 from connectome_query.graphql_api.db import SyncDriver
 from connectome_query.graphql_api.export_routes import export_router
 from connectome_query.graphql_api.guard import install as install_guard
+from connectome_query.graphql_api.neuprint.routes import neuprint_router
 from connectome_query.graphql_api.schema import schema
 
 
@@ -47,7 +48,10 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
     app = FastAPI(title="connectome-query", lifespan=lifespan)
     install_guard(app, auth or AuthConfig.from_env())
     app.add_exception_handler(RequestValidationError, _bad_parameters)
-    app.include_router(cypher_router(lambda: state["driver"], sync.get, database))
+    app.include_router(neuprint_router(
+        lambda: state["driver"], sync.get, database,
+        lambda request: answer_all_datasets(request, lambda: state["driver"], sync.get,
+                                            database)))
     app.include_router(GraphQLRouter(schema, context_getter=get_context), prefix="/graphql")
     app.include_router(export_router(sync, database, lambda: state["driver"]))
 
