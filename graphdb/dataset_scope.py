@@ -49,6 +49,17 @@ _DEFAULTS = (
 )
 
 
+SYNAPSE_PROPERTIES = frozenset({"dataset", "synapseId", "type", "preBodyId", "postBodyId",
+                                "location", "size", "confidence", "postCompartment", "roi"})
+"""Synapse properties a ROI flag never overwrites."""
+
+_SYNAPSE_FLAGS = f"""
+MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL AND NOT s.roi IN $reserved
+CALL (s) {{ SET s[s.roi] = true }} IN TRANSACTIONS OF 10000 ROWS
+"""
+"""neuPrint marks a synapse's ROI as a boolean property named after it."""
+
+
 def _label_statement(label: str) -> str:
     return (f"MATCH (n:{label} {{dataset: $key}}) "
             "CALL (n) { SET n:$($scoped) } IN TRANSACTIONS OF 10000 ROWS")
@@ -93,12 +104,14 @@ def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
                                   rows[start:start + batch])
         for statement in _DEFAULTS:
             session.run(statement, key=key).consume()
+        session.run(_SYNAPSE_FLAGS, key=key, reserved=sorted(SYNAPSE_PROPERTIES)).consume()
     rois = sorted(totals)
     return {
         "roiInfo": json.dumps(dict(totals), sort_keys=True),
         "primaryRois": rois, "superLevelRois": rois,
         "roiHierarchy": json.dumps({"name": "all", "children": [{"name": r} for r in rois]}),
-        "neuronProperties": json.dumps(properties, sort_keys=True),
+        "neuronProperties": json.dumps(
+            {k: t.removesuffix(" NOT NULL") for k, t in properties.items()}, sort_keys=True),
         "totalPreCount": sum(t["pre"] for t in totals.values()),
         "totalPostCount": sum(t["post"] for t in totals.values()),
         "uuid": uuid.uuid4().hex,

@@ -111,6 +111,37 @@ ONE_LABEL = frozenset({
 """Leaves that find nodes by the first label in their details."""
 
 
+_VARIABLE = re.compile(r"^\s*(?:(?:UNIQUE|RANGE|TEXT|POINT)\s+)*(?:`(?:[^`]|``)*`|[^\W\d]\w*)\s*:")
+"""`n:` (or `UNIQUE n:`) at the start of a leaf's details: the node variable."""
+_EXPR_PART = re.compile(r"\s*(`(?:[^`]|``)*`|[^\W\d]\w*|[|&!:%()])")
+
+
+def _expression(details: str) -> list[str]:
+    """The label expression after the node variable in `details`, as tokens: names unquoted,
+    operators (`|`, `&`, `!`, `%`, parentheses) as they are. Stops at anything else."""
+    head = _VARIABLE.match(details)
+    if head is None:
+        return []
+    tokens: list[str] = []
+    pos = head.end()
+    while (match := _EXPR_PART.match(details, pos)) is not None:
+        token = match.group(1)
+        if token == "(" and tokens and tokens[-1] not in "|&!:(":
+            break  # `Label(prop)`: an index's properties follow
+        tokens.append(token[1:-1].replace("``", "`") if token.startswith("`") else token)
+        pos = match.end()
+    return tokens
+
+
+def _only_names(tokens: list[str], joiner: str) -> list[str] | None:
+    """The names of `A<joiner>B<joiner>...`, or None for any other expression."""
+    names = tokens[0::2]
+    if not names or any(t != joiner for t in tokens[1::2]) or any(
+            n in "|&!:%()" for n in names):
+        return None
+    return names
+
+
 def _labels(text: str) -> list[str]:
     return [m.group(1)[1:-1].replace("``", "`") if m.group(1).startswith("`") else m.group(1)
             for m in _LABEL.finditer(text)]
@@ -127,25 +158,28 @@ def _leaves(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 
 def _leaf_scoped(operator: str, details: str, own: frozenset[str]) -> bool:
-    labels = _labels(details)
     if operator == "Argument":
         return True
+    expression = _expression(details)
     if operator in ONE_LABEL:
-        return bool(labels) and labels[0] in own
+        return bool(expression) and expression[0] in own
     if operator == "UnionNodeByLabelsScan":
-        return bool(labels) and all(label in own for label in labels)
+        names = _only_names(expression, "|")
+        return names is not None and all(label in own for label in names)
     if operator == "IntersectionNodeByLabelsScan":
-        return any(label in own for label in labels)
+        names = _only_names(expression, "&")
+        return names is not None and any(label in own for label in names)
     if operator == "MultiNodeIndexSeek":
         seeks = [part for part in details.split(",") if ":" in part]
         return bool(seeks) and all(_labels(part)[:1] and _labels(part)[0] in own
                                    for part in seeks)
+    counted = details.rpartition(" AS ")[0] if " AS " in details else details
     if operator == "NodeCountFromCountStore":
-        patterns = _NODE_PATTERN.findall(details)
+        patterns = _NODE_PATTERN.findall(counted)
         return bool(patterns) and all(any(label in own for label in _labels(p))
                                       for p in patterns)
     if operator == "RelationshipCountFromCountStore":
-        no_types = re.sub(r"\[[^\]]*\]", "", details)
+        no_types = re.sub(r"\[[^\]]*\]", "", counted)
         return any(label in own for label in _labels(no_types))
     return False
 
