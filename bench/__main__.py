@@ -33,6 +33,8 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "export": ("bench/export/run.py", ["--neurons", "20000", "--edges", "300000"]),
     "reconstruct": ("bench/reconstruct/run.py", ["--size", "96"]),
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
+    "neuprint": ("bench/neuprint/run.py", ["--reps", "5",
+                                           "--json", "bench/neuprint/results-quick.json"]),
 }
 
 

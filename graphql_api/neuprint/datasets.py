@@ -67,8 +67,8 @@ async def resolve(driver: neo4j.AsyncDriver, wanted: Requested,
         if (row["version"] == wanted.version) if wanted.version is not None else row["current"]:
             if not row["scoped"]:
                 raise NotScoped(f"{row['key']} was loaded before datasets carried their own "
-                                "labels; load any dataset again (or run `connectome datasets "
-                                "--upgrade`) to prepare it")
+                                "labels; load any dataset again (or run `connectome "
+                                "datasets-upgrade`) to prepare it")
             return row
     raise UnknownVersion(f"unknown dataset {wanted.name!r}"
                          + (f" version {wanted.version}" if wanted.version is not None else "")

@@ -27,6 +27,7 @@ from connectome_query.graphql_api.custom_cypher import (
     run_readonly,
 )
 from connectome_query.graphql_api.db import read
+from connectome_query.graphql_api.error_shape import error_fields
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.guard import json_body
 from connectome_query.graphql_api.neuprint import datasets, timeboxed
@@ -40,8 +41,9 @@ log = logging.getLogger("connectome_query.api")
 
 
 def neuprint_error(status: int, message: str, code: str) -> JSONResponse:
-    """neuPrint's error body, `{"error": ...}`, with a stable code."""
-    return JSONResponse({"error": message, "code": code}, status_code=status)
+    """neuPrint's error body, `{"error": ...}`, with a stable code (`error_shape`)."""
+    return JSONResponse({**error_fields(status, message, code),
+                         "errors": [{"message": message}]}, status_code=status)
 
 
 def _code(exc: QueryError) -> tuple[int, str]:
@@ -120,7 +122,7 @@ def neuprint_router(get_async: Callable[[], neo4j.AsyncDriver],
     async def custom(request: Request) -> Response:
         body = await json_body(request)
         if isinstance(body, JSONResponse):
-            return neuprint_error(400, _message(body), "bad_request")
+            return body
         if body.get("dataset") in (None, ""):
             return await all_datasets(request)
         try:
@@ -163,13 +165,3 @@ async def _skeleton(driver: neo4j.AsyncDriver, key: str, body_id: str, form: str
     if form == "json":
         return JSONResponse({"bodyId": int(body_id), "nodes": nodes})
     return PlainTextResponse(to_swc(nodes))
-
-
-def _message(response: JSONResponse) -> str:
-    try:
-        errors = json.loads(bytes(response.body))["errors"]
-        return str(errors[0]["message"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return "bad request"
-
-
