@@ -8,6 +8,11 @@ through the FastAPI app in-process: once as neuprint-python would (`POST /api/cu
 with its Cypher: label rewrite, EXPLAIN plan check, scope check, the query, JSON rows) and once
 as GraphQL (`/graphql`). Both answers are checked to hold the same rows before timing. Prints
 p50 of each and the ratio neuPrint / GraphQL; writes JSON with the load average.
+
+Also, for the versions the neuPrint routes rely on: the store's growth for one more version of
+the dataset (loaded a second time; files under `data/databases/neo4j` after a checkpoint), and
+the time of the pass that prepares a version for them (`graphdb.dataset_scope.prepare_version`:
+scope labels, roiInfo, Meta fields) beside the whole load.
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ def questions() -> list[tuple[str, str, str, Any, Any]]:
     ]
 
 
+def _store_bytes(drv: Any, store: Path) -> int:
+    """Bytes of the database's files after a checkpoint."""
+    drv.execute_query("CALL db.checkpoint()")
+    return sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+
+
 def timed(call: Any, reps: int) -> list[float]:
     call()
     out = []
@@ -83,6 +94,7 @@ def main() -> int:
     import neo4j
     from fastapi.testclient import TestClient
 
+    from connectome_query.graphdb import dataset_scope
     from connectome_query.graphql_api.app import create_app
     from connectome_query.graphql_api.auth import AuthConfig
     from connectome_query.ingest.loader import load
@@ -92,7 +104,22 @@ def main() -> int:
         target = server.start(timeout=300)
         with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
                                         notifications_min_severity="OFF") as drv:
+            store = server.home / "data" / "databases" / "neo4j"
+            t = time.perf_counter()
+            first = load(drv, read_source(DATASET), DATASET)
+            load_s = time.perf_counter() - t
+            size_one = _store_bytes(drv, store)
             load(drv, read_source(DATASET), DATASET)
+            size_two = _store_bytes(drv, store)
+            t = time.perf_counter()
+            dataset_scope.prepare_version(drv, f"{DATASET}@v{first.version}")
+            prepare_s = time.perf_counter() - t
+        versions = {"load_s": load_s, "prepare_s": prepare_s,
+                    "store_bytes_one_version": size_one,
+                    "store_bytes_per_extra_version": size_two - size_one}
+        print(f"load {load_s:.1f} s, of which the neuPrint preparation pass takes about "
+              f"{prepare_s:.1f} s (timed again on its own); store {size_one / 2**20:.1f} MiB, "
+              f"+{(size_two - size_one) / 2**20:.1f} MiB for a second version", flush=True)
         app = create_app(target, auth=AuthConfig(required=False))
         results = []
         with TestClient(app) as http:
@@ -125,7 +152,8 @@ def main() -> int:
                       f"({row['rows']} rows)", flush=True)
     load1 = os.getloadavg()[0]
     print(f"load average (1 min): {load1:.2f}")
-    a.json.write_text(json.dumps({"results": results, "loadavg_1m": load1,
+    a.json.write_text(json.dumps({"results": results, "versions": versions,
+                                  "loadavg_1m": load1,
                                   "machine": machine()}, indent=2) + "\n")
     return 0
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import neo4j
@@ -24,17 +22,7 @@ from connectome_query.ingest.sources import read_source
 from tests.support.hemibrain import VOXEL_NM, Hemibrain, write_hemibrain
 from tests.support.net import free_port
 from tests.support.neuprint_files import write_neuprint
-
-HEMIBRAIN = "t_hemibrain"
-VERSIONED = "t_versions"
-TOKEN = "any-token"
-"""Auth is off: the client insists on a token, the server reads none."""
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    cert: Path
+from tests.support.neuprint_server import HEMIBRAIN, VERSIONED, Served
 
 
 @pytest.fixture(scope="session")

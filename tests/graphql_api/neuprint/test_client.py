@@ -20,9 +20,9 @@ from neuprint import (
     fetch_synapses,
 )
 
-from tests.graphql_api.neuprint.conftest import HEMIBRAIN, TOKEN, VERSIONED, Served
 from tests.support import celegans as raw
 from tests.support.hemibrain import Hemibrain
+from tests.support.neuprint_server import HEMIBRAIN, TOKEN, VERSIONED, Served
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
