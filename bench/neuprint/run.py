@@ -67,10 +67,45 @@ def questions() -> list[tuple[str, str, str, Any, Any]]:
     ]
 
 
-def _store_bytes(drv: Any, store: Path) -> int:
-    """Bytes of the database's files after a checkpoint."""
-    drv.execute_query("CALL db.checkpoint()")
+def _store_bytes(store: Path) -> int:
+    """Bytes of the database's files."""
     return sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+
+
+def _driver(target: Any) -> Any:
+    import neo4j
+
+    return neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
+                                      notifications_min_severity="OFF")
+
+
+def _compare(http: Any, name: str, cypher: str, query: str, np_rows: Any, gql_rows: Any,
+             reps: int) -> dict[str, Any] | None:
+    """Both paths' p50 for one question, once their answers agree (None when they differ)."""
+    def via_neuprint() -> dict:
+        r = http.post("/api/custom/custom", json={"cypher": cypher, "dataset": DATASET})
+        r.raise_for_status()
+        return dict(r.json())
+
+    def via_graphql() -> dict:
+        r = http.post("/graphql", json={"query": query})
+        r.raise_for_status()
+        body = dict(r.json())
+        assert "errors" not in body, body
+        return body
+
+    if np_rows(via_neuprint()) != gql_rows(via_graphql()):
+        print(f"{name}: the two answers differ", file=sys.stderr)
+        return None
+    t_np, t_gql = timed(via_neuprint, reps), timed(via_graphql, reps)
+    row = {"question": name, "neuprint_p50_ms": statistics.median(t_np) * 1e3,
+           "graphql_p50_ms": statistics.median(t_gql) * 1e3, "reps": reps,
+           "rows": len(np_rows(via_neuprint()))}
+    row["ratio"] = row["neuprint_p50_ms"] / row["graphql_p50_ms"]
+    print(f"{name:22s} neuPrint {row['neuprint_p50_ms']:7.1f} ms   GraphQL "
+          f"{row['graphql_p50_ms']:7.1f} ms   ratio {row['ratio']:.2f} ({row['rows']} rows)",
+          flush=True)
+    return row
 
 
 def timed(call: Any, reps: int) -> list[float]:
@@ -91,7 +126,6 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=ROOT / "bench/neuprint/results.json")
     a = p.parse_args()
 
-    import neo4j
     from fastapi.testclient import TestClient
 
     from connectome_query.graphdb import dataset_scope
@@ -102,54 +136,34 @@ def main() -> int:
 
     with private_server(a.heap, a.pagecache) as server:
         target = server.start(timeout=300)
-        with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
-                                        notifications_min_severity="OFF") as drv:
-            store = server.home / "data" / "databases" / "neo4j"
+        store = server.home / "data" / "databases" / "neo4j"
+        with _driver(target) as drv:
             t = time.perf_counter()
             first = load(drv, read_source(DATASET), DATASET)
             load_s = time.perf_counter() - t
-            size_one = _store_bytes(drv, store)
-            load(drv, read_source(DATASET), DATASET)
-            size_two = _store_bytes(drv, store)
-            t = time.perf_counter()
-            dataset_scope.prepare_version(drv, f"{DATASET}@v{first.version}")
-            prepare_s = time.perf_counter() - t
-        versions = {"load_s": load_s, "prepare_s": prepare_s,
-                    "store_bytes_one_version": size_one,
-                    "store_bytes_per_extra_version": size_two - size_one}
-        print(f"load {load_s:.1f} s, of which the neuPrint preparation pass takes about "
-              f"{prepare_s:.1f} s (timed again on its own); store {size_one / 2**20:.1f} MiB, "
-              f"+{(size_two - size_one) / 2**20:.1f} MiB for a second version", flush=True)
+        server.stop()  # the store's files are whole once the server is down
+        size_one = _store_bytes(store)
+        target = server.start(timeout=300)
         app = create_app(target, auth=AuthConfig(required=False))
         results = []
         with TestClient(app) as http:
             for name, cypher, query, np_rows, gql_rows in questions():
-                def via_neuprint(cypher: str = cypher) -> dict:
-                    r = http.post("/api/custom/custom", json={"cypher": cypher,
-                                                              "dataset": DATASET})
-                    r.raise_for_status()
-                    return r.json()
-
-                def via_graphql(query: str = query) -> dict:
-                    r = http.post("/graphql", json={"query": query})
-                    r.raise_for_status()
-                    body = r.json()
-                    assert "errors" not in body, body
-                    return body
-
-                same = np_rows(via_neuprint()) == gql_rows(via_graphql())
-                if not same:
-                    print(f"{name}: the two answers differ", file=sys.stderr)
+                row = _compare(http, name, cypher, query, np_rows, gql_rows, a.reps)
+                if row is None:
                     return 1
-                t_np, t_gql = timed(via_neuprint, a.reps), timed(via_graphql, a.reps)
-                row = {"question": name, "neuprint_p50_ms": statistics.median(t_np) * 1e3,
-                       "graphql_p50_ms": statistics.median(t_gql) * 1e3, "reps": a.reps,
-                       "rows": len(np_rows(via_neuprint()))}
-                row["ratio"] = row["neuprint_p50_ms"] / row["graphql_p50_ms"]
                 results.append(row)
-                print(f"{name:22s} neuPrint {row['neuprint_p50_ms']:7.1f} ms   GraphQL "
-                      f"{row['graphql_p50_ms']:7.1f} ms   ratio {row['ratio']:.2f} "
-                      f"({row['rows']} rows)", flush=True)
+        with _driver(target) as drv:
+            load(drv, read_source(DATASET), DATASET)
+            t = time.perf_counter()
+            dataset_scope.prepare_version(drv, f"{DATASET}@v{first.version}")
+            prepare_s = time.perf_counter() - t
+        server.stop()
+        size_two = _store_bytes(store)
+    versions = {"load_s": load_s, "prepare_s": prepare_s, "store_bytes_one_version": size_one,
+                "store_bytes_per_extra_version": size_two - size_one}
+    print(f"load {load_s:.1f} s; the neuPrint preparation pass, timed again on its own, "
+          f"{prepare_s:.1f} s; store {size_one / 2**20:.1f} MiB with one version, "
+          f"+{(size_two - size_one) / 2**20:.1f} MiB for a second", flush=True)
     load1 = os.getloadavg()[0]
     print(f"load average (1 min): {load1:.2f}")
     a.json.write_text(json.dumps({"results": results, "versions": versions,

@@ -48,7 +48,8 @@ class Requested:
     @classmethod
     def parse(cls, text: Any) -> Requested:
         if not isinstance(text, str) or not text:
-            raise QueryError("name the dataset in 'dataset' (NAME, or NAME:vN for version N)")
+            raise QueryError(f"invalid dataset name {text!r}: give NAME, or NAME:vN for "
+                             "version N")
         pinned = _PINNED.match(text)
         name, version = ((pinned.group("name"), int(pinned.group("version"))) if pinned
                          else (text, None))
