@@ -40,6 +40,8 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "align": ("bench/reconstruct/align.py", ["--size", "384", "--truth-size", "0",
                                              "--json", "bench/reconstruct/align-quick.json"]),
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
+    "neuprint": ("bench/neuprint/run.py", ["--reps", "5",
+                                           "--json", "bench/neuprint/results-quick.json"]),
 }
 
 

@@ -230,3 +230,40 @@ def datasets_cmd(
         table.add_row(v.name, str(v.version), status, (v.created or "")[:19],
                       f"{v.neurons:,}", f"{v.chemical_synapses:,}", f"{v.gap_junctions:,}")
     out.print(table)
+
+
+@app.command("skeletons")
+def skeletons_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder of <bodyId>.swc files (a run "
+                                                "directory's skeletons/, say).")],
+    dataset: Annotated[str, typer.Option(help="Dataset whose neurons they belong to.")],
+    version: Annotated[int | None, typer.Option(
+        help="Version of the dataset (default: the current one).")] = None,
+) -> None:
+    """Store skeletons on a dataset's neurons (served at /api/skeletons/skeleton/...)."""
+    from connectome_query.graphdb.catalog import UnknownDataset
+    from connectome_query.ingest.errors import IngestError
+    from connectome_query.ingest.skeletons import load_skeletons
+
+    try:
+        with open_driver() as driver:
+            stored = load_skeletons(driver, dataset, folder, version=version)
+    except (IngestError, UnknownDataset) as exc:
+        raise _bad_input(exc) from None
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"stored {stored} skeletons on {dataset}")
+
+
+@app.command("datasets-upgrade")
+def datasets_upgrade_cmd() -> None:
+    """Prepare versions loaded before datasets carried their own labels for the neuPrint
+    routes (labels, roiInfo, Meta fields); loading any dataset does the same."""
+    from connectome_query.graphdb.dataset_scope import upgrade_versions
+
+    try:
+        with open_driver() as driver:
+            done = upgrade_versions(driver)
+    except Neo4jServerError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"prepared {len(done)} version(s): {', '.join(done) or 'none needed'}")

@@ -24,17 +24,33 @@ app = typer.Typer()
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    tls: Annotated[bool, typer.Option(
+        help="Serve https (neuprint-python needs it): the given certificate, else a "
+             "self-signed one made on first use.")] = False,
+    cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
 ) -> None:
-    """Serve the GraphQL API (GraphiQL at /graphql) on FastAPI."""
+    """Serve the GraphQL API (GraphiQL at /graphql) and the neuPrint routes (/api) on FastAPI."""
     import uvicorn
 
     from connectome_query.graphql_api.app import create_app
 
+    if (cert is None) != (key is None):
+        raise fail("give both --cert and --key, or neither")
     try:
         resolve_target()
     except Neo4jServerError as exc:
         raise fail(str(exc)) from None
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    certfile = keyfile = None
+    if tls or cert is not None:
+        if cert is None or key is None:
+            from connectome_query.graphql_api.tls import self_signed
+
+            cert, key = self_signed(cache_dir() / "tls")
+            out.print(f"https with a self-signed certificate: {cert}")
+        certfile, keyfile = str(cert), str(key)
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", ssl_certfile=certfile,
+                ssl_keyfile=keyfile)
 
 
 @app.command("export-sdl")

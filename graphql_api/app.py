@@ -11,15 +11,18 @@ import neo4j
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectome_query.graphdb.driver import open_async_driver
 from connectome_query.graphdb.settings import Neo4jTarget
 from connectome_query.graphql_api.auth import AuthConfig
 from connectome_query.graphql_api.context import ApiContext
-from connectome_query.graphql_api.custom_cypher import router as cypher_router
+from connectome_query.graphql_api.custom_cypher import answer_all_datasets
 from connectome_query.graphql_api.db import SyncDriver
+from connectome_query.graphql_api.error_shape import error_fields
 from connectome_query.graphql_api.export_routes import export_router
 from connectome_query.graphql_api.guard import install as install_guard
+from connectome_query.graphql_api.neuprint.routes import neuprint_router
 from connectome_query.graphql_api.schema import schema
 from connectome_query.graphql_api.web import assets, pages, volumes
 
@@ -48,7 +51,11 @@ def create_app(target: Neo4jTarget | None = None, auth: AuthConfig | None = None
     app = FastAPI(title="connectome-query", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_guard(app, auth or AuthConfig.from_env())
     app.add_exception_handler(RequestValidationError, _bad_parameters)
-    app.include_router(cypher_router(lambda: state["driver"], sync.get, database))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(neuprint_router(
+        lambda: state["driver"], sync.get, database,
+        lambda request: answer_all_datasets(request, lambda: state["driver"], sync.get,
+                                            database)))
     app.include_router(assets.LocalGraphQLRouter(schema, context_getter=get_context),
                        prefix="/graphql")
     app.include_router(export_router(sync, database, lambda: state["driver"]))
@@ -71,4 +78,13 @@ async def _bad_parameters(_: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
         problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
-    return JSONResponse({"detail": "; ".join(problems)}, status_code=400)
+    message = "; ".join(problems)
+    return JSONResponse({"detail": message, **error_fields(400, message)}, status_code=400)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's `{"detail"}` with the common `error` and `code` beside it."""
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail)
+    return JSONResponse({"detail": exc.detail, **error_fields(exc.status_code, message)},
+                        status_code=exc.status_code, headers=exc.headers)

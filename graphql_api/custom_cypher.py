@@ -55,6 +55,10 @@ class CypherRejected(QueryError):
     """A query the endpoint will not run (the message says why)."""
 
 
+class CypherTimedOut(QueryError):
+    """A query that ran past its time limit."""
+
+
 @dataclass(frozen=True)
 class CypherLimits:
     """Time, rows and bytes one query may take (`CONNECTOME_CYPHER_*`)."""
@@ -173,9 +177,11 @@ def check_explained(summary: neo4j.ResultSummary, database: str, known: frozense
 
 
 def run_readonly(driver: neo4j.Driver, cypher: Any, *, database: str = "neo4j",
-                 limits: CypherLimits | None = None) -> Answer:
-    """Check the query's plan, then run it in the same READ transaction; its answer, or a
-    QueryError saying why not. Blocking: call it from a worker thread."""
+                 limits: CypherLimits | None = None,
+                 plan_check: Callable[[dict[str, Any]], None] | None = None) -> Answer:
+    """Check the query's plan (and `plan_check` on it, which raises PlanRefused), then run it
+    in the same READ transaction; its answer, or a QueryError saying why not. Blocking: call
+    it from a worker thread."""
     limits = limits or CypherLimits.from_env()
     text = query_text(cypher)
     try:
@@ -183,12 +189,15 @@ def run_readonly(driver: neo4j.Driver, cypher: Any, *, database: str = "neo4j",
                 database=database, default_access_mode=neo4j.READ_ACCESS) as session:
             known = _FUNCTIONS.get(session)
             with session.begin_transaction(timeout=limits.timeout) as tx:
-                check_explained(tx.run("EXPLAIN " + text).consume(), database, known)
+                summary = tx.run("EXPLAIN " + text).consume()
+                check_explained(summary, database, known)
+                if plan_check is not None and summary.plan is not None:
+                    plan_check(summary.plan)
                 return _read_answer(tx.run(text), limits)
     except PlanRefused as exc:
         raise CypherRejected(str(exc)) from None
     except ReadTimedOut:
-        raise QueryError(f"the query ran longer than its {limits.timeout:g} s limit "
+        raise CypherTimedOut(f"the query ran longer than its {limits.timeout:g} s limit "
                          "(CONNECTOME_CYPHER_TIMEOUT_S)") from None
     except ReadOutOfMemory:
         raise QueryError("the query needed more memory than the server gives one query "
@@ -201,33 +210,39 @@ def run_readonly(driver: neo4j.Driver, cypher: Any, *, database: str = "neo4j",
         raise QueryError("the query failed") from None
 
 
+async def answer_all_datasets(request: Request, get_async: Callable[[], neo4j.AsyncDriver],
+                              get_sync: Callable[[], neo4j.Driver], database: str) -> Response:
+    """`POST /api/custom/custom` over every dataset: authorisation with the app's async driver,
+    the query on the synchronous one in a worker thread."""
+    body = await json_body(request)
+    if isinstance(body, JSONResponse):
+        return body
+    if not await can_read(request, ALL_DATASETS):
+        log.info("Cypher endpoint refused: the token may not read every dataset")
+        return error_response(403, "the Cypher endpoint needs a token that may read every "
+                              "dataset; use the GraphQL API at /graphql")
+    try:
+        dataset = body.get("dataset")
+        if dataset is not None:
+            if not isinstance(dataset, str) or not DATASET_NAME.match(dataset):
+                raise QueryError(f"invalid dataset name {dataset!r}")
+            await require_read(request, dataset, driver=get_async(), database=database)
+        driver, cypher = get_sync(), body.get("cypher")
+        content = await run_in_threadpool(
+            lambda: run_readonly(driver, cypher, database=database).body())
+    except QueryError as exc:
+        log.info("Cypher endpoint refused: %s", exc)
+        return error_response(400, str(exc))
+    return Response(content, media_type="application/json")
+
+
 def router(get_async: Callable[[], neo4j.AsyncDriver], get_sync: Callable[[], neo4j.Driver],
            database: str) -> APIRouter:
-    """The `/api/custom/custom` route: authorisation with the app's async driver, the query on
-    the synchronous one in a worker thread."""
+    """The `/api/custom/custom` route over every dataset (`answer_all_datasets`)."""
     api = APIRouter()
 
     @api.post("/api/custom/custom")
     async def custom(request: Request) -> Response:
-        body = await json_body(request)
-        if isinstance(body, JSONResponse):
-            return body
-        if not await can_read(request, ALL_DATASETS):
-            log.info("Cypher endpoint refused: the token may not read every dataset")
-            return error_response(403, "the Cypher endpoint needs a token that may read every "
-                                  "dataset; use the GraphQL API at /graphql")
-        try:
-            dataset = body.get("dataset")
-            if dataset is not None:
-                if not isinstance(dataset, str) or not DATASET_NAME.match(dataset):
-                    raise QueryError(f"invalid dataset name {dataset!r}")
-                await require_read(request, dataset, driver=get_async(), database=database)
-            driver, cypher = get_sync(), body.get("cypher")
-            content = await run_in_threadpool(
-                lambda: run_readonly(driver, cypher, database=database).body())
-        except QueryError as exc:
-            log.info("Cypher endpoint refused: %s", exc)
-            return error_response(400, str(exc))
-        return Response(content, media_type="application/json")
+        return await answer_all_datasets(request, get_async, get_sync, database)
 
     return api

@@ -55,7 +55,8 @@ RETURN count(n) AS total
 """
 
 # Partners of many neurons at once (one query per DataLoader batch, not one per neuron).
-# Keys are maps {key, bodyId, minWeight, first}; rows come back tagged with their key.
+# Keys are maps {key, bodyId, minWeight, first, afterWeight, afterBody}; rows come back tagged
+# with their key. A page starts after (afterWeight, afterBody) in (weight desc, bodyId) order.
 PARTNER_FIELDS = neuron_fields("p")
 
 
@@ -67,7 +68,10 @@ UNWIND $keys AS k
 MATCH (n:Neuron {{dataset: $dataset, bodyId: k.bodyId}})
 CALL (n, k) {{
   MATCH {pattern} WHERE c.weight >= k.minWeight
-  WITH DISTINCT p, c.weight AS weight ORDER BY weight DESC, p.bodyId
+  WITH DISTINCT p, c.weight AS weight
+  WHERE k.afterWeight IS NULL OR weight < k.afterWeight
+     OR (weight = k.afterWeight AND p.bodyId > k.afterBody)
+  WITH p, weight ORDER BY weight DESC, p.bodyId
   WITH k, collect([p, weight]) AS ranked
   UNWIND ranked[0..k.first] AS top
   WITH top[0] AS p, top[1] AS weight

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectome_query.graphdb.settings import ApiSettings, from_env
 from connectome_query.graphql_api.auth import AuthConfig, AuthError, AuthState
+from connectome_query.graphql_api.error_shape import error_fields
 
 MAX_BODY_BYTES = 1_000_000
 """Default of `CONNECTOME_MAX_BODY_BYTES`."""
@@ -43,8 +44,9 @@ log = logging.getLogger("connectome_query.api")
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None,
                    ) -> JSONResponse:
-    """`{"errors": [{"message": ...}]}` with an HTTP status."""
-    return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
+    """`{"error": ..., "code": ..., "errors": [{"message": ...}]}` with an HTTP status."""
+    return JSONResponse({**error_fields(status, message), "errors": [{"message": message}]},
+                        status_code=status, headers=headers)
 
 
 def parse_json(raw: bytes | str) -> tuple[Any, str | None]:
@@ -232,7 +234,9 @@ class Guard:
         log.log(level, "refused %d %s %s from %s: %s", refusal.status, scope.get("method"),
                 scope.get("path"), client[0] if client else "?", refusal.message)
         if str(scope.get("path", "")).startswith("/export"):
-            response = JSONResponse({"detail": refusal.message}, status_code=refusal.status,
+            response = JSONResponse({"detail": refusal.message,
+                                     **error_fields(refusal.status, refusal.message)},
+                                    status_code=refusal.status,
                                     headers=refusal.headers)
         else:
             response = error_response(refusal.status, refusal.message, refusal.headers)

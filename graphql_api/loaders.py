@@ -34,6 +34,9 @@ class PartnerKey(NamedTuple):
     body_id: int
     min_weight: int
     first: int
+    after_weight: int | None = None
+    after_body: int | None = None
+    """The page starts after the partner with this weight and bodyId (None: the first page)."""
 
 
 class AisKey(NamedTuple):
@@ -78,7 +81,8 @@ class Loaders:
         async def partners(keys: list[PartnerKey]) -> list[Rows]:
             return await load_batched(
                 read, keys, lambda k: PARTNER_QUERIES[k.direction],
-                lambda k: {"bodyId": k.body_id, "minWeight": k.min_weight, "first": k.first})
+                lambda k: {"bodyId": k.body_id, "minWeight": k.min_weight, "first": k.first,
+                           "afterWeight": k.after_weight, "afterBody": k.after_body})
 
         async def ais_targets(keys: list[AisKey]) -> list[Rows]:
             return await load_batched(

@@ -45,15 +45,17 @@ class NeuronQuery:
         rows = await info.context.read(cypher.DATASETS, {"name": name})
         return dataset_from_meta(rows[0]["meta"]) if rows else None
 
-    @strawberry.field(description="A neuron by bodyId or by name (instance).")
+    @strawberry.field(description="A neuron by bodyId or by name (instance); `version`: that "
+                      "version of the dataset (default: the current one).")
     async def neuron(
         self,
         info: Info[ApiContext, None],
         dataset: str,
         body_id: BodyId | None = None,
         name: str | None = None,
+        version: int | None = None,
     ) -> Neuron | None:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         if (body_id is None) == (name is None):
             raise QueryError("give exactly one of bodyId or name")
         if body_id is not None:
@@ -66,7 +68,8 @@ class NeuronQuery:
                 raise QueryError(f"name {name!r} matches several neurons; ask by bodyId")
         return neuron_from_row(rows[0]["neuron"]) if rows else None
 
-    @strawberry.field(description="Neurons of a dataset, filtered by type or class, paged.")
+    @strawberry.field(description="Neurons of a dataset, filtered by type or class, paged; "
+                      "`version`: that version of the dataset (default: the current one).")
     async def neurons(
         self,
         info: Info[ApiContext, None],
@@ -75,8 +78,9 @@ class NeuronQuery:
         cell_class: str | None = None,
         first: int = 100,
         after: str | None = None,
+        version: int | None = None,
     ) -> NeuronConnection:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         check_page(first)
         start = decode_cursor(after or None, "bodyId", 1)
         params = {"dataset": dataset, "type": type, "cellClass": cell_class,

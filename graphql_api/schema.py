@@ -22,6 +22,7 @@ from connectome_query.graphql_api.cost import QueryCostLimiter
 from connectome_query.graphql_api.errors import is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
+from connectome_query.graphql_api.synapse_query import SynapseQuery
 from connectome_query.graphql_api.types import BODY_ID_SCALAR, BodyId
 
 MAX_DEPTH = 10
@@ -32,7 +33,7 @@ log = logging.getLogger("connectome_query.api")
 
 
 @strawberry.type
-class Query(CircuitQuery, ExportQuery, NeuronQuery, CompareQuery):
+class Query(CircuitQuery, ExportQuery, NeuronQuery, CompareQuery, SynapseQuery):
     pass
 
 

@@ -16,7 +16,13 @@ from strawberry.types import Info
 from connectome_query.graphql_api.context import ApiContext
 from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.loaders import PartnerKey
-from connectome_query.graphql_api.pagination import PageInfo, at_least, check_page
+from connectome_query.graphql_api.pagination import (
+    PageInfo,
+    at_least,
+    check_page,
+    decode_cursor,
+    encode_cursor,
+)
 from connectome_query.schema import vocabulary
 from connectome_query.schema.model import name_of
 
@@ -93,26 +99,34 @@ class Neuron:
     size: float | None
     soma_location: Point | None
 
-    @strawberry.field(description="Presynaptic partners, strongest first.")
+    @strawberry.field(description="Presynaptic partners, strongest first (then by bodyId); "
+                      "`after:` the last one's cursor for the next page.")
     async def upstream(self, info: Info[ApiContext, None], min_weight: int = 1,
-                       first: int = 100) -> list[Connection]:
-        return await _partners(info, "upstream", self, min_weight, first)
+                       first: int = 100, after: str | None = None) -> list[Connection]:
+        return await _partners(info, "upstream", self, min_weight, first, after)
 
-    @strawberry.field(description="Postsynaptic partners, strongest first.")
+    @strawberry.field(description="Postsynaptic partners, strongest first (then by bodyId); "
+                      "`after:` the last one's cursor for the next page.")
     async def downstream(self, info: Info[ApiContext, None], min_weight: int = 1,
-                         first: int = 100) -> list[Connection]:
-        return await _partners(info, "downstream", self, min_weight, first)
+                         first: int = 100, after: str | None = None) -> list[Connection]:
+        return await _partners(info, "downstream", self, min_weight, first, after)
 
-    @strawberry.field(description="Gap-junction partners (undirected), strongest first.")
+    @strawberry.field(description="Gap-junction partners (undirected), strongest first; "
+                      "`after:` the last one's cursor for the next page.")
     async def electrical_partners(self, info: Info[ApiContext, None], min_weight: int = 1,
-                                  first: int = 100) -> list[Connection]:
-        return await _partners(info, "electrical", self, min_weight, first)
+                                  first: int = 100, after: str | None = None,
+                                  ) -> list[Connection]:
+        return await _partners(info, "electrical", self, min_weight, first, after)
 
 
 @strawberry.type(description="A partner and the synapse count between the two cells.")
 class Connection:
     weight: int
     partner: Neuron
+
+    @strawberry.field(description="Pass as `after:` to list the partners after this one.")
+    def cursor(self) -> str:
+        return encode_cursor(PARTNER_CURSOR, self.weight, int(self.partner.body_id))
 
 
 @strawberry.type
@@ -128,11 +142,16 @@ class NeuronConnection:
     total_count: int
 
 
+PARTNER_CURSOR = "partner"
+
+
 async def _partners(info: Info[ApiContext, None], direction: str, neuron: Neuron,
-                    min_weight: int, first: int) -> list[Connection]:
+                    min_weight: int, first: int, after: str | None) -> list[Connection]:
     check_page(first)
     at_least(min_weight, "minWeight", 0)
-    key = PartnerKey(direction, neuron.key, int(neuron.body_id), min_weight, first)
+    weight, body = decode_cursor(after, PARTNER_CURSOR, 2) or (None, None)
+    key = PartnerKey(direction, neuron.key, int(neuron.body_id), min_weight, first, weight,
+                     body)
     rows = await info.context.loaders.partners.load(key)
     return [Connection(weight=r["weight"], partner=neuron_from_row(r["partner"])) for r in rows]
 

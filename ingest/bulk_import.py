@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from connectome_query.graphdb import catalog
+from connectome_query.graphdb import catalog, dataset_scope
 from connectome_query.graphdb.local_server import LocalNeo4j, Neo4jServerError
 from connectome_query.ingest.batches import (
     connection_batches,
@@ -350,7 +350,8 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
         if version.key != key:
             raise BulkImportError(f"expected the first version of {dataset!r}, the database "
                                   f"already holds {version.key}")
-        catalog.publish(drv, version, version_meta(prep, report))
+        neuprint = dataset_scope.prepare_version(drv, version.key)
+        catalog.publish(drv, version, {**version_meta(prep, report), **neuprint})
     t3 = time.perf_counter()
     seconds = (datetime.now(UTC) - started).total_seconds()
     report = LoadReport(**{**report.__dict__, "seconds": seconds})

@@ -21,7 +21,7 @@ import neo4j
 import numpy as np
 import pyarrow as pa
 
-from connectome_query.graphdb import catalog
+from connectome_query.graphdb import catalog, dataset_scope
 from connectome_query.ingest.batches import (
     connection_batches,
     neuron_batches,
@@ -210,6 +210,7 @@ def load(
                                       f"{source.name} (modulatory)")
         prep.meta.update(modulatory_meta(modulatory))
         apply_migrations(driver, database)
+        dataset_scope.upgrade_versions(driver, database)
         catalog.sweep_abandoned(driver, dataset, database=database)
         version = catalog.begin_version(driver, dataset, database)
         try:
@@ -222,7 +223,9 @@ def load(
                 electrical_connections=len(prep.electrical), synapses=prep.synapses,
                 chemical_synapses=prep.chemical_synapses, gap_junctions=prep.gap_junctions,
                 seconds=(datetime.now(UTC) - start).total_seconds())
-            catalog.publish(driver, version, version_meta(prep, report), database)
+            neuprint = dataset_scope.prepare_version(driver, version.key, database)
+            catalog.publish(driver, version, {**version_meta(prep, report), **neuprint},
+                            database)
         except BaseException as exc:
             _abandon(driver, version, database)
             if isinstance(exc, IngestError):

@@ -17,6 +17,9 @@ NEURON: Final = "Neuron"
 SYNAPSE_SET: Final = "SynapseSet"
 SYNAPSE: Final = "Synapse"
 MIGRATION: Final = "SchemaMigration"
+SKELETON: Final = "Skeleton"
+"""A neuron's skeleton: SWC columns as parallel lists (`nodeIds`, `parents`, `x`, `y`, `z`,
+`radius`, `kinds`), one node per neuron and version."""
 
 # Relationship types
 CONNECTS_TO: Final = "ConnectsTo"
@@ -30,6 +33,8 @@ NEUROPEPTIDE: Final = "Neuropeptide"
 """Extrasynaptic neuropeptide signalling, directed; properties as for `MONOAMINE`."""
 CONTAINS: Final = "Contains"
 """Neuron -> SynapseSet (owned by the presynaptic neuron) -> Synapse."""
+HAS_SKELETON: Final = "HasSkeleton"
+"""Neuron -> its Skeleton."""
 SYNAPSES_TO: Final = "SynapsesTo"
 """SynapseSet -> the postsynaptic Neuron."""
 
@@ -66,3 +71,13 @@ def is_current(var: str) -> str:
     """Cypher: whether Meta `var` is its dataset's current version (a Meta written before versions
     existed, with no `version`, counts as version 1, current when complete)."""
     return f"coalesce({var}.current, {var}.version IS NULL AND {var}.status = '{COMPLETE}')"
+
+
+SCOPED_LABELS: Final = (META, SEGMENT, NEURON, SYNAPSE_SET, SYNAPSE, SKELETON)
+"""Labels that also exist once per dataset version (`scope_label`), as neuPrint keeps
+`hemibrain_Neuron` beside `Neuron`: a query that starts from these labels reads one version."""
+
+
+def scope_label(key: str, label: str) -> str:
+    """The label the nodes of version `key` carry beside `label` (`cook2019@v3_Neuron`)."""
+    return f"{key}_{label}"

@@ -1,0 +1,145 @@
+"""What a version needs before neuPrint's clients can read it: its own labels, and the
+neuPrint properties they expect (`roiInfo` on neurons, connections and `Meta`, ROI flags).
+
+Every node of version `key` gets `scope_label(key, L)` beside each of its labels `L`, so a
+query that starts from those labels reads that version only (relationships never join two
+versions). The neuPrint route of the API rewrites `:Neuron` to the version's label and then
+checks Neo4j's plan (`graphql_api.neuprint.scope`). `roiInfo` is derived from the synapses'
+`roi`: `{"ROI": {"pre": n, "post": m}}` per neuron, `{}` where no synapse names a ROI; a neuron
+also gets one boolean property per ROI it has synapses in, as neuPrint stores it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import neo4j
+
+from connectome_query.schema.model import (
+    CONNECTS_TO,
+    META,
+    NEURON,
+    SCOPED_LABELS,
+    SYNAPSE,
+    scope_label,
+)
+
+SCOPED = "scopeLabels"
+"""Meta property: true once the version's nodes carry their scope labels."""
+
+_ROI_COUNTS = f"""
+MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL
+RETURN s.preBodyId AS pre, s.postBodyId AS post, s.roi AS roi, count(*) AS n
+"""
+
+_SET_NEURON_ROIS = f"""
+UNWIND $rows AS r
+MATCH (n:{NEURON} {{dataset: $key, bodyId: r.bodyId}})
+SET n.roiInfo = r.roiInfo, n += r.flags
+"""
+
+_DEFAULTS = (
+    f"""MATCH (n:{NEURON} {{dataset: $key}}) WHERE n.roiInfo IS NULL
+        CALL (n) {{ SET n.roiInfo = '{{}}' }} IN TRANSACTIONS OF 10000 ROWS""",
+    f"""MATCH (:{NEURON} {{dataset: $key}})-[c:{CONNECTS_TO}]->() WHERE c.roiInfo IS NULL
+        CALL (c) {{ SET c.roiInfo = '{{}}' }} IN TRANSACTIONS OF 10000 ROWS""",
+)
+
+
+SYNAPSE_PROPERTIES = frozenset({"dataset", "synapseId", "type", "preBodyId", "postBodyId",
+                                "location", "size", "confidence", "postCompartment", "roi"})
+"""Synapse properties a ROI flag never overwrites."""
+
+_SYNAPSE_FLAGS = f"""
+MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL AND NOT s.roi IN $reserved
+CALL (s) {{ SET s[s.roi] = true }} IN TRANSACTIONS OF 10000 ROWS
+"""
+"""neuPrint marks a synapse's ROI as a boolean property named after it."""
+
+
+def _label_statement(label: str) -> str:
+    return (f"MATCH (n:{label} {{dataset: $key}}) "
+            "CALL (n) { SET n:$($scoped) } IN TRANSACTIONS OF 10000 ROWS")
+
+
+def add_scope_labels(driver: neo4j.Driver, key: str, database: str = "neo4j") -> None:
+    """Give every node of version `key` its scope labels (idempotent)."""
+    with driver.session(database=database) as session:
+        for label in SCOPED_LABELS:
+            session.run(_label_statement(label), key=key,
+                        scoped=scope_label(key, label)).consume()
+
+
+def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
+                        batch: int = 5000) -> dict[str, Any]:
+    """Write `roiInfo` (and ROI flags) on the neurons and connections of version `key`; return
+    the neuPrint fields of its `Meta` (roiInfo, primaryRois, superLevelRois, roiHierarchy,
+    neuronProperties, totals, uuid)."""
+    per_neuron: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"pre": 0, "post": 0})
+    records, _, _ = driver.execute_query(_ROI_COUNTS, key=key, database_=database,
+                                         routing_=neo4j.RoutingControl.READ)
+    for rec in records:
+        roi, n = str(rec["roi"]), int(rec["n"])
+        for side, body in (("pre", rec["pre"]), ("post", rec["post"])):
+            counts = per_neuron[int(body)].setdefault(roi, {"pre": 0, "post": 0})
+            counts[side] += n
+            totals[roi][side] += n
+    keys, _, _ = driver.execute_query(
+        f"MATCH (n:{NEURON} {{dataset: $key}}) UNWIND keys(n) AS k "
+        "RETURN k, collect(DISTINCT valueType(n[k]))[0] AS t",
+        key=key, database_=database, routing_=neo4j.RoutingControl.READ)
+    properties = {r["k"]: r["t"] for r in keys if r["k"] not in totals}
+    reserved = set(properties) | {"dataset", "bodyId", "roiInfo"}
+    rows = [{"bodyId": body, "roiInfo": json.dumps(info, sort_keys=True),
+             "flags": {roi: True for roi in info if roi not in reserved}}
+            for body, info in per_neuron.items()]
+    with driver.session(database=database) as session:
+        for start in range(0, len(rows), batch):
+            session.execute_write(lambda tx, part: tx.run(_SET_NEURON_ROIS, rows=part,
+                                                          key=key).consume(),
+                                  rows[start:start + batch])
+        for statement in _DEFAULTS:
+            session.run(statement, key=key).consume()
+        session.run(_SYNAPSE_FLAGS, key=key, reserved=sorted(SYNAPSE_PROPERTIES)).consume()
+    rois = sorted(totals)
+    return {
+        "roiInfo": json.dumps(dict(totals), sort_keys=True),
+        "primaryRois": rois, "superLevelRois": rois,
+        "roiHierarchy": json.dumps({"name": "all", "children": [{"name": r} for r in rois]}),
+        "neuronProperties": json.dumps(
+            {k: t.removesuffix(" NOT NULL") for k, t in properties.items()}, sort_keys=True),
+        "totalPreCount": sum(t["pre"] for t in totals.values()),
+        "totalPostCount": sum(t["post"] for t in totals.values()),
+        "uuid": uuid.uuid4().hex,
+        SCOPED: True,
+    }
+
+
+def prepare_version(driver: neo4j.Driver, key: str, database: str = "neo4j") -> dict[str, Any]:
+    """Scope labels and neuPrint properties for version `key`, before it is published; the
+    Meta fields to publish with it."""
+    add_scope_labels(driver, key, database)
+    return neuprint_properties(driver, key, database)
+
+
+def unscoped_versions(driver: neo4j.Driver, database: str = "neo4j") -> list[str]:
+    """Keys of complete versions loaded before scope labels existed."""
+    records, _, _ = driver.execute_query(
+        f"MATCH (m:{META}) WHERE m.status = 'complete' AND coalesce(m.{SCOPED}, false) = false "
+        "RETURN m.dataset AS key", database_=database)
+    return [r["key"] for r in records]
+
+
+def upgrade_versions(driver: neo4j.Driver, database: str = "neo4j") -> list[str]:
+    """Label and complete every version loaded before scope labels existed; their keys."""
+    done = []
+    for key in unscoped_versions(driver, database):
+        fields = prepare_version(driver, key, database)
+        driver.execute_query(f"MATCH (m:{META} {{dataset: $key}}) SET m += $fields",
+                             key=key, fields=fields, database_=database)
+        done.append(key)
+    return done

@@ -1,0 +1,1 @@
+"""neuPrint-compatible HTTP routes, so neuprint-python scripts run unchanged (docs/neuprint.md)."""
