@@ -199,6 +199,10 @@ def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str
     return nodes, rels
 
 
+INDEX_WAIT_S = 4 * 3600
+"""How long the import waits for Neo4j to populate its indexes: over 20 M imported synapses
+that takes more than the 5 minutes an online load waits, on a busy 2-core machine."""
+
 ID_LIMIT = 2**56
 """`--id-type=INTEGER` takes ids below this."""
 
@@ -339,7 +343,12 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
         raise BulkImportError(f"the server did not start after the import: {exc}") from None
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password),
                                     notifications_min_severity="OFF") as drv:
-        apply_migrations(drv)
+        try:
+            apply_migrations(drv, index_wait_s=INDEX_WAIT_S)
+        except neo4j.exceptions.Neo4jError as exc:
+            raise BulkImportError(f"building the schema after the import failed ({exc.message}); "
+                                  "the imported store has no current dataset version: rerun "
+                                  "with --replace") from None
         report = LoadReport(
             dataset=dataset, version=1, neurons=len(prep.bodies),
             chemical_connections=prep.chemical_connections,

@@ -50,8 +50,10 @@ def applied_migrations(driver: neo4j.Driver, database: str = "neo4j") -> set[int
     return {int(r["id"]) for r in records}
 
 
-def apply_migrations(driver: neo4j.Driver, database: str = "neo4j") -> list[int]:
-    """Apply the migrations not yet recorded; return the ids applied now."""
+def apply_migrations(driver: neo4j.Driver, database: str = "neo4j",
+                     index_wait_s: int = 300) -> list[int]:
+    """Apply the migrations not yet recorded and wait up to `index_wait_s` for every index to
+    be online; return the ids applied now."""
     done = applied_migrations(driver, database)
     applied: list[int] = []
     for migration in load_migrations():
@@ -65,5 +67,5 @@ def apply_migrations(driver: neo4j.Driver, database: str = "neo4j") -> list[int]
             id=migration.id, name=migration.name, database_=database,
         )
         applied.append(migration.id)
-    driver.execute_query("CALL db.awaitIndexes(300)", database_=database)
+    driver.execute_query("CALL db.awaitIndexes($s)", s=index_wait_s, database_=database)
     return applied

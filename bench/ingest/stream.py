@@ -160,7 +160,8 @@ def report(res: dict[str, Any]) -> None:
         if not step:
             continue
         if "failed" in step:
-            table.add_row(name, "-", "-", f"{step['peak_rss_mb']:,.0f}", "", step["failed"], "")
+            table.add_row(name, "-", "-", f"{step['peak_rss_mb']:,.0f}", "",
+                          "failed: " + step["failed"][:100], "")
             continue
         vs = name == "streamed checking pass" and "seconds" in base
         table.add_row(name, f"{step['seconds']:.1f}", f"{rate(step):,.0f}",
