@@ -33,8 +33,8 @@ from connectome_query.graphql_api.error_shape import error_fields
 
 MAX_BODY_BYTES = 1_000_000
 """Default of `CONNECTOME_MAX_BODY_BYTES`."""
-GUARDED_PREFIXES = ("/graphql", "/api/", "/export")
-HEAVY_PREFIXES = ("/api/custom", "/export")
+GUARDED_PREFIXES = ("/graphql", "/api/", "/export", "/datasets")
+HEAVY_PREFIXES = ("/api/custom", "/export", "/datasets")
 """Routes that may read a lot: they also need one of the heavy slots."""
 PARSED_BODY = "connectome_json_body"
 """Where the guard leaves a parsed JSON body in the request state (parsed once)."""
