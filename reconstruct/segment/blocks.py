@@ -75,7 +75,7 @@ def _to_positions(act: ActiveVoxels, flat: np.ndarray, dense: np.ndarray) -> np.
 def _core_of(values: np.ndarray, flat: np.ndarray, shape: tuple[int, ...], core: Box,
              dtype: type) -> np.ndarray:
     """Values at the active positions as a dense array of the core (0 elsewhere)."""
-    dense = np.zeros(shape, dtype)
+    dense: np.ndarray = np.zeros(shape, dtype)
     dense.reshape(-1)[flat] = values
     (z0, y0, x0), (z1, y1, x1) = core
     return np.ascontiguousarray(dense[z0:z1, y0:y1, x0:x1])
