@@ -85,7 +85,7 @@ def connect(spec: ClusterSpec, note: object = None) -> Iterator[Any]:
     address = spec.scheduler or from_env(DaskSettings).dask_scheduler_address
     if address:
         try:
-            client = Client(address, timeout="30s")
+            client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as e:
             raise ReconstructError(f"cannot reach the Dask scheduler at {address}: {e}") from e
         try:

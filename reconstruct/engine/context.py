@@ -72,11 +72,10 @@ def create_sharded(path: Path, shape: Triple, block: Triple, dtype: str,
                    channels: int = 0, attributes: dict[str, Any] | None = None) -> None:
     """A working array (z, y, x) or (c, z, y, x) sharded by `block`; an existing one of the
     same metadata is kept (a resumed run)."""
-    inner = inner_chunks(block)
+    shard: Triple = tuple(min(b, s) for b, s in zip(block, shape, strict=True))  # type: ignore[assignment]
     lead = (channels,) if channels else ()
-    io.create_zarr(path, (*lead, *shape), dtype, chunks=(*lead, *inner),
-                   shards=(*lead, *(min(b, s) for b, s in zip(block, shape, strict=True))),
-                   attributes=attributes, delete_existing=False)
+    io.create_zarr(path, (*lead, *shape), dtype, chunks=(*lead, *inner_chunks(shard)),
+                   shards=(*lead, *shard), attributes=attributes, delete_existing=False)
 
 
 @functools.lru_cache(maxsize=64)

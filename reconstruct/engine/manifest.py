@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from connectome_query.reconstruct import io
 from connectome_query.reconstruct.errors import ReconstructError
 
 FORMAT = "connectome-query/engine/1"
@@ -47,8 +48,8 @@ def array_identity(store: Any, path: Path) -> dict[str, Any]:
     for k in range(8):
         z = (k * max(nz - 1, 0)) // 7
         y0, x0 = (k * max(ny - 64, 0)) // 7, (k * max(nx - 64, 0)) // 7
-        patch = np.asarray(store[(*lead, slice(z, z + 1), slice(y0, y0 + 64),
-                                  slice(x0, x0 + 64))].read().result())
+        patch = io.read_block(store, (*lead, slice(z, z + 1), slice(y0, min(y0 + 64, ny)),
+                                      slice(x0, min(x0 + 64, nx))), Path(path), "image")
         h.update(np.ascontiguousarray(patch).tobytes())
     return {"path": str(Path(path).resolve()), "shape": shape,
             "dtype": str(store.dtype.numpy_dtype), "sample_sha256": h.hexdigest()}

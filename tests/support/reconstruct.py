@@ -262,3 +262,32 @@ def segment_in_blocks(affs: np.ndarray, block: tuple[int, int, int],
     lut = stitch.final_ids(sizes, firsts, *stitch.join_edges(*edges), p.merge_threshold,
                            p.prior_faces, p.min_size)
     return lut[frags.astype(np.int64)]
+
+
+def write_em(path: Any, image: np.ndarray, affs: np.ndarray | None = None) -> tuple[Any, Any]:
+    """A minimal EM directory (volume.json, image.zarr; no truth) at 16 x 16 x 40 nm, and
+    `affs` written beside it as zarr (3, z, y, x); returns (EM directory, affinities path)."""
+    from pathlib import Path
+
+    from connectome_query.reconstruct import io
+
+    em = Path(path)
+    em.mkdir(parents=True, exist_ok=True)
+    io.write_json(em / "volume.json", {"voxel_size_nm": [16.0, 16.0, 40.0],
+                                       "shape_zyx": list(image.shape), "seed": 0})
+    io.write_zarr(em / "image.zarr", np.ascontiguousarray(image, np.uint8))
+    apath = None
+    if affs is not None:
+        apath = em.parent / f"{em.name}_affinities.zarr"
+        io.write_zarr(apath, np.ascontiguousarray(affs, np.float32))
+    return em, apath
+
+
+def read_volume(path: Any) -> np.ndarray:
+    """A whole zarr array of a run or EM directory."""
+    from pathlib import Path
+
+    from connectome_query.reconstruct import io
+
+    st = io.open_zarr(Path(path))
+    return io.read_block(st, (slice(None),) * len(st.shape), Path(path))
