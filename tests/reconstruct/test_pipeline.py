@@ -41,10 +41,9 @@ def test_run_dir_contract(clean_run: tuple[Path, dict[str, Any]]) -> None:
     assert (out / "metrics.json").exists()
 
 
-def test_precomputed_matches_zarr_with_a_pyramid(clean_run: tuple[Path, dict[str, Any]]
-                                                 ) -> None:
-    """Scale 0 is the segmentation; each coarser scale holds, for every voxel, one of the
-    labels of the 2 x 2 pixels it covers (the most frequent, TensorStore's mode)."""
+def test_precomputed_matches_zarr(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    """Scale 0 of the Neuroglancer copy is the segmentation (a 64 x 64 section fits one chunk,
+    so there is no coarser scale; the pyramid's own test is in engine/test_pyramid.py)."""
     import tensorstore as ts
 
     out, _ = clean_run
@@ -54,12 +53,7 @@ def test_precomputed_matches_zarr_with_a_pyramid(clean_run: tuple[Path, dict[str
     arr = np.asarray(ts.open(spec).result()[..., 0].read().result()).transpose(2, 1, 0)
     assert np.array_equal(arr, z)
     info = io.read_json(out / "segmentation.precomputed" / "info", "info")
-    assert [s["resolution"] for s in info["scales"]] == [[16, 16, 40], [32, 32, 40]]
-    half = np.asarray(ts.open({**spec, "scale_index": 1}).result()[..., 0].read().result()
-                      ).transpose(2, 1, 0)
-    assert half.shape == (64, 32, 32)
-    quads = np.stack([z[:, a::2, b::2] for a in (0, 1) for b in (0, 1)])
-    assert ((quads == half[None]).any(axis=0)).all()
+    assert [s["resolution"] for s in info["scales"]] == [[16, 16, 40]]
 
 
 def test_clean_quality_floor(clean_floor_runs: list[dict[str, Any]]) -> None:
