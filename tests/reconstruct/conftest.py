@@ -3,6 +3,7 @@ cluster the runs share (two worker processes, as a LocalCluster on a 2-core mach
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,13 @@ def cluster() -> Iterator[ClusterSpec]:
     (so that each does not start its own and import its libraries again)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=40, env=worker_env(1)) as lc:
+    lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=40, env=worker_env(1))
+    try:
         yield ClusterSpec(scheduler=lc.scheduler_address)
+    finally:
+        with contextlib.suppress(TimeoutError):  # a worker slow to exit on a busy machine
+            lc.close(timeout=60)
 
 
 def _run(tmp_path_factory: pytest.TempPathFactory, em_dir: Path,
