@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from connectome_query.cli.console import console, fail, out
@@ -102,32 +108,82 @@ def synth_em(
     out.print(f"wrote {out_dir}")
 
 
+class StageBars:
+    """The engine's progress as rich bars: one per stage, blocks done of the stage's."""
+
+    def __init__(self, prog: Progress) -> None:
+        self.prog = prog
+        self.tasks: dict[str, Any] = {}
+
+    def stage(self, name: str, total: int, done: int = 0) -> None:
+        self.tasks[name] = self.prog.add_task(name, total=max(total, 1), completed=done)
+
+    def advance(self, name: str, n: int = 1) -> None:
+        if name in self.tasks:
+            self.prog.advance(self.tasks[name], n)
+
+    def note(self, text: str) -> None:
+        self.prog.console.print(text, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def stage_progress(enabled: bool = True) -> Iterator[Any]:
+    """Where `pipeline.reconstruct` reports: bars per stage, or nothing."""
+    from connectome_query.reconstruct.progress import Quiet
+
+    if not enabled:
+        yield Quiet()
+        return
+    with Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as prog:
+        yield StageBars(prog)
+
+
 @app.command("reconstruct")
 def reconstruct_cmd(
     em_dir: Annotated[Path, typer.Argument(help="EM directory (volume.json, image.zarr)")],
-    out_run_dir: Annotated[Path, typer.Argument(help="run directory to write")],
-    model: Annotated[Path | None, typer.Option(help="saved model (train-model)")] = None,
+    out_run_dir: Annotated[Path, typer.Argument(
+        help="run directory to write (or to finish: a second run resumes)")],
+    scheduler: Annotated[str | None, typer.Option(
+        help="address of a running Dask scheduler (tcp://HOST:PORT); default "
+             "DASK_SCHEDULER_ADDRESS, else a LocalCluster for this run")] = None,
+    block: Annotated[str | None, typer.Option(
+        help="block shape Z,Y,X; default from the memory per worker")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="local workers (default: one per core)")] = None,
+    worker_memory: Annotated[str | None, typer.Option(
+        help="memory limit per local worker, e.g. 1.5GB")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="voxel classifier (train-model) for the clefts")] = None,
+    clefts: Annotated[str, typer.Option(
+        help="where cleft probability comes from: network (its cleft channel) or "
+             "classifier")] = "network",
     affinities: Annotated[Path | None, typer.Option(
         help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
     net: Annotated[Path | None, typer.Option(
         help="affinity-network weights (train-affinity-net); default: shipped")] = None,
     augment: Annotated[bool, typer.Option(
-        help="average the network over 8 in-plane flips/transposes (8x time)")] = True,
-    block_sections: Annotated[int | None, typer.Option(
-        help="segment volumes of more sections slab by slab, this many at a time "
-             "(affinities go to RUN_DIR/affinities.zarr); default "
-             "pipeline.BLOCK_SECTIONS (128)")] = None,
+        help="average the network over 8 in-plane flips/transposes (8x time)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics)."""
+    """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
+    over 3-D blocks (see reconstruct/RUN_DIR.md and docs/scaling.md)."""
     from connectome_query.reconstruct import pipeline
+    from connectome_query.reconstruct.engine.cluster import ClusterSpec
+    from connectome_query.reconstruct.engine.grid import parse_triple
 
     try:
-        with rich_progress(not quiet) as tick:
-            result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, tick,
-                                          net_path=net, augment=augment,
-                                          block_sections=pipeline.BLOCK_SECTIONS
-                                          if block_sections is None else block_sections)
+        shape = parse_triple(block, "--block") if block is not None else None
+    except ValueError as e:
+        raise fail(str(e), 2) from e
+    if workers is not None and workers < 1:
+        raise fail("--workers must be at least 1", 2)
+    spec = ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory)
+    try:
+        with stage_progress(not quiet) as progress:
+            result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
+                                          net_path=net, augment=augment, block=shape,
+                                          spec=spec, clefts=clefts)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     if result:

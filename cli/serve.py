@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -92,8 +93,9 @@ def _demo_em(work: Path) -> None:
     with reconstruct.rich_progress() as tick:
         io.write_synthetic_em(em_dir, cfg, tick)
     console.print(f"[bold]reconstruct it[/] into {run_dir}")
-    with reconstruct.rich_progress() as tick:
-        result = pipeline.reconstruct(em_dir, run_dir, tick=tick)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run (a kept one may be of old code)
+    with reconstruct.stage_progress() as progress:
+        result = pipeline.reconstruct(em_dir, run_dir, progress=progress)
     console.print(reconstruct.metrics_table(result))
     reconstruct.write_run_report(run_dir)
     console.print(f"[bold]ingest {run_dir}[/]")

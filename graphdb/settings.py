@@ -4,7 +4,8 @@ With `NEO4J_URI` set (plus `NEO4J_USER`/`NEO4J_USERNAME` and `NEO4J_PASSWORD`), 
 that server: Docker, Neo4j Desktop or Aura. Without it, the project's own local server (started by
 `connectome neo4j start`) is the default. The other groups are read where they apply: the local
 server (`CONNECTOME_NEO4J_*`), the API (`CONNECTOME_*`), export (`CONNECTOME_EXPORT_*`) and compute
-(`CONNECTOME_XP`). A bad value raises `SettingsError` naming the variable.
+(`CONNECTOME_XP`), the reconstruction engine's Dask cluster (`DASK_SCHEDULER_ADDRESS`,
+`CONNECTOME_DASK_*`). A bad value raises `SettingsError` naming the variable.
 """
 
 from __future__ import annotations
@@ -142,6 +143,24 @@ class ComputeSettings(BaseSettings):
 
     model_config = _config("CONNECTOME_")
     xp: Literal["auto", "numpy"] = "auto"
+
+
+class DaskSettings(BaseSettings):
+    """Where `connectome reconstruct` runs its blocks (`reconstruct/engine`).
+
+    `DASK_SCHEDULER_ADDRESS` (Dask's own variable, e.g. `tcp://10.0.0.5:8786`) submits to a
+    running cluster; without it the command starts a LocalCluster sized to the machine and
+    stops it at the end. `CONNECTOME_DASK_WORKERS`, `_THREADS` and `_WORKER_MEMORY` size
+    that LocalCluster (defaults: one single-threaded worker per core, memory shared out)."""
+
+    model_config = _config("")
+    dask_scheduler_address: Stripped = ""
+    connectome_dask_workers: int | None = Field(None, ge=1, le=4096)
+    connectome_dask_threads: int = Field(1, ge=1, le=256)
+    connectome_dask_worker_memory: Stripped = Field(
+        "", pattern=r"^$|^\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?)?$")
+    """Memory limit of each local worker, e.g. `1.5GB`; default: the machine's memory shared
+    out among the workers."""
 
 
 S = TypeVar("S", bound=BaseSettings)

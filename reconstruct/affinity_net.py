@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from connectome_query.reconstruct import boundary
+from connectome_query.reconstruct import boundary, sections
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 NET_FORMAT = "connectome-query/affinity-unet/1"
@@ -77,12 +77,23 @@ def init_params(seed: int = 0) -> Params:
 
 
 def _conv(x: Any, p: tuple[Any, Any]) -> Any:
+    """A 3-D convolution ("same" padding) of x (N, D, H, W, C), done as one 2-D
+    convolution of the sections with their kz - 1 neighbours stacked as channels: XLA's
+    2-D convolutions on the CPU run several times faster than its 3-D ones (same sums)."""
     import jax
+    import jax.numpy as jnp
 
     w, b = p
-    y = jax.lax.conv_general_dilated(x, w, (1, 1, 1), "SAME",
-                                     dimension_numbers=("NCDHW", "OIDHW", "NCDHW"))
-    return y + b[None, :, None, None, None]
+    cout, cin, kz, ky, kx = w.shape
+    n, d, h, wd, _c = x.shape
+    if kz > 1:
+        pz = kz // 2
+        xp = jnp.pad(x, ((0, 0), (pz, pz), (0, 0), (0, 0), (0, 0)))
+        x = jnp.concatenate([xp[:, dz:dz + d] for dz in range(kz)], axis=-1)
+    k = jnp.transpose(w, (3, 4, 2, 1, 0)).reshape(ky, kx, kz * cin, cout)
+    y = jax.lax.conv_general_dilated(x.reshape(n * d, h, wd, kz * cin), k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.reshape(n, d, h, wd, cout) + b
 
 
 def forward(params: Params, x: Any) -> Any:
@@ -91,22 +102,22 @@ def forward(params: Params, x: Any) -> Any:
     import jax.numpy as jnp
 
     relu = jax.nn.relu
-    h1 = relu(_conv(x, params[0]))
+    h = jnp.moveaxis(x, 1, -1)  # channels last
+    h1 = relu(_conv(h, params[0]))
     h2 = relu(_conv(h1, params[1]))
-    n, c, d, hh, ww = h2.shape
-    down = h2.reshape(n, c, d, hh // 2, 2, ww // 2, 2).mean(axis=(4, 6))
+    n, d, hh, ww, c = h2.shape
+    down = h2.reshape(n, d, hh // 2, 2, ww // 2, 2, c).mean(axis=(3, 5))
     h3 = relu(_conv(down, params[2]))
     h4 = relu(_conv(h3, params[3]))
-    up = jnp.repeat(jnp.repeat(h4, 2, axis=3), 2, axis=4)
-    h5 = relu(_conv(jnp.concatenate([up, h2], axis=1), params[4]))
+    up = jnp.repeat(jnp.repeat(h4, 2, axis=2), 2, axis=3)
+    h5 = relu(_conv(jnp.concatenate([up, h2], axis=-1), params[4]))
     h6 = relu(_conv(h5, params[5]))
-    return _conv(h6, params[6])
+    return jnp.moveaxis(_conv(h6, params[6]), -1, 1)
 
 
 def prepare(img: np.ndarray) -> np.ndarray:
-    """Section-normalised, repaired float32 image (the network's input)."""
-    a, missing = boundary.normalise_sections(img)
-    return boundary.repair_sections(a, missing).astype(np.float32)
+    """Section-normalised, repaired float32 image (the network's input; `sections`)."""
+    return sections.prepare(img)
 
 
 def _per_group(mask: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
@@ -265,20 +276,63 @@ def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: i
 def predict(net: AffinityNet, img: np.ndarray,
             augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Affinities (3, z, y, x) float32 in the waterz layout and cleft probability
-    (z, y, x), predicted tile by tile with `HALO` of context.
+    (z, y, x) of a whole volume, predicted tile by tile with `HALO` of context (the volume
+    reflected at its faces).
 
     With `augment`, the mean over the 8 in-plane flips and transposes of the image (each
     prediction mapped back; an affinity to the -1 neighbour becomes one to the +1
     neighbour under a flip, hence the shift): 8x the time, fewer isolated mistakes.
     """
+    check_format(net)
+    a = prepare(img)
+    pads = context_pads((0, 0, 0), a.shape, (0, 0, 0), a.shape, a.shape)
+    affs, cleft = predict_region(net, pad_region(a, pads), augment)
+    core = tuple(slice(0, n) for n in img.shape)
+    return finish(affs[(slice(None), *core)], cleft[core], (True, True, True))
+
+
+def check_format(net: AffinityNet) -> None:
     if getattr(net, "format", None) != NET_FORMAT:
         raise ValueError(f"network format is {getattr(net, 'format', None)!r}, "
                          f"expected {NET_FORMAT!r}")
-    a = prepare(img)
+
+
+def context_pads(core_lo: Sequence[int], core_hi: Sequence[int], region_lo: Sequence[int],
+                 region_hi: Sequence[int], shape: Sequence[int]) -> list[tuple[int, int]]:
+    """Reflection to add to a region (the core with up to `HALO` of context, clipped to the
+    volume of `shape`) so that the core has HALO of context on every side, the volume
+    reflected at its faces; in-plane one pixel more past an odd core (which ends at the
+    volume's face), so that the region stays even and pools the same pixel pairs as every
+    block."""
+    out = []
+    for axis, h in enumerate(HALO):
+        low = h - (core_lo[axis] - region_lo[axis]) if region_lo[axis] == 0 else 0
+        high = h - (region_hi[axis] - core_hi[axis]) if region_hi[axis] == shape[axis] else 0
+        if axis > 0 and (core_hi[axis] - core_lo[axis]) % 2:
+            high += 1
+        out.append((low, high))
+    return out
+
+
+def pad_region(a: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """`a` reflected outward by `pads` (see `context_pads`)."""
+    if not any(p for pp in pads for p in pp):
+        return a
+    return np.pad(a, list(pads), mode="reflect")
+
+
+def predict_region(net: AffinityNet, a: np.ndarray,
+                   augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Raw affinities (3, ...) and cleft probability of the core of a prepared region `a`,
+    which is `a` less `HALO` each side (context; `pad_region` where the volume ends; the
+    caller crops the extra pixel `context_pads` may add). `augment` as in `predict`."""
+    shape = tuple(n - 2 * h for h, n in zip(HALO, a.shape, strict=True))
+    core = [slice(h, h + c) for h, c in zip(HALO, shape, strict=True)]
     if not augment:
-        return _finish(*_predict_prepared(net, a))
-    affs = np.zeros((3, *a.shape), np.float32)
-    cleft = np.zeros(a.shape, np.float32)
+        out = _predict_prepared(net, a)
+        return out[0][(slice(None), *core)], out[1][tuple(core)]
+    affs = np.zeros((3, *shape), np.float32)
+    cleft = np.zeros(shape, np.float32)
     for transpose in (False, True):
         for fy in (False, True):
             for fx in (False, True):
@@ -295,9 +349,9 @@ def predict(net: AffinityNet, img: np.ndarray,
                 if transpose:  # the y and x channels trade places
                     af = af[[0, 2, 1]].transpose(0, 1, 3, 2)
                     cl = cl.transpose(0, 2, 1)
-                affs += af
-                cleft += cl
-    return _finish(affs / 8, cleft / 8)
+                affs += af[(slice(None), *core)]
+                cleft += cl[tuple(core)]
+    return affs / 8, cleft / 8
 
 
 def _shift_back(a: np.ndarray, axis: int) -> np.ndarray:
@@ -309,19 +363,34 @@ def _shift_back(a: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _finish(affs: np.ndarray, cleft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def finish(affs: np.ndarray, cleft: np.ndarray,
+           starts: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Affinities as float32 with the edges out of the volume (from its first plane along
+    each axis, where `starts` says the array begins there) set to 0."""
     affs = np.ascontiguousarray(affs, np.float32)
-    affs[0, 0] = 0.0
-    affs[1, :, 0] = 0.0
-    affs[2, :, :, 0] = 0.0
+    if starts[0]:
+        affs[0, 0] = 0.0
+    if starts[1]:
+        affs[1, :, 0] = 0.0
+    if starts[2]:
+        affs[2, :, :, 0] = 0.0
     return affs, np.ascontiguousarray(cleft, np.float32)
 
 
 @functools.cache
 def _jitted_probabilities() -> Callable[[Params, Any], Any]:
-    """sigmoid(forward) compiled once per process (and per tile shape), not per call."""
+    """sigmoid(forward) compiled once per process (and per tile shape), not per call; the
+    compiled code is kept on disk (the cache directory's `jax/`), so that the workers of a
+    run, and later runs, load it instead of compiling again."""
     import jax
 
+    from connectome_query.graphdb.settings import cache_dir
+
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except Exception:  # an older JAX without the persistent cache: compile each time
+        pass
     return jax.jit(lambda ps, x: jax.nn.sigmoid(forward(ps, x)))
 
 
@@ -338,29 +407,34 @@ def tile_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw sigmoid outputs (3 affinities, cleft) for a prepared image, tile by tile."""
+    """Raw sigmoid outputs (3 affinities, cleft) at every voxel of a prepared region, tile
+    by tile, each tile read with `HALO` of context from the region (or zeros beyond it):
+    right where the region holds HALO of context, that is at its core."""
     import jax.numpy as jnp
 
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in net.params]
     fwd = _jitted_probabilities()
-    shape = a.shape
-    tile = tile_shape(shape)
-    n_t = [-(-s // t) for s, t in zip(shape, tile, strict=True)]
-    pad = [(hl, n * t - s + hl) for hl, n, t, s in zip(HALO, n_t, tile, shape, strict=True)]
-    fits = all(s > max(p) for s, p in zip(shape, pad, strict=True))
-    big = np.pad(a, pad, mode="reflect") if fits else np.pad(a, pad, mode="edge")
-    out = np.zeros((4, *[n * t for n, t in zip(n_t, tile, strict=True)]), np.float32)
+    core = [max(n - 2 * h, 1) for n, h in zip(a.shape, HALO, strict=True)]
+    tile = tile_shape(core)
+    n_t = [-(-c // t) for c, t in zip(core, tile, strict=True)]
+    # room for whole tiles with their context (beyond the region: zeros, which reach
+    # only outputs past the core)
+    pad = [(0, max(n * t + 2 * h - s, 0)) for n, t, h, s in zip(n_t, tile, HALO, a.shape,
+                                                                  strict=True)]
+    big = np.pad(a, pad) if any(p[1] for p in pad) else a
+    out = np.zeros((4, *a.shape), np.float32)
     for iz in range(n_t[0]):
         for iy in range(n_t[1]):
             for ix in range(n_t[2]):
                 o = (iz * tile[0], iy * tile[1], ix * tile[2])
-                sl = tuple(slice(oo, oo + t + 2 * hl) for oo, t, hl in
+                sl = tuple(slice(oo, oo + t + 2 * h) for oo, t, h in
                            zip(o, tile, HALO, strict=True))
                 res = np.asarray(fwd(params, jnp.asarray(big[sl][None, None])))[0]
-                core = tuple(slice(hl, hl + t) for hl, t in zip(HALO, tile, strict=True))
-                out[(slice(None), *(slice(oo, oo + t) for oo, t in
-                                    zip(o, tile, strict=True)))] = res[(slice(None), *core)]
-    out = out[:, :shape[0], :shape[1], :shape[2]]
+                dst = tuple(slice(oo + h, min(oo + h + t, s)) for oo, h, t, s in
+                            zip(o, HALO, tile, a.shape, strict=True))
+                src = tuple(slice(h, h + (d.stop - d.start)) for h, d in
+                            zip(HALO, dst, strict=True))
+                out[(slice(None), *dst)] = res[(slice(None), *src)]
     return out[:3], out[3]
 
 

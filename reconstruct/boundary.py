@@ -1,12 +1,12 @@
 """A voxel classifier on filter features: clefts, and affinities from its classes (no I/O).
 
-Sections are repaired first (each normalised by its own mean and spread, blank ones filled from
-their neighbours, ones shifted against both neighbours shifted back). Features are anisotropic
-multi-scale Gaussian filters (the ilastik recipe; on CuPy when a GPU is present, `xp`); one
-`HistGradientBoostingClassifier` sorts voxels into outside, membrane, interior, cleft and z-face
-classes (voxel classes, not voxel pairs: a pair along one cell's membrane would teach it to
-connect touching cells). The pipeline takes its cleft probability; affinities come from the
-network (`affinity_net`), which leaks far less between touching cells.
+Sections are prepared first (`sections`: each normalised by its own mean and spread, blank ones
+filled from their neighbours, ones shifted against both neighbours shifted back). Features are
+anisotropic multi-scale Gaussian filters (the ilastik recipe; on CuPy when a GPU is present,
+`xp`); one `HistGradientBoostingClassifier` sorts voxels into outside, membrane, interior, cleft
+and z-face classes (voxel classes, not voxel pairs: a pair along one cell's membrane would teach
+it to connect touching cells). Runs with `--clefts classifier` take its cleft probability;
+affinities come from the network (`affinity_net`), which leaks far less between touching cells.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from connectome_query.reconstruct import xp
+from connectome_query.reconstruct import sections, xp
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 MODEL_FORMAT = "connectome-query/voxel-hgb/1"
@@ -38,43 +38,6 @@ class AffinityModel:
     classifier: Any
     meta: dict[str, Any] = field(default_factory=dict)
     format: str = MODEL_FORMAT
-
-
-def normalise_sections(img: np.ndarray, eps: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-section zero-mean unit-spread float32; also the mask of blank sections."""
-    a = img.astype(np.float32)
-    mean = a.mean(axis=(1, 2), keepdims=True)
-    std = a.std(axis=(1, 2), keepdims=True)
-    missing = std[:, 0, 0] < eps
-    a = (a - mean) / np.maximum(std, 1e-3)
-    return a, missing
-
-
-def repair_sections(a: np.ndarray, missing: np.ndarray, max_shift: int = 12) -> np.ndarray:
-    """Fill blank sections from neighbours and undo sections shifted against both."""
-    from skimage.registration import phase_cross_correlation
-
-    out = a.copy()
-    good = np.nonzero(~missing)[0]
-    if len(good) == 0:
-        return out
-    for z in np.nonzero(missing)[0]:
-        below = good[good < z]
-        above = good[good > z]
-        nb = [out[below[-1]]] if len(below) else []
-        nb += [out[above[0]]] if len(above) else []
-        out[z] = np.mean(nb, axis=0)
-    nz = a.shape[0]
-    for z in range(1, nz - 1):
-        if missing[z] or missing[z - 1] or missing[z + 1]:
-            continue
-        s1 = phase_cross_correlation(out[z - 1], out[z], normalization=None)[0]
-        s2 = phase_cross_correlation(out[z + 1], out[z], normalization=None)[0]
-        if np.abs(s1).max() >= 2 and np.abs(s1 - s2).max() <= 1 and np.abs(s1).max() <= max_shift:
-            import scipy.ndimage as ndi
-
-            out[z] = ndi.shift(out[z], np.round((s1 + s2) / 2), order=0, mode="nearest")
-    return out
 
 
 def features(a: np.ndarray, voxel_size_zyx: tuple[float, float, float]) -> np.ndarray:
@@ -136,8 +99,7 @@ def train(images: list[np.ndarray], labels: list[np.ndarray], clefts: list[np.nd
     for img, lab, cl in zip(images, labels, clefts, strict=True):
         if img.shape != lab.shape or img.shape != cl.shape:
             raise ValueError("image, labels and clefts must have one shape")
-        a, missing = normalise_sections(img)
-        f = xp.to_numpy(features(repair_sections(a, missing), voxel_size_zyx))
+        f = xp.to_numpy(features(sections.prepare(img), voxel_size_zyx))
         ff = f.reshape(f.shape[0], -1)
         cls = voxel_classes(lab, cl).reshape(-1)
         for k in range(N_CLASSES):
@@ -159,11 +121,16 @@ def probabilities(model: AffinityModel, img: np.ndarray,
                   voxel_size_zyx: tuple[float, float, float]) -> np.ndarray:
     """Class probabilities (5, z, y, x) float32: background, membrane, interior, cleft,
     z-face."""
+    return probabilities_of_prepared(model, sections.prepare(img), voxel_size_zyx)
+
+
+def probabilities_of_prepared(model: AffinityModel, a: np.ndarray,
+                              voxel_size_zyx: tuple[float, float, float]) -> np.ndarray:
+    """`probabilities` of an image already prepared (`sections.prepared`)."""
     if getattr(model, "format", None) != MODEL_FORMAT:
         raise ValueError(f"model format is {getattr(model, 'format', None)!r}, "
                          f"expected {MODEL_FORMAT!r}")
-    a, missing = normalise_sections(img)
-    a = repair_sections(a, missing)
+    img = a
     out = np.empty((N_CLASSES, *img.shape), np.float32)
     # the filter bank (F floats a voxel) goes tile by tile in-plane, each tile with a
     # margin wider than the widest filter reaches, so it equals the whole-section result

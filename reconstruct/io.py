@@ -52,30 +52,46 @@ def _kv(path: Path) -> dict[str, Any]:
     return {"driver": "file", "path": str(Path(path).resolve())}
 
 
+_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}},
+           {"name": "zstd", "configuration": {"level": 3}}]
+
+
 def create_zarr(path: Path, shape: Sequence[int], dtype: str,
                 chunks: Sequence[int] | None = None,
-                attributes: dict[str, Any] | None = None) -> ts.TensorStore:
-    """Create (overwrite) a zarr v3 array with zstd-compressed chunks; axes z, y, x[, ...]."""
+                attributes: dict[str, Any] | None = None,
+                shards: Sequence[int] | None = None,
+                delete_existing: bool = True) -> ts.TensorStore:
+    """Create a zarr v3 array with zstd-compressed chunks; axes z, y, x[, ...]. With
+    `shards`, chunks are grouped into shards of that shape (each a multiple of `chunks`):
+    one file per shard, read chunk by chunk. Without `delete_existing`, an existing array
+    of the same metadata is opened as it is (a resumed run)."""
     shape = [int(s) for s in shape]
     if chunks is None:
         chunks = [min(c, s) for c, s in zip((1,) * (len(shape) - 3) + CHUNK, shape, strict=True)]
     names = (["c"] if len(shape) == 4 else []) + ["z", "y", "x"]
+    codecs: list[dict[str, Any]] = _CODECS
+    grid = list(chunks)
+    if shards is not None:
+        grid = [int(s) for s in shards]
+        codecs = [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [int(c) for c in chunks], "codecs": _CODECS,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                             {"name": "crc32c"}]}}]
     spec = {
         "driver": "zarr3",
         "kvstore": _kv(path),
-        "create": True,
-        "delete_existing": True,
         "metadata": {
             "shape": shape,
             "data_type": dtype,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": grid}},
             "dimension_names": names,
-            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
-                       {"name": "zstd", "configuration": {"level": 3}}],
+            "codecs": codecs,
             "attributes": attributes or {},
         },
     }
-    return ts.open(spec).result()
+    if delete_existing:
+        return ts.open({**spec, "create": True, "delete_existing": True}).result()
+    return ts.open({**spec, "open": True, "create": True}).result()
 
 
 def open_zarr(path: Path, what: str = "volume") -> ts.TensorStore:
@@ -89,7 +105,7 @@ def open_zarr(path: Path, what: str = "volume") -> ts.TensorStore:
         raise ReconstructError(f"{what}: cannot open zarr v3 array {path}: {e}") from e
 
 
-def read_block(store: ts.TensorStore, index: tuple[slice, ...] | slice, path: Path,
+def read_block(store: ts.TensorStore, index: tuple[Any, ...] | slice, path: Path,
                what: str = "volume") -> np.ndarray:
     """Read part of an array; a corrupt or unreadable chunk becomes a ReconstructError."""
     try:
@@ -251,8 +267,8 @@ def read_volume_info(em_dir: Path) -> dict[str, Any]:
     return info
 
 
-def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
-    """The EM image (uint8, z, y, x), checked against volume.json."""
+def open_image(em_dir: Path, info: dict[str, Any]) -> ts.TensorStore:
+    """The EM image (uint8, z, y, x), opened and checked against volume.json (not read)."""
     path = Path(em_dir) / "image.zarr"
     st = open_zarr(path, "EM image")
     dtype = str(st.dtype.numpy_dtype)
@@ -261,11 +277,18 @@ def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
     if list(st.shape) != list(info["shape_zyx"]):
         raise ReconstructError(f"EM image: {path} has shape {list(st.shape)}, but volume.json "
                                f"field 'shape_zyx' says {info['shape_zyx']}")
-    return read_block(st, (slice(None),) * 3, path, "EM image")
+    return st
 
 
-def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
-    """Ground truth of an EM directory if present (segmentation, tables), checked."""
+def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
+    """The EM image (uint8, z, y, x), checked against volume.json, in memory."""
+    st = open_image(em_dir, info)
+    return read_block(st, (slice(None),) * 3, Path(em_dir) / "image.zarr", "EM image")
+
+
+def read_truth_tables(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """The ground truth of an EM directory if present: its tables, and its segmentation
+    checked (shape, dtype) but not read."""
     tdir = Path(em_dir) / "truth"
     if not tdir.exists():
         return None
@@ -277,15 +300,23 @@ def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
     if str(st.dtype.numpy_dtype) not in ("uint64", "uint32"):
         raise ReconstructError(f"ground truth: {path} has dtype {st.dtype.numpy_dtype}, "
                                f"expected uint64")
-    seg = read_block(st, (slice(None),) * 3, path, "ground truth")
     return {
-        "segmentation": seg.astype(np.uint64),
         "segments": read_table(tdir / "segments.parquet", "ground truth", SEGMENT_COLUMNS),
         "synapses": read_table(tdir / "synapses.parquet", "ground truth", SYNAPSE_COLUMNS),
         "skeletons": read_table(tdir / "skeletons.parquet", "ground truth",
                                 {"segment_id": "", "node_id": "", "parent_id": "", "x": "",
                                  "y": "", "z": ""}),
     }
+
+
+def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """Ground truth of an EM directory if present (segmentation in memory, tables), checked."""
+    tables = read_truth_tables(em_dir, shape)
+    if tables is None:
+        return None
+    path = Path(em_dir) / "truth" / "segmentation.zarr"
+    seg = read_block(open_zarr(path, "ground truth"), (slice(None),) * 3, path, "ground truth")
+    return {"segmentation": seg.astype(np.uint64), **tables}
 
 
 def read_truth_clefts(em_dir: Path) -> np.ndarray:
@@ -320,20 +351,6 @@ def read_affinity_block(st: Any, path: Path, z0: int, z1: int) -> np.ndarray:
 def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """All of the affinities made elsewhere (see `open_affinities`)."""
     return read_affinity_block(open_affinities(path, shape), path, 0, int(shape[0]))
-
-
-class ZarrLabels:
-    """A zarr label volume as the store of `segment.seeded_segmentation_blockwise`."""
-
-    def __init__(self, path: Path, shape: tuple[int, ...], attributes: dict[str, Any]):
-        self.path = Path(path)
-        self.store = create_zarr(self.path, shape, "uint64", attributes=attributes)
-
-    def write(self, z0: int, labels: np.ndarray) -> None:
-        self.store[z0:z0 + labels.shape[0]].write(labels.astype(np.uint64, copy=False)).result()
-
-    def read(self, z0: int, z1: int) -> np.ndarray:
-        return read_block(self.store, slice(z0, z1), self.path, "segmentation")
 
 
 # --------------------------------------------------------------- writing a synthetic volume

@@ -23,16 +23,78 @@ def _check_shapes(gt: np.ndarray, pred: np.ndarray) -> None:
 
 def contingency(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                            np.ndarray]:
-    """Overlap counts (gt label, pred label, voxels) over voxels where gt != 0."""
+    """Overlap counts (gt label, pred label, voxels) over voxels where gt != 0, sorted by
+    (gt label, pred label)."""
     _check_shapes(gt, pred)
     m = gt != 0
     g = gt[m].astype(np.uint64)
     p = pred[m].astype(np.uint64)
     if len(g) == 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    pairs = np.stack([g, p], axis=1)
-    uniq, cnt = np.unique(pairs, axis=0, return_counts=True)
-    return uniq[:, 0], uniq[:, 1], cnt.astype(np.int64)
+    gu, gi = np.unique(g, return_inverse=True)
+    pu, pi = np.unique(p, return_inverse=True)
+    key = gi.reshape(-1).astype(np.int64) * len(pu) + pi.reshape(-1)
+    uk, cnt = np.unique(key, return_counts=True)
+    return gu[uk // len(pu)], pu[uk % len(pu)], cnt.astype(np.int64)
+
+
+def add_tables(tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contingency tables of parts of a volume added into the whole's (sorted as
+    `contingency`'s)."""
+    g = np.concatenate([np.zeros(0, np.uint64), *(t[0] for t in tables)]).astype(np.uint64)
+    p = np.concatenate([np.zeros(0, np.uint64), *(t[1] for t in tables)]).astype(np.uint64)
+    n = np.concatenate([np.zeros(0, np.int64), *(t[2] for t in tables)]).astype(np.int64)
+    if len(g) == 0:
+        return g, p, n
+    pairs, inv = np.unique(np.stack([g, p], axis=1), axis=0, return_inverse=True)
+    counts = np.bincount(inv.reshape(-1), weights=n, minlength=len(pairs)).astype(np.int64)
+    return pairs[:, 0], pairs[:, 1], counts
+
+
+def voi_of_table(g: np.ndarray, p: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """(split, merge) VOI in bits from a contingency table (gt label 0 left out)."""
+    total = float(n.sum())
+    if total == 0:
+        return 0.0, 0.0
+    _, gi = np.unique(g, return_inverse=True)
+    _, pi = np.unique(p, return_inverse=True)
+    gi, pi = gi.reshape(-1), pi.reshape(-1)
+    nf = n.astype(np.float64)
+    a = np.bincount(gi, weights=nf)  # voxels of each true segment
+    b = np.bincount(pi, weights=nf)  # of each predicted one
+    split = -float(np.sum(nf / total * np.log2(nf / a[gi])))
+    merge = -float(np.sum(nf / total * np.log2(nf / b[pi])))
+    return max(split, 0.0), max(merge, 0.0)
+
+
+def adapted_rand_of_table(g: np.ndarray, p: np.ndarray, n: np.ndarray) -> float:
+    """`adapted_rand` from a contingency table (gt label 0 left out)."""
+    from scipy.sparse import csr_array
+
+    if n.sum() == 0:
+        return 0.0
+    _, gi = np.unique(g, return_inverse=True)
+    _, pi = np.unique(p, return_inverse=True)
+    table = csr_array((n.astype(np.float64), (gi.reshape(-1), pi.reshape(-1))))
+    a = np.asarray(table.sum(axis=1)).ravel()
+    b = np.asarray(table.sum(axis=0)).ravel()
+    total = a.sum()
+    if a @ a == total and b @ b == total:
+        return 0.0
+    return float(adapted_rand_error(table=table)[0])
+
+
+def segment_to_truth_of_table(g: np.ndarray, p: np.ndarray, n: np.ndarray) -> dict[int, int]:
+    """Each predicted segment -> the ground-truth label it overlaps most (0 excluded; ties
+    to the smaller label), from a table sorted as `contingency`'s."""
+    out: dict[int, int] = {}
+    best: dict[int, int] = {}
+    for gi, pj, c in zip(g.tolist(), p.tolist(), n.tolist(), strict=True):
+        if pj != 0 and c > best.get(pj, 0):
+            best[pj] = c
+            out[pj] = gi
+    return out
 
 
 def voi(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -146,11 +208,4 @@ def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.nda
 
 def segment_to_truth(gt: np.ndarray, pred: np.ndarray) -> dict[int, int]:
     """Each predicted segment -> the ground-truth label it overlaps most (0 excluded)."""
-    g, p, n = contingency(gt, pred)
-    out: dict[int, int] = {}
-    best: dict[int, int] = {}
-    for gi, pj, c in zip(g.tolist(), p.tolist(), n.tolist(), strict=True):
-        if pj != 0 and c > best.get(pj, 0):
-            best[pj] = c
-            out[pj] = gi
-    return out
+    return segment_to_truth_of_table(*contingency(gt, pred))

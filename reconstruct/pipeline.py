@@ -1,125 +1,190 @@
 """The run: an EM directory in, a run directory out (see RUN_DIR.md), scored when there is a truth.
 
-Inputs are read and checked before any slow step; how the volume is held (whole, or slab by slab
-for deep volumes) is the `strategy`'s business.
+Every stage runs on the engine (`reconstruct/engine`): Dask tasks over 3-D blocks, each read with
+the halo it needs, so no process holds the volume. Inputs are checked before any slow step; the
+run directory's manifest makes a second run with the same inputs finish only what is missing,
+and refuses one with other inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from connectome_query.reconstruct import affinity_net, boundary, io, scoring, segment, skeleton, xp
+from connectome_query.reconstruct import affinity_net, boundary, io, segment, skeleton, xp
+from connectome_query.reconstruct.engine import (
+    cells,
+    cluster,
+    context,
+    image,
+    predict,
+    pyramid,
+    scoring,
+    segmentation,
+    synapses,
+)
+from connectome_query.reconstruct.engine.grid import Triple
+from connectome_query.reconstruct.engine.manifest import Manifest, array_identity, file_sha256
+from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
-from connectome_query.reconstruct.progress import Tick, no_progress
-from connectome_query.reconstruct.strategy import RunInputs, Strategy, choose
+from connectome_query.reconstruct.progress import Progress, Quiet
 from connectome_query.reconstruct.training import DEFAULT_NET, default_model
 
-BLOCK_SECTIONS = 128
-"""Volumes of more sections than this are segmented slab by slab, this many at a time (at
-1024 x 1024 in-plane, one slab's float32 affinities take 1.6 GB)."""
+__all__ = ["DEFAULT_NET", "default_block", "default_model", "reconstruct"]
+
+BYTES_PER_VOXEL = 160
+"""Peak bytes a worker holds per voxel of its block (measured: the segmentation passes and
+the network, halos included; `bench/reconstruct/scale.py`)."""
+BLOCKS = ((128, 512, 512), (64, 512, 512), (64, 256, 256), (32, 256, 256), (32, 128, 128))
 
 
-def _load_net(net_path: Path | None, vs: tuple[float, float, float],
-              em_dir: Path) -> affinity_net.AffinityNet:
-    """The affinity network, refused when it was trained at another voxel size."""
-    npath = Path(net_path) if net_path is not None else DEFAULT_NET
-    net = io.load_net(npath)
+def default_block(shape: Triple, worker_memory: int) -> Triple:
+    """The largest of `BLOCKS` whose work fits in 60 % of a worker's memory, clipped to the
+    volume."""
+    for b in BLOCKS:
+        if b[0] * b[1] * b[2] * BYTES_PER_VOXEL <= 0.6 * worker_memory:
+            break
+    return tuple(min(x, s) for x, s in zip(b, shape, strict=True))  # type: ignore[return-value]
+
+
+def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Path) -> None:
+    """Refuse weights trained at another voxel size."""
+    net = io.load_net(net_path)
     try:
         affinity_net.check_voxel_size(net, vs)
     except ValueError as e:
-        raise ReconstructError(f"affinity network {npath} does not fit "
+        raise ReconstructError(f"affinity network {net_path} does not fit "
                                f"{em_dir / 'volume.json'} field 'voxel_size_nm': {e}") from e
-    return net
 
 
-def _load_model(model_path: Path | None, vs: tuple[float, float, float], seed: int, out: Path,
-                tick: Tick) -> boundary.AffinityModel:
-    """The voxel classifier: loaded, or trained on synthetic volumes and saved in `out`."""
+def _model(model_path: Path | None, vs: tuple[float, float, float], seed: int,
+           out: Path) -> Path:
+    """The voxel classifier's file: the one given (checked), or one trained on synthetic
+    volumes and saved in the run directory (kept when resuming)."""
     if model_path is not None:
         model = io.load_model(Path(model_path))
         if getattr(model, "format", None) != boundary.MODEL_FORMAT:
             raise ReconstructError(f"model: {model_path} is not a {boundary.MODEL_FORMAT} model")
-        return model
-    model = default_model(vs, seed, tick)
-    io.save_model(out / "model.joblib", model)
-    return model
+        return Path(model_path)
+    path = out / "model.joblib"
+    if not path.exists():
+        io.save_model(path, default_model(vs, seed))
+    return path
 
 
-def _write_skeletons(folder: Path, skels: dict[int, skeleton.Skel]) -> None:
-    """One SWC file per segment with a skeleton."""
-    for sid, sk in skels.items():
-        n = len(sk.vertices)
-        if n == 0:
-            continue
-        parent = skeleton.parents(sk)
-        io.write_swc(folder / f"{sid}.swc", np.arange(1, n + 1), sk.compartment, sk.vertices,
-                     sk.radius, np.where(parent >= 0, parent + 1, -1))
+def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
+              affs_id: dict[str, Any] | None, model_id: str | None) -> dict[str, Any]:
+    """What a resumed run must share with the first: the volume and every parameter."""
+    return {"volume": {"volume_json": info, "image": image_id},
+            "parameters": {"block_zyx": list(run.block),
+                           "segmentation": dataclasses.asdict(run.params),
+                           "network": {"path": run.net_path, "sha256": file_sha256(
+                               Path(run.net_path))} if run.net_path else None,
+                           "augment": run.augment, "affinities": affs_id,
+                           "clefts": run.clefts, "classifier": model_id}}
 
 
-def _run_json(info: dict[str, Any], em_dir: Path, shape: tuple[int, ...],
-              strategy: Strategy, model_path: Path | None, affinities_path: Path | None,
-              net_path: Path | None, augment: bool,
-              timings: dict[str, float]) -> dict[str, Any]:
-    return {"voxel_size_nm": [float(v) for v in info["voxel_size_nm"]], "shape_zyx": list(shape),
-            "source": str(em_dir.resolve()), "seed": info.get("seed"),
-            "created_by": io.CREATED_BY, "preset": info.get("preset"),
-            "model": str(model_path) if model_path else "model.joblib (trained on synthetic)",
-            "affinities": str(affinities_path) if affinities_path else
-            f"predicted by {net_path or 'the shipped affinity network'}"
-            f"{' (8-fold flip/transpose averaged)' if augment else ''}",
-            "segmented_in_slabs_of": strategy.slab_sections,
-            "array_backend": xp.backend_name(), "timings_s": timings}
+def _inputs(em_dir: Path, affinities_path: Path | None) -> tuple[dict[str, Any], Any,
+                                                                  dict[str, Any] | None]:
+    info = io.read_volume_info(em_dir)
+    img = io.open_image(em_dir, info)
+    affs_id = None
+    if affinities_path is not None:
+        st = io.open_affinities(Path(affinities_path), tuple(info["shape_zyx"]))
+        affs_id = array_identity(st, Path(affinities_path))
+    return info, img, affs_id
 
 
 def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
-                affinities_path: Path | None = None, tick: Tick = no_progress,
-                params: segment.SegParams | None = None,
-                net_path: Path | None = None, augment: bool = True,
-                block_sections: int = BLOCK_SECTIONS) -> dict[str, Any]:
+                affinities_path: Path | None = None, progress: Progress | None = None,
+                params: segment.SegParams | None = None, net_path: Path | None = None,
+                augment: bool = False, block: Triple | None = None,
+                spec: cluster.ClusterSpec | None = None,
+                clefts: str | None = None) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
-    A volume of more than `block_sections` sections goes slab by slab after the image is
-    read (`strategy.Slabs`); `tick(message, fraction)` is told how far the run is."""
-    if block_sections < 1:
-        raise ReconstructError(f"block_sections must be at least 1, got {block_sections}")
+    Clefts come from the network's cleft channel unless `clefts="classifier"` or a voxel
+    classifier (`model_path`) is given. `block` (z, y, x) defaults to `default_block`;
+    `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine)."""
     em_dir, out = Path(em_dir), Path(out_dir)
-    info = io.read_volume_info(em_dir)
-    img = io.read_image(em_dir, info)
-    truth = io.read_truth(em_dir, img.shape)
+    progress = progress or Quiet()
+    spec = spec or cluster.ClusterSpec()
+    t_start = time.perf_counter()
+    info, img, affs_id = _inputs(em_dir, affinities_path)
+    shape: Triple = tuple(int(s) for s in img.shape)  # type: ignore[assignment]
+    truth = io.read_truth_tables(em_dir, shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)
-    net = _load_net(net_path, vs, em_dir) if affinities_path is None else None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "skeletons").mkdir(exist_ok=True)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    model = _load_model(model_path, vs, int(info.get("seed", 0)), out, tick)
-    timings["model_s"] = time.perf_counter() - t
-    strategy = choose(RunInputs(img, vs, out, model, net, affinities_path, augment, params,
-                                truth is not None, tick), block_sections)
-    strategy.segment(timings)
-    tick("synapses", 0.55)
-    t = time.perf_counter()
-    syn = strategy.synapses()
-    timings["synapses_s"] = time.perf_counter() - t
-    tick("skeletons (kimimaro)", 0.6)
-    t = time.perf_counter()
-    skels, seg_df, syn = strategy.skeletons(syn)
-    timings["skeletons_s"] = time.perf_counter() - t
-    _write_skeletons(out / "skeletons", skels)
+    source = "classifier" if (model_path is not None or clefts == "classifier") else "network"
+    if clefts not in (None, "network", "classifier"):
+        raise ReconstructError(f"clefts must be 'network' or 'classifier', got {clefts!r}")
+    net = Path(net_path) if net_path is not None else DEFAULT_NET
+    uses_net = affinities_path is None or source == "network"
+    if uses_net:
+        _check_net(net, vs, em_dir)
+    if block is None:
+        block = default_block(shape, cluster.local_shape(spec)[2])
+    if min(block) < 1:
+        raise ReconstructError(f"block shape must be three positive integers, got {block}")
+    manifest = Manifest(out)
+    run = context.Run(str(out.resolve()), str(em_dir.resolve()), shape, vs, block,
+                      params or segment.SegParams(), str(net.resolve()) if uses_net else None,
+                      augment and uses_net,
+                      str(Path(affinities_path).resolve()) if affinities_path else None,
+                      source, None, truth is not None)
+    seed = int(info.get("seed") or 0)
+    model_id = None
+    if source == "classifier":
+        model_id = file_sha256(Path(model_path)) if model_path is not None else \
+            f"trained on synthetic volumes for seed {seed}"
+    resumed = manifest.open(_identity(run, info, array_identity(img, em_dir / "image.zarr"),
+                                      affs_id, model_id))
+    if source == "classifier":
+        run = dataclasses.replace(run, model_path=str(_model(model_path, vs, seed,
+                                                             out).resolve()))
+    progress.note(f"{'resuming' if resumed else 'starting'} {out}: blocks of "
+                  f"{'x'.join(map(str, block))} (z, y, x), {len(run.grid)} blocks")
+    with cluster.connect(spec, progress.note) as client:
+        engine = Engine(client, manifest, progress)
+        client.run(context.forget)
+        context.forget()
+        result = _stages(engine, run, truth)
+    engine.timings["total_s"] = time.perf_counter() - t_start
+    io.write_json(out / "run.json", _run_json(info, em_dir, run, engine.timings,
+                                              affinities_path, augment))
+    return result
+
+
+def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None) -> dict[str, Any]:
+    out = Path(run.run_dir)
+    sections = image.sections_of(engine, run)
+    affs = predict.affinities_and_clefts(engine, run, sections)
+    sizes = segmentation.segment(engine, run, affs)
+    pyramid.pyramid(engine, run)
+    syn = synapses.detect(engine, run, sections)
+    soma = cells.somata(engine, run)
+    syn = cells.skeletons(engine, run, sizes, soma, syn)
+    seg_df = skeleton.segment_table(soma, sizes, syn)
     io.write_table(out / "segments.parquet", seg_df, io.SEGMENT_COLUMNS)
     io.write_table(out / "synapses.parquet", syn, io.SYNAPSE_COLUMNS)
-    io.write_json(out / "run.json", _run_json(info, em_dir, img.shape, strategy, model_path,
-                                              affinities_path, net_path, augment, timings))
-    result: dict[str, Any] = {}
-    if truth is not None:
-        tick("metrics", 0.9)
-        result = scoring.score_run(strategy.segmentation(), strategy.baseline(), syn, seg_df,
-                                   truth, vs)
-        io.write_json(out / "metrics.json", result)
-    tick("done", 1.0)
+    if truth is None:
+        return {}
+    result = scoring.score(engine, run, affs, truth, syn, seg_df)
+    io.write_json(out / "metrics.json", json.loads(json.dumps(result, default=float)))
     return result
+
+
+def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dict[str, float],
+              affinities_path: Path | None, augment: bool) -> dict[str, Any]:
+    return {"voxel_size_nm": [float(v) for v in info["voxel_size_nm"]],
+            "shape_zyx": list(run.shape), "source": str(em_dir.resolve()),
+            "seed": info.get("seed"), "created_by": io.CREATED_BY, "preset": info.get("preset"),
+            "model": run.model_path if run.clefts == "classifier" else None,
+            "clefts": run.clefts,
+            "affinities": str(affinities_path) if affinities_path else
+            f"predicted by {run.net_path}{' (8-fold flip/transpose averaged)' if augment else ''}",
+            "block_zyx": list(run.block), "array_backend": xp.backend_name(),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()}}

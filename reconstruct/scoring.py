@@ -55,8 +55,13 @@ def segmentation_scores(seg: np.ndarray, truth: dict[str, Any],
 
 def synapse_metrics(seg: np.ndarray, syn: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
     """Synapse precision / recall / F1 (partners must be right) and compartment accuracy."""
+    return synapse_metrics_of(metrics.segment_to_truth(truth["segmentation"], seg), syn, truth)
+
+
+def synapse_metrics_of(mapping: dict[int, int], syn: pd.DataFrame,
+                       truth: dict[str, Any]) -> dict[str, Any]:
+    """`synapse_metrics` given each segment's true cell (`metrics.segment_to_truth`)."""
     ts_ = truth["synapses"]
-    mapping = metrics.segment_to_truth(truth["segmentation"], seg)
     sc = metrics.synapse_scores(
         syn[["x", "y", "z"]].to_numpy(float), syn["pre_segment_id"].to_numpy(np.int64),
         syn["post_segment_id"].to_numpy(np.int64), ts_[["x", "y", "z"]].to_numpy(float),
@@ -72,7 +77,12 @@ def synapse_metrics(seg: np.ndarray, syn: pd.DataFrame, truth: dict[str, Any]) -
 
 def class_metrics(seg: np.ndarray, segs: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
     """Cell-class accuracy over predicted segments with a soma."""
-    mapping = metrics.segment_to_truth(truth["segmentation"], seg)
+    return class_metrics_of(metrics.segment_to_truth(truth["segmentation"], seg), segs, truth)
+
+
+def class_metrics_of(mapping: dict[int, int], segs: pd.DataFrame,
+                     truth: dict[str, Any]) -> dict[str, Any]:
+    """`class_metrics` given each segment's true cell."""
     true_cls = dict(zip(truth["segments"]["segment_id"].astype(int),
                         truth["segments"]["predicted_class"].astype(str), strict=True))
     with_soma = segs[segs["soma_x"].notna()]

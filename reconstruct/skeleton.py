@@ -15,12 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cc3d
 import edt
-import fastremap
 import kimimaro
 import numpy as np
 import pandas as pd
@@ -88,30 +85,22 @@ def merge_pieces(pieces: list[Skel]) -> Skel:
     return Skel(verts[first], e.astype(np.int64), radius[first])
 
 
-def join_at_plane(sk: Skel, regions: np.ndarray, z_nm: float,
-                  voxel_size_zyx: tuple[float, float, float]) -> Skel:
-    """`sk` with its pieces joined where they meet in one region of a section.
+def join_regions(sk: Skel, region: np.ndarray) -> Skel:
+    """`sk` with its pieces joined where they meet in one region of a block face.
 
-    `regions` labels the connected regions (cc3d, 8-connected) of the segmentation's
-    section at depth `z_nm`. Vertices of `sk` lying in that section and in one region
-    belong to one piece of tissue: where they fall into several unconnected parts of the
-    skeleton, each further part is linked to the first by its closest pair of vertices.
-    """
+    `region[i]` names the connected region (of the segmentation's plane shared by two
+    blocks, 8-connected) that vertex i lies in, or is -1. Vertices in one region belong to
+    one piece of tissue: where they fall into several unconnected parts of the skeleton,
+    each further part is linked to the first by its closest pair of vertices."""
     n = len(sk.vertices)
-    if n == 0:
+    on = np.flatnonzero(region >= 0)
+    if n == 0 or len(on) < 2:
         return sk
-    on = np.flatnonzero(np.abs(sk.vertices[:, 2] - z_nm) < 1e-3)
-    if len(on) < 2:
-        return sk
-    _, vy, vx = voxel_size_zyx
-    iy = np.clip(np.round(sk.vertices[on, 1] / vy).astype(int), 0, regions.shape[0] - 1)
-    ix = np.clip(np.round(sk.vertices[on, 0] / vx).astype(int), 0, regions.shape[1] - 1)
-    region = regions[iy, ix]
     g = coo_matrix((np.ones(len(sk.edges)), (sk.edges[:, 0], sk.edges[:, 1])), shape=(n, n))
     _, part = connected_components(g, directed=False)
     extra = []
-    for r in np.unique(region[region != 0]):
-        idx = on[region == r]
+    for r in np.unique(region[on]):
+        idx = on[region[on] == r]
         parts = np.unique(part[idx])
         first = idx[part[idx] == parts[0]]
         for q in parts[1:]:
@@ -125,93 +114,66 @@ def join_at_plane(sk: Skel, regions: np.ndarray, z_nm: float,
     return Skel(sk.vertices, edges, sk.radius, sk.compartment)
 
 
-def skeletonize_blockwise(read: Callable[[int, int], np.ndarray], n_sections: int,
-                          voxel_size_zyx: tuple[float, float, float],
-                          sizes: dict[int, int], slab: int,
-                          min_voxels: int = 200) -> dict[int, Skel]:
-    """`skeletonize` a volume `slab` sections at a time; `read(z0, z1)` gives sections
-    [z0, z1) of the segmentation and `sizes` each segment's voxel count in the volume.
+def soma_halo(voxel_size_zyx: tuple[float, float, float],
+              soma_radius_nm: float = SOMA_RADIUS_NM) -> tuple[int, int, int]:
+    """Voxels of context that make `somata_in` exact for cells up to four soma radii deep."""
+    return tuple(max(int(np.ceil(4 * soma_radius_nm / v)), 1)  # type: ignore[return-value]
+                 for v in voxel_size_zyx)
 
-    Neighbouring slabs share one section. Skeleton pieces are merged per segment
-    (`merge_pieces`: kimimaro ends a skeleton that meets a face inside its cut,
-    `fix_borders`), then joined where they meet in one region of a shared section
-    (`join_at_plane`), so a segment connected across a face gets one connected skeleton.
-    Segments under `min_voxels` in the whole volume are left out, as in `skeletonize`;
-    a segment's piece is skeletonized whatever its size in the slab. Skeletons differ
-    from whole-volume ones near the faces (TEASAR's paths depend on the block).
-    """
-    if slab < 1:
-        raise ValueError(f"slab must be at least 1, got {slab}")
-    vz = voxel_size_zyx[0]
-    keep = [sid for sid, n in sizes.items() if n >= min_voxels]
-    pieces: dict[int, list[Skel]] = {}
-    shared: list[tuple[float, np.ndarray]] = []  # (depth nm, regions) of shared sections
-    for z0 in range(0, n_sections, slab):
-        z1 = min(z0 + slab + 1, n_sections)
-        block = fastremap.mask_except(read(z0, z1), keep, in_place=True)
-        for sid, sk in skeletonize(block, voxel_size_zyx, min_voxels=1).items():
-            sk.vertices[:, 2] += z0 * vz
-            pieces.setdefault(sid, []).append(sk)
-        if z1 == n_sections:
-            break
-        shared.append(((z1 - 1) * vz, cc3d.connected_components(block[-1], connectivity=8)))
-    out = {}
-    for sid, p in sorted(pieces.items()):
-        sk = merge_pieces(p)
-        for z_nm, regions in shared:
-            sk = join_at_plane(sk, regions, z_nm, voxel_size_zyx)
-        out[sid] = sk
+
+def somata_in(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
+              soma_radius_nm: float = SOMA_RADIUS_NM, origin: tuple[int, int, int] = (0, 0, 0),
+              volume: tuple[int, int, int] | None = None,
+              core: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
+              ) -> np.ndarray:
+    """Soma candidates of an array (a volume, or a block's region of one): rows (segment,
+    inscribed radius nm, flat index in the volume of the deepest voxel) (n, 3) float64, one
+    per segment whose inscribed radius (anisotropic EDT) reaches `soma_radius_nm` at a voxel
+    of `core` (region coordinates; all of it by default). Of equally deep voxels the first
+    in raster order is taken, so blocks' candidates combine (`best_somata`) to the whole
+    volume's answer."""
+    volume = volume or seg.shape
+    assert volume is not None
+    dt = edt.edt(seg, anisotropy=voxel_size_zyx, black_border=False, parallel=1)
+    if core is not None:
+        keep = np.zeros(seg.shape, bool)
+        keep[tuple(slice(a, b) for a, b in zip(*core, strict=True))] = True
+        dt[~keep] = 0
+    d = dt.reshape(-1)
+    big = np.flatnonzero(d >= soma_radius_nm)
+    if len(big) == 0:
+        return np.zeros((0, 3))
+    order = big[np.argsort(-d[big], kind="stable")]  # ties: the first in raster order
+    labs = seg.reshape(-1)[order]
+    _, at = np.unique(labs, return_index=True)
+    idx = order[at]
+    zyx = np.array(np.unravel_index(idx, seg.shape)).T + np.array(origin)
+    flat = np.ravel_multi_index(tuple(zyx.T), volume)
+    return np.stack([labs[at].astype(np.float64), d[idx].astype(np.float64),
+                     flat.astype(np.float64)], axis=1)
+
+
+def best_somata(rows: np.ndarray, voxel_size_zyx: tuple[float, float, float],
+                volume: tuple[int, int, int]) -> dict[int, tuple[np.ndarray, float]]:
+    """Segment -> (soma centre x, y, z nm, inscribed radius nm) from candidates of
+    `somata_in`: each segment's deepest, the first in raster order of equally deep ones."""
+    out: dict[int, tuple[np.ndarray, float]] = {}
+    if len(rows) == 0:
+        return out
+    rows = rows[np.lexsort((rows[:, 2], -rows[:, 1], rows[:, 0]))]
+    _, at = np.unique(rows[:, 0], return_index=True)
+    for sid, r, flat in rows[at]:
+        z, y, x = np.unravel_index(int(flat), volume)
+        centre = np.array([x * voxel_size_zyx[2], y * voxel_size_zyx[1], z * voxel_size_zyx[0]])
+        out[int(sid)] = (centre, float(r))
     return out
-
 
 
 def find_somata(seg: np.ndarray, voxel_size_zyx: tuple[float, float, float],
-                soma_radius_nm: float = SOMA_RADIUS_NM, z_offset: int = 0,
-                core: tuple[int, int] | None = None) -> dict[int, tuple[np.ndarray, float]]:
-    """Segments with a soma: id -> (centre x, y, z nm, inscribed radius nm).
-
-    For a block of a bigger volume: `z_offset` is its first section's index in the volume
-    and only voxels in the block's sections `core` [a, b) count."""
-    dt = edt.edt(seg, anisotropy=voxel_size_zyx, black_border=False, parallel=2)
-    if core is not None:
-        dt[:core[0]] = 0
-        dt[core[1]:] = 0
-    flat = seg.reshape(-1)
-    d = dt.reshape(-1)
-    big = np.flatnonzero(d >= soma_radius_nm)
-    out: dict[int, tuple[np.ndarray, float]] = {}
-    if len(big) == 0:
-        return out
-    order = big[np.argsort(-d[big])]
-    labs = flat[order]
-    _, first = np.unique(labs, return_index=True)
-    for i in first:
-        idx = order[i]
-        z, y, x = np.unravel_index(idx, seg.shape)
-        centre = np.array([x * voxel_size_zyx[2], y * voxel_size_zyx[1],
-                           (z + z_offset) * voxel_size_zyx[0]])
-        out[int(flat[idx])] = (centre, float(d[idx]))
-    return out
-
-
-def find_somata_blockwise(read: Callable[[int, int], np.ndarray], n_sections: int,
-                          voxel_size_zyx: tuple[float, float, float], slab: int,
-                          soma_radius_nm: float = SOMA_RADIUS_NM
-                          ) -> dict[int, tuple[np.ndarray, float]]:
-    """`find_somata` `slab` sections at a time, each slab read with a halo of sections
-    reaching four soma radii: depths up to that are exact, so somata and their centres
-    are those of the whole volume unless a cell is deeper than the halo reaches."""
-    halo = max(int(np.ceil(4 * soma_radius_nm / voxel_size_zyx[0])), 1)
-    best: dict[int, tuple[np.ndarray, float]] = {}
-    for z0 in range(0, n_sections, slab):
-        z1 = min(z0 + slab, n_sections)
-        h0, h1 = max(z0 - halo, 0), min(z1 + halo, n_sections)
-        found = find_somata(read(h0, h1), voxel_size_zyx, soma_radius_nm, z_offset=h0,
-                            core=(z0 - h0, z1 - h0))
-        for sid, (centre, r) in found.items():
-            if sid not in best or r > best[sid][1]:
-                best[sid] = (centre, r)
-    return best
+                soma_radius_nm: float = SOMA_RADIUS_NM) -> dict[int, tuple[np.ndarray, float]]:
+    """Segments with a soma: id -> (centre x, y, z nm, inscribed radius nm)."""
+    return best_somata(somata_in(seg, voxel_size_zyx, soma_radius_nm), voxel_size_zyx,
+                       seg.shape)
 
 
 def parents(sk: Skel) -> np.ndarray:
@@ -343,32 +305,46 @@ def annotate(seg: np.ndarray, syn: pd.DataFrame, voxel_size_zyx: tuple[float, fl
     return annotate_tables(find_somata(seg, voxel_size_zyx), segment_sizes(seg), syn, skels)
 
 
-def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int, int],
-                    syn: pd.DataFrame, skels: dict[int, Skel]
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`annotate` from the segments' somata and sizes (found whole or slab by slab)."""
+def label_all(skels: dict[int, Skel], somata: dict[int, tuple[np.ndarray, float]],
+              syn: pd.DataFrame) -> None:
+    """Fill the compartments of `skels` from their somata and the synapses (all that the
+    segments make and receive)."""
     xyz = syn[["x", "y", "z"]].to_numpy(float) if len(syn) else np.zeros((0, 3))
     pre = syn["pre_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
     post = syn["post_segment_id"].to_numpy(np.int64) if len(syn) else np.zeros(0, np.int64)
     for sid, sk in skels.items():
         sk.compartment = label_compartments(sk, somata.get(sid), xyz[pre == sid],
                                             xyz[post == sid])
-    post_comp = []
-    for i in range(len(syn)):
-        target = skels.get(int(post[i]))
+
+
+def post_compartments(syn: pd.DataFrame, skels: dict[int, Skel]) -> list[str]:
+    """The compartment of each synapse's postsynaptic site: that of the vertex of the
+    postsynaptic segment's skeleton nearest to it (unknown without a skeleton)."""
+    out = []
+    for x, y, z, post in zip(syn["x"], syn["y"], syn["z"], syn["post_segment_id"],
+                             strict=True):
+        target = skels.get(int(post))
         if target is None or len(target.vertices) == 0:
-            post_comp.append(Compartment.UNKNOWN.label)
+            out.append(Compartment.UNKNOWN.label)
             continue
-        k = int(np.argmin(np.linalg.norm(target.vertices - xyz[i], axis=1)))
-        post_comp.append(Compartment(int(target.compartment[k])).label)
-    syn = syn.copy()
-    syn["post_compartment"] = pd.Series(post_comp, index=syn.index, dtype="string")
+        k = int(np.argmin(np.linalg.norm(target.vertices - np.array([x, y, z]), axis=1)))
+        out.append(Compartment(int(target.compartment[k])).label)
+    return out
+
+
+def segment_table(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int, int],
+                  syn: pd.DataFrame) -> pd.DataFrame:
+    """One row per segment: size, soma centre, predicted class (from `syn`, which carries
+    `post_compartment`)."""
+    made = syn.groupby("pre_segment_id")["post_compartment"] if len(syn) else None
+    n_out = made.size().to_dict() if made is not None else {}
+    n_ais = (syn[syn["post_compartment"] == Compartment.AIS.label]
+             .groupby("pre_segment_id").size().to_dict() if len(syn) else {})
     rows = []
     for sid, size in sorted(sizes.items()):
-        out = syn[syn["pre_segment_id"] == sid]
-        n_ais = int((out["post_compartment"] == Compartment.AIS.label).sum())
         soma = somata.get(int(sid))
-        if len(out) >= 2 and n_ais * 2 >= len(out):
+        n, a = n_out.get(sid, 0), n_ais.get(sid, 0)
+        if n >= 2 and a * 2 >= n:
             cls = CHANDELIER
         elif soma is not None:
             cls = PYRAMIDAL
@@ -376,6 +352,16 @@ def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int
             cls = UNKNOWN_CLASS
         c = soma[0] if soma is not None else (None, None, None)
         rows.append((int(sid), int(size), c[0], c[1], c[2], cls))
-    seg_df = pd.DataFrame(rows, columns=["segment_id", "size_voxels", "soma_x", "soma_y",
-                                         "soma_z", "predicted_class"])
-    return seg_df, syn
+    return pd.DataFrame(rows, columns=["segment_id", "size_voxels", "soma_x", "soma_y",
+                                       "soma_z", "predicted_class"])
+
+
+def annotate_tables(somata: dict[int, tuple[np.ndarray, float]], sizes: dict[int, int],
+                    syn: pd.DataFrame, skels: dict[int, Skel]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`annotate` from the segments' somata and sizes (found whole or block by block)."""
+    label_all(skels, somata, syn)
+    syn = syn.copy()
+    syn["post_compartment"] = pd.Series(post_compartments(syn, skels), index=syn.index,
+                                        dtype="string")
+    return segment_table(somata, sizes, syn), syn

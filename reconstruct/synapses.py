@@ -5,19 +5,21 @@ partners of a cleft are the segment pairs that touch each other inside it (one c
 hold several synapses; each voxel goes to the nearest contact), and the presynaptic side is the
 darker one: a bouton holds a dense vesicle cloud right behind the cleft. Clefts cut by the volume's
 edge are kept from fewer voxels; a long cleft is split where it narrows to a neck (boutons of a
-multi-synaptic run). `detect_blockwise` goes slab by slab with a halo, each cleft kept by the slab
-holding its first section, so each is found once with the same context as in the whole volume.
+multi-synaptic run). `find` also works on a block's region of a volume: each cleft is kept by the
+block its box starts in, and seen whole with its context there, so the blocks' synapses together
+are the whole volume's (in its order: `table`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import cc3d
 import numpy as np
 import pandas as pd
 import scipy.ndimage as ndi
 
+from connectome_query.reconstruct import sections
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 COLUMNS = ["pre_segment_id", "post_segment_id", "x", "y", "z", "size_voxels", "confidence"]
@@ -168,13 +170,11 @@ def side_darkness(img: np.ndarray, seg: np.ndarray, cleft: np.ndarray, label: in
 
 
 def _touches_edge(bbox: tuple[slice, ...], shape: tuple[int, ...],
-                  faces_z: tuple[bool, bool] = (True, True)) -> bool:
-    """Does the box reach a face of the volume? The block's first and last sections are
-    volume faces only as `faces_z` says (a slab's inner faces are not)."""
-    z = bbox[0]
-    return ((z.start == 0 and faces_z[0]) or (z.stop == shape[0] and faces_z[1])
-            or any(s.start == 0 or s.stop == n for s, n in zip(bbox[1:], shape[1:],
-                                                               strict=True)))
+                  faces: tuple[tuple[bool, bool], ...]) -> bool:
+    """Does the box reach a face of the volume? The array's first and last planes along
+    each axis are faces of the volume only as `faces` says (a block's inner faces are not)."""
+    return any((s.start == 0 and f[0]) or (s.stop == n and f[1])
+               for s, n, f in zip(bbox, shape, faces, strict=True))
 
 
 def _partners(comp: np.ndarray, seg: np.ndarray, vs: np.ndarray, gap_nm: float,
@@ -210,91 +210,119 @@ def _orient(img: np.ndarray, seg: np.ndarray, prob: np.ndarray, vox: np.ndarray,
     return pre, post, conf
 
 
-def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
-           voxel_size_zyx: tuple[float, float, float], threshold: float = 0.7,
-           min_voxels: int = 20, min_edge_voxels: int = 8, vesicle_nm: float = 90.0,
-           min_contact: int = 3, min_share: float = 0.45,
-           max_cleft_nm: float = 220.0, neck: float = 0.7,
-           gap_nm: float = 50.0, z_offset: int = 0,
-           faces_z: tuple[bool, bool] = (True, True),
-           first_sections: tuple[int, int] | None = None) -> pd.DataFrame:
-    """Synapse table: synapse_id, pre/post segment, x, y, z (nm), size_voxels, confidence.
+class NeedsMoreContext(Exception):
+    """A cleft component kept by a block reaches, with its context, past the block's region
+    into the volume beyond (`find` with `whole`)."""
 
-    Defaults fit the voxel classifier's cleft probability on 16x16x40 nm data, where a
-    whole cleft has about 30-80 voxels: components below `min_voxels` inside the volume
-    are noise, not clefts. Location is the centroid of the synapse's cleft voxels.
 
-    For a block of a bigger volume: `z_offset` is its first section's index in the volume,
-    `faces_z` whether its first / last section is a face of the volume, and only cleft
-    components whose first section (block index) is in `first_sections` [a, b) are kept.
+@dataclass(frozen=True)
+class Params:
+    """Knobs of synapse detection. Defaults fit the voxel classifier's and the network's cleft
+    probability on 16x16x40 nm data, where a whole cleft has about 30-80 voxels: components
+    below `min_voxels` inside the volume are noise, not clefts."""
+
+    threshold: float = 0.7
+    min_voxels: int = 20
+    min_edge_voxels: int = 8
+    vesicle_nm: float = 90.0
+    min_contact: int = 3
+    min_share: float = 0.45
+    max_cleft_nm: float = 220.0
+    neck: float = 0.7
+    gap_nm: float = 50.0
+
+
+def context(voxel_size_zyx: tuple[float, float, float],
+            p: Params = Params()) -> tuple[int, int, int]:
+    """Voxels of context read around a cleft component's box (the vesicle reach)."""
+    vs = np.array(voxel_size_zyx, float)
+    pad = np.maximum(np.ceil(p.vesicle_nm / vs).astype(int) + 2, 2)
+    return int(pad[0]), int(pad[1]), int(pad[2])
+
+
+def find(cleft_prob: np.ndarray, seg: np.ndarray, normalised: np.ndarray,
+         voxel_size_zyx: tuple[float, float, float], p: Params = Params(),
+         origin: tuple[int, int, int] = (0, 0, 0),
+         volume: tuple[int, int, int] | None = None,
+         core: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+         whole: bool = False) -> np.ndarray:
+    """Synapses of an array (a volume, or a block's region of one) as rows (pre, post, x, y,
+    z nm, size_voxels, confidence, first, piece), float64 (n, 9).
+
+    `normalised`: the image, each section normalised (`sections`). For a block's region of
+    a volume of shape `volume`, `origin` is the region's first voxel in the volume and only
+    cleft components whose box starts (its smallest z, y, x) inside `core` (region
+    coordinates) are kept, so that each is found once, by one block, seen whole with its
+    context when the halo is wide enough. `first` is the flat index in the volume of the
+    component's first voxel and `piece` the synapse's rank among the component's: sorting by
+    both gives the whole volume's order. With `whole`, a kept component that (with its
+    context) reaches a side of the region where the volume goes on raises
+    `NeedsMoreContext`.
     """
-    if cleft_prob.shape != seg.shape or image.shape != seg.shape:
+    if cleft_prob.shape != seg.shape or normalised.shape != seg.shape:
         raise ValueError("cleft probability, segmentation and image must share one shape")
     vs = np.array(voxel_size_zyx, float)
-    mask = cleft_prob > threshold
-    comps = cc3d.connected_components(mask, connectivity=26)
+    volume = volume or seg.shape
+    assert volume is not None
+    faces = tuple((o == 0, o + n == v) for o, n, v in zip(origin, seg.shape, volume,
+                                                             strict=True))
+    comps = cc3d.connected_components(cleft_prob > p.threshold, connectivity=26)
     stats = cc3d.statistics(comps)
-    img = image.astype(np.float32)
-    img = (img - img.mean(axis=(1, 2), keepdims=True)) / \
-        np.maximum(img.std(axis=(1, 2), keepdims=True), 1e-3)
-    pad = np.maximum(np.ceil(vesicle_nm / vs).astype(int) + 2, 2)
+    pad = context(voxel_size_zyx, p)
     rows = []
     for cid, bbox in enumerate(stats["bounding_boxes"]):
         if cid == 0 or bbox is None:
             continue
-        if first_sections is not None and not \
-                first_sections[0] <= bbox[0].start < first_sections[1]:
+        if core is not None and not all(lo <= s.start < hi for s, lo, hi in
+                                        zip(bbox, core[0], core[1], strict=True)):
             continue
+        if whole and any((s.start - q < 0 and not f[0]) or (s.stop + q > dim and not f[1])
+                         for s, q, dim, f in zip(bbox, pad, seg.shape, faces, strict=True)):
+            raise NeedsMoreContext(f"cleft component {cid} at {bbox}")
         n = int(stats["voxel_counts"][cid])
-        floor = min_edge_voxels if _touches_edge(bbox, seg.shape, faces_z) else min_voxels
+        floor = p.min_edge_voxels if _touches_edge(bbox, seg.shape, faces) else p.min_voxels
         if n < floor:
             continue
-        lo = [max(s.start - p, 0) for s, p in zip(bbox, pad, strict=True)]
-        hi = [min(s.stop + p, dim) for s, p, dim in zip(bbox, pad, seg.shape, strict=True)]
+        lo = [max(s.start - q, 0) for s, q in zip(bbox, pad, strict=True)]
+        hi = [min(s.stop + q, dim) for s, q, dim in zip(bbox, pad, seg.shape, strict=True)]
         sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         c = comps[sl] == cid
+        at = np.unravel_index(int(np.argmax(c)), c.shape)  # first voxel, raster order
+        first = int(np.ravel_multi_index(tuple(int(a + b + o) for a, b, o in
+                                               zip(at, lo, origin, strict=True)), volume))
         sg = seg[sl]
-        prob = cleft_prob[sl]
-        pieces = [(a, b, v) for a, b, vox in _partners(c, sg, vs, gap_nm, min_contact, min_share)
-                  for v in split_long(vox, vs, max_cleft_nm, neck)]
-        for a, b, vox in pieces:
-            k = int(vox.sum())
-            if k < floor:
+        pieces = [(a, b, v) for a, b, vox in _partners(c, sg, vs, p.gap_nm, p.min_contact,
+                                                       p.min_share)
+                  for v in split_long(vox, vs, p.max_cleft_nm, p.neck)]
+        for k, (a, b, vox) in enumerate(pieces):
+            size = int(vox.sum())
+            if size < floor:
                 continue
-            found = _orient(img[sl], sg, prob, vox, a, b, vs, vesicle_nm)
+            found = _orient(normalised[sl], sg, cleft_prob[sl], vox, a, b, vs, p.vesicle_nm)
             if found is None:
                 continue
             pre, post, conf = found
-            z, y, x = (np.argwhere(vox).mean(axis=0) + np.array(lo) + [z_offset, 0, 0]) * vs
-            rows.append((pre, post, float(x), float(y), float(z), k, conf))
-    df = pd.DataFrame(rows, columns=COLUMNS)
+            z, y, x = (np.argwhere(vox).mean(axis=0) + (np.array(lo) + np.array(origin))) * vs
+            rows.append((pre, post, x, y, z, size, conf, first, k))
+    return np.array(rows, np.float64).reshape(-1, 9)
+
+
+def table(rows: np.ndarray) -> pd.DataFrame:
+    """The synapse table of `find`'s rows (of one volume or of all its blocks): in the whole
+    volume's order, numbered 1..n."""
+    rows = rows[np.lexsort((rows[:, 8], rows[:, 7]))] if len(rows) else rows
+    df = pd.DataFrame({"pre_segment_id": rows[:, 0].astype(np.int64),
+                       "post_segment_id": rows[:, 1].astype(np.int64),
+                       "x": rows[:, 2], "y": rows[:, 3], "z": rows[:, 4],
+                       "size_voxels": rows[:, 5].astype(np.int64), "confidence": rows[:, 6]},
+                      columns=COLUMNS)
     df.insert(0, "synapse_id", np.arange(1, len(df) + 1, dtype=np.int64))
     return df
 
 
-def detect_blockwise(read: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     n_sections: int, voxel_size_zyx: tuple[float, float, float],
-                     slab: int, halo: int = 16, **params: float) -> pd.DataFrame:
-    """`detect` over a volume of `n_sections`, `slab` sections at a time.
-
-    `read(z0, z1)` gives (cleft probability, segmentation, image) of sections [z0, z1).
-    Each slab is read with `halo` sections either side: a cleft component is kept by the
-    slab holding its first section, and seen whole with its context as long as it spans
-    under `halo` minus the vesicle reach (5 sections at 40 nm) — clefts span 1-4.
-    The result equals `detect` on the whole volume in that case (tested).
-    """
-    if slab < 1 or halo < 1:
-        raise ValueError(f"slab and halo must be at least 1, got {slab}, {halo}")
-    parts = []
-    for z0 in range(0, n_sections, slab):
-        z1 = min(z0 + slab, n_sections)
-        h0, h1 = max(z0 - halo, 0), min(z1 + halo, n_sections)
-        cleft, seg, img = read(h0, h1)
-        part = detect(cleft, seg, img, voxel_size_zyx, z_offset=h0,
-                      faces_z=(h0 == 0, h1 == n_sections),
-                      first_sections=(z0 - h0, z1 - h0), **params)  # type: ignore[arg-type]
-        parts.append(part.drop(columns="synapse_id"))
-    found = [p for p in parts if len(p)]
-    df = pd.concat(found, ignore_index=True) if found else parts[0]
-    df.insert(0, "synapse_id", np.arange(1, len(df) + 1, dtype=np.int64))
-    return df
+def detect(cleft_prob: np.ndarray, seg: np.ndarray, image: np.ndarray,
+           voxel_size_zyx: tuple[float, float, float], p: Params = Params()) -> pd.DataFrame:
+    """Synapse table of a whole volume: synapse_id, pre/post segment, x, y, z (nm; the
+    centroid of the synapse's cleft voxels), size_voxels, confidence."""
+    sec = sections.Sections.from_sums(*sections.sums(image), image.shape[1] * image.shape[2])
+    return table(find(cleft_prob, seg, sec.normalise(image, 0), voxel_size_zyx, p))

@@ -32,7 +32,6 @@ from connectome_query.reconstruct import (
     affinity_net,
     boundary,
     io,
-    prediction,
     scoring,
     segment,
     synapses,
@@ -52,8 +51,7 @@ def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.Affi
     cp = em / "truth" / "clefts.zarr"
     clefts = io.read_block(io.open_zarr(cp, "clefts"), (slice(None),) * 3, cp, "clefts")
     t = time.perf_counter()
-    cleft_prob = prediction.clefts(model, img, vs)
-    assert cleft_prob is not None
+    cleft_prob = boundary.probabilities(model, img, vs)[boundary.CLS_CLEFT]
     affs, _ = affinity_net.predict(net, img, augment=True)
     t_pred = time.perf_counter() - t
     seg = segment.seeded_segmentation(affs, vs)

@@ -1,10 +1,11 @@
-"""Segmentation from affinities (pure logic, no I/O): ours, blockwise, and a naive baseline.
+"""Segmentation from affinities (pure logic, no I/O): ours, block by block, and a naive baseline.
 
 Affinities use the waterz layout: `affs[c, z, y, x]` links a voxel to its -1 neighbour along
 axis c. The steps, one module each: `active` (flag and index the voxels that can be labelled),
 `erosion` (seed cores), `components`, `growth`, `contacts` (the region graph), `agglomeration`,
-`numbering` (size filter, final ids); `seeded` runs them on a volume, `blockwise` on slabs of one,
-`baseline` thresholds and labels components.
+`numbering` (size filter, final ids); `seeded` runs them on a volume; `blocks` runs them on one
+3-D block at a time and `stitch` joins the blocks into the whole volume's answer; `baseline`
+thresholds and labels components.
 
 The hot path is numba (`@njit(cache=True)`; the first call in a fresh environment compiles, later
 processes load the cache). Numba caches a kernel per file and does not notice a change to a kernel
@@ -21,10 +22,6 @@ from numba.core.errors import NumbaPerformanceWarning
 from connectome_query.reconstruct.segment.active import erode
 from connectome_query.reconstruct.segment.agglomeration import agglomerate
 from connectome_query.reconstruct.segment.baseline import threshold_components
-from connectome_query.reconstruct.segment.blockwise import (
-    LabelStore,
-    seeded_segmentation_blockwise,
-)
 from connectome_query.reconstruct.segment.contacts import region_graph
 from connectome_query.reconstruct.segment.growth import grow
 from connectome_query.reconstruct.segment.numbering import relabel, size_filter
@@ -39,7 +36,6 @@ warnings.filterwarnings("ignore", category=NumbaPerformanceWarning,
                                 r"but no transformation for parallel execution was possible")
 
 __all__ = [
-    "LabelStore",
     "SegParams",
     "agglomerate",
     "erode",
@@ -47,7 +43,6 @@ __all__ = [
     "region_graph",
     "relabel",
     "seeded_segmentation",
-    "seeded_segmentation_blockwise",
     "size_filter",
     "threshold_components",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -70,3 +72,24 @@ def test_synapse_scores_need_right_partners() -> None:
     assert sc.precision == pytest.approx(1 / 3)
     assert sc.recall == pytest.approx(1 / 2)
     assert sc.location_f1 == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4))
+def test_tables_of_parts_add_up_to_the_whole_volume_scores(seed: int, cuts: int) -> None:
+    """VOI and ARAND from contingency tables of slabs, added, equal skimage's on the whole
+    (what blockwise scoring relies on)."""
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 4, (8, 7, 6)).astype(np.uint64)
+    pred = rng.integers(0, 5, (8, 7, 6)).astype(np.uint64)
+    edges = np.linspace(0, 8, cuts + 1).astype(int)
+    table = metrics.add_tables([metrics.contingency(gt[a:b], pred[a:b])
+                                for a, b in itertools.pairwise(edges)])
+    for got, want in zip(table, metrics.contingency(gt, pred), strict=True):
+        np.testing.assert_array_equal(got, want)
+    split, merge = metrics.voi_of_table(*table)
+    sk = variation_of_information(gt, pred, ignore_labels=[0])
+    assert split == pytest.approx(sk[0], abs=1e-9)
+    assert merge == pytest.approx(sk[1], abs=1e-9)
+    assert metrics.adapted_rand_of_table(*table) == pytest.approx(
+        metrics.adapted_rand(gt, pred), abs=1e-9)

@@ -1,4 +1,4 @@
-"""End-to-end: EM directory -> run directory, contract and quality against truth."""
+"""End-to-end: EM directory -> run directory on the engine, contract and quality against truth."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from connectome_query.reconstruct import boundary, io, pipeline
-from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.engine.cluster import ClusterSpec
 
 CLASSES = {"pyramidal", "chandelier", "unknown"}
 COMPS = {"soma", "axon", "ais", "dendrite", "unknown"}
@@ -43,15 +42,18 @@ def test_run_dir_contract(clean_run: tuple[Path, dict[str, Any]]) -> None:
 
 
 def test_precomputed_matches_zarr(clean_run: tuple[Path, dict[str, Any]]) -> None:
+    """Scale 0 of the Neuroglancer copy is the segmentation (a 64 x 64 section fits one chunk,
+    so there is no coarser scale; the pyramid's own test is in engine/test_pyramid.py)."""
     import tensorstore as ts
 
     out, _ = clean_run
     z = io.read_block(io.open_zarr(out / "segmentation.zarr"), (slice(None),) * 3, out)
-    pc = ts.open({"driver": "neuroglancer_precomputed",
-                  "kvstore": {"driver": "file", "path": str(out / "segmentation.precomputed")}}
-                 ).result()
-    arr = np.asarray(pc[..., 0].read().result()).transpose(2, 1, 0)
+    spec = {"driver": "neuroglancer_precomputed",
+            "kvstore": {"driver": "file", "path": str(out / "segmentation.precomputed")}}
+    arr = np.asarray(ts.open(spec).result()[..., 0].read().result()).transpose(2, 1, 0)
     assert np.array_equal(arr, z)
+    info = io.read_json(out / "segmentation.precomputed" / "info", "info")
+    assert [s["resolution"] for s in info["scales"]] == [[16, 16, 40]]
 
 
 def test_clean_quality_floor(clean_floor_runs: list[dict[str, Any]]) -> None:
@@ -69,49 +71,23 @@ def test_clean_quality_floor(clean_floor_runs: list[dict[str, Any]]) -> None:
     assert f1 >= 0.9, f"pooled synapse F1 {f1:.3f} ({detail})"
 
 
-def test_slab_by_slab_run_matches_the_whole_volume_run(
-        clean_dir: Path, clean_run: tuple[Path, dict[str, Any]], model_path: Path,
-        tmp_path: Path) -> None:
-    """A run forced to segment in slabs of 24 sections writes its affinities to zarr and
-    gives almost the same segmentation as the whole-volume run of the same volume."""
-    from connectome_query.reconstruct import metrics
-
-    out = tmp_path / "run"
-    res = pipeline.reconstruct(clean_dir, out, model_path, block_sections=24)
-    assert (out / "affinities.zarr").exists()
-    assert not (clean_run[0] / "affinities.zarr").exists()
-    assert (out / "clefts.zarr").exists() and not (clean_run[0] / "clefts.zarr").exists()
-    assert io.read_json(out / "run.json", "run")["segmented_in_slabs_of"] == 24
-    assert io.read_json(clean_run[0] / "run.json", "run")["segmented_in_slabs_of"] is None
-    read = [io.read_block(io.open_zarr(d / "segmentation.zarr"), slice(None), d)
-            for d in (clean_run[0], out)]
-    split, merge = metrics.voi(read[0], read[1])
-    assert split + merge < 0.1, (split, merge)
-    assert res["pipeline"]["n_segments"] > 0
-    assert abs(res["pipeline"]["voi"] - clean_run[1]["pipeline"]["voi"]) < 0.1
-    # synapses, somata and skeletons were found slab by slab, as well as in one piece
-    whole, slabs = clean_run[1]["pipeline"], res["pipeline"]
-    assert abs(slabs["synapse_f1"] - whole["synapse_f1"]) <= 0.1
-    assert slabs["synapses_predicted"] == pytest.approx(whole["synapses_predicted"], abs=2)
-    assert slabs["somata_found"] == whole["somata_found"]
-    n_swc = [len(list((d / "skeletons").glob("*.swc"))) for d in (clean_run[0], out)]
-    assert n_swc[1] == pytest.approx(n_swc[0], abs=1)
-
-
-def test_imported_affinities(clean_dir: Path, tmp_path: Path, model_path: Path) -> None:
+def test_imported_affinities_and_classifier_clefts(clean_dir: Path, tmp_path: Path,
+                                                  model_path: Path,
+                                                  cluster: ClusterSpec) -> None:
+    """Affinities made elsewhere (uint8) and clefts from a given voxel classifier: no
+    network runs at all."""
     truth = io.read_truth(clean_dir, (64, 64, 64))
     assert truth is not None
     affs = boundary.true_affinities(truth["segmentation"])
     p = tmp_path / "affs.zarr"
     io.write_zarr(p, (affs * 255).astype(np.uint8))
-    res = pipeline.reconstruct(clean_dir, tmp_path / "run", model_path, p)
-    assert res["pipeline"]["voi_merge"] < 0.3
-    assert (tmp_path / "run" / "segments.parquet").exists()
-
-
-def test_block_sections_must_be_positive(clean_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ReconstructError, match="block_sections"):
-        pipeline.reconstruct(clean_dir, tmp_path / "run", block_sections=0)
+    res = pipeline.reconstruct(clean_dir, tmp_path / "run", model_path, p, block=(32, 64, 64),
+                               spec=cluster)
+    assert res["pipeline"]["voi_merge"] < 0.3 and res["pipeline"]["nerl"] > 0.9
+    run = io.read_json(tmp_path / "run" / "run.json", "run")
+    assert run["clefts"] == "classifier" and "affinities (network)" not in run["timings_s"]
+    assert not (tmp_path / "run" / "affinities.zarr").exists()
+    assert res["pipeline"]["synapses_predicted"] > 0
 
 
 def test_noisy_threshold_cc_is_worse(noisy_run: tuple[Path, dict[str, Any]]) -> None:

@@ -1,8 +1,8 @@
-"""Skeletons and somata slab by slab against the whole volume (pure logic, no I/O)."""
+"""Skeletons, somata and compartments (pure logic, no I/O); somata block by block against the
+whole volume."""
 
 from __future__ import annotations
 
-import cc3d
 import numpy as np
 import pytest
 from scipy.sparse import coo_matrix
@@ -31,28 +31,6 @@ def _cable(sk: skeleton.Skel) -> float:
     return float(np.linalg.norm(v[sk.edges[:, 0]] - v[sk.edges[:, 1]], axis=1).sum())
 
 
-@pytest.mark.parametrize("slab", [16, 23])
-def test_blockwise_skeletons_join_across_slab_faces(labels: np.ndarray, slab: int) -> None:
-    """Slab by slab, every segment of the whole volume gets a skeleton, in no more parts
-    than the segment has connected pieces of tissue (so pieces meeting at a slab face were
-    joined), losing no cable; in all, cable is within a fifth of the whole volume's
-    (skeletons end at every slab face, so there is some more, most in small segments)."""
-    whole = skeleton.skeletonize(labels, VS)
-    sizes = skeleton.segment_sizes(labels)
-    blocks = skeleton.skeletonize_blockwise(lambda a, b: labels[a:b].copy(), labels.shape[0],
-                                            VS, sizes, slab)
-    assert set(blocks) == set(whole)
-    for sid, sk in blocks.items():
-        pieces = int(cc3d.connected_components(labels == sid, connectivity=26).max())
-        assert _parts(sk) <= pieces, sid
-        assert _cable(sk) >= 0.75 * _cable(whole[sid]), sid
-        # every vertex lies inside its own segment
-        ix = np.round(sk.vertices / np.array(VS[::-1])).astype(int)
-        assert np.all(labels[ix[:, 2], ix[:, 1], ix[:, 0]] == sid), sid
-    total = sum(_cable(sk) for sk in blocks.values())
-    assert total == pytest.approx(sum(_cable(sk) for sk in whole.values()), rel=0.2)
-
-
 def test_merge_pieces_joins_shared_vertices() -> None:
     a = skeleton.Skel(np.array([[0.0, 0, 0], [0, 0, 40]]), np.array([[0, 1]]), np.ones(2))
     b = skeleton.Skel(np.array([[0.0, 0, 40], [0, 0, 80]]), np.array([[0, 1]]), np.ones(2))
@@ -60,18 +38,39 @@ def test_merge_pieces_joins_shared_vertices() -> None:
     assert len(m.vertices) == 3 and len(m.edges) == 2 and _parts(m) == 1
 
 
-def test_blockwise_somata_match_the_whole_volume(labels: np.ndarray) -> None:
+@pytest.mark.parametrize("block", [(16, 16, 16), (23, 29, 64)])
+def test_blockwise_somata_match_the_whole_volume(labels: np.ndarray,
+                                                 block: tuple[int, int, int]) -> None:
+    """Candidates of 3-D blocks, each read with `soma_halo`, give the whole volume's
+    somata: the same centres (the first of equally deep voxels) and radii."""
     whole = skeleton.find_somata(labels, VS)
-    blocks = skeleton.find_somata_blockwise(lambda a, b: labels[a:b], labels.shape[0], VS, 16)
+    halo = skeleton.soma_halo(VS)
+    rows = []
+    for lo in np.ndindex(*[-(-n // b) for n, b in zip(labels.shape, block, strict=True)]):
+        a = [i * b for i, b in zip(lo, block, strict=True)]
+        b = [min(x + k, n) for x, k, n in zip(a, block, labels.shape, strict=True)]
+        r0 = [max(x - h, 0) for x, h in zip(a, halo, strict=True)]
+        r1 = [min(x + h, n) for x, h, n in zip(b, halo, labels.shape, strict=True)]
+        region = labels[tuple(slice(x, y) for x, y in zip(r0, r1, strict=True))]
+        core = (tuple(x - r for x, r in zip(a, r0, strict=True)),
+                tuple(x - r for x, r in zip(b, r0, strict=True)))
+        rows.append(skeleton.somata_in(region, VS, origin=tuple(r0), volume=labels.shape,
+                                       core=core))
+    blocks = skeleton.best_somata(np.concatenate(rows), VS, labels.shape)
     assert whole and set(blocks) == set(whole)
     for sid, (centre, r) in whole.items():
-        assert blocks[sid][1] == pytest.approx(r)
-        assert np.allclose(blocks[sid][0], centre)
+        assert blocks[sid][1] == r
+        assert np.array_equal(blocks[sid][0], centre)
 
 
-def test_blockwise_rejects_bad_slab(labels: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="slab"):
-        skeleton.skeletonize_blockwise(lambda a, b: labels[a:b], 64, VS, {}, 0)
+def test_join_regions_links_parts_meeting_in_one_region() -> None:
+    """Two parts of one skeleton with vertices in one region of a face are linked by their
+    closest vertices; vertices in different regions are left apart."""
+    v = np.array([[0.0, 0, 0], [0, 0, 40], [0, 32, 40], [0, 32, 80], [500, 0, 0]])
+    sk = skeleton.Skel(v, np.array([[0, 1], [2, 3]]), np.ones(5))
+    joined = skeleton.join_regions(sk, np.array([-1, 7, 7, -1, 9]))
+    assert _parts(joined) == 2 and [1, 2] in joined.edges.tolist()
+    assert _parts(skeleton.join_regions(sk, np.array([-1, 7, 8, -1, -1]))) == 3
 
 
 def _branched_cable() -> skeleton.Skel:

@@ -153,18 +153,47 @@ def test_cells_touching_across_an_unlabelled_cleft_are_partners() -> None:
     assert sorted(pairs) == [(1, 2), (1, 3)]
 
 
-@pytest.mark.parametrize("slab", [7, 16])
-def test_blockwise_detection_equals_the_whole_volume(slab: int) -> None:
-    """Slab by slab (with halos) the synapse table is the whole volume's, row for row, on
-    a synthetic volume with its true segmentation and a soft cleft probability."""
+def _blockwise(prob: np.ndarray, labels: np.ndarray, image: np.ndarray,
+               block: tuple[int, int, int], halo: tuple[int, int, int]) -> pd.DataFrame:
+    """`synapses.find` over 3-D blocks with halos, as the engine runs it."""
+    from connectome_query.reconstruct import sections
+
+    sec = sections.Sections.from_sums(*sections.sums(image), image.shape[1] * image.shape[2])
+    norm = sec.normalise(image, 0)
+    rows = []
+    for idx in np.ndindex(*[-(-n // b) for n, b in zip(labels.shape, block, strict=True)]):
+        a = [i * b for i, b in zip(idx, block, strict=True)]
+        b = [min(x + k, n) for x, k, n in zip(a, block, labels.shape, strict=True)]
+        r0 = [max(x - h, 0) for x, h in zip(a, halo, strict=True)]
+        r1 = [min(x + h, n) for x, h, n in zip(b, halo, labels.shape, strict=True)]
+        sl = tuple(slice(x, y) for x, y in zip(r0, r1, strict=True))
+        core = (tuple(x - r for x, r in zip(a, r0, strict=True)),
+                tuple(x - r for x, r in zip(b, r0, strict=True)))
+        rows.append(synapses.find(prob[sl], labels[sl], norm[sl], VS, origin=tuple(r0),
+                                  volume=labels.shape, core=core, whole=True))
+    return synapses.table(np.concatenate(rows))
+
+
+@pytest.mark.parametrize("block", [(7, 64, 64), (16, 16, 16), (48, 23, 41)])
+def test_blockwise_detection_equals_the_whole_volume(block: tuple[int, int, int]) -> None:
+    """Block by block (with halos) the synapse table is the whole volume's, row for row,
+    on a synthetic volume with its true segmentation and a soft cleft probability."""
     from connectome_query.reconstruct import synth
 
-    vs = (40.0, 16.0, 16.0)
-    plan = synth.make_plan(synth.SynthConfig((48, 64, 64), vs, "clean", 3))
+    plan = synth.make_plan(synth.SynthConfig((48, 64, 64), VS, "clean", 3))
     vol = synth.render(plan)
     prob = ndi.gaussian_filter((vol.clefts != 0).astype(np.float32), 0.7) * 1.6
-    whole = synapses.detect(prob, vol.labels, vol.image, vs)
-    blocks = synapses.detect_blockwise(
-        lambda a, b: (prob[a:b], vol.labels[a:b], vol.image[a:b]), 48, vs, slab)
+    whole = synapses.detect(prob, vol.labels, vol.image, VS)
     assert len(whole) >= 5
-    pd.testing.assert_frame_equal(blocks, whole)
+    pd.testing.assert_frame_equal(_blockwise(prob, vol.labels, vol.image, block,
+                                             (16, 48, 48)), whole)
+
+
+def test_a_cleft_cut_by_the_halo_asks_for_more_context() -> None:
+    from connectome_query.reconstruct import synth
+
+    plan = synth.make_plan(synth.SynthConfig((48, 64, 64), VS, "clean", 3))
+    vol = synth.render(plan)
+    prob = ndi.gaussian_filter((vol.clefts != 0).astype(np.float32), 0.7) * 1.6
+    with pytest.raises(synapses.NeedsMoreContext):
+        _blockwise(prob, vol.labels, vol.image, (8, 16, 16), (1, 2, 2))

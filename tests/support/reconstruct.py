@@ -178,3 +178,116 @@ class MemoryStore:
 
     def read(self, z0: int, z1: int) -> np.ndarray:
         return self.labels[z0:z1].copy()
+
+
+def segment_in_blocks(affs: np.ndarray, block: tuple[int, int, int],
+                      p: segment.SegParams | None = None) -> np.ndarray:
+    """`seeded_segmentation` done block by block in memory with `segment.blocks` and
+    `segment.stitch` (the engine does the same through zarr and Dask)."""
+    from connectome_query.reconstruct.segment import blocks, stitch
+
+    p = p or segment.SegParams()
+    shape = affs.shape[1:]
+    counts = [-(-s // b) for s, b in zip(shape, block, strict=True)]
+    grid = list(np.ndindex(*counts))
+    halos = blocks.halos(p, VS)
+
+    def boxes(n: int, halo: tuple[int, int, int]) -> tuple[tuple[slice, ...], tuple[
+            tuple[int, int, int], tuple[int, int, int]], tuple[slice, ...]]:
+        lo = [i * b for i, b in zip(grid[n], block, strict=True)]
+        hi = [min(a + b, s) for a, b, s in zip(lo, block, shape, strict=True)]
+        rlo = [max(a - h, 0) for a, h in zip(lo, halo, strict=True)]
+        rhi = [min(a + h, s) for a, h, s in zip(hi, halo, shape, strict=True)]
+        region = tuple(slice(a, b) for a, b in zip(rlo, rhi, strict=True))
+        core = (tuple(a - r for a, r in zip(lo, rlo, strict=True)),
+                tuple(b - r for b, r in zip(hi, rlo, strict=True)))
+        return region, core, tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+    def stats(n: int, local: np.ndarray, at: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
+        ids, first, size = np.unique(local.reshape(-1), return_index=True,
+                                     return_counts=True)
+        first, size = first[ids != 0], size[ids != 0]
+        zyx = np.array(np.unravel_index(first, local.shape)).T + [s.start for s in at]
+        return size, np.ravel_multi_index(tuple(zyx.T), shape) if len(zyx) else first
+
+    def faces(vol: np.ndarray, thr: float) -> np.ndarray:
+        out = [np.zeros((0, 2), np.uint64)]
+        for c in range(3):
+            for z in range(block[c], shape[c], block[c]):
+                below = [slice(None)] * 3
+                above = [slice(None)] * 3
+                below[c], above[c] = slice(z - 1, z), slice(z, z + 1)
+                out.append(blocks.face_pairs(vol[tuple(below)], vol[tuple(above)],
+                                             affs[c][tuple(above)], thr))
+        return np.concatenate(out)
+
+    def numbered(local_of: dict[int, np.ndarray], at: dict[int, tuple[slice, ...]],
+                 thr: float, min_size: int, offset: int) -> np.ndarray:
+        prov = np.zeros(shape, np.uint64)
+        sizes, firsts = [], []
+        for n in range(len(grid)):
+            prov[at[n]] = stitch.provisional(n, local_of[n])
+            s, f = stats(n, local_of[n], at[n])
+            sizes.append(s)
+            firsts.append(f)
+        num = stitch.number(sizes, firsts, faces(prov, thr), min_size, offset)
+        return num.lookup(prov), num.count  # type: ignore[return-value]
+
+    at, local = {}, {}
+    for n in range(len(grid)):
+        region, core, at[n] = boxes(n, halos.seeds)
+        local[n] = blocks.seeds(affs[(slice(None), *region)], core, VS, p)
+    seed_ids, n_seeds = numbered(local, at, p.seed_threshold, max(p.min_seed, 1), 0)
+    grown = np.zeros(shape, np.uint64)
+    for n in range(len(grid)):
+        region, core, _ = boxes(n, halos.growth)
+        grown[at[n]], local[n] = blocks.growth(affs[(slice(None), *region)],
+                                               seed_ids[region], core, p)
+    rescued, _ = numbered(local, at, p.grow_threshold, max(p.min_seed, 2), n_seeds)
+    frag_in = np.where(rescued != 0, rescued, grown)
+    frags = np.zeros(shape, np.uint64)
+    edges: list[list[np.ndarray]] = [[], [], []]
+    for n in range(len(grid)):
+        region, core, _ = boxes(n, halos.fragments)
+        frags[at[n]], e = blocks.fragments(affs[(slice(None), *region)], frag_in[region],
+                                           core, p)
+        for k in range(3):
+            edges[k].append(e[k])
+    n_frag = int(frags.max())
+    ids, first, size = np.unique(frags.reshape(-1), return_index=True, return_counts=True)
+    sizes = np.zeros(n_frag + 1, np.int64)
+    firsts = np.zeros(n_frag + 1, np.int64)
+    sizes[ids.astype(np.int64)] = size
+    firsts[ids.astype(np.int64)] = first
+    lut = stitch.final_ids(sizes, firsts, *stitch.join_edges(*edges), p.merge_threshold,
+                           p.prior_faces, p.min_size)
+    return lut[frags.astype(np.int64)]
+
+
+def write_em(path: Any, image: np.ndarray, affs: np.ndarray | None = None) -> tuple[Any, Any]:
+    """A minimal EM directory (volume.json, image.zarr; no truth) at 16 x 16 x 40 nm, and
+    `affs` written beside it as zarr (3, z, y, x); returns (EM directory, affinities path)."""
+    from pathlib import Path
+
+    from connectome_query.reconstruct import io
+
+    em = Path(path)
+    em.mkdir(parents=True, exist_ok=True)
+    io.write_json(em / "volume.json", {"voxel_size_nm": [16.0, 16.0, 40.0],
+                                       "shape_zyx": list(image.shape), "seed": 0})
+    io.write_zarr(em / "image.zarr", np.ascontiguousarray(image, np.uint8))
+    apath = None
+    if affs is not None:
+        apath = em.parent / f"{em.name}_affinities.zarr"
+        io.write_zarr(apath, np.ascontiguousarray(affs, np.float32))
+    return em, apath
+
+
+def read_volume(path: Any) -> np.ndarray:
+    """A whole zarr array of a run or EM directory."""
+    from pathlib import Path
+
+    from connectome_query.reconstruct import io
+
+    st = io.open_zarr(Path(path))
+    return io.read_block(st, (slice(None),) * len(st.shape), Path(path))

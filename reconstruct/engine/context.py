@@ -1,0 +1,115 @@
+"""What every block task knows of its run (`Run`, small and picklable) and how it opens arrays.
+
+Tasks open the run's arrays themselves (TensorStore; cached per worker process), read a block
+with its halo clipped to the volume, and write whole shards or chunks of their own. The engine's
+working arrays live in `RUN_DIR/engine/`, sharded by the block shape so that no two tasks ever
+write one file; the run's outputs keep the run directory's chunking (`io.CHUNK`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, even_yx, inner_chunks
+from connectome_query.reconstruct.segment import SegParams
+
+NET_BLOCK = (16, 64, 64)
+"""The smallest block of the network's grid."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as its tasks see it."""
+
+    run_dir: str
+    em_dir: str
+    shape: Triple  # (z, y, x) voxels
+    voxel_size_zyx: tuple[float, float, float]
+    block: Triple
+    params: SegParams = field(default_factory=SegParams)
+    net_path: str | None = None
+    augment: bool = False
+    affinities_path: str | None = None  # affinities made elsewhere
+    clefts: str = "network"  # or "classifier"
+    model_path: str | None = None  # the voxel classifier (clefts = "classifier")
+    truth: bool = False
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.shape, self.block)
+
+    @property
+    def net_grid(self) -> Grid:
+        """Blocks of the affinity network: even in-plane, so its pooling pairs the same
+        pixels in every block, and at least `NET_BLOCK` (a small block would spend most of
+        its work on the network's context)."""
+        return Grid(self.shape, tuple(max(b, m) for b, m in  # type: ignore[arg-type]
+                                      zip(even_yx(self.block), NET_BLOCK, strict=True)))
+
+    def path(self, name: str) -> Path:
+        return Path(self.run_dir) / name
+
+    def work(self, name: str) -> Path:
+        return Path(self.run_dir) / "engine" / name
+
+    @property
+    def voxel_size_xyz(self) -> tuple[float, float, float]:
+        vz, vy, vx = self.voxel_size_zyx
+        return vx, vy, vz
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return {"voxel_size_nm_xyz": list(self.voxel_size_xyz)}
+
+
+def create_sharded(path: Path, shape: Triple, block: Triple, dtype: str,
+                   channels: int = 0, attributes: dict[str, Any] | None = None) -> None:
+    """A working array (z, y, x) or (c, z, y, x) sharded by `block`; an existing one of the
+    same metadata is kept (a resumed run)."""
+    shard: Triple = tuple(min(b, s) for b, s in zip(block, shape, strict=True))  # type: ignore[assignment]
+    lead = (channels,) if channels else ()
+    io.create_zarr(path, (*lead, *shape), dtype, chunks=(*lead, *inner_chunks(shard)),
+                   shards=(*lead, *shard), attributes=attributes, delete_existing=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _open(path: str) -> Any:
+    return io.open_zarr(Path(path))
+
+
+def store(path: Path) -> Any:
+    """An array of the run, opened once per worker process (until `forget`)."""
+    return _open(str(path))
+
+
+def forget() -> None:
+    """Drop the opened arrays (a new run may have made new ones at the same paths)."""
+    _open.cache_clear()
+
+
+def read(path: Path, box: Box, what: str, channels: bool = False) -> np.ndarray:
+    """A box of an array (all channels first when `channels`)."""
+    idx = ((slice(None),) if channels else ()) + box.slices()
+    return io.read_block(store(path), idx, path, what)
+
+
+def write(path: Path, box: Box, data: np.ndarray, channels: bool = False) -> None:
+    idx = ((slice(None),) if channels else ()) + box.slices()
+    store(path)[idx].write(np.ascontiguousarray(data)).result()
+
+
+def image_reader(run: Run) -> Any:
+    """read(z, rows, cols) of the EM image (for `sections.prepared`)."""
+    path = Path(run.em_dir) / "image.zarr"
+    st = store(path)
+
+    def read_section(z: int, rows: slice, cols: slice) -> np.ndarray:
+        return io.read_block(st, (z, rows, cols), path, "EM image")
+
+    return read_section

@@ -1,0 +1,179 @@
+"""Scores against the truth on the engine, block by block: nothing reads a whole volume.
+
+Each block adds its contingency table of (true cell, segment) voxel counts (VOI, ARAND, and the
+segment -> cell mapping that synapse and class scores use, `metrics.*_of_table`), and looks up
+the segment, the true cell and the true cell's connected piece at the skeleton nodes inside it
+(ERL and NERL). The true cells' pieces connected inside the volume are components found per block
+and joined across faces like the segmentation's (`segment.stitch`). The naive baseline (affinities
+above 0.5, connected components, pieces under `min_size` dropped) is labelled and scored the same
+way, under provisional ids, and never written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cc3d
+import fastremap
+import numpy as np
+import pandas as pd
+
+from connectome_query.reconstruct import metrics, scoring
+from connectome_query.reconstruct.engine.context import Run, read
+from connectome_query.reconstruct.engine.grid import Box
+from connectome_query.reconstruct.engine.manifest import load_record
+from connectome_query.reconstruct.engine.runner import Engine, Record
+from connectome_query.reconstruct.engine.segmentation import read_affinities
+from connectome_query.reconstruct.segment import blocks, stitch
+
+BASELINE_THRESHOLD = 0.5
+
+
+def _planes(prefix: str, vol: np.ndarray) -> Record:
+    out: Record = {}
+    for c in range(3):
+        first = [slice(None)] * 3
+        last = [slice(None)] * 3
+        first[c], last[c] = slice(0, 1), slice(-1, None)
+        out[f"{prefix}low{c}"] = vol[tuple(first)]
+        out[f"{prefix}high{c}"] = vol[tuple(last)]
+    return out
+
+
+def _local_stats(local: np.ndarray) -> np.ndarray:
+    ids, counts = fastremap.unique(local, return_counts=True)
+    return counts[ids != 0].astype(np.int64)
+
+
+def _baseline(affs: np.ndarray, box: Box) -> tuple[np.ndarray, Record]:
+    """Block-local components of the strong-edge graph (cc3d), the voxels with a strong edge
+    (across the faces too) only; `affs` holds the block and one more plane after it."""
+    core = tuple(slice(0, n) for n in box.shape)
+    strong = affs > np.float32(BASELINE_THRESHOLD)
+    graph = np.zeros(box.shape, np.uint8)
+    touched = np.zeros(box.shape, bool)
+    for c in range(3):
+        s = strong[c][core]
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        first = [slice(None)] * 3
+        lo[c], hi[c], first[c] = slice(None, -1), slice(1, None), slice(0, 1)
+        inner = s[tuple(hi)]
+        graph[tuple(hi)] |= inner.astype(np.uint8) << np.uint8(2 * c + 1)
+        graph[tuple(lo)] |= inner.astype(np.uint8) << np.uint8(2 * c)
+        touched[tuple(hi)] |= inner
+        touched[tuple(lo)] |= inner
+        if box.lo[c] > 0:  # edges to the block before (none out of the volume)
+            touched[tuple(first)] |= s[tuple(first)]
+        if affs.shape[1 + c] > box.shape[c]:  # edges from the next block's first plane
+            nxt = [slice(0, n) for n in box.shape]
+            nxt[c] = slice(box.shape[c], box.shape[c] + 1)
+            last = [slice(None)] * 3
+            last[c] = slice(-1, None)
+            touched[tuple(last)] |= strong[c][tuple(nxt)]
+    labels = cc3d.color_connectivity_graph(graph, connectivity=6).astype(np.uint32)
+    labels *= touched
+    labels, _ = fastremap.renumber(labels, in_place=True)
+    strong_low = {f"baff{c}": strong[c][core][tuple(slice(0, 1) if a == c else slice(None)
+                                                    for a in range(3))].astype(np.float32)
+                  for c in range(3)}
+    return labels, strong_low
+
+
+def _score_task(item: int, run: Run, nodes_path: str, affs_path: str) -> Record:
+    box = run.grid.box(item)
+    gt = read(Path(run.em_dir) / "truth" / "segmentation.zarr", box,
+              "ground truth").astype(np.uint64)
+    seg = read(run.path("segmentation.zarr"), box, "segmentation")
+    pieces = cc3d.connected_components(gt, connectivity=6).astype(np.uint32)
+    plus = Box(box.lo, tuple(min(b + 1, s) for b, s in  # type: ignore[arg-type]
+                             zip(box.hi, run.shape, strict=True)))
+    base, base_aff = _baseline(read_affinities(Path(affs_path), plus), box)
+    pprov, bprov = stitch.provisional(item, pieces), stitch.provisional(item, base)
+    with np.load(nodes_path) as z:
+        vox = z["vox"]
+    mine = np.flatnonzero(box.contains(vox))
+    at = tuple((vox[mine] - np.array(box.lo)).T)
+    g, p, n = metrics.contingency(gt, seg)
+    bg, bp, bn = metrics.contingency(gt, bprov)
+    return {"g": g, "p": p, "n": n, "bg": bg, "bp": bp, "bn": bn,
+            "nodes": mine.astype(np.int64), "node_seg": seg[at].astype(np.uint64),
+            "node_gt": gt[at], "node_piece": pprov[at], "node_base": bprov[at],
+            "piece_sizes": _local_stats(pieces), "base_sizes": _local_stats(base),
+            **_planes("p", pprov), **_planes("g", gt), **_planes("b", bprov), **base_aff}
+
+
+def _faces_task(item: int, run: Run, folder: str) -> Record:
+    """Links of the true cells' pieces and of the baseline's components across the faces
+    with the blocks before."""
+    here = load_record(Path(folder) / f"{item}.npz")
+    pieces = [np.zeros((0, 2), np.uint64)]
+    base = [np.zeros((0, 2), np.uint64)]
+    for c in range(3):
+        below_n = run.grid.lower_neighbour(item, c)
+        if below_n is None:
+            continue
+        below = load_record(Path(folder) / f"{below_n}.npz")
+        same = (below[f"ghigh{c}"] == here[f"glow{c}"]).astype(np.float32)
+        pieces.append(blocks.face_pairs(below[f"phigh{c}"], here[f"plow{c}"], same, 0.5))
+        base.append(blocks.face_pairs(below[f"bhigh{c}"], here[f"blow{c}"],
+                                      here[f"baff{c}"], 0.5))
+    return {"pieces": np.concatenate(pieces), "base": np.concatenate(base)}
+
+
+def _relabel_table(t: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   num: stitch.Numbering) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return metrics.add_tables([(t[0], num.lookup(t[1]), t[2])])
+
+
+def _scores(table: tuple[np.ndarray, np.ndarray, np.ndarray], node_labels: np.ndarray,
+            sk: tuple[np.ndarray, np.ndarray, np.ndarray], e_gt: float, e_cc: float,
+            n_segments: int) -> dict[str, Any]:
+    sids, edges, lengths = sk
+    split, merge = metrics.voi_of_table(*table)
+    e_pred = metrics.erl(sids, edges, lengths, node_labels.astype(np.int64))
+    return {"voi_split": split, "voi_merge": merge, "voi": split + merge,
+            "arand": metrics.adapted_rand_of_table(*table), "erl_nm": e_pred,
+            "erl_truth_nm": e_gt, "erl_truth_pieces_nm": e_cc,
+            "nerl": e_pred / e_cc if e_cc > 0 else 0.0,
+            "nerl_truth_labels": e_pred / e_gt if e_gt > 0 else 0.0,
+            "n_segments": n_segments}
+
+
+def score(engine: Engine, run: Run, affs_path: Path, truth: dict[str, Any],
+          syn: pd.DataFrame, segments: pd.DataFrame) -> dict[str, Any]:
+    """metrics.json's content (see RUN_DIR.md), block by block."""
+    sids, edges, lengths, vox = scoring.skeleton_arrays(truth["skeletons"], run.voxel_size_zyx,
+                                                        run.shape)
+    nodes_path = run.work("truth_nodes.npz")
+    np.savez(nodes_path, vox=vox)
+    recs = engine.run("scoring", range(len(run.grid)), _score_task, run, str(nodes_path),
+                      str(affs_path))
+    folder = str(engine.manifest.folder("scoring"))
+    faces = engine.run("scoring faces", recs.items, _faces_task, run, folder)
+    n_nodes = len(vox)
+    labels = {k: np.zeros(n_nodes, np.uint64) for k in ("seg", "gt", "piece", "base")}
+    tables, base_tables = [], []
+    for _, r in recs:
+        for k in labels:
+            labels[k][r["nodes"]] = r[f"node_{k}"]
+        tables.append((r["g"], r["p"], r["n"]))
+        base_tables.append((r["bg"], r["bp"], r["bn"]))
+    pieces = stitch.number(recs.gather("piece_sizes"),
+                           [np.zeros(len(s), np.int64) for s in recs.gather("piece_sizes")],
+                           np.concatenate(faces.gather("pieces")), 1)
+    base = stitch.number(recs.gather("base_sizes"),
+                         [np.zeros(len(s), np.int64) for s in recs.gather("base_sizes")],
+                         np.concatenate(faces.gather("base")), max(run.params.min_size, 1))
+    table = metrics.add_tables(tables)
+    sk = (sids, edges, lengths)
+    e_gt = metrics.erl(sids, edges, lengths, labels["gt"].astype(np.int64))
+    e_cc = metrics.erl(sids, edges, lengths, pieces.lookup(labels["piece"]).astype(np.int64))
+    ours = _scores(table, labels["seg"], sk, e_gt, e_cc, len(segments))
+    baseline = _scores(_relabel_table(metrics.add_tables(base_tables), base),
+                       base.lookup(labels["base"]), sk, e_gt, e_cc, base.count)
+    mapping = metrics.segment_to_truth_of_table(*table)
+    ours.update(scoring.synapse_metrics_of(mapping, syn, truth))
+    ours.update(scoring.class_metrics_of(mapping, segments, truth))
+    return {"pipeline": ours, "baseline_threshold_cc": baseline}
