@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HEMIBRAIN = "t_hemibrain"
-VERSIONED = "t_versions"
+VERSIONED = "neuprint_versions"
 TOKEN = "any-token"
 """Auth is off: the client insists on a token, the server reads none."""
 
