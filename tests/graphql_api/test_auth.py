@@ -101,7 +101,10 @@ def test_bad_credentials_get_401(secure_api: GraphQLClient, header: str) -> None
     response = secure_api.http.post("/graphql", json={"query": "{ datasets { name } }"},
                                     headers={"Authorization": header})
     assert response.status_code == 401
-    assert response.json() == {"errors": [{"message": "invalid or revoked API token"}]}
+    body = response.json()
+    assert body["errors"] == [{"message": "invalid or revoked API token"}]
+    assert body["error"] == "invalid or revoked API token"
+    assert set(body) == {"errors", "error", "code"}
 
 
 def test_revoked_token_is_refused(secure_api: GraphQLClient, store: TokenStore) -> None:
