@@ -139,6 +139,9 @@ def main() -> None:
                                                         ["post_compartment"].iloc[j]),
                              "ours": ours, "baseline": old, "post_has_soma":
                              post not in no_soma})
+    if not rows:
+        raise SystemExit(f"--size {args.size}: no synapse in seeds {args.seeds} matched the "
+                         "truth, so there is nothing to score; use a larger --size (64 or more)")
     df = pd.DataFrame(rows)
     tab = Table(title=f"Post compartments of matched synapses, {args.size}^3 clean volumes")
     for c in ("seed", "matched", "onto segments without soma", "ours", "baseline"):
@@ -161,7 +164,8 @@ def main() -> None:
              for c in ais_on_true_cells(synth.SynthConfig((args.size,) * 3, VS, "clean",
                                                           seed))]
     found = {k: sum(c[k] >= 0.8 for c in cells) for k in ("ours", "baseline")}
-    class_mean = float(np.mean([c for c in classes if c is not None]))
+    known = [c for c in classes if c is not None]
+    class_mean = float(np.mean(known)) if known else float("nan")
     con.print(f"cell-class accuracy (segments with a soma), mean over volumes: "
               f"{class_mean:.3f}")
     con.print(f"true segmentations: AIS put on the true axon (>= 80% of its vertices) in "
