@@ -114,9 +114,17 @@ async def measure(target: Any, ids: list[int], first: int, warmup: int) -> dict[
                 await read(drv, "RETURN 1 AS one", {})
 
         for body_id in ids[:5]:  # the former query must answer exactly the same
-            same = (await raw_with(cypher.UPSTREAM_BATCH, cypher.DOWNSTREAM_BATCH, body_id)
-                    == await raw_with(UPSTREAM_ALL, DOWNSTREAM_ALL, body_id))
-            assert same, f"project-all partner query differs for {body_id}"
+            now = await raw_with(cypher.UPSTREAM_BATCH, cypher.DOWNSTREAM_BATCH, body_id)
+            former = await raw_with(UPSTREAM_ALL, DOWNSTREAM_ALL, body_id)
+            for side, a, b in zip(("upstream", "downstream"), now, former, strict=True):
+                # the former query returns no row at all for a neuron without partners
+                ra, rb = (a[0]["rows"] if a else []), (b[0]["rows"] if b else [])
+                diff = next((i for i, (x, y) in enumerate(zip(ra, rb, strict=False))
+                             if x != y), None)
+                assert len(ra) == len(rb) and diff is None, (
+                    f"project-all {side} partners differ for {body_id}: {len(ra)} vs {len(rb)} "
+                    f"rows; first difference at {diff}: "
+                    f"{'' if diff is None else (ra[diff], rb[diff])}")
         paths = [("graphql", gql), ("raw", raw), ("raw_project_all", raw_project_all),
                  ("floor", floor)]
         for i, body_id in enumerate(ids):
