@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import neo4j
-from neo4j.exceptions import ClientError, ServiceUnavailable, TransientError
+from neo4j.exceptions import ClientError, ServiceUnavailable, SessionExpired, TransientError
 
 
 class ReadFailed(Exception):
@@ -94,14 +94,28 @@ def read_records(driver: neo4j.Driver, cypher: str, params: dict[str, Any], *,
 
 async def read_rows(driver: neo4j.AsyncDriver, cypher: str, params: dict[str, Any], *,
                     database: str, timeout: float) -> list[dict[str, Any]]:
-    """Run `cypher` in a read transaction on the async driver; rows as dicts."""
-    @neo4j.unit_of_work(timeout=timeout)
-    async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
-        with _not_retried_for_memory():
-            result = await tx.run(cypher, params)
-            return [record.data() for record in await result.fetch(10**9)]
+    """Run `cypher` read-only on the async driver; rows as dicts.
 
+    First as one auto-commit query (one round trip: a managed transaction adds a BEGIN and a
+    COMMIT, and the API runs several small reads per request); if that meets an unreachable
+    server or a transient error, again as a managed read transaction, which the driver retries
+    while the server comes back. A read is safe to run twice."""
     with read_errors(timeout):
-        async with driver.session(database=database,
-                                  default_access_mode=neo4j.READ_ACCESS) as session:
+        try:
+            async with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
+                                      fetch_size=-1) as session:
+                with _not_retried_for_memory():
+                    result = await session.run(neo4j.Query(cypher, timeout=timeout), params)
+                    return await result.data()
+        except (ServiceUnavailable, SessionExpired, TransientError):
+            pass
+
+        @neo4j.unit_of_work(timeout=timeout)
+        async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
+            with _not_retried_for_memory():
+                result = await tx.run(cypher, params)
+                return await result.data()
+
+        async with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
+                                  fetch_size=-1) as session:
             return await session.execute_read(work)

@@ -10,6 +10,7 @@ server (`CONNECTOME_NEO4J_*`), the API (`CONNECTOME_*`), export (`CONNECTOME_EXP
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -166,10 +167,23 @@ class DaskSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+_READ: dict[type[BaseSettings], tuple[tuple[tuple[str, str], ...], BaseSettings]] = {}
+"""The last settings read of each kind, with the environment they were read from."""
+
+
 def from_env(kind: type[S]) -> S:
-    """The settings of `kind` as the environment gives them now; SettingsError if one is bad."""
+    """The settings of `kind` as the environment gives them now; SettingsError if one is bad.
+
+    Reading settings costs about a millisecond and the API asks for them on every request, so
+    the last answer of each kind is kept while the environment stays exactly the same."""
+    environ = tuple(os.environ.items())
+    cached = _READ.get(kind)
+    if cached is not None and cached[0] == environ:
+        return cached[1]  # type: ignore[return-value]
     try:
-        return kind()
+        settings = kind()
+        _READ[kind] = (environ, settings)
+        return settings
     except ValidationError as exc:
         prefix = str(kind.model_config.get("env_prefix", ""))
         problems = []

@@ -1,5 +1,6 @@
 """The GraphQL schema: `Query` assembled from the circuit, export and neuron fields, with the
-limits every request runs under (depth, aliases, tokens, cost) and error masking.
+limits every request runs under (depth, aliases, tokens, cost), error masking, and each query
+text parsed and validated once (`document_cache`).
 
 `schema/schema.graphql` is `export_sdl()` committed; a test keeps the two equal.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxTokensLimiter
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.utils.logging import StrawberryLogger
@@ -19,6 +20,7 @@ from strawberry.utils.logging import StrawberryLogger
 from connectome_query.graphql_api.circuits import CircuitQuery
 from connectome_query.graphql_api.compare_field import CompareQuery
 from connectome_query.graphql_api.cost import QueryCostLimiter
+from connectome_query.graphql_api.document_cache import DocumentCache, validation_rules
 from connectome_query.graphql_api.errors import is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
@@ -28,6 +30,9 @@ from connectome_query.graphql_api.types import BODY_ID_SCALAR, BodyId
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
+
+LIMIT_RULES = validation_rules(MAX_DEPTH, MAX_ALIASES)
+"""The depth and alias limits, checked in validation (built once: see `document_cache`)."""
 
 log = logging.getLogger("connectome_query.api")
 
@@ -53,9 +58,8 @@ class ApiSchema(strawberry.Schema):
 schema = ApiSchema(
     query=Query,
     extensions=[
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: DocumentCache(LIMIT_RULES),
         QueryCostLimiter,
         lambda: MaskErrors(should_mask_error=should_mask),
     ],

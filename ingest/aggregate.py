@@ -11,7 +11,6 @@ small keyed sums (per neuron) with pyarrow's hash aggregation.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+from connectome_query.ingest import spill
 
 COUNT = "n"
 """The column of `GroupSum.result()` that counts the rows folded into each key."""
@@ -96,7 +97,8 @@ def _removed_with(owner: object, folder: Path) -> weakref.finalize:
 
 class Buckets:
     """Rows of `width` int64 columns, partitioned by a hash of the first `hashed` columns; held in
-    memory up to `memory_rows`, then in files under a temporary folder (removed by `close`)."""
+    memory up to `memory_rows`, then in files under a spill folder (`spill.new_folder`, removed by
+    `close`; one left by a killed process is removed by the next load)."""
 
     COUNT = 64
 
@@ -119,7 +121,7 @@ class Buckets:
 
     def _spill(self) -> None:
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="connectome-ingest-", dir=self.spill_dir))
+            self._folder = spill.new_folder(self.spill_dir)
             self._cleanup = _removed_with(self, self._folder)
         rows = np.concatenate(self._held) if self._held else np.zeros((0, self.width), np.int64)
         self._held, self._rows = [], 0

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from connectome_query.ingest import spill
 from connectome_query.ingest.aggregate import PairStore, RepeatFinder
 from connectome_query.ingest.classify import ChandelierRule, chandelier_arrays, chandelier_meta
 from connectome_query.ingest.errors import IngestError
@@ -31,6 +32,7 @@ from connectome_query.ingest.scans import (
     return_freed_memory,
     scan_connections,
     scan_synapses,
+    spill_settings,
 )
 from connectome_query.ingest.tables import Source, Stream
 
@@ -142,6 +144,7 @@ def prepare(source: Source, rule: ChandelierRule | None = None,
     problem (its file, row and column)."""
     rule = rule or ChandelierRule()
     return_freed_memory()
+    spill.sweep(spill_settings()[1])  # what killed loads left behind
     check_meta(source.meta, source.name)
     listed = (_neurons(source.neurons, progress) if source.neurons is not None
               else np.zeros(0, dtype=np.int64))

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectome_query.graphdb.settings import Neo4jTarget
+from connectome_query.graphql_api import document_cache
 from connectome_query.graphql_api.app import create_app
 from connectome_query.graphql_api.auth import AuthConfig, TokenStore
 from connectome_query.graphql_api.db import read
@@ -51,10 +52,28 @@ def test_alias_limit(secure_api: GraphQLClient) -> None:
     assert any("aliases" in m for m in _errors(secure_api, f"{{ {many} }}"))
 
 
+def test_limits_hold_for_a_query_text_seen_before(secure_api: GraphQLClient) -> None:
+    """Parse and validation results are kept per query text: asking again gives the same
+    refusal, and an accepted text asked again (with other variables) is served from the cache
+    and answers for those variables."""
+    deep = _nested(MAX_DEPTH)
+    first, again = _errors(secure_api, deep), _errors(secure_api, deep)
+    assert first == again and any("exceeds maximum operation depth" in m for m in again)
+    many = " ".join(f"a{i}: datasets {{ name }}" for i in range(MAX_ALIASES + 1))
+    assert _errors(secure_api, f"{{ {many} }}") == _errors(secure_api, f"{{ {many} }}") != []
+    q = 'query($f: Int!) { neurons(dataset: "%s", first: $f) { edges { node { bodyId } } } }'
+    hits = document_cache._validated.cache_info().hits
+    sizes = [len(secure_api.data(q % PUBLIC, f=f)["neurons"]["edges"]) for f in (1, 2, 3)]
+    assert sizes == [1, 2, 3]
+    assert document_cache._validated.cache_info().hits >= hits + 2
+    assert "first must be between" in secure_api.gql(q % PUBLIC, f=0)["errors"][0]["message"]
+
+
 def test_token_limit(secure_api: GraphQLClient) -> None:
     fields = " ".join(["name"] * MAX_TOKENS)
-    errors = _errors(secure_api, f"{{ datasets {{ {fields} }} }}")
-    assert any("token" in m.lower() for m in errors), errors
+    for _ in range(2):  # a text over the limit is never kept
+        errors = _errors(secure_api, f"{{ datasets {{ {fields} }} }}")
+        assert any("token" in m.lower() for m in errors), errors
 
 
 @pytest.mark.parametrize("first", [0, -1, MAX_PAGE + 1, 2**31 - 1])

@@ -1,8 +1,10 @@
-"""Ingest survives kill -9 of itself and of Neo4j: rerun, and the graph equals a clean load.
+"""Ingest survives kill -9 of itself and of Neo4j: rerun, and the graph equals a clean load; a
+kill -9 of the API during a load loses nothing either, and the restarted API serves it whole.
 
-A few trials by default; more with `CONNECTOME_CRASH_TRIALS` (kills of the ingest, default 3) and
-`CONNECTOME_CRASH_NEO4J_TRIALS` (kills of Neo4j, default 1). The expected graph comes from the
-generator (networkx), not from Neo4j.
+A few trials by default; more with `CONNECTOME_CRASH_TRIALS` (kills of the ingest, default 3),
+`CONNECTOME_CRASH_NEO4J_TRIALS` (kills of Neo4j, default 1) and `CONNECTOME_CRASH_API_TRIALS`
+(kills of the API, default 1). The expected graph comes from the generator (networkx), not from
+Neo4j.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import neo4j
+import networkx as nx
 import pytest
 
 from connectome_query.graphdb.local_server import LocalNeo4j
@@ -25,22 +28,30 @@ from tests.support.crash import (
     kill_points,
     timed_clean_ingest,
 )
+from tests.support.crash_api import kill_api_trial
 from tests.support.fingerprint import expected_fingerprint, fingerprint
 from tests.support.net import free_port
 from tests.support.neuprint_files import write_neuprint
+from tests.support.readback import edges_of
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
 TRIALS = int(os.environ.get("CONNECTOME_CRASH_TRIALS", "3"))
 NEO4J_TRIALS = int(os.environ.get("CONNECTOME_CRASH_NEO4J_TRIALS", "1"))
+API_TRIALS = int(os.environ.get("CONNECTOME_CRASH_API_TRIALS", "1"))
 BATCH = 300
 DATASET = "t_crash"
 
 
 @pytest.fixture(scope="module")
-def crash_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def crash_graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nx.DiGraph]:
     folder = tmp_path_factory.mktemp("crash")
-    g = write_neuprint(folder, neurons=800, edges=6000, gap=800, seed=7)
+    return folder, write_neuprint(folder, neurons=800, edges=6000, gap=800, seed=7)
+
+
+@pytest.fixture(scope="module")
+def crash_data(crash_graph: tuple[Path, nx.DiGraph]) -> tuple[Path, dict[str, Any]]:
+    folder, g = crash_graph
     return folder, expected_fingerprint(g)
 
 
@@ -83,6 +94,29 @@ def test_kill_ingest_then_rerun(driver: neo4j.Driver, neo4j_target: Neo4jTarget,
             _wipe(driver, DATASET)  # half the trials crash a first load, half a reload
         results.append(kill_ingest_trial(driver, neo4j_target, folder, DATASET, expected,
                                          after, BATCH))
+        print(f"\n  kill at {after:.0%} of rows written: status {results[-1].status_after_kill}")
+    print("\n" + _report(results))
+    assert all(r.ok for r in results), [r.problems for r in results if not r.ok]
+    assert any(r.status_after_kill == "loading" for r in results), \
+        "no kill landed mid-load: the trial proves nothing"
+
+
+def test_kill_api_during_a_load_then_restart(driver: neo4j.Driver, neo4j_target: Neo4jTarget,
+                                             crash_graph: tuple[Path, nx.DiGraph],
+                                             crash_data: tuple[Path, dict[str, Any]],
+                                             clean_seconds: float) -> None:
+    """Clients read the dataset through the API while it is reloaded; the API is killed
+    mid-load and started again. The reload finishes by itself and every answer, before, during
+    and after, is the generator's graph."""
+    folder, expected = crash_data
+    g = crash_graph[1]
+    answers = {"ids": {int(n) for n in g.nodes}, "total": g.number_of_nodes(),
+               "matrix": edges_of(g)}
+    rng = random.Random(int(os.environ.get("CONNECTOME_CRASH_SEED", "1")) + 2)
+    results = []
+    for after in kill_points(rng, API_TRIALS, 0.1, 0.9):
+        results.append(kill_api_trial(driver, neo4j_target, folder, DATASET, expected, answers,
+                                      after, BATCH))
         print(f"\n  kill at {after:.0%} of rows written: status {results[-1].status_after_kill}")
     print("\n" + _report(results))
     assert all(r.ok for r in results), [r.problems for r in results if not r.ok]

@@ -128,7 +128,7 @@ def wait_for_progress(driver: neo4j.Driver, key: str, fraction: float, total: in
         time.sleep(0.02)
 
 
-def _status(driver: neo4j.Driver, key: str) -> str | None:
+def version_status(driver: neo4j.Driver, key: str) -> str | None:
     records, _, _ = driver.execute_query("MATCH (m:Meta {dataset: $d}) RETURN m.status", d=key)
     return records[0][0] if records else None
 
@@ -144,7 +144,7 @@ def timed_clean_ingest(driver: neo4j.Driver, target: Neo4jTarget, source: Path, 
     started = time.monotonic()
     done = None
     while proc.poll() is None and done is None:
-        if _status(driver, key) == "complete":
+        if version_status(driver, key) == "complete":
             done = time.monotonic()
         time.sleep(0.05)
     proc.wait(timeout=timeout)
@@ -183,11 +183,11 @@ class TrialResult:
         return not self.problems
 
 
-def _total(expected: dict[str, Any]) -> int:
+def rows_total(expected: dict[str, Any]) -> int:
     return int(expected["neurons"] + expected["ConnectsTo"] + expected["GapJunction"])
 
 
-def _loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
+def loss(found: dict[str, Any], expected: dict[str, Any]) -> tuple[int, int]:
     lost = sum(max(0, expected[k] - found[k]) for k in ("neurons", "ConnectsTo", "GapJunction"))
     extra = sum(max(0, found[k] - expected[k]) for k in ("neurons", "ConnectsTo", "GapJunction"))
     extra += max(0, found["nodes"] - expected["neurons"])
@@ -203,7 +203,7 @@ def _rerun_and_compare(result: TrialResult, driver: neo4j.Driver, target: Neo4jT
         result.problems.append(f"rerun failed ({code}): {err}")
     result.found = fingerprint(driver, dataset)
     result.problems += matches_clean(result.found, expected)
-    result.lost, result.extra = _loss(result.found, expected)
+    result.lost, result.extra = loss(result.found, expected)
 
 
 def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, dataset: str,
@@ -213,9 +213,9 @@ def kill_ingest_trial(driver: neo4j.Driver, target: Neo4jTarget, source: Path, d
     before = newest_version(driver, dataset)
     proc = start_ingest(source, dataset, target, batch_size)
     key = wait_for_load_start(driver, dataset, before, proc)
-    wait_for_progress(driver, key, fraction, _total(expected), proc)
+    wait_for_progress(driver, key, fraction, rows_total(expected), proc)
     kill9(proc)
-    result = TrialResult("kill -9 ingest", fraction, _status(driver, key))
+    result = TrialResult("kill -9 ingest", fraction, version_status(driver, key))
     _rerun_and_compare(result, driver, target, source, dataset, expected, batch_size)
     return result
 
@@ -234,7 +234,7 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
         before = newest_version(drv, dataset)
         proc = start_ingest(source, dataset, target, batch_size)
         key = wait_for_load_start(drv, dataset, before, proc)
-        wait_for_progress(drv, key, fraction, _total(expected), proc)
+        wait_for_progress(drv, key, fraction, rows_total(expected), proc)
     pid = server.pid()
     assert pid is not None, "the trial server is not running"
     os.kill(pid, signal.SIGKILL)
@@ -249,7 +249,7 @@ def kill_neo4j_trial(server: LocalNeo4j, source: Path, dataset: str, expected: d
     server = LocalNeo4j(replace(server.config, bolt_port=free_port()))
     target = server.start(timeout=240)
     with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as drv:
-        result = TrialResult("kill -9 neo4j", fraction, _status(drv, key))
+        result = TrialResult("kill -9 neo4j", fraction, version_status(drv, key))
         result.ingest_exit = exited_itself
         result.ingest_message_clear = "rerun the same command" in ingest_said
         _rerun_and_compare(result, drv, target, source, dataset, expected, batch_size)
