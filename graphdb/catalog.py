@@ -21,8 +21,11 @@ from connectome_query.schema.model import (
     COMPLETE,
     LOADING,
     META,
+    POST_SYN,
+    SYNAPSE_SET,
     check_dataset_name,
     is_current,
+    scope_label,
 )
 
 VERSION_FIELDS = f"""m.dataset AS key, coalesce(m.name, m.dataset) AS name,
@@ -187,6 +190,13 @@ def heartbeat(driver: neo4j.Driver, version: DatasetVersion, database: str = "ne
                          key=version.key, database_=database)
 
 
+def _version_only(key: str) -> tuple[str, ...]:
+    """Nodes that carry only the version's labels: neuPrint's postsynaptic side."""
+    return tuple(f"""MATCH (p:`{scope_label(key, label)}`)
+       CALL (p) {{ DETACH DELETE p }} IN TRANSACTIONS OF 10000 ROWS"""
+                 for label in (POST_SYN, SYNAPSE_SET))
+
+
 DELETE_VERSION = (
     """MATCH (s:Synapse {dataset: $key})
        CALL (s) { DETACH DELETE s } IN TRANSACTIONS OF 10000 ROWS""",
@@ -210,7 +220,7 @@ def delete_version(driver: neo4j.Driver, version: DatasetVersion,
         raise ValueError(f"{version.name} version {version.version} is the current version; "
                          "load a newer one before deleting it")
     with driver.session(database=database) as session:
-        for statement in DELETE_VERSION:
+        for statement in (*_version_only(version.key), *DELETE_VERSION):
             session.run(statement, key=version.key).consume()
 
 

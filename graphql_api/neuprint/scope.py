@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectome_query.graphql_api.cypher_plan import PlanRefused
-from connectome_query.schema.model import SCOPED_LABELS, scope_label
+from connectome_query.schema.model import VIEW_LABELS, scope_label
 
 _TOKEN = re.compile(r"""
     (?P<comment>//[^\n]*|/\*.*?\*/)
@@ -41,12 +41,12 @@ class Scope:
 
     def labels(self) -> frozenset[str]:
         """The version's own labels."""
-        return frozenset(scope_label(self.key, label) for label in SCOPED_LABELS)
+        return frozenset(scope_label(self.key, label) for label in VIEW_LABELS)
 
     def renames(self) -> dict[str, str]:
         """Label as written -> the version's label."""
         out = {}
-        for label in SCOPED_LABELS:
+        for label in VIEW_LABELS:
             scoped = scope_label(self.key, label)
             out[label] = scoped
             out[f"{self.name}_{label}"] = scoped

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import neo4j
+import numpy as np
+import pandas as pd
 import pytest
 
 from connectome_query.graphdb import catalog
 from connectome_query.ingest import loader
 from connectome_query.ingest.sources import read_source
+from connectome_query.schema.model import POST_SYN, PRE_SYN, scope_label
 from tests.support.fingerprint import fingerprint, graph_fingerprint
 from tests.support.neuprint_files import write_neuprint
 
@@ -50,6 +53,42 @@ def test_reload_keeps_the_previous_version(tmp_path: Path, driver: neo4j.Driver)
     with pytest.raises(catalog.UnknownDataset, match="no complete version"):
         catalog.resolve(driver, "t_versions", first.version)
     assert _edges(driver, catalog.resolve(driver, "t_versions").key) == _expected(g2)
+
+
+def _synapse_table(path: Path, seed: int, rows: int = 60) -> Path:
+    """A small CAVE-style synapse table (no autapses)."""
+    rng = np.random.default_rng(seed)
+    pre = rng.integers(1, 8, rows)
+    post = pre + rng.integers(1, 5, rows)
+    pd.DataFrame({"id": np.arange(1, rows + 1), "pre_pt_root_id": pre, "post_pt_root_id": post,
+                  "ctr_pt_position": [f"[{x}, {y}, {z}]" for x, y, z in
+                                      rng.integers(0, 1000, (rows, 3))]}).to_csv(path, index=False)
+    return path
+
+
+def _count(driver: neo4j.Driver, label: str) -> int:
+    return driver.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n").records[0]["n"]
+
+
+def test_deleting_a_version_removes_its_neuprint_synapse_sides(tmp_path: Path,
+                                                                 driver: neo4j.Driver) -> None:
+    for seed in (1, 2):
+        loader.load(driver, read_source(str(_synapse_table(tmp_path / f"s{seed}.csv", seed))),
+                    "t_sides")
+    now, old = catalog.resolve(driver, "t_sides"), catalog.resolve(driver, "t_sides", 1)
+    for version in (now, old):  # one postsynaptic side per synapse, with the same location
+        assert _count(driver, scope_label(version.key, POST_SYN)) == 60
+        assert _count(driver, scope_label(version.key, PRE_SYN)) == 60
+        records, _, _ = driver.execute_query(
+            "MATCH (s:Synapse {dataset: $k})-[:SynapsesTo]->(p) "
+            "RETURN count(*) AS n, sum(CASE WHEN p.location = s.location AND "
+            "p.postBodyId = s.postBodyId THEN 1 ELSE 0 END) AS same", k=version.key)
+        assert records[0]["n"] == records[0]["same"] == 60
+    catalog.delete_version(driver, old)
+    left = driver.execute_query("MATCH (n) WHERE n.dataset = $k RETURN count(n) AS n",
+                                k=old.key).records[0]["n"]
+    assert left == 0
+    assert _count(driver, scope_label(now.key, POST_SYN)) == 60
 
 
 def test_failed_load_leaves_the_graph_as_it_was(tmp_path: Path, driver: neo4j.Driver,

@@ -4,8 +4,6 @@ the hemibrain neurons)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import httpx
 import networkx as nx
 import numpy as np
@@ -139,15 +137,20 @@ def test_older_version_answers_as_loaded(served: Served, versions: list[nx.DiGra
 
 
 def test_fetch_synapses_equal_the_table(served: Served, hemibrain: Hemibrain) -> None:
+    """Outputs as `pre` rows, inputs as `post` rows (the table has one position per synapse)."""
     c = client(served, HEMIBRAIN)
-    body = int(hemibrain.synapses["pre"].iloc[0])
-    syn = fetch_synapses(NeuronCriteria(bodyId=body), client=c)
-    want = hemibrain.synapses[hemibrain.synapses["pre"] == body]
+    syn = hemibrain.synapses
+    body = int(syn["pre"].iloc[0])
+    got = fetch_synapses(NeuronCriteria(bodyId=body), client=c)
+    want = pd.concat([syn[syn["pre"] == body].assign(type="pre"),
+                      syn[syn["post"] == body].assign(type="post")])
     key = ["x", "y", "z", "confidence"]
-    got_rows = sorted(map(tuple, syn[key].astype(float).round(3).to_numpy()))
-    want_rows = sorted(map(tuple, want[key].astype(float).round(3).to_numpy()))
-    assert got_rows == want_rows
-    assert Counter(syn["roi"]) == Counter(want["roi"])
+
+    def rows(df: pd.DataFrame) -> list[tuple]:
+        values = df[key].astype(float).round(3).to_numpy()
+        return sorted(zip(df["type"].astype(str), map(tuple, values), df["roi"], strict=True))
+
+    assert rows(got) == rows(want)
 
 
 def test_fetch_skeleton_equals_the_swc(served: Served, hemibrain: Hemibrain) -> None:
