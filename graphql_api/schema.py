@@ -11,7 +11,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.utils.logging import StrawberryLogger
@@ -19,7 +19,7 @@ from strawberry.utils.logging import StrawberryLogger
 from connectome_query.graphql_api.circuits import CircuitQuery
 from connectome_query.graphql_api.compare_field import CompareQuery
 from connectome_query.graphql_api.cost import QueryCostLimiter
-from connectome_query.graphql_api.errors import is_user_error, should_mask
+from connectome_query.graphql_api.errors import CodedMaskErrors, is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
 from connectome_query.graphql_api.synapse_query import SynapseQuery
@@ -57,7 +57,7 @@ schema = ApiSchema(
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         QueryCostLimiter,
-        lambda: MaskErrors(should_mask_error=should_mask),
+        lambda: CodedMaskErrors(should_mask_error=should_mask),
     ],
     config=StrawberryConfig(scalar_map={BodyId: BODY_ID_SCALAR}),
 )
