@@ -113,6 +113,26 @@ def add_scope_labels(driver: neo4j.Driver, key: str, database: str = "neo4j") ->
                         scoped=scope_label(key, label)).consume()
 
 
+SCOPED_INDEXES = ((NEURON, "bodyId"), (NEURON, "type"), (NEURON, "instance"))
+"""Lookups neuPrint's clients make on one version (`NeuronCriteria(bodyId=...)`, `type=`,
+`instance=`): indexed on the version's own label, as neuPrint indexes `hemibrain_Neuron`."""
+
+
+def scoped_index_names(key: str) -> list[str]:
+    """The names of version `key`'s own indexes."""
+    return [f"scoped_{key}_{label}_{prop}" for label, prop in SCOPED_INDEXES]
+
+
+def add_scoped_indexes(driver: neo4j.Driver, key: str, database: str = "neo4j",
+                       wait_s: int = 600) -> None:
+    """Create (if missing) and wait for the indexes of `SCOPED_INDEXES` on version `key`."""
+    with driver.session(database=database) as session:
+        for name, (label, prop) in zip(scoped_index_names(key), SCOPED_INDEXES, strict=True):
+            session.run(f"CREATE INDEX `{name}` IF NOT EXISTS "
+                        f"FOR (n:`{scope_label(key, label)}`) ON (n.{prop})").consume()
+        session.run("CALL db.awaitIndexes($s)", s=wait_s).consume()
+
+
 def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
                         batch: int = 5000) -> dict[str, Any]:
     """Write `roiInfo` (and ROI flags) on the neurons and connections of version `key`; return
@@ -164,6 +184,7 @@ def prepare_version(driver: neo4j.Driver, key: str, database: str = "neo4j") -> 
     """Scope labels and neuPrint properties for version `key`, before it is published; the
     Meta fields to publish with it."""
     add_scope_labels(driver, key, database)
+    add_scoped_indexes(driver, key, database)
     fields = neuprint_properties(driver, key, database)
     add_synapse_sides(driver, key, database)
     return fields

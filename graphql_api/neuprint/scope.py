@@ -111,8 +111,10 @@ ONE_LABEL = frozenset({
 """Leaves that find nodes by the first label in their details."""
 
 
-_VARIABLE = re.compile(r"^\s*(?:(?:UNIQUE|RANGE|TEXT|POINT)\s+)*(?:`(?:[^`]|``)*`|[^\W\d]\w*)\s*:")
-"""`n:` (or `UNIQUE n:`) at the start of a leaf's details: the node variable."""
+_VARIABLE = re.compile(r"^\s*(?:(?:UNIQUE|RANGE|TEXT|POINT|INDEX)\s+)*"
+                       r"(?:`(?:[^`]|``)*`|[^\W\d]\w*)\s*:")
+"""`n:` (or `UNIQUE n:`, `RANGE INDEX n:`) at the start of a leaf's details: the node
+variable."""
 _EXPR_PART = re.compile(r"\s*(`(?:[^`]|``)*`|[^\W\d]\w*|[|&!:%()])")
 
 
@@ -157,8 +159,14 @@ def _leaves(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         stack.extend(children)
 
 
+ROWS_FROM_NOTHING = frozenset({"Argument", "EmptyRow", "Projection"})
+"""Leaves that read no graph: rows from an enclosing operator, or values computed from
+literals and parameters (`WITH $ids AS ids` before an index seek). Neo4j plans a subquery or
+pattern inside an expression as operators of their own, whose leaves are checked too."""
+
+
 def _leaf_scoped(operator: str, details: str, own: frozenset[str]) -> bool:
-    if operator == "Argument":
+    if operator in ROWS_FROM_NOTHING:
         return True
     expression = _expression(details)
     if operator in ONE_LABEL:

@@ -70,8 +70,8 @@ def _count(driver: neo4j.Driver, label: str) -> int:
     return driver.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n").records[0]["n"]
 
 
-def test_deleting_a_version_removes_its_neuprint_synapse_sides(tmp_path: Path,
-                                                                 driver: neo4j.Driver) -> None:
+def test_deleting_a_version_removes_its_synapse_sides_and_indexes(tmp_path: Path,
+                                                                driver: neo4j.Driver) -> None:
     for seed in (1, 2):
         loader.load(driver, read_source(str(_synapse_table(tmp_path / f"s{seed}.csv", seed))),
                     "t_sides")
@@ -84,11 +84,52 @@ def test_deleting_a_version_removes_its_neuprint_synapse_sides(tmp_path: Path,
             "RETURN count(*) AS n, sum(CASE WHEN p.location = s.location AND "
             "p.postBodyId = s.postBodyId THEN 1 ELSE 0 END) AS same", k=version.key)
         assert records[0]["n"] == records[0]["same"] == 60
+    plan = driver.execute_query(f"EXPLAIN MATCH (n:`{scope_label(old.key, 'Neuron')}`) "
+                                "WHERE n.bodyId IN [1, 2] RETURN n").summary.plan
+    assert "NodeIndexSeek" in str(plan)  # the version's own index on bodyId
     catalog.delete_version(driver, old)
     left = driver.execute_query("MATCH (n) WHERE n.dataset = $k RETURN count(n) AS n",
                                 k=old.key).records[0]["n"]
     assert left == 0
+    indexes = driver.execute_query("SHOW INDEXES YIELD name RETURN collect(name) AS n"
+                                   ).records[0]["n"]
+    assert not [n for n in indexes if old.key in n]
+    assert [n for n in indexes if now.key in n]
     assert _count(driver, scope_label(now.key, POST_SYN)) == 60
+
+
+def test_delete_command_refuses_the_current_version_unless_told(tmp_path: Path,
+                                                                driver: neo4j.Driver) -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+
+    name = "t_delete_cmd"
+    graphs, versions = [], []
+    for seed in (41, 42):
+        graphs.append(write_neuprint(tmp_path / str(seed), neurons=20, edges=40, gap=4,
+                                     seed=seed))
+        versions.append(loader.load(driver, read_source(str(tmp_path / str(seed))),
+                                    name).version)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, ["datasets-delete", name, *args])
+
+    refused = run("--version", str(versions[1]))
+    assert refused.exit_code == 1, refused.output
+    assert "is the current version" in refused.output and "--current" in refused.output
+    assert _edges(driver, catalog.resolve(driver, name).key) == _expected(graphs[1])
+    missing = run("--version", str(versions[1] + 5))
+    assert missing.exit_code == 1 and f"no complete version {versions[1] + 5}" in missing.output
+    done = run("--version", str(versions[1]), "--current")
+    assert done.exit_code == 0, done.output
+    assert f"version {versions[0]} is now current" in done.output
+    now = catalog.resolve(driver, name)
+    assert now.version == versions[0] and _edges(driver, now.key) == _expected(graphs[0])
+    last = run("--version", str(versions[0]), "--current")
+    assert last.exit_code == 0 and "no version left" in last.output, last.output
+    with pytest.raises(catalog.UnknownDataset):
+        catalog.resolve(driver, name)
 
 
 def test_failed_load_leaves_the_graph_as_it_was(tmp_path: Path, driver: neo4j.Driver,

@@ -14,7 +14,9 @@ import neo4j
 import networkx as nx
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from connectome_query.cli.main import app
 from connectome_query.graphdb import catalog
 from connectome_query.ingest import loader
 from connectome_query.ingest.sources import read_source
@@ -123,6 +125,17 @@ def test_circuit_fields_answer_a_pinned_version_as_loaded(open_api: GraphQLClien
                                                   if g.has_edge(b, a)}
         types = pd.read_csv(folder / "neurons.csv")["type"].value_counts()
         assert _cell_types(open_api, version) == {t: int(n) for t, n in types.items()}
+        pinned = {} if version is None else {"version": version}
+        matrix = open_api.http.get("/export/matrix", params={
+            "dataset": PINNED, "format": "parquet", "minWeight": 0, **pinned})
+        assert matrix.status_code == 200, matrix.text
+        assert read_back("parquet", matrix.content)[0] == edges_of(g)
+        out = tmp_path / f"matrix{version}.parquet"
+        done = CliRunner().invoke(app, ["export", "matrix", str(out), "-d", PINNED,
+                                        "--min-weight", "0",
+                                        *(["--version", str(version)] if version else [])])
+        assert done.exit_code == 0, done.output
+        assert read_back("parquet", out.read_bytes())[0] == edges_of(g)
     missing = versions[1] + 7
     body = open_api('query($d: String!, $v: Int) { cellTypes(dataset: $d, version: $v) '
                     '{ type } }', d=PINNED, v=missing)

@@ -102,6 +102,10 @@ def test_timeboxed_query_answers_like_the_plain_one(served: Served) -> None:
     "YIELD value RETURN value.c AS c",
     "MATCH (n:Neuron) SET n.x = 1 RETURN n",
     "MATCH (n:Neuron) CALL () { MATCH (m) RETURN count(m) AS c } RETURN c LIMIT 1",
+    "WITH 1 AS x RETURN COLLECT { MATCH (m) RETURN m.dataset } AS c",
+    "WITH [1] AS ids RETURN [(m)-->(o) | o.dataset] AS c",
+    "WITH [1] AS ids, COUNT { MATCH (q) } AS z MATCH (n:Neuron) WHERE n.bodyId IN ids "
+    "RETURN z",
 ])
 def test_other_datasets_cannot_be_read(served: Served, cypher: str) -> None:
     response = httpx.post(f"{served.url}/api/custom/custom", verify=str(served.cert),
