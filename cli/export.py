@@ -197,6 +197,8 @@ def matrix_cmd(
              "Neo4j directly.")] = None,
     token: Annotated[str | None, typer.Option(
         envvar="CONNECTOME_TOKEN", help="API token for --server.")] = None,
+    version: Annotated[int | None, typer.Option(
+        help="Version of the dataset (default: the current one).")] = None,
 ) -> None:
     """Export a connectivity matrix (whole dataset or a subset) to a file."""
     from connectome_query.export.matrix import Progress as ExportProgress
@@ -208,7 +210,7 @@ def matrix_cmd(
         dataset, body_ids=ids or None, types=type_list or None, rois=roi_list or None,
         min_weight=min_weight, synapse_type=synapse_type,
         level="type" if by_type else "neuron", format=_format_for(output, fmt),
-        neurons=embed_neurons,
+        neurons=embed_neurons, version=version,
     )
     table_format = None
     if neurons is not None:
@@ -224,7 +226,7 @@ def matrix_cmd(
         body = {"dataset": request.dataset, "bodyIds": ids, "types": type_list, "rois": roi_list,
                 "minWeight": request.min_weight, "synapseType": request.synapse_type,
                 "level": request.level, "format": request.format,
-                "neurons": request.neurons}
+                "neurons": request.neurons, "version": request.version}
         _http_download(server, body, output, token)
         if neurons is not None:
             _http_download(server, {**body, "format": table_format}, neurons, token,

@@ -232,6 +232,41 @@ def datasets_cmd(
     out.print(table)
 
 
+@app.command("datasets-delete")
+def datasets_delete_cmd(
+    name: Annotated[str, typer.Argument(help="The dataset.")],
+    version: Annotated[int, typer.Option(help="The version to delete.")],
+    current: Annotated[bool, typer.Option(
+        "--current", help="Also when it is the current version: the newest other version "
+        "becomes current (none left: the dataset is gone).")] = False,
+) -> None:
+    """Delete one version of a dataset (`connectome datasets --versions` lists them)."""
+    from dataclasses import replace
+
+    from connectome_query.graphdb import catalog
+
+    retired, after = False, None
+    try:
+        with open_driver() as driver:
+            found = catalog.resolve(driver, name, version)
+            if found.current:
+                if not current:
+                    raise _fail(f"{name} version {version} is the current version; pass "
+                                "--current to delete it (the newest other version then "
+                                "becomes current)")
+                after = catalog.retire_current(driver, found)
+                retired, found = True, replace(found, current=False)
+            catalog.delete_version(driver, found)
+    except catalog.UnknownDataset as exc:
+        raise _fail(str(exc).strip("'\"")) from None
+    except Neo4jServerError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"deleted {name} version {version}")
+    if retired:
+        out.print(f"{name} version {after.version} is now current" if after else
+                  f"{name} has no version left")
+
+
 @app.command("skeletons")
 def skeletons_cmd(
     folder: Annotated[Path, typer.Argument(help="A folder of <bodyId>.swc files (a run "

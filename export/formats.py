@@ -260,7 +260,8 @@ class _MtxWriter:
         req = self.req
         head = [
             "%%MatrixMarket matrix coordinate integer general",
-            f"% connectome-query export: dataset={req.dataset} synapseType={req.synapse_type} "
+            f"% connectome-query export: dataset={req.dataset} version={req.key} "
+            f"synapseType={req.synapse_type} "
             f"level={req.level} minWeight={req.min_weight}",
             "% rows = presynaptic, columns = postsynaptic; labels "
             f"({'type, JSON' if by_type else 'bodyId'}) of rows and columns in order, one per "

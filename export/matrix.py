@@ -228,7 +228,8 @@ def prepare(driver: neo4j.Driver, request: MatrixRequest, *,
     limits = limits or ExportLimits.from_env()
     req = request.normalized()
     try:
-        req = replace(req, key=catalog.resolve(driver, req.dataset, database=database).key)
+        req = replace(req, key=catalog.resolve(driver, req.dataset, req.version,
+                                               database=database).key)
     except catalog.UnknownDataset as exc:
         raise ExportError(str(exc), status=404) from None
     params = query_params(req)

@@ -78,8 +78,10 @@ class MatrixRequest:
     format: str = "parquet"
     neurons: bool = False
     """Embed the neuron metadata table (NPZ); other formats fetch it from /export/neurons."""
+    version: int | None = None
+    """The dataset version asked for (None: the current one)."""
     key: str | None = None
-    """The dataset version read (`graphdb.catalog`): the current one, set by `prepare`."""
+    """The dataset version read (`graphdb.catalog`), set by `prepare`."""
 
     def normalized(self) -> MatrixRequest:
         """The same request checked and canonicalized; ExportError (400) says what is wrong."""
@@ -100,6 +102,9 @@ class MatrixRequest:
         if self.min_weight < 0:
             raise ExportError(f"minWeight must be >= 0 (weights are synapse counts), "
                               f"got {self.min_weight}")
+        if self.version is not None and (isinstance(self.version, bool) or not isinstance(
+                self.version, int) or self.version < 1):
+            raise ExportError(f"version must be a whole number >= 1, got {self.version!r}")
         if self.min_weight >= 2**63:
             raise ExportError(f"minWeight must be below 2^63 (weights are 64-bit integers), "
                               f"got {self.min_weight:.3g}")

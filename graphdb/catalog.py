@@ -17,12 +17,16 @@ from typing import Any
 
 import neo4j
 
+from connectome_query.graphdb.dataset_scope import scoped_index_names
 from connectome_query.schema.model import (
     COMPLETE,
     LOADING,
     META,
+    POST_SYN,
+    SYNAPSE_SET,
     check_dataset_name,
     is_current,
+    scope_label,
 )
 
 VERSION_FIELDS = f"""m.dataset AS key, coalesce(m.name, m.dataset) AS name,
@@ -44,6 +48,11 @@ MATCH (m:{META})
 WHERE $name IS NULL OR coalesce(m.name, m.dataset) = $name
 RETURN {VERSION_FIELDS}
 ORDER BY name, version
+"""
+
+LIST_ONE = f"""
+MATCH (m:{META} {{dataset: $key}})
+RETURN {VERSION_FIELDS}
 """
 
 PUBLIC = f"""
@@ -187,6 +196,13 @@ def heartbeat(driver: neo4j.Driver, version: DatasetVersion, database: str = "ne
                          key=version.key, database_=database)
 
 
+def _version_only(key: str) -> tuple[str, ...]:
+    """Nodes that carry only the version's labels: neuPrint's postsynaptic side."""
+    return tuple(f"""MATCH (p:`{scope_label(key, label)}`)
+       CALL (p) {{ DETACH DELETE p }} IN TRANSACTIONS OF 10000 ROWS"""
+                 for label in (POST_SYN, SYNAPSE_SET))
+
+
 DELETE_VERSION = (
     """MATCH (s:Synapse {dataset: $key})
        CALL (s) { DETACH DELETE s } IN TRANSACTIONS OF 10000 ROWS""",
@@ -210,8 +226,41 @@ def delete_version(driver: neo4j.Driver, version: DatasetVersion,
         raise ValueError(f"{version.name} version {version.version} is the current version; "
                          "load a newer one before deleting it")
     with driver.session(database=database) as session:
-        for statement in DELETE_VERSION:
+        for statement in (*_version_only(version.key), *DELETE_VERSION):
             session.run(statement, key=version.key).consume()
+        for name in scoped_index_names(version.key):
+            session.run(f"DROP INDEX `{name}` IF EXISTS").consume()
+
+
+def retire_current(driver: neo4j.Driver, version: DatasetVersion,
+                   database: str = "neo4j") -> DatasetVersion | None:
+    """Make the newest other complete version of `version`'s dataset current instead of
+    `version`, in one transaction, so that `version` can be deleted; the version now current
+    (None: the dataset has no other). UnknownDataset if `version` is not current any more."""
+    def work(tx: neo4j.ManagedTransaction) -> tuple[int, str | None]:
+        record = tx.run(
+            f"""MATCH (m:{META} {{dataset: $key}}) WHERE {is_current('m')}
+                SET m.current = false
+                WITH m
+                OPTIONAL MATCH (o:{META})
+                WHERE coalesce(o.name, o.dataset) = $name AND o.dataset <> $key
+                  AND o.status = '{COMPLETE}'
+                WITH m, o ORDER BY coalesce(o.version, 1) DESC LIMIT 1
+                FOREACH (x IN CASE WHEN o IS NULL THEN [] ELSE [o] END |
+                         SET x.current = true)
+                RETURN count(m) AS n, o.dataset AS next""",
+            key=version.key, name=version.name).single()
+        return (0, None) if record is None else (int(record["n"]), record["next"])
+
+    with driver.session(database=database) as session:
+        found, following = session.execute_write(work)
+    if not found:
+        raise UnknownDataset(f"{version.name} version {version.version} is not the current "
+                             "version any more")
+    if following is None:
+        return None
+    records, _, _ = driver.execute_query(f"{LIST_ONE}", key=following, database_=database)
+    return DatasetVersion.from_record(records[0].data())
 
 
 def sweep_abandoned(driver: neo4j.Driver, name: str, stale_after_s: float = 600.0,

@@ -7,6 +7,12 @@ versions). The neuPrint route of the API rewrites `:Neuron` to the version's lab
 checks Neo4j's plan (`graphql_api.neuprint.scope`). `roiInfo` is derived from the synapses'
 `roi`: `{"ROI": {"pre": n, "post": m}}` per neuron, `{}` where no synapse names a ROI; a neuron
 also gets one boolean property per ROI it has synapses in, as neuPrint stores it.
+
+neuPrint keeps two nodes per synapse, `PreSyn` and `PostSyn`, each in a `SynapseSet` of its own
+neuron, and its clients read a neuron's inputs from its `PostSyn` nodes. Our `Synapse` node is
+the presynaptic side (`type: 'pre'`, label `PreSyn` of the version); `add_synapse_sides` writes
+the postsynaptic side (`type: 'post'`, the same properties) with version labels only, so our own
+queries, which start from the plain labels, never meet it.
 """
 
 from __future__ import annotations
@@ -20,15 +26,22 @@ import neo4j
 
 from connectome_query.schema.model import (
     CONNECTS_TO,
+    CONTAINS,
     META,
     NEURON,
+    POST_SYN,
+    PRE_SYN,
     SCOPED_LABELS,
     SYNAPSE,
+    SYNAPSE_SET,
+    SYNAPSES_TO,
     scope_label,
 )
 
 SCOPED = "scopeLabels"
 """Meta property: true once the version's nodes carry their scope labels."""
+SIDES = "synapseSides"
+"""Meta property: true once the version's synapses have neuPrint's postsynaptic side."""
 
 _ROI_COUNTS = f"""
 MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL
@@ -65,12 +78,59 @@ def _label_statement(label: str) -> str:
             "CALL (n) { SET n:$($scoped) } IN TRANSACTIONS OF 10000 ROWS")
 
 
+_SYNAPSE_SIDES = f"""
+MATCH (ss:{SYNAPSE_SET} {{dataset: $key}})-[:{SYNAPSES_TO}]->(b:{NEURON})
+WHERE NOT EXISTS {{ (ss)-[:{CONNECTS_TO}]->() }}
+CALL (ss, b) {{
+  CREATE (b)-[:{CONTAINS}]->(ps:$($set) {{dataset: $key, preBodyId: ss.preBodyId,
+                                          postBodyId: ss.postBodyId}})
+  CREATE (ss)-[:{CONNECTS_TO}]->(ps)
+  WITH ss, ps
+  MATCH (ss)-[:{CONTAINS}]->(s:{SYNAPSE})
+  SET s.type = 'pre', s:$($pre)
+  CREATE (s)-[:{SYNAPSES_TO}]->(p:$($post))<-[:{CONTAINS}]-(ps)
+  SET p = properties(s), p.type = 'post'
+}} IN TRANSACTIONS OF 200 ROWS
+"""
+"""Per synapse set (A -> B): B's set of the postsynaptic sides, `(A's set)-[:ConnectsTo]->(B's
+set)`, and per synapse `(pre)-[:SynapsesTo]->(post)`, as neuPrint links them. Sets that already
+have their other side are skipped, so an interrupted pass can run again."""
+
+
+def add_synapse_sides(driver: neo4j.Driver, key: str, database: str = "neo4j") -> None:
+    """Write neuPrint's postsynaptic side of every synapse of version `key` (idempotent)."""
+    with driver.session(database=database) as session:
+        session.run(_SYNAPSE_SIDES, key=key, set=[scope_label(key, SYNAPSE_SET)],
+                    pre=[scope_label(key, PRE_SYN)],
+                    post=[scope_label(key, SYNAPSE), scope_label(key, POST_SYN)]).consume()
+
+
 def add_scope_labels(driver: neo4j.Driver, key: str, database: str = "neo4j") -> None:
     """Give every node of version `key` its scope labels (idempotent)."""
     with driver.session(database=database) as session:
         for label in SCOPED_LABELS:
             session.run(_label_statement(label), key=key,
                         scoped=scope_label(key, label)).consume()
+
+
+SCOPED_INDEXES = ((NEURON, "bodyId"), (NEURON, "type"), (NEURON, "instance"))
+"""Lookups neuPrint's clients make on one version (`NeuronCriteria(bodyId=...)`, `type=`,
+`instance=`): indexed on the version's own label, as neuPrint indexes `hemibrain_Neuron`."""
+
+
+def scoped_index_names(key: str) -> list[str]:
+    """The names of version `key`'s own indexes."""
+    return [f"scoped_{key}_{label}_{prop}" for label, prop in SCOPED_INDEXES]
+
+
+def add_scoped_indexes(driver: neo4j.Driver, key: str, database: str = "neo4j",
+                       wait_s: int = 600) -> None:
+    """Create (if missing) and wait for the indexes of `SCOPED_INDEXES` on version `key`."""
+    with driver.session(database=database) as session:
+        for name, (label, prop) in zip(scoped_index_names(key), SCOPED_INDEXES, strict=True):
+            session.run(f"CREATE INDEX `{name}` IF NOT EXISTS "
+                        f"FOR (n:`{scope_label(key, label)}`) ON (n.{prop})").consume()
+        session.run("CALL db.awaitIndexes($s)", s=wait_s).consume()
 
 
 def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
@@ -116,6 +176,7 @@ def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
         "totalPostCount": sum(t["post"] for t in totals.values()),
         "uuid": uuid.uuid4().hex,
         SCOPED: True,
+        SIDES: True,
     }
 
 
@@ -123,14 +184,17 @@ def prepare_version(driver: neo4j.Driver, key: str, database: str = "neo4j") -> 
     """Scope labels and neuPrint properties for version `key`, before it is published; the
     Meta fields to publish with it."""
     add_scope_labels(driver, key, database)
-    return neuprint_properties(driver, key, database)
+    add_scoped_indexes(driver, key, database)
+    fields = neuprint_properties(driver, key, database)
+    add_synapse_sides(driver, key, database)
+    return fields
 
 
 def unscoped_versions(driver: neo4j.Driver, database: str = "neo4j") -> list[str]:
-    """Keys of complete versions loaded before scope labels existed."""
+    """Keys of complete versions loaded before scope labels or synapse sides existed."""
     records, _, _ = driver.execute_query(
-        f"MATCH (m:{META}) WHERE m.status = 'complete' AND coalesce(m.{SCOPED}, false) = false "
-        "RETURN m.dataset AS key", database_=database)
+        f"MATCH (m:{META}) WHERE m.status = 'complete' AND NOT (coalesce(m.{SCOPED}, false) "
+        f"AND coalesce(m.{SIDES}, false)) RETURN m.dataset AS key", database_=database)
     return [r["key"] for r in records]
 
 

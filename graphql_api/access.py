@@ -15,7 +15,7 @@ from connectome_query.schema.model import DATASET_NAME
 def check_dataset(name: str) -> str:
     """`name` if it is a well-formed dataset name, else QueryError."""
     if not DATASET_NAME.match(name):
-        raise QueryError(f"invalid dataset name {name!r}")
+        raise QueryError(f"invalid dataset name {name!r}", code="invalid_dataset")
     return name
 
 
@@ -27,5 +27,5 @@ async def require_dataset(info: Info[ApiContext, None], name: str,
     await require_read(info, name)
     rows = await info.context.read(catalog.RESOLVE, {"name": name, "version": version})
     if not rows:
-        raise QueryError(str(catalog.unknown(name, version)))
+        raise QueryError(str(catalog.unknown(name, version)), code="unknown_dataset")
     return str(rows[0]["key"])

@@ -288,7 +288,8 @@ def _unpack(caller: Any) -> tuple[HTTPConnection | None, Any]:
 
 def not_readable(dataset: str) -> QueryError:
     """The one message for 'no such dataset' and 'not yours': existence does not leak."""
-    return QueryError(f"unknown dataset {dataset!r}, or these credentials may not read it")
+    return QueryError(f"unknown dataset {dataset!r}, or these credentials may not read it",
+                      code="unknown_dataset")
 
 
 async def can_read(caller: Any, dataset: str, *, driver: neo4j.AsyncDriver | None = None,

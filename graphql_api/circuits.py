@@ -8,7 +8,7 @@ in `circuit_cypher`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -84,8 +84,9 @@ async def _one_neuron(info: Info[ApiContext, None], dataset: str, sel: NeuronSel
 
 
 async def _motif_page(info: Info[ApiContext, None], dataset: str, edges: list[EdgeSpec],
-                      nodes: list[NodeSpec], first: int, after: str | None) -> MotifPage:
-    dataset = await require_dataset(info, dataset)
+                      nodes: list[NodeSpec], first: int, after: str | None,
+                      version: int | None = None) -> MotifPage:
+    dataset = await require_dataset(info, dataset, version)
     check_page(first)
     motif = compile_motif(edges, nodes)
     start = decode_cursor(after, "motif", len(motif.names))
@@ -109,13 +110,18 @@ async def _motif_page(info: Info[ApiContext, None], dataset: str, edges: list[Ed
     return MotifPage(matches=matches, page_info=page)
 
 
+Version = Annotated[int | None, strawberry.argument(
+    description="That version of the dataset (default: the current one).")]
+
+
 # -- the query fields ----------------------------------------------------------------------------
 @strawberry.type
 class CircuitQuery:
     @strawberry.field(description="Chandelier cells (classified at ingest), by bodyId, paged.")
     async def chandelier_cells(self, info: Info[ApiContext, None], dataset: str,
-                               first: int = 100, after: str | None = None) -> ChandelierPage:
-        dataset = await require_dataset(info, dataset)
+                               first: int = 100, after: str | None = None,
+                               version: Version = None) -> ChandelierPage:
+        dataset = await require_dataset(info, dataset, version)
         check_page(first)
         start = decode_cursor(after, "bodyId", 1)
         params = {"dataset": dataset, "after": start[0] if start else -1, "limit": first + 1}
@@ -137,9 +143,9 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, pre: BodyId | None = None,
         post: BodyId | None = None, post_chandelier: bool | None = None,
         min_synapses: int = 1, synapses_per_contact: int = 50, first: int = 100,
-        after: str | None = None,
+        after: str | None = None, version: Version = None,
     ) -> ContactPage:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         check_page(first)
         at_least(min_synapses, "minSynapses", 1)
         check_page(synapses_per_contact, "synapsesPerContact", MAX_SYNAPSES_PER_CONTACT)
@@ -163,9 +169,9 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, min_synapses: int = 2,
         pre_type: str | None = None, post_type: str | None = None,
         compartment: Compartment | None = None, synapses_per_contact: int = 20,
-        first: int = 100, after: str | None = None,
+        first: int = 100, after: str | None = None, version: Version = None,
     ) -> ContactPage:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         check_page(first)
         at_least(min_synapses, "minSynapses", 1)
         if not 0 <= synapses_per_contact <= MAX_SYNAPSES_PER_CONTACT:
@@ -184,8 +190,9 @@ class CircuitQuery:
     async def synapses_per_connection(
         self, info: Info[ApiContext, None], dataset: str, pre_type: str | None = None,
         post_type: str | None = None, compartment: Compartment | None = None,
+        version: Version = None,
     ) -> list[HistogramBin]:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         params = {"dataset": dataset, "preType": pre_type, "postType": post_type,
                   "compartment": compartment.value if compartment else None}
         text = cq.SYNAPSE_HISTOGRAM_COMPARTMENT if compartment else cq.SYNAPSE_HISTOGRAM
@@ -201,9 +208,9 @@ class CircuitQuery:
         self, info: Info[ApiContext, None], dataset: str, neuron: NeuronSelector,
         direction: Direction = Direction.DOWNSTREAM, min_weight: int = 1,
         roi: str | None = None, compartment: Compartment | None = None,
-        partners_per_type: int = 10,
+        partners_per_type: int = 10, version: Version = None,
     ) -> list[PartnerTypeGroup]:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         at_least(min_weight, "minWeight", 1)
         check_page(partners_per_type, "partnersPerType")
         body_id = await _one_neuron(info, dataset, neuron)
@@ -223,25 +230,28 @@ class CircuitQuery:
     async def shortest_paths(
         self, info: Info[ApiContext, None], dataset: str, source: NeuronSelector,
         target: NeuronSelector, min_weight: int = 1, max_length: int = 6, first: int = 100,
+        version: Version = None,
     ) -> PathResult:
         return await _paths(info, dataset, source, target, min_weight, max_length, first,
-                            shortest=True)
+                            shortest=True, version=version)
 
     @strawberry.field(description="All simple paths (no repeated neuron) of 1..maxLength hops, "
                       "each hop ≥ minWeight synapses; shortest first, then by bodyIds.")
     async def simple_paths(
         self, info: Info[ApiContext, None], dataset: str, source: NeuronSelector,
         target: NeuronSelector, min_weight: int = 1, max_length: int = 3, first: int = 100,
+        version: Version = None,
     ) -> PathResult:
         return await _paths(info, dataset, source, target, min_weight, max_length, first,
-                            shortest=False)
+                            shortest=False, version=version)
 
     @strawberry.field(description="Pairs connected both ways (each direction ≥ minWeight).")
     async def reciprocal_pairs(
         self, info: Info[ApiContext, None], dataset: str, min_weight: int = 1,
         type: str | None = None, first: int = 100, after: str | None = None,
+        version: Version = None,
     ) -> ReciprocalPage:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         check_page(first)
         at_least(min_weight, "minWeight", 1)
         start = decode_cursor(after, "pair", 2) or [-1, -1]
@@ -259,29 +269,30 @@ class CircuitQuery:
                       "minWeight); the motif named a, b, c.")
     async def feed_forward_loops(
         self, info: Info[ApiContext, None], dataset: str, min_weight: int = 1,
-        first: int = 100, after: str | None = None,
+        first: int = 100, after: str | None = None, version: Version = None,
     ) -> MotifPage:
         at_least(min_weight, "minWeight", 1)
         edges = [EdgeSpec(e.source, e.target, min_weight) for e in FEED_FORWARD_LOOP]
-        return await _motif_page(info, dataset, edges, [], first, after)
+        return await _motif_page(info, dataset, edges, [], first, after, version)
 
     @strawberry.field(description="Matches of a motif: edges between named nodes with weight "
                       "bounds or `absent`, and node constraints; distinct neurons per name.")
     async def motif(
         self, info: Info[ApiContext, None], dataset: str, edges: list[MotifEdgeInput],
         nodes: list[MotifNodeInput] | None = None, first: int = 100, after: str | None = None,
+        version: Version = None,
     ) -> MotifPage:
         specs = [EdgeSpec(e.source, e.target, e.min_weight, e.max_weight, e.absent)
                  for e in edges]
         node_specs = [NodeSpec(n.name, n.type, n.cell_class,
                                None if n.body_id is None else int(n.body_id), n.chandelier)
                       for n in nodes or []]
-        return await _motif_page(info, dataset, specs, node_specs, first, after)
+        return await _motif_page(info, dataset, specs, node_specs, first, after, version)
 
     @strawberry.field(description="Cell types and how many neurons each has.")
     async def cell_types(self, info: Info[ApiContext, None], dataset: str,
-                         types: list[str] | None = None) -> list[CellType]:
-        dataset = await require_dataset(info, dataset)
+                         types: list[str] | None = None, version: Version = None) -> list[CellType]:
+        dataset = await require_dataset(info, dataset, version)
         rows = await _read(info, cq.CELL_TYPES, {"dataset": dataset, "types": types})
         return [CellType(type=r["type"], neurons=int(r["neurons"])) for r in rows]
 
@@ -290,8 +301,9 @@ class CircuitQuery:
     async def type_connectivity(
         self, info: Info[ApiContext, None], dataset: str, pre_types: list[str] | None = None,
         post_types: list[str] | None = None, min_weight: int = 1, first: int = 1000,
+        version: Version = None,
     ) -> list[TypeConnection]:
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         at_least(min_weight, "minWeight", 1)
         check_page(first, maximum=100_000)
         params = {"dataset": dataset, "preTypes": pre_types, "postTypes": post_types,
@@ -311,10 +323,10 @@ class CircuitQuery:
     async def neuroglancer(
         self, info: Info[ApiContext, None], dataset: str, body_ids: list[BodyId] | None = None,
         synapse_ids: list[BodyId] | None = None, pre: BodyId | None = None,
-        post: BodyId | None = None,
+        post: BodyId | None = None, version: Version = None,
     ) -> NeuroglancerLink:
         name = dataset
-        dataset = await require_dataset(info, dataset)
+        dataset = await require_dataset(info, dataset, version)
         meta = served_volumes(info, name, (await _read(info, cq.META_VOLUMES,
                                                        {"dataset": dataset}))[0])
         if not meta["segmentation"]:
@@ -377,8 +389,8 @@ def served_volumes(info: Info[ApiContext, None], name: str,
 
 async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelector,
                  target: NeuronSelector, min_weight: int, max_length: int, first: int, *,
-                 shortest: bool) -> PathResult:
-    dataset = await require_dataset(info, dataset)
+                 shortest: bool, version: int | None = None) -> PathResult:
+    dataset = await require_dataset(info, dataset, version)
     check_page(first)
     at_least(min_weight, "minWeight", 1)
     limit = cq.MAX_SHORTEST_LENGTH if shortest else cq.MAX_PATH_LENGTH

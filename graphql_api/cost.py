@@ -169,5 +169,6 @@ class QueryCostLimiter(SchemaExtension):
                     f"query cost {cost:,} is over the limit of {limit:,} "
                     "(CONNECTOME_GRAPHQL_MAX_COST): every field counts once per object it is "
                     "asked on, and a list's page size multiplies what is inside it; ask for "
-                    "smaller pages, fewer nested lists, or page through the answer")
+                    "smaller pages, fewer nested lists, or page through the answer",
+                    code="too_costly")
         yield

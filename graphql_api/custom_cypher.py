@@ -54,9 +54,13 @@ log = logging.getLogger("connectome_query.api")
 class CypherRejected(QueryError):
     """A query the endpoint will not run (the message says why)."""
 
+    code = "query_refused"
+
 
 class CypherTimedOut(QueryError):
     """A query that ran past its time limit."""
+
+    code = "timeout"
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,9 @@ def run_readonly(driver: neo4j.Driver, cypher: Any, *, database: str = "neo4j",
                          "(CONNECTOME_CYPHER_TIMEOUT_S)") from None
     except ReadOutOfMemory:
         raise QueryError("the query needed more memory than the server gives one query "
-                         "(db.memory.transaction.max); narrow it") from None
+                         "(db.memory.transaction.max); narrow it", code="too_large") from None
     except GraphUnreachable:
-        raise QueryError(UNREACHABLE) from None
+        raise QueryError(UNREACHABLE, code="unavailable") from None
     except ClientError as exc:
         raise _client_error(exc) from None
     except Neo4jError:

@@ -39,18 +39,25 @@ RETURN n {{{NEURON_FIELDS}}} AS neuron
 ORDER BY n.bodyId LIMIT 2
 """
 
+NEURON_FILTER = """($type IS NULL OR n.type = $type)
+  AND ($cellClass IS NULL OR n.cellClass = $cellClass)
+  AND ($status IS NULL OR n.status = $status)
+  AND ($minPre IS NULL OR n.pre >= $minPre)
+  AND ($minPost IS NULL OR n.post >= $minPost)
+  AND ($instanceRegex IS NULL OR n.instance =~ $instanceRegex)
+  AND ($bodyIds IS NULL OR n.bodyId IN $bodyIds)"""
+"""The `neurons` filters; a null parameter is no filter."""
+
 NEURONS_PAGE = f"""
 MATCH (n:Neuron {{dataset: $dataset}})
-WHERE n.bodyId > $after
-  AND ($type IS NULL OR n.type = $type)
-  AND ($cellClass IS NULL OR n.cellClass = $cellClass)
+WHERE n.bodyId > $after AND {NEURON_FILTER}
 WITH n ORDER BY n.bodyId LIMIT $limit
 RETURN n {{{NEURON_FIELDS}}} AS neuron
 """
 
-NEURONS_COUNT = """
-MATCH (n:Neuron {dataset: $dataset})
-WHERE ($type IS NULL OR n.type = $type) AND ($cellClass IS NULL OR n.cellClass = $cellClass)
+NEURONS_COUNT = f"""
+MATCH (n:Neuron {{dataset: $dataset}})
+WHERE {NEURON_FILTER}
 RETURN count(n) AS total
 """
 

@@ -45,13 +45,14 @@ async def read(
     except ReadTimedOut:
         raise QueryError(
             f"the query ran longer than its {timeout:.0f} s limit; narrow it "
-            "(a higher minWeight, fewer neurons, or a smaller page)"
+            "(a higher minWeight, fewer neurons, or a smaller page)", code="timeout"
         ) from None
     except ReadOutOfMemory:
         raise QueryError("the query needed more memory than the server gives one query; "
-                         "narrow it (fewer neurons, a higher minWeight, a smaller page)") from None
+                         "narrow it (fewer neurons, a higher minWeight, a smaller page)",
+                         code="too_large") from None
     except GraphUnreachable:
-        raise QueryError(UNREACHABLE) from None
+        raise QueryError(UNREACHABLE, code="unavailable") from None
 
 
 class SyncDriver:

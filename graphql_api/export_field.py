@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -95,6 +96,8 @@ class ExportQuery:
         synapse_type: MatrixSynapseType = MatrixSynapseType.CHEMICAL,
         level: MatrixLevel = MatrixLevel.NEURON,
         format: MatrixFormat = MatrixFormat.PARQUET,
+        version: Annotated[int | None, strawberry.argument(
+            description="That version of the dataset (default: the current one).")] = None,
     ) -> ConnectivityMatrix:
         """The matrix between the selected neurons (bodyIds and/or types; default: all)."""
         ids = _body_ids(body_ids)
@@ -103,10 +106,11 @@ class ExportQuery:
             req = MatrixRequest.from_lists(
                 dataset, body_ids=ids, types=types, rois=rois, min_weight=min_weight,
                 synapse_type=synapse_type.value, level=level.value, format=format.value,
+                version=version,
             ).normalized()
         except (ExportError, ValueError) as exc:
             raise QueryError(str(exc)) from None
-        req = replace(req, key=await require_dataset(info, req.dataset))
+        req = replace(req, key=await require_dataset(info, req.dataset, version))
         read = info.context.read
         try:
             index = await read_index(read, req)

@@ -52,12 +52,13 @@ class MatrixBody(BaseModel):
     level: str = Field("neuron", description="neuron, or type to collapse by cell type")
     format: str = "parquet"
     neurons: bool = False
+    version: int | None = Field(None, description="Dataset version (default: the current one)")
 
     def request(self) -> MatrixRequest:
         return MatrixRequest.from_lists(
             self.dataset, body_ids=self.bodyIds, types=self.types, rois=self.rois,
             min_weight=self.minWeight, synapse_type=self.synapseType, level=self.level,
-            format=self.format, neurons=self.neurons)
+            format=self.format, neurons=self.neurons, version=self.version)
 
 
 def matrix_query(req: MatrixRequest) -> str:
@@ -69,6 +70,8 @@ def matrix_query(req: MatrixRequest) -> str:
     params += [("rois", r) for r in req.rois or ()]
     params += [("minWeight", str(req.min_weight)), ("synapseType", req.synapse_type),
                ("level", req.level), ("format", req.format)]
+    if req.version is not None:
+        params.append(("version", str(req.version)))
     return urlencode(params)
 
 
@@ -168,11 +171,13 @@ def export_router(sync_driver: SyncDriver, database: str,
         level: str = "neuron",
         format: str = "parquet",
         neurons: bool = False,
+        version: Annotated[int | None, Query(
+            description="Dataset version (default: the current one)")] = None,
     ) -> StreamingResponse:
         return await exports.matrix(MatrixRequest.from_lists(
             dataset, body_ids=_ids(bodyIds), types=split_names(types), rois=split_names(rois),
             min_weight=minWeight, synapse_type=synapseType, level=level, format=format,
-            neurons=neurons), request)
+            neurons=neurons, version=version), request)
 
     @router.post("/matrix", summary="Download a connectivity matrix (JSON body, long id lists)")
     async def post_matrix(body: MatrixBody, request: Request) -> StreamingResponse:
@@ -185,10 +190,11 @@ def export_router(sync_driver: SyncDriver, database: str,
         bodyIds: Annotated[list[str] | None, Query()] = None,
         types: Annotated[list[str] | None, Query()] = None,
         format: str = "parquet",
+        version: Annotated[int | None, Query()] = None,
     ) -> Response:
         return await exports.neuron_table(MatrixRequest.from_lists(
             dataset, body_ids=_ids(bodyIds), types=split_names(types), format=format,
-            min_weight=0), request)
+            min_weight=0, version=version), request)
 
     @router.post("/neurons", summary="The neuron table (JSON body)")
     async def post_neurons(body: MatrixBody, request: Request) -> Response:

@@ -5,6 +5,8 @@ Partners are fields of `Neuron` itself (`types`), batched by the request's DataL
 
 from __future__ import annotations
 
+import re
+
 import strawberry
 from strawberry.types import Info
 
@@ -68,8 +70,11 @@ class NeuronQuery:
                 raise QueryError(f"name {name!r} matches several neurons; ask by bodyId")
         return neuron_from_row(rows[0]["neuron"]) if rows else None
 
-    @strawberry.field(description="Neurons of a dataset, filtered by type or class, paged; "
-                      "`version`: that version of the dataset (default: the current one).")
+    @strawberry.field(description="Neurons of a dataset, paged, filtered by type, class, "
+                      "status, at least minPre output / minPost input synapses, instance "
+                      "(a regular expression matching the whole name) and a list of bodyIds "
+                      "(every filter given must hold); `version`: that version of the dataset "
+                      "(default: the current one).")
     async def neurons(
         self,
         info: Info[ApiContext, None],
@@ -79,11 +84,21 @@ class NeuronQuery:
         first: int = 100,
         after: str | None = None,
         version: int | None = None,
+        status: str | None = None,
+        min_pre: int | None = None,
+        min_post: int | None = None,
+        instance_regex: str | None = None,
+        body_ids: list[BodyId] | None = None,
     ) -> NeuronConnection:
         dataset = await require_dataset(info, dataset, version)
         check_page(first)
         start = decode_cursor(after or None, "bodyId", 1)
+        if body_ids is not None and len(body_ids) > MAX_BODY_IDS:
+            raise QueryError(f"bodyIds: at most {MAX_BODY_IDS:,} ids, got {len(body_ids):,}")
         params = {"dataset": dataset, "type": type, "cellClass": cell_class,
+                  "status": status, "minPre": min_pre, "minPost": min_post,
+                  "instanceRegex": checked_regex(instance_regex, "instanceRegex"),
+                  "bodyIds": None if body_ids is None else [int(b) for b in body_ids],
                   "after": start[0] if start else -1, "limit": first + 1}
         rows = await info.context.read(cypher.NEURONS_PAGE, params)
         total = await info.context.read(cypher.NEURONS_COUNT, params)
@@ -92,3 +107,21 @@ class NeuronQuery:
         edges = [NeuronEdge(cursor=encode_cursor("bodyId", int(n.body_id)), node=n)
                  for n in nodes]
         return NeuronConnection(edges=edges, page_info=page, total_count=int(total[0]["total"]))
+
+
+MAX_BODY_IDS = 100_000
+MAX_REGEX = 500
+
+
+def checked_regex(pattern: str | None, name: str) -> str | None:
+    """`pattern` if it is a regular expression Neo4j can read (checked here, where the error
+    can name the argument), else QueryError."""
+    if pattern is None:
+        return None
+    if len(pattern) > MAX_REGEX:
+        raise QueryError(f"{name}: at most {MAX_REGEX} characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise QueryError(f"{name} is not a regular expression: {exc}") from None
+    return pattern

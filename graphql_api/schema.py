@@ -12,7 +12,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxTokensLimiter
+from strawberry.extensions import MaxTokensLimiter
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.utils.logging import StrawberryLogger
@@ -21,7 +21,7 @@ from connectome_query.graphql_api.circuits import CircuitQuery
 from connectome_query.graphql_api.compare_field import CompareQuery
 from connectome_query.graphql_api.cost import QueryCostLimiter
 from connectome_query.graphql_api.document_cache import DocumentCache, validation_rules
-from connectome_query.graphql_api.errors import is_user_error, should_mask
+from connectome_query.graphql_api.errors import CodedMaskErrors, is_user_error, should_mask
 from connectome_query.graphql_api.export_field import ExportQuery
 from connectome_query.graphql_api.queries import NeuronQuery
 from connectome_query.graphql_api.synapse_query import SynapseQuery
@@ -61,7 +61,7 @@ schema = ApiSchema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: DocumentCache(LIMIT_RULES),
         QueryCostLimiter,
-        lambda: MaskErrors(should_mask_error=should_mask),
+        lambda: CodedMaskErrors(should_mask_error=should_mask),
     ],
     config=StrawberryConfig(scalar_map={BodyId: BODY_ID_SCALAR}),
 )

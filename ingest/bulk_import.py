@@ -186,7 +186,7 @@ def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str
         pre, post = batch.column("bodyIdPre"), batch.column("bodyIdPost")
         synapses.write(pa.table(
             [ids, batch.column("synapseId"), _const("Synapse", n), _const(dataset, n),
-             _const("chemical", n), pre, post,
+             _const("pre", n), pre, post,
              _points(batch.column("x"), batch.column("y"), batch.column("z")),
              batch.column("postCompartment"), batch.column("size"), batch.column("confidence"),
              batch.column("roi")], names=[f"c{i}" for i in range(12)]))

@@ -84,7 +84,7 @@ WRITE_SYNAPSES = """
 UNWIND $rows AS r
 MATCH (ss:SynapseSet {dataset: $dataset, preBodyId: r.pre, postBodyId: r.post})
 CREATE (ss)-[:Contains]->(s:Synapse {dataset: $dataset, synapseId: r.synapseId})
-SET s.type = 'chemical', s.preBodyId = r.pre, s.postBodyId = r.post,
+SET s.type = 'pre', s.preBodyId = r.pre, s.postBodyId = r.post,
     s.location = point({x: r.x, y: r.y, z: r.z}), s.size = r.size,
     s.confidence = r.confidence, s.postCompartment = r.postCompartment, s.roi = r.roi
 """

@@ -77,6 +77,14 @@ SCOPED_LABELS: Final = (META, SEGMENT, NEURON, SYNAPSE_SET, SYNAPSE, SKELETON)
 """Labels that also exist once per dataset version (`scope_label`), as neuPrint keeps
 `hemibrain_Neuron` beside `Neuron`: a query that starts from these labels reads one version."""
 
+PRE_SYN: Final = "PreSyn"
+POST_SYN: Final = "PostSyn"
+"""neuPrint's two sides of a synapse. Our `Synapse` node is the presynaptic side; the
+postsynaptic side exists only as version labels (`scope_label(key, POST_SYN)` with
+`scope_label(key, SYNAPSE)`), written for neuPrint's clients (`graphdb.dataset_scope`)."""
+VIEW_LABELS: Final = (*SCOPED_LABELS, PRE_SYN, POST_SYN)
+"""Labels a query for one dataset version may name (`:Neuron`, `:PostSyn`, ...)."""
+
 
 def scope_label(key: str, label: str) -> str:
     """The label the nodes of version `key` carry beside `label` (`cook2019@v3_Neuron`)."""

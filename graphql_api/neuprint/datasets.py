@@ -33,9 +33,13 @@ ORDER BY name, version
 class UnknownVersion(QueryError):
     """The request names no dataset version the graph holds (or one the caller may not read)."""
 
+    code = "unknown_dataset"
+
 
 class NotScoped(QueryError):
     """The version was loaded before versions carried their own labels."""
+
+    code = "dataset_not_prepared"
 
 
 @dataclass(frozen=True)

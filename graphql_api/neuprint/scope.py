@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectome_query.graphql_api.cypher_plan import PlanRefused
-from connectome_query.schema.model import SCOPED_LABELS, scope_label
+from connectome_query.schema.model import VIEW_LABELS, scope_label
 
 _TOKEN = re.compile(r"""
     (?P<comment>//[^\n]*|/\*.*?\*/)
@@ -41,12 +41,12 @@ class Scope:
 
     def labels(self) -> frozenset[str]:
         """The version's own labels."""
-        return frozenset(scope_label(self.key, label) for label in SCOPED_LABELS)
+        return frozenset(scope_label(self.key, label) for label in VIEW_LABELS)
 
     def renames(self) -> dict[str, str]:
         """Label as written -> the version's label."""
         out = {}
-        for label in SCOPED_LABELS:
+        for label in VIEW_LABELS:
             scoped = scope_label(self.key, label)
             out[label] = scoped
             out[f"{self.name}_{label}"] = scoped
@@ -111,8 +111,10 @@ ONE_LABEL = frozenset({
 """Leaves that find nodes by the first label in their details."""
 
 
-_VARIABLE = re.compile(r"^\s*(?:(?:UNIQUE|RANGE|TEXT|POINT)\s+)*(?:`(?:[^`]|``)*`|[^\W\d]\w*)\s*:")
-"""`n:` (or `UNIQUE n:`) at the start of a leaf's details: the node variable."""
+_VARIABLE = re.compile(r"^\s*(?:(?:UNIQUE|RANGE|TEXT|POINT|INDEX)\s+)*"
+                       r"(?:`(?:[^`]|``)*`|[^\W\d]\w*)\s*:")
+"""`n:` (or `UNIQUE n:`, `RANGE INDEX n:`) at the start of a leaf's details: the node
+variable."""
 _EXPR_PART = re.compile(r"\s*(`(?:[^`]|``)*`|[^\W\d]\w*|[|&!:%()])")
 
 
@@ -157,8 +159,14 @@ def _leaves(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         stack.extend(children)
 
 
+ROWS_FROM_NOTHING = frozenset({"Argument", "EmptyRow", "Projection"})
+"""Leaves that read no graph: rows from an enclosing operator, or values computed from
+literals and parameters (`WITH $ids AS ids` before an index seek). Neo4j plans a subquery or
+pattern inside an expression as operators of their own, whose leaves are checked too."""
+
+
 def _leaf_scoped(operator: str, details: str, own: frozenset[str]) -> bool:
-    if operator == "Argument":
+    if operator in ROWS_FROM_NOTHING:
         return True
     expression = _expression(details)
     if operator in ONE_LABEL:

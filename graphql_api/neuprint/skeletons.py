@@ -21,6 +21,8 @@ ORDER BY i
 class NoSkeleton(QueryError):
     """The neuron has no skeleton in this version."""
 
+    code = "no_skeleton"
+
 
 def to_swc(nodes: list[dict[str, Any]]) -> str:
     """SWC text: `id type x y z radius parent`, one node a line."""

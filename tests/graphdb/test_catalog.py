@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import neo4j
+import numpy as np
+import pandas as pd
 import pytest
 
 from connectome_query.graphdb import catalog
 from connectome_query.ingest import loader
 from connectome_query.ingest.sources import read_source
+from connectome_query.schema.model import POST_SYN, PRE_SYN, scope_label
 from tests.support.fingerprint import fingerprint, graph_fingerprint
 from tests.support.neuprint_files import write_neuprint
 
@@ -50,6 +53,83 @@ def test_reload_keeps_the_previous_version(tmp_path: Path, driver: neo4j.Driver)
     with pytest.raises(catalog.UnknownDataset, match="no complete version"):
         catalog.resolve(driver, "t_versions", first.version)
     assert _edges(driver, catalog.resolve(driver, "t_versions").key) == _expected(g2)
+
+
+def _synapse_table(path: Path, seed: int, rows: int = 60) -> Path:
+    """A small CAVE-style synapse table (no autapses)."""
+    rng = np.random.default_rng(seed)
+    pre = rng.integers(1, 8, rows)
+    post = pre + rng.integers(1, 5, rows)
+    pd.DataFrame({"id": np.arange(1, rows + 1), "pre_pt_root_id": pre, "post_pt_root_id": post,
+                  "ctr_pt_position": [f"[{x}, {y}, {z}]" for x, y, z in
+                                      rng.integers(0, 1000, (rows, 3))]}).to_csv(path, index=False)
+    return path
+
+
+def _count(driver: neo4j.Driver, label: str) -> int:
+    return driver.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n").records[0]["n"]
+
+
+def test_deleting_a_version_removes_its_synapse_sides_and_indexes(tmp_path: Path,
+                                                                driver: neo4j.Driver) -> None:
+    for seed in (1, 2):
+        loader.load(driver, read_source(str(_synapse_table(tmp_path / f"s{seed}.csv", seed))),
+                    "t_sides")
+    now, old = catalog.resolve(driver, "t_sides"), catalog.resolve(driver, "t_sides", 1)
+    for version in (now, old):  # one postsynaptic side per synapse, with the same location
+        assert _count(driver, scope_label(version.key, POST_SYN)) == 60
+        assert _count(driver, scope_label(version.key, PRE_SYN)) == 60
+        records, _, _ = driver.execute_query(
+            "MATCH (s:Synapse {dataset: $k})-[:SynapsesTo]->(p) "
+            "RETURN count(*) AS n, sum(CASE WHEN p.location = s.location AND "
+            "p.postBodyId = s.postBodyId THEN 1 ELSE 0 END) AS same", k=version.key)
+        assert records[0]["n"] == records[0]["same"] == 60
+    plan = driver.execute_query(f"EXPLAIN MATCH (n:`{scope_label(old.key, 'Neuron')}`) "
+                                "WHERE n.bodyId IN [1, 2] RETURN n").summary.plan
+    assert "NodeIndexSeek" in str(plan)  # the version's own index on bodyId
+    catalog.delete_version(driver, old)
+    left = driver.execute_query("MATCH (n) WHERE n.dataset = $k RETURN count(n) AS n",
+                                k=old.key).records[0]["n"]
+    assert left == 0
+    indexes = driver.execute_query("SHOW INDEXES YIELD name RETURN collect(name) AS n"
+                                   ).records[0]["n"]
+    assert not [n for n in indexes if old.key in n]
+    assert [n for n in indexes if now.key in n]
+    assert _count(driver, scope_label(now.key, POST_SYN)) == 60
+
+
+def test_delete_command_refuses_the_current_version_unless_told(tmp_path: Path,
+                                                                driver: neo4j.Driver) -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+
+    name = "t_delete_cmd"
+    graphs, versions = [], []
+    for seed in (41, 42):
+        graphs.append(write_neuprint(tmp_path / str(seed), neurons=20, edges=40, gap=4,
+                                     seed=seed))
+        versions.append(loader.load(driver, read_source(str(tmp_path / str(seed))),
+                                    name).version)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, ["datasets-delete", name, *args])
+
+    refused = run("--version", str(versions[1]))
+    assert refused.exit_code == 1, refused.output
+    assert "is the current version" in refused.output and "--current" in refused.output
+    assert _edges(driver, catalog.resolve(driver, name).key) == _expected(graphs[1])
+    missing = run("--version", str(versions[1] + 5))
+    assert missing.exit_code == 1 and f"no complete version {versions[1] + 5}" in missing.output
+    done = run("--version", str(versions[1]), "--current")
+    assert done.exit_code == 0, done.output
+    assert f"version {versions[0]} is now current" in done.output
+    now = catalog.resolve(driver, name)
+    assert now.version == versions[0] and _edges(driver, now.key) == _expected(graphs[0])
+    last = run("--version", str(versions[0]), "--current")
+    assert last.exit_code == 0 and "no version left" in last.output, last.output
+    with pytest.raises(catalog.UnknownDataset):
+        catalog.resolve(driver, name)
 
 
 def test_failed_load_leaves_the_graph_as_it_was(tmp_path: Path, driver: neo4j.Driver,

@@ -14,7 +14,9 @@ import neo4j
 import networkx as nx
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from connectome_query.cli.main import app
 from connectome_query.graphdb import catalog
 from connectome_query.ingest import loader
 from connectome_query.ingest.sources import read_source
@@ -88,3 +90,53 @@ def test_a_load_in_progress_is_never_served(open_api: GraphQLClient, driver: neo
             resume.set()
         load.result(timeout=300)
     assert served(open_api) == expected(new)
+
+
+PINNED = "t_pinned_circuits"
+
+
+def _reciprocal(api: GraphQLClient, version: int | None) -> set[frozenset[int]]:
+    body = api.data("""query($d: String!, $v: Int) {
+        reciprocalPairs(dataset: $d, first: 1000, version: $v) {
+          pairs { a { bodyId } b { bodyId } } pageInfo { hasNextPage } } }""",
+                    d=PINNED, v=version)["reciprocalPairs"]
+    assert not body["pageInfo"]["hasNextPage"]
+    return {frozenset((int(p["a"]["bodyId"]), int(p["b"]["bodyId"]))) for p in body["pairs"]}
+
+
+def _cell_types(api: GraphQLClient, version: int | None) -> dict[str, int]:
+    body = api.data("query($d: String!, $v: Int) { cellTypes(dataset: $d, version: $v) "
+                    "{ type neurons } }", d=PINNED, v=version)
+    return {t["type"]: t["neurons"] for t in body["cellTypes"]}
+
+
+def test_circuit_fields_answer_a_pinned_version_as_loaded(open_api: GraphQLClient,
+                                                          driver: neo4j.Driver,
+                                                          tmp_path: Path) -> None:
+    graphs, versions = [], []
+    for seed in (31, 32):
+        folder = tmp_path / f"v{seed}"
+        graphs.append((write_neuprint(folder, neurons=30 + seed - 31, edges=200, gap=5,
+                                      seed=seed), folder))
+        versions.append(loader.load(driver, read_source(str(folder)), PINNED).version)
+    for version, (g, folder) in ((versions[0], graphs[0]), (versions[1], graphs[1]),
+                                 (None, graphs[1])):
+        assert _reciprocal(open_api, version) == {frozenset((a, b)) for a, b in g.edges
+                                                  if g.has_edge(b, a)}
+        types = pd.read_csv(folder / "neurons.csv")["type"].value_counts()
+        assert _cell_types(open_api, version) == {t: int(n) for t, n in types.items()}
+        pinned = {} if version is None else {"version": version}
+        matrix = open_api.http.get("/export/matrix", params={
+            "dataset": PINNED, "format": "parquet", "minWeight": 0, **pinned})
+        assert matrix.status_code == 200, matrix.text
+        assert read_back("parquet", matrix.content)[0] == edges_of(g)
+        out = tmp_path / f"matrix{version}.parquet"
+        done = CliRunner().invoke(app, ["export", "matrix", str(out), "-d", PINNED,
+                                        "--min-weight", "0",
+                                        *(["--version", str(version)] if version else [])])
+        assert done.exit_code == 0, done.output
+        assert read_back("parquet", out.read_bytes())[0] == edges_of(g)
+    missing = versions[1] + 7
+    body = open_api('query($d: String!, $v: Int) { cellTypes(dataset: $d, version: $v) '
+                    '{ type } }', d=PINNED, v=missing)
+    assert f"no complete version {missing}" in body["errors"][0]["message"]

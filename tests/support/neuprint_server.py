@@ -7,6 +7,8 @@ from pathlib import Path
 
 HEMIBRAIN = "t_hemibrain"
 VERSIONED = "neuprint_versions"
+RECONSTRUCTION = "t_np_reconstruction"
+"""A synthetic volume reconstructed, its run directory ingested with its skeletons."""
 TOKEN = "any-token"
 """Auth is off: the client insists on a token, the server reads none."""
 

@@ -1,5 +1,6 @@
 """`connectome serve --tls` in a process of its own, over the session's Neo4j, with C. elegans,
-a dataset from navis' hemibrain neurons (synapses and skeletons), and a dataset loaded twice."""
+a dataset from navis' hemibrain neurons (synapses and skeletons), a dataset loaded twice, and a
+synthetic reconstruction's run directory (loaded by the tests that read it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import neo4j
@@ -22,7 +24,7 @@ from connectome_query.ingest.sources import read_source
 from tests.support.hemibrain import VOXEL_NM, Hemibrain, write_hemibrain
 from tests.support.net import free_port
 from tests.support.neuprint_files import write_neuprint
-from tests.support.neuprint_server import HEMIBRAIN, VERSIONED, Served
+from tests.support.neuprint_server import HEMIBRAIN, RECONSTRUCTION, VERSIONED, Served
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,31 @@ def versions(driver: neo4j.Driver, tmp_path_factory: pytest.TempPathFactory,
         graphs.append(write_neuprint(folder, neurons=40, edges=150 * seed, gap=10, seed=seed))
         load(driver, read_source(str(folder)), VERSIONED)
     return graphs
+
+
+def _connectome(target: Neo4jTarget, *args: str) -> None:
+    """One `connectome` command in a process of its own (the reconstruction's Dask workers and
+    libraries stay out of the test process); its output in the failure message."""
+    env = {**os.environ, "NEO4J_URI": target.uri, "NEO4J_USER": target.user,
+           "NEO4J_PASSWORD": target.password}
+    done = subprocess.run([sys.executable, "-m", "connectome_query.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"connectome {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def reconstruction(neo4j_target: Neo4jTarget, tmp_path_factory: pytest.TempPathFactory,
+                   ) -> Path:
+    """A 64^3 synthetic volume reconstructed (one worker), the run directory ingested as
+    RECONSTRUCTION and its skeletons stored; returns the run directory."""
+    tmp = tmp_path_factory.mktemp("np-reconstruction")
+    em, run = tmp / "em", tmp / "run"
+    _connectome(neo4j_target, "synth-em", str(em), "--size", "64,64,64", "--seed", "0",
+                "--voxel-size", "16,16,40", "--quiet")
+    _connectome(neo4j_target, "reconstruct", str(em), str(run), "--workers", "1")
+    _connectome(neo4j_target, "ingest", str(run), "-d", RECONSTRUCTION)
+    _connectome(neo4j_target, "skeletons", str(run / "skeletons"), "--dataset", RECONSTRUCTION)
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ the hemibrain neurons)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import httpx
 import networkx as nx
 import numpy as np
@@ -104,6 +102,10 @@ def test_timeboxed_query_answers_like_the_plain_one(served: Served) -> None:
     "YIELD value RETURN value.c AS c",
     "MATCH (n:Neuron) SET n.x = 1 RETURN n",
     "MATCH (n:Neuron) CALL () { MATCH (m) RETURN count(m) AS c } RETURN c LIMIT 1",
+    "WITH 1 AS x RETURN COLLECT { MATCH (m) RETURN m.dataset } AS c",
+    "WITH [1] AS ids RETURN [(m)-->(o) | o.dataset] AS c",
+    "WITH [1] AS ids, COUNT { MATCH (q) } AS z MATCH (n:Neuron) WHERE n.bodyId IN ids "
+    "RETURN z",
 ])
 def test_other_datasets_cannot_be_read(served: Served, cypher: str) -> None:
     response = httpx.post(f"{served.url}/api/custom/custom", verify=str(served.cert),
@@ -139,15 +141,20 @@ def test_older_version_answers_as_loaded(served: Served, versions: list[nx.DiGra
 
 
 def test_fetch_synapses_equal_the_table(served: Served, hemibrain: Hemibrain) -> None:
+    """Outputs as `pre` rows, inputs as `post` rows (the table has one position per synapse)."""
     c = client(served, HEMIBRAIN)
-    body = int(hemibrain.synapses["pre"].iloc[0])
-    syn = fetch_synapses(NeuronCriteria(bodyId=body), client=c)
-    want = hemibrain.synapses[hemibrain.synapses["pre"] == body]
+    syn = hemibrain.synapses
+    body = int(syn["pre"].iloc[0])
+    got = fetch_synapses(NeuronCriteria(bodyId=body), client=c)
+    want = pd.concat([syn[syn["pre"] == body].assign(type="pre"),
+                      syn[syn["post"] == body].assign(type="post")])
     key = ["x", "y", "z", "confidence"]
-    got_rows = sorted(map(tuple, syn[key].astype(float).round(3).to_numpy()))
-    want_rows = sorted(map(tuple, want[key].astype(float).round(3).to_numpy()))
-    assert got_rows == want_rows
-    assert Counter(syn["roi"]) == Counter(want["roi"])
+
+    def rows(df: pd.DataFrame) -> list[tuple]:
+        values = df[key].astype(float).round(3).to_numpy()
+        return sorted(zip(df["type"].astype(str), map(tuple, values), df["roi"], strict=True))
+
+    assert rows(got) == rows(want)
 
 
 def test_fetch_skeleton_equals_the_swc(served: Served, hemibrain: Hemibrain) -> None:

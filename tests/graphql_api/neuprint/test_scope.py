@@ -40,7 +40,10 @@ def leaf(operator: str, details: str) -> dict:
     ("RelationshipCountFromCountStore", f"count( (:{OWN})-[:ConnectsTo]->() ) AS c"),
     ("IntersectionNodeByLabelsScan", f"n:{OWN}&Segment"),
     ("UnionNodeByLabelsScan", f"n:{OWN}|`cook2019@v2_Segment`"),
+    ("NodeIndexSeek", f"RANGE INDEX n:{OWN}(bodyId) WHERE bodyId IN $autolist_0"),
+    ("NodeIndexSeek", f"n:{OWN}(type) WHERE type = $autostring_0"),
     ("Argument", ""),
+    ("Projection", "$autolist_0 AS n_search_bodyId"),
 ])
 def test_scoped_leaves_pass(operator: str, details: str) -> None:
     check_scoped(leaf(operator, details), SCOPE)
@@ -55,6 +58,7 @@ def test_scoped_leaves_pass(operator: str, details: str) -> None:
     ("NodeByLabelScan", "`x:``cook2019@v2_Neuron```:Neuron"),
     ("NodeByLabelScan", "`x:cook2019@v2_Neuron`:Neuron"),
     ("NodeUniqueIndexSeek", "UNIQUE n:Neuron(dataset, bodyId) WHERE dataset = $a"),
+    ("NodeIndexSeek", "RANGE INDEX n:Neuron(dataset, bodyId) WHERE dataset = $a"),
     ("NodeCountFromCountStore", "count( () ) AS c"),
     ("RelationshipCountFromCountStore", "count( ()-[:ConnectsTo]->() ) AS c"),
     ("UnionNodeByLabelsScan", f"n:{OWN}|Segment"),
