@@ -7,7 +7,7 @@ load into Neo4j, beside pandas and the read as it was before streaming, in the s
 Synthetic files shaped like a FlyWire Codex download (`connections.csv.gz`, one row per
 (pre, post, neuropil), `neurons.csv`, `classification.csv`) and a neuPrint bulk export
 (`traced-*.csv`) of the same connections, cached by size and seed. Each step runs in a fresh
-interpreter, so its peak RSS (ru_maxrss, the Python process alone) is its own:
+interpreter, so its peak RSS (VmHWM, the Python process alone) is its own:
 1. ours: `open_source` + `prepare` (every value checked, neuropil/ROI rows folded into
    connections with their ROI weights a bucket at a time, spilling to disk, neuron tables joined);
 2. before streaming: the same with the tree of `--baseline-commit` (every row held in memory
@@ -46,8 +46,9 @@ console = Console()
 NEUROPILS = [f"NP{i:02d}_{side}" for i in range(40) for side in "LR"]
 CHECK_ROIS = ("NP03_L", "NP17_R")
 
-_PEAK = ("import resource\n"
-         "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n")
+_PEAK = ("out['peak_rss_mb'] = [int(line.split()[1]) / 1024 for line in open('/proc/self/status')\n"
+         "                      if line.startswith('VmHWM:')][0]\n")
+"""This process's own peak RSS (ru_maxrss would carry over the forking parent's peak)."""
 
 OURS = """
 import json, sys, time
@@ -111,8 +112,8 @@ with private_server(heap, pagecache) as server:
         out = {}
     out.update({"seconds": time.perf_counter() - t, "neurons": report.neurons,
                 "connections": report.chemical_connections})
-    import resource
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = [int(line.split()[1]) / 1024 for line in open("/proc/self/status")
+                          if line.startswith("VmHWM:")][0]
     tg = server.target()
     with neo4j.GraphDatabase.driver(tg.uri, auth=(tg.user, tg.password)) as drv:
         key = catalog.resolve(drv, "bench_sources").key
