@@ -287,8 +287,21 @@ class FoldedConnections:
             with pa.OSFile(str(path)) as f:
                 yield pa.ipc.open_file(f).read_all()
 
-    def parts(self) -> Iterator[Part]:
+    def _batches(self) -> Iterator[pa.Table]:
+        """Buckets joined into tables of about `chunk_rows` (a bucket may be smaller)."""
+        waiting: list[pa.Table] = []
+        rows = 0
         for table in self.tables():
+            waiting.append(table)
+            rows += table.num_rows
+            if rows >= self.chunk_rows:
+                yield pa.concat_tables(waiting).combine_chunks()
+                waiting, rows = [], 0
+        if waiting:
+            yield pa.concat_tables(waiting).combine_chunks()
+
+    def parts(self) -> Iterator[Part]:
+        for table in self._batches():
             canonical = table.select(CONNECTION_SCHEMA.names).cast(CONNECTION_SCHEMA)
             rows = table.column("row").to_numpy()
             for start in range(0, table.num_rows, self.chunk_rows):
