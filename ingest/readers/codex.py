@@ -125,15 +125,17 @@ def codex_source(folder: Path, *, encoding: str = "utf-8") -> Source:
     file: TableFile = open_table(files[0], encoding=encoding)
     file.require(*CONNECTION_COLUMNS)
     chunk_rows = from_env(IngestSettings).chunk_rows
-    fold = RoiFold()
+    found = _neuron_frame(folder)
+    fold = RoiFold(keep_ids=found is None)
+    majority_needed = found is None or "neurotransmitter" not in found[0]
     try:
         fold.add_rois(file, "pre_root_id", "post_root_id", "neuropil", "syn_count",
-                      "nt_type" if file.has("nt_type") else None, chunk_rows)
+                      "nt_type" if file.has("nt_type") and majority_needed else None,
+                      chunk_rows)
         names = {"bodyIdPre": "pre_root_id", "bodyIdPost": "post_root_id", "weight": "syn_count"}
         connections = fold.fold(file.name, "neuropil", "pre_root_id", None, names, chunk_rows)
     finally:
         fold.close()
-    found = _neuron_frame(folder)
     majority = _majority_transmitter(fold)
     if found is None:
         neurons = pd.DataFrame({"bodyId": fold.ids}).merge(majority, on="bodyId", how="left")

@@ -67,8 +67,12 @@ class _Found:
 class RoiFold:
     """Per-ROI rows (and, for neuPrint, the totals they belong to) gathered for folding."""
 
-    def __init__(self, spill_rows: int | None = None, spill_dir: Path | None = None) -> None:
+    def __init__(self, spill_rows: int | None = None, spill_dir: Path | None = None, *,
+                 keep_ids: bool = False) -> None:
+        """`keep_ids`: gather every body id the rows name (in `ids`)."""
         rows, folder = spill_settings()
+        self.keep_ids = keep_ids
+        self._ids: list[np.ndarray] = []
         self.spill_dir = spill_dir or folder
         self._buckets = Buckets(WIDTH, 2, spill_rows or max(1, rows // 2), self.spill_dir)
         self.roi_names: dict[str, int] = {}
@@ -76,17 +80,23 @@ class RoiFold:
         self.roi_rows = 0
         self.total_rows = 0
         self._weight = 0.0
-        self.ids = np.zeros(0, dtype=np.int64)
-        """Every pre and post body id seen, sorted."""
         self.outputs = GroupSum(["pre", "extra"], ["weight"])
         """Weight per (pre, extra code) of the per-ROI rows with an extra column."""
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every pre and post body id seen, sorted (with `keep_ids`)."""
+        if len(self._ids) != 1:
+            self._ids = [np.unique(np.concatenate(self._ids or [np.zeros(0, np.int64)]))]
+        return self._ids[0]
 
     def _hold(self, pre: np.ndarray, post: np.ndarray, tag: int, roi: np.ndarray,
               weight: np.ndarray, first_row: int, extra: np.ndarray) -> None:
         n = len(pre)
         self._buckets.add(pre, post, np.full(n, tag, np.int64), roi, weight,
                           np.arange(first_row, first_row + n, dtype=np.int64), extra)
-        self.ids = np.union1d(self.ids, np.union1d(pre, post))
+        if self.keep_ids:
+            self._ids.append(np.unique(np.concatenate([pre, post])))
 
     def add_rois(self, file: TableFile, pre: str, post: str, roi: str, weight: str,
                  extra: str | None, chunk_rows: int) -> None:
