@@ -1,20 +1,27 @@
-"""Shared by the ingest and partner benchmarks: a private Neo4j, a cached synthetic dataset."""
+"""Shared by the benchmarks: a private Neo4j, a cached synthetic dataset, a step run in a fresh
+interpreter with its peak RSS, an older tree of the repository for a baseline."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import socket
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from connectome_query.graphdb.local_server import LocalNeo4j
 from connectome_query.graphdb.settings import NEO4J_VERSION, LocalServerConfig, cache_dir
 from connectome_query.ingest.synth_connectome import synth_connectome
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -75,3 +82,52 @@ def machine() -> dict[str, str]:
 
 def ratio(ours: float, base: float) -> str:
     return f"{ours / base:.1f}x" if base > 0 else "n/a"
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_step(name: str, code: str, args: list[str], cap_gb: float,
+             say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run `code` in a fresh interpreter; its JSON answer, or what stopped it."""
+    say(f"{name} (load {os.getloadavg()[0]:.1f})")
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = 0.0
+    killed = False
+    while proc.poll() is None:
+        seen = max(seen, _rss_mb(proc.pid))
+        if seen > cap_gb * 1024:
+            proc.kill()
+            killed = True
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t
+    if killed:
+        out: dict[str, Any] = {"failed": f"RSS passed {cap_gb} GB after {wall:.0f} s",
+                               "peak_rss_mb": seen}
+    elif proc.returncode != 0:
+        out = {"failed": stderr.strip().splitlines()[-1] if stderr.strip() else
+               f"exit {proc.returncode}", "peak_rss_mb": seen}
+    else:
+        out = json.loads(stdout.strip().splitlines()[-1])
+    out["load_avg_1m_after"] = round(os.getloadavg()[0], 1)
+    say(str(out))
+    return out
+
+
+def old_tree(commit: str, into: Path) -> Path:
+    """The repository at `commit`, extracted (no history) into `into`."""
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into

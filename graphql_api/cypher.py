@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectome_query.schema.model import is_current
+from connectome_query.schema.model import MONOAMINE, NEUROPEPTIDE, is_current
 
 
 def neuron_fields(var: str) -> str:
@@ -91,3 +91,10 @@ RETURN k.key AS key, rows
 UPSTREAM_BATCH = _partner_batch("(p:Neuron)-[c:ConnectsTo]->(n)")
 DOWNSTREAM_BATCH = _partner_batch("(n)-[c:ConnectsTo]->(p:Neuron)")
 ELECTRICAL_BATCH = _partner_batch("(n)-[c:GapJunction]-(p:Neuron)")
+MODULATORY_BATCH: dict[tuple[str, str | None], str] = {
+    (direction, rel): _partner_batch(pattern.format(rel=rel))
+    for rel in (MONOAMINE, NEUROPEPTIDE)
+    for direction, pattern in (("upstream", "(p:Neuron)-[c:{rel}]->(n)"),
+                               ("downstream", "(n)-[c:{rel}]->(p:Neuron)"))}
+"""Neuromodulator partners: (direction, relationship type) -> batch query; `weight` is the
+number of transmitter-receptor pathways."""

@@ -19,11 +19,13 @@ Rows = list[dict[str, Any]]
 Read = Callable[[str, dict[str, Any]], Awaitable[Rows]]
 """(Cypher, parameters) -> rows, in a read transaction."""
 
-PARTNER_QUERIES = {
-    "upstream": cypher.UPSTREAM_BATCH,
-    "downstream": cypher.DOWNSTREAM_BATCH,
-    "electrical": cypher.ELECTRICAL_BATCH,
+PARTNER_QUERIES: dict[tuple[str, str | None], str] = {
+    ("upstream", None): cypher.UPSTREAM_BATCH,
+    ("downstream", None): cypher.DOWNSTREAM_BATCH,
+    ("electrical", None): cypher.ELECTRICAL_BATCH,
+    **cypher.MODULATORY_BATCH,
 }
+"""(direction, relationship type or None for synapses) -> batch query."""
 
 
 class PartnerKey(NamedTuple):
@@ -37,6 +39,8 @@ class PartnerKey(NamedTuple):
     after_weight: int | None = None
     after_body: int | None = None
     """The page starts after the partner with this weight and bodyId (None: the first page)."""
+    modulatory: str | None = None
+    """A neuromodulator relationship type (Monoamine, Neuropeptide) instead of synapses."""
 
 
 class AisKey(NamedTuple):
@@ -80,7 +84,7 @@ class Loaders:
 
         async def partners(keys: list[PartnerKey]) -> list[Rows]:
             return await load_batched(
-                read, keys, lambda k: PARTNER_QUERIES[k.direction],
+                read, keys, lambda k: PARTNER_QUERIES[k.direction, k.modulatory],
                 lambda k: {"bodyId": k.body_id, "minWeight": k.min_weight, "first": k.first,
                            "afterWeight": k.after_weight, "afterBody": k.after_body})
 

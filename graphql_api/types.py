@@ -24,7 +24,7 @@ from connectome_query.graphql_api.pagination import (
     encode_cursor,
 )
 from connectome_query.schema import vocabulary
-from connectome_query.schema.model import name_of
+from connectome_query.schema.model import MONOAMINE, NEUROPEPTIDE, name_of
 
 
 def _parse_body_id(value: Any) -> int:
@@ -53,6 +53,15 @@ else:
     Compartment = strawberry.enum(
         Enum("Compartment", [(c.name, c.label) for c in vocabulary.Compartment]),
         description="Postsynaptic compartment of a synapse.")
+
+
+@strawberry.enum(description="Which edges join a neuron to its partners: chemical synapses "
+                 "(ConnectsTo, weight = synapses) or neuromodulator signalling (Monoamine, "
+                 "Neuropeptide: weight = transmitter-receptor pathways).")
+class PartnerKind(Enum):
+    CHEMICAL = "chemical"
+    MONOAMINE = MONOAMINE
+    NEUROPEPTIDE = NEUROPEPTIDE
 
 
 @strawberry.type(description="Electron-microscopy dataset, one per `Meta` node.")
@@ -100,16 +109,20 @@ class Neuron:
     soma_location: Point | None
 
     @strawberry.field(description="Presynaptic partners, strongest first (then by bodyId); "
-                      "`after:` the last one's cursor for the next page.")
+                      "`after:` the last one's cursor for the next page; `kind:` synapses "
+                      "(default) or a neuromodulator network.")
     async def upstream(self, info: Info[ApiContext, None], min_weight: int = 1,
-                       first: int = 100, after: str | None = None) -> list[Connection]:
-        return await _partners(info, "upstream", self, min_weight, first, after)
+                       first: int = 100, after: str | None = None,
+                       kind: PartnerKind = PartnerKind.CHEMICAL) -> list[Connection]:
+        return await _partners(info, "upstream", self, min_weight, first, after, kind)
 
     @strawberry.field(description="Postsynaptic partners, strongest first (then by bodyId); "
-                      "`after:` the last one's cursor for the next page.")
+                      "`after:` the last one's cursor for the next page; `kind:` synapses "
+                      "(default) or a neuromodulator network.")
     async def downstream(self, info: Info[ApiContext, None], min_weight: int = 1,
-                         first: int = 100, after: str | None = None) -> list[Connection]:
-        return await _partners(info, "downstream", self, min_weight, first, after)
+                         first: int = 100, after: str | None = None,
+                         kind: PartnerKind = PartnerKind.CHEMICAL) -> list[Connection]:
+        return await _partners(info, "downstream", self, min_weight, first, after, kind)
 
     @strawberry.field(description="Gap-junction partners (undirected), strongest first; "
                       "`after:` the last one's cursor for the next page.")
@@ -119,7 +132,8 @@ class Neuron:
         return await _partners(info, "electrical", self, min_weight, first, after)
 
 
-@strawberry.type(description="A partner and the synapse count between the two cells.")
+@strawberry.type(description="A partner and the weight between the two cells: synapses, or "
+                 "transmitter-receptor pathways for a neuromodulator partner.")
 class Connection:
     weight: int
     partner: Neuron
@@ -146,12 +160,13 @@ PARTNER_CURSOR = "partner"
 
 
 async def _partners(info: Info[ApiContext, None], direction: str, neuron: Neuron,
-                    min_weight: int, first: int, after: str | None) -> list[Connection]:
+                    min_weight: int, first: int, after: str | None,
+                    kind: PartnerKind = PartnerKind.CHEMICAL) -> list[Connection]:
     check_page(first)
     at_least(min_weight, "minWeight", 0)
     weight, body = decode_cursor(after, PARTNER_CURSOR, 2) or (None, None)
     key = PartnerKey(direction, neuron.key, int(neuron.body_id), min_weight, first, weight,
-                     body)
+                     body, None if kind is PartnerKind.CHEMICAL else kind.value)
     rows = await info.context.loaders.partners.load(key)
     return [Connection(weight=r["weight"], partner=neuron_from_row(r["partner"])) for r in rows]
 

@@ -89,7 +89,7 @@ def first_repeat(keys: Sequence[np.ndarray], rows: np.ndarray) -> int | None:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _removed_with(owner: object, folder: Path) -> weakref.finalize:
+def removed_with(owner: object, folder: Path) -> weakref.finalize:
     """Remove `folder` when `owner` is collected or the interpreter exits, should nobody close
     it first (a killed process still leaves it)."""
     return weakref.finalize(owner, shutil.rmtree, folder, True)
@@ -122,7 +122,7 @@ class Buckets:
     def _spill(self) -> None:
         if self._folder is None:
             self._folder = spill.new_folder(self.spill_dir)
-            self._cleanup = _removed_with(self, self._folder)
+            self._cleanup = removed_with(self, self._folder)
         rows = np.concatenate(self._held) if self._held else np.zeros((0, self.width), np.int64)
         self._held, self._rows = [], 0
         mixed = np.zeros(len(rows), dtype=np.uint64)
@@ -247,7 +247,7 @@ class PairStore:
 
     def __init__(self, folder: Path | None, held: list[PairCounts]) -> None:
         self._folder = folder
-        self._cleanup = _removed_with(self, folder) if folder else None
+        self._cleanup = removed_with(self, folder) if folder else None
         self._held = held
         self._files = sorted(folder.glob("pairs-*.npz")) if folder else []
         self.connections = 0

@@ -20,7 +20,9 @@ from connectome_query.schema.model import (
     CONTAINS,
     GAP_JUNCTION,
     META,
+    MONOAMINE,
     NEURON,
+    NEUROPEPTIDE,
     SYNAPSE,
     SYNAPSE_SET,
     SYNAPSES_TO,
@@ -85,8 +87,11 @@ CATEGORY_NAMES = {META: "Dataset", NEURON: "Neuron", SYNAPSE_SET: "Synapse set",
 CATEGORY_COLORS = {META: "#848484", NEURON: "#4C8EDA", SYNAPSE_SET: "#D9C8AE",
                    SYNAPSE: "#FFC454"}
 HIDDEN_PROPERTIES = frozenset({"loadId"})
-REL_COLORS = {CONNECTS_TO: "#4C8EDA", GAP_JUNCTION: "#F79767", CONTAINS: "#D9D9D9",
-              SYNAPSES_TO: "#A5ABB6"}
+REL_COLORS = {CONNECTS_TO: "#4C8EDA", GAP_JUNCTION: "#F79767", MONOAMINE: "#8DCC93",
+              NEUROPEPTIDE: "#C990C0", CONTAINS: "#D9D9D9", SYNAPSES_TO: "#A5ABB6"}
+WEIGHTED = (CONNECTS_TO, GAP_JUNCTION, MONOAMINE, NEUROPEPTIDE)
+"""Relationship types with a `weight` (synapses, or transmitter-receptor pathways)."""
+MODULATORY = (MONOAMINE, NEUROPEPTIDE)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class DatasetProfile:
     synapse_count_range: tuple[int, int] = (0, 0)
     """Smallest and largest `pre + post` over the dataset's neurons."""
     weight_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    """Smallest and largest `weight` per relationship type (ConnectsTo, GapJunction)."""
+    """Smallest and largest `weight` per relationship type (`WEIGHTED`)."""
     extra_properties: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
     """Further (property, Bloom data type) pairs found on each label's nodes."""
 
@@ -156,6 +161,11 @@ def search_phrases(dataset: str) -> list[dict[str, Any]]:
         f"OPTIONAL MATCH (n)-[r:{CONNECTS_TO}|{GAP_JUNCTION}]-(p:{NEURON})\n"
         "RETURN n, r, p"
     )
+    modulatory = (
+        f"{scope}{_neuron_match('n', 'neuron', ds)}\n"
+        f"OPTIONAL MATCH (n)-[r:{MONOAMINE}|{NEUROPEPTIDE}]-(p:{NEURON})\n"
+        "RETURN n, r, p"
+    )
     chandelier = (
         f"{scope}{_neuron_match('target', 'neuron', ds)}\n"
         f"MATCH (pre:{NEURON})-[:{CONTAINS}]->(ss:{SYNAPSE_SET})-[:{SYNAPSES_TO}]->(target)\n"
@@ -209,6 +219,8 @@ def search_phrases(dataset: str) -> list[dict[str, Any]]:
     )
     phrases = [
         ("Partners", "partners of $neuron", partners, [_param("neuron", names)]),
+        ("Neuromodulator partners", "neuromodulator partners of $neuron", modulatory,
+         [_param("neuron", names)]),
         ("Chandelier cells", "chandelier cells innervating $neuron", chandelier,
          [_param("neuron", chandelier_targets)]),
         ("Multi-synaptic contacts", "multi-synaptic contacts with at least $n synapses", multi,
@@ -272,14 +284,15 @@ def build_perspective(profile: DatasetProfile, *, now_ms: int = 0) -> dict[str, 
             cat["styleRules"] = rules
         categories.append(cat)
     relationship_types = []
-    for rel in (CONNECTS_TO, GAP_JUNCTION, CONTAINS, SYNAPSES_TO):
+    for rel in (*WEIGHTED, CONTAINS, SYNAPSES_TO):
         entry: dict[str, Any] = {"id": rel, "name": rel, "color": REL_COLORS[rel], "size": 1,
                                  "properties": [], "styleRules": []}
-        if rel in (CONNECTS_TO, GAP_JUNCTION):
+        if rel in WEIGHTED:
             entry["properties"] = [
                 {"propertyKey": "weight", "type": rel, "dataType": "bigint"},
                 {"propertyKey": "dataset", "type": rel, "dataType": "string"},
-            ]
+            ] + [{"propertyKey": key, "type": rel, "dataType": "string[]"}
+                 for key in ("transmitters", "receptors") if rel in MODULATORY]
             lo, hi = profile.weight_ranges.get(rel, (1, 1))
             entry["styleRules"] = [_range_size_rule(f"width:{rel}", "weight", lo, hi,
                                                     REL_WIDTH_RANGE)]

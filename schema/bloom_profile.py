@@ -9,10 +9,8 @@ from typing import Any
 
 import neo4j
 
-from connectome_query.schema.bloom import DatasetProfile, build_perspective
+from connectome_query.schema.bloom import WEIGHTED, DatasetProfile, build_perspective
 from connectome_query.schema.model import (
-    CONNECTS_TO,
-    GAP_JUNCTION,
     META,
     NEURON,
     SYNAPSE,
@@ -54,7 +52,7 @@ def profile_dataset(driver: neo4j.Driver, dataset: str, database: str = "neo4j")
                 "WITH coalesce(n.pre, 0) + coalesce(n.post, 0) AS s "
                 "RETURN min(s) AS lo, max(s) AS hi")[0]
     weights: dict[str, tuple[int, int]] = {}
-    for rel in (CONNECTS_TO, GAP_JUNCTION):
+    for rel in WEIGHTED:
         r = scoped(f"MATCH (:{NEURON} {{dataset: $d}})-[r:{rel}]->() "
                  "RETURN min(r.weight) AS lo, max(r.weight) AS hi")[0]
         if r["lo"] is not None:

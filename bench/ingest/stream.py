@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import machine, ratio, synth_dataset
+from bench.common import machine, old_tree, ratio, run_step, synth_dataset
 
 console = Console()
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,53 +92,6 @@ out = {"seconds": timings.total, "prepare_s": timings.prepare,
        "connections": report.chemical_connections, "relationships": rels[0]["n"],
        "min_body_id": rows[0]["lo"], "max_body_id": rows[0]["hi"], "neurons_in_db": rows[0]["n"]}
 """ + _PEAK + "out['peak_rss_mb'] = peak\nprint(json.dumps(out))\n"
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def run_step(name: str, code: str, args: list[str], cap_gb: float) -> dict[str, Any]:
-    """Run `code` in a fresh interpreter; its JSON answer, or what stopped it."""
-    console.print(f"[bold]{name}[/] (load {os.getloadavg()[0]:.1f})")
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    seen = 0.0
-    killed = False
-    while proc.poll() is None:
-        seen = max(seen, _rss_mb(proc.pid))
-        if seen > cap_gb * 1024:
-            proc.kill()
-            killed = True
-        time.sleep(0.2)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t
-    if killed:
-        out: dict[str, Any] = {"failed": f"RSS passed {cap_gb} GB after {wall:.0f} s",
-                               "peak_rss_mb": seen}
-    elif proc.returncode != 0:
-        out = {"failed": stderr.strip().splitlines()[-1] if stderr.strip() else
-               f"exit {proc.returncode}", "peak_rss_mb": seen}
-    else:
-        out = json.loads(stdout.strip().splitlines()[-1])
-    out["load_avg_1m_after"] = round(os.getloadavg()[0], 1)
-    console.print(out)
-    return out
-
-
-def old_tree(commit: str, into: Path) -> Path:
-    """The repository at `commit`, extracted (no history) into `into`."""
-    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def report(res: dict[str, Any]) -> None:

@@ -23,16 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from connectome_query.graphdb.settings import IngestSettings, from_env
 from connectome_query.ingest.errors import IngestError
 from connectome_query.ingest.readers.canonical import FileStream, NeuronColumns
 from connectome_query.ingest.readers.files import FrameTable, TableFile, open_table, read_whole
-from connectome_query.ingest.readers.roi_rows import (
-    RoiRows,
-    TableStream,
-    by_pair,
-    canonical_connections,
-    gather,
-)
+from connectome_query.ingest.readers.roi_rows import RoiFold
 from connectome_query.ingest.tables import Source
 
 CONNECTION_COLUMNS = ("pre_root_id", "post_root_id", "neuropil", "syn_count")
@@ -109,18 +104,15 @@ def _neuron_frame(folder: Path) -> tuple[pd.DataFrame, list[str]] | None:
     return joined.sort_values("bodyId", kind="stable").reset_index(drop=True), used
 
 
-def _majority_transmitter(rows: RoiRows) -> pd.DataFrame:
+def _majority_transmitter(fold: RoiFold) -> pd.DataFrame:
     """Per presynaptic neuron, the `nt_type` of most of its output synapses."""
-    if rows.extra is None or rows.extra_names is None:
-        return pd.DataFrame({"bodyId": np.zeros(0, np.int64), "neurotransmitter": []})
-    known = rows.extra >= 0
-    frame = pd.DataFrame({"pre": rows.pre[known], "nt": rows.extra[known],
-                          "w": rows.weight[known]})
-    sums = frame.groupby(["pre", "nt"], sort=True)["w"].sum().reset_index()
-    best = sums.sort_values(["pre", "w"], ascending=[True, False]).drop_duplicates("pre")
-    names = np.array(rows.extra_names, dtype=object)
-    return pd.DataFrame({"bodyId": best["pre"].to_numpy(),
-                         "neurotransmitter": names[best["nt"].to_numpy()]})
+    sums = fold.outputs.result()
+    pre, nt, w = (sums.column(c).to_numpy() for c in ("pre", "extra", "weight"))
+    best = np.lexsort((-w, pre))
+    first = np.r_[True, pre[best][1:] != pre[best][:-1]] if len(pre) else np.zeros(0, bool)
+    names = np.array(list(fold.extra_names) or [""], dtype=object)
+    return pd.DataFrame({"bodyId": pre[best][first],
+                         "neurotransmitter": names[nt[best][first]]})
 
 
 def codex_source(folder: Path, *, encoding: str = "utf-8") -> Source:
@@ -132,16 +124,21 @@ def codex_source(folder: Path, *, encoding: str = "utf-8") -> Source:
                           "the others out")
     file: TableFile = open_table(files[0], encoding=encoding)
     file.require(*CONNECTION_COLUMNS)
-    rows = gather(file, "pre_root_id", "post_root_id", "neuropil", "syn_count",
-                  extra="nt_type" if file.has("nt_type") else None)
-    grouped = canonical_connections(by_pair(rows, "neuropil", "pre_root_id"))
-    names = {"bodyIdPre": "pre_root_id", "bodyIdPost": "post_root_id", "weight": "syn_count"}
-    connections = TableStream(file.name, grouped, names)
+    chunk_rows = from_env(IngestSettings).chunk_rows
     found = _neuron_frame(folder)
-    majority = _majority_transmitter(rows)
+    fold = RoiFold(keep_ids=found is None)
+    majority_needed = found is None or "neurotransmitter" not in found[0]
+    try:
+        fold.add_rois(file, "pre_root_id", "post_root_id", "neuropil", "syn_count",
+                      "nt_type" if file.has("nt_type") and majority_needed else None,
+                      chunk_rows)
+        names = {"bodyIdPre": "pre_root_id", "bodyIdPost": "post_root_id", "weight": "syn_count"}
+        connections = fold.fold(file.name, "neuropil", "pre_root_id", None, names, chunk_rows)
+    finally:
+        fold.close()
+    majority = _majority_transmitter(fold)
     if found is None:
-        ids = np.union1d(rows.pre, rows.post)
-        neurons = pd.DataFrame({"bodyId": ids}).merge(majority, on="bodyId", how="left")
+        neurons = pd.DataFrame({"bodyId": fold.ids}).merge(majority, on="bodyId", how="left")
         described = "neurons from the connection table"
     else:
         neurons, used = found

@@ -5,6 +5,7 @@ the graph and into an ROI-restricted export."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -77,6 +78,67 @@ def test_codex_folds_neuropil_rows_like_pandas(tmp_path: Path) -> None:
                          row["cell_type"] if isinstance(row["cell_type"], str) else None)
         assert neurons.loc[root, "type"] == expected_type
         assert neurons.loc[root, "neurotransmitter"] == nts.loc[root, "nt_type"]
+
+
+def test_codex_and_bulk_fold_the_same_when_spilled(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows held past the spill size go to disk by (pre, post) and are folded a bucket at a
+    time: the same connections and ROI weights as pandas, and the spill folder is removed."""
+    monkeypatch.setenv("CONNECTOME_INGEST_SPILL_ROWS", "1000")
+    monkeypatch.setenv("CONNECTOME_INGEST_CHUNK_ROWS", "1000")
+    monkeypatch.setenv("CONNECTOME_INGEST_SPILL_DIR", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    raw = _codex(tmp_path / "codex", rows=6000, neuron_tables=False, seed=7)
+    total, roi = _bulk(tmp_path / "bulk", seed=8)
+    source = open_source(str(tmp_path / "codex"))
+    assert list((tmp_path / "spill").iterdir())  # the folded connections wait on disk
+    got = read_source(str(tmp_path / "codex"))
+    conns = got.connections.set_index(["bodyIdPre", "bodyIdPost"])
+    want = {key: dict(zip(g["neuropil"], g["syn_count"], strict=True))
+            for key, g in raw.groupby(["pre_root_id", "post_root_id"])}
+    assert {key: _rois(info) for key, info in conns["roiInfo"].items()} == want
+    assert conns["weight"].to_dict() == {k: sum(v.values()) for k, v in want.items()}
+    per = raw.groupby(["pre_root_id", "nt_type"])["syn_count"].sum().unstack(fill_value=0)
+    neurons = got.neurons.set_index("bodyId")
+    for root in per.index:
+        if (per.loc[root] == per.loc[root].max()).sum() == 1:
+            assert neurons.loc[root, "neurotransmitter"] == per.loc[root].idxmax()
+    bulk = read_source(str(tmp_path / "bulk")).connections.set_index(["bodyIdPre", "bodyIdPost"])
+    assert bulk["weight"].to_dict() == total.set_index(["bodyId_pre", "bodyId_post"])[
+        "weight"].to_dict()
+    want = {key: dict(zip(g["roi"], g["weight"], strict=True))
+            for key, g in roi.groupby(["bodyId_pre", "bodyId_post"])}
+    assert {key: _rois(info) for key, info in bulk["roiInfo"].dropna().items()} == want
+    del source, got
+    gc.collect()
+    assert not list((tmp_path / "spill").iterdir())
+
+
+def test_spilled_errors_name_the_earliest_row(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A problem found in several buckets is reported at its earliest row in the file."""
+    monkeypatch.setenv("CONNECTOME_INGEST_SPILL_ROWS", "500")
+    monkeypatch.setenv("CONNECTOME_INGEST_CHUNK_ROWS", "1000")
+    raw = _codex(tmp_path, rows=4000, neuron_tables=False, seed=9).reset_index(drop=True)
+    repeated = raw.iloc[[3000, 1500, 2500]]
+    pd.concat([raw, repeated]).to_csv(tmp_path / "connections.csv", index=False)
+    with pytest.raises(IngestError, match="twice") as err:
+        read_source(str(tmp_path))
+    assert (err.value.row, err.value.column) == (len(raw) + 2, "neuropil")
+    total, roi = _bulk(tmp_path / "bulk", seed=10)
+    total = total.reset_index(drop=True)
+    pairs = set(zip(roi["bodyId_pre"], roi["bodyId_post"], strict=True))
+    dropped = total.iloc[[40, 7, 90]]
+    total.drop(index=dropped.index).to_csv(tmp_path / "bulk" / "traced-total-connections.csv",
+                                           index=False)
+    rows = roi.reset_index(drop=True)
+    gone = {(a, b) for a, b in zip(dropped["bodyId_pre"], dropped["bodyId_post"], strict=True)}
+    assert gone <= pairs
+    at = min(i for i, key in enumerate(zip(rows["bodyId_pre"], rows["bodyId_post"], strict=True))
+             if key in gone)
+    with pytest.raises(IngestError, match="not in") as err:
+        read_source(str(tmp_path / "bulk"))
+    assert err.value.row == at + 2 and err.value.path.endswith("roi-connections.csv")
 
 
 def test_codex_without_neuron_tables_takes_majority_transmitter(tmp_path: Path) -> None:

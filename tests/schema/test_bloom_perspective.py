@@ -37,6 +37,7 @@ MODEL_PROPERTIES = {(label,): {name for name, _ in props}
                     for label, props in LABEL_PROPERTIES.items()}
 PHRASES = {
     "partners of $neuron": ["$neuron"],
+    "neuromodulator partners of $neuron": ["$neuron"],
     "chandelier cells innervating $neuron": ["$neuron"],
     "multi-synaptic contacts with at least $n synapses": ["$n"],
     "path from $a to $b": ["$a", "$b"],

@@ -8,8 +8,11 @@ from typing import Any
 
 import neo4j
 import networkx as nx
+import pandas as pd
 import pytest
 
+from connectome_query.ingest.loader import load
+from connectome_query.ingest.readers.celegans import cect_data_dir
 from connectome_query.ingest.sources import read_source
 from connectome_query.schema.bloom import (
     CHANDELIER_AIS_SHARE,
@@ -117,6 +120,34 @@ def test_partners_of_neuron(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
     assert len(by_id[1]) == len([k for k in cook["chem"] if "AVAL" in k]) + len(
         [k for k in cook["gap"] if "AVAL" in k])
     assert run(driver, tmpl, neuron="NO_SUCH_CELL") == []
+
+
+@pytest.mark.parametrize(("source", "kind", "raw"), [
+    ("bentley2016_monoamine", "Monoamine", "list"),
+    ("ripollsanchez2023_mid", "Neuropeptide", "matrix")])
+def test_neuromodulator_partners_of_neuron(driver: neo4j.Driver, source: str, kind: str,
+                                           raw: str) -> None:
+    """Both directions of a cell's monoamine or neuropeptide edges, against cect's raw file."""
+    dataset = f"t_bloom_{kind.lower()}"
+    load(driver, read_source(source), dataset)
+    data = cect_data_dir()
+    if raw == "list":
+        rows = pd.read_csv(data / "edgelist_MA.csv", header=None,
+                           names=["pre", "post", "transmitter", "receptor"])
+        edges = rows.groupby(["pre", "post"]).size()
+    else:
+        m = pd.read_csv(data / "01022024_neuropeptide_connectome_mid_range_model.csv"
+                        ).set_index("Row").stack()
+        edges = m[m > 0]
+    want_all = {(a, b): int(w) for (a, b), w in edges.items()}
+    tmpl = phrase(dataset, "neuromodulator partners of $neuron")
+    hubs = pd.Series(list(want_all.values()), index=[a for a, _ in want_all]).groupby(level=0)
+    for name in [hubs.sum().idxmax(), *sorted({b for _, b in want_all})[::37]]:
+        nodes, rels = graph_items(run(driver, tmpl, neuron=name))
+        inst = {eid: n["instance"] for eid, n in nodes.items()}
+        assert {r.type for r in rels} <= {kind}
+        got = {(inst[a], inst[b]): r["weight"] for r in rels for a, b in [ends(r)]}
+        assert got == {k: w for k, w in want_all.items() if name in k}, name
 
 
 def test_multi_synaptic_contacts(driver: neo4j.Driver, cook: dict[str, Any]) -> None:
