@@ -35,7 +35,7 @@ def test_volume_files_are_the_files_on_disk(live_api: str, em_dir: Path) -> None
     assert info.headers["content-type"] == "application/json"
     assert info.headers["access-control-allow-origin"] == "*"
     on_disk = json.loads((em_dir / "truth" / "segmentation.precomputed" / "info").read_text())
-    assert info.json() == {**on_disk, "skeletons": "skeletons"}
+    assert info.json() == {**on_disk, "skeletons": "skeletons", "mesh": "mesh"}
     scale = on_disk["scales"][0]["key"]
     chunks = sorted((em_dir / "image.precomputed" / _get(f"{root}/image/info").json()
                      ["scales"][0]["key"]).iterdir())
@@ -76,6 +76,40 @@ def test_skeletons_decode_to_the_swc_files(live_api: str, em_dir: Path) -> None:
         by_id = dict(zip(rows["id"], range(len(rows)), strict=True))
         expected = {(k, by_id[p]) for k, p in enumerate(rows["parent"]) if p in by_id}
         assert {tuple(e) for e in edges.tolist()} == expected
+
+
+def test_meshes_span_their_segments_voxels(live_api: str, em_dir: Path) -> None:
+    """Each mesh's bounding box is its segment's voxel bounding box × resolution (numpy over
+    the truth labels), and it is a closed surface (every edge in two triangles)."""
+    import tensorstore as ts
+
+    from connectome_query.graphql_api.web.meshes import decode_mesh
+
+    root = f"{live_api}volumes/{WEB_EM}/segmentation"
+    info = _get(f"{root}/info").json()
+    assert _get(f"{root}/mesh/info").json() == {"@type": "neuroglancer_legacy_mesh"}
+    scale = info["scales"][0]
+    res = np.asarray(scale["resolution"], float)
+    labels_zyx = ts.open({"driver": "zarr3", "kvstore": {
+        "driver": "file", "path": str(em_dir / "truth" / "segmentation.zarr")}},
+        read=True).result().read().result()
+    labels = np.asarray(labels_zyx).transpose(2, 1, 0)
+    assert list(labels.shape) == scale["size"]
+    ids = [int(i) for i in np.unique(labels) if i]
+    for seg in ids[:4]:
+        manifest = _get(f"{root}/mesh/{seg}:0")
+        assert manifest.json() == {"fragments": [f"{seg}:0:{seg}"]}
+        assert manifest.headers["access-control-allow-origin"] == "*"
+        vertices, faces = decode_mesh(_get(f"{root}/mesh/{seg}:0:{seg}").content)
+        where = np.argwhere(labels == seg)
+        np.testing.assert_allclose(vertices.min(0), where.min(0) * res, rtol=1e-5)
+        np.testing.assert_allclose(vertices.max(0), (where.max(0) + 1) * res, rtol=1e-5)
+        assert faces.max() < len(vertices)
+        edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+        _, counts = np.unique(edges, axis=0, return_counts=True)
+        assert set(counts.tolist()) == {2}
+    assert _get(f"{root}/mesh/{max(ids) + 1000}:0").status_code == 404
+    assert _get(f"{root}/mesh/x:0").status_code == 404
 
 
 def _decode_many(data: bytes, n_props: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +178,9 @@ def test_neuroglancer_shows_our_volumes_offline(live_api: str, em_dir: Path,
     shown = segments.nlargest(3, "size_voxels")["segment_id"].astype(int).tolist()
     root = f"{live_api}volumes/{WEB_EM}/"
     wanted = {"image/info", "segmentation/info", "synapses/info", "synapses/spatial0/0_0_0",
-              *(f"segmentation/skeletons/{s}" for s in shown)}
+              "segmentation/mesh/info",
+              *(f"segmentation/skeletons/{s}" for s in shown),
+              *(f"segmentation/mesh/{s}:0:{s}" for s in shown)}
     with bs.visit(browser) as seen:
         seen.page.goto(f"{live_api}datasets/{WEB_EM}/neuroglancer?bodyIds="
                        + ",".join(map(str, shown)))
