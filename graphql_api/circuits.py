@@ -44,6 +44,7 @@ from connectome_query.graphql_api.motifs import FEED_FORWARD_LOOP, EdgeSpec, Nod
 from connectome_query.graphql_api.neuroglancer import state_url, viewer_state
 from connectome_query.graphql_api.pagination import at_least, check_page, decode_cursor, keyset_page
 from connectome_query.graphql_api.types import BodyId, Compartment, Connection, neuron_from_row
+from connectome_query.graphql_api.web import viewer as web_viewer
 
 MAX_SYNAPSES_PER_CONTACT = 1000
 MAX_ENDPOINT_PAIRS = 2500
@@ -367,7 +368,9 @@ class CircuitQuery:
                                  image=meta["image"], center_nm=center)
         except ValueError as exc:
             raise QueryError(f"dataset {dataset!r}: {exc}") from None
-        return NeuroglancerLink(url=state_url(state, meta["base"]),
+        ours = meta.get("ourViewer")
+        url = web_viewer.viewer_url(ours, state) if ours else state_url(state, meta["base"])
+        return NeuroglancerLink(url=url,
                                 state=json.dumps(state, separators=(",", ":")),
                                 segments=segments,  # type: ignore[arg-type]
                                 synapse_count=len(synapses))
@@ -376,7 +379,8 @@ class CircuitQuery:
 def served_volumes(info: Info[ApiContext, None], name: str,
                    meta: dict[str, Any]) -> dict[str, Any]:
     """Volumes recorded at ingest as files (a reconstruction run) are the ones this API serves
-    under /volumes, shown in the viewer it serves (`web`); sources given as URLs win."""
+    under /volumes, shown in the viewer it serves (`web.viewer`, its link carrying the state in
+    the path); sources given as URLs win, and so does a recorded viewer address."""
     request = getattr(info.context, "request", None)
     if meta["segmentation"] or not meta.get("runDirectory") or request is None:
         return meta
@@ -384,7 +388,7 @@ def served_volumes(info: Info[ApiContext, None], name: str,
     root = f"precomputed://{base}volumes/{name}"
     return {**meta, "segmentation": f"{root}/segmentation",
             "image": meta["image"] or (f"{root}/image" if meta.get("emDirectory") else None),
-            "base": meta["base"] or f"{base}neuroglancer/v/offline/"}
+            "base": meta["base"], "ourViewer": None if meta["base"] else base}
 
 
 async def _paths(info: Info[ApiContext, None], dataset: str, source: NeuronSelector,

@@ -230,7 +230,7 @@ def router(driver: DriverGetter, database: str) -> APIRouter:
     @api.get("/{name}/neuroglancer")
     async def neuroglancer(request: Request, name: str,
                            body_ids: str = Query("", alias="bodyIds"),
-                           synapses: bool = False) -> RedirectResponse:
+                           synapses: bool = True) -> RedirectResponse:
         ds = await readable_dataset(request, driver(), database, name)
         if not viewer.has_volumes(ds.meta):
             raise HTTPException(404, f"dataset {name!r} has no volumes recorded at ingest")
@@ -241,7 +241,8 @@ def router(driver: DriverGetter, database: str) -> APIRouter:
                                      f"got {body_ids!r}") from None
         if not segments:
             segments = [int(r.pre) for r in (await numbers(ds))["top"].head(5).itertuples()]
-        state = viewer.viewer_state(str(request.base_url), name, ds.meta, segments, synapses)
+        state = viewer.viewer_state(str(request.base_url), name, ds.meta, segments,
+                                    None if synapses else False)
         return RedirectResponse(viewer.viewer_url(str(request.base_url), state), 307)
 
     return api

@@ -4,6 +4,7 @@ at ingest (`runDirectory`, `emDirectory` on the dataset's Meta):
     /volumes/{dataset}/image/...         the EM image (EM directory, image.precomputed)
     /volumes/{dataset}/segmentation/...  the reconstruction; its info names `skeletons`
     /volumes/{dataset}/segmentation/skeletons/{id}   from skeletons/{id}.swc
+    /volumes/{dataset}/segmentation/mesh/...         segment meshes, made on first request
     /volumes/{dataset}/truth/...         ground truth, when the EM directory has it
     /volumes/{dataset}/synapses/...      synapses.parquet as an annotation layer
 
@@ -13,6 +14,7 @@ requests, and access is decided per dataset as for GraphQL (`access.readable_dat
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +24,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
-from connectome_query.graphql_api.web import precomputed
+from connectome_query.graphql_api.web import meshes, precomputed
 from connectome_query.graphql_api.web.access import Dataset, DriverGetter, readable_dataset
 
 CORS = {"Access-Control-Allow-Origin": "*",
@@ -126,10 +128,24 @@ def volume_file(ds: Dataset, layer: str, rel: str) -> Response:
         info = json.loads((root / "info").read_text())
         if layer == "segmentation" and (run_dir(ds) / "skeletons").is_dir():
             info["skeletons"] = "skeletons"
+        if layer == "segmentation":
+            info["mesh"] = "mesh"
         return _json(info)
     if layer == "segmentation" and rel.startswith("skeletons/"):
         return skeleton_file(ds, rel.removeprefix("skeletons/"))
     return FileResponse(_inside(root, rel), media_type=BINARY, headers=CORS)
+
+
+def mesh_response(ds: Dataset, rel: str) -> Response:
+    try:
+        body = meshes.mesh_file(layer_root(ds, "segmentation"), rel)
+    except ValueError as exc:
+        raise HTTPException(404, f"dataset {ds.name!r}: {exc}") from None
+    if body is None:
+        raise HTTPException(404, f"no such mesh file: {rel!r}")
+    if isinstance(body, dict):
+        return _json(body)
+    return Response(body, media_type=BINARY, headers=CORS)
 
 
 def router(driver: DriverGetter, database: str) -> APIRouter:
@@ -146,6 +162,8 @@ def router(driver: DriverGetter, database: str) -> APIRouter:
             ds = await readable_dataset(request, driver(), database, dataset)
             if layer == "synapses":
                 return synapse_file(ds, rel)
+            if layer == "segmentation" and rel.startswith("mesh/"):
+                return await asyncio.to_thread(mesh_response, ds, rel.removeprefix("mesh/"))
             return volume_file(ds, layer, rel)
         except HTTPException as exc:
             raise HTTPException(exc.status_code, exc.detail,

@@ -1,9 +1,8 @@
 """/volumes: a synthetic EM directory's truth, loaded as a dataset, served as Neuroglancer
 precomputed. Files are the bytes on disk (Range too), with CORS and content types; skeletons
 and synapse annotations decode to the SWC files and the synapse table; private volumes need a
-token; and Neuroglancer, served by us, loads the image, segmentation and skeletons with nothing
-from outside (the synapse annotation layer is served but not in the default link: see
-`web.viewer`)."""
+token; and Neuroglancer, served by us, loads the image, segmentation, skeletons and synapses
+with nothing from outside."""
 
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ def test_volume_files_are_the_files_on_disk(live_api: str, em_dir: Path) -> None
     assert info.headers["content-type"] == "application/json"
     assert info.headers["access-control-allow-origin"] == "*"
     on_disk = json.loads((em_dir / "truth" / "segmentation.precomputed" / "info").read_text())
-    assert info.json() == {**on_disk, "skeletons": "skeletons"}
+    assert info.json() == {**on_disk, "skeletons": "skeletons", "mesh": "mesh"}
     scale = on_disk["scales"][0]["key"]
     chunks = sorted((em_dir / "image.precomputed" / _get(f"{root}/image/info").json()
                      ["scales"][0]["key"]).iterdir())
@@ -77,6 +76,40 @@ def test_skeletons_decode_to_the_swc_files(live_api: str, em_dir: Path) -> None:
         by_id = dict(zip(rows["id"], range(len(rows)), strict=True))
         expected = {(k, by_id[p]) for k, p in enumerate(rows["parent"]) if p in by_id}
         assert {tuple(e) for e in edges.tolist()} == expected
+
+
+def test_meshes_span_their_segments_voxels(live_api: str, em_dir: Path) -> None:
+    """Each mesh's bounding box is its segment's voxel bounding box × resolution (numpy over
+    the truth labels), and it is a closed surface (every edge in two triangles)."""
+    import tensorstore as ts
+
+    from connectome_query.graphql_api.web.meshes import decode_mesh
+
+    root = f"{live_api}volumes/{WEB_EM}/segmentation"
+    info = _get(f"{root}/info").json()
+    assert _get(f"{root}/mesh/info").json() == {"@type": "neuroglancer_legacy_mesh"}
+    scale = info["scales"][0]
+    res = np.asarray(scale["resolution"], float)
+    labels_zyx = ts.open({"driver": "zarr3", "kvstore": {
+        "driver": "file", "path": str(em_dir / "truth" / "segmentation.zarr")}},
+        read=True).result().read().result()
+    labels = np.asarray(labels_zyx).transpose(2, 1, 0)
+    assert list(labels.shape) == scale["size"]
+    ids = [int(i) for i in np.unique(labels) if i]
+    for seg in ids[:4]:
+        manifest = _get(f"{root}/mesh/{seg}:0")
+        assert manifest.json() == {"fragments": [f"{seg}:0:{seg}"]}
+        assert manifest.headers["access-control-allow-origin"] == "*"
+        vertices, faces = decode_mesh(_get(f"{root}/mesh/{seg}:0:{seg}").content)
+        where = np.argwhere(labels == seg)
+        np.testing.assert_allclose(vertices.min(0), where.min(0) * res, rtol=1e-5)
+        np.testing.assert_allclose(vertices.max(0), (where.max(0) + 1) * res, rtol=1e-5)
+        assert faces.max() < len(vertices)
+        edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+        _, counts = np.unique(edges, axis=0, return_counts=True)
+        assert set(counts.tolist()) == {2}
+    assert _get(f"{root}/mesh/{max(ids) + 1000}:0").status_code == 404
+    assert _get(f"{root}/mesh/x:0").status_code == 404
 
 
 def _decode_many(data: bytes, n_props: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +158,29 @@ def test_private_volumes_need_a_token(live_api: str, web_token: tuple[Path, str]
     assert _get(url, authorization=f"Bearer {web_token[1]}").status_code == 404
 
 
+def _tile(rel: str) -> bool:
+    """A volume chunk (`{key}/x0-x1_y0-y1_z0-z1`) or an annotation chunk (`spatial0/0_0_0`)."""
+    name = rel.rsplit("/", 1)[-1]
+    return "_" in name and "/" in rel and not name.startswith("info")
+
+
+def _viewer_status(page: Any) -> str:
+    """The viewer's status messages (a layer that fails to load says so there, not on the
+    console)."""
+    return str(page.evaluate("""Array.from(document.querySelectorAll(
+        '#neuroglancer-status-container li, #neuroglancer-status-container-modal li'))
+        .filter(e => e.style.display !== 'none').map(e => e.innerText).join(' | ')"""))
+
+
 def test_neuroglancer_shows_our_volumes_offline(live_api: str, em_dir: Path,
                                                 browser: Any) -> None:
     segments = pd.read_parquet(em_dir / "truth" / "segments.parquet")
     shown = segments.nlargest(3, "size_voxels")["segment_id"].astype(int).tolist()
     root = f"{live_api}volumes/{WEB_EM}/"
-    wanted = {"image/info", "segmentation/info",
-              *(f"segmentation/skeletons/{s}" for s in shown)}
+    wanted = {"image/info", "segmentation/info", "synapses/info", "synapses/spatial0/0_0_0",
+              "segmentation/mesh/info",
+              *(f"segmentation/skeletons/{s}" for s in shown),
+              *(f"segmentation/mesh/{s}:0:{s}" for s in shown)}
     with bs.visit(browser) as seen:
         seen.page.goto(f"{live_api}datasets/{WEB_EM}/neuroglancer?bodyIds="
                        + ",".join(map(str, shown)))
@@ -139,23 +188,26 @@ def test_neuroglancer_shows_our_volumes_offline(live_api: str, em_dir: Path,
         while time.monotonic() < deadline:
             answered = {u.removeprefix(root) for u, s in seen.responses.items()
                         if u.startswith(root) and s == 200}
-            chunks = [u for u in answered if u.startswith(("image/", "segmentation/"))
-                      and "_" in u.rsplit("/", 1)[-1] and "-" in u]
-            if wanted <= answered and len(chunks) >= 2:
+            chunks = {layer: [u for u in answered if u.startswith(f"{layer}/") and _tile(u)]
+                      for layer in ("image", "segmentation", "synapses")}
+            if wanted <= answered and all(chunks.values()):
                 break
             seen.page.wait_for_timeout(500)
         seen.page.wait_for_timeout(2000)
         seen.screenshot("neuroglancer")
         seen.assert_offline()
         state = seen.page.evaluate("JSON.stringify(window.viewer.state.toJSON())")
+        status = _viewer_status(seen.page)
     missing = wanted - answered
     assert not missing, f"never answered: {missing}; saw {sorted(answered)}"
-    assert any(u.startswith("segmentation/") for u in chunks), chunks
-    assert any(u.startswith("image/") for u in chunks), chunks
+    assert all(chunks.values()), chunks
     layers = {layer["name"]: layer for layer in json.loads(state)["layers"]}
-    assert set(layers) == {"image", "segmentation"}
+    assert set(layers) == {"image", "segmentation", "synapses"}
     assert sorted(int(s) for s in layers["segmentation"]["segments"]) == sorted(shown)
+    assert layers["synapses"]["linkedSegmentationLayer"] == {
+        "pre_segment": "segmentation", "post_segment": "segmentation"}
     assert not seen.console_errors, seen.console_errors
+    assert "Dismiss" not in status and "rror" not in status, status
 
 
 def test_links_from_the_command_and_graphql_point_at_our_volumes(
@@ -163,7 +215,7 @@ def test_links_from_the_command_and_graphql_point_at_our_volumes(
     from typer.testing import CliRunner
 
     from connectome_query.cli.main import app
-    from connectome_query.graphql_api.neuroglancer import parse_url
+    from connectome_query.graphql_api.web.viewer import parse_viewer_url
 
     shown = pd.read_parquet(em_dir / "truth" / "segments.parquet")["segment_id"].head(2)
     ids = [str(int(s)) for s in shown]
@@ -171,18 +223,45 @@ def test_links_from_the_command_and_graphql_point_at_our_volumes(
                                       "--api", live_api])
     assert result.exit_code == 0, result.output
     link = result.output.strip()
-    assert link.startswith(f"{live_api}neuroglancer/v/offline/#!")
-    layers = {la["name"]: la for la in parse_url(link)["layers"]}
+    assert link.startswith(f"{live_api}neuroglancer/v/s")
+    layers = {la["name"]: la for la in parse_viewer_url(link)["layers"]}
     assert layers["segmentation"]["source"] == \
         f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
     assert layers["segmentation"]["segments"] == ids
+    assert layers["synapses"]["source"] == f"precomputed://{live_api}volumes/{WEB_EM}/synapses"
     answer = httpx.post(f"{live_api}graphql", json={"query": """query($d: String!, $b: [BodyId!])
         { neuroglancer(dataset: $d, bodyIds: $b) { url segments } }""",
         "variables": {"d": WEB_EM, "b": ids}}).json()
     url = answer["data"]["neuroglancer"]["url"]
-    assert url.startswith(f"{live_api}neuroglancer/v/offline/#!")
-    sources = {la["name"]: la["source"] for la in parse_url(url)["layers"]}
+    assert url.startswith(f"{live_api}neuroglancer/v/s")
+    sources = {la["name"]: la["source"] for la in parse_viewer_url(url)["layers"]}
     assert sources["segmentation"] == f"precomputed://{live_api}volumes/{WEB_EM}/segmentation"
     assert sources["image"] == f"precomputed://{live_api}volumes/{WEB_EM}/image"
     missing = CliRunner().invoke(app, ["neuroglancer", "t_web_no_such", "--api", live_api])
     assert missing.exit_code == 1
+
+
+def test_the_viewer_receives_the_state_its_link_carries(live_api: str) -> None:
+    from connectome_query.graphql_api.web import viewer
+
+    state = {"layers": [{"type": "segmentation", "name": "s", "source": "precomputed://x/y"}],
+             "layout": "xy"}
+    link = viewer.viewer_url(live_api, state)
+    assert viewer.parse_viewer_url(link) == state
+    token = link.rstrip("/").rsplit("/", 1)[-1]
+    assert _get(link).status_code == 200
+
+    def first_event(query: str) -> str:
+        with httpx.stream("GET", f"{live_api}neuroglancer/events/{token}{query}",
+                          timeout=30) as response:
+            assert response.status_code == 200
+            return next(response.iter_lines())
+
+    sent = first_event("?c=1&gs=")
+    assert sent.startswith("data: ")
+    assert json.loads(sent.removeprefix("data: ")) == {"k": "s", "s": state, "g": "1"}
+    assert first_event("?c=1&gs=1").startswith(":")  # a client that holds it gets nothing
+    for other in ("offline", "s-not-base64!", "sAAAA"):
+        assert viewer.token_state(other) is None
+    posted = httpx.post(f"{live_api}neuroglancer/state/{token}", json={"s": {}, "g": 7})
+    assert posted.json() == {"g": "1"}
