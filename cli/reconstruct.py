@@ -285,6 +285,8 @@ def train_ffn(
     checkpoint: Annotated[Path | None, typer.Option(
         help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 25,
+    positive_weight: Annotated[float, typer.Option(
+        help="weight of the object's voxels in the loss (the FOV holds mostly others)")] = 4.0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the flood-filling network on synthetic volumes (the shipped weights came from
@@ -315,7 +317,8 @@ def train_ffn(
 
         try:
             net = training.train(data, steps, ckpt, batch=batch, lr=lr, seed=seed,
-                                 checkpoint_every=checkpoint_every, tick=tick, meta=meta)
+                                 checkpoint_every=checkpoint_every, tick=tick, meta=meta,
+                                 positive_weight=positive_weight)
         except ValueError as e:
             raise fail(str(e), 1) from e
     net.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)

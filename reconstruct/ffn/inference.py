@@ -146,7 +146,7 @@ class Canvas:
         lo = np.array(c0)
         hi = np.array(c0) + 1
         queue: deque[tuple[int, ...]] = deque([c0])
-        seen = {c0}
+        seen = {tuple(p // d for p, d in zip(c0, self.delta, strict=True))}
         steps = 0
         while queue and steps < self.params.max_steps:
             c = queue.popleft()
@@ -158,8 +158,9 @@ class Canvas:
             lo = np.minimum(lo, [s.start for s in sl])
             hi = np.maximum(hi, [s.stop for s in sl])
             for m in self._moves(c):
-                # a position is predicted once; a nearby one (within a quarter step) counts
-                key = tuple(p // max(1, d // 2) for p, d in zip(m, self.delta, strict=True))
+                # one FOV per cell of a grid of the step's size: the FOV reaches past its
+                # cell's faces, and an object costs at most its volume / the cell's
+                key = tuple(p // d for p, d in zip(m, self.delta, strict=True))
                 if key not in seen and not self.seg[m]:
                     seen.add(key)
                     queue.append(m)

@@ -102,19 +102,22 @@ def sample_regions(vols: list[Volume], rng: np.random.Generator, batch: int,
 
 @functools.lru_cache(maxsize=1)
 def _adam() -> Callable[..., Any]:
-    """One compiled Adam step on the mean cross-entropy over the FOV:
-    (params, (mu, nu, t), image, mask, target, rate) -> (params, opt, loss, logits)."""
+    """One compiled Adam step on the cross-entropy over the FOV, the object's voxels weighted
+    `pos` times the others: (params, (mu, nu, t), image, mask, target, rate, pos) ->
+    (params, opt, loss, logits)."""
     import jax
     import jax.numpy as jnp
 
-    def loss_fn(ps: model.Params, img: Any, mask: Any, y: Any) -> Any:
+    def loss_fn(ps: model.Params, img: Any, mask: Any, y: Any, pos: float) -> Any:
         lg = model.forward(ps, img, mask)
         bce = jnp.maximum(lg, 0) - lg * y + jnp.log1p(jnp.exp(-jnp.abs(lg)))
-        return bce.mean(), lg
+        w = 1.0 + (pos - 1.0) * y
+        return (bce * w).sum() / w.sum(), lg
 
     @jax.jit
-    def step(ps: model.Params, opt: Any, img: Any, mask: Any, y: Any, rate: float) -> Any:
-        (value, lg), g = jax.value_and_grad(loss_fn, has_aux=True)(ps, img, mask, y)
+    def step(ps: model.Params, opt: Any, img: Any, mask: Any, y: Any, rate: float,
+             pos: float) -> Any:
+        (value, lg), g = jax.value_and_grad(loss_fn, has_aux=True)(ps, img, mask, y, pos)
         mu, nu, t = opt
         t = t + 1
         mu = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, mu, g)
@@ -160,18 +163,23 @@ def load_checkpoint(path: Path, n_layers: int) -> tuple[model.Params, Any, int, 
 def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: float = 1e-3,
           seed: int = 0, checkpoint_every: int = 25,
           tick: Callable[[int, float], None] = lambda i, loss: None,
-          meta: dict[str, Any] | None = None) -> model.FFN:
+          meta: dict[str, Any] | None = None, positive_weight: float = 1.0) -> model.FFN:
     """Train for `steps` steps (each: the seed FOV, then one FOV moved along the prediction),
     resuming from `checkpoint` when it exists; saves it every `checkpoint_every` steps."""
     import jax.numpy as jnp
 
     if steps < 1 or batch < 1 or checkpoint_every < 1:
         raise ValueError("steps, batch and checkpoint_every must be at least 1")
+    if not positive_weight > 0:
+        raise ValueError(f"positive_weight must be positive, got {positive_weight}")
     fov, delta = model.FOV, model.DELTA
     n_layers = len(model.layers())
     meta = dict(meta or {})
+    history: list[str] = []
     if checkpoint.exists():
         ps, opt, done, losses = load_checkpoint(checkpoint, n_layers)
+        with np.load(checkpoint, allow_pickle=False) as z:
+            history = list(json.loads(str(z["meta"])).get("history", []))
     else:
         ps, done, losses = model.init_params(seed), 0, []
         opt = ([(np.zeros_like(w), np.zeros_like(b)) for w, b in ps],
@@ -185,6 +193,10 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
     centre = (region[0] // 2, region[1] // 2, region[2] // 2)
     empty, seed_logit = model.logit(model.P_EMPTY), model.logit(model.P_SEED)
     thr = model.logit(0.9)
+    if done < steps:
+        history.append(f"steps {done + 1}-{steps}: batch {batch}, lr {lr:g}, object voxels "
+                       f"weighted {positive_weight:g}x")
+    meta["history"] = history
     for i in range(done, steps):
         rng = np.random.default_rng([seed, i])
         img, tgt = sample_regions(vols, rng, batch, region)
@@ -192,7 +204,8 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
         canvas[:, centre[0], centre[1], centre[2]] = seed_logit
         first = tuple(slice(c - h, c + h + 1) for c, h in zip(centre, half, strict=True))
         sl1 = (slice(None), *first)
-        params, opt, l1, lg = step(params, opt, img[sl1], canvas[sl1], tgt[sl1], lr)
+        params, opt, l1, lg = step(params, opt, img[sl1], canvas[sl1], tgt[sl1], lr,
+                                       positive_weight)
         canvas[sl1] = np.asarray(lg)
         crops = []
         for k in range(batch):
@@ -202,13 +215,13 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
         img2 = np.stack([img[k][crops[k]] for k in range(batch)])
         msk2 = np.stack([canvas[k][crops[k]] for k in range(batch)])
         tgt2 = np.stack([tgt[k][crops[k]] for k in range(batch)])
-        params, opt, l2, _ = step(params, opt, img2, msk2, tgt2, lr)
+        params, opt, l2, _ = step(params, opt, img2, msk2, tgt2, lr, positive_weight)
         loss = 0.5 * (float(l1) + float(l2))
         losses.append(loss)
         tick(i, loss)
         if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
             save_checkpoint(checkpoint, params, opt, i + 1, meta, losses[-25:])
     out_meta = {**meta, "fov_zyx": list(fov), "delta_zyx": list(delta), "width": model.WIDTH,
-                "modules": model.MODULES, "steps": steps, "batch": batch, "lr": lr,
+                "modules": model.MODULES, "steps": steps,
                 "final_loss": float(np.mean(losses[-25:])) if losses else float("nan")}
     return model.FFN([(np.asarray(w), np.asarray(b)) for w, b in params], out_meta)
