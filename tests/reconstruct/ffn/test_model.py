@@ -1,4 +1,4 @@
-"""The FFN's weights (round trip, bad files), its training (resumed = unbroken), the CLI's checks."""
+"""The FFN's weights (round trip, bad files), its training (resumed = unbroken), CLI checks."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_weights_round_trip_and_bad_files(tmp_path: Path) -> None:
         io.load_ffn(tmp_path / "missing.npz")
     junk = tmp_path / "junk.npz"
     junk.write_text("nope")
-    with pytest.raises(ReconstructError, match="junk.npz"):
+    with pytest.raises(ReconstructError, match=r"junk\.npz"):
         io.load_ffn(junk)
     arrays = model.to_arrays(net)
     arrays["w3"] = arrays["w3"][:, :1]
