@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--preset", default="noisy", choices=["clean", "noisy"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ffn", type=Path, default=None, help="FFN weights (default: shipped)")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="default: one per core")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))

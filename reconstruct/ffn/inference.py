@@ -124,6 +124,7 @@ class Canvas:
         self.empty = np.float32(logit(P_EMPTY))
         self.mask = np.full(self.image.shape, self.empty, np.float32)
         self.seg = np.zeros(self.image.shape, np.uint32)
+        self.tried = np.zeros(self.image.shape, bool)  # in an object dropped as too small
         self.n_objects = 0
         self.steps = 0
 
@@ -138,9 +139,10 @@ class Canvas:
 
     def segment_at(self, seed: Sequence[int]) -> int:
         """Flood-fill from a seed (volume coordinates); the new object's id, or 0 when the seed
-        lies in an earlier object or its object is under `min_size`."""
+        lies in an earlier object or in one dropped as too small, or its object is under
+        `min_size`."""
         c0 = tuple(int(s) + h for s, h in zip(seed, self.half, strict=True))
-        if self.seg[c0]:
+        if self.seg[c0] or self.tried[c0]:
             return 0
         self.mask[c0] = logit(P_SEED)
         lo = np.array(c0)
@@ -170,10 +172,12 @@ class Canvas:
         self.mask[box] = self.empty
         local = tuple(p - s.start for p, s in zip(c0, box, strict=True))
         if not obj[local]:
+            self.tried[c0] = True
             return 0
         cc = cc3d.connected_components(obj, connectivity=6)
         obj = cc == cc[local]
-        if int(obj.sum()) < self.params.min_size:
+        if int(obj.sum()) < self.params.min_size:  # too small: no seed inside it starts again
+            self.tried[box] |= obj
             return 0
         self.n_objects += 1
         self.seg[box][obj] = self.n_objects
