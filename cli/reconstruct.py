@@ -164,6 +164,12 @@ def reconstruct_cmd(
         help="affinity-network weights (train-affinity-net); default: shipped")] = None,
     augment: Annotated[bool, typer.Option(
         help="average the network over 8 in-plane flips/transposes (8x time)")] = False,
+    segmenter: Annotated[str, typer.Option(
+        help="watershed (affinities, seeded growth, agglomeration) or ffn (flood-filling "
+             "network)")] = "watershed",
+    ffn: Annotated[Path | None, typer.Option(
+        help="flood-filling network weights (train-ffn) for --segmenter ffn; default: "
+             "shipped")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
@@ -178,12 +184,17 @@ def reconstruct_cmd(
         raise fail(str(e), 2) from e
     if workers is not None and workers < 1:
         raise fail("--workers must be at least 1", 2)
+    if segmenter not in ("watershed", "ffn"):
+        raise fail(f"--segmenter must be 'watershed' or 'ffn', got {segmenter!r}", 2)
+    if ffn is not None and segmenter != "ffn":
+        raise fail("--ffn is for --segmenter ffn", 2)
     spec = ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory)
     try:
         with stage_progress(not quiet) as progress:
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
                                           net_path=net, augment=augment, block=shape,
-                                          spec=spec, clefts=clefts)
+                                          spec=spec, clefts=clefts, segmenter=segmenter,
+                                          ffn_path=ffn)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     if result:
@@ -261,3 +272,55 @@ def train_affinity_net(
     io.save_net(output, net)
     out.print(f"wrote {output} (mean loss of the last steps "
               f"{net.meta['final_loss']:.3f})")
+
+
+@app.command("train-ffn")
+def train_ffn(
+    output: Annotated[Path, typer.Argument(metavar="OUT",
+                                           help="where to save the weights (.npz)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps (each: seed FOV + one move)")] = 1000,
+    volumes: Annotated[int, typer.Option(help="synthetic training volumes")] = 8,
+    batch: Annotated[int, typer.Option(help="seeds per step")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 25,
+    positive_weight: Annotated[float, typer.Option(
+        help="weight of the object's voxels in the loss (the FOV holds mostly others)")] = 4.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the flood-filling network on synthetic volumes (the shipped weights came from
+    this command; see reconstruct/ffn/)."""
+    import time
+
+    from connectome_query.reconstruct import io
+    from connectome_query.reconstruct.ffn import model, training
+
+    if steps < 1 or volumes < 1 or batch < 1 or checkpoint_every < 1:
+        raise fail("--steps, --volumes, --batch and --checkpoint-every must be at least 1", 2)
+    if not lr > 0:
+        raise fail(f"--lr must be positive, got {lr}", 2)
+    ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
+    shape = (48, 128, 128)
+    vs = training.VOXEL_SIZE
+    data = training.training_volumes(volumes, shape, voxel_size_zyx=vs)
+    meta = {model.VOXEL_SIZE_KEY: list(vs),
+            "trained_on": f"{volumes} synthetic volumes {'x'.join(map(str, shape))}, seeds from "
+                          f"{training.FFN_TRAINING_SEED}, clean and noisy"}
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task("training", total=steps)
+
+        def tick(i: int, loss: float) -> None:
+            prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
+
+        try:
+            net = training.train(data, steps, ckpt, batch=batch, lr=lr, seed=seed,
+                                 checkpoint_every=checkpoint_every, tick=tick, meta=meta,
+                                 positive_weight=positive_weight)
+        except ValueError as e:
+            raise fail(str(e), 1) from e
+    net.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)
+    io.save_ffn(output, net)
+    out.print(f"wrote {output} (mean loss of the last steps {net.meta['final_loss']:.3f})")

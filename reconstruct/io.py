@@ -248,6 +248,33 @@ def load_net(path: Path) -> Any:
                                f"{e}") from e
 
 
+def save_ffn(path: Path, net: Any) -> None:
+    """Save flood-filling network weights and metadata as one .npz file."""
+    from connectome_query.reconstruct.ffn import model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savez: Any = np.savez_compressed
+    with open(path, "wb") as fh:
+        savez(fh, **model.to_arrays(net))
+
+
+def load_ffn(path: Path) -> Any:
+    """Load weights saved by `save_ffn`, with a clear error for a missing or wrong file."""
+    from connectome_query.reconstruct.ffn import model
+
+    path = Path(path)
+    if not path.exists():
+        raise ReconstructError(f"flood-filling network: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return model.from_arrays(arrays)
+    except Exception as e:
+        raise ReconstructError(f"flood-filling network: {path} is not saved FFN weights: "
+                               f"{e}") from e
+
+
 # ------------------------------------------------------------------------ the EM directory
 
 def read_volume_info(em_dir: Path) -> dict[str, Any]:

@@ -30,10 +30,11 @@ from connectome_query.reconstruct.engine.grid import Triple
 from connectome_query.reconstruct.engine.manifest import Manifest, array_identity, file_sha256
 from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.ffn import stage as ffn_stage
 from connectome_query.reconstruct.progress import Progress, Quiet
-from connectome_query.reconstruct.training import DEFAULT_NET, default_model
+from connectome_query.reconstruct.training import DEFAULT_FFN, DEFAULT_NET, default_model
 
-__all__ = ["DEFAULT_NET", "default_block", "default_model", "reconstruct"]
+__all__ = ["DEFAULT_FFN", "DEFAULT_NET", "default_block", "default_model", "reconstruct"]
 
 BYTES_PER_VOXEL = 160
 """Peak bytes a worker holds per voxel of its block (measured: the segmentation passes and
@@ -84,7 +85,11 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                            "network": {"path": run.net_path, "sha256": file_sha256(
                                Path(run.net_path))} if run.net_path else None,
                            "augment": run.augment, "affinities": affs_id,
-                           "clefts": run.clefts, "classifier": model_id}}
+                           "clefts": run.clefts, "classifier": model_id,
+                           # only an FFN run names its segmenter: watershed runs keep the
+                           # identity they had before there was a choice
+                           **({"segmenter": {"name": "ffn", "sha256": file_sha256(
+                               Path(run.ffn_path))}} if run.ffn_path else {})}}
 
 
 def _inputs(em_dir: Path, affinities_path: Path | None) -> tuple[dict[str, Any], Any,
@@ -103,12 +108,15 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 params: segment.SegParams | None = None, net_path: Path | None = None,
                 augment: bool = False, block: Triple | None = None,
                 spec: cluster.ClusterSpec | None = None,
-                clefts: str | None = None) -> dict[str, Any]:
+                clefts: str | None = None, segmenter: str = "watershed",
+                ffn_path: Path | None = None) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
     Clefts come from the network's cleft channel unless `clefts="classifier"` or a voxel
     classifier (`model_path`) is given. `block` (z, y, x) defaults to `default_block`;
-    `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine)."""
+    `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine).
+    `segmenter="ffn"` segments with the flood-filling network (`ffn_path`, default the shipped
+    weights) instead of the watershed."""
     em_dir, out = Path(em_dir), Path(out_dir)
     progress = progress or Quiet()
     spec = spec or cluster.ClusterSpec()
@@ -125,6 +133,14 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     uses_net = affinities_path is None or source == "network"
     if uses_net:
         _check_net(net, vs, em_dir)
+    if segmenter not in ("watershed", "ffn"):
+        raise ReconstructError(f"segmenter must be 'watershed' or 'ffn', got {segmenter!r}")
+    ffn = None
+    if segmenter == "ffn":
+        ffn = Path(ffn_path) if ffn_path is not None else DEFAULT_FFN
+        ffn_stage.check_net(ffn, vs)
+    elif ffn_path is not None:
+        raise ReconstructError("ffn_path is for segmenter 'ffn'; the watershed does not use it")
     if block is None:
         block = default_block(shape, cluster.local_shape(spec)[2])
     if min(block) < 1:
@@ -134,7 +150,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                       params or segment.SegParams(), str(net.resolve()) if uses_net else None,
                       augment and uses_net,
                       str(Path(affinities_path).resolve()) if affinities_path else None,
-                      source, None, truth is not None)
+                      source, None, truth is not None, segmenter,
+                      str(ffn.resolve()) if ffn is not None else None)
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":
@@ -162,7 +179,10 @@ def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None) -> d
     out = Path(run.run_dir)
     sections = image.sections_of(engine, run)
     affs = predict.affinities_and_clefts(engine, run, sections)
-    sizes = segmentation.segment(engine, run, affs)
+    if run.segmenter == "ffn":
+        sizes = ffn_stage.segment(engine, run, sections, affs)
+    else:
+        sizes = segmentation.segment(engine, run, affs)
     pyramid.pyramid(engine, run)
     syn = synapses.detect(engine, run, sections)
     soma = cells.somata(engine, run)
@@ -187,4 +207,5 @@ def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dic
             "affinities": str(affinities_path) if affinities_path else
             f"predicted by {run.net_path}{' (8-fold flip/transpose averaged)' if augment else ''}",
             "block_zyx": list(run.block), "array_backend": xp.backend_name(),
+            "segmenter": run.segmenter, "ffn": run.ffn_path,
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

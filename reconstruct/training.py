@@ -16,6 +16,8 @@ from connectome_query.reconstruct.progress import Tick, no_progress
 
 DEFAULT_NET = Path(__file__).parent / "models" / "affinity_unet.npz"
 """The affinity network shipped with the package (`connectome train-affinity-net` remakes it)."""
+DEFAULT_FFN = Path(__file__).parent / "models" / "ffn.npz"
+"""The flood-filling network shipped with the package (`connectome train-ffn` remakes it)."""
 NET_TRAINING_SEED = 2_000_003
 """First seed of the affinity network's synthetic training volumes."""
 _MODEL_SEED = 1_000_003  # first seed of the voxel classifier's training volumes

@@ -39,6 +39,8 @@ class Run:
     clefts: str = "network"  # or "classifier"
     model_path: str | None = None  # the voxel classifier (clefts = "classifier")
     truth: bool = False
+    segmenter: str = "watershed"  # or "ffn"
+    ffn_path: str | None = None  # the flood-filling network's weights (segmenter "ffn")
 
     @property
     def grid(self) -> Grid:

@@ -1,0 +1,171 @@
+"""The flood-filling network: a 3-D residual convolution stack (JAX; no I/O).
+
+Januszewski et al. 2018: the network sees a field of view (FOV) of the image and of the object
+mask grown so far (logits), and returns updated mask logits for the whole FOV (the input mask
+plus the stack's output). Our FOV is 13 x 33 x 33 voxels (z, y, x): about 530 nm each way at
+40 x 16 x 16 nm, the paper's 33 x 33 x 17 scaled to our anisotropy. One in-plane convolution
+takes the two input channels to `WIDTH`, `MODULES` residual modules of two 3 x 3 x 3 convolutions
+follow, and a 1 x 1 x 1 convolution gives the logit update.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FFN_FORMAT = "connectome-query/ffn/1"
+FOV = (13, 33, 33)
+"""Field of view (z, y, x) in voxels; every size is odd so that the FOV has a centre voxel."""
+DELTA = (3, 8, 8)
+"""How far (z, y, x) the FOV moves in one step, and where its faces for movement lie."""
+WIDTH = 12
+MODULES = 2
+VOXEL_SIZE_KEY = "voxel_size_nm_zyx"
+
+P_EMPTY = 0.05
+"""The mask's prior outside the object (the paper's 0.05), and ..."""
+P_SEED = 0.95
+"""... at the seed voxel."""
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+Params = list[tuple[Any, Any]]
+
+
+def layers(width: int = WIDTH, modules: int = MODULES) -> list[tuple[int, int, tuple[int, int,
+                                                                                      int]]]:
+    """(in channels, out channels, kernel z, y, x) of every convolution, in order."""
+    out = [(2, width, (1, 3, 3))]
+    for _ in range(modules):
+        out += [(width, width, (3, 3, 3)), (width, width, (3, 3, 3))]
+    return [*out, (width, 1, (1, 1, 1))]
+
+
+@dataclass
+class FFN:
+    """Weights of a flood-filling network with metadata (how it was trained)."""
+
+    params: Params
+    meta: dict[str, Any] = field(default_factory=dict)
+    format: str = FFN_FORMAT
+
+    @property
+    def fov(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.meta.get("fov_zyx", FOV))  # type: ignore[return-value]
+
+    @property
+    def delta(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.meta.get("delta_zyx", DELTA))  # type: ignore[return-value]
+
+
+def init_params(seed: int = 0, width: int = WIDTH, modules: int = MODULES) -> Params:
+    """He-initialised weights; the last layer starts at zero (the network first returns its
+    input mask unchanged)."""
+    rng = np.random.default_rng(seed)
+    out: Params = []
+    spec = layers(width, modules)
+    for i, (cin, cout, k) in enumerate(spec):
+        fan_in = cin * int(np.prod(k))
+        scale = 0.0 if i == len(spec) - 1 else np.sqrt(2.0 / fan_in)
+        if 0 < i < len(spec) - 1 and i % 2 == 0:  # second conv of a module: small
+            scale *= 0.3
+        w = (rng.standard_normal((cout, cin, *k)) * scale).astype(np.float32)
+        out.append((w, np.zeros(cout, np.float32)))
+    return out
+
+
+def _conv(x: Any, p: tuple[Any, Any]) -> Any:
+    """A "same" 3-D convolution of x (N, D, H, W, C) as one 2-D convolution of every section
+    with its kz - 1 neighbours stacked as channels (XLA's 2-D convolutions are the faster
+    ones on a CPU; the sums are the same)."""
+    import jax
+    import jax.numpy as jnp
+
+    w, b = p
+    cout, cin, kz, ky, kx = w.shape
+    n, d, h, wd, _c = x.shape
+    if kz > 1:
+        pz = kz // 2
+        xp = jnp.pad(x, ((0, 0), (pz, pz), (0, 0), (0, 0), (0, 0)))
+        x = jnp.concatenate([xp[:, dz:dz + d] for dz in range(kz)], axis=-1)
+    k = jnp.transpose(w, (3, 4, 2, 1, 0)).reshape(ky, kx, kz * cin, cout)
+    y = jax.lax.conv_general_dilated(x.reshape(n * d, h, wd, kz * cin), k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.reshape(n, d, h, wd, cout) + b
+
+
+def forward(params: Params, image: Any, mask: Any) -> Any:
+    """Updated mask logits (N, z, y, x) from normalised images and mask logits (N, z, y, x)."""
+    import jax
+    import jax.numpy as jnp
+
+    relu = jax.nn.relu
+    h = relu(_conv(jnp.stack([image, mask], axis=-1), params[0]))
+    for m in range((len(params) - 2) // 2):
+        r = relu(_conv(h, params[1 + 2 * m]))
+        h = relu(h + _conv(r, params[2 + 2 * m]))
+    return mask + _conv(h, params[-1])[..., 0]
+
+
+def to_arrays(net: FFN) -> dict[str, np.ndarray]:
+    """Weights as named arrays (for npz), metadata as a JSON string array."""
+    out: dict[str, np.ndarray] = {"format": np.array(net.format),
+                                  "meta": np.array(json.dumps(net.meta))}
+    for i, (w, b) in enumerate(net.params):
+        out[f"w{i}"] = np.asarray(w, np.float32)
+        out[f"b{i}"] = np.asarray(b, np.float32)
+    return out
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> FFN:
+    """Inverse of `to_arrays`; checks the format and every layer's shape."""
+    fmt = str(arrays.get("format", ""))
+    if fmt != FFN_FORMAT:
+        raise ValueError(f"format is {fmt!r}, expected {FFN_FORMAT!r}")
+    meta = json.loads(str(arrays.get("meta", "{}")))
+    spec = layers(int(meta.get("width", WIDTH)), int(meta.get("modules", MODULES)))
+    params: Params = []
+    for i, (cin, cout, k) in enumerate(spec):
+        w, b = arrays.get(f"w{i}"), arrays.get(f"b{i}")
+        if w is None or b is None:
+            raise ValueError(f"layer {i} is missing (w{i}/b{i})")
+        if tuple(w.shape) != (cout, cin, *k) or tuple(b.shape) != (cout,):
+            raise ValueError(f"layer {i} has shape {tuple(w.shape)}, expected {(cout, cin, *k)}")
+        params.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
+    return FFN(params=params, meta=meta)
+
+
+def check_voxel_size(net: FFN, voxel_size_zyx: Sequence[float], rel_tol: float = 0.01) -> None:
+    """Refuse a volume whose voxel size differs from the training volumes'."""
+    trained = net.meta.get(VOXEL_SIZE_KEY)
+    if trained is None:
+        raise ValueError(f"the network's metadata lacks {VOXEL_SIZE_KEY!r}; retrain it with "
+                         "`connectome train-ffn`")
+    if len(trained) != 3 or any(abs(float(t) - float(v)) > rel_tol * float(t)
+                                for t, v in zip(trained, voxel_size_zyx, strict=False)):
+        raise ValueError(f"the network was trained at voxel size {list(trained)[::-1]} nm "
+                         f"(x, y, z) but the volume has "
+                         f"{[float(v) for v in voxel_size_zyx][::-1]} nm")
+
+
+class NetPredictor:
+    """A compiled network as the inference loop's predictor: (FOV corner, image, mask
+    logits) -> new mask logits, all (z, y, x) of the FOV's shape."""
+
+    def __init__(self, net: FFN) -> None:
+        import jax
+
+        self.net = net
+        self.params = [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in net.params]
+        self._fn = jax.jit(lambda ps, a, m: forward(ps, a[None], m[None])[0])
+
+    def __call__(self, lo: tuple[int, int, int], image: np.ndarray,
+                 mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(self.params, image, mask))

@@ -1,0 +1,117 @@
+"""The FFN's weights (round trip, bad files), its training (resumed = unbroken), CLI checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from connectome_query.cli.main import app
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.ffn import model, training
+from connectome_query.reconstruct.ffn.model import FOV
+
+VS = (40.0, 16.0, 16.0)
+
+
+def small_net(seed: int = 0) -> model.FFN:
+    return model.FFN(model.init_params(seed), {model.VOXEL_SIZE_KEY: list(VS)})
+
+
+def test_weights_round_trip_and_bad_files(tmp_path: Path) -> None:
+    net = small_net()
+    p = tmp_path / "ffn.npz"
+    io.save_ffn(p, net)
+    back = io.load_ffn(p)
+    assert back.meta == net.meta and back.fov == FOV
+    for (w, b), (w2, b2) in zip(net.params, back.params, strict=True):
+        assert np.array_equal(w, w2) and np.array_equal(b, b2)
+    with pytest.raises(ReconstructError, match="does not exist"):
+        io.load_ffn(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_text("nope")
+    with pytest.raises(ReconstructError, match=r"junk\.npz"):
+        io.load_ffn(junk)
+    arrays = model.to_arrays(net)
+    arrays["w3"] = arrays["w3"][:, :1]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ReconstructError, match="layer 3"):
+        io.load_ffn(bad)
+    arrays = model.to_arrays(net)
+    arrays["format"] = np.array("connectome-query/affinity-unet/1")
+    np.savez(bad, **arrays)
+    with pytest.raises(ReconstructError, match="format"):
+        io.load_ffn(bad)
+
+
+def test_voxel_size_is_checked() -> None:
+    net = small_net()
+    model.check_voxel_size(net, VS)
+    with pytest.raises(ValueError, match="trained at voxel size"):
+        model.check_voxel_size(net, (30.0, 8.0, 8.0))
+    with pytest.raises(ValueError, match="lacks"):
+        model.check_voxel_size(model.FFN(net.params, {}), VS)
+
+
+def test_untrained_network_returns_its_mask() -> None:
+    """The last layer starts at zero: the update is nothing, the mask comes back."""
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=FOV).astype(np.float32)
+    mask = rng.normal(size=FOV).astype(np.float32)
+    out = model.NetPredictor(small_net())((0, 0, 0), img, mask)
+    assert out.shape == FOV
+    assert np.allclose(out, mask, atol=1e-6)
+
+
+def test_resumed_training_equals_unbroken(tmp_path: Path) -> None:
+    vols = training.training_volumes(1, (16, 64, 64))
+    unbroken = training.train(vols, 2, tmp_path / "a.npz", batch=2, checkpoint_every=1)
+    training.train(vols, 1, tmp_path / "b.npz", batch=2, checkpoint_every=1)
+    _, _, done, losses = training.load_checkpoint(tmp_path / "b.npz", len(model.layers()))
+    assert done == 1 and len(losses) == 1
+    resumed = training.train(vols, 2, tmp_path / "b.npz", batch=2, checkpoint_every=1)
+    for (w, b), (w2, b2) in zip(unbroken.params, resumed.params, strict=True):
+        assert np.allclose(w, w2, atol=1e-6) and np.allclose(b, b2, atol=1e-6)
+    assert np.isfinite(unbroken.meta["final_loss"])
+    assert not np.array_equal(unbroken.params[-1][0], model.init_params(0)[-1][0])
+
+
+def test_training_checks() -> None:
+    vols = training.training_volumes(1, (16, 64, 64))
+    with pytest.raises(ValueError, match="at least 1"):
+        training.train(vols, 0, Path("unused.npz"))
+    with pytest.raises(ValueError, match="deep enough"):
+        training.make_volume(np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.int64),
+                             VS, (1, 1, 1))
+
+
+def test_cli_refuses_bad_options(tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["train-ffn", str(tmp_path / "f.npz"), "--steps", "0"])
+    assert r.exit_code == 2 and "--steps" in r.output
+    r = runner.invoke(app, ["train-ffn", str(tmp_path / "f.npz"), "--lr", "0"])
+    assert r.exit_code == 2 and "--lr" in r.output
+    em = tmp_path / "em"
+    r = runner.invoke(app, ["synth-em", str(em), "--size", "32,32,16", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["reconstruct", str(em), str(tmp_path / "run"), "--segmenter",
+                            "flood", "--quiet"])
+    assert r.exit_code == 2 and "--segmenter" in r.output
+    r = runner.invoke(app, ["reconstruct", str(em), str(tmp_path / "run"), "--ffn",
+                            str(tmp_path / "f.npz"), "--quiet"])
+    assert r.exit_code == 2 and "--ffn" in r.output
+    bad = tmp_path / "bad.npz"
+    bad.write_text("nope")
+    r = runner.invoke(app, ["reconstruct", str(em), str(tmp_path / "run"), "--segmenter", "ffn",
+                            "--ffn", str(bad), "--quiet"])
+    assert r.exit_code == 1 and "bad.npz" in r.output
+    other = tmp_path / "other.npz"
+    io.save_ffn(other, model.FFN(model.init_params(0), {model.VOXEL_SIZE_KEY: [30.0, 8.0, 8.0]}))
+    r = runner.invoke(app, ["reconstruct", str(em), str(tmp_path / "run"), "--segmenter", "ffn",
+                            "--ffn", str(other), "--quiet"])
+    assert r.exit_code == 1 and "voxel size" in r.output
+    assert not (tmp_path / "run").exists()
