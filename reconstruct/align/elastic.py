@@ -7,7 +7,7 @@ missing sections are skipped; damaged ones, such as blurred sections, are aligne
 partners blurred alike, but never serve as a reference). Maps compose: node p of the aligned
 frame shows reference r at x_r(p), and the flow says the section shows that place at
 x_r(p) + f(x_r(p)), which is the node's target from r; the targets of all references are
-averaged (weighted by nearness, those far from the others dropped), and the mesh, held to
+averaged (weighted by 1 / distance², those far from the others dropped), and the mesh, held to
 the references' mean shape, relaxes against them (`mesh.relax`). Aligning to several
 references keeps errors of single flows (content that moves between sections, gaps) from
 compounding along z.
@@ -120,7 +120,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
                                    mask=r_mask | m, blur=blur)
             t, w = _targets(f, nodes[r_z], config.stride)
             targets.append(t)
-            weights.append(w / (z - r_z))
+            weights.append(w / (z - r_z) ** 2)
             covs.append(float(f.valid.mean()))
         target, weight = combine_targets(targets, weights)
         near_z = refs[-1][0]

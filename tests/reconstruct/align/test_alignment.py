@@ -1,6 +1,6 @@
 """Elastic alignment of a raw volume measured against the truth (the issue's bar).
 
-The volume (seed 17) is held out: the aligner's settings were chosen on seeds 3 and 11."""
+The volume (seed 23) is held out: the aligner's settings were chosen on seeds 3, 11 and 17."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def residual() -> evaluate.Residual:
-    v = make_raw_volume((16, 256, 256), seed=17)
+    v = make_raw_volume((16, 256, 256), seed=23)
     return trial.run_trial(v.undeformed, v.plan.config).residual
 
 
 def test_stack_holds_together_across_missing_and_blurred_sections(residual):
-    # aligned to one reference by intensity the stack of this seed stood at RMS 5.0, p99 12.1
+    # aligned to one reference by intensity the stack of this seed stood at RMS 15.1, p99 31.1
     assert residual.pixels > 100_000
-    assert residual.rms <= 4.5 and residual.p99 <= 10.0, residual
+    assert residual.rms <= 4.0 and residual.p99 <= 9.0, residual
 
 
 @pytest.mark.xfail(strict=True, reason="content-based flows follow the synthetic tissue's own "
