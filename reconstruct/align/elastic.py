@@ -1,12 +1,16 @@
-"""Elastic alignment of a stack: flows between neighbouring sections, meshes relaxed in
+"""Elastic alignment of a stack: flows to the nearest aligned sections, meshes relaxed in
 order along z, maps composed.
 
-The first usable section is the reference (its map is the identity). Each next section gets a
-flow against the last *reference* section before it (missing sections are skipped; damaged
-ones, such as blurred sections, are aligned but never serve as a reference). Maps compose:
-node p of the aligned frame shows the reference at x_ref(p), and the flow says the section
-shows that place at x_ref(p) + f(x_ref(p)), which is the node's target; the mesh, held to the
-reference's shape, relaxes against those targets (`mesh.relax`).
+The first usable section is the reference (its map is the identity). Each next section gets
+flows against up to `AlignConfig.references` aligned sections before it (the nearest ones:
+missing sections are skipped; damaged ones, such as blurred sections, are aligned, with both
+partners blurred alike, but never serve as a reference). Maps compose: node p of the aligned
+frame shows reference r at x_r(p), and the flow says the section shows that place at
+x_r(p) + f(x_r(p)), which is the node's target from r; the targets of all references are
+averaged (weighted by 1 / distance², those far from the others dropped), and the mesh, held to
+the references' mean shape, relaxes against them (`mesh.relax`). Aligning to several
+references keeps errors of single flows (content that moves between sections, gaps) from
+compounding along z.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class AlignConfig:
     stride: int = 32
     patch: int = 128
     max_shift: int = 24
+    references: int = 3  # aligned sections each section is aligned to
+    damaged_blur: float = 2.0  # px, both partners of a damaged (blurred) section
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
 
 
@@ -42,6 +48,41 @@ class Maps:
     flow_coverage: np.ndarray  # (z,) fraction of nodes with a good flow
     steps: np.ndarray  # (z,) relaxation steps
     notes: list[str] = field(default_factory=list)
+
+
+def _targets(f: flow_.Flow, prev: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (gy, gx, 2) and weights (gy, gx) of a section's nodes from a flow measured
+    against a reference whose solved nodes are `prev`: the flow at the reference's node
+    positions, bilinear over the good nodes only."""
+    valid = f.valid[..., None].astype(np.float64)
+    num = sample_nodes(np.where(valid > 0, f.yx, 0.0) * valid, prev, stride)
+    den = sample_nodes(valid, prev, stride)
+    inc = num / np.maximum(den, 1e-9)
+    return prev + inc, (den[..., 0] >= 0.5).astype(np.float64)
+
+
+def combine_targets(targets: list[np.ndarray], weights: list[np.ndarray],
+                    agree: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the weighted mean of the references' targets, after dropping those more than
+    `agree` px from the weighted median of the node's targets; weight: the summed weight."""
+    t = np.stack(targets)  # (r, gy, gx, 2)
+    w = np.stack(weights)  # (r, gy, gx)
+    if len(targets) > 1:
+        med = np.stack([_weighted_median(t[..., k], w) for k in range(2)], -1)
+        w = np.where(np.linalg.norm(t - med[None], axis=-1) <= agree, w, 0.0)
+    total = w.sum(axis=0)
+    mean = (t * w[..., None]).sum(axis=0) / np.maximum(total, 1e-9)[..., None]
+    return mean, total
+
+
+def _weighted_median(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, axis=0)
+    vs = np.take_along_axis(v, order, 0)
+    ws = np.take_along_axis(w, order, 0)
+    cum = ws.cumsum(axis=0)
+    half = cum[-1] / 2
+    idx = np.minimum((cum < half[None]).sum(axis=0), v.shape[0] - 1)
+    return np.take_along_axis(vs, idx[None], 0)[0]
 
 
 def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.ndarray],
@@ -58,45 +99,48 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     coverage = np.zeros(n_sections)
     steps = np.zeros(n_sections, np.int64)
     notes: list[str] = []
-    ref_z: int | None = None
-    ref_img: np.ndarray | None = None
-    ref_mask: np.ndarray | None = None
+    refs: list[tuple[int, np.ndarray, np.ndarray]] = []  # nearest last
     for z in range(n_sections):
         tick(f"aligning section {z}", z / max(n_sections, 1))
         if not usable[z]:
-            if ref_z is not None:
-                nodes[z] = nodes[ref_z]
+            if refs:
+                nodes[z] = nodes[refs[-1][0]]
             continue
         img, m = section(z), mask(z)
-        if ref_z is None or ref_img is None or ref_mask is None:
+        if not refs:
             if reference_ok[z]:
-                ref_z, ref_img, ref_mask = z, img, m
+                refs.append((z, img, m))
                 reference[z] = z
                 coverage[z] = 1.0
             continue
-        f = flow_.section_flow(ref_img, img, config.stride, config.patch, config.max_shift,
-                               mask=ref_mask | m)
-        coverage[z] = float(f.valid.mean())
-        prev = nodes[ref_z]
-        # the flow at the reference's node positions: bilinear over the good nodes only
-        valid = f.valid[..., None].astype(np.float64)
-        num = sample_nodes(np.where(valid > 0, f.yx, 0.0) * valid, prev, config.stride)
-        den = sample_nodes(valid, prev, config.stride)
-        inc = num / np.maximum(den, 1e-9)
-        weight = (den[..., 0] >= 0.5).astype(np.float64)
-        target = prev + inc
+        blur = 0.0 if reference_ok[z] else config.damaged_blur
+        targets, weights, covs = [], [], []
+        for r_z, r_img, r_mask in reversed(refs):
+            f = flow_.section_flow(r_img, img, config.stride, config.patch, config.max_shift,
+                                   mask=r_mask | m, blur=blur)
+            t, w = _targets(f, nodes[r_z], config.stride)
+            targets.append(t)
+            weights.append(w / (z - r_z) ** 2)
+            covs.append(float(f.valid.mean()))
+        target, weight = combine_targets(targets, weights)
+        near_z = refs[-1][0]
+        coverage[z] = covs[0]
+        prev = nodes[near_z]
         good = weight > 0
-        # start from the reference moved by the flows' median; nodes without a good flow are
-        # carried by the mesh, never by a filled-in guess
-        shift = np.median(inc[good], axis=0) if good.any() else f.shift
-        x, n_steps, _ = mesh_.relax(target, weight, prev, prev + shift, config.mesh)
-        nodes[z], steps[z], reference[z] = x, n_steps, ref_z
-        if coverage[z] < 0.2:
-            notes.append(f"section {z}: only {coverage[z]:.0%} of its flow to section "
-                         f"{ref_z} is good; its alignment is uncertain")
+        # start from the reference moved by the targets' median; nodes without a good flow
+        # are carried by the mesh, never by a filled-in guess
+        shift = np.median((target - prev)[good], axis=0) if good.any() else np.zeros(2)
+        rest = np.mean([nodes[r[0]] for r in refs], axis=0)
+        x, n_steps, _ = mesh_.relax(target, weight / max(float(weight.max()), 1e-9), rest,
+                                    prev + shift, config.mesh)
+        nodes[z], steps[z], reference[z] = x, n_steps, near_z
+        if max(covs) < 0.2:
+            notes.append(f"section {z}: only {max(covs):.0%} of its flow to section "
+                         f"{near_z} is good; its alignment is uncertain")
         if reference_ok[z]:
-            ref_z, ref_img, ref_mask = z, img, m
-    if ref_z is None:
+            refs.append((z, img, m))
+            refs = refs[-config.references:]
+    if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)

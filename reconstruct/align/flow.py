@@ -5,7 +5,7 @@ correlated with a patch of the moving section (zero mean, Hann window, normalise
 cross-correlation by FFT, all patches of a section at once in JAX: one code path on CPU and
 GPU); the peak, refined to a fraction of a pixel by a parabola through its neighbours, is the
 node's displacement f: moving(p + f(p)) shows what fixed(p) shows. Both sections are
-band-passed first (`band_pass`). Coarse to fine: a first pass
+reduced to their structure first (`structure`). Coarse to fine: a first pass
 on both sections downsampled by 2 gives each patch a prior that the full-resolution pass
 searches around, so shifts of tens of pixels are found with small patches.
 
@@ -172,15 +172,15 @@ def _one_level(fixed: np.ndarray, moving: np.ndarray, stride: int, patch: int,
 
 def section_flow(fixed: np.ndarray, moving: np.ndarray, stride: int = 32, patch: int = 128,
                  max_shift: int = 20, mask: np.ndarray | None = None,
-                 coarse: bool = True, band: tuple[float, float] = (1.0, 4.0)) -> Flow:
+                 coarse: bool = True, blur: float = 0.0) -> Flow:
     """Flow from `fixed` to `moving` (2-D float images of one shape) at grid nodes `stride`
-    apart; `mask` (bool, fixed's frame) marks pixels no flow may come from; `band` are the
-    sigmas of the band-pass both sections go through."""
+    apart; `mask` (bool, fixed's frame) marks pixels no flow may come from; `blur` (px) is
+    applied to both sections first (to match a blurred partner)."""
     if fixed.shape != moving.shape:
         raise ValueError(f"sections differ in shape: {fixed.shape} and {moving.shape}")
     gy, gx = grid_shape(fixed.shape, stride)
-    bf, bm = band_pass(fixed, *band), band_pass(moving, *band)
-    g = global_shift(band_pass(fixed, 2.0, 16.0), band_pass(moving, 2.0, 16.0), mask)
+    bf, bm = structure(fixed, mask, blur), structure(moving, mask, blur)
+    g = global_shift(bf, bm, mask)
     prior = np.broadcast_to(g, (gy, gx, 2)).astype(np.float64)
     if coarse:
         small = [ndi.zoom(a, 0.5, order=1) for a in (bf, bm)]
@@ -204,23 +204,44 @@ def section_flow(fixed: np.ndarray, moving: np.ndarray, stride: int = 32, patch:
 def global_shift(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray | None = None,
                  max_shift: int = 64) -> np.ndarray:
     """The whole sections' translation g (moving(p + g) ~ fixed(p)), at most `max_shift` px:
-    the windowed cross-correlation of the central squares of both sections at half
-    resolution, masked pixels set to 0; it centres every patch's search."""
-    f = fixed if mask is None else np.where(mask, 0.0, fixed)
-    m = moving if mask is None else np.where(mask, 0.0, moving)
-    side = (min(f.shape) // 4) * 4
-    y0, x0 = (f.shape[0] - side) // 2, (f.shape[1] - side) // 2
-    crop = [ndi.zoom(a[y0:y0 + side, x0:x0 + side].astype(np.float32), 0.5, order=1)
-            for a in (f, m)]
-    shift, _, _ = xcorr_peaks(jnp.asarray(crop[0][None]), jnp.asarray(crop[1][None]),
-                              jnp.asarray(_window(side // 2)),
-                              max_shift=min(max_shift // 2, side // 4 - 1))
-    return np.asarray(shift[0], np.float64) * 2.0
+    the cross-correlation of the whole sections (zero mean over unmasked pixels, masked ones
+    0, a soft window against the edges); it centres every patch's search."""
+    def prep(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        keep = np.ones(a.shape, bool) if mask is None else ~mask
+        if not keep.any():
+            return np.zeros_like(a)
+        return np.where(keep, a - a[keep].mean(), 0.0)
+
+    f, m = prep(fixed), prep(moving)
+    win = np.outer(np.hanning(f.shape[0] + 2)[1:-1], np.hanning(f.shape[1] + 2)[1:-1]) ** 0.3
+    c = np.fft.irfft2(np.conj(np.fft.rfft2(f * win)) * np.fft.rfft2(m * win), s=f.shape)
+    c = np.fft.fftshift(c)
+    centre = np.array(f.shape) // 2
+    r = [np.abs(np.arange(n) - centre[k]) for k, n in enumerate(f.shape)]
+    c = np.where((r[0][:, None] <= max_shift) & (r[1][None, :] <= max_shift), c, -np.inf)
+    k = np.array(np.unravel_index(int(np.argmax(c)), c.shape))
+    return (k - centre).astype(np.float64)
 
 
-def band_pass(image: np.ndarray, fine: float = 1.0, coarse: float = 4.0) -> np.ndarray:
-    """Difference of Gaussians (sigma `fine` and `coarse` px): by default edges and membranes
-    kept, pixel noise and slow shading removed, so correlation peaks are sharp; the whole-
-    section shift uses a coarser band (cells, which persist over more sections)."""
+STRUCTURE_SIGMAS = (1.0, 2.0, 12.0)
+"""Gradient scale, smoothing of its magnitude, and the scale of the slow part removed (px)."""
+
+
+def structure(image: np.ndarray, mask: np.ndarray | None = None, blur: float = 0.0
+              ) -> np.ndarray:
+    """What the flow correlates: the smoothed gradient magnitude with its slow part removed.
+    Membranes and cell outlines persist over sections whatever their polarity, where the
+    intensity of fine texture does not; masked pixels (and 3 px around them) are set to 0."""
     img = image.astype(np.float32)
-    return np.asarray(ndi.gaussian_filter(img, fine) - ndi.gaussian_filter(img, coarse))
+    if blur > 0:
+        img = ndi.gaussian_filter(img, blur)
+    s1, s2, s3 = STRUCTURE_SIGMAS
+    g = ndi.gaussian_filter(ndi.gaussian_gradient_magnitude(img, s1), s2)
+    if mask is not None and mask.any():
+        near = ndi.binary_dilation(mask, iterations=3)
+        keep = (~near).astype(np.float32)
+        # the slow part from unmasked pixels only (normalised convolution)
+        slow = ndi.gaussian_filter(g * keep, s3) / np.maximum(ndi.gaussian_filter(keep, s3), 1e-3)
+        return np.where(near, 0.0, g - slow).astype(np.float32)
+    return np.asarray(g - ndi.gaussian_filter(g, s3), np.float32)

@@ -1,10 +1,14 @@
-"""Elastic alignment of a raw volume measured against the truth (the issue's bar)."""
+"""Elastic alignment of a raw volume measured against the truth (the issue's bar).
+
+The volume (seed 23) is held out: the aligner's settings were chosen on seeds 3, 11 and 17."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from connectome_query.reconstruct.align import evaluate, trial
+from connectome_query.reconstruct import synth
+from connectome_query.reconstruct.align import evaluate, flow, trial
 from tests.support.raw_volumes import make_raw_volume
 
 pytestmark = pytest.mark.slow
@@ -12,14 +16,39 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def residual() -> evaluate.Residual:
-    v = make_raw_volume((16, 256, 256), seed=11)
+    v = make_raw_volume((16, 256, 256), seed=23)
     return trial.run_trial(v.undeformed, v.plan.config).residual
 
 
-@pytest.mark.xfail(strict=True, reason="the stack falls apart where sections are aligned "
-                                       "across missing or blurred ones (few good flow nodes "
-                                       "on the sparse synthetic cells): residual RMS about "
-                                       "9 px, see BENCHMARKS.md")
+def test_stack_holds_together_across_missing_and_blurred_sections(residual):
+    # aligned to one reference by intensity the stack of this seed stood at RMS 15.1, p99 31.1
+    assert residual.pixels > 100_000
+    assert residual.rms <= 4.0 and residual.p99 <= 9.0, residual
+
+
+@pytest.mark.xfail(strict=True, reason="content-based flows follow the synthetic tissue's own "
+                                       "motion between sections (about 1 px between "
+                                       "neighbours, 4 px across a run of two missing ones, "
+                                       "measured on the undeformed volume): residual RMS "
+                                       "about 3 px, see BENCHMARKS.md")
 def test_residual_on_valid_tissue_is_within_the_bar(residual):
     assert residual.pixels > 100_000
     assert residual.rms <= 1.0 and residual.p99 <= 3.0, residual
+
+
+def test_undeformed_tissue_moves_between_sections():
+    """Why the bar is not met: on the undeformed volume, where the true flow is 0 everywhere,
+    the flow between sections is not 0, and grows with their distance."""
+    u = synth.synthesize(synth.SynthConfig((16, 192, 192), seed=17)).image.astype(np.float32)
+    inner = np.zeros(flow.grid_shape(u.shape[1:], 32), bool)
+    inner[1:-1, 1:-1] = True
+
+    def median_flow(d: int) -> float:
+        e = []
+        for z in range(0, 8 - d):
+            f = flow.section_flow(u[z], u[z + d], 32, 128, 24)
+            e.append(np.linalg.norm(f.yx[f.valid & inner], axis=-1))
+        return float(np.median(np.concatenate(e)))
+
+    near, far = median_flow(1), median_flow(3)
+    assert 0.3 < near < far, (near, far)

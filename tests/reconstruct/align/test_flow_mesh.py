@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage as ndi
 
-from connectome_query.reconstruct.align import flow, mesh, warp
+from connectome_query.reconstruct.align import elastic, flow, mesh, warp
 from connectome_query.reconstruct.synth.raw import smooth_field
 
 
@@ -69,3 +69,22 @@ def test_a_rigid_motion_stores_no_elastic_energy():
     squashed = rest * np.array([1.0, 0.9])
     assert float(mesh.energy(jnp.asarray(squashed), jnp.asarray(squashed), jnp.zeros((6, 7)),
                              jnp.asarray(rest), 1.0, 1.0)) > 1.0
+
+
+def test_combined_targets_drop_a_reference_that_disagrees():
+    base = warp.identity_nodes((4, 4), 32)
+    good = base + np.array([2.0, -1.0])
+    wrong = base + np.array([20.0, 5.0])
+    ones = np.ones((4, 4))
+    t, w = elastic.combine_targets([good, good + 0.5, wrong], [ones, ones * 0.5, ones])
+    assert np.allclose(t, good + 0.5 / 3) and np.allclose(w, 1.5)
+
+
+def test_structure_ignores_polarity_and_masked_pixels():
+    rng = np.random.default_rng(1)
+    img = ndi.gaussian_filter(rng.standard_normal((96, 96)), 2).astype(np.float32)
+    assert np.allclose(flow.structure(img), flow.structure(-img), atol=1e-5)
+    mask = np.zeros(img.shape, bool)
+    mask[40:50, :] = True
+    s = flow.structure(img, mask)
+    assert (s[37:53] == 0).all() and np.abs(s[:30]).max() > 0
