@@ -68,7 +68,7 @@ class DocumentCache(SchemaExtension):
             try:
                 ctx.graphql_document = _parsed(query, options)
                 self.options = options
-            except GraphQLError:
+            except (GraphQLError, TypeError):
                 pass  # not kept: Strawberry's own parse reports it
         yield
 
