@@ -42,6 +42,8 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "load": ("bench/load/run.py", ["--seconds", "15", "--baseline-seconds", "5"]),
     "neuprint": ("bench/neuprint/run.py", ["--reps", "5",
                                            "--json", "bench/neuprint/results-quick.json"]),
+    "neuprint-sides": ("bench/neuprint/synapse_sides.py", [
+        "--synapses", "50000", "--json", "bench/neuprint/sides-quick.json"]),
 }
 
 
