@@ -5,7 +5,7 @@
 
 Synthesises a volume with truth (seeds never used in training), runs `connectome reconstruct`
 on it with the watershed, then again with `--segmenter ffn` on the first run's affinities (the
-same image, the same affinities, the same cleft channel), on one Dask LocalCluster. Reports for
+same image, the same affinities, the same cleft channel), each in its own process. Reports for
 each NERL, VOI split / merge, ARAND, synapse F1 (partners must be right) from the run's
 `metrics.json`, and the segmentation stage's seconds and voxels per second (the FFN's stage
 against the watershed's passes, faces and relabel). The load average is recorded before and
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connectome_query.reconstruct import io, pipeline, synth
-from connectome_query.reconstruct.engine.cluster import ClusterSpec
+from connectome_query.reconstruct import io
 
 WATERSHED_STAGES = ("seeds", "seeds faces", "growth", "growth faces", "fragments", "relabel")
 FFN_STAGES = ("segmentation (ffn)",)
@@ -43,6 +44,11 @@ def _row(name: str, run_dir: Path, stages: tuple[str, ...], nvox: int) -> dict[s
             "total_s": float(timings["total_s"]), **{k: metrics.get(k) for k in KEYS}}
 
 
+def _cli(*argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "connectome_query.cli", *argv], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", default="32,96,96", help="z,y,x voxels")
@@ -56,19 +62,22 @@ def main() -> None:
     nvox = shape[0] * shape[1] * shape[2]
     con = Console(width=140)
     load_before = os.getloadavg()
-    spec = ClusterSpec(workers=args.workers)
+    extra = ["--workers", str(args.workers)] if args.workers else []
     with tempfile.TemporaryDirectory() as tmp:
         em = Path(tmp) / "em"
-        io.write_synthetic_em(em, synth.SynthConfig(shape, (40.0, 16.0, 16.0),  # type: ignore[arg-type]
-                                                    args.preset, args.seed))
+        z, y, x = shape
+        _cli("synth-em", str(em), "--size", f"{x},{y},{z}", "--preset", args.preset, "--seed",
+             str(args.seed), "--quiet")
+        # each run in its own process, as `connectome reconstruct` runs
         t = time.perf_counter()
         ws = Path(tmp) / "watershed"
-        pipeline.reconstruct(em, ws, spec=spec)
+        _cli("reconstruct", str(em), str(ws), "--quiet", *extra)
         t_ws = time.perf_counter() - t
         t = time.perf_counter()
         ffn = Path(tmp) / "ffn"
-        pipeline.reconstruct(em, ffn, affinities_path=ws / "affinities.zarr", spec=spec,
-                             segmenter="ffn", ffn_path=args.ffn)
+        _cli("reconstruct", str(em), str(ffn), "--affinities", str(ws / "affinities.zarr"),
+             "--segmenter", "ffn", "--quiet", *extra,
+             *(["--ffn", str(args.ffn)] if args.ffn else []))
         t_ffn = time.perf_counter() - t
         rows = [_row("watershed (seeds, growth, mean-affinity agglomeration)", ws,
                      WATERSHED_STAGES, nvox),
