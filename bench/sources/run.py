@@ -203,7 +203,7 @@ def check_graph(folder: Path, step: dict[str, Any], sample: Path) -> dict[str, A
 def report(results: dict[str, Any], rows: int) -> None:
     table = Table("source", "step", "s", "rows/s", "peak RSS MB", "time ratio vs ours",
                   "memory ratio vs ours")
-    for name in ("codex", "bulk"):
+    for name in [n for n in ("codex", "bulk") if n in results]:
         ours = results[name].get("ours", {})
         for label, step in results[name].items():
             if "seconds" not in step:
