@@ -66,11 +66,16 @@ SYNAPSE_PROPERTIES = frozenset({"dataset", "synapseId", "type", "preBodyId", "po
                                 "location", "size", "confidence", "postCompartment", "roi"})
 """Synapse properties a ROI flag never overwrites."""
 
-_SYNAPSE_FLAGS = f"""
-MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL AND NOT s.roi IN $reserved
+
+
+def _synapse_flags(key: str) -> str:
+    """neuPrint marks a synapse's ROI as a boolean property named after it (on both sides of
+    the synapse where they exist: they share the version's `Synapse` label)."""
+    return f"""
+MATCH (s:`{scope_label(key, SYNAPSE)}` {{dataset: $key}})
+WHERE s.roi IS NOT NULL AND NOT s.roi IN $reserved
 CALL (s) {{ SET s[s.roi] = true }} IN TRANSACTIONS OF 10000 ROWS
 """
-"""neuPrint marks a synapse's ROI as a boolean property named after it."""
 
 
 def _label_statement(label: str) -> str:
@@ -105,10 +110,11 @@ def add_synapse_sides(driver: neo4j.Driver, key: str, database: str = "neo4j") -
                     post=[scope_label(key, SYNAPSE), scope_label(key, POST_SYN)]).consume()
 
 
-def add_scope_labels(driver: neo4j.Driver, key: str, database: str = "neo4j") -> None:
-    """Give every node of version `key` its scope labels (idempotent)."""
+def add_scope_labels(driver: neo4j.Driver, key: str, database: str = "neo4j",
+                     labels: tuple[str, ...] = SCOPED_LABELS) -> None:
+    """Give every node of version `key` with one of `labels` its scope labels (idempotent)."""
     with driver.session(database=database) as session:
-        for label in SCOPED_LABELS:
+        for label in labels:
             session.run(_label_statement(label), key=key,
                         scoped=scope_label(key, label)).consume()
 
@@ -164,7 +170,8 @@ def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
                                   rows[start:start + batch])
         for statement in _DEFAULTS:
             session.run(statement, key=key).consume()
-        session.run(_SYNAPSE_FLAGS, key=key, reserved=sorted(SYNAPSE_PROPERTIES)).consume()
+        session.run(_synapse_flags(key), key=key,
+                    reserved=sorted(SYNAPSE_PROPERTIES)).consume()
     rois = sorted(totals)
     return {
         "roiInfo": json.dumps(dict(totals), sort_keys=True),
@@ -180,13 +187,16 @@ def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
     }
 
 
-def prepare_version(driver: neo4j.Driver, key: str, database: str = "neo4j") -> dict[str, Any]:
+def prepare_version(driver: neo4j.Driver, key: str, database: str = "neo4j", *,
+                    imported: bool = False) -> dict[str, Any]:
     """Scope labels and neuPrint properties for version `key`, before it is published; the
-    Meta fields to publish with it."""
-    add_scope_labels(driver, key, database)
+    Meta fields to publish with it. `imported`: the offline importer already wrote the scope
+    labels and the synapses' postsynaptic side (`ingest.bulk_import`), all but Meta's label."""
+    add_scope_labels(driver, key, database, (META,) if imported else SCOPED_LABELS)
     add_scoped_indexes(driver, key, database)
     fields = neuprint_properties(driver, key, database)
-    add_synapse_sides(driver, key, database)
+    if not imported:
+        add_synapse_sides(driver, key, database)
     return fields
 
 

@@ -44,7 +44,17 @@ from connectome_query.ingest.loader import LoadReport, as_source, version_meta
 from connectome_query.ingest.prepare import Prepared, Progress, prepare
 from connectome_query.ingest.tables import NEURON_TEXT, ConnectomeTables, Source
 from connectome_query.schema.migrate import apply_migrations
-from connectome_query.schema.model import check_dataset_name, version_key
+from connectome_query.schema.model import (
+    NEURON,
+    POST_SYN,
+    PRE_SYN,
+    SEGMENT,
+    SYNAPSE,
+    SYNAPSE_SET,
+    check_dataset_name,
+    scope_label,
+    version_key,
+)
 
 Step = Callable[[str], None]
 """Called with a short description as each phase starts."""
@@ -52,7 +62,11 @@ Step = Callable[[str], None]
 ARRAY_DELIMITER = "\x1f"
 """Between the elements of an array value (ROI names cannot hold control characters)."""
 BATCH = 200_000
-NEURON_LABELS = f"Segment{ARRAY_DELIMITER}Neuron"
+
+
+def _labels(key: str, plain: tuple[str, ...], scoped: tuple[str, ...]) -> str:
+    """A `:LABEL` cell: the plain labels, then version `key`'s own (`dataset_scope`)."""
+    return ARRAY_DELIMITER.join((*plain, *(scope_label(key, label) for label in scoped)))
 
 
 class BulkImportError(RuntimeError):
@@ -128,7 +142,8 @@ def _neuron_file(folder: Path, prep: Prepared, dataset: str) -> str:
     for batch in neuron_batches(prep, BATCH):
         n = batch.num_rows
         body = batch.column("bodyId")
-        cols = [pa.array(prep.body_index(body.to_numpy())), body, _const(NEURON_LABELS, n),
+        labels = _labels(dataset, (SEGMENT, NEURON), (SEGMENT, NEURON))
+        cols = [pa.array(prep.body_index(body.to_numpy())), body, _const(labels, n),
                 _const(dataset, n), *(batch.column(name) for name, _ in NEURON_PROPS),
                 _points(batch.column("somaX"), batch.column("somaY"), batch.column("somaZ"))]
         out.write(pa.table(cols, names=[f"c{i}" for i in range(len(cols))]))
@@ -160,42 +175,64 @@ def _rel(name: str, a: str, b: str, folder: Path) -> _CsvFile:
 
 
 def _synapse_files(folder: Path, prep: Prepared, dataset: str) -> tuple[list[str], list[str]]:
-    """SynapseSet and Synapse nodes and their Contains / SynapsesTo relationships."""
-    sets = _CsvFile(folder, "synapse-sets", [":ID(SS)", ":LABEL", "dataset", "preBodyId:long",
-                                             "postBodyId:long"])
+    """SynapseSet and Synapse nodes and their Contains / SynapsesTo relationships, with
+    neuPrint's postsynaptic side as `dataset_scope.add_synapse_sides` writes it online: per set
+    (A -> B) B's set (id group PS, version labels only) and per synapse its post node (PSYN)."""
+    set_header = [":LABEL", "dataset", "preBodyId:long", "postBodyId:long"]
+    sets = _CsvFile(folder, "synapse-sets", [":ID(SS)", *set_header])
+    post_sets = _CsvFile(folder, "synapse-sets-post", [":ID(PS)", *set_header])
     owner, target = _rel("rel-neuron-set", "N", "SS", folder), _rel("rel-set-post", "SS", "N",
                                                                      folder)
+    post_owner = _rel("rel-neuron-postset", "N", "PS", folder)
+    set_sides = _rel("rel-set-postset", "SS", "PS", folder)
+    set_labels = _labels(dataset, (SYNAPSE_SET,), (SYNAPSE_SET,))
+    post_set_labels = _labels(dataset, (), (SYNAPSE_SET,))
     for batch in synapse_set_batches(prep, BATCH):
         n = batch.num_rows
         ids, pre, post = batch.column("key"), batch.column("bodyIdPre"), batch.column("bodyIdPost")
-        sets.write(pa.table([ids, _const("SynapseSet", n), _const(dataset, n), pre, post],
+        post_rows = pa.array(prep.body_index(post.to_numpy()))
+        sets.write(pa.table([ids, _const(set_labels, n), _const(dataset, n), pre, post],
                             names=["i", "l", "d", "a", "b"]))
+        post_sets.write(pa.table([ids, _const(post_set_labels, n), _const(dataset, n), pre,
+                                  post], names=["i", "l", "d", "a", "b"]))
         owner.write(pa.table([pa.array(prep.body_index(pre.to_numpy())), ids,
                               _const("Contains", n)], names=["s", "e", "t"]))
-        target.write(pa.table([ids, pa.array(prep.body_index(post.to_numpy())),
-                               _const("SynapsesTo", n)], names=["s", "e", "t"]))
-    header = [":ID(SYN)", "synapseId:long", ":LABEL", "dataset", "type", "preBodyId:long",
+        target.write(pa.table([ids, post_rows, _const("SynapsesTo", n)], names=["s", "e", "t"]))
+        post_owner.write(pa.table([post_rows, ids, _const("Contains", n)], names=["s", "e", "t"]))
+        set_sides.write(pa.table([ids, ids, _const("ConnectsTo", n)], names=["s", "e", "t"]))
+    header = ["synapseId:long", ":LABEL", "dataset", "type", "preBodyId:long",
               "postBodyId:long", "location:point{crs:cartesian-3d}", "postCompartment",
               "size:double", "confidence:double", "roi"]
-    synapses = _CsvFile(folder, "synapses", header)
+    synapses = _CsvFile(folder, "synapses", [":ID(SYN)", *header])
+    post_synapses = _CsvFile(folder, "synapses-post", [":ID(PSYN)", *header])
     member = _rel("rel-set-synapse", "SS", "SYN", folder)
+    post_member = _rel("rel-postset-synapse", "PS", "PSYN", folder)
+    sides = _rel("rel-synapse-post", "SYN", "PSYN", folder)
+    sides_labels = {"pre": _labels(dataset, (SYNAPSE,), (SYNAPSE, PRE_SYN)),
+                    "post": _labels(dataset, (), (SYNAPSE, POST_SYN))}
     first = 0
     for batch in synapse_batches(prep, BATCH):
         n = batch.num_rows
         ids = pa.array(np.arange(first, first + n, dtype=np.int64))
         pre, post = batch.column("bodyIdPre"), batch.column("bodyIdPost")
-        synapses.write(pa.table(
-            [ids, batch.column("synapseId"), _const("Synapse", n), _const(dataset, n),
-             _const("pre", n), pre, post,
-             _points(batch.column("x"), batch.column("y"), batch.column("z")),
-             batch.column("postCompartment"), batch.column("size"), batch.column("confidence"),
-             batch.column("roi")], names=[f"c{i}" for i in range(12)]))
-        sets_of = synapse_set_key(prep, pre.to_numpy(), post.to_numpy())
-        member.write(pa.table([pa.array(sets_of), ids, _const("Contains", n)],
-                              names=["s", "e", "t"]))
+        values = [batch.column("synapseId"), _const(dataset, n), pre, post,
+                  _points(batch.column("x"), batch.column("y"), batch.column("z")),
+                  batch.column("postCompartment"), batch.column("size"),
+                  batch.column("confidence"), batch.column("roi")]
+        for side, out in (("pre", synapses), ("post", post_synapses)):
+            out.write(pa.table([ids, values[0], _const(sides_labels[side], n), values[1],
+                                _const(side, n), *values[2:]],
+                               names=[f"c{i}" for i in range(12)]))
+        sets_of = pa.array(synapse_set_key(prep, pre.to_numpy(), post.to_numpy()))
+        member.write(pa.table([sets_of, ids, _const("Contains", n)], names=["s", "e", "t"]))
+        post_member.write(pa.table([sets_of, ids, _const("Contains", n)],
+                                   names=["s", "e", "t"]))
+        sides.write(pa.table([ids, ids, _const("SynapsesTo", n)], names=["s", "e", "t"]))
         first += n
-    nodes = [f for f in (sets.close(), synapses.close()) if f]
-    rels = [f for f in (owner.close(), target.close(), member.close()) if f]
+    nodes = [f for f in (sets.close(), post_sets.close(), synapses.close(),
+                         post_synapses.close()) if f]
+    rels = [f for f in (owner.close(), target.close(), post_owner.close(), set_sides.close(),
+                        member.close(), post_member.close(), sides.close()) if f]
     return nodes, rels
 
 
@@ -359,7 +396,7 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
         if version.key != key:
             raise BulkImportError(f"expected the first version of {dataset!r}, the database "
                                   f"already holds {version.key}")
-        neuprint = dataset_scope.prepare_version(drv, version.key)
+        neuprint = dataset_scope.prepare_version(drv, version.key, imported=True)
         catalog.publish(drv, version, {**version_meta(prep, report), **neuprint})
     t3 = time.perf_counter()
     seconds = (datetime.now(UTC) - started).total_seconds()

@@ -79,6 +79,16 @@ def _summary(drv: neo4j.Driver, dataset: str) -> dict[str, Any]:
         "MATCH (ss)-[:SynapsesTo]->(post:Neuron) WHERE post.bodyId = s.postBodyId "
         "RETURN count(s) AS n, sum(s.synapseId % 7919) AS h, "
         "sum(s.location.x) AS x, count(DISTINCT s.postCompartment) AS comps")
+    # neuPrint's postsynaptic side: one post node per synapse, holding the same values
+    out["post_sides"] = q(
+        "MATCH (a:Neuron {dataset: $d})-[:Contains]->(ss)-[:ConnectsTo]->(ps)"
+        "<-[:Contains]-(b:Neuron) MATCH (ss)-[:Contains]->(s)-[:SynapsesTo]->(p)<-[:Contains]-(ps) "
+        "WHERE s.type = 'pre' AND p.type = 'post' AND b.bodyId = p.postBodyId "
+        "RETURN count(p) AS n, sum(p.synapseId % 7919) AS h, sum(p.location.x) AS x, "
+        "sum(p.confidence) AS c, count(p.roi) AS rois, "
+        "sum(size([k IN keys(p) WHERE p[k] = true])) AS flags, "
+        "sum(CASE WHEN all(k IN keys(s) + keys(p) WHERE k = 'type' OR s[k] = p[k]) "
+        "THEN 1 ELSE 0 END) AS same")
     out["meta"] = q("MATCH (m:Meta {dataset: $d}) RETURN m.neuronCount AS n, "
                     "m.chemicalSynapses AS s, m.synapseCount AS syn, m.status AS status")
     return out
@@ -100,6 +110,8 @@ def test_offline_import_matches_loader(tmp_path: Path, driver: neo4j.Driver,
         for key in expected:
             assert got[key] == expected[key], key
         assert got["weights"][0]["n"] == 1200
+        sides = got["post_sides"][0]
+        assert sides["n"] == sides["same"] == got["synapses"][0]["n"] > 0
         # The constraints and indexes were built over the imported data.
         names, _, _ = bulk.execute_query("SHOW CONSTRAINTS YIELD name RETURN collect(name) AS n")
         assert "neuron_body_unique" in names[0]["n"]
