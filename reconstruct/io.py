@@ -9,7 +9,7 @@ directories are in RUN_DIR.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,58 +221,56 @@ def load_model(path: Path) -> Any:
         raise ReconstructError(f"model: {path} is not a saved boundary model: {e}") from e
 
 
-def save_net(path: Path, net: Any) -> None:
-    """Save affinity-network weights and metadata as one .npz file."""
-    from connectome_query.reconstruct import affinity_net
-
+def _save_weights(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Network weights and metadata as one compressed .npz file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     savez: Any = np.savez_compressed  # numpy's stub types **kwargs as allow_pickle
     with open(path, "wb") as fh:
-        savez(fh, **affinity_net.to_arrays(net))
+        savez(fh, **arrays)
+
+
+def _load_weights(path: Path, what: str, kind: str,
+                  parse: Callable[[dict[str, np.ndarray]], Any]) -> Any:
+    """Weights saved by `_save_weights`, parsed; a clear error for a missing or wrong file."""
+    path = Path(path)
+    if not path.exists():
+        raise ReconstructError(f"{what}: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return parse(arrays)
+    except Exception as e:
+        raise ReconstructError(f"{what}: {path} is not saved {kind}: {e}") from e
+
+
+def save_net(path: Path, net: Any) -> None:
+    """Save affinity-network weights and metadata as one .npz file."""
+    from connectome_query.reconstruct import affinity_net
+
+    _save_weights(path, affinity_net.to_arrays(net))
 
 
 def load_net(path: Path) -> Any:
     """Load weights saved by `save_net`, with a clear error for a missing or wrong file."""
     from connectome_query.reconstruct import affinity_net
 
-    path = Path(path)
-    if not path.exists():
-        raise ReconstructError(f"affinity network: {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return affinity_net.from_arrays(arrays)
-    except Exception as e:
-        raise ReconstructError(f"affinity network: {path} is not saved network weights: "
-                               f"{e}") from e
+    return _load_weights(path, "affinity network", "network weights",
+                         affinity_net.from_arrays)
 
 
 def save_ffn(path: Path, net: Any) -> None:
     """Save flood-filling network weights and metadata as one .npz file."""
     from connectome_query.reconstruct.ffn import model
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savez: Any = np.savez_compressed
-    with open(path, "wb") as fh:
-        savez(fh, **model.to_arrays(net))
+    _save_weights(path, model.to_arrays(net))
 
 
 def load_ffn(path: Path) -> Any:
     """Load weights saved by `save_ffn`, with a clear error for a missing or wrong file."""
     from connectome_query.reconstruct.ffn import model
 
-    path = Path(path)
-    if not path.exists():
-        raise ReconstructError(f"flood-filling network: {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return model.from_arrays(arrays)
-    except Exception as e:
-        raise ReconstructError(f"flood-filling network: {path} is not saved FFN weights: "
-                               f"{e}") from e
+    return _load_weights(path, "flood-filling network", "FFN weights", model.from_arrays)
 
 
 # ------------------------------------------------------------------------ the EM directory
