@@ -7,6 +7,7 @@ Circuit-query types, which build on these, are in `circuit_types`.
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NewType
 
@@ -23,6 +24,7 @@ from connectome_query.graphql_api.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from connectome_query.graphql_api.skeletons import SKELETON, to_swc
 from connectome_query.schema import vocabulary
 from connectome_query.schema.model import MONOAMINE, NEUROPEPTIDE, name_of
 
@@ -80,6 +82,33 @@ class Dataset:
     gap_junctions: int = strawberry.field(description="Sum of GapJunction weights.")
     synapse_count: int = strawberry.field(description="Synapse nodes with locations.")
     last_database_edit: str | None
+    rois: list[RoiCount] = strawberry.field(
+        description="Regions of interest named by the synapses, with their pre (synapse) and "
+        "post counts (neuPrint's `roiInfo` of the dataset), by name.")
+
+
+@strawberry.type(description="A region of interest and its synapse counts.")
+class RoiCount:
+    name: str
+    pre: int
+    post: int
+
+
+@strawberry.type(description="One skeleton node (SWC row).")
+class SkeletonNode:
+    row_id: int
+    type: int
+    x: float
+    y: float
+    z: float
+    radius: float
+    link: int = strawberry.field(description="The parent's rowId; -1 at the root.")
+
+
+@strawberry.type(description="A neuron's skeleton: its nodes in SWC order, and as SWC text.")
+class Skeleton:
+    nodes: list[SkeletonNode]
+    swc: str
 
 
 @strawberry.type(description="A point in the dataset's coordinates (nm where known).")
@@ -123,6 +152,15 @@ class Neuron:
                          first: int = 100, after: str | None = None,
                          kind: PartnerKind = PartnerKind.CHEMICAL) -> list[Connection]:
         return await _partners(info, "downstream", self, min_weight, first, after, kind)
+
+    @strawberry.field(description="The neuron's skeleton, if one was loaded (null otherwise).")
+    async def skeleton(self, info: Info[ApiContext, None]) -> Skeleton | None:
+        rows = await info.context.read(SKELETON, {"key": self.key, "bodyId": int(self.body_id)})
+        if not rows:
+            return None
+        return Skeleton(nodes=[SkeletonNode(row_id=r["rowId"], type=r["type"], x=r["x"],
+                                            y=r["y"], z=r["z"], radius=r["radius"],
+                                            link=r["link"]) for r in rows], swc=to_swc(rows))
 
     @strawberry.field(description="Gap-junction partners (undirected), strongest first; "
                       "`after:` the last one's cursor for the next page.")
@@ -200,4 +238,6 @@ def dataset_from_meta(meta: dict[str, Any]) -> Dataset:
         gap_junctions=meta.get("gapJunctions") or 0,
         synapse_count=meta.get("synapseCount") or 0,
         last_database_edit=meta.get("lastDatabaseEdit"),
+        rois=[RoiCount(name=name, pre=int(c.get("pre", 0)), post=int(c.get("post", 0)))
+              for name, c in sorted(json.loads(meta.get("roiInfo") or "{}").items())],
     )

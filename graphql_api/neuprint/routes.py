@@ -32,7 +32,7 @@ from connectome_query.graphql_api.errors import QueryError
 from connectome_query.graphql_api.guard import json_body
 from connectome_query.graphql_api.neuprint import datasets, timeboxed
 from connectome_query.graphql_api.neuprint.scope import Scope, check_scoped, rewrite
-from connectome_query.graphql_api.neuprint.skeletons import SKELETON, NoSkeleton, to_swc
+from connectome_query.graphql_api.skeletons import SKELETON, NoSkeleton, to_swc
 
 NEUPRINT_VERSION = "1.7.2"
 """The neuPrintHTTP API level these routes follow (1.7.3 and later add Arrow answers)."""

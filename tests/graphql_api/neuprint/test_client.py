@@ -4,6 +4,8 @@ the hemibrain neurons)."""
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import networkx as nx
 import numpy as np
@@ -178,3 +180,44 @@ def test_neuron_roi_info_counts_the_table(served: Served, hemibrain: Hemibrain) 
     pd.testing.assert_frame_equal(got.sort_index().astype(int), want.sort_index().astype(int),
                                   check_names=False)
     assert len(neurons) == len(set(syn["pre"]) | set(syn["post"]))
+
+
+def _graphql(served: Served, query: str, variables: dict[str, str]) -> dict:
+    r = httpx.post(f"{served.url}/graphql", json={"query": query, "variables": variables},
+                      headers={"Authorization": f"Bearer {TOKEN}"}, verify=str(served.cert),
+                      timeout=120)
+    r.raise_for_status()
+    doc = r.json()
+    assert not doc.get("errors"), doc
+    return doc["data"]
+
+
+SKELETON_QUERY = """query($d: String!, $b: BodyId!) { neuron(dataset: $d, bodyId: $b) {
+  skeleton { swc nodes { rowId x y z radius link } } } }"""
+
+
+def test_graphql_skeleton_equals_the_swc(served: Served, hemibrain: Hemibrain) -> None:
+    for body, swc in list(hemibrain.skeletons.items())[:2]:
+        sk = _graphql(served, SKELETON_QUERY, {"d": HEMIBRAIN, "b": str(body)})["neuron"]
+        got = np.array([[n[k] for k in ("rowId", "x", "y", "z", "radius", "link")]
+                        for n in sk["skeleton"]["nodes"]], dtype=float)
+        want = swc[["node_id", "x", "y", "z", "radius", "parent_id"]].to_numpy(dtype=float)
+        np.testing.assert_allclose(got[np.argsort(got[:, 0])], want[np.argsort(want[:, 0])],
+                                   rtol=1e-6)
+        text = pd.read_csv(io.StringIO(sk["skeleton"]["swc"]), sep=r"\s+", comment="#",
+                           header=None).to_numpy(dtype=float)
+        np.testing.assert_allclose(text[:, [0, 2, 3, 4, 5, 6]], got, rtol=1e-6)
+    # cook2019 is loaded without skeletons
+    bare = _graphql(served, 'query { neuron(dataset: "cook2019", name: "AVAL") { bodyId '
+                    'skeleton { swc } } }', {})["neuron"]
+    assert bare["bodyId"] and bare["skeleton"] is None
+
+
+def test_graphql_rois_count_the_table(served: Served, hemibrain: Hemibrain) -> None:
+    rois = _graphql(served, "query($d: String!) { dataset(name: $d) { rois { name pre post } } }",
+                    {"d": HEMIBRAIN})["dataset"]["rois"]
+    per_roi = hemibrain.synapses.groupby("roi").size()
+    assert per_roi.size > 1
+    assert [r["name"] for r in rois] == sorted(per_roi.index)
+    assert {r["name"]: r["pre"] for r in rois} == per_roi.to_dict()
+    assert {r["name"]: r["post"] for r in rois} == per_roi.to_dict()

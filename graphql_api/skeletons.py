@@ -1,4 +1,5 @@
-"""A neuron's skeleton as SWC text or JSON rows (`/api/skeletons/skeleton/...`)."""
+"""A neuron's skeleton as SWC text or JSON rows (GraphQL `Neuron.skeleton` and neuPrint's
+`/api/skeletons/skeleton/...`)."""
 
 from __future__ import annotations
 
