@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from connectome_query.reconstruct import boundary, sections
+from connectome_query.reconstruct import boundary, sections, weights
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 NET_FORMAT = "connectome-query/affinity-unet/1"
@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
 HALO = (4, 16, 16)  # sections / pixels of context each side of a prediction tile
 TILE = (64, 256, 256)  # largest core of a prediction tile (see `tile_shape`)
 
-Params = list[tuple[Any, Any]]
+Params = weights.Params
 # metadata key: the voxel size (z, y, x nm) of the volumes the network was trained on
 VOXEL_SIZE_KEY = "voxel_size_nm_zyx"
 
@@ -192,14 +192,8 @@ def _adam_step() -> Callable[..., Any]:
     @jax.jit
     def step(ps: Params, opt: Any, x: Any, y: Any, m: Any, rate: float) -> Any:
         value, g = jax.value_and_grad(loss_fn)(ps, x, y, m)
-        mu, nu, t = opt
-        t = t + 1
-        mu = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, mu, g)
-        nu = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, nu, g)
-        ps = jax.tree_util.tree_map(
-            lambda p, a, b: p - rate * (a / (1 - 0.9**t)) / (jnp.sqrt(b / (1 - 0.999**t))
-                                                             + 1e-8), ps, mu, nu)
-        return ps, (mu, nu, t), value
+        ps, opt = weights.adam(ps, opt, g, rate)
+        return ps, opt, value
 
     return step
 
@@ -440,30 +434,10 @@ def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.n
 
 def to_arrays(net: AffinityNet) -> dict[str, np.ndarray]:
     """Weights as named arrays (for npz), metadata as a JSON string array."""
-    import json
-
-    out: dict[str, np.ndarray] = {"format": np.array(net.format),
-                                  "meta": np.array(json.dumps(net.meta))}
-    for i, (w, b) in enumerate(net.params):
-        out[f"w{i}"] = np.asarray(w, np.float32)
-        out[f"b{i}"] = np.asarray(b, np.float32)
-    return out
+    return weights.to_arrays(net.format, net.meta, net.params)
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> AffinityNet:
     """Inverse of `to_arrays`; checks format and layer shapes."""
-    import json
-
-    fmt = str(arrays.get("format", ""))
-    if fmt != NET_FORMAT:
-        raise ValueError(f"format is {fmt!r}, expected {NET_FORMAT!r}")
-    params: Params = []
-    for i, (cin, cout, k) in enumerate(LAYERS):
-        w, b = arrays.get(f"w{i}"), arrays.get(f"b{i}")
-        if w is None or b is None:
-            raise ValueError(f"layer {i} is missing (w{i}/b{i})")
-        if tuple(w.shape) != (cout, cin, *k) or tuple(b.shape) != (cout,):
-            raise ValueError(f"layer {i} has shape {tuple(w.shape)}, expected "
-                             f"{(cout, cin, *k)}")
-        params.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
-    return AffinityNet(params=params, meta=json.loads(str(arrays.get("meta", "{}"))))
+    meta = weights.read_format(arrays, NET_FORMAT)
+    return AffinityNet(params=weights.read_params(arrays, LAYERS), meta=meta)

@@ -10,12 +10,13 @@ follow, and a 1 x 1 x 1 convolution gives the logit update.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from connectome_query.reconstruct import weights
 
 FFN_FORMAT = "connectome-query/ffn/1"
 FOV = (13, 33, 33)
@@ -36,7 +37,7 @@ def logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
-Params = list[tuple[Any, Any]]
+Params = weights.Params
 
 
 def layers(width: int = WIDTH, modules: int = MODULES) -> list[tuple[int, int, tuple[int, int,
@@ -116,30 +117,14 @@ def forward(params: Params, image: Any, mask: Any) -> Any:
 
 def to_arrays(net: FFN) -> dict[str, np.ndarray]:
     """Weights as named arrays (for npz), metadata as a JSON string array."""
-    out: dict[str, np.ndarray] = {"format": np.array(net.format),
-                                  "meta": np.array(json.dumps(net.meta))}
-    for i, (w, b) in enumerate(net.params):
-        out[f"w{i}"] = np.asarray(w, np.float32)
-        out[f"b{i}"] = np.asarray(b, np.float32)
-    return out
+    return weights.to_arrays(net.format, net.meta, net.params)
 
 
 def from_arrays(arrays: dict[str, np.ndarray]) -> FFN:
     """Inverse of `to_arrays`; checks the format and every layer's shape."""
-    fmt = str(arrays.get("format", ""))
-    if fmt != FFN_FORMAT:
-        raise ValueError(f"format is {fmt!r}, expected {FFN_FORMAT!r}")
-    meta = json.loads(str(arrays.get("meta", "{}")))
+    meta = weights.read_format(arrays, FFN_FORMAT)
     spec = layers(int(meta.get("width", WIDTH)), int(meta.get("modules", MODULES)))
-    params: Params = []
-    for i, (cin, cout, k) in enumerate(spec):
-        w, b = arrays.get(f"w{i}"), arrays.get(f"b{i}")
-        if w is None or b is None:
-            raise ValueError(f"layer {i} is missing (w{i}/b{i})")
-        if tuple(w.shape) != (cout, cin, *k) or tuple(b.shape) != (cout,):
-            raise ValueError(f"layer {i} has shape {tuple(w.shape)}, expected {(cout, cin, *k)}")
-        params.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
-    return FFN(params=params, meta=meta)
+    return FFN(params=weights.read_params(arrays, spec), meta=meta)
 
 
 def check_voxel_size(net: FFN, voxel_size_zyx: Sequence[float], rel_tol: float = 0.01) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from connectome_query.reconstruct import sections, synth
+from connectome_query.reconstruct import sections, synth, weights
 from connectome_query.reconstruct.ffn import model
 from connectome_query.reconstruct.ffn.inference import face_moves
 
@@ -118,14 +118,8 @@ def _adam() -> Callable[..., Any]:
     def step(ps: model.Params, opt: Any, img: Any, mask: Any, y: Any, rate: float,
              pos: float) -> Any:
         (value, lg), g = jax.value_and_grad(loss_fn, has_aux=True)(ps, img, mask, y, pos)
-        mu, nu, t = opt
-        t = t + 1
-        mu = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, mu, g)
-        nu = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, nu, g)
-        ps = jax.tree_util.tree_map(
-            lambda p, a, b: p - rate * (a / (1 - 0.9**t)) / (jnp.sqrt(b / (1 - 0.999**t))
-                                                             + 1e-8), ps, mu, nu)
-        return ps, (mu, nu, t), value, lg
+        ps, opt = weights.adam(ps, opt, g, rate)
+        return ps, opt, value, lg
 
     return step
 

@@ -1,0 +1,62 @@
+"""What the project's networks (the affinity U-Net, the FFN) share: weights as named arrays for
+one .npz file (`format`, JSON `meta`, `w{i}`/`b{i}` per layer, checked against the layer list
+on the way back) and the Adam step their training loops take."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Params = list[tuple[Any, Any]]
+Layer = tuple[int, int, tuple[int, ...]]
+"""(in channels, out channels, kernel shape) of one convolution."""
+
+
+def to_arrays(fmt: str, meta: dict[str, Any], params: Params) -> dict[str, np.ndarray]:
+    """Weights as named arrays (for npz), metadata as a JSON string array."""
+    out: dict[str, np.ndarray] = {"format": np.array(fmt), "meta": np.array(json.dumps(meta))}
+    for i, (w, b) in enumerate(params):
+        out[f"w{i}"] = np.asarray(w, np.float32)
+        out[f"b{i}"] = np.asarray(b, np.float32)
+    return out
+
+
+def read_format(arrays: dict[str, np.ndarray], fmt: str) -> dict[str, Any]:
+    """The metadata of arrays written by `to_arrays` in format `fmt` (else a ValueError)."""
+    found = str(arrays.get("format", ""))
+    if found != fmt:
+        raise ValueError(f"format is {found!r}, expected {fmt!r}")
+    meta: dict[str, Any] = json.loads(str(arrays.get("meta", "{}")))
+    return meta
+
+
+def read_params(arrays: dict[str, np.ndarray], spec: Sequence[Layer]) -> Params:
+    """Each layer's weights and biases, checked against `spec`."""
+    params: Params = []
+    for i, (cin, cout, k) in enumerate(spec):
+        w, b = arrays.get(f"w{i}"), arrays.get(f"b{i}")
+        if w is None or b is None:
+            raise ValueError(f"layer {i} is missing (w{i}/b{i})")
+        if tuple(w.shape) != (cout, cin, *k) or tuple(b.shape) != (cout,):
+            raise ValueError(f"layer {i} has shape {tuple(w.shape)}, expected "
+                             f"{(cout, cin, *k)}")
+        params.append((np.asarray(w, np.float32), np.asarray(b, np.float32)))
+    return params
+
+
+def adam(ps: Any, opt: Any, g: Any, rate: float) -> tuple[Any, Any]:
+    """One Adam step (β 0.9 / 0.999, ε 1e-8) on a parameter tree; `opt` is (mu, nu, t)."""
+    import jax
+    import jax.numpy as jnp
+
+    mu, nu, t = opt
+    t = t + 1
+    mu = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, mu, g)
+    nu = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, nu, g)
+    ps = jax.tree_util.tree_map(
+        lambda p, a, b: p - rate * (a / (1 - 0.9**t)) / (jnp.sqrt(b / (1 - 0.999**t)) + 1e-8),
+        ps, mu, nu)
+    return ps, (mu, nu, t)
