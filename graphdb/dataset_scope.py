@@ -44,9 +44,22 @@ SIDES = "synapseSides"
 """Meta property: true once the version's synapses have neuPrint's postsynaptic side."""
 
 _ROI_COUNTS = f"""
-MATCH (s:{SYNAPSE} {{dataset: $key}}) WHERE s.roi IS NOT NULL
-RETURN s.preBodyId AS pre, s.postBodyId AS post, s.roi AS roi, count(*) AS n
+MATCH (n:{NEURON} {{dataset: $key}}) WHERE n.bodyId > $after
+WITH n ORDER BY n.bodyId LIMIT $limit
+CALL (n) {{
+  OPTIONAL MATCH (n)-[:{CONTAINS}]->(:{SYNAPSE_SET})-[:{CONTAINS}]->(s:{SYNAPSE})
+  WITH s.roi AS roi, count(s) AS k WHERE roi IS NOT NULL
+  RETURN collect([roi, k]) AS pre
+}}
+CALL (n) {{
+  OPTIONAL MATCH (n)<-[:{SYNAPSES_TO}]-(:{SYNAPSE_SET})-[:{CONTAINS}]->(s:{SYNAPSE})
+  WITH s.roi AS roi, count(s) AS k WHERE roi IS NOT NULL
+  RETURN collect([roi, k]) AS post
+}}
+RETURN n.bodyId AS body, pre, post
 """
+"""Synapses per ROI on each side of a page of neurons (by bodyId): a page at a time, so that no
+transaction holds the counts of a whole FlyWire-size dataset (Neo4j's transaction memory cap)."""
 
 _SET_NEURON_ROIS = f"""
 UNWIND $rows AS r
@@ -146,14 +159,21 @@ def neuprint_properties(driver: neo4j.Driver, key: str, database: str = "neo4j",
     neuronProperties, totals, uuid)."""
     per_neuron: dict[int, dict[str, dict[str, int]]] = defaultdict(dict)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"pre": 0, "post": 0})
-    records, _, _ = driver.execute_query(_ROI_COUNTS, key=key, database_=database,
-                                         routing_=neo4j.RoutingControl.READ)
-    for rec in records:
-        roi, n = str(rec["roi"]), int(rec["n"])
-        for side, body in (("pre", rec["pre"]), ("post", rec["post"])):
-            counts = per_neuron[int(body)].setdefault(roi, {"pre": 0, "post": 0})
-            counts[side] += n
-            totals[roi][side] += n
+    after = -(2**63)
+    while True:
+        records, _, _ = driver.execute_query(_ROI_COUNTS, key=key, after=after, limit=batch,
+                                             database_=database,
+                                             routing_=neo4j.RoutingControl.READ)
+        for rec in records:
+            for side in ("pre", "post"):
+                for roi, n in rec[side]:
+                    counts = per_neuron[int(rec["body"])].setdefault(str(roi),
+                                                                     {"pre": 0, "post": 0})
+                    counts[side] += int(n)
+                    totals[str(roi)][side] += int(n)
+        if len(records) < batch:
+            break
+        after = int(records[-1]["body"])
     keys, _, _ = driver.execute_query(
         f"MATCH (n:{NEURON} {{dataset: $key}}) UNWIND keys(n) AS k "
         "RETURN k, collect(DISTINCT valueType(n[k]))[0] AS t",
