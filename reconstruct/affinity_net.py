@@ -76,26 +76,6 @@ def init_params(seed: int = 0) -> Params:
     return out
 
 
-def _conv(x: Any, p: tuple[Any, Any]) -> Any:
-    """A 3-D convolution ("same" padding) of x (N, D, H, W, C), done as one 2-D
-    convolution of the sections with their kz - 1 neighbours stacked as channels: XLA's
-    2-D convolutions on the CPU run several times faster than its 3-D ones (same sums)."""
-    import jax
-    import jax.numpy as jnp
-
-    w, b = p
-    cout, cin, kz, ky, kx = w.shape
-    n, d, h, wd, _c = x.shape
-    if kz > 1:
-        pz = kz // 2
-        xp = jnp.pad(x, ((0, 0), (pz, pz), (0, 0), (0, 0), (0, 0)))
-        x = jnp.concatenate([xp[:, dz:dz + d] for dz in range(kz)], axis=-1)
-    k = jnp.transpose(w, (3, 4, 2, 1, 0)).reshape(ky, kx, kz * cin, cout)
-    y = jax.lax.conv_general_dilated(x.reshape(n * d, h, wd, kz * cin), k, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y.reshape(n, d, h, wd, cout) + b
-
-
 def forward(params: Params, x: Any) -> Any:
     """Logits (N, 4, z, y, x) for normalised images (N, 1, z, y, x), y and x even."""
     import jax
@@ -103,16 +83,16 @@ def forward(params: Params, x: Any) -> Any:
 
     relu = jax.nn.relu
     h = jnp.moveaxis(x, 1, -1)  # channels last
-    h1 = relu(_conv(h, params[0]))
-    h2 = relu(_conv(h1, params[1]))
+    h1 = relu(weights.conv3d(h, params[0]))
+    h2 = relu(weights.conv3d(h1, params[1]))
     n, d, hh, ww, c = h2.shape
     down = h2.reshape(n, d, hh // 2, 2, ww // 2, 2, c).mean(axis=(3, 5))
-    h3 = relu(_conv(down, params[2]))
-    h4 = relu(_conv(h3, params[3]))
+    h3 = relu(weights.conv3d(down, params[2]))
+    h4 = relu(weights.conv3d(h3, params[3]))
     up = jnp.repeat(jnp.repeat(h4, 2, axis=2), 2, axis=3)
-    h5 = relu(_conv(jnp.concatenate([up, h2], axis=-1), params[4]))
-    h6 = relu(_conv(h5, params[5]))
-    return jnp.moveaxis(_conv(h6, params[6]), -1, 1)
+    h5 = relu(weights.conv3d(jnp.concatenate([up, h2], axis=-1), params[4]))
+    h6 = relu(weights.conv3d(h5, params[5]))
+    return jnp.moveaxis(weights.conv3d(h6, params[6]), -1, 1)
 
 
 def prepare(img: np.ndarray) -> np.ndarray:

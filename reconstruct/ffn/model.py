@@ -82,37 +82,17 @@ def init_params(seed: int = 0, width: int = WIDTH, modules: int = MODULES) -> Pa
     return out
 
 
-def _conv(x: Any, p: tuple[Any, Any]) -> Any:
-    """A "same" 3-D convolution of x (N, D, H, W, C) as one 2-D convolution of every section
-    with its kz - 1 neighbours stacked as channels (XLA's 2-D convolutions are the faster
-    ones on a CPU; the sums are the same)."""
-    import jax
-    import jax.numpy as jnp
-
-    w, b = p
-    cout, cin, kz, ky, kx = w.shape
-    n, d, h, wd, _c = x.shape
-    if kz > 1:
-        pz = kz // 2
-        xp = jnp.pad(x, ((0, 0), (pz, pz), (0, 0), (0, 0), (0, 0)))
-        x = jnp.concatenate([xp[:, dz:dz + d] for dz in range(kz)], axis=-1)
-    k = jnp.transpose(w, (3, 4, 2, 1, 0)).reshape(ky, kx, kz * cin, cout)
-    y = jax.lax.conv_general_dilated(x.reshape(n * d, h, wd, kz * cin), k, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y.reshape(n, d, h, wd, cout) + b
-
-
 def forward(params: Params, image: Any, mask: Any) -> Any:
     """Updated mask logits (N, z, y, x) from normalised images and mask logits (N, z, y, x)."""
     import jax
     import jax.numpy as jnp
 
     relu = jax.nn.relu
-    h = relu(_conv(jnp.stack([image, mask], axis=-1), params[0]))
+    h = relu(weights.conv3d(jnp.stack([image, mask], axis=-1), params[0]))
     for m in range((len(params) - 2) // 2):
-        r = relu(_conv(h, params[1 + 2 * m]))
-        h = relu(h + _conv(r, params[2 + 2 * m]))
-    return mask + _conv(h, params[-1])[..., 0]
+        r = relu(weights.conv3d(h, params[1 + 2 * m]))
+        h = relu(h + weights.conv3d(r, params[2 + 2 * m]))
+    return mask + weights.conv3d(h, params[-1])[..., 0]
 
 
 def to_arrays(net: FFN) -> dict[str, np.ndarray]:
