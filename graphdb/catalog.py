@@ -276,7 +276,7 @@ def sweep_abandoned(driver: neo4j.Driver, name: str, stale_after_s: float = 600.
     host = socket.gethostname()
     for record in records:
         owner_host, _, pid = str(record["owner"] or "").rpartition(":")
-        dead = owner_host == host and pid.isdigit() and not _alive(int(pid))
+        dead = owner_host == host and pid.isdigit() and not process_alive(int(pid))
         if dead or (record["quiet"] or 0) > stale_after_s:
             version = DatasetVersion.from_record(record.data())
             delete_version(driver, version, database)
@@ -284,7 +284,8 @@ def sweep_abandoned(driver: neo4j.Driver, name: str, stale_after_s: float = 600.
     return swept
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a process we may not signal counts as running)."""
     if pid == os.getpid():
         return True
     try:

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from connectome_query.graphdb.catalog import process_alive
+
 PREFIX = "connectome-ingest-"
 _OWNED = re.compile(rf"^{PREFIX}(\d+)-(\d+)-")
 
@@ -26,20 +28,10 @@ def start_time(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return None if Path("/proc/self/stat").exists() else (0 if _exists(pid) else None)
+        return None if Path("/proc/self/stat").exists() else (0 if process_alive(pid) else None)
     except OSError:
         return 0
     return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new_folder(spill_dir: Path | None) -> Path:
