@@ -155,7 +155,8 @@ def _neuron_file(folder: Path, prep: Prepared, dataset: str) -> str:
 def _connection_file(folder: Path, prep: Prepared, kind: str, dataset: str) -> str | None:
     header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset"]
     if kind == "chemical":
-        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]"]
+        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]",
+                   "publishedWeight:double"]
     out = _CsvFile(folder, f"rel-{kind}", header)
     rel = "ConnectsTo" if kind == "chemical" else "GapJunction"
     for batch in connection_batches(prep, kind, BATCH):
@@ -165,7 +166,8 @@ def _connection_file(folder: Path, prep: Prepared, kind: str, dataset: str) -> s
                 _const(rel, n), batch.column("weight"), _const(dataset, n)]
         if kind == "chemical":
             cols += [batch.column("roiInfo"), _joined(batch.column("rois").combine_chunks()),
-                     _joined(batch.column("roiWeights").combine_chunks())]
+                     _joined(batch.column("roiWeights").combine_chunks()),
+                     batch.column("publishedWeight")]
         out.write(pa.table(cols, names=[f"c{i}" for i in range(len(cols))]))
     return out.close()
 
