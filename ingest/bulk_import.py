@@ -81,6 +81,8 @@ class ImportTimings:
     admin_import: float
     start_and_schema: float
     total: float
+    admin_output: str = ""
+    """What neo4j-admin printed: its stages, their times and its peak memory."""
 
 
 class _CsvFile:
@@ -311,7 +313,7 @@ def _store_kept_until_success(server: LocalNeo4j) -> Iterator[None]:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: str) -> None:
+def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: str) -> str:
     args = ["database", "import", "full", "neo4j", "--overwrite-destination=true",
             "--id-type=INTEGER", "--array-delimiter=U+001F",
             "--skip-bad-relationships=false", "--skip-duplicate-nodes=false",
@@ -321,6 +323,7 @@ def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: s
         if proc.returncode != 0:
             raise BulkImportError(
                 f"neo4j-admin database import failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc.stdout
 
 
 def offline_import(
@@ -371,7 +374,7 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
         server.fetch()
         server.write_config()
         say("running neo4j-admin database import")
-        _admin_import(server, nodes, rels, heap)
+        admin_output = _admin_import(server, nodes, rels, heap)
         t2 = time.perf_counter()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -404,4 +407,5 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
     seconds = (datetime.now(UTC) - started).total_seconds()
     report = LoadReport(**{**report.__dict__, "seconds": seconds})
     return report, ImportTimings(prepare=t1 - t0, admin_import=t2 - t1,
-                                 start_and_schema=t3 - t2, total=t3 - t0)
+                                 start_and_schema=t3 - t2, total=t3 - t0,
+                                 admin_output=admin_output)

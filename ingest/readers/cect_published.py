@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from connectome_query.ingest.errors import IngestError
+from connectome_query.ingest.readers._columns import Chunk
 from connectome_query.ingest.readers.celegans import (
     cect_data_dir,
     check_kinds,
@@ -48,6 +49,14 @@ class EdgeTable:
     """Column saying chemical / electrical (any case); None: every row is `fixed_kind`."""
     fixed_kind: str = "chemical"
     sep: str = r"\s+"
+    kinds: tuple[tuple[str, str], ...] = ()
+    """The file's own type names -> chemical / electrical ("" drops the row); empty: the file
+    says chemical / electrical itself."""
+    columns: tuple[str, ...] = ()
+    """Names of the fields of a file without a header (lines split on blanks, `#` starts a
+    comment)."""
+    where: tuple[str, str] | None = None
+    """Keep only rows whose column holds this value (one series of a file of several)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ _WITVLIET_FILES = ("1 L1", "2 L1", "3 L1", "4 L1", "5 L2", "6 L3", "7 adult", "8
 _WHITE = "White et al. 1986, Phil Trans R Soc B 314:1"
 _WHITE_WEIGHTS = ("number of synapses (chemical) or gap junctions (electrical) seen between "
                   "the two cells in the serial sections")
+_DURBIN_KINDS = (("Send", "chemical"), ("Send_joint", "chemical"), ("Gap_junction", "electrical"),
+                 ("Receive", ""), ("Receive_joint", ""))
 _COOK = "Cook et al. 2019, Nature 571:63 (SI 5, corrected July 2020)"
 _COOK_WEIGHTS = "serial-section count of synapses (chemical) or gap junctions (electrical)"
 
@@ -146,6 +157,18 @@ PUBLISHED: dict[str, Published] = dict([
            paper=_WHITE, weights=_WHITE_WEIGHTS,
            description="C. elegans adult (series N2U), White et al. 1986 (cect)",
            quirks="head and ventral cord of one animal"),
+    *(_entry(f"durbin1987_{series.lower()}", EdgeTable(
+        "data/neurodata_updated.txt", weight="synapses", kind="type", where=("series", series),
+        columns=("pre", "post", "type", "series", "synapses"), kinds=_DURBIN_KINDS),
+        paper="Durbin 1987, PhD thesis (Cambridge): neurodata.txt, the series of White et al. "
+              "1986", weights=_WHITE_WEIGHTS, stage=stage, repeats="sum",
+        description=f"C. elegans {what} (series {series}), Durbin 1987's table of White et al. "
+                    "1986 (cect)",
+        quirks="chemical = Send + Send_joint rows (polyadic synapses counted for each "
+               "partner; the Receive rows are the same synapses seen from the other side); "
+               "`mu_bod` (body-wall muscle) and `hyp` (hypodermis) are one cell each; cect's "
+               "corrected copy of the file")
+      for series, stage, what in (("JSH", "L4", "L4"), ("N2U", "adult", "adult"))),
     _entry("cook2019_male", CectJson("cache/Cook2019MaleReader.json"),
            paper=_COOK, weights=_COOK_WEIGHTS, sex="male",
            description="C. elegans male, whole animal, Cook et al. 2019 corrected adjacency "
@@ -245,8 +268,20 @@ def read_edge_list(path: Path, spec: EdgeTable | None = None, *, whole: bool = T
     """An edge list as `pre`, `post`, `weight`, `kind` (chemical / electrical); a connection
     listed twice is an error naming its row unless `repeats` is "sum"."""
     spec = spec or EdgeTable(path.name)
-    table = frame_chunk(str(path), _read_sheet(path, spec.sep), first_row=2)
-    table.require(spec.pre, spec.post, spec.weight, *([spec.kind] if spec.kind else []))
+    if not spec.columns:
+        return _edge_frame(frame_chunk(str(path), _read_sheet(path, spec.sep), first_row=2),
+                           spec, whole, repeats)
+    sheet, lines = _read_lines(path, spec.columns)
+    try:
+        return _edge_frame(frame_chunk(str(path), sheet, first_row=2), spec, whole, repeats)
+    except IngestError as exc:  # rows counted in the frame: name the file's line instead
+        row = lines[exc.row - 2] if exc.row is not None else None
+        raise IngestError(exc.path, exc.message, row=row, column=exc.column) from None
+
+
+def _edge_frame(table: Chunk, spec: EdgeTable, whole: bool, repeats: str) -> pd.DataFrame:
+    table.require(spec.pre, spec.post, spec.weight, *([spec.kind] if spec.kind else []),
+                  *([spec.where[0]] if spec.where else []))
     if whole:
         weight: np.ndarray = table.integers(spec.weight, ids=False)
     else:
@@ -261,11 +296,37 @@ def read_edge_list(path: Path, spec: EdgeTable | None = None, *, whole: bool = T
         "post": [n.strip() for n in table.texts(spec.post, required=True).to_pylist()],
         "weight": weight, "kind": kinds})
     if spec.kind:
-        check_kinds(table, frame["kind"], {"chemical", "electrical"}, spec.kind)
+        named = dict((k.lower(), v) for k, v in spec.kinds) or {
+            "chemical": "chemical", "electrical": "electrical"}
+        check_kinds(table, frame["kind"], set(named), spec.kind)
+        frame["kind"] = frame["kind"].map(named)
+    keep = frame["kind"] != ""
+    if spec.where is not None:
+        keep &= np.asarray(table.texts(spec.where[0], required=True).to_pylist()) == spec.where[1]
+    frame = frame[keep.to_numpy()].reset_index(drop=True)
     dup = frame.duplicated(["pre", "post", "kind"]).to_numpy()
     if repeats == "error" and dup.any():
-        raise table.error(int(np.flatnonzero(dup)[0]), spec.pre, "connection listed twice")
+        position = int(np.flatnonzero(keep.to_numpy())[np.flatnonzero(dup)[0]])
+        raise table.error(position, spec.pre, "connection listed twice")
     return frame
+
+
+def _read_lines(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[int]]:
+    """A text table without a header: each line's fields before any `#`; blank lines skipped.
+    Also each row's line number."""
+    if not path.exists():
+        raise IngestError(path, "file not found")
+    rows, lines = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != len(columns):
+            raise IngestError(path, f"{len(fields)} fields, expected {len(columns)} "
+                              f"({', '.join(columns)})", row=number)
+        rows.append(fields)
+        lines.append(number)
+    return pd.DataFrame(rows, columns=list(columns), dtype=object), lines
 
 
 CHEMICAL_CLASS = "Generic_CS"

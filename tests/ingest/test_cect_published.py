@@ -31,7 +31,7 @@ from connectome_query.ingest.readers.cect_published import (
 from connectome_query.ingest.sources import BUILTIN, builtin_descriptions, read_source
 
 EDGE_LISTS = [n for n, p in PUBLISHED.items()
-              if p.whole and all(isinstance(t, EdgeTable) for t in p.tables)]
+              if p.whole and all(isinstance(t, EdgeTable) and not t.columns for t in p.tables)]
 MATRICES = [n for n, p in PUBLISHED.items() if isinstance(p.tables[0], CectJson)]
 
 
@@ -138,6 +138,22 @@ def test_cook2020_matches_pandas() -> None:
     assert elec["publishedWeight"].isna().all()
 
 
+@pytest.mark.parametrize("series", ["JSH", "N2U"])
+def test_durbin1987_matches_pandas(series: str) -> None:
+    raw = pd.read_csv(cect_root() / "data" / "neurodata_updated.txt", sep=r"\s+", comment="#",
+                      header=None, names=["pre", "post", "type", "series", "n"])
+    raw = raw[raw["series"] == series]
+    sent = raw[raw["type"].isin(["Send", "Send_joint"])].groupby(["pre", "post"])["n"].sum()
+    gap = raw[raw["type"] == "Gap_junction"].rename(columns={"n": "synapses"})
+    got = _named(read_source(f"durbin1987_{series.lower()}"))
+    chem = got[got["kind"] == "chemical"].set_index(["pre", "post"])["weight"]
+    assert chem.sort_index().to_dict() == sent.sort_index().to_dict()
+    elec = got[got["kind"] == "electrical"]
+    assert {frozenset((a, b)): int(w) for a, b, w in
+            zip(elec["pre"], elec["post"], elec["weight"], strict=True)} == \
+        _undirected_max(gap, "synapses")
+
+
 def test_yim2024_matches_networkx() -> None:
     path = cect_root() / "data" / "41467_2024_45943_MOESM6_ESM.xlsx"
     sheet = pd.read_excel(path, sheet_name="Dauer", index_col=0, header=0, skiprows=[1])
@@ -195,6 +211,24 @@ def test_bad_matrix_names_the_cells(tmp_path: Path) -> None:
     path.write_text(json.dumps({"nodes": ["A"], "connections": {"Dopamine": [[0]]}}))
     with pytest.raises(IngestError, match="Dopamine"):
         read_cect_matrices(path)
+
+
+def test_bad_text_table_names_the_line(tmp_path: Path) -> None:
+    spec = EdgeTable("x.txt", kind="type", columns=("pre", "post", "type", "synapses"),
+                     kinds=(("Send", "chemical"), ("Receive", "")))
+    path = tmp_path / "x.txt"
+    path.write_text("# note\nAVAL AVBL Send 2\n\nAVAL AVBR Send 1 # fine\nAVAL AVBR Receive x\n")
+    with pytest.raises(IngestError) as err:
+        read_edge_list(path, spec)
+    assert (err.value.row, err.value.column) == (5, "synapses")
+    path.write_text("AVAL AVBL Send 2\nAVAL AVBL Sent 2\n")
+    with pytest.raises(IngestError, match="unknown connection type 'sent'") as err:
+        read_edge_list(path, spec)
+    assert err.value.row == 2
+    path.write_text("AVAL AVBL Send 2\nAVAL Send 2\n")
+    with pytest.raises(IngestError, match="3 fields") as err:
+        read_edge_list(path, spec)
+    assert err.value.row == 2
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
