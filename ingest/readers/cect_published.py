@@ -137,6 +137,13 @@ def _entry(name: str, table: Table, **about: Any) -> tuple[str, Published]:
 
 
 PUBLISHED: dict[str, Published] = dict([
+    _entry("cook2019", EdgeTable("data/herm_full_edgelist.csv", "Source", "Target", "Weight",
+                                 "Type", sep=","),
+           paper="Cook et al. 2019, Nature 571:63", weights=_COOK_WEIGHTS,
+           description="C. elegans hermaphrodite, whole animal, Cook et al. 2019 edge list "
+                       "(cect)",
+           quirks="the uncorrected edge list; `cook2019_herm_corrected` has the July 2020 "
+                  "corrections"),
     *(_entry(f"witvliet2020_{i + 1}", EdgeTable(f"data/witvliet_2020_{_WITVLIET_FILES[i]}.xlsx"),
              paper=f"Witvliet et al. 2021, Nature 596:257 (dataset {i + 1})",
              description=f"C. elegans brain (nerve ring) at {_WITVLIET_STAGES[i]}, Witvliet et "

@@ -1,6 +1,7 @@
 """Published C. elegans connectomes shipped in the `cect` wheel.
 
-`cook2019`: Cook et al. 2019 hermaphrodite (`herm_full_edgelist.csv`). `varshney2011`: WormAtlas /
+`cook2019` (Cook et al. 2019 hermaphrodite edge list) is read by `cect_published`; this module
+holds the cell tables every C. elegans source shares and `varshney2011`: WormAtlas /
 Varshney et al. 2011 (`NeuronConnectFormatted.xlsx`): chemical synapses from the send rows, gap
 junctions from the EJ rows, NMJ rows counted per neuron as `nmjSynapses`. Gap junctions listed
 once per direction are stored once per unordered pair. `cellClass` and neurotransmitters come
@@ -129,31 +130,6 @@ def _edges(frame: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
             "weight": frame["weight"].astype("int64"),
         }
     )
-
-
-def read_cook2019(data: Path | None = None) -> ConnectomeTables:
-    """Cook et al. 2019 hermaphrodite, chemical and electrical."""
-    data = data or cect_data_dir()
-    table = read_whole(data / "herm_full_edgelist.csv")
-    table.require("Source", "Target", "Weight", "Type")
-    frame = pd.DataFrame(
-        {
-            "pre": _text(table, "Source"),
-            "post": _text(table, "Target"),
-            "weight": table.integers("Weight", ids=False),
-            "kind": [k.lower() for k in _text(table, "Type")],
-        }
-    )
-    check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
-    dup = frame.duplicated(["pre", "post", "kind"])
-    if dup.any():
-        pos = int(dup.to_numpy().nonzero()[0][0])
-        raise IngestError(table.path, "connection listed twice", row=table.row_of(pos),
-                          column="Source")
-    return named_connectome(
-        str(table.path), frame, data,
-        meta={"description": "C. elegans hermaphrodite, Cook et al. 2019 (cect)",
-              "species": "Caenorhabditis elegans"})
 
 
 def named_connectome(source: str, frame: pd.DataFrame, data: Path,

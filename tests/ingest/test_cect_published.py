@@ -36,10 +36,17 @@ MATRICES = [n for n, p in PUBLISHED.items() if isinstance(p.tables[0], CectJson)
 
 
 def _raw(name: str) -> pd.DataFrame:
-    path = cect_root() / PUBLISHED[name].file
-    if path.suffix == ".xlsx":
-        return pd.read_excel(path)
-    return pd.read_csv(path, sep=r"\s+", engine="python")
+    """The file as `pre`, `post`, `type`, `synapses`, names and types as the file writes them
+    (but for blanks around names, which Cook's edge list has)."""
+    spec = PUBLISHED[name].tables[0]
+    assert isinstance(spec, EdgeTable) and spec.kind
+    path = cect_root() / spec.file
+    raw = (pd.read_excel(path) if path.suffix == ".xlsx" else
+           pd.read_csv(path, sep=spec.sep, engine="python"))
+    raw = raw.rename(columns={spec.pre: "pre", spec.post: "post", spec.kind: "type",
+                              spec.weight: "synapses"})
+    raw["pre"], raw["post"] = raw["pre"].str.strip(), raw["post"].str.strip()
+    return raw
 
 
 def _named(tables: object) -> pd.DataFrame:
