@@ -77,6 +77,7 @@ def _pairs_table(pre: np.ndarray, post: np.ndarray, weight: np.ndarray, kind: st
         "kind": pa.array([kind] * n, pa.string()),
         "roiInfo": pa.nulls(n, pa.string()), "rois": pa.nulls(n, pa.list_(pa.string())),
         "roiWeights": pa.nulls(n, pa.list_(pa.int64())),
+        "publishedWeight": pa.nulls(n, pa.float64()),
     }, schema=CONNECTION_SCHEMA)
 
 

@@ -16,6 +16,7 @@ importer fail then, the previous store is put back.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
 import uuid
@@ -81,6 +82,21 @@ class ImportTimings:
     admin_import: float
     start_and_schema: float
     total: float
+    admin_output: str = ""
+    """What neo4j-admin printed: its stages, their times and its peak memory."""
+
+    def admin_stages(self) -> dict[str, float]:
+        """Seconds of each stage neo4j-admin reports ("Node import", "Relationship import",
+        ...), and "IMPORT DONE": the importer's own total, without starting the JVM."""
+        found = re.findall(r"^(.+?) COMPLETED in (.+?)\s*$", self.admin_output, re.M)
+        done = re.findall(r"^(IMPORT DONE) in (.+?)\.\s*$", self.admin_output, re.M)
+        return {name.strip(): _seconds(text) for name, text in found + done}
+
+
+def _seconds(text: str) -> float:
+    """neo4j-admin's durations ("1m 2s 345ms", "9s 439ms", "805ms") in seconds."""
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in re.findall(r"(\d+)(ms|h|m|s)\b", text))
 
 
 class _CsvFile:
@@ -155,7 +171,8 @@ def _neuron_file(folder: Path, prep: Prepared, dataset: str) -> str:
 def _connection_file(folder: Path, prep: Prepared, kind: str, dataset: str) -> str | None:
     header = [":START_ID(N)", ":END_ID(N)", ":TYPE", "weight:long", "dataset"]
     if kind == "chemical":
-        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]"]
+        header += ["roiInfo:string", "rois:string[]", "roiWeights:long[]",
+                   "publishedWeight:double"]
     out = _CsvFile(folder, f"rel-{kind}", header)
     rel = "ConnectsTo" if kind == "chemical" else "GapJunction"
     for batch in connection_batches(prep, kind, BATCH):
@@ -165,7 +182,8 @@ def _connection_file(folder: Path, prep: Prepared, kind: str, dataset: str) -> s
                 _const(rel, n), batch.column("weight"), _const(dataset, n)]
         if kind == "chemical":
             cols += [batch.column("roiInfo"), _joined(batch.column("rois").combine_chunks()),
-                     _joined(batch.column("roiWeights").combine_chunks())]
+                     _joined(batch.column("roiWeights").combine_chunks()),
+                     batch.column("publishedWeight")]
         out.write(pa.table(cols, names=[f"c{i}" for i in range(len(cols))]))
     return out.close()
 
@@ -309,7 +327,7 @@ def _store_kept_until_success(server: LocalNeo4j) -> Iterator[None]:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: str) -> None:
+def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: str) -> str:
     args = ["database", "import", "full", "neo4j", "--overwrite-destination=true",
             "--id-type=INTEGER", "--array-delimiter=U+001F",
             "--skip-bad-relationships=false", "--skip-duplicate-nodes=false",
@@ -319,6 +337,7 @@ def _admin_import(server: LocalNeo4j, nodes: list[str], rels: list[str], heap: s
         if proc.returncode != 0:
             raise BulkImportError(
                 f"neo4j-admin database import failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc.stdout
 
 
 def offline_import(
@@ -369,7 +388,7 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
         server.fetch()
         server.write_config()
         say("running neo4j-admin database import")
-        _admin_import(server, nodes, rels, heap)
+        admin_output = _admin_import(server, nodes, rels, heap)
         t2 = time.perf_counter()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -402,4 +421,5 @@ def _import(server: LocalNeo4j, prep: Prepared, dataset: str, replace: bool, hea
     seconds = (datetime.now(UTC) - started).total_seconds()
     report = LoadReport(**{**report.__dict__, "seconds": seconds})
     return report, ImportTimings(prepare=t1 - t0, admin_import=t2 - t1,
-                                 start_and_schema=t3 - t2, total=t3 - t0)
+                                 start_and_schema=t3 - t2, total=t3 - t0,
+                                 admin_output=admin_output)

@@ -62,7 +62,8 @@ UNWIND $rows AS r
 MATCH (a:Neuron {dataset: $dataset, bodyId: r.pre})
 MATCH (b:Neuron {dataset: $dataset, bodyId: r.post})
 CREATE (a)-[c:ConnectsTo {weight: r.weight, dataset: $dataset}]->(b)
-SET c.roiInfo = r.roiInfo, c.rois = r.rois, c.roiWeights = r.roiWeights
+SET c.roiInfo = r.roiInfo, c.rois = r.rois, c.roiWeights = r.roiWeights,
+    c.publishedWeight = r.publishedWeight
 """
 
 WRITE_ELECTRICAL = """

@@ -41,7 +41,8 @@ def tables_source(tables: ConnectomeTables) -> Source:
     conns = FrameTable(f"{name} (connections)", tables.connections)
     conns.require("bodyIdPre", "bodyIdPost", "weight")
     conn_cols = ConnectionColumns(pre="bodyIdPre", post="bodyIdPost", weight="weight",
-                                  kind=present(conns, "kind"), roi_info=present(conns, "roiInfo"))
+                                  kind=present(conns, "kind"), roi_info=present(conns, "roiInfo"),
+                                  published_weight=present(conns, "publishedWeight"))
     synapses = None
     if tables.synapses is not None and not tables.synapses.empty:
         syn = FrameTable(f"{name} (synapses)", tables.synapses)
@@ -84,7 +85,10 @@ def _whole(prep: Prepared) -> ConnectomeTables:
     if neurons.column("nmjSynapses").null_count == neurons.num_rows:
         neurons = neurons.drop(["nmjSynapses"])
     conns = pa.concat_tables(chemical) if chemical else CONNECTION_SCHEMA.empty_table()
-    conns = conns.select(["bodyIdPre", "bodyIdPost", "weight", "kind", "roiInfo"])
+    conns = conns.select(["bodyIdPre", "bodyIdPost", "weight", "kind", "roiInfo",
+                          "publishedWeight"])
+    if conns.column("publishedWeight").null_count == conns.num_rows:
+        conns = conns.drop(["publishedWeight"])
     synapses = None
     if source.synapses is not None:
         synapses = _frame(pa.concat_tables(list(synapse_batches(prep, _BATCH))))

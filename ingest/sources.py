@@ -20,11 +20,7 @@ from connectome_query.ingest.memory import tables_source, to_tables
 from connectome_query.ingest.readers.cect_modulatory import DESCRIPTIONS as MODULATORY_DESCRIPTIONS
 from connectome_query.ingest.readers.cect_modulatory import MODULATORY_READERS
 from connectome_query.ingest.readers.cect_published import PUBLISHED, published_readers
-from connectome_query.ingest.readers.celegans import (
-    CELEGANS_SOURCES,
-    read_cook2019,
-    read_varshney2011,
-)
+from connectome_query.ingest.readers.celegans import CELEGANS_SOURCES, read_varshney2011
 from connectome_query.ingest.readers.codex import codex_source, is_codex_dir
 from connectome_query.ingest.readers.files import check_encoding
 from connectome_query.ingest.readers.neuprint import find_neuprint_files, neuprint_source
@@ -33,17 +29,16 @@ from connectome_query.ingest.readers.run_dir import is_run_dir, run_dir_source
 from connectome_query.ingest.readers.synapse_table import check_voxel_size, synapse_table_source
 from connectome_query.ingest.tables import ConnectomeTables, Source
 
+_PUBLISHED = published_readers()
 BUILTIN: dict[str, Callable[[], ConnectomeTables]] = {
-    "cook2019": read_cook2019, "varshney2011": read_varshney2011, **published_readers(),
+    "cook2019": _PUBLISHED["cook2019"], "varshney2011": read_varshney2011, **_PUBLISHED,
     **MODULATORY_READERS}
 assert tuple(BUILTIN)[:2] == CELEGANS_SOURCES
 
 
 def builtin_descriptions() -> dict[str, str]:
     """Built-in name -> what it is (for `connectome ingest --list`)."""
-    described = {"cook2019": "C. elegans hermaphrodite, whole animal, Cook et al. 2019 edge list "
-                             "(cect)",
-                 "varshney2011": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 "
+    described = {"varshney2011": "C. elegans hermaphrodite, WormAtlas / Varshney et al. 2011 "
                                  "(cect)"}
     described.update({name: p.description for name, p in PUBLISHED.items()})
     described.update(MODULATORY_DESCRIPTIONS)

@@ -34,9 +34,11 @@ CONNECTION_SCHEMA = pa.schema([
     ("bodyIdPre", pa.int64(), False), ("bodyIdPost", pa.int64(), False),
     ("weight", pa.int64(), False), ("kind", pa.string(), False), ("roiInfo", pa.string()),
     ("rois", pa.list_(pa.string())), ("roiWeights", pa.list_(pa.int64())),
+    ("publishedWeight", pa.float64()),
 ])
 """Connections: one row per (pre, post, kind); `kind` is "chemical" or "electrical"; `rois` and
-`roiWeights` are read from the roiInfo JSON."""
+`roiWeights` are read from the roiInfo JSON; `publishedWeight` is a source's own weight where it
+is not a whole number (`weight` is then that value rounded up)."""
 
 SYNAPSE_SCHEMA = pa.schema([
     ("synapseId", pa.int64(), False), ("bodyIdPre", pa.int64(), False),

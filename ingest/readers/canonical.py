@@ -106,9 +106,12 @@ class ConnectionColumns:
     weight: str
     kind: str | None = None
     roi_info: str | None = None
+    published_weight: str | None = None
+    """A source's own weight where it is not a whole number (`weight` is then rounded up)."""
 
     def sources(self) -> list[str]:
-        return [c for c in (self.pre, self.post, self.weight, self.kind, self.roi_info) if c]
+        return [c for c in (self.pre, self.post, self.weight, self.kind, self.roi_info,
+                            self.published_weight) if c]
 
     def convert(self, chunk: Chunk) -> Part:
         n = chunk.n
@@ -122,6 +125,8 @@ class ConnectionColumns:
             "bodyIdPost": pa.array(chunk.integers(self.post)),
             "weight": pa.array(chunk.integers(self.weight, ids=False)),
             "kind": kinds, "roiInfo": info, "rois": rois, "roiWeights": weights,
+            "publishedWeight": (_float(chunk.numbers(self.published_weight))
+                                if self.published_weight else _nulls(n, pa.float64())),
         }, schema=CONNECTION_SCHEMA)
         return Part(chunk.path, _rows(chunk), table)
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from connectome_query.ingest.errors import IngestError
-from connectome_query.ingest.readers.celegans import cect_data_dir, cell_table, read_cook2019
+from connectome_query.ingest.readers.cect_published import read_published
+from connectome_query.ingest.readers.celegans import cect_data_dir, cell_table
 from connectome_query.ingest.readers.files import frame_chunk
 from connectome_query.ingest.tables import ConnectomeTables
 
@@ -139,7 +140,7 @@ def read_cook2019_neuromodulators() -> ConnectomeTables:
     """Cook 2019's synapses plus monoamine and mid-range neuropeptide edges; cells named only
     by the neuromodulator networks are added as neurons without synapses."""
     data = cect_data_dir()
-    base = read_cook2019(data)
+    base = read_published("cook2019", data.parent)
     edges = pd.concat([
         read_pathway_list(data / "edgelist_MA.csv", "monoamine"),
         read_pathway_matrix(data / "01022024_neuropeptide_connectome_mid_range_model.csv",

@@ -1,6 +1,7 @@
 """Published C. elegans connectomes shipped in the `cect` wheel.
 
-`cook2019`: Cook et al. 2019 hermaphrodite (`herm_full_edgelist.csv`). `varshney2011`: WormAtlas /
+`cook2019` (Cook et al. 2019 hermaphrodite edge list) is read by `cect_published`; this module
+holds the cell tables every C. elegans source shares and `varshney2011`: WormAtlas /
 Varshney et al. 2011 (`NeuronConnectFormatted.xlsx`): chemical synapses from the send rows, gap
 junctions from the EJ rows, NMJ rows counted per neuron as `nmjSynapses`. Gap junctions listed
 once per direction are stored once per unordered pair. `cellClass` and neurotransmitters come
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectome_query.ingest.errors import IngestError
@@ -36,9 +38,10 @@ def cect_data_dir() -> Path:
 
 
 def cell_type_of(name: str, names: set[str]) -> str:
-    """Bilateral/radial class of a cell: drop a trailing number (VA01 -> VA), then a side
-    (L/R) when the cell's mirror exists, then D/V when both exist (RMDDL -> RMDD -> RMD)."""
-    base = re.sub(r"0*\d+$", "", name) if re.search(r"[A-Z]\d+$", name) else name
+    """Bilateral/radial class of a cell: drop a trailing number after two or more capitals
+    (VA01 -> VA; the pharyngeal I3 and M4 are classes of their own), then a side (L/R) when
+    the cell's mirror exists, then D/V when both exist (RMDDL -> RMDD -> RMD)."""
+    base = re.sub(r"0*\d+$", "", name) if re.search(r"[A-Z]{2}\d+$", name) else name
     if base != name:
         return base
     if name[-1:] in "LR" and len(name) > 2:
@@ -129,41 +132,19 @@ def _edges(frame: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
     )
 
 
-def read_cook2019(data: Path | None = None) -> ConnectomeTables:
-    """Cook et al. 2019 hermaphrodite, chemical and electrical."""
-    data = data or cect_data_dir()
-    table = read_whole(data / "herm_full_edgelist.csv")
-    table.require("Source", "Target", "Weight", "Type")
-    frame = pd.DataFrame(
-        {
-            "pre": _text(table, "Source"),
-            "post": _text(table, "Target"),
-            "weight": table.integers("Weight", ids=False),
-            "kind": [k.lower() for k in _text(table, "Type")],
-        }
-    )
-    check_kinds(table, frame["kind"], {"chemical", "electrical"}, "Type")
-    dup = frame.duplicated(["pre", "post", "kind"])
-    if dup.any():
-        pos = int(dup.to_numpy().nonzero()[0][0])
-        raise IngestError(table.path, "connection listed twice", row=table.row_of(pos),
-                          column="Source")
-    return named_connectome(
-        str(table.path), frame, data,
-        meta={"description": "C. elegans hermaphrodite, Cook et al. 2019 (cect)",
-              "species": "Caenorhabditis elegans"})
-
-
 def named_connectome(source: str, frame: pd.DataFrame, data: Path,
                      meta: dict[str, Any]) -> ConnectomeTables:
     """A connectome of named cells from edges (`pre`, `post`, `weight`, `kind`: chemical or
-    electrical, at most one row per (pre, post, kind)); gap junctions folded to unordered
-    pairs."""
+    electrical, at most one row per (pre, post, kind); optionally `publishedWeight`, kept on
+    chemical connections); gap junctions folded to unordered pairs."""
     names = sorted(set(frame["pre"]) | set(frame["post"]))
     neurons = cell_table(names, data)
     ids = dict(zip(neurons["instance"], neurons["bodyId"], strict=True))
-    chem = _edges(frame[frame["kind"] == "chemical"], ids)
+    chemical = frame[frame["kind"] == "chemical"]
+    chem = _edges(chemical, ids)
     chem["kind"] = "chemical"
+    if "publishedWeight" in frame:
+        chem["publishedWeight"] = chemical["publishedWeight"].to_numpy(np.float64)
     elec = undirected_gap_junctions(_edges(frame[frame["kind"] == "electrical"], ids))
     conns = pd.concat([chem, elec], ignore_index=True)
     return ConnectomeTables(source=source, neurons=neurons, connections=conns, meta=meta)

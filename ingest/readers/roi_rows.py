@@ -312,6 +312,8 @@ class FoldedConnections:
 
     def parts(self) -> Iterator[Part]:
         for table in self._batches():
+            table = table.append_column("publishedWeight",
+                                        pa.nulls(table.num_rows, pa.float64()))
             canonical = table.select(CONNECTION_SCHEMA.names).cast(CONNECTION_SCHEMA)
             rows = table.column("row").to_numpy()
             for start in range(0, table.num_rows, self.chunk_rows):

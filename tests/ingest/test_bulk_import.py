@@ -177,3 +177,25 @@ def test_offline_import_takes_real_range_ids(tmp_path: Path, driver: neo4j.Drive
         assert fingerprint(bulk, "t_bulk_ids") == before
         names, _, _ = bulk.execute_query("MATCH (m:Meta) RETURN collect(m.name) AS d")
         assert names[0]["d"] == ["t_bulk_ids"]
+
+
+def test_offline_import_keeps_published_weights(driver: neo4j.Driver,
+                                                fresh_server: LocalNeo4j) -> None:
+    """Cook 2020's half-section weights: the import writes `publishedWeight` as the loader does,
+    equal to the published values."""
+    from connectome_query.ingest.sources import read_source
+
+    tables = read_source("cook2020_pharynx")
+    chem = tables.connections[tables.connections["kind"] == "chemical"]
+    load(driver, tables, "t_bulk_cook2020")
+    offline_import(fresh_server, tables, "t_bulk_cook2020", replace=True)
+    target = fresh_server.target()
+    with neo4j.GraphDatabase.driver(target.uri, auth=(target.user, target.password)) as bulk:
+        expected, got = _summary(driver, "t_bulk_cook2020"), _summary(bulk, "t_bulk_cook2020")
+        for key in expected:
+            assert got[key] == expected[key], key
+        rows, _, _ = bulk.execute_query(
+            "MATCH (:Neuron {dataset: $d})-[c:ConnectsTo]->() RETURN sum(c.publishedWeight) AS p, "
+            "count(c.publishedWeight) AS n", d=current_key(bulk, "t_bulk_cook2020"))
+    assert rows[0]["n"] == len(chem)
+    assert rows[0]["p"] == pytest.approx(float(chem["publishedWeight"].sum()))
