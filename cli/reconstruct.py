@@ -288,6 +288,10 @@ def train_ffn(
     positive_weight: Annotated[float, typer.Option(
         help="weight of the object's voxels in the loss (the FOV holds mostly others)")] = 4.0,
     seed: Annotated[int, typer.Option()] = 0,
+    init: Annotated[Path | None, typer.Option(
+        help="start from these FFN weights when there is no checkpoint (fine-tuning)")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        help="stop after this much training time (checkpointed; run again to go on)")] = None,
 ) -> None:
     """Train the flood-filling network on synthetic volumes (the shipped weights came from
     this command; see reconstruct/ffn/)."""
@@ -300,6 +304,12 @@ def train_ffn(
         raise fail("--steps, --volumes, --batch and --checkpoint-every must be at least 1", 2)
     if not lr > 0:
         raise fail(f"--lr must be positive, got {lr}", 2)
+    if minutes is not None and not minutes > 0:
+        raise fail(f"--minutes must be positive, got {minutes}", 2)
+    try:
+        start = io.load_ffn(init) if init is not None else None
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
     ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
     shape = (48, 128, 128)
     vs = training.VOXEL_SIZE
@@ -307,6 +317,9 @@ def train_ffn(
     meta = {model.VOXEL_SIZE_KEY: list(vs),
             "trained_on": f"{volumes} synthetic volumes {'x'.join(map(str, shape))}, seeds from "
                           f"{training.FFN_TRAINING_SEED}, clean and noisy"}
+    if start is not None:
+        meta["history"] = [f"from {init.name if init else ''}: "
+                           f"{'; '.join(start.meta.get('history', []))}"]
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as prog:
@@ -315,10 +328,16 @@ def train_ffn(
         def tick(i: int, loss: float) -> None:
             prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
 
+        def resumed(done: int) -> None:  # a resumed run's bar starts at its checkpoint's step
+            prog.update(task, completed=done)
+
         try:
             net = training.train(data, steps, ckpt, batch=batch, lr=lr, seed=seed,
                                  checkpoint_every=checkpoint_every, tick=tick, meta=meta,
-                                 positive_weight=positive_weight)
+                                 positive_weight=positive_weight,
+                                 init=start.params if start is not None else None,
+                                 max_seconds=minutes * 60 if minutes else None, start=resumed,
+                                 dilations=start.dilations if start else model.DILATIONS)
         except ValueError as e:
             raise fail(str(e), 1) from e
     net.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)

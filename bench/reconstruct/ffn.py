@@ -95,10 +95,13 @@ def main() -> None:
                     f"{r['synapse_f1']:.3f}", f"{r['segmentation_s']:.1f}",
                     f"{r['kvox_per_s']:.1f}")
     con.print(tab)
+    speed = rows[1]["kvox_per_s"] / rows[0]["kvox_per_s"]
+    con.print(f"FFN / watershed: speed {speed:.3f}x, NERL {rows[1]['nerl'] - rows[0]['nerl']:+.3f}")
     con.print(f"load average before {load_before}, after {load_after}")
     summary = {"shape_zyx": list(shape), "preset": args.preset, "seed": args.seed,
                "ffn": ffn_run.get("ffn"), "rows": rows, "watershed_run_s": t_ws,
                "ffn_run_s": t_ffn, "nerl_ffn_minus_watershed": rows[1]["nerl"] - rows[0]["nerl"],
+               "speed_ffn_over_watershed": speed,
                "load_average_before": load_before, "load_average_after": load_after}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2, default=float))

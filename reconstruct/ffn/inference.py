@@ -12,7 +12,7 @@ Seeds are the peaks of the distance transform of the boundary map's interior.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import cc3d
@@ -23,7 +23,11 @@ from scipy import ndimage
 from connectome_query.reconstruct.ffn.model import DELTA, FOV, P_EMPTY, P_SEED, logit
 
 Predictor = Callable[[tuple[int, int, int], np.ndarray, np.ndarray], np.ndarray]
-"""(FOV corner in the volume, image, mask logits) -> new mask logits over the FOV."""
+"""(FOV corner in the volume, image, mask logits) -> new mask logits over the FOV. A predictor
+may also offer `many(corners, images, masks)`, the same for a stack of FOVs in one call: then
+the two seed orders of `segment` share each call."""
+Request = tuple[tuple[int, int, int], np.ndarray, np.ndarray]
+Fill = Generator[Request, np.ndarray, int]
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,17 @@ class Canvas:
         """Flood-fill from a seed (volume coordinates); the new object's id, or 0 when the seed
         lies in an earlier object or in one dropped as too small, or its object is under
         `min_size`."""
+        fill = self.fill(seed)
+        try:
+            request = next(fill)
+            while True:
+                request = fill.send(self.predictor(*request))
+        except StopIteration as done:
+            return int(done.value)
+
+    def fill(self, seed: Sequence[int]) -> Fill:
+        """`segment_at` as a generator: yields each FOV to predict (corner, image, mask
+        logits), is sent its new logits, and returns the object's id (or 0)."""
         c0 = tuple(int(s) + h for s, h in zip(seed, self.half, strict=True))
         if self.seg[c0] or self.tried[c0]:
             return 0
@@ -154,7 +169,7 @@ class Canvas:
             c = queue.popleft()
             sl = self._fov(c)
             corner = tuple(s.start - h for s, h in zip(sl, self.half, strict=True))
-            new = self.predictor(corner, self.image[sl], self.mask[sl])
+            new = yield corner, self.image[sl], self.mask[sl]
             self.mask[sl] = np.where(self.seg[sl] != 0, self.empty, new)
             steps += 1
             lo = np.minimum(lo, [s.start for s in sl])
@@ -188,9 +203,35 @@ class Canvas:
             self.segment_at(s)
         return self.segmentation()
 
+    def fills(self, seed_list: np.ndarray) -> Generator[Request, np.ndarray, None]:
+        """`run` as one generator of FOV requests over all seeds (see `fill`)."""
+        for s in seed_list:
+            yield from self.fill(s)
+
     def segmentation(self) -> np.ndarray:
         core = tuple(slice(h, h + n) for h, n in zip(self.half, self.shape, strict=True))
         return self.seg[core].copy()
+
+
+def run_together(fills: list[Generator[Request, np.ndarray, None]],
+                 many: Callable[[list[tuple[int, int, int]], np.ndarray, np.ndarray],
+                                np.ndarray]) -> None:
+    """Drive independent canvases in lockstep: each round, one call of `many` predicts the
+    pending FOV of every canvas still filling. Each canvas sees exactly what it would alone."""
+    pending: dict[int, Request] = {}
+    for k, f in enumerate(fills):
+        r = next(f, None)
+        if r is not None:
+            pending[k] = r
+    while pending:
+        keys = sorted(pending)
+        out = many([pending[k][0] for k in keys], np.stack([pending[k][1] for k in keys]),
+                   np.stack([pending[k][2] for k in keys]))
+        for j, k in enumerate(keys):
+            try:
+                pending[k] = fills[k].send(out[j])
+            except StopIteration:
+                del pending[k]
 
 
 def consensus(a: np.ndarray, b: np.ndarray, min_size: int = 1) -> np.ndarray:
@@ -236,12 +277,16 @@ def segment(image: np.ndarray, boundary: np.ndarray, predictor: Predictor,
         raise ValueError(f"orders must be 1 or 2, got {orders}")
     params.check()
     found = seeds(boundary, voxel_size_zyx, params)
-    segs = []
-    steps = 0
-    for k in range(orders):
-        canvas = Canvas(image, predictor, params, fov, delta)
-        segs.append(canvas.run(found if k == 0 else found[::-1]))
-        steps += canvas.steps
+    canvases = [Canvas(image, predictor, params, fov, delta) for _ in range(orders)]
+    many = getattr(predictor, "many", None)
+    if many is None:
+        for k, canvas in enumerate(canvases):
+            canvas.run(found if k == 0 else found[::-1])
+    else:
+        run_together([c.fills(found if k == 0 else found[::-1])
+                      for k, c in enumerate(canvases)], many)
+    segs = [c.segmentation() for c in canvases]
+    steps = sum(c.steps for c in canvases)
     if orders == 1:
         out, _ = fastremap.renumber(segs[0].astype(np.uint64), in_place=True)
         seg = out.astype(np.uint64)

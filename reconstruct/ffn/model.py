@@ -10,6 +10,7 @@ follow, and a 1 x 1 x 1 convolution gives the logit update.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,10 @@ DELTA = (3, 8, 8)
 """How far (z, y, x) the FOV moves in one step, and where its faces for movement lie."""
 WIDTH = 12
 MODULES = 2
+DILATIONS = (1, 2, 4, 8)
+"""In-plane dilation of each 3 x 3 x 3 convolution of the modules: the stack then sees 16
+voxels either way in y and x (4 in z), the whole FOV from its centre, as the paper's deeper
+stack does; without it (all 1, the first weights) it sees 5, short of the FOV's faces."""
 VOXEL_SIZE_KEY = "voxel_size_nm_zyx"
 
 P_EMPTY = 0.05
@@ -65,6 +70,12 @@ class FFN:
     def delta(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.meta.get("delta_zyx", DELTA))  # type: ignore[return-value]
 
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """Per module convolution; weights saved without them had none (all 1)."""
+        n = 2 * int(self.meta.get("modules", MODULES))
+        return tuple(int(v) for v in self.meta.get("dilations", [1] * n))
+
 
 def init_params(seed: int = 0, width: int = WIDTH, modules: int = MODULES) -> Params:
     """He-initialised weights; the last layer starts at zero (the network first returns its
@@ -82,16 +93,19 @@ def init_params(seed: int = 0, width: int = WIDTH, modules: int = MODULES) -> Pa
     return out
 
 
-def forward(params: Params, image: Any, mask: Any) -> Any:
-    """Updated mask logits (N, z, y, x) from normalised images and mask logits (N, z, y, x)."""
+def forward(params: Params, image: Any, mask: Any,
+            dilations: Sequence[int] | None = None) -> Any:
+    """Updated mask logits (N, z, y, x) from normalised images and mask logits (N, z, y, x);
+    `dilations`: in-plane, one per module convolution (default none)."""
     import jax
     import jax.numpy as jnp
 
     relu = jax.nn.relu
+    dil = list(dilations) if dilations is not None else [1] * (len(params) - 2)
     h = relu(weights.conv3d(jnp.stack([image, mask], axis=-1), params[0]))
     for m in range((len(params) - 2) // 2):
-        r = relu(weights.conv3d(h, params[1 + 2 * m]))
-        h = relu(h + weights.conv3d(r, params[2 + 2 * m]))
+        r = relu(weights.conv3d(h, params[1 + 2 * m], dil[2 * m]))
+        h = relu(h + weights.conv3d(r, params[2 + 2 * m], dil[2 * m + 1]))
     return mask + weights.conv3d(h, params[-1])[..., 0]
 
 
@@ -104,7 +118,11 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> FFN:
     """Inverse of `to_arrays`; checks the format and every layer's shape."""
     meta = weights.read_format(arrays, FFN_FORMAT)
     spec = layers(int(meta.get("width", WIDTH)), int(meta.get("modules", MODULES)))
-    return FFN(params=weights.read_params(arrays, spec), meta=meta)
+    net = FFN(params=weights.read_params(arrays, spec), meta=meta)
+    if len(net.dilations) != len(spec) - 2 or min(net.dilations) < 1:
+        raise ValueError(f"dilations {list(net.dilations)} must be {len(spec) - 2} sizes of at "
+                         "least 1")
+    return net
 
 
 def check_voxel_size(net: FFN, voxel_size_zyx: Sequence[float], rel_tol: float = 0.01) -> None:
@@ -122,15 +140,32 @@ def check_voxel_size(net: FFN, voxel_size_zyx: Sequence[float], rel_tol: float =
 
 class NetPredictor:
     """A compiled network as the inference loop's predictor: (FOV corner, image, mask
-    logits) -> new mask logits, all (z, y, x) of the FOV's shape."""
+    logits) -> new mask logits, all (z, y, x) of the FOV's shape; `many` does a stack of
+    FOVs in one call. Every call runs a batch of exactly `batch` FOVs (padded), so the network
+    is compiled once and a FOV's logits do not depend on what shares its call."""
 
-    def __init__(self, net: FFN) -> None:
+    def __init__(self, net: FFN, batch: int = 2) -> None:
         import jax
 
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         self.net = net
+        self.batch = batch
         self.params = [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in net.params]
-        self._fn = jax.jit(lambda ps, a, m: forward(ps, a[None], m[None])[0])
+        self._fn = jax.jit(functools.partial(forward, dilations=net.dilations))
 
     def __call__(self, lo: tuple[int, int, int], image: np.ndarray,
                  mask: np.ndarray) -> np.ndarray:
-        return np.asarray(self._fn(self.params, image, mask))
+        return self.many([lo], image[None], mask[None])[0]
+
+    def many(self, corners: Sequence[tuple[int, int, int]], images: np.ndarray,
+             masks: np.ndarray) -> np.ndarray:
+        n = len(images)
+        out = []
+        for i in range(0, n, self.batch):
+            a = np.zeros((self.batch, *images.shape[1:]), np.float32)
+            m = np.zeros_like(a)
+            k = min(self.batch, n - i)
+            a[:k], m[:k] = images[i:i + k], masks[i:i + k]
+            out.append(np.asarray(self._fn(self.params, a, m))[:k])
+        return np.concatenate(out)

@@ -100,8 +100,8 @@ def sample_regions(vols: list[Volume], rng: np.random.Generator, batch: int,
     return np.stack(imgs), np.stack(tgts)
 
 
-@functools.lru_cache(maxsize=1)
-def _adam() -> Callable[..., Any]:
+@functools.lru_cache(maxsize=2)
+def _adam(dilations: tuple[int, ...]) -> Callable[..., Any]:
     """One compiled Adam step on the cross-entropy over the FOV, the object's voxels weighted
     `pos` times the others: (params, (mu, nu, t), image, mask, target, rate, pos) ->
     (params, opt, loss, logits)."""
@@ -109,7 +109,7 @@ def _adam() -> Callable[..., Any]:
     import jax.numpy as jnp
 
     def loss_fn(ps: model.Params, img: Any, mask: Any, y: Any, pos: float) -> Any:
-        lg = model.forward(ps, img, mask)
+        lg = model.forward(ps, img, mask, dilations)
         bce = jnp.maximum(lg, 0) - lg * y + jnp.log1p(jnp.exp(-jnp.abs(lg)))
         w = 1.0 + (pos - 1.0) * y
         return (bce * w).sum() / w.sum(), lg
@@ -157,9 +157,16 @@ def load_checkpoint(path: Path, n_layers: int) -> tuple[model.Params, Any, int, 
 def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: float = 1e-3,
           seed: int = 0, checkpoint_every: int = 25,
           tick: Callable[[int, float], None] = lambda i, loss: None,
-          meta: dict[str, Any] | None = None, positive_weight: float = 1.0) -> model.FFN:
-    """Train for `steps` steps (each: the seed FOV, then one FOV moved along the prediction),
-    resuming from `checkpoint` when it exists; saves it every `checkpoint_every` steps."""
+          meta: dict[str, Any] | None = None, positive_weight: float = 1.0,
+          init: model.Params | None = None, max_seconds: float | None = None,
+          start: Callable[[int], None] = lambda done: None,
+          dilations: tuple[int, ...] = model.DILATIONS) -> model.FFN:
+    """Train up to step `steps` (each: the seed FOV, then one FOV moved along the prediction),
+    resuming from `checkpoint` when it exists, else from `init` (or random weights); saves it
+    every `checkpoint_every` steps. `start` hears the step resumed from; with `max_seconds`,
+    training stops (checkpointed) after the first step that ends past it."""
+    import time
+
     import jax.numpy as jnp
 
     if steps < 1 or batch < 1 or checkpoint_every < 1:
@@ -168,29 +175,38 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
         raise ValueError(f"positive_weight must be positive, got {positive_weight}")
     fov, delta = model.FOV, model.DELTA
     n_layers = len(model.layers())
-    meta = dict(meta or {})
-    history: list[str] = []
+    meta = {**(meta or {}), "dilations": list(dilations)}
+    history: list[str] = list(meta.get("history", []))
     if checkpoint.exists():
         ps, opt, done, losses = load_checkpoint(checkpoint, n_layers)
         with np.load(checkpoint, allow_pickle=False) as z:
-            history = list(json.loads(str(z["meta"])).get("history", []))
+            saved = json.loads(str(z["meta"]))
+        history = list(saved.get("history", []))
+        if list(saved.get("dilations", dilations)) != list(dilations):
+            raise ValueError(f"checkpoint {checkpoint} was trained with dilations "
+                             f"{saved['dilations']}, not {list(dilations)}")
     else:
-        ps, done, losses = model.init_params(seed), 0, []
+        ps, done, losses = (init if init is not None else model.init_params(seed)), 0, []
         opt = ([(np.zeros_like(w), np.zeros_like(b)) for w, b in ps],
                [(np.zeros_like(w), np.zeros_like(b)) for w, b in ps], np.float32(0))
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in ps]
     opt = (*[[(jnp.asarray(w), jnp.asarray(b)) for w, b in o] for o in opt[:2]],
            jnp.asarray(opt[2], jnp.float32))
-    step = _adam()
+    step = _adam(tuple(dilations))
     half = np.array([f // 2 for f in fov])
     region = (fov[0] + 2 * delta[0], fov[1] + 2 * delta[1], fov[2] + 2 * delta[2])
     centre = (region[0] // 2, region[1] // 2, region[2] // 2)
     empty, seed_logit = model.logit(model.P_EMPTY), model.logit(model.P_SEED)
     thr = model.logit(0.9)
-    if done < steps:
-        history.append(f"steps {done + 1}-{steps}: batch {batch}, lr {lr:g}, object voxels "
-                       f"weighted {positive_weight:g}x")
+    start(done)
+    first_step, t0 = done, time.perf_counter()
+
+    def record(last: int) -> None:
+        meta["history"] = [*history, f"steps {first_step + 1}-{last}: batch {batch}, lr {lr:g}, "
+                           f"object voxels weighted {positive_weight:g}x"]
+
     meta["history"] = history
+    i = done - 1
     for i in range(done, steps):
         rng = np.random.default_rng([seed, i])
         img, tgt = sample_regions(vols, rng, batch, region)
@@ -213,9 +229,14 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
         loss = 0.5 * (float(l1) + float(l2))
         losses.append(loss)
         tick(i, loss)
-        if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+        record(i + 1)
+        late = max_seconds is not None and time.perf_counter() - t0 > max_seconds
+        if (i + 1) % checkpoint_every == 0 or i + 1 == steps or late:
             save_checkpoint(checkpoint, params, opt, i + 1, meta, losses[-25:])
+        if late:
+            break
     out_meta = {**meta, "fov_zyx": list(fov), "delta_zyx": list(delta), "width": model.WIDTH,
-                "modules": model.MODULES, "steps": steps,
+                "modules": model.MODULES, "dilations": list(dilations),
+                "steps": max(i + 1, done),
                 "final_loss": float(np.mean(losses[-25:])) if losses else float("nan")}
     return model.FFN([(np.asarray(w), np.asarray(b)) for w, b in params], out_meta)

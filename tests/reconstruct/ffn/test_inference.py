@@ -123,6 +123,33 @@ def test_consensus_of_two_seed_orders_removes_a_merger() -> None:
     assert not set(np.unique(seg[lab == 5])) & set(np.unique(seg[lab == 6]))
 
 
+class BatchOracle(Oracle):
+    """The merging oracle, also answering a stack of FOVs in one call (`many`)."""
+
+    def __init__(self, lab: np.ndarray, leak_from: int = 0, leak_into: int = 0) -> None:
+        super().__init__(lab, leak_from, leak_into)
+        self.stacks: list[int] = []
+
+    def many(self, corners: list[tuple[int, int, int]], imgs: np.ndarray,
+             masks: np.ndarray) -> np.ndarray:
+        self.stacks.append(len(corners))
+        return np.stack([self(c, i, m) for c, i, m in zip(corners, imgs, masks, strict=True)])
+
+
+def test_two_seed_orders_in_one_call_equal_each_order_alone() -> None:
+    """With a predictor that takes stacks of FOVs, the two seed orders share calls; each
+    order's segmentation, and so the consensus, is what the orders give one after another."""
+    lab = hand_made()
+    boundary = (lab == 0).astype(np.float32)
+    p = inf.FFNParams(min_size=10)
+    alone, counts = inf.segment(lab.astype(np.float32), boundary, Oracle(lab, 5, 6), VS, p)
+    batched = BatchOracle(lab, 5, 6)
+    together, counts2 = inf.segment(lab.astype(np.float32), boundary, batched, VS, p)
+    assert np.array_equal(alone, together)
+    assert counts == counts2 and sum(batched.stacks) == batched.calls
+    assert max(batched.stacks) == 2 and len(batched.stacks) < batched.calls
+
+
 def test_seeds_are_interior_peaks_deepest_first() -> None:
     lab = hand_made()
     boundary = (lab == 0).astype(np.float32)

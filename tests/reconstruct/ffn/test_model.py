@@ -70,14 +70,48 @@ def test_untrained_network_returns_its_mask() -> None:
 def test_resumed_training_equals_unbroken(tmp_path: Path) -> None:
     vols = training.training_volumes(1, (16, 64, 64))
     unbroken = training.train(vols, 2, tmp_path / "a.npz", batch=2, checkpoint_every=1)
-    training.train(vols, 1, tmp_path / "b.npz", batch=2, checkpoint_every=1)
+    # a time budget of nothing stops after the first step, checkpointed
+    starts: list[int] = []
+    ticks: list[int] = []
+    first = training.train(vols, 5, tmp_path / "b.npz", batch=2, checkpoint_every=3,
+                           max_seconds=0.0, start=starts.append)
     _, _, done, losses = training.load_checkpoint(tmp_path / "b.npz", len(model.layers()))
-    assert done == 1 and len(losses) == 1
-    resumed = training.train(vols, 2, tmp_path / "b.npz", batch=2, checkpoint_every=1)
+    assert done == 1 and len(losses) == 1 and starts == [0] and first.meta["steps"] == 1
+    assert first.meta["history"][-1].startswith("steps 1-1:")
+    # resumed, it starts (and its progress bar starts) at the checkpoint's step
+    resumed = training.train(vols, 2, tmp_path / "b.npz", batch=2, checkpoint_every=1,
+                             start=starts.append, tick=lambda i, loss: ticks.append(i))
+    assert starts == [0, 1] and ticks == [1]
+    assert [h.split(":")[0] for h in resumed.meta["history"]] == ["steps 1-1", "steps 2-2"]
     for (w, b), (w2, b2) in zip(unbroken.params, resumed.params, strict=True):
         assert np.allclose(w, w2, atol=1e-6) and np.allclose(b, b2, atol=1e-6)
     assert np.isfinite(unbroken.meta["final_loss"])
     assert not np.array_equal(unbroken.params[-1][0], model.init_params(0)[-1][0])
+
+
+def test_dilations_widen_what_the_centre_sees(tmp_path: Path) -> None:
+    """With dilations 1, 2, 4, 8 a change at an in-plane corner of the FOV reaches its centre
+    (16 voxels away); without them it does not. The dilations travel with the weights."""
+    rng = np.random.default_rng(1)
+    ps = [(w + rng.normal(0, 0.1, w.shape).astype(np.float32), b)
+          for w, b in model.init_params(0)]
+    img = rng.normal(size=FOV).astype(np.float32)
+    mask = np.zeros(FOV, np.float32)
+    far = img.copy()
+    far[6, :3, :3] += 5.0
+    c = (6, 16, 16)
+    for dil, reaches in (((1, 2, 4, 8), True), ((1, 1, 1, 1), False)):
+        net = model.FFN(ps, {model.VOXEL_SIZE_KEY: list(VS), "dilations": list(dil)})
+        io.save_ffn(tmp_path / "d.npz", net)
+        back = io.load_ffn(tmp_path / "d.npz")
+        assert back.dilations == dil
+        pred = model.NetPredictor(back)
+        assert (abs(pred((0, 0, 0), far, mask)[c] - pred((0, 0, 0), img, mask)[c]) > 1e-6) \
+            == reaches
+    bad = model.FFN(ps, {model.VOXEL_SIZE_KEY: list(VS), "dilations": [1, 2]})
+    io.save_ffn(tmp_path / "bad.npz", bad)
+    with pytest.raises(Exception, match="dilations"):
+        io.load_ffn(tmp_path / "bad.npz")
 
 
 def test_training_checks() -> None:
