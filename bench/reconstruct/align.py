@@ -118,6 +118,8 @@ def bench_truth(shape_zyx: tuple[int, int, int], seed: int) -> dict[str, object]
             "seam_px": r.seams, "defects": r.defects,
             "residual_px": {"rms": r.residual.rms, "p99": r.residual.p99,
                             "pixels": r.residual.pixels},
+            "residual_up_to_smooth_z_px": {f"sd {k:g} sections": {"rms": v.rms, "p99": v.p99}
+                                           for k, v in r.smooth.items()},
             "per_section_rms_px": [round(v, 2) for v in r.per_section_rms],
             "flow_coverage": [round(float(c), 2) for c in r.flow_coverage]}
 
@@ -142,6 +144,7 @@ def main() -> None:
         z, y, x = (int(v) for v in a.truth_size.split(","))
         result["truth"] = tr = bench_truth((z, y, x), a.seed + 11)
         print(f"truth {z}x{y}x{x}: seams {tr['seam_px']}, residual {tr['residual_px']}, "
+              f"up to smooth motion along z {tr['residual_up_to_smooth_z_px']}, "
               f"defects {tr['defects']}")
     print(f"load average (1 min): {result['load_1min']:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end; device {result['device']}")
