@@ -8,7 +8,8 @@ Each block's record holds the sizes and first voxels of its components, its face
 `segment.blocks.face_pairs`) or its region-graph edges. Between passes the client joins the
 components across faces and numbers them for the whole volume (`segment.stitch`; tables of
 components, never voxels), saved in `engine/` for the next pass to read. After the third pass it
-agglomerates the union of the region graphs into the final id of every fragment, and the relabel
+agglomerates the union of the region graphs into the final id of every fragment, joins the
+segments that match across runs of wholly masked sections (`engine.gaps`), and the relabel
 pass writes `segmentation.zarr` tile by tile, on the zarr chunks' grid. The answer is the
 whole-volume run's, voxel for voxel (tests).
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from connectome_query.reconstruct import io, lattice
 from connectome_query.reconstruct.engine.context import Run, create_sharded, masked, read, write
+from connectome_query.reconstruct.engine.gaps import join_gaps
 from connectome_query.reconstruct.engine.grid import Box, Grid, aligned
 from connectome_query.reconstruct.engine.runner import Engine, Record, Records
 from connectome_query.reconstruct.segment import blocks, stitch
@@ -201,6 +203,11 @@ def segment(engine: Engine, run: Run, affs_path: Path) -> dict[int, int]:
                            p.min_size)
     lut_path = run.work("segment_of_fragment.npy")
     np.save(lut_path, lut)
+    joined = join_gaps(engine, run, lut, lut_path, sizes, first)
+    if joined is not lut:
+        lut = joined
+        lut_path = run.work("segment_of_fragment_joined.npy")
+        np.save(lut_path, lut)
     io.create_zarr(run.path("segmentation.zarr"), run.shape, "uint64",
                    attributes=run.attributes, delete_existing=False)
     tiles = Grid(run.shape, aligned(run.block, io.CHUNK))
