@@ -77,9 +77,11 @@ def _model(model_path: Path | None, vs: tuple[float, float, float], seed: int,
 
 
 def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
-              affs_id: dict[str, Any] | None, model_id: str | None) -> dict[str, Any]:
+              affs_id: dict[str, Any] | None, model_id: str | None,
+              defects_id: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a resumed run must share with the first: the volume and every parameter."""
-    return {"volume": {"volume_json": info, "image": image_id},
+    return {"volume": {"volume_json": info, "image": image_id,
+                       **({"defects": defects_id} if defects_id else {})},
             "parameters": {"block_zyx": list(run.block),
                            "segmentation": dataclasses.asdict(run.params),
                            "network": {"path": run.net_path, "sha256": file_sha256(
@@ -90,6 +92,21 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                            # identity they had before there was a choice
                            **({"segmenter": {"name": "ffn", "sha256": file_sha256(
                                Path(run.ffn_path))}} if run.ffn_path else {})}}
+
+
+def _defects(em_dir: Path, info: dict[str, Any], shape: Triple
+             ) -> tuple[Path | None, dict[str, Any] | None]:
+    """The EM directory's defect masks (volume.json field 'defects', written by `connectome
+    prepare`) and their identity, checked against the image's shape; (None, None) without."""
+    name = info.get("defects")
+    if name is None:
+        return None, None
+    path = em_dir / str(name)
+    st = io.open_zarr(path, f"{em_dir / 'volume.json'} field 'defects'")
+    if tuple(int(s) for s in st.shape) != shape:
+        raise ReconstructError(f"defect masks {path} have shape {tuple(st.shape)}, the image "
+                               f"{shape}")
+    return path, array_identity(st, path)
 
 
 def _inputs(em_dir: Path, affinities_path: Path | None) -> tuple[dict[str, Any], Any,
@@ -124,6 +141,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     info, img, affs_id = _inputs(em_dir, affinities_path)
     shape: Triple = tuple(int(s) for s in img.shape)  # type: ignore[assignment]
     truth = io.read_truth_tables(em_dir, shape)
+    defects_path, defects_id = _defects(em_dir, info, shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)
     source = "classifier" if (model_path is not None or clefts == "classifier") else "network"
@@ -151,14 +169,15 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                       augment and uses_net,
                       str(Path(affinities_path).resolve()) if affinities_path else None,
                       source, None, truth is not None, segmenter,
-                      str(ffn.resolve()) if ffn is not None else None)
+                      str(ffn.resolve()) if ffn is not None else None,
+                      str(defects_path.resolve()) if defects_path is not None else None)
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":
         model_id = file_sha256(Path(model_path)) if model_path is not None else \
             f"trained on synthetic volumes for seed {seed}"
     resumed = manifest.open(_identity(run, info, array_identity(img, em_dir / "image.zarr"),
-                                      affs_id, model_id))
+                                      affs_id, model_id, defects_id))
     if source == "classifier":
         run = dataclasses.replace(run, model_path=str(_model(model_path, vs, seed,
                                                              out).resolve()))

@@ -245,7 +245,7 @@ def find(cleft_prob: np.ndarray, seg: np.ndarray, normalised: np.ndarray,
          origin: tuple[int, int, int] = (0, 0, 0),
          volume: tuple[int, int, int] | None = None,
          core: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
-         whole: bool = False) -> np.ndarray:
+         whole: bool = False, masked: np.ndarray | None = None) -> np.ndarray:
     """Synapses of an array (a volume, or a block's region of one) as rows (pre, post, x, y,
     z nm, size_voxels, confidence, first, piece), float64 (n, 9).
 
@@ -257,7 +257,8 @@ def find(cleft_prob: np.ndarray, seg: np.ndarray, normalised: np.ndarray,
     component's first voxel and `piece` the synapse's rank among the component's: sorting by
     both gives the whole volume's order. With `whole`, a kept component that (with its
     context) reaches a side of the region where the volume goes on raises
-    `NeedsMoreContext`.
+    `NeedsMoreContext`. `masked` (bool, the array's shape) marks voxels no cleft may hold
+    (defects): their cleft probability counts as 0.
     """
     if cleft_prob.shape != seg.shape or normalised.shape != seg.shape:
         raise ValueError("cleft probability, segmentation and image must share one shape")
@@ -266,7 +267,12 @@ def find(cleft_prob: np.ndarray, seg: np.ndarray, normalised: np.ndarray,
     assert volume is not None
     faces = tuple((o == 0, o + n == v) for o, n, v in zip(origin, seg.shape, volume,
                                                              strict=True))
-    comps = cc3d.connected_components(cleft_prob > p.threshold, connectivity=26)
+    above = cleft_prob > p.threshold
+    if masked is not None:
+        if masked.shape != seg.shape:
+            raise ValueError("the defect mask must have the segmentation's shape")
+        above &= ~masked
+    comps = cc3d.connected_components(above, connectivity=26)
     stats = cc3d.statistics(comps)
     pad = context(voxel_size_zyx, p)
     rows = []

@@ -27,8 +27,11 @@ from connectome_query.reconstruct.align.masks import Defect
 
 FOLD_LEVEL = -0.9
 CRACK_LEVEL = 0.9
-MIN_LINE_LENGTH = 40.0
-"""Major axis (px) a fold or crack component must reach."""
+MIN_LINE_LENGTH = 120.0
+"""Major axis (px) a fold or crack component must reach. Folds and cracks run across a
+section for tens of micrometres; bright or dark parts of cells that pass the width test
+reach 40-85 px (at 16 nm), the generator's folds and cracks 200-380 px in 192-256 px
+sections."""
 MIN_LINE_AREA = 120
 MAX_LINE_WIDTH = 12.0
 """Mean width (area over length, px) above which a dark or bright component is tissue (a

@@ -5,9 +5,10 @@
 - Alignment: for every aligned pixel p of section z the truth gives the undeformed tissue
   position q_z(p) it shows (stitched position -> section position through the true tile
   transforms -> tissue through the true deformation). A perfect stack shows one place in every
-  section: the residual is q_z(p) minus the mean over sections of q(p), on valid tissue
+  section: the strict residual is q_z(p) minus the mean over sections of q(p), on valid tissue
   (sections without a section-wide defect, away from line defects by `margin` px, inside the
-  imaged tissue).
+  imaged tissue, read from covered pixels only). The residual up to smooth motion along z
+  subtracts a Gaussian-weighted mean over nearby sections instead (`alignment_residual`).
 - Defects: recall of the true defect area and precision of the found area, in the stitched
   frame, a found line-defect pixel counting as right within `tolerance` px of a true one and a
   true one as found within `tolerance` px of a found one.
@@ -88,7 +89,10 @@ def valid_tissue(coords: np.ndarray, src: np.ndarray, true_mask: np.ndarray,
     near = ndi.binary_dilation(has(true_mask, LINE_DEFECTS), iterations=margin) \
         if margin else has(true_mask, LINE_DEFECTS)
     si = np.clip(np.round(s).astype(int), 0, [ny - 1, nx - 1])
-    cov = ndi.map_coordinates(covered.astype(np.uint8), coords, order=0, mode="constant") > 0
+    # every pixel the bilinear look-up of the sources reads must be covered: the sources of
+    # uncovered pixels are 0, and a blend with them is no position at all
+    cov = ndi.map_coordinates(covered.astype(np.float32), coords, order=1,
+                              mode="constant") >= 1 - 1e-4
     inside = ((q >= margin) & (q <= np.array([ny, nx]) - 1 - margin)).all(axis=-1)
     inside &= ((s >= 0) & (s <= np.array([ny, nx]) - 1)).all(axis=-1)
     return cov & inside & ~near[si[..., 0], si[..., 1]]
@@ -102,14 +106,29 @@ class Residual:
     pixels: int
 
 
-def alignment_residual(q: np.ndarray, valid: np.ndarray) -> Residual:
-    """Residual of tissue positions q (z, y, x, 2) against their per-pixel mean over the
-    sections where `valid` (z, y, x)."""
-    w = valid[..., None].astype(np.float64)
-    n = w.sum(axis=0)
-    mean = (q * w).sum(axis=0) / np.maximum(n, 1)
-    r = np.linalg.norm(q - mean[None], axis=-1)
-    use = valid & (n[None, ..., 0] >= 2)
+def alignment_residual(q: np.ndarray, valid: np.ndarray, trend_sections: float = 0.0
+                       ) -> Residual:
+    """Residual of tissue positions q (z, y, x, 2) where `valid` (z, y, x).
+
+    Strict (`trend_sections` 0): against their per-pixel mean over the valid sections, so
+    any motion along z counts. Up to smooth motion along z (`trend_sections` s > 0): against
+    their per-pixel Gaussian-weighted mean over the valid sections, sd s sections. Tissue
+    that runs obliquely and a drift of the stack along z look alike to any aligner that
+    aligns content; this measure forgives motion that is smooth over about s sections and
+    still sees each section's own error (a Gaussian of sd 2 weighs a section's own position
+    at 0.2 of its trend)."""
+    w = valid.astype(np.float64)
+    nz = q.shape[0]
+    if trend_sections > 0:
+        z = np.arange(nz, dtype=np.float64)
+        kernel = np.exp(-0.5 * ((z[:, None] - z[None]) / trend_sections) ** 2)
+    else:
+        kernel = np.ones((nz, nz))
+    num = np.einsum("ab,byxc->ayxc", kernel, q * w[..., None])
+    den = np.einsum("ab,byx->ayx", kernel, w)
+    trend = num / np.maximum(den, 1e-12)[..., None]
+    r = np.linalg.norm(q - trend, axis=-1)
+    use = valid & (w.sum(axis=0) >= 2)[None]
     v = r[use]
     if not v.size:
         return Residual(float("nan"), float("nan"), float("nan"), 0)

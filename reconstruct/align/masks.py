@@ -25,6 +25,9 @@ class Defect(IntFlag):
 
 LINE_DEFECTS = Defect.FOLD | Defect.CRACK
 SECTION_DEFECTS = Defect.BLUR | Defect.MISSING
+NO_DECISION = LINE_DEFECTS | SECTION_DEFECTS | Defect.NO_TISSUE
+"""Flags of voxels that later stages take no decision from (filled ones included: what was
+filled there is a guess from the neighbours)."""
 
 
 def has(mask: np.ndarray, flags: Defect | int) -> np.ndarray:

@@ -15,15 +15,20 @@ from connectome_query.reconstruct.align import defects, elastic, evaluate, stitc
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
 from connectome_query.reconstruct.synth import raw
 
+SMOOTH_SECTIONS = (2.0, 4.0)
+"""Widths (sd, sections) of the smooth motion along z the second residual forgives."""
+
 
 @dataclass
 class TrialResult:
     seams: dict[str, float]
     defects: dict[str, dict[str, float]]
-    residual: evaluate.Residual
+    residual: evaluate.Residual  # strict
     section_flags: np.ndarray
     flow_coverage: np.ndarray
     per_section_rms: list[float] = field(default_factory=list)
+    smooth: dict[float, evaluate.Residual] = field(default_factory=dict)
+    """Residual up to motion along z smooth over this many sections (sd)."""
 
 
 def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
@@ -66,6 +71,7 @@ def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
     use = v_all & (n[None, ..., 0] >= 2)
     per = [float(np.sqrt(np.mean(r[z][use[z]] ** 2))) if use[z].any() else float("nan")
            for z in range(nz)]
+    smooth = {s: evaluate.alignment_residual(q_all, v_all, s) for s in SMOOTH_SECTIONS}
     return TrialResult(evaluate.seam_error(seams),
                        evaluate.defect_report(found, truth, covered), res, flags,
-                       maps.flow_coverage, per)
+                       maps.flow_coverage, per, smooth)

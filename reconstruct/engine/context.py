@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import io
+from connectome_query.reconstruct.align.masks import NO_DECISION, has
 from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, even_yx, inner_chunks
 from connectome_query.reconstruct.segment import SegParams
 
@@ -41,6 +42,7 @@ class Run:
     truth: bool = False
     segmenter: str = "watershed"  # or "ffn"
     ffn_path: str | None = None  # the flood-filling network's weights (segmenter "ffn")
+    defects_path: str | None = None  # the EM directory's defect flags (a prepared volume)
 
     @property
     def grid(self) -> Grid:
@@ -104,6 +106,19 @@ def read(path: Path, box: Box, what: str, channels: bool = False) -> np.ndarray:
 def write(path: Path, box: Box, data: np.ndarray, channels: bool = False) -> None:
     idx = ((slice(None),) if channels else ()) + box.slices()
     store(path)[idx].write(np.ascontiguousarray(data)).result()
+
+
+def masked(run: Run, box: Box, before: bool = False) -> tuple[np.ndarray | None, Triple]:
+    """Voxels of a box that no decision may come from (`masks.NO_DECISION`), or None when the
+    volume has no defect masks; with `before`, also the plane before the box along each axis
+    where there is one (the second value says along which: 1, or 0 at the volume's start)."""
+    if run.defects_path is None:
+        return None, (0, 0, 0)
+    pad: Triple = tuple(int(before and lo > 0) for lo in box.lo)  # type: ignore[assignment]
+    grown = Box(tuple(lo - p for lo, p in zip(box.lo, pad, strict=True)),  # type: ignore[arg-type]
+                box.hi)
+    flags = read(Path(run.defects_path), grown, "defect masks")
+    return has(flags, NO_DECISION), pad
 
 
 def image_reader(run: Run) -> Any:

@@ -8,7 +8,8 @@ Each block's record holds the sizes and first voxels of its components, its face
 `segment.blocks.face_pairs`) or its region-graph edges. Between passes the client joins the
 components across faces and numbers them for the whole volume (`segment.stitch`; tables of
 components, never voxels), saved in `engine/` for the next pass to read. After the third pass it
-agglomerates the union of the region graphs into the final id of every fragment, and the relabel
+agglomerates the union of the region graphs into the final id of every fragment, joins the
+segments that match across runs of wholly masked sections (`engine.gaps`), and the relabel
 pass writes `segmentation.zarr` tile by tile, on the zarr chunks' grid. The answer is the
 whole-volume run's, voxel for voxel (tests).
 """
@@ -20,8 +21,9 @@ from pathlib import Path
 import fastremap
 import numpy as np
 
-from connectome_query.reconstruct import io
-from connectome_query.reconstruct.engine.context import Run, create_sharded, read, write
+from connectome_query.reconstruct import io, lattice
+from connectome_query.reconstruct.engine.context import Run, create_sharded, masked, read, write
+from connectome_query.reconstruct.engine.gaps import join_gaps
 from connectome_query.reconstruct.engine.grid import Box, Grid, aligned
 from connectome_query.reconstruct.engine.runner import Engine, Record, Records
 from connectome_query.reconstruct.segment import blocks, stitch
@@ -37,6 +39,15 @@ def read_affinities(path: Path, box: Box) -> np.ndarray:
         return np.multiply(a, np.float32(1 / 255), dtype=np.float32)
     a = a.astype(np.float32, copy=False)
     return np.clip(a, 0.0, 1.0, out=a)
+
+
+def region_affinities(run: Run, path: Path, region: Box) -> np.ndarray:
+    """The affinities of a region, links that touch a masked voxel (the volume's defect
+    masks) set to 0: no seed, growth or merge passes through a masked voxel, and masked
+    voxels stay unlabelled, so they add no face to the region graph."""
+    affs = read_affinities(path, region)
+    bad, before = masked(run, region, before=True)
+    return affs if bad is None else lattice.sever(affs, bad, before)
 
 
 def _stats(local: np.ndarray, box: Box, shape: tuple[int, ...]) -> tuple[np.ndarray,
@@ -74,7 +85,7 @@ def _region(run: Run, item: int, halo: tuple[int, int, int]) -> tuple[Box, Box, 
 
 def _seeds_task(item: int, run: Run, affs_path: str) -> Record:
     box, region, core = _region(run, item, blocks.halos(run.params, run.voxel_size_zyx).seeds)
-    affs = read_affinities(Path(affs_path), region)
+    affs = region_affinities(run, Path(affs_path), region)
     local = blocks.seeds(affs, core, run.voxel_size_zyx, run.params)
     prov = stitch.provisional(item, local)
     write(run.work("seeds.zarr"), box, prov)
@@ -85,7 +96,7 @@ def _seeds_task(item: int, run: Run, affs_path: str) -> Record:
 def _growth_task(item: int, run: Run, affs_path: str, numbering: str) -> Record:
     box, region, core = _region(run, item,
                                 blocks.halos(run.params, run.voxel_size_zyx).growth)
-    affs = read_affinities(Path(affs_path), region)
+    affs = region_affinities(run, Path(affs_path), region)
     seeds = load_numbering(Path(numbering)).lookup(read(run.work("seeds.zarr"), region,
                                                         "seeds"))
     grown, local = blocks.growth(affs, seeds, core, run.params)
@@ -98,7 +109,7 @@ def _growth_task(item: int, run: Run, affs_path: str, numbering: str) -> Record:
 def _fragments_task(item: int, run: Run, affs_path: str, numbering: str) -> Record:
     box, region, core = _region(run, item,
                                 blocks.halos(run.params, run.voxel_size_zyx).fragments)
-    affs = read_affinities(Path(affs_path), region)
+    affs = region_affinities(run, Path(affs_path), region)
     grown = read(run.work("growth.zarr"), region, "growth")
     rescued = (grown & TOP) != 0
     ids = grown.copy()
@@ -192,6 +203,11 @@ def segment(engine: Engine, run: Run, affs_path: Path) -> dict[int, int]:
                            p.min_size)
     lut_path = run.work("segment_of_fragment.npy")
     np.save(lut_path, lut)
+    joined = join_gaps(engine, run, lut, lut_path, sizes, first)
+    if joined is not lut:
+        lut = joined
+        lut_path = run.work("segment_of_fragment_joined.npy")
+        np.save(lut_path, lut)
     io.create_zarr(run.path("segmentation.zarr"), run.shape, "uint64",
                    attributes=run.attributes, delete_existing=False)
     tiles = Grid(run.shape, aligned(run.block, io.CHUNK))

@@ -251,6 +251,18 @@ def consensus(a: np.ndarray, b: np.ndarray, min_size: int = 1) -> np.ndarray:
     return out.astype(np.uint64)
 
 
+def cut_at_mask(seg: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """`seg` with masked (defect) voxels set to 0 and every object split into its
+    face-connected pieces, so that objects the canvas joined only through masked voxels
+    come apart. Ids 1..n, uint64."""
+    if masked.shape != seg.shape:
+        raise ValueError(f"mask of shape {masked.shape} for a segmentation of {seg.shape}")
+    kept = np.where(masked, 0, seg).astype(np.uint64)
+    cc = cc3d.connected_components(kept, connectivity=6, out_dtype=np.uint64)
+    out, _ = fastremap.renumber(cc, in_place=True)
+    return out.astype(np.uint64)
+
+
 def boundary_of_affinities(affs: np.ndarray) -> np.ndarray:
     """A boundary map in [0, 1] from affinities (3, z, y, x): one minus the lowest affinity
     of a voxel to its six neighbours."""

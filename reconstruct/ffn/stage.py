@@ -5,8 +5,9 @@ One task segments the whole volume (the canvas needs every voxel of an object in
 blockwise form, subvolumes with overlap reconciled across faces, is still to come): it reads the
 prepared image (as the affinity network sees it) and the affinities, seeds at the peaks of the
 distance transform of one minus their lowest link, flood-fills in two seed orders and keeps their
-consensus. What follows (synapses, skeletons, compartments, scores) reads `segmentation.zarr` as
-it reads the watershed's.
+consensus; with the volume's defect masks, masked voxels are then cleared and objects split
+where only masked voxels joined them. What follows (synapses, skeletons, compartments, scores)
+reads `segmentation.zarr` as it reads the watershed's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.engine import image
-from connectome_query.reconstruct.engine.context import Run, write
+from connectome_query.reconstruct.engine.context import Run, masked, write
 from connectome_query.reconstruct.engine.grid import Box
 from connectome_query.reconstruct.engine.runner import Engine, Record
 from connectome_query.reconstruct.engine.segmentation import read_affinities
@@ -33,6 +34,9 @@ def _ffn_task(item: int, run: Run, sections_path: str, affs_path: str) -> Record
     net = io.load_ffn(Path(run.ffn_path))
     seg, counts = inference.segment(img, boundary, model.NetPredictor(net), run.voxel_size_zyx,
                                     inference.FFNParams(), net.fov, net.delta)
+    bad, _ = masked(run, whole)
+    if bad is not None:  # no object passes through a defect
+        seg = inference.cut_at_mask(seg, bad)
     write(run.path("segmentation.zarr"), whole, seg)
     ids, sizes = fastremap.unique(seg, return_counts=True)
     keep = ids != 0

@@ -291,3 +291,22 @@ def read_volume(path: Any) -> np.ndarray:
 
     st = io.open_zarr(Path(path))
     return io.read_block(st, (slice(None),) * len(st.shape), Path(path))
+
+
+def pairs_by_hand(below: np.ndarray, above: np.ndarray, frac: float) -> set[tuple[int, int]]:
+    """Mutual best matches by overlap, counted pixel by pixel with a dictionary."""
+    over: dict[tuple[int, int], int] = {}
+    for a, b in zip(below.ravel().tolist(), above.ravel().tolist(), strict=True):
+        if a and b:
+            over[(a, b)] = over.get((a, b), 0) + 1
+    area_a = {int(i): int((below == i).sum()) for i in np.unique(below) if i}
+    area_b = {int(i): int((above == i).sum()) for i in np.unique(above) if i}
+    out = set()
+    for (a, b), n in over.items():
+        best_a = max(v for (x, _), v in over.items() if x == a)
+        best_b = max(v for (_, y), v in over.items() if y == b)
+        first_a = min(y for (x, y), v in over.items() if x == a and v == best_a)
+        first_b = min(x for (x, y), v in over.items() if y == b and v == best_b)
+        if b == first_a and a == first_b and n >= frac * min(area_a[a], area_b[b]):
+            out.add((a, b))
+    return out

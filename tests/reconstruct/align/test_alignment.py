@@ -15,22 +15,39 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def residual() -> evaluate.Residual:
+def result() -> trial.TrialResult:
     v = make_raw_volume((16, 256, 256), seed=23)
-    return trial.run_trial(v.undeformed, v.plan.config).residual
+    return trial.run_trial(v.undeformed, v.plan.config)
+
+
+@pytest.fixture(scope="module")
+def residual(result) -> evaluate.Residual:
+    return result.residual
 
 
 def test_stack_holds_together_across_missing_and_blurred_sections(residual):
-    # aligned to one reference by intensity the stack of this seed stood at RMS 15.1, p99 31.1
+    # aligned to one reference by intensity the stack of this seed stood at RMS 15.1, p99 31.1;
+    # no pixel is off by tens of pixels (those were true positions read half from uncovered
+    # pixels at the stitched section's edge: 116 px on this seed)
     assert residual.pixels > 100_000
-    assert residual.rms <= 4.0 and residual.p99 <= 9.0, residual
+    assert residual.rms <= 3.5 and residual.p99 <= 8.0 and residual.max <= 20.0, residual
+
+
+@pytest.mark.xfail(strict=True, reason="up to motion along z smooth over 2 sections (sd) the "
+                                       "residual is RMS 1.4, p99 4.5 px on this seed: flows "
+                                       "also follow the tissue between single sections, see "
+                                       "BENCHMARKS.md")
+def test_residual_up_to_smooth_motion_along_z_is_within_the_bar(result):
+    smooth = result.smooth[2.0]
+    assert smooth.pixels > 100_000
+    assert smooth.rms <= 1.0 and smooth.p99 <= 3.0, smooth
 
 
 @pytest.mark.xfail(strict=True, reason="content-based flows follow the synthetic tissue's own "
                                        "motion between sections (about 1 px between "
                                        "neighbours, 4 px across a run of two missing ones, "
                                        "measured on the undeformed volume): residual RMS "
-                                       "about 3 px, see BENCHMARKS.md")
+                                       "about 2.5 px, see BENCHMARKS.md")
 def test_residual_on_valid_tissue_is_within_the_bar(residual):
     assert residual.pixels > 100_000
     assert residual.rms <= 1.0 and residual.p99 <= 3.0, residual

@@ -183,3 +183,23 @@ def test_bad_geometry_and_shapes() -> None:
         inf.segment(img, img, Oracle(lab), VS, orders=3)
     with pytest.raises(ValueError, match="consensus of segmentations"):
         inf.consensus(lab, lab[:-1])
+
+
+def test_cut_at_mask_splits_objects_joined_only_through_masked_voxels() -> None:
+    seg = np.zeros((9, 10, 10), np.uint64)
+    seg[:, 2:5, 2:5] = 7  # runs through the masked section
+    seg[:, 6:9, 6:9] = 3
+    seg[4, 5:7, 2:9] = 3  # 3 reaches over to 7, in the masked section only
+    masked = np.zeros(seg.shape, bool)
+    masked[4] = True
+    masked[2, 6:9, 6:9] = True  # a fold across object 3 on another section
+    got = inf.cut_at_mask(seg, masked)
+    assert not got[masked].any()
+    # independent: each original object's unmasked voxels, labelled by scipy, face-connected
+    want = []
+    for label in (3, 7):
+        lab, n = ndimage.label((seg == label) & ~masked)
+        want += [frozenset(map(tuple, np.argwhere(lab == k))) for k in range(1, n + 1)]
+    have = [frozenset(map(tuple, np.argwhere(got == k))) for k in range(1, int(got.max()) + 1)]
+    assert sorted(map(sorted, have)) == sorted(map(sorted, want))
+    assert len(have) == 5  # 7 above and below; 3 below z 2, between 2 and 4, above 4
