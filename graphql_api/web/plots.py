@@ -85,12 +85,12 @@ def counts_histogram(values: pd.Series, counts: pd.Series, title: str, xlabel: s
 
 
 def value_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
-                    log_y: bool = True) -> Figure:
-    """A histogram of raw values."""
+                    log_y: bool = True, weights: np.ndarray | None = None) -> Figure:
+    """A histogram of raw values (each counted `weights` times, when given)."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.add_subplot()
     if len(values):
-        ax.hist(values, bins=bins, color="#8172b2")
+        ax.hist(values, bins=bins, weights=weights, color="#8172b2")
         if log_y:
             ax.set_yscale("log")
     ax.set_xlabel(xlabel)
