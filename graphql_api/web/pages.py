@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from connectome_query.graphdb import catalog
 from connectome_query.graphql_api.auth import AuthError, can_read
 from connectome_query.graphql_api.web import page_data as data
-from connectome_query.graphql_api.web import plots, viewer
+from connectome_query.graphql_api.web import viewer
 from connectome_query.graphql_api.web.access import Dataset, DriverGetter, readable_dataset
 from connectome_query.graphql_api.web.html import figure, graphiql_link, layout, link, table
+from connectome_query.plotting import charts as plots
 
 TOP_LIMIT = 20
 
@@ -59,11 +60,11 @@ def dataset_figures(name: str, numbers: dict[str, Any]) -> str:
          "Synapses from each type (rows) to each type (columns), clustered, log colour"),
         (plots.counts_histogram(w["weight"], w["connections"], "Synapses per connection",
                                 "synapses"), "weights", "Synapses per connection"),
-        (plots.value_histogram(out["degree"].to_numpy(), "Out-degree", "postsynaptic partners",
-                               weights=out["neurons"].to_numpy()),
+        (plots.histogram(out["degree"].to_numpy(), "Out-degree", "postsynaptic partners",
+                         log_y=True, weights=out["neurons"].to_numpy()),
          "out-degree", "Partners downstream of each neuron"),
-        (plots.value_histogram(into["degree"].to_numpy(), "In-degree", "presynaptic partners",
-                               weights=into["neurons"].to_numpy()),
+        (plots.histogram(into["degree"].to_numpy(), "In-degree", "presynaptic partners",
+                         log_y=True, weights=into["neurons"].to_numpy()),
          "in-degree", "Partners upstream of each neuron"),
     ]
     return "".join(figure(plots.data_uri(f), caption, fid) for f, fid, caption in figs)
