@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from connectome_query.graphdb import catalog
 from connectome_query.graphql_api.auth import AuthError, can_read
 from connectome_query.graphql_api.web import page_data as data
-from connectome_query.graphql_api.web import viewer
+from connectome_query.graphql_api.web import pictures, viewer
 from connectome_query.graphql_api.web.access import Dataset, DriverGetter, readable_dataset
 from connectome_query.graphql_api.web.html import figure, graphiql_link, layout, link, table
 from connectome_query.plotting import charts as plots
@@ -53,21 +53,16 @@ def dataset_json(numbers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+CAPTIONS = {"heatmap": "Synapses from each type (rows) to each type (columns), clustered, "
+                       "log colour",
+            "weights": "Synapses per connection",
+            "out-degree": "Partners downstream of each neuron",
+            "in-degree": "Partners upstream of each neuron"}
+
+
 def dataset_figures(name: str, numbers: dict[str, Any]) -> str:
-    w, out, into = numbers["weights"], numbers["outDegrees"], numbers["inDegrees"]
-    figs = [
-        (plots.heatmap(numbers["matrix"], f"{name}: synapses, type × type"), "heatmap",
-         "Synapses from each type (rows) to each type (columns), clustered, log colour"),
-        (plots.counts_histogram(w["weight"], w["connections"], "Synapses per connection",
-                                "synapses"), "weights", "Synapses per connection"),
-        (plots.histogram(out["degree"].to_numpy(), "Out-degree", "postsynaptic partners",
-                         log_y=True, weights=out["neurons"].to_numpy()),
-         "out-degree", "Partners downstream of each neuron"),
-        (plots.histogram(into["degree"].to_numpy(), "In-degree", "presynaptic partners",
-                         log_y=True, weights=into["neurons"].to_numpy()),
-         "in-degree", "Partners upstream of each neuron"),
-    ]
-    return "".join(figure(plots.data_uri(f), caption, fid) for f, fid, caption in figs)
+    return "".join(figure(plots.data_uri(pictures.dataset_picture(what, name, numbers)[0]),
+                          CAPTIONS[what], what) for what in pictures.DATASET)
 
 
 def dataset_page(request: Request, ds: Dataset, numbers: dict[str, Any], figs: str) -> str:
@@ -126,10 +121,8 @@ def neuron_page(ds: Dataset, numbers: dict[str, Any]) -> str:
     parts, figs = [], []
     for direction in ("upstream", "downstream"):
         types: pd.DataFrame = numbers[f"{direction}Types"]
-        figs.append(figure(plots.data_uri(plots.bars(
-            [str(t) for t in types["type"][:25]], list(types["synapses"][:25]),
-            f"{direction} partners by type", "synapses")), f"{direction} partners by type",
-            f"{direction}-bars"))
+        figs.append(figure(plots.data_uri(pictures.neuron_picture(direction, numbers)[0]),
+                           f"{direction} partners by type", f"{direction}-bars"))
         parts.append(f"<h2>{direction.capitalize()} partners by type</h2>" + table(
             ["type", "synapses", "neurons"],
             [[r.type, r.synapses, r.partners] for r in types.itertuples()],
@@ -141,9 +134,8 @@ def neuron_page(ds: Dataset, numbers: dict[str, Any]) -> str:
              for r in partners.itertuples()], f"{direction}-partners"))
     comp: pd.DataFrame = numbers["inputCompartments"]
     if len(comp):
-        figs.append(figure(plots.data_uri(plots.bars(
-            [str(c) for c in comp["compartment"]], list(comp["synapses"]),
-            "inputs by compartment", "synapses")), "inputs by compartment", "compartment-bars"))
+        figs.append(figure(plots.data_uri(pictures.neuron_picture("compartments", numbers)[0]),
+                           "inputs by compartment", "compartment-bars"))
     else:
         parts.append('<p class="note">No synapse-level data (only connection weights) in this '
                      "dataset: no inputs by compartment.</p>")
