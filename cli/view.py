@@ -4,6 +4,7 @@ command line (a run's report.html, a viewer link, a dataset's figures as PNG/SVG
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,7 +97,9 @@ def _plot_numbers(dataset: str, neuron: int | None) -> tuple[str, dict[str, Any]
         finally:
             await adriver.close()
 
-    return ds.name, asyncio.run(read())
+    # its own thread: a caller may already run an event loop (a notebook, a test's browser)
+    with ThreadPoolExecutor(1) as pool:
+        return ds.name, pool.submit(asyncio.run, read()).result()
 
 
 @app.command("plot")

@@ -73,7 +73,8 @@ def fresh_page(target: Any, views: int) -> dict[str, Any]:
         for _ in range(views):
             t = time.perf_counter()
             tables = page_data.summary_tables(summary.compute(drv, KEY, target.database))
-            numbers = {**tables, "matrix": page_data.type_matrix(tables["pairs"])}
+            numbers = {**tables, "matrix": page_data.type_matrix(tables["pairs"],
+                                                                 totals=tables["typeTotals"])}
             pages.dataset_figures("bench", numbers)
             out["fresh_s"].append(time.perf_counter() - t)
     return out

@@ -83,15 +83,21 @@ async def version_summary(driver: neo4j.AsyncDriver, database: str, key: str,
         return kept, f"totals kept at ingest ({kept.get('computedAt')})"
     parts = {part: await read(driver, cypher, {"key": key}, database=database)
              for part, cypher in summary.QUERIES.items()}
+    parts["typePairs"] = await read(driver, summary.PAIRS,
+                                    {"key": key, "types": summary.kept_types(parts)},
+                                    database=database)
     why = "none was kept at ingest" if kept is None else "the kept one has an older layout"
     return summary.from_rows(parts), (f"totals computed now: {why}; the next load of any "
                                       "dataset keeps one")
 
 
 def summary_tables(props: dict[str, Any]) -> dict[str, Any]:
-    """The summary's lists as the page's tables: counts, type pairs, synapses per connection,
-    neurons per out- and in-degree, strongest connections."""
+    """The summary's lists as the page's tables: counts, synapses per type (in + out), type
+    pairs among the types with most, synapses per connection, neurons per out- and in-degree,
+    strongest connections."""
     return {
+        "typeTotals": pd.Series(props["typeSynapses"], index=props["typeNames"], dtype=np.int64,
+                                name="synapses").sort_index(),
         "counts": {k: int(props[k]) for k in summary.COUNTS},
         "pairs": pd.DataFrame({"preType": props["preTypes"], "postType": props["postTypes"],
                                "synapses": props["pairSynapses"],
@@ -107,14 +113,18 @@ def summary_tables(props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def type_matrix(pairs: pd.DataFrame, max_types: int = MAX_TYPES) -> pd.DataFrame:
+def type_matrix(pairs: pd.DataFrame, max_types: int = MAX_TYPES,
+                totals: pd.Series | None = None) -> pd.DataFrame:
     """Synapses from each presynaptic type (rows) to each postsynaptic type (columns), for the
-    `max_types` types with the most synapses, rows and columns ordered by average-linkage
+    `max_types` types with the most synapses (`totals`, in + out per type; default: summed from
+    `pairs`, which must then hold every pair), rows and columns ordered by average-linkage
     clustering of log(1 + synapses), so blocks of related types sit together."""
     if pairs.empty:
         return pd.DataFrame(dtype=np.int64)
-    totals = (pairs.groupby("preType")["synapses"].sum()
-              .add(pairs.groupby("postType")["synapses"].sum(), fill_value=0))
+    if totals is None:
+        totals = (pairs.groupby("preType")["synapses"].sum()
+                  .add(pairs.groupby("postType")["synapses"].sum(), fill_value=0))
+    totals = totals.sort_index()
     keep = sorted(totals.sort_values(ascending=False, kind="stable").index[:max_types])
     kept = pairs[pairs["preType"].isin(keep) & pairs["postType"].isin(keep)]
     matrix = (kept.pivot_table(index="preType", columns="postType", values="synapses",

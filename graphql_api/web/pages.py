@@ -33,7 +33,8 @@ async def dataset_numbers(driver: neo4j.AsyncDriver, database: str, ds: Dataset,
     props, origin = await data.version_summary(driver, database, ds.key)
     tables = data.summary_tables(props)
     versions = await data.read(driver, catalog.LIST, {"name": ds.name}, database=database)
-    return {**tables, "matrix": data.type_matrix(tables["pairs"]), "versions": versions,
+    matrix = data.type_matrix(tables["pairs"], totals=tables["typeTotals"])
+    return {**tables, "matrix": matrix, "versions": versions,
             "origin": origin}
 
 

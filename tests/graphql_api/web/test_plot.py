@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.neo4j]
 
 def _plot(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["plot", *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.output + ("" if result.exception is None or isinstance(
+        result.exception, SystemExit) else repr(result.exception))
 
 
 def _table(path: Path) -> pd.DataFrame:

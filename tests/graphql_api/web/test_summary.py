@@ -52,7 +52,29 @@ def test_heatmap_array_equals_the_pandas_pivot(driver: neo4j.Driver,
     conn = connections(web_files[WEB_PUBLIC])
     kept = summary.read(driver, catalog.resolve(driver, WEB_PUBLIC).key)
     assert kept is not None
-    matrix = page_data.type_matrix(page_data.summary_tables(kept)["pairs"])
+    tables = page_data.summary_tables(kept)
+    matrix = page_data.type_matrix(tables["pairs"], totals=tables["typeTotals"])
+    pivot = conn.pivot_table(index="preType", columns="postType", values="weight",
+                             aggfunc="sum", fill_value=0)
+    expected = pivot.reindex(index=matrix.index, columns=matrix.columns, fill_value=0)
+    np.testing.assert_array_equal(matrix.to_numpy(), expected.to_numpy())
+
+
+def test_pairs_kept_among_the_top_types_give_the_same_heatmap(
+        driver: neo4j.Driver, web_files: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With pairs kept among only 6 types, the 6-type heatmap is still the pandas pivot over
+    the 6 types with most synapses in and out."""
+    conn = connections(web_files[WEB_PUBLIC])
+    monkeypatch.setattr(summary, "PAIR_TYPES", 6)
+    tables = page_data.summary_tables(
+        summary.compute(driver, catalog.resolve(driver, WEB_PUBLIC).key))
+    assert len(set(tables["pairs"]["preType"]) | set(tables["pairs"]["postType"])) <= 6
+    matrix = page_data.type_matrix(tables["pairs"], 6, tables["typeTotals"])
+    totals = (conn.groupby("preType")["weight"].sum()
+              .add(conn.groupby("postType")["weight"].sum(), fill_value=0))
+    top = sorted(totals.sort_values(ascending=False, kind="stable").index[:6])
+    assert sorted(matrix.index) == top == sorted(matrix.columns)
     pivot = conn.pivot_table(index="preType", columns="postType", values="weight",
                              aggfunc="sum", fill_value=0)
     expected = pivot.reindex(index=matrix.index, columns=matrix.columns, fill_value=0)
