@@ -9,5 +9,6 @@ The import namespace of the project. Each subpackage is a folder at the top of t
     graphdb       settings, the Neo4j driver and the local server
     graphql_api   circuit queries over HTTP
     export        connectivity matrices to files
+    plotting      charts shared by the pages, the run report and `connectome plot`
     cli           the `connectome` command
 """

@@ -17,6 +17,7 @@ from typing import Any
 
 import neo4j
 
+from connectome_query.graphdb import summary
 from connectome_query.graphdb.dataset_scope import scoped_index_names
 from connectome_query.schema.model import (
     COMPLETE,
@@ -148,7 +149,8 @@ def begin_version(driver: neo4j.Driver, name: str, database: str = "neo4j",
 
 def publish(driver: neo4j.Driver, version: DatasetVersion, meta: dict[str, Any],
             database: str = "neo4j") -> None:
-    """Make `version` complete and current, in one transaction, with `meta` as its metadata.
+    """Make `version` complete and current, in one transaction, with `meta` as its metadata,
+    after keeping its summary (`summary.keep`: the totals its dataset page reads).
 
     The metadata replaces whatever the Meta node held (nothing is merged from earlier loads);
     only the dataset's access setting (`public`) carries over from the version it replaces."""
@@ -175,6 +177,7 @@ def publish(driver: neo4j.Driver, version: DatasetVersion, meta: dict[str, Any],
         if found is None or found["n"] != 1:
             raise UnknownDataset(f"version {version.key} vanished before it was published")
 
+    summary.keep(driver, version.key, database)
     with driver.session(database=database) as session:
         session.execute_write(work)
 

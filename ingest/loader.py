@@ -21,7 +21,7 @@ import neo4j
 import numpy as np
 import pyarrow as pa
 
-from connectome_query.graphdb import catalog, dataset_scope
+from connectome_query.graphdb import catalog, dataset_scope, summary
 from connectome_query.ingest.batches import (
     connection_batches,
     neuron_batches,
@@ -212,6 +212,7 @@ def load(
         prep.meta.update(modulatory_meta(modulatory))
         apply_migrations(driver, database)
         dataset_scope.upgrade_versions(driver, database)
+        summary.keep_missing(driver, database)
         catalog.sweep_abandoned(driver, dataset, database=database)
         version = catalog.begin_version(driver, dataset, database)
         try:

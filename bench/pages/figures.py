@@ -1,8 +1,9 @@
 """The dataset page's pictures at FlyWire size without Neo4j: tables shaped like the page's
 reads for ~139k neurons and 3.7M connections (60 types, heavy-tailed synapses per connection,
-Poisson degrees; body ids in FlyWire's ~7e17 range), drawn by `pages.dataset_figures` (ours:
-the first view's drawing) beside the same pictures with a bar per distinct weight (the drawing
-before, the baseline). Prints medians, the ratio and the load average.
+Poisson degrees counted per degree, as the version's summary keeps them), drawn by
+`pages.dataset_figures` (ours: the first view's drawing) beside the same pictures with a bar
+per distinct weight (the drawing before, the baseline). Prints medians, the ratio and the load
+average.
 
     uv run python bench/pages/figures.py [--neurons 139000 --edges 3700000 --repeats 3]
 """
@@ -22,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from bench.common import ratio
-from connectome_query.graphql_api.web import page_data, pages, plots
+from connectome_query.graphql_api.web import page_data, pages
+from connectome_query.plotting import charts as plots
+
+
+def degrees(per_neuron: np.ndarray) -> pd.DataFrame:
+    counted = pd.Series(per_neuron).value_counts().sort_index()
+    return pd.DataFrame({"degree": counted.index, "neurons": counted.to_numpy()})
 
 
 def tables(neurons: int, edges: int, seed: int) -> dict[str, Any]:
@@ -32,12 +39,11 @@ def tables(neurons: int, edges: int, seed: int) -> dict[str, Any]:
                           if rng.random() < 0.5], columns=["preType", "postType", "synapses"])
     weight = rng.zipf(1.8, edges)
     counted = pd.Series(weight[weight < 5000]).value_counts().sort_index()
-    ids = 720_575_940_600_000_000 + rng.choice(10**9, neurons, replace=False)
     mean = edges / neurons
     return {"counts": {}, "matrix": page_data.type_matrix(pairs),
             "weights": pd.DataFrame({"weight": counted.index, "connections": counted.to_numpy()}),
-            "degrees": pd.DataFrame({"bodyId": ids, "outDegree": rng.poisson(mean, neurons),
-                                     "inDegree": rng.poisson(mean, neurons)}),
+            "outDegrees": degrees(rng.poisson(mean, neurons)),
+            "inDegrees": degrees(rng.poisson(mean, neurons)),
             "top": None, "versions": []}
 
 

@@ -19,36 +19,23 @@ from starlette.concurrency import run_in_threadpool
 from connectome_query.graphdb import catalog
 from connectome_query.graphql_api.auth import AuthError, can_read
 from connectome_query.graphql_api.web import page_data as data
-from connectome_query.graphql_api.web import plots, viewer
+from connectome_query.graphql_api.web import pictures, viewer
 from connectome_query.graphql_api.web.access import Dataset, DriverGetter, readable_dataset
 from connectome_query.graphql_api.web.html import figure, graphiql_link, layout, link, table
+from connectome_query.plotting import charts as plots
 
-TOP_CONNECTIONS = """
-MATCH (a:Neuron)-[c:ConnectsTo]->(b:Neuron) WHERE a.dataset = $key
-RETURN a.bodyId AS pre, a.type AS preType, b.bodyId AS post, b.type AS postType,
-       c.weight AS weight
-ORDER BY weight DESC, pre, post LIMIT $limit
-"""
 TOP_LIMIT = 20
 
 
 async def dataset_numbers(driver: neo4j.AsyncDriver, database: str, ds: Dataset,
                           ) -> dict[str, Any]:
-    """Everything the dataset page shows, as tables."""
-    params = {"key": ds.key}
-    counts = (await data.frame(driver, database, data.COUNTS, params,
-                              ["neurons", "typed", "types", "connections", "synapses"]))
-    pairs = await data.frame(driver, database, data.TYPE_PAIRS, params,
-                            ["preType", "postType", "synapses"])
-    weights = await data.frame(driver, database, data.WEIGHTS, params, ["weight", "connections"])
-    degrees = await data.frame(driver, database, data.DEGREES, params,
-                              ["bodyId", "outDegree", "inDegree"])
-    top = await data.frame(driver, database, TOP_CONNECTIONS, {**params, "limit": TOP_LIMIT},
-                          ["pre", "preType", "post", "postType", "weight"])
+    """Everything the dataset page shows, as tables, from the version's summary."""
+    props, origin = await data.version_summary(driver, database, ds.key)
+    tables = data.summary_tables(props)
     versions = await data.read(driver, catalog.LIST, {"name": ds.name}, database=database)
-    return {"counts": {k: int(v) for k, v in counts.iloc[0].items()},
-            "matrix": data.type_matrix(pairs), "weights": weights, "degrees": degrees,
-            "top": top, "versions": versions}
+    matrix = data.type_matrix(tables["pairs"], totals=tables["typeTotals"])
+    return {**tables, "matrix": matrix, "versions": versions,
+            "origin": origin}
 
 
 def dataset_json(numbers: dict[str, Any]) -> dict[str, Any]:
@@ -59,24 +46,24 @@ def dataset_json(numbers: dict[str, Any]) -> dict[str, Any]:
                        "postTypes": [str(t) for t in m.columns],
                        "synapses": m.to_numpy().tolist()},
         "synapsesPerConnection": numbers["weights"].astype(int).to_dict("records"),
+        "outDegrees": numbers["outDegrees"].astype(int).to_dict("records"),
+        "inDegrees": numbers["inDegrees"].astype(int).to_dict("records"),
         "topConnections": numbers["top"].to_dict("records"),
         "versions": [{k: v for k, v in r.items() if k != "key"} for r in numbers["versions"]],
+        "origin": numbers["origin"],
     }
 
 
+CAPTIONS = {"heatmap": "Synapses from each type (rows) to each type (columns), clustered, "
+                       "log colour",
+            "weights": "Synapses per connection",
+            "out-degree": "Partners downstream of each neuron",
+            "in-degree": "Partners upstream of each neuron"}
+
+
 def dataset_figures(name: str, numbers: dict[str, Any]) -> str:
-    w, d = numbers["weights"], numbers["degrees"]
-    figs = [
-        (plots.heatmap(numbers["matrix"], f"{name}: synapses, type × type"), "heatmap",
-         "Synapses from each type (rows) to each type (columns), clustered, log colour"),
-        (plots.counts_histogram(w["weight"], w["connections"], "Synapses per connection",
-                                "synapses"), "weights", "Synapses per connection"),
-        (plots.value_histogram(d["outDegree"].to_numpy(), "Out-degree", "postsynaptic partners"),
-         "out-degree", "Partners downstream of each neuron"),
-        (plots.value_histogram(d["inDegree"].to_numpy(), "In-degree", "presynaptic partners"),
-         "in-degree", "Partners upstream of each neuron"),
-    ]
-    return "".join(figure(plots.data_uri(f), caption, fid) for f, fid, caption in figs)
+    return "".join(figure(plots.data_uri(pictures.dataset_picture(what, name, numbers)[0]),
+                          CAPTIONS[what], what) for what in pictures.DATASET)
 
 
 def dataset_page(request: Request, ds: Dataset, numbers: dict[str, Any], figs: str) -> str:
@@ -100,6 +87,7 @@ def dataset_page(request: Request, ds: Dataset, numbers: dict[str, Any], figs: s
         links.append(link(f"/datasets/{ds.name}/neuroglancer", "open in Neuroglancer").html)
     return layout(f"dataset {ds.name}", f"""
 <p class="note">current version {ds.version} ({escape(ds.key)}); {" · ".join(links)}</p>
+<p class="note" id="origin">{escape(numbers["origin"])}</p>
 <h2>Counts</h2>{counts}
 <h2>Versions</h2>{versions}
 <h2>Pictures</h2>{figs}
@@ -134,10 +122,8 @@ def neuron_page(ds: Dataset, numbers: dict[str, Any]) -> str:
     parts, figs = [], []
     for direction in ("upstream", "downstream"):
         types: pd.DataFrame = numbers[f"{direction}Types"]
-        figs.append(figure(plots.data_uri(plots.bars(
-            [str(t) for t in types["type"][:25]], list(types["synapses"][:25]),
-            f"{direction} partners by type", "synapses")), f"{direction} partners by type",
-            f"{direction}-bars"))
+        figs.append(figure(plots.data_uri(pictures.neuron_picture(direction, numbers)[0]),
+                           f"{direction} partners by type", f"{direction}-bars"))
         parts.append(f"<h2>{direction.capitalize()} partners by type</h2>" + table(
             ["type", "synapses", "neurons"],
             [[r.type, r.synapses, r.partners] for r in types.itertuples()],
@@ -149,9 +135,8 @@ def neuron_page(ds: Dataset, numbers: dict[str, Any]) -> str:
              for r in partners.itertuples()], f"{direction}-partners"))
     comp: pd.DataFrame = numbers["inputCompartments"]
     if len(comp):
-        figs.append(figure(plots.data_uri(plots.bars(
-            [str(c) for c in comp["compartment"]], list(comp["synapses"]),
-            "inputs by compartment", "synapses")), "inputs by compartment", "compartment-bars"))
+        figs.append(figure(plots.data_uri(pictures.neuron_picture("compartments", numbers)[0]),
+                           "inputs by compartment", "compartment-bars"))
     else:
         parts.append('<p class="note">No synapse-level data (only connection weights) in this '
                      "dataset: no inputs by compartment.</p>")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectome_query.plotting import charts
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.report import errors, figures
@@ -20,6 +21,10 @@ STYLE = """body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-wi
 td, th { border: 1px solid #ccc; padding: .2em .6em; text-align: right; }
 th { background: #f3f3f3; } figure { display: inline-block; margin: .5em 1em .5em 0; }
 img { max-width: 100%; } .note { color: #666; }"""
+
+ERL_BARS = 40
+"""The ERL picture shows this many cells (a bar per cell of a 256³ volume made a 4,000-pixel
+tall image); the table below it lists them all."""
 
 
 def skeleton_lengths(run_dir: Path) -> pd.DataFrame:
@@ -82,7 +87,7 @@ def _fmt(v: Any) -> str:
 
 
 def _figure(fig: Any, caption: str, fig_id: str) -> str:
-    return (f'<figure id="{fig_id}"><img src="{figures.data_uri(fig)}" alt="{escape(caption)}">'
+    return (f'<figure id="{fig_id}"><img src="{charts.data_uri(fig)}" alt="{escape(caption)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
@@ -106,26 +111,27 @@ def _pictures(d: dict[str, Any]) -> str:
                                             centre),
                              "Orthogonal sections through the centre: EM, segments (colour), "
                              "synapses (red)", "slices"))
-    parts.append(_figure(figures.histogram(d["segments"]["size_voxels"].to_numpy(),
-                                           "Segment sizes", "voxels", log_x=True),
+    parts.append(_figure(charts.histogram(d["segments"]["size_voxels"].to_numpy(),
+                                           "Segment sizes", "voxels", 30, log_x=True),
                          "Segment sizes", "sizes"))
-    parts.append(_figure(figures.histogram(d["skeletons"]["cable_nm"].to_numpy(),
-                                           "Skeleton lengths", "cable (nm)"),
+    parts.append(_figure(charts.histogram(d["skeletons"]["cable_nm"].to_numpy(),
+                                           "Skeleton lengths", "cable (nm)", 30),
                          "Skeleton cable per segment", "skeleton-lengths"))
     if "confidence" in d["synapses"]:
-        parts.append(_figure(figures.histogram(d["synapses"]["confidence"].to_numpy(),
+        parts.append(_figure(charts.histogram(d["synapses"]["confidence"].to_numpy(),
                                                "Synapse confidence", "confidence", bins=20),
                              "Synapse confidence", "confidence"))
     timings = d["run"].get("timings_s") or {}
     if timings:
-        parts.append(_figure(figures.bars(list(timings), [float(v) for v in timings.values()],
+        parts.append(_figure(charts.bars(list(timings), [float(v) for v in timings.values()],
                                           "Stage timings", "seconds"), "Stage timings",
                              "timings"))
     if "erl" in d:
-        erl = d["erl"]
-        parts.append(_figure(figures.bars([str(c) for c in erl["cell"]],
+        erl = d["erl"].head(ERL_BARS)  # most cable first; the table lists every cell
+        note = f" (the {len(erl)} with most cable)" if len(d["erl"]) > len(erl) else ""
+        parts.append(_figure(charts.bars([str(c) for c in erl["cell"]],
                                           list(erl["erl_nm"]), "ERL per true cell", "nm"),
-                             "Expected run length per true cell", "erl-bars"))
+                             f"Expected run length per true cell{note}", "erl-bars"))
     return "".join(parts)
 
 

@@ -43,10 +43,22 @@ def erl_per_cell(truth: dict[str, Any], seg: np.ndarray,
     return out.sort_values("cable_nm", ascending=False).reset_index(drop=True)
 
 
-def _centroid_nm(gt: np.ndarray, seg: np.ndarray, cell: int, segment: int,
-                 vs_zyx: tuple[float, float, float]) -> list[float]:
-    z, y, x = np.nonzero((gt == cell) & (seg == segment))
-    return [float(x.mean() * vs_zyx[2]), float(y.mean() * vs_zyx[1]), float(z.mean() * vs_zyx[0])]
+def centroids_nm(gt: np.ndarray, seg: np.ndarray, pairs: pd.DataFrame,
+                 vs_zyx: tuple[float, float, float]) -> list[list[float]]:
+    """Centroid (nm, x y z) of the voxels of each (cell, segment) row of `pairs`, from one pass
+    over the voxels of those cells and segments."""
+    if pairs.empty:
+        return []
+    near = np.isin(gt, pairs["cell"].unique()) & np.isin(seg, pairs["segment"].unique())
+    flat = np.flatnonzero(near)
+    z, y, x = np.unravel_index(flat, gt.shape)
+    voxels = pd.DataFrame({"cell": gt.ravel()[flat].astype(np.int64),
+                           "segment": seg.ravel()[flat].astype(np.int64),
+                           "x": x * vs_zyx[2], "y": y * vs_zyx[1], "z": z * vs_zyx[0]})
+    means = voxels.groupby(["cell", "segment"])[["x", "y", "z"]].mean()
+    wanted = pd.MultiIndex.from_arrays([pairs["cell"].astype(np.int64),
+                                        pairs["segment"].astype(np.int64)])
+    return [[float(v) for v in row] for row in means.reindex(wanted).to_numpy()]
 
 
 def split_merge_errors(gt: np.ndarray, seg: np.ndarray, vs_zyx: tuple[float, float, float],
@@ -65,7 +77,6 @@ def split_merge_errors(gt: np.ndarray, seg: np.ndarray, vs_zyx: tuple[float, flo
         extra = ranked.drop(main.index).sort_values("voxels", ascending=False, kind="stable")
         extra = extra.head(top).reset_index(drop=True)
         extra["main_" + other] = extra[owner].map(main.set_index(owner)[other])
-        extra["location_nm"] = [_centroid_nm(gt, seg, int(c), int(s), vs_zyx) for c, s in
-                                zip(extra["cell"], extra["segment"], strict=True)]
+        extra["location_nm"] = centroids_nm(gt, seg, extra, vs_zyx)
         rows[kind] = extra
     return rows["split"], rows["merge"]

@@ -1,9 +1,8 @@
-"""The report's pictures (matplotlib figures, no pyplot state), as PNG data URIs."""
+"""The report's own picture, orthogonal sections with labels and synapses over the EM
+(matplotlib, no pyplot state); its histograms and bars are `plotting.charts`."""
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -12,12 +11,6 @@ from matplotlib.figure import Figure
 
 AXES = {"xy": 0, "xz": 1, "yz": 2}
 """Plane name -> the (z, y, x) axis held fixed."""
-
-
-def data_uri(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def label_colours(labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -68,32 +61,3 @@ def _aspect(plane: str, vs_zyx: tuple[float, float, float]) -> float:
     fixed = AXES[plane]
     rows, cols = [a for a in range(3) if a != fixed]
     return vs_zyx[rows] / vs_zyx[cols]
-
-
-def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 30,
-              log_x: bool = False) -> Figure:
-    fig = Figure(figsize=(5, 3))
-    ax = fig.add_subplot()
-    values = np.asarray(values, float)
-    if len(values):
-        if log_x and values.min() > 0:
-            bins_ = list(np.geomspace(values.min(), values.max() * 1.0001, bins))
-            ax.hist(values, bins=bins_, color="#4c72b0")
-            ax.set_xscale("log")
-        else:
-            ax.hist(values, bins=bins, color="#4c72b0")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    return fig
-
-
-def bars(labels: list[str], values: list[float], title: str, xlabel: str) -> Figure:
-    fig = Figure(figsize=(5, 0.8 + 0.3 * max(len(labels), 1)))
-    ax = fig.add_subplot()
-    ax.barh(range(len(labels)), values, color="#55a868")
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    return fig

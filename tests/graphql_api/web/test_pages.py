@@ -48,6 +48,12 @@ def test_dataset_numbers_equal_the_raw_files(live_api: str, web_files: dict[str,
     assert [(r["pre"], r["post"], r["weight"]) for r in data["topConnections"]] == \
         list(zip(top["bodyId_pre"], top["bodyId_post"], top["weight"], strict=True))
     assert [v["version"] for v in data["versions"]] == [1]
+    for side, end in (("outDegrees", "bodyId_pre"), ("inDegrees", "bodyId_post")):
+        degree = conn.groupby(end).size().reindex(neurons["bodyId"], fill_value=0)
+        counted = degree.value_counts().sort_index()
+        assert [(r["degree"], r["neurons"]) for r in data[side]] == \
+            list(zip(counted.index.tolist(), counted.tolist(), strict=True))
+    assert data["origin"].startswith("totals kept at ingest")
 
 
 def test_neuron_partners_equal_the_raw_files(live_api: str, web_files: dict[str, Path]) -> None:

@@ -1,5 +1,6 @@
-"""Pictures for the pages and for `connectome plot`: matplotlib figures (no pyplot state, so
-safe in threads) drawn from the same tables the pages list, written as PNG or SVG bytes."""
+"""Charts for the pages, the run report and `connectome plot`: matplotlib figures (no pyplot
+state, so safe in threads) drawn from the tables they list, written as PNG or SVG bytes (with
+the plotted numbers in the file's description, when given) or a PNG data URI."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+FORMATS = ("png", "svg")
 
-def render(fig: Figure, fmt: str = "png") -> bytes:
-    """The figure as PNG or SVG bytes."""
-    if fmt not in ("png", "svg"):
+
+def render(fig: Figure, fmt: str = "png", description: str | None = None) -> bytes:
+    """The figure as PNG or SVG bytes; `description` (e.g. the plotted table as JSON) goes in
+    the file's metadata (PNG text chunk `Description`, SVG `dc:description`)."""
+    if fmt not in FORMATS:
         raise ValueError(f"format must be png or svg, got {fmt!r}")
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
+    metadata = {"Description": description} if description is not None else None
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata=metadata)
     return buf.getvalue()
 
 
@@ -84,13 +89,20 @@ def counts_histogram(values: pd.Series, counts: pd.Series, title: str, xlabel: s
     return fig
 
 
-def value_histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40,
-                    log_y: bool = True) -> Figure:
-    """A histogram of raw values."""
+def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40, *,
+              log_x: bool = False, log_y: bool = False,
+              weights: np.ndarray | None = None) -> Figure:
+    """A histogram of raw values (each counted `weights` times, when given); `log_x`: log-spaced
+    bins over positive values."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.add_subplot()
+    values = np.asarray(values, float)
     if len(values):
-        ax.hist(values, bins=bins, color="#8172b2")
+        edges: int | list[float] = bins
+        if log_x and values.min() > 0:
+            edges = np.geomspace(values.min(), values.max() * 1.0001, bins).tolist()
+            ax.set_xscale("log")
+        ax.hist(values, bins=edges, weights=weights, color="#8172b2")
         if log_y:
             ax.set_yscale("log")
     ax.set_xlabel(xlabel)
