@@ -80,6 +80,9 @@ def synth_em(
              "for `connectome prepare`)")] = "clean",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     voxel_size: Annotated[str, typer.Option(help="x,y,z nm")] = "16,16,40",
+    style: Annotated[str, typer.Option(
+        help="imaging style: a (what the shipped networks learnt) or b (the same tissue with "
+             "bright, thick membranes, compressed grey levels, other blur and noise)")] = "a",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
@@ -87,6 +90,8 @@ def synth_em(
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+    if preset == "raw" and style != "a":
+        raise fail("--style is for the clean and noisy presets", 2)
     if preset == "raw":  # tiles of deformed, damaged sections, with the truth
         from connectome_query.reconstruct.align import rawdir
         from connectome_query.reconstruct.synth import raw
@@ -100,7 +105,7 @@ def synth_em(
         out.print(f"wrote {out_dir}")
         return
     try:
-        cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
+        cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed, style)
     except ValueError as e:
         raise fail(str(e), 2) from e
     with rich_progress(not quiet) as tick:

@@ -384,7 +384,8 @@ def _synthetic_volume_json(cfg: synth.SynthConfig, plan: synth.Plan) -> dict[str
     nz, ny, nx = cfg.shape_zyx
     vz, vy, vx = cfg.voxel_size_zyx
     return {"voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "seed": cfg.seed,
-            "preset": cfg.preset, "source": "synthetic", "created_by": CREATED_BY,
+            "preset": cfg.preset, "style": cfg.style, "source": "synthetic",
+            "created_by": CREATED_BY,
             "missing_sections": sorted(plan.missing),
             "shifted_sections": {str(k): list(v) for k, v in sorted(plan.shifts.items())}}
 
