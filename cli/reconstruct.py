@@ -175,6 +175,9 @@ def reconstruct_cmd(
     ffn: Annotated[Path | None, typer.Option(
         help="flood-filling network weights (train-ffn) for --segmenter ffn; default: "
              "shipped")] = None,
+    adapter: Annotated[Path | None, typer.Option(
+        help="adapter weights (train-adapter): translate the image into the segmenter's "
+             "style first (a volume imaged unlike the training data)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
@@ -199,7 +202,7 @@ def reconstruct_cmd(
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
                                           net_path=net, augment=augment, block=shape,
                                           spec=spec, clefts=clefts, segmenter=segmenter,
-                                          ffn_path=ffn)
+                                          ffn_path=ffn, adapter_path=adapter)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     if result:

@@ -273,6 +273,20 @@ def load_ffn(path: Path) -> Any:
     return _load_weights(path, "flood-filling network", "FFN weights", model.from_arrays)
 
 
+def save_adapter(path: Path, adapter: Any) -> None:
+    """Save adapter weights (`reconstruct/adapt`) and metadata as one .npz file."""
+    from connectome_query.reconstruct.adapt import model
+
+    _save_weights(path, model.to_arrays(adapter))
+
+
+def load_adapter(path: Path) -> Any:
+    """Load weights saved by `save_adapter`, with a clear error for a missing or wrong file."""
+    from connectome_query.reconstruct.adapt import model
+
+    return _load_weights(path, "adapter", "adapter weights", model.from_arrays)
+
+
 # ------------------------------------------------------------------------ the EM directory
 
 def read_volume_info(em_dir: Path) -> dict[str, Any]:
