@@ -3,9 +3,12 @@
 Style differences between volumes (contrast, membrane stain, blur, noise, texture) act within a
 section, so the generators work section by section: a translated block needs context in-plane
 only (`HALO`), never from neighbouring sections, and the 3-D reasoning stays with the segmenter.
-A generator is a small U-Net (two 3x3 convolutions, one 2x pooling level with two more and a skip
-connection, a 1x1 output through tanh) on grey levels scaled to [-1, 1]; it has no normalisation
-layer, so a block translated with its context equals the same voxels translated whole. A
+A generator is a grey-level curve (`intensity`: a piecewise-linear look-up table, as a 1x1
+convolution of hat functions, through tanh) followed by a small U-Net (two 3x3 convolutions, one
+2x pooling level with two more and a skip connection, a 1x1 output) whose output is added to the
+curve before the final tanh: a residual, zero at the start, so a fresh generator is its curve.
+Grey levels are scaled to [-1, 1]; there is no normalisation layer, so a block translated with
+its context equals the same voxels translated whole. A
 discriminator is a patch classifier at a quarter of the resolution (least-squares GAN).
 `g_ba` maps the new style (B) to the segmenter's (A): the one a run uses; `g_ab` exists for the
 cycle loss.
@@ -21,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import weights
+from connectome_query.reconstruct.adapt import intensity
 
-ADAPTER_FORMAT = "connectome-query/adapter/1"
+ADAPTER_FORMAT = "connectome-query/adapter/2"
 WIDTH = 12
 HALO = (0, 16, 16)
 """Context (z, y, x) a translated block needs: more than the generator's reach (about 9 px)."""
@@ -34,10 +38,11 @@ Layer = weights.Layer
 
 
 def generator_layers(width: int = WIDTH) -> list[Layer]:
-    """(in, out, kernel z, y, x) of a generator's convolutions, in order."""
+    """(in, out, kernel z, y, x) of a generator's convolutions, in order (the curve first)."""
     w = width
-    return [(1, w, (1, 3, 3)), (w, w, (1, 3, 3)), (w, 2 * w, (1, 3, 3)),
-            (2 * w, 2 * w, (1, 3, 3)), (3 * w, w, (1, 3, 3)), (w, 1, (1, 1, 1))]
+    return [(intensity.KNOTS, 1, (1, 1, 1)), (1, w, (1, 3, 3)), (w, w, (1, 3, 3)),
+            (w, 2 * w, (1, 3, 3)), (2 * w, 2 * w, (1, 3, 3)), (3 * w, w, (1, 3, 3)),
+            (w, 1, (1, 1, 1))]
 
 
 def discriminator_layers(width: int = WIDTH) -> list[Layer]:
@@ -69,14 +74,14 @@ def generate(params: Params, x: Any) -> Any:
     import jax.numpy as jnp
 
     relu = jax.nn.relu
-    h = x[..., None]
-    h1 = relu(weights.conv3d(h, params[0]))
-    h2 = relu(weights.conv3d(h1, params[1]))
-    h3 = relu(weights.conv3d(_pool(h2), params[2]))
-    h4 = relu(weights.conv3d(h3, params[3]))
+    curve = weights.conv3d(intensity.basis(x), params[0])
+    h1 = relu(weights.conv3d(jnp.tanh(curve), params[1]))
+    h2 = relu(weights.conv3d(h1, params[2]))
+    h3 = relu(weights.conv3d(_pool(h2), params[3]))
+    h4 = relu(weights.conv3d(h3, params[4]))
     up = jnp.repeat(jnp.repeat(h4, 2, axis=2), 2, axis=3)
-    h5 = relu(weights.conv3d(jnp.concatenate([up, h2], axis=-1), params[4]))
-    return jnp.tanh(weights.conv3d(h5, params[5])[..., 0])
+    h5 = relu(weights.conv3d(jnp.concatenate([up, h2], axis=-1), params[5]))
+    return jnp.tanh((curve + weights.conv3d(h5, params[6]))[..., 0])
 
 
 def discriminate(params: Params, x: Any) -> Any:

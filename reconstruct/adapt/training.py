@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import affinity_net, weights
-from connectome_query.reconstruct.adapt import model
+from connectome_query.reconstruct.adapt import intensity, model
 
 LOSSES = ("g_adv", "cycle", "seg", "d")
 """Names of the losses logged per step: the generators' adversarial loss, the cycle loss,
@@ -156,14 +156,37 @@ def _step(cfg_cycle: float, cfg_seg: float, with_seg: bool) -> Callable[..., Any
     return jax.jit(step)
 
 
-def initial_state(seed: int, width: int = model.WIDTH) -> dict[str, Any]:
-    """Fresh networks and optimiser state (numpy)."""
+def initial_state(seed: int, width: int = model.WIDTH,
+                  curves: tuple[np.ndarray, np.ndarray] | None = None,
+                  init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fresh networks and optimiser state (numpy): each generator is its grey-level curve
+    (`curves`: B -> A and A -> B values at the knots; default the identity) with a zero
+    residual."""
     rng = np.random.default_rng([seed, 27])
     gs, ds = model.generator_layers(width), model.discriminator_layers(width)
-    gen = {"g_ab": model.init(gs, rng), "g_ba": model.init(gs, rng)}
+    ident = intensity.knots()
+    ba, ab = curves if curves is not None else (ident, ident)
+    gen = {}
+    for name, values in (("g_ab", ab), ("g_ba", ba)):
+        g = model.init(gs, rng)
+        g[0] = intensity.layer(values)
+        g[-1] = (np.zeros_like(g[-1][0]), g[-1][1])
+        gen[name] = g
     disc = {"d_a": model.init(ds, rng), "d_b": model.init(ds, rng)}
     return {"gen": gen, "disc": disc, "opt_g": _zeros(gen), "opt_d": _zeros(disc), "step": 0,
-            "losses": []}
+            "losses": [], "init": dict(init or {})}
+
+
+def fresh_state(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray],
+                cfg: TrainConfig) -> dict[str, Any]:
+    """The state a new run starts from: curves by quantile matching, their polarity chosen so
+    that thin structures in B crops come out dark as in A crops
+    (`intensity.initial_curves`)."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    a_crops = np.stack([_crop(a_vols, rng, cfg.crop) for _ in range(8)])
+    b_crops = np.stack([_crop(b_vols, rng, cfg.crop) for _ in range(8)])
+    ba, ab, info = intensity.initial_curves(a_crops, b_crops, a_vols, b_vols)
+    return initial_state(cfg.seed, curves=(ba, ab), init=info)
 
 
 def _zeros(tree: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -183,6 +206,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], meta: dict[str, Any]) -> 
     arrays["step"] = np.int64(state["step"])
     arrays["losses"] = np.asarray(state["losses"][-50:], np.float64).reshape(-1, len(LOSSES))
     arrays["meta"] = np.array(json.dumps(meta))
+    arrays["init"] = np.array(json.dumps(state.get("init", {})))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
     np.savez(tmp, **arrays)
@@ -200,6 +224,7 @@ def load_checkpoint(path: Path, seed: int, width: int = model.WIDTH) -> dict[str
         with np.load(path, allow_pickle=False) as z:
             got = [z[f"leaf{i}"] for i in range(len(leaves))]
             step, losses = int(z["step"]), [list(r) for r in z["losses"]]
+            init = json.loads(str(z["init"]))
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"checkpoint {path} cannot be read as an adapter training "
                          f"checkpoint: {e}") from e
@@ -209,7 +234,7 @@ def load_checkpoint(path: Path, seed: int, width: int = model.WIDTH) -> dict[str
                              f"expected {np.shape(f)} (another width?)")
     gen, disc, opt_g, opt_d = jax.tree_util.tree_unflatten(treedef, got)
     return {"gen": gen, "disc": disc, "opt_g": opt_g, "opt_d": opt_d, "step": step,
-            "losses": losses}
+            "losses": losses, "init": init}
 
 
 def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int,
@@ -236,12 +261,12 @@ def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int
             if any(s < c for s, c in zip(v.shape, cfg.crop, strict=True)):
                 raise ValueError(f"style-{name} volume of shape {v.shape} is smaller than "
                                  f"the crop {cfg.crop}")
-    state = load_checkpoint(checkpoint, cfg.seed) if checkpoint.exists() else \
-        initial_state(cfg.seed)
     as_jax = functools.partial(jax.tree_util.tree_map, jnp.asarray)
+    seg = None if segmenter is None else as_jax(list(segmenter.params))
+    state = load_checkpoint(checkpoint, cfg.seed) if checkpoint.exists() else \
+        fresh_state(a_vols, b_vols, cfg)
     gen, disc = as_jax(state["gen"]), as_jax(state["disc"])
     opt_g, opt_d = as_jax(state["opt_g"]), as_jax(state["opt_d"])
-    seg = None if segmenter is None else as_jax(list(segmenter.params))
     step = _step(float(cfg.cycle), float(cfg.segmentation), seg is not None)
     losses: list[list[float]] = list(state["losses"])
     meta = dict(meta or {})
@@ -258,14 +283,15 @@ def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int
         tick(i, row)
         if (i + 1) % cfg.checkpoint_every == 0 or i + 1 == steps:
             save_checkpoint(checkpoint, {"gen": gen, "disc": disc, "opt_g": opt_g,
-                                         "opt_d": opt_d, "step": i + 1, "losses": losses},
+                                         "opt_d": opt_d, "step": i + 1, "losses": losses,
+                                         "init": state["init"]},
                             meta)
     recent = np.asarray(losses[-25:], float).reshape(-1, len(LOSSES))
     out_meta = {**meta, "steps": steps, "width": model.WIDTH, "crop_zyx": list(cfg.crop),
                 "batch": cfg.batch, "lr": cfg.lr, "d_lr": cfg.d_lr or cfg.lr,
                 "cycle_weight": cfg.cycle,
                 "segmentation_weight": cfg.segmentation if segmenter is not None else 0.0,
-                "seed": cfg.seed,
+                "seed": cfg.seed, "intensity_init": state["init"],
                 "final_losses": {k: float(recent[:, j].mean()) if len(recent) else None
                                  for j, k in enumerate(LOSSES)}}
     as_np = functools.partial(jax.tree_util.tree_map, np.asarray)

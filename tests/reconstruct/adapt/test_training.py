@@ -42,7 +42,7 @@ def test_a_few_steps_lower_the_losses(pair: tuple[np.ndarray, np.ndarray],
     a, b = adapt_training.batches([a_img], [b_img],
                                   adapt_training.TrainConfig(crop=(2, 32, 32), batch=4,
                                                              seed=99), 0)
-    fresh = adapt_training.initial_state(CFG.seed)
+    fresh = adapt_training.fresh_state([a_img], [b_img], CFG)
     start = model.Adapter(fresh["gen"]["g_ba"], fresh["gen"]["g_ab"])
     log = tmp_path / "log.jsonl"
     trained = adapt_training.train([a_img], [b_img], 20, tmp_path / "c.npz", seg, CFG, log)
