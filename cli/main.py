@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from connectome_query.cli import bloom, compare, ingest, prepare, reconstruct, serve, view
+from connectome_query.cli import adapt, bloom, compare, ingest, prepare, reconstruct, serve, view
 from connectome_query.cli.export import export_app
 from connectome_query.cli.neo4j import neo4j_app
 from connectome_query.cli.tokens import tokens_app
@@ -22,6 +22,7 @@ app.add_typer(ingest.app)
 app.add_typer(compare.app)
 app.add_typer(serve.app)
 app.add_typer(reconstruct.app)
+app.add_typer(adapt.app)
 app.add_typer(prepare.app)
 app.add_typer(view.app)
 app.add_typer(export_app, name="export")

@@ -80,6 +80,9 @@ def synth_em(
              "for `connectome prepare`)")] = "clean",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     voxel_size: Annotated[str, typer.Option(help="x,y,z nm")] = "16,16,40",
+    style: Annotated[str, typer.Option(
+        help="imaging style: a (what the shipped networks learnt) or b (the same tissue with "
+             "bright, thick membranes, compressed grey levels, other blur and noise)")] = "a",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
@@ -87,6 +90,8 @@ def synth_em(
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+    if preset == "raw" and style != "a":
+        raise fail("--style is for the clean and noisy presets", 2)
     if preset == "raw":  # tiles of deformed, damaged sections, with the truth
         from connectome_query.reconstruct.align import rawdir
         from connectome_query.reconstruct.synth import raw
@@ -100,7 +105,7 @@ def synth_em(
         out.print(f"wrote {out_dir}")
         return
     try:
-        cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed)
+        cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed, style)
     except ValueError as e:
         raise fail(str(e), 2) from e
     with rich_progress(not quiet) as tick:
@@ -170,6 +175,9 @@ def reconstruct_cmd(
     ffn: Annotated[Path | None, typer.Option(
         help="flood-filling network weights (train-ffn) for --segmenter ffn; default: "
              "shipped")] = None,
+    adapter: Annotated[Path | None, typer.Option(
+        help="adapter weights (train-adapter): translate the image into the segmenter's "
+             "style first (a volume imaged unlike the training data)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
@@ -194,7 +202,7 @@ def reconstruct_cmd(
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
                                           net_path=net, augment=augment, block=shape,
                                           spec=spec, clefts=clefts, segmenter=segmenter,
-                                          ffn_path=ffn)
+                                          ffn_path=ffn, adapter_path=adapter)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     if result:

@@ -273,6 +273,20 @@ def load_ffn(path: Path) -> Any:
     return _load_weights(path, "flood-filling network", "FFN weights", model.from_arrays)
 
 
+def save_adapter(path: Path, adapter: Any) -> None:
+    """Save adapter weights (`reconstruct/adapt`) and metadata as one .npz file."""
+    from connectome_query.reconstruct.adapt import model
+
+    _save_weights(path, model.to_arrays(adapter))
+
+
+def load_adapter(path: Path) -> Any:
+    """Load weights saved by `save_adapter`, with a clear error for a missing or wrong file."""
+    from connectome_query.reconstruct.adapt import model
+
+    return _load_weights(path, "adapter", "adapter weights", model.from_arrays)
+
+
 # ------------------------------------------------------------------------ the EM directory
 
 def read_volume_info(em_dir: Path) -> dict[str, Any]:
@@ -384,7 +398,8 @@ def _synthetic_volume_json(cfg: synth.SynthConfig, plan: synth.Plan) -> dict[str
     nz, ny, nx = cfg.shape_zyx
     vz, vy, vx = cfg.voxel_size_zyx
     return {"voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "seed": cfg.seed,
-            "preset": cfg.preset, "source": "synthetic", "created_by": CREATED_BY,
+            "preset": cfg.preset, "style": cfg.style, "source": "synthetic",
+            "created_by": CREATED_BY,
             "missing_sections": sorted(plan.missing),
             "shifted_sections": {str(k): list(v) for k, v in sorted(plan.shifts.items())}}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectome_query.reconstruct import affinity_net, boundary, io, segment, skeleton, xp
+from connectome_query.reconstruct.adapt import stage as adapt_stage
 from connectome_query.reconstruct.engine import (
     cells,
     cluster,
@@ -91,7 +92,10 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                            # only an FFN run names its segmenter: watershed runs keep the
                            # identity they had before there was a choice
                            **({"segmenter": {"name": "ffn", "sha256": file_sha256(
-                               Path(run.ffn_path))}} if run.ffn_path else {})}}
+                               Path(run.ffn_path))}} if run.ffn_path else {}),
+                           # likewise only a run with an adapter names it
+                           **({"adapter": {"sha256": file_sha256(Path(run.adapter_path))}}
+                              if run.adapter_path else {})}}
 
 
 def _defects(em_dir: Path, info: dict[str, Any], shape: Triple
@@ -126,14 +130,16 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 augment: bool = False, block: Triple | None = None,
                 spec: cluster.ClusterSpec | None = None,
                 clefts: str | None = None, segmenter: str = "watershed",
-                ffn_path: Path | None = None) -> dict[str, Any]:
+                ffn_path: Path | None = None,
+                adapter_path: Path | None = None) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
     Clefts come from the network's cleft channel unless `clefts="classifier"` or a voxel
     classifier (`model_path`) is given. `block` (z, y, x) defaults to `default_block`;
     `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine).
     `segmenter="ffn"` segments with the flood-filling network (`ffn_path`, default the shipped
-    weights) instead of the watershed."""
+    weights) instead of the watershed. `adapter_path` (`connectome train-adapter`) translates
+    the image into the segmenter's style first; every stage reads the translation."""
     em_dir, out = Path(em_dir), Path(out_dir)
     progress = progress or Quiet()
     spec = spec or cluster.ClusterSpec()
@@ -159,6 +165,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         ffn_stage.check_net(ffn, vs)
     elif ffn_path is not None:
         raise ReconstructError("ffn_path is for segmenter 'ffn'; the watershed does not use it")
+    if adapter_path is not None:
+        _check_adapter(Path(adapter_path), vs, affinities_path)
     if block is None:
         block = default_block(shape, cluster.local_shape(spec)[2])
     if min(block) < 1:
@@ -170,7 +178,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                       str(Path(affinities_path).resolve()) if affinities_path else None,
                       source, None, truth is not None, segmenter,
                       str(ffn.resolve()) if ffn is not None else None,
-                      str(defects_path.resolve()) if defects_path is not None else None)
+                      str(defects_path.resolve()) if defects_path is not None else None,
+                      str(Path(adapter_path).resolve()) if adapter_path is not None else None)
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":
@@ -194,8 +203,20 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     return result
 
 
+def _check_adapter(path: Path, vs: tuple[float, float, float],
+                        affinities_path: Path | None) -> None:
+    """Refuse an adapter that does not fit, or one with affinities made elsewhere (they were
+    not predicted from the translation)."""
+    if affinities_path is not None:
+        raise ReconstructError("adapter: --adapter translates the image for the affinity "
+                               "network; it cannot be combined with --affinities")
+    adapt_stage.check_adapter(path, vs)
+
+
 def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None) -> dict[str, Any]:
     out = Path(run.run_dir)
+    if run.adapter_path:
+        adapt_stage.translate(engine, run)
     sections = image.sections_of(engine, run)
     affs = predict.affinities_and_clefts(engine, run, sections)
     if run.segmenter == "ffn":
@@ -227,4 +248,6 @@ def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dic
             f"predicted by {run.net_path}{' (8-fold flip/transpose averaged)' if augment else ''}",
             "block_zyx": list(run.block), "array_backend": xp.backend_name(),
             "segmenter": run.segmenter, "ffn": run.ffn_path,
+            "adapter": {"path": run.adapter_path, "sha256": file_sha256(Path(run.adapter_path)),
+                        "image": "translated.zarr"} if run.adapter_path else None,
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

@@ -43,6 +43,7 @@ class Run:
     segmenter: str = "watershed"  # or "ffn"
     ffn_path: str | None = None  # the flood-filling network's weights (segmenter "ffn")
     defects_path: str | None = None  # the EM directory's defect flags (a prepared volume)
+    adapter_path: str | None = None  # translates the image before every stage (`adapt`)
 
     @property
     def grid(self) -> Grid:
@@ -58,6 +59,14 @@ class Run:
 
     def path(self, name: str) -> Path:
         return Path(self.run_dir) / name
+
+    @property
+    def image_path(self) -> Path:
+        """The image every stage reads: the EM directory's, or its translation by the
+        adapter (`RUN_DIR/translated.zarr`)."""
+        if self.adapter_path:
+            return self.path("translated.zarr")
+        return Path(self.em_dir) / "image.zarr"
 
     def work(self, name: str) -> Path:
         return Path(self.run_dir) / "engine" / name
@@ -123,7 +132,7 @@ def masked(run: Run, box: Box, before: bool = False) -> tuple[np.ndarray | None,
 
 def image_reader(run: Run) -> Any:
     """read(z, rows, cols) of the EM image (for `sections.prepared`)."""
-    path = Path(run.em_dir) / "image.zarr"
+    path = run.image_path
     st = store(path)
 
     def read_section(z: int, rows: slice, cols: slice) -> np.ndarray:

@@ -22,7 +22,7 @@ SHIFT_BATCH = 16
 
 
 def _image(run: Run) -> Path:
-    return Path(run.em_dir) / "image.zarr"
+    return run.image_path
 
 
 def _sums_task(item: int, run: Run) -> Record:

@@ -21,6 +21,8 @@ from connectome_query.schema.vocabulary import CHANDELIER, PYRAMIDAL, Compartmen
 
 AIS_LENGTH_NM = 450.0
 """Length of every synthetic cell's axon initial segment (ground truth of the generator)."""
+STYLES = ("a", "b")
+"""Imaging styles of the same planned tissue (`rendering`)."""
 _STEP_NM = 25.0
 # boutons along one target sit at least this far apart, so their clefts stay separate
 _MIN_BOUTON_SPACING_NM = 160.0
@@ -28,16 +30,21 @@ _MIN_BOUTON_SPACING_NM = 160.0
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to synthesise: shape (z, y, x) in voxels, voxel size (z, y, x) in nm, preset."""
+    """What to synthesise: shape (z, y, x) in voxels, voxel size (z, y, x) in nm, preset
+    (how much noise and damage), imaging style ("a": the style every shipped network was
+    trained on; "b": the same tissue imaged otherwise, see `rendering`)."""
 
     shape_zyx: tuple[int, int, int]
     voxel_size_zyx: tuple[float, float, float] = (40.0, 16.0, 16.0)
     preset: str = "clean"
     seed: int = 0
+    style: str = "a"
 
     def __post_init__(self) -> None:
         if self.preset not in ("clean", "noisy"):
             raise ValueError(f"preset must be 'clean' or 'noisy', got {self.preset!r}")
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 16:
             raise ValueError(f"size must be three numbers, each >= 16, got {self.shape_zyx}")
 

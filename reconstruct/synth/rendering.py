@@ -178,11 +178,23 @@ def _clefts(plan: Plan, lab: np.ndarray, comp: np.ndarray, z0: int, z1: int,
     return clefts, stats
 
 
+def _finish(plan: Plan, sec: np.ndarray, z: int) -> np.ndarray:
+    """A rendered section with its drift (gain, offset) and artefacts, as uint8."""
+    sec = sec * plan.gain[z] + plan.offset[z]
+    if z in plan.missing:
+        sec[:] = 0.02
+    if z in plan.shifts:
+        sec = ndi.shift(sec, plan.shifts[z], order=0, mode="nearest")
+    return np.clip(sec * 255.0, 0, 255).astype(np.uint8)
+
+
 def _image(plan: Plan, lab: np.ndarray, clefts: np.ndarray, z0: int, z1: int,
            h0: int) -> np.ndarray:
-    """The EM image (uint8) of sections [z0, z1): cytoplasm, membranes, vesicle clouds
-    and clefts at their intensities, blurred, textured, with the section's noise, drift
-    and artefacts (missing or shifted sections)."""
+    """The EM image (uint8) of sections [z0, z1) in the plan's style: cytoplasm, membranes,
+    vesicle clouds and clefts at their intensities, blurred, textured, with the section's
+    noise, drift and artefacts (missing or shifted sections)."""
+    if plan.config.style == "b":
+        return _image_b(plan, lab, clefts, z0, z1, h0)
     cfg = plan.config
     ny, nx = cfg.shape_zyx[1:]
     fg = lab != 0
@@ -205,12 +217,47 @@ def _image(plan: Plan, lab: np.ndarray, clefts: np.ndarray, z0: int, z1: int,
         sec += np.where(fg[k], t_amp, t_amp * 0.7) * tex
         sec += c_amp * _section_noise(cfg.seed, z * 3 + 2, (ny, nx), 2.5)
         sec += w_amp * _section_noise(cfg.seed, z * 3 + 3, (ny, nx), 0.0)
-        sec = sec * plan.gain[z] + plan.offset[z]
-        if z in plan.missing:
-            sec[:] = 0.02
-        if z in plan.shifts:
-            sec = ndi.shift(sec, plan.shifts[z], order=0, mode="nearest")
-        out[z - z0] = np.clip(sec * 255.0, 0, 255).astype(np.uint8)
+        out[z - z0] = _finish(plan, sec, z)
+    return out
+
+
+_B_STREAM = 1 << 40  # style B's noise streams, apart from style A's
+
+
+def _image_b(plan: Plan, lab: np.ndarray, clefts: np.ndarray, z0: int, z1: int,
+             h0: int) -> np.ndarray:
+    """Style B: the same tissue imaged otherwise. Contrast inverted and compressed
+    (membranes and clefts bright on a grey cytoplasm, grey levels spanning about half of
+    style A's), membranes one pixel thicker on each side, dark organelle-like blobs inside
+    the cells, a wider blur (sigma 1.3 px against 0.6), and a noise of other spectrum (a
+    slow, uneven illumination at sigma 6 px and a fine grain at 0.8 px instead of style
+    A's white noise and 2.5 px mottle). Drift and artefacts are style A's."""
+    cfg = plan.config
+    ny, nx = cfg.shape_zyx[1:]
+    fg = lab != 0
+    mem, zf = _membranes(lab)
+    plane = np.zeros((1, 3, 3), bool)
+    plane[0, 1, :] = plane[0, :, 1] = True
+    thick = mem | (ndi.binary_dilation(mem, plane) & fg)
+    ves_mask = vesicle_mask(plan, lab, h0, h0 + lab.shape[0]) & (clefts == 0)
+    amp = 1.4 if cfg.preset == "noisy" else 1.0
+    img = np.empty(lab.shape, np.float32)
+    img[:] = 0.50
+    img[fg] = 0.34
+    img[zf] = 0.43
+    img[thick] = 0.70
+    img[ves_mask] = 0.47
+    img[clefts != 0] = 0.72
+    out = np.empty((z1 - z0, ny, nx), np.uint8)
+    for z in range(z0, z1):
+        k = z - h0
+        s = _B_STREAM + z * 4
+        blobs = _section_noise(cfg.seed, s, (ny, nx), 2.0) > 1.1
+        sec = img[k] - 0.08 * (blobs & fg[k] & ~thick[k])
+        sec = ndi.gaussian_filter(sec, 1.3)
+        sec += amp * 0.04 * _section_noise(cfg.seed, s + 1, (ny, nx), 6.0)
+        sec += amp * 0.035 * _section_noise(cfg.seed, s + 2, (ny, nx), 0.8)
+        out[z - z0] = _finish(plan, sec, z)
     return out
 
 

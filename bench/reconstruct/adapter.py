@@ -1,0 +1,177 @@
+"""Benchmark: the style-A segmenter on held-out style-B volumes, as is, after a cheap intensity fix,
+after the adapter, and beside a segmenter trained on B's truth (the ceiling).
+
+    uv run python bench/reconstruct/adapter.py --size 32,128,128 --seeds 101,102
+
+Style-B volumes (`synth-em --style b`) with seeds disjoint from the adapter's training volumes
+are segmented (affinity network, seeded watershed, synapses from the cleft channel) from:
+- the image as is, with the shipped (style-A) affinity network;
+- histogram matching + CLAHE (scikit-image): each section's contrast equalised locally, then its
+  grey levels matched to a style-A reference volume (the cheap baseline);
+- the same after inverting the grey levels (a cheap fix that is told B's contrast is inverted);
+- the image translated B -> A by the adapter (`reconstruct/models/adapter_b.npz`);
+- the image as is, with an affinity network fine-tuned from the shipped one on style-B volumes
+  with truth (the ceiling; `--ceiling-steps` steps, fewer than the shipped network's 900).
+Scores: NERL, VOI, synapse F1 (partners right), synapse counts pooled over the volumes. Also timed:
+translation voxels/s, the cheap baseline's voxels/s, the ceiling's training; load average at
+start and end. Prints a rich table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from connectome_query.reconstruct import (
+    affinity_net,
+    io,
+    scoring,
+    segment,
+    synapses,
+    synth,
+    training,
+)
+from connectome_query.reconstruct.adapt import model
+
+VS = (40.0, 16.0, 16.0)
+DEFAULT_ADAPTER = training.DEFAULT_NET.parent / "adapter_b.npz"
+CEILING_SEED = 4_200_001  # style-B training volumes of the ceiling network
+REFERENCE_SEED = 4_300_001  # the style-A volume the cheap baseline matches histograms to
+
+
+def load() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def hist_clahe(img: np.ndarray, reference: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Per section CLAHE, then the volume's grey levels matched to `reference`'s."""
+    from skimage import exposure
+
+    src = 255 - img if invert else img
+    eq = np.stack([exposure.equalize_adapthist(s, clip_limit=0.01) for s in src])
+    matched = exposure.match_histograms(eq, reference.astype(np.float64))
+    return np.clip(np.rint(matched), 0, 255).astype(np.uint8)
+
+
+def score(net: affinity_net.AffinityNet, image: np.ndarray, truth: dict[str, Any]
+          ) -> dict[str, Any]:
+    affs, cleft = affinity_net.predict(net, image)
+    seg = segment.seeded_segmentation(affs, VS)
+    sc = scoring.segmentation_scores(seg, truth, VS)
+    syn = synapses.detect(cleft, seg, image, VS)
+    syn["post_compartment"] = "unknown"
+    sm = scoring.synapse_metrics(seg, syn, truth)
+    return {"nerl": sc["nerl"], "voi": sc["voi"], "voi_split": sc["voi_split"],
+            "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
+            "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
+            "synapses_matched": sm["synapses_matched"]}
+
+
+def pooled_f1(rows: list[dict[str, Any]]) -> float:
+    tp = sum(r["synapses_matched"] for r in rows)
+    n_p = sum(r["synapses_predicted"] for r in rows)
+    n_t = sum(r["synapses_true"] for r in rows)
+    return 2 * tp / (n_p + n_t) if n_p + n_t else 0.0
+
+
+def train_ceiling(shape: tuple[int, int, int], n: int, steps: int,
+                  init: affinity_net.AffinityNet) -> tuple[affinity_net.AffinityNet, float]:
+    vols = []
+    for k in range(n):
+        s = synth.synthesize(synth.SynthConfig(shape, VS, ("clean", "noisy")[k % 2],
+                                               CEILING_SEED + k, style="b"))
+        vols.append((s.image, s.labels, s.clefts != 0))
+    t = time.perf_counter()
+    net = affinity_net.train(vols, steps, seed=0, init=init, voxel_size_zyx=VS,
+                             trained_on=f"fine-tuned on {n} style-B volumes")
+    return net, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size", default="32,128,128", help="Z,Y,X of each held-out volume")
+    ap.add_argument("--seeds", default="101,102", help="held-out style-B seeds")
+    ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
+    ap.add_argument("--adapter", type=Path, default=DEFAULT_ADAPTER)
+    ap.add_argument("--ceiling-steps", type=int, default=300)
+    ap.add_argument("--ceiling-volumes", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/adapter.json"))
+    args = ap.parse_args()
+    con = Console(width=150)
+    load0 = load()
+    shape = tuple(int(v) for v in args.size.split(","))
+    net_a = io.load_net(training.DEFAULT_NET)
+    adapter = io.load_adapter(args.adapter)
+    reference = synth.synthesize(synth.SynthConfig(shape, VS, args.preset,  # type: ignore[arg-type]
+                                                   REFERENCE_SEED)).image
+    con.print(f"training the ceiling network ({args.ceiling_steps} steps) ...")
+    net_b, t_ceiling = train_ceiling(shape, args.ceiling_volumes, args.ceiling_steps,  # type: ignore[arg-type]
+                                     net_a)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    t_translate, t_cheap, voxels = 0.0, 0.0, 0
+    model.translate(adapter, np.zeros((1, 64, 64), np.uint8))  # compile outside the timing
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            em = Path(tmp) / f"b{seed}"
+            io.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed,  # type: ignore[arg-type]
+                                                        style="b"))
+            img = io.read_image(em, io.read_volume_info(em))
+            truth = io.read_truth(em, img.shape)
+            assert truth is not None
+            voxels += img.size
+            t = time.perf_counter()
+            cheap = hist_clahe(img, reference)
+            t_cheap += time.perf_counter() - t
+            t = time.perf_counter()
+            translated = model.translate(adapter, img)
+            t_translate += time.perf_counter() - t
+            images = {
+                "A net, B image as is": (net_a, img),
+                "A net, histogram matching + CLAHE": (net_a, cheap),
+                "A net, inverted + histogram matching + CLAHE":
+                    (net_a, hist_clahe(img, reference, invert=True)),
+                "A net, adapter (B -> A)": (net_a, translated),
+                "ceiling: net fine-tuned on B truth": (net_b, img),
+            }
+            for name, (net, image) in images.items():
+                rows.setdefault(name, []).append({"seed": seed, **score(net, image, truth)})
+                con.print(f"seed {seed}: {name}: {rows[name][-1]}")
+    tab = Table(title=f"Style-B volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
+    for c in ("method", "NERL", "VOI", "VOI split", "VOI merge", "synapse F1 (pooled)"):
+        tab.add_column(c, justify="left" if c == "method" else "right")
+    summary: dict[str, Any] = {}
+    for name, rs in rows.items():
+        m = {k: float(np.mean([r[k] for r in rs])) for k in ("nerl", "voi", "voi_split",
+                                                            "voi_merge")}
+        m["synapse_f1_pooled"] = pooled_f1(rs)
+        summary[name] = m
+        tab.add_row(name, f"{m['nerl']:.3f}", f"{m['voi']:.3f}", f"{m['voi_split']:.3f}",
+                    f"{m['voi_merge']:.3f}", f"{m['synapse_f1_pooled']:.3f}")
+    con.print(tab)
+    load1 = load()
+    timing = {"translation_voxels_per_s": voxels / t_translate,
+              "hist_clahe_voxels_per_s": voxels / t_cheap,
+              "ceiling_training_s": t_ceiling, "ceiling_steps": args.ceiling_steps,
+              "adapter_training_s": adapter.meta.get("train_seconds_this_run"),
+              "adapter_steps": adapter.meta.get("steps"), "load_start": load0, "load_end": load1}
+    con.print(f"translation {timing['translation_voxels_per_s'] / 1e6:.2f} Mvox/s, histogram "
+              f"matching + CLAHE {timing['hist_clahe_voxels_per_s'] / 1e6:.2f} Mvox/s (ratio "
+              f"{timing['translation_voxels_per_s'] / timing['hist_clahe_voxels_per_s']:.2f}); "
+              f"ceiling training {t_ceiling:.0f} s; load {load0:.1f} -> {load1:.1f}")
+    args.out.write_text(json.dumps({"size": args.size, "seeds": args.seeds,
+                                    "preset": args.preset, "summary": summary, "rows": rows,
+                                    "timing": timing, "adapter_meta": adapter.meta},
+                                   indent=2, default=float) + "\n")
+    con.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

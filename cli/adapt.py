@@ -1,0 +1,137 @@
+"""`connectome train-adapter`: learn to translate a new volume's images into the segmenter's
+style."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from connectome_query.cli.console import console, fail, out
+from connectome_query.reconstruct.errors import ReconstructError
+
+app = typer.Typer()
+
+
+def _dirs(text: str, what: str) -> list[Path]:
+    dirs = [Path(p.strip()) for p in text.split(",") if p.strip()]
+    if not dirs:
+        raise fail(f"{what}: give at least one EM directory (comma-separated)", 2)
+    return dirs
+
+
+def _volumes(dirs: list[Path], what: str) -> tuple[list[Any], tuple[float, float, float]]:
+    """The images (only: no truth is read) of EM directories with one voxel size."""
+    from connectome_query.reconstruct import io
+
+    imgs, vs = [], None
+    for d in dirs:
+        info = io.read_volume_info(d)
+        v = info["voxel_size_nm"]
+        this = (float(v[2]), float(v[1]), float(v[0]))
+        if vs is not None and this != vs:
+            raise ReconstructError(f"{what}: {d / 'volume.json'} field 'voxel_size_nm' is "
+                                   f"{v}, the others' {list(vs[::-1])}")
+        vs = this
+        imgs.append(io.read_image(d, info))
+    assert vs is not None
+    return imgs, vs
+
+
+@app.command("train-adapter")
+def train_adapter(
+    a_dirs: Annotated[str, typer.Argument(
+        metavar="A_DIRS", help="EM directories in the segmenter's style, comma-separated")],
+    b_dirs: Annotated[str, typer.Argument(
+        metavar="B_DIRS", help="EM directories of the new volume's style, comma-separated "
+                               "(their truth, if any, is never read)")],
+    output: Annotated[Path, typer.Option("--out", help="where to save the weights (.npz)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps in all (a resumed run counts "
+                                            "the steps done)")] = 400,
+    net: Annotated[Path | None, typer.Option(
+        help="the segmenter (affinity-network weights) whose output the translation must "
+             "keep; default: shipped")] = None,
+    segmentation_weight: Annotated[float, typer.Option(
+        help="weight of the segmentation-consistency loss (0: plain CycleGAN)")] = 1.0,
+    cycle_weight: Annotated[float, typer.Option(help="weight of the cycle loss")] = 10.0,
+    crop: Annotated[str, typer.Option(help="training crop Z,Y,X (Y, X multiples of 4)")] =
+        "4,64,64",
+    batch: Annotated[int, typer.Option(help="crops of each style per step")] = 2,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-4,
+    d_lr: Annotated[float | None, typer.Option(
+        help="the discriminators' learning rate (default: --lr)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 25,
+    log: Annotated[Path | None, typer.Option(
+        help="loss log, one JSON line per step (default OUT.log.jsonl; appended)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train generators B->A and A->B with discriminators (least-squares GAN), the cycle loss
+    and SECGAN's segmentation-consistency loss from the frozen segmenter (see
+    reconstruct/adapt/); `connectome reconstruct --adapter OUT` then translates B volumes."""
+    from connectome_query.reconstruct import affinity_net, io, training
+    from connectome_query.reconstruct.adapt import model
+    from connectome_query.reconstruct.adapt import training as adapt_training
+    from connectome_query.reconstruct.engine.grid import parse_triple
+    from connectome_query.reconstruct.engine.manifest import file_sha256
+
+    if steps < 1:
+        raise fail("--steps must be at least 1", 2)
+    try:
+        crop_zyx = parse_triple(crop, "--crop")
+        cfg = adapt_training.TrainConfig(crop_zyx, batch, lr, cycle_weight,
+                                         segmentation_weight, seed, checkpoint_every, d_lr)
+        cfg.check()
+    except ValueError as e:
+        raise fail(str(e), 2) from e
+    ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
+    log_path = log or output.with_name(output.name + ".log.jsonl")
+    net_path = net or training.DEFAULT_NET
+    try:
+        a_imgs, vs = _volumes(_dirs(a_dirs, "A_DIRS"), "A_DIRS")
+        b_imgs, vs_b = _volumes(_dirs(b_dirs, "B_DIRS"), "B_DIRS")
+        if vs_b != vs:
+            raise ReconstructError(f"B_DIRS have voxel size {list(vs_b[::-1])} nm, A_DIRS "
+                                   f"{list(vs[::-1])}: both styles must share it")
+        seg = io.load_net(net_path) if segmentation_weight > 0 else None
+        if seg is not None:
+            try:
+                affinity_net.check_voxel_size(seg, vs)
+            except ValueError as e:
+                raise ReconstructError(f"segmenter {net_path}: {e}") from e
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    meta = {model.VOXEL_SIZE_KEY: list(vs), "a_dirs": a_dirs, "b_dirs": b_dirs,
+            "segmenter": {"path": str(net_path), "sha256": file_sha256(Path(net_path))}
+            if seg is not None else None}
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as prog:
+        task = prog.add_task("training", total=steps)
+
+        def tick(i: int, losses: dict[str, float]) -> None:
+            prog.update(task, completed=i + 1, description=(
+                f"G adv {losses['g_adv']:.3f}  cycle {losses['cycle']:.3f}  "
+                f"seg {losses['seg']:.3f}  D {losses['d']:.3f}"))
+
+        try:
+            adapter = adapt_training.train(a_imgs, b_imgs, steps, ckpt, seg, cfg, log_path,
+                                           tick, meta)
+        except ValueError as e:
+            raise fail(str(e), 1) from e
+    adapter.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)
+    io.save_adapter(output, adapter)
+    fl = adapter.meta["final_losses"]
+    out.print(f"wrote {output} (last steps: G adv {fl['g_adv']:.3f}, cycle "
+              f"{fl['cycle']:.3f}, seg {fl['seg']:.3f}, D {fl['d']:.3f}); losses in {log_path}")
