@@ -165,8 +165,10 @@ def reconstruct_cmd(
              "classifier")] = "network",
     affinities: Annotated[Path | None, typer.Option(
         help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
-    net: Annotated[Path | None, typer.Option(
-        help="affinity-network weights (train-affinity-net); default: shipped")] = None,
+    net: Annotated[str | None, typer.Option(
+        help="affinity network: 'full' (the shipped default), 'lean' (distilled, about 2.8x "
+             "fewer multiply-adds; see BENCHMARKS.md) or a weights file "
+             "(train-affinity-net)")] = None,
     augment: Annotated[bool, typer.Option(
         help="average the network over 8 in-plane flips/transposes (8x time)")] = False,
     segmenter: Annotated[str, typer.Option(
@@ -182,7 +184,7 @@ def reconstruct_cmd(
 ) -> None:
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
     over 3-D blocks (see reconstruct/RUN_DIR.md and docs/scaling.md)."""
-    from connectome_query.reconstruct import pipeline
+    from connectome_query.reconstruct import pipeline, training
     from connectome_query.reconstruct.engine.cluster import ClusterSpec
     from connectome_query.reconstruct.engine.grid import parse_triple
 
@@ -200,7 +202,8 @@ def reconstruct_cmd(
     try:
         with stage_progress(not quiet) as progress:
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
-                                          net_path=net, augment=augment, block=shape,
+                                          net_path=training.net_file(net), augment=augment,
+                                          block=shape,
                                           spec=spec, clefts=clefts, segmenter=segmenter,
                                           ffn_path=ffn, adapter_path=adapter)
     except ReconstructError as e:
@@ -280,6 +283,50 @@ def train_affinity_net(
     io.save_net(output, net)
     out.print(f"wrote {output} (mean loss of the last steps "
               f"{net.meta['final_loss']:.3f})")
+
+
+@app.command("distil-affinity-net")
+def distil_affinity_net(
+    output: Annotated[Path, typer.Argument(metavar="OUT",
+                                           help="where to save the weights (.npz)")],
+    steps: Annotated[int, typer.Option(help="optimiser steps")] = 2000,
+    volumes: Annotated[int, typer.Option(help="synthetic training volumes")] = 8,
+    teacher: Annotated[Path | None, typer.Option(
+        help="the network to copy (default: the shipped one)")] = None,
+    widths: Annotated[str, typer.Option(
+        help="channels at full resolution and at the pooled level, F,P")] = "8,24",
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Distil a leaner affinity U-Net (fewer channels) from a wider one on synthetic volumes
+    (the shipped lean weights came from this command; see reconstruct/distil.py)."""
+    from connectome_query.reconstruct import distil, io, training
+
+    try:
+        w = tuple(int(v) for v in widths.split(","))
+    except ValueError:
+        w = ()
+    if len(w) != 2 or min(w) < 1:
+        raise fail(f"--widths must be two positive integers F,P, got {widths!r}", 2)
+    if steps < 1 or volumes < 1:
+        raise fail("--steps and --volumes must be at least 1", 2)
+    try:
+        big = io.load_net(teacher if teacher is not None else training.DEFAULT_NET)
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
+    vs = (40.0, 16.0, 16.0)
+    data = training.net_training_volumes(volumes, vs)
+    with Progress(console=console) as prog:
+        task = prog.add_task("distilling", total=steps)
+
+        def tick(i: int, loss: float) -> None:
+            prog.update(task, completed=i + 1, description=f"distilling (loss {loss:.3f})")
+
+        here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
+                f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
+        net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick, trained_on=here)
+    io.save_net(output, net)
+    out.print(f"wrote {output} (mean loss of the last steps {net.meta['final_loss']:.3f})")
 
 
 @app.command("train-ffn")

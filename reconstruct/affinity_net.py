@@ -6,8 +6,10 @@ affinities learns where inside two touching membranes the cut lies. About 72k pa
 full-resolution convolutions (the first in-plane only: sections are 2.5x thicker than pixels), one
 in-plane 2x pooling level with a skip connection, and 4 outputs (affinities in the waterz layout,
 `affs[c]` linking a voxel to its -1 neighbour along axis c, and a cleft logit). It trains on two
-CPU cores in minutes and ships in `reconstruct/models/`. Prediction runs in equal tiles with a halo
-(one compiled shape for any volume); larger tiles predict faster per voxel, identically.
+CPU cores in minutes and ships in `reconstruct/models/`, at 16 channels at full resolution and 32
+pooled (`WIDTHS`), beside a lean one at (8, 24) distilled from it (`distil`; the widths are in
+the weights' metadata). Prediction runs in equal tiles with a halo of the network's reach (one
+compiled shape for any volume); larger tiles predict faster per voxel, identically.
 """
 
 from __future__ import annotations
@@ -23,12 +25,25 @@ from connectome_query.reconstruct import boundary, sections, weights
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 NET_FORMAT = "connectome-query/affinity-unet/1"
-# (in channels, out channels, kernel z, y, x)
-LAYERS: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
-    (1, 16, (1, 3, 3)), (16, 16, (3, 3, 3)), (16, 32, (3, 3, 3)), (32, 32, (3, 3, 3)),
-    (48, 16, (3, 3, 3)), (16, 16, (1, 3, 3)), (16, 4, (1, 1, 1)),
-)
-HALO = (4, 16, 16)  # sections / pixels of context each side of a prediction tile
+Layers = tuple[tuple[int, int, tuple[int, int, int]], ...]
+WIDTHS = (16, 32)
+"""Channels at full resolution and at the pooled level of the shipped network."""
+WIDTHS_KEY = "widths"  # metadata key: (full-resolution, pooled) channels of a network
+
+
+def layers(widths: Sequence[int] = WIDTHS) -> Layers:
+    """(in channels, out channels, kernel z, y, x) of each convolution for `widths`
+    (full-resolution channels, pooled-level channels); one topology, any width."""
+    f, p = (int(v) for v in widths)
+    return ((1, f, (1, 3, 3)), (f, f, (3, 3, 3)), (f, p, (3, 3, 3)), (p, p, (3, 3, 3)),
+            (p + f, f, (3, 3, 3)), (f, f, (1, 3, 3)), (f, 4, (1, 1, 1)))
+
+
+LAYERS = layers()
+HALO = (4, 10, 10)
+"""Sections / pixels of context each side of a prediction tile: the network's reach (4 sections,
+9 pixels: 1 + 1 full-resolution pixels, 2 + 2 pooled ones, 1 + 1 again), in-plane rounded up to
+even so that a tile's pooling pairs are the volume's; more context changes no output."""
 TILE = (64, 256, 256)  # largest core of a prediction tile (see `tile_shape`)
 
 Params = weights.Params
@@ -62,13 +77,13 @@ def check_voxel_size(net: AffinityNet, voxel_size_zyx: Sequence[float],
                          "train a network at this size, or pass --affinities")
 
 
-def init_params(seed: int = 0) -> Params:
-    """He-initialised weights for `LAYERS`."""
+def init_params(seed: int = 0, widths: Sequence[int] = WIDTHS) -> Params:
+    """He-initialised weights for `layers(widths)`."""
     import jax
 
     key = jax.random.PRNGKey(seed)
     out: Params = []
-    for cin, cout, k in LAYERS:
+    for cin, cout, k in layers(widths):
         key, sub = jax.random.split(key)
         fan_in = cin * int(np.prod(k))
         w = jax.random.normal(sub, (cout, cin, *k)) * np.sqrt(2.0 / fan_in)
@@ -420,4 +435,5 @@ def to_arrays(net: AffinityNet) -> dict[str, np.ndarray]:
 def from_arrays(arrays: dict[str, np.ndarray]) -> AffinityNet:
     """Inverse of `to_arrays`; checks format and layer shapes."""
     meta = weights.read_format(arrays, NET_FORMAT)
-    return AffinityNet(params=weights.read_params(arrays, LAYERS), meta=meta)
+    widths = meta.get(WIDTHS_KEY, WIDTHS)
+    return AffinityNet(params=weights.read_params(arrays, layers(widths)), meta=meta)

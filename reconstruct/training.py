@@ -16,11 +16,23 @@ from connectome_query.reconstruct.progress import Tick, no_progress
 
 DEFAULT_NET = Path(__file__).parent / "models" / "affinity_unet.npz"
 """The affinity network shipped with the package (`connectome train-affinity-net` remakes it)."""
+LEAN_NET = Path(__file__).parent / "models" / "affinity_unet_lean.npz"
+"""The lean affinity network distilled from `DEFAULT_NET` (`connectome distil-affinity-net`)."""
+SHIPPED_NETS = {"full": DEFAULT_NET, "lean": LEAN_NET}
+"""The shipped affinity networks by name (`--net full`, `--net lean`)."""
 DEFAULT_FFN = Path(__file__).parent / "models" / "ffn.npz"
 """The flood-filling network shipped with the package (`connectome train-ffn` remakes it)."""
 NET_TRAINING_SEED = 2_000_003
 """First seed of the affinity network's synthetic training volumes."""
 _MODEL_SEED = 1_000_003  # first seed of the voxel classifier's training volumes
+
+
+def net_file(name_or_path: str | Path | None) -> Path | None:
+    """The weights file for a shipped network's name (`SHIPPED_NETS`), else the path given
+    (None: the pipeline's default)."""
+    if name_or_path is None:
+        return None
+    return SHIPPED_NETS.get(str(name_or_path), Path(name_or_path))
 
 
 def default_model(voxel_size_zyx: tuple[float, float, float], seed: int,

@@ -34,7 +34,8 @@ def test_one_top_level_package(wheel: Path) -> None:
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"connectome_query"}
     for data in ("schema/migrations/0001_uniqueness.cypher", "schema/schema.graphql",
-                 "reconstruct/models/affinity_unet.npz"):
+                 "reconstruct/models/affinity_unet.npz",
+                 "reconstruct/models/affinity_unet_lean.npz"):
         assert f"connectome_query/{data}" in names, data
 
 
