@@ -1,5 +1,6 @@
-"""Segment meshes in Neuroglancer's legacy single-resolution mesh format, made lazily from the
-segmentation's finest scale with zmesh (marching cubes over every label at once) and kept in
+"""Segment meshes in Neuroglancer's legacy single-resolution mesh format, made lazily with zmesh
+(marching cubes over every label at once) from the finest scale of the segmentation's pyramid
+that holds at most `MAX_VOXELS` (so a large volume gets coarser meshes, never none) and kept in
 memory per segmentation file set:
 
     mesh/info          {"@type": "neuroglancer_legacy_mesh"}
@@ -25,7 +26,8 @@ import tensorstore as ts
 
 MESH_INFO: dict[str, Any] = {"@type": "neuroglancer_legacy_mesh"}
 MAX_VOXELS = 320 ** 3
-"""Meshes are made for volumes up to this many voxels (the whole finest scale is read)."""
+"""The most voxels of a scale meshed at once (the whole scale is read): larger volumes are
+meshed from a coarser scale of their pyramid."""
 _LOCK = threading.Lock()
 
 
@@ -61,17 +63,25 @@ def mesh_labels(labels_xyz: np.ndarray, resolution: list[float],
     return out
 
 
+def mesh_scale(scales: list[dict[str, Any]]) -> int:
+    """The index of the finest scale with at most `MAX_VOXELS` voxels (ValueError when even the
+    coarsest has more)."""
+    for index, scale in enumerate(scales):
+        if int(np.prod([int(s) for s in scale["size"]])) <= MAX_VOXELS:
+            return index
+    coarsest = int(np.prod([int(s) for s in scales[-1]["size"]]))
+    raise ValueError(f"meshes are made from a scale of up to {MAX_VOXELS} voxels; the coarsest "
+                     f"of this segmentation's {len(scales)} scales has {coarsest}")
+
+
 @lru_cache(maxsize=2)
 def _all_meshes(root: str, mtime: float) -> dict[int, bytes]:
     info = json.loads((Path(root) / "info").read_text())
-    scale = info["scales"][0]
-    size = [int(s) for s in scale["size"]]
-    if int(np.prod(size)) > MAX_VOXELS:
-        raise ValueError(f"meshes are made for volumes up to {MAX_VOXELS} voxels; this one "
-                         f"has {int(np.prod(size))}")
+    index = mesh_scale(info["scales"])
+    scale = info["scales"][index]
     store = ts.open({"driver": "neuroglancer_precomputed",
                      "kvstore": {"driver": "file", "path": root},
-                     "scale_index": 0}, read=True).result()
+                     "scale_index": index}, read=True).result()
     labels = store[..., 0].read().result()
     offset = [int(o) for o in scale.get("voxel_offset", [0, 0, 0])]
     return mesh_labels(np.asarray(labels), [float(r) for r in scale["resolution"]], offset)
@@ -79,7 +89,7 @@ def _all_meshes(root: str, mtime: float) -> dict[int, bytes]:
 
 def segment_meshes(root: Path) -> dict[int, bytes]:
     """Each segment's fragment for the precomputed segmentation at `root` (made once per
-    version of its info file; ValueError when the volume is too large)."""
+    version of its info file; ValueError when even its coarsest scale is too large)."""
     with _LOCK:
         return _all_meshes(str(root), (root / "info").stat().st_mtime)
 
