@@ -8,7 +8,7 @@ from typing import Any
 import neo4j
 import networkx as nx
 
-from connectome_query.graphdb import catalog
+from connectome_query.graphdb import catalog, summary
 
 
 def graph_fingerprint(driver: neo4j.Driver) -> tuple:
@@ -61,7 +61,10 @@ def fingerprint(driver: Any, dataset: str) -> dict[str, Any]:
         "RETURN a.bodyId AS a, b.bodyId AS b, r.weight AS w ORDER BY a, b", d=key)]
     neurons = q("MATCH (n:Neuron {dataset: $d}) RETURN count(n) AS n, "
                 "count(DISTINCT n.bodyId) AS distinct", d=key)[0]
-    nodes = q("MATCH (n) WHERE n.dataset = $d AND NOT n:Meta RETURN count(n) AS n", d=key)[0]["n"]
+    nodes = q(f"MATCH (n) WHERE n.dataset = $d AND NOT n:Meta AND NOT n:{summary.LABEL} "
+              "RETURN count(n) AS n", d=key)[0]["n"]
+    summaries = q(f"MATCH (s:{summary.LABEL} {{dataset: $d}}) RETURN count(s) AS n",
+                  d=key)[0]["n"]
     rels = q("MATCH ()-[r]->() WHERE r.dataset = $d RETURN count(r) AS n", d=key)[0]["n"]
     meta = q("MATCH (m:Meta {dataset: $d}) RETURN m.status AS s", d=key)
     loading = q("MATCH (m:Meta {name: $name, status: 'loading'}) RETURN count(m) AS n",
@@ -70,7 +73,8 @@ def fingerprint(driver: Any, dataset: str) -> dict[str, Any]:
         "neurons": neurons["n"], "distinctNeurons": neurons["distinct"],
         "ConnectsTo": len(chem), "GapJunction": len(gap),
         "distinctPairs": len(set(chem)) + len(set(gap)),
-        "checksum": _digest(chem, gap), "nodes": nodes, "rels": rels, "key": key,
+        "checksum": _digest(chem, gap), "nodes": nodes, "summaries": summaries, "rels": rels,
+        "key": key,
         "metaStatus": meta[0]["s"] if meta else None, "loadingVersions": loading,
     }
 
@@ -84,6 +88,8 @@ def matches_clean(found: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         problems.append("duplicate relationships")
     if found["nodes"] != expected["neurons"]:
         problems.append(f"{found['nodes']} nodes carry the dataset, expected {expected['neurons']}")
+    if found["summaries"] > 1:
+        problems.append(f"{found['summaries']} summaries kept for one version")
     if found["rels"] != expected["ConnectsTo"] + expected["GapJunction"]:
         problems.append(f"{found['rels']} relationships carry the dataset")
     if found["metaStatus"] != "complete":

@@ -5,6 +5,7 @@ summaries, or with an older layout) still gets its page, computed live and said 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,11 @@ def test_absent_summary_is_computed_live_and_said(driver: neo4j.Driver,
     kept = summary.read(driver, key)
     assert kept is not None
 
+    def _run(read: Any) -> tuple[dict[str, Any], str]:
+        # in a thread of its own: a browser test may have left an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, read).result()
+
     async def page_summary() -> tuple[dict[str, Any], str]:
         adriver = open_async_driver(neo4j_target)
         try:
@@ -98,13 +104,13 @@ def test_absent_summary_is_computed_live_and_said(driver: neo4j.Driver,
         finally:
             await adriver.close()
 
-    props, origin = asyncio.run(page_summary())
+    props, origin = _run(page_summary())
     assert origin.startswith("totals kept at ingest")
     driver.execute_query(f"MATCH (s:{summary.LABEL} {{dataset: $k}}) SET s.format = 0", k=key)
-    props, origin = asyncio.run(page_summary())
+    props, origin = _run(page_summary())
     assert "older layout" in origin and _without_time(props) == _without_time(kept)
     driver.execute_query(f"MATCH (s:{summary.LABEL} {{dataset: $k}}) DELETE s", k=key)
-    props, origin = asyncio.run(page_summary())
+    props, origin = _run(page_summary())
     assert "none was kept" in origin and _without_time(props) == _without_time(kept)
     assert key in summary.keep_missing(driver)
     assert summary.read(driver, key) is not None
