@@ -41,6 +41,22 @@ def rich_progress(enabled: bool = True) -> Iterator[Tick]:
         yield tick
 
 
+@contextmanager
+def loss_progress(label: str, steps: int) -> Iterator[tuple[Any, Any]]:
+    """A bar of optimiser steps showing the last loss: (tick(step, loss), resumed(done))."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task(label, total=steps)
+
+        def tick(i: int, loss: float) -> None:
+            prog.update(task, completed=i + 1, description=f"{label} (loss {loss:.3f})")
+
+        def resumed(done: int) -> None:  # a resumed run's bar starts at its checkpoint's step
+            prog.update(task, completed=done)
+
+        yield tick, resumed
+
+
 def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 3:
@@ -268,12 +284,7 @@ def train_affinity_net(
         raise fail(str(e), 1) from e
     vs = (40.0, 16.0, 16.0)
     data = training.net_training_volumes(volumes, vs)
-    with Progress(console=console) as prog:
-        task = prog.add_task("training", total=steps)
-
-        def tick(i: int, loss: float) -> None:
-            prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
-
+    with loss_progress("training", steps) as (tick, _):
         here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
                 f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
         if start is not None:  # keep the history of the weights fine-tuned from
@@ -316,12 +327,7 @@ def distil_affinity_net(
         raise fail(str(e), 1) from e
     vs = (40.0, 16.0, 16.0)
     data = training.net_training_volumes(volumes, vs)
-    with Progress(console=console) as prog:
-        task = prog.add_task("distilling", total=steps)
-
-        def tick(i: int, loss: float) -> None:
-            prog.update(task, completed=i + 1, description=f"distilling (loss {loss:.3f})")
-
+    with loss_progress("distilling", steps) as (tick, _):
         here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
                 f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
         net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick, trained_on=here)
@@ -376,16 +382,7 @@ def train_ffn(
         meta["history"] = [f"from {init.name if init else ''}: "
                            f"{'; '.join(start.meta.get('history', []))}"]
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as prog:
-        task = prog.add_task("training", total=steps)
-
-        def tick(i: int, loss: float) -> None:
-            prog.update(task, completed=i + 1, description=f"training (loss {loss:.3f})")
-
-        def resumed(done: int) -> None:  # a resumed run's bar starts at its checkpoint's step
-            prog.update(task, completed=done)
-
+    with loss_progress("training", steps) as (tick, resumed):
         try:
             net = training.train(data, steps, ckpt, batch=batch, lr=lr, seed=seed,
                                  checkpoint_every=checkpoint_every, tick=tick, meta=meta,
