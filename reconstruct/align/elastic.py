@@ -11,6 +11,15 @@ averaged (weighted by 1 / distance², those far from the others dropped), and th
 the references' mean shape, relaxes against them (`mesh.relax`). Aligning to several
 references keeps errors of single flows (content that moves between sections, gaps) from
 compounding along z.
+
+Flows follow the tissue: neurites cross sections obliquely, so content moves between sections
+even where no section is deformed, and maps composed along z drift with it. Section
+deformations are independent from section to section (as the synthetic truth draws them, and
+as each cut and imaging deforms a section on its own), so the part of the maps that changes
+smoothly along z is mostly that drift. `remove_z_trend` takes it out of each section's shape
+(rotation, scale, shear and the non-linear part), never out of its translation: a section's
+rigid shift is large (8 px sd in the `raw` preset) and over a short stack its own trend is as
+large as the drift, so removing it there does more harm than good.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class AlignConfig:
     max_shift: int = 24
     references: int = 3  # aligned sections each section is aligned to
     damaged_blur: float = 2.0  # px, both partners of a damaged (blurred) section
+    z_trend_degree: int = 2  # polynomial in z removed from the maps' shapes (0: none)
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
 
 
@@ -142,5 +152,26 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
             refs = refs[-config.references:]
     if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
+    else:
+        nodes = remove_z_trend(nodes, ident, usable, config.z_trend_degree)
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)
+
+
+def remove_z_trend(nodes: np.ndarray, ident: np.ndarray, usable: np.ndarray,
+                   degree: int) -> np.ndarray:
+    """Maps (z, gy, gx, 2) without the polynomial trend along z (`degree`, fitted over the
+    `usable` sections, its constant term kept) of each node's displacement from `ident`
+    after each section's mean displacement (its translation) is taken out."""
+    zs = np.flatnonzero(usable)
+    degree = min(degree, len(zs) - 2)
+    if degree < 1:
+        return nodes
+    u = nodes - ident[None]
+    shape = u - u.mean(axis=(1, 2), keepdims=True)
+    z = np.arange(len(nodes), dtype=np.float64)
+    zc = (z - z[zs].mean()) / max(float(z[zs].std()), 1.0)
+    powers = np.stack([zc**k for k in range(degree + 1)], axis=1)
+    coef, *_ = np.linalg.lstsq(powers[zs], shape[zs].reshape(len(zs), -1), rcond=None)
+    trend = (powers[:, 1:] @ coef[1:]).reshape(u.shape)
+    return np.asarray(nodes - trend)

@@ -29,6 +29,8 @@ class TrialResult:
     per_section_rms: list[float] = field(default_factory=list)
     smooth: dict[float, evaluate.Residual] = field(default_factory=dict)
     """Residual up to motion along z smooth over this many sections (sd)."""
+    parts: dict[str, float] = field(default_factory=dict)
+    """The strict residual's RMS split into orthogonal parts (`residual_parts`)."""
 
 
 def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
@@ -65,13 +67,43 @@ def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
                      & ok)
     q_all, v_all = np.stack(qs), np.stack(valid)
     res = evaluate.alignment_residual(q_all, v_all)
-    w = v_all[..., None].astype(np.float64)
-    n = w.sum(axis=0)
-    r = np.linalg.norm(q_all - ((q_all * w).sum(axis=0) / np.maximum(n, 1))[None], axis=-1)
-    use = v_all & (n[None, ..., 0] >= 2)
+    r, use = strict_offsets(q_all, v_all)
+    r = np.linalg.norm(r, axis=-1)
     per = [float(np.sqrt(np.mean(r[z][use[z]] ** 2))) if use[z].any() else float("nan")
            for z in range(nz)]
     smooth = {s: evaluate.alignment_residual(q_all, v_all, s) for s in SMOOTH_SECTIONS}
     return TrialResult(evaluate.seam_error(seams),
                        evaluate.defect_report(found, truth, covered), res, flags,
-                       maps.flow_coverage, per, smooth)
+                       maps.flow_coverage, per, smooth, residual_parts(q_all, v_all))
+
+
+def strict_offsets(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q minus its per-pixel mean over the valid sections (z, y, x, 2), the pixels where
+    that is measured (valid, and valid in at least two sections)): the strict residual's
+    vectors."""
+    w = valid[..., None].astype(np.float64)
+    n = w.sum(axis=0)
+    mean = (q * w).sum(axis=0) / np.maximum(n, 1)
+    return q - mean[None], valid & (n[None, ..., 0] >= 2)
+
+
+def residual_parts(q: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """The strict residual's RMS split, per section, into its mean (the section's
+    translation error), its best affine part beyond that (rotation, scale, shear) and what
+    is left (non-linear): least-squares projections, so the squares add up to the total's."""
+    r, use = strict_offsets(q, valid)
+    sums = {"translation": 0.0, "linear": 0.0, "non_linear": 0.0}
+    count = 0
+    for z in range(q.shape[0]):
+        yx = np.argwhere(use[z]).astype(np.float64)
+        if len(yx) < 3:
+            continue
+        v = r[z][use[z]]
+        design = np.column_stack([np.ones(len(yx)), yx - yx.mean(axis=0)])
+        coef, *_ = np.linalg.lstsq(design, v, rcond=None)
+        affine = design @ coef
+        sums["translation"] += float(len(yx) * np.sum(coef[0] ** 2))
+        sums["linear"] += float(np.sum((affine - coef[0]) ** 2))
+        sums["non_linear"] += float(np.sum((v - affine) ** 2))
+        count += len(yx)
+    return {k: float(np.sqrt(v / max(count, 1))) for k, v in sums.items()}

@@ -65,3 +65,29 @@ def test_positions_are_read_from_covered_pixels_only():
     assert not ok[:, :5].any()  # x 4.5 reads the uncovered pixel 4
     assert ok[:, 5:nx - 1].all()
     np.testing.assert_allclose(q[ok], (np.stack([yy, xx + 0.5], -1) + 50.0)[ok], atol=1e-4)
+
+
+def test_residual_parts_split_translation_rotation_and_the_rest():
+    """Sections offset by a translation, a small rotation and a bump of their own: each part
+    lands in its own term, and the squares add up to the strict residual's."""
+    from connectome_query.reconstruct.align import trial
+
+    rng = np.random.default_rng(2)
+    shape = (20, 24)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    centred = np.stack([yy - yy.mean(), xx - xx.mean()], -1)
+    shift = rng.normal(0, 2.0, (5, 2))
+    q = _positions(shift, shape)
+    valid = np.ones(q.shape[:3], bool)
+    parts = trial.residual_parts(q, valid)
+    expected = np.sqrt(np.mean(np.sum((shift - shift.mean(0)) ** 2, -1)))
+    assert np.isclose(parts["translation"], expected) and parts["linear"] < 1e-9
+    rot = 0.01 * np.array([1, -1, 2, 0, -2], float)  # radians, summing to 0 over sections
+    q = q + rot[:, None, None, None] * centred[None][..., ::-1] * np.array([-1.0, 1.0])
+    bump = np.exp(-((yy - 10) ** 2 + (xx - 12) ** 2) / 8.0)
+    q[2, ..., 0] += bump - bump.mean()
+    parts = trial.residual_parts(q, valid)
+    total = evaluate.alignment_residual(q, valid).rms
+    assert np.isclose(sum(v**2 for v in parts.values()), total**2)
+    assert np.isclose(parts["translation"], expected) and parts["linear"] > 0.05
+    assert parts["non_linear"] > 0.05

@@ -88,3 +88,35 @@ def test_structure_ignores_polarity_and_masked_pixels():
     mask[40:50, :] = True
     s = flow.structure(img, mask)
     assert (s[37:53] == 0).all() and np.abs(s[:30]).max() > 0
+
+
+def test_z_trend_leaves_translations_and_removes_a_drift_of_shape():
+    """Maps = identity + per-section translation + a shape drifting linearly along z + a shape
+    of each section's own. The drift goes (checked per node by np.polyfit on the usable
+    sections), every translation stays, and an unusable section does not move the fit."""
+    rng = np.random.default_rng(3)
+    nz, grid, stride = 9, (5, 6), 32
+    ident = warp.identity_nodes(grid, stride)
+    drift = rng.normal(0, 1.0, (*grid, 2))
+    drift -= drift.mean(axis=(0, 1))
+    shift = rng.normal(0, 8.0, (nz, 1, 1, 2))
+    own = rng.normal(0, 0.5, (nz, *grid, 2))
+    own -= own.mean(axis=(1, 2), keepdims=True)
+    z = np.arange(nz, dtype=float)[:, None, None, None]
+    nodes = ident[None] + shift + drift[None] * z + own
+    usable = np.ones(nz, bool)
+    usable[4] = False
+    nodes[4] += 50.0 * drift  # garbage in a section that is not fitted
+    out = elastic.remove_z_trend(nodes, ident, usable, degree=1)
+    moved = (out - ident[None]).mean(axis=(1, 2))
+    assert np.allclose(moved, (nodes - ident[None]).mean(axis=(1, 2)))
+    shape = out - ident[None] - moved[:, None, None]
+    slopes = np.polyfit(np.flatnonzero(usable), shape[usable].reshape(usable.sum(), -1), 1)[0]
+    assert np.abs(slopes).max() < 1e-9
+    # without a shape of their own, the sections are left with one shape common to all
+    plain = elastic.remove_z_trend(nodes - own, ident, usable, degree=1)
+    left = (plain - ident[None] - moved[:, None, None])[usable]
+    assert np.allclose(left, left[0][None], atol=1e-9)
+    before = np.abs((drift[None] * z)[usable] - (drift[None] * z)[usable].mean(0)).max()
+    assert before > 3.0  # the drift was there to remove
+    assert elastic.remove_z_trend(nodes, ident, usable, degree=0) is nodes
