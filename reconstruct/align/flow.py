@@ -156,8 +156,10 @@ def _one_level(fixed: np.ndarray, moving: np.ndarray, stride: int, patch: int,
     yx = (shift + base).astype(np.float32)
     bad = (peak < MIN_PEAK) | (ratio < MIN_PEAK_RATIO)
     bad |= (np.abs(shift) >= max_shift - 0.5).any(axis=1)
-    # patches that reach outside the fixed section see padding, not tissue
-    outside = ((nodes < patch // 4) | (nodes > np.array(fixed.shape) - 1 - patch // 4)).any(1)
+    # patches that reach outside the fixed section see padding, not tissue: a node keeps its
+    # flow if at least a quarter patch of pixels lies on either side of it (the same rule at
+    # both edges: node `shape - patch // 4` has that many pixels after it, counting itself)
+    outside = ((nodes < patch // 4) | (nodes > np.array(fixed.shape) - patch // 4)).any(1)
     bad |= outside
     if mask is not None:
         bad |= _masked_fraction(mask, nodes, patch) > MAX_MASKED_FRACTION

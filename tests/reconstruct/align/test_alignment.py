@@ -43,11 +43,14 @@ def test_residual_up_to_smooth_motion_along_z_is_within_the_bar(result):
     assert smooth.rms <= 1.0 and smooth.p99 <= 3.0, smooth
 
 
-@pytest.mark.xfail(strict=True, reason="content-based flows follow the synthetic tissue's own "
-                                       "motion between sections (about 1 px between "
-                                       "neighbours, 4 px across a run of two missing ones, "
-                                       "measured on the undeformed volume): residual RMS "
-                                       "about 2.5 px, see BENCHMARKS.md")
+@pytest.mark.xfail(strict=True, reason="strict residual RMS 2.5 px on this seed, most of it "
+                                       "each section's translation (1.6 px) and linear part: "
+                                       "the aligner on the undeformed volume alone, whose true "
+                                       "maps are the identity, already stands at 1.5 px (the "
+                                       "flows follow the tissue's own motion), and on one "
+                                       "section under the true deformations at 1.1 px (its "
+                                       "own error, mostly at the section's edge); see "
+                                       "BENCHMARKS.md")
 def test_residual_on_valid_tissue_is_within_the_bar(residual):
     assert residual.pixels > 100_000
     assert residual.rms <= 1.0 and residual.p99 <= 3.0, residual
