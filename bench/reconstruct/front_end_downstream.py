@@ -1,7 +1,7 @@
 """The whole pipeline downstream of the EM front end: the same tissue three ways, one run.
 
     nice -n 10 uv run python bench/reconstruct/front_end_downstream.py --size 128,128,128 \
-        --seeds 31 --json bench/reconstruct/front_end_downstream.json
+        --seeds 31 --work WORK --json bench/reconstruct/front_end_downstream.json
 
 For each held-out seed (disjoint from the front end's settings, 3/11/17/23, its tests, 5, and
 the networks' training seeds, 2,000,003 on), `connectome synth-em --preset raw` makes a raw
@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--size", default="128,128,128", help="x,y,z voxels")
     ap.add_argument("--seeds", default="31")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=Path("bench-front-end-work"))
+    ap.add_argument("--work", type=Path, required=True, help="folder for the volumes and runs")
     ap.add_argument("--prepare-args", default="", help="extra `connectome prepare` options")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
