@@ -38,8 +38,9 @@ from connectome_query.reconstruct.align import stitch, truth_frame, warp
 from connectome_query.reconstruct.align.masks import NO_DECISION, Defect, has
 from connectome_query.reconstruct.align.rawdir import read_raw_info, read_section_tiles
 
-KEYS = ("nerl", "nerl_truth_labels", "erl_nm", "voi_split", "voi_merge", "synapse_f1",
-        "synapse_precision", "synapse_recall", "synapses_true", "n_segments")
+KEYS = ("nerl", "nerl_truth_labels", "erl_nm", "erl_truth_nm", "erl_truth_pieces_nm",
+        "voi_split", "voi_merge", "synapse_f1", "synapse_precision", "synapse_recall",
+        "synapses_true", "n_segments")
 MAP_STRIDE = 32
 
 
@@ -146,16 +147,17 @@ def one_seed(work: Path, size: str, seed: int, workers: int,
         m = json.loads((run / "metrics.json").read_text())["pipeline"]
         out[name] = {k: m[k] for k in KEYS}
     for name, em in (("front end", em_f), ("no front end", em_n)):
-        k = _read(em / "truth" / "known.zarr")
+        known = _read(em / "truth" / "known.zarr")
         sk = pd.read_parquet(em / "truth" / "skeletons.parquet")
         und = pd.read_parquet(raw / "truth" / "undeformed" / "truth" / "skeletons.parquet")
-        out[name]["truth_voxels_known"] = float(k.mean())
+        out[name]["truth_voxels_known"] = float(known.mean())
         out[name]["truth_nodes_known"] = len(sk) / max(len(und), 1)
     out["front end"]["masked_fraction"] = float(
         has(_read(em_f / "defects.zarr"), NO_DECISION).mean())
     out["front end, outside the tissue left out"] = without_outside(em_f, work / "run_front_end")
     for name in ("front end", "no front end"):
-        out[name]["nerl_vs_clean"] = out[name]["nerl"] / max(out["clean"]["nerl"], 1e-9)
+        for k in ("nerl", "nerl_truth_labels"):
+            out[name][f"{k}_vs_clean"] = out[name][k] / max(out["clean"][k], 1e-9)
         out[name]["synapse_f1_vs_clean"] = out[name]["synapse_f1"] / max(
             out["clean"]["synapse_f1"], 1e-9)
     return out
