@@ -32,6 +32,7 @@ from connectome_query.reconstruct.align.masks import Defect, has
 from connectome_query.reconstruct.align.rawdir import read_raw_info
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.progress import Tick, no_progress
+from connectome_query.reconstruct.scoring import TISSUE_XYZ
 
 MAX_POINT_PX = 1.0
 """A point moves to the pixel showing the nearest tissue position when that is this close (px);
@@ -234,11 +235,15 @@ def _write_tables(src_truth: Path, out: Path,
                   moved: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                   known_fraction: float) -> dict[str, float]:
     """Tables with their points moved: skeleton nodes and synapses not found are dropped (an
-    edge to a dropped node goes with it), somata not found become null."""
+    edge to a dropped node goes with it), somata not found become null; skeleton nodes keep
+    their tissue positions beside (`scoring.TISSUE_XYZ`)."""
     fractions = {"voxels_known": known_fraction}
     for k, (df, cols) in tables.items():
         x, y, found = moved[k]
         df = df.copy()
+        if k == "skeletons":  # cable lengths stay the tissue's (`scoring.skeleton_arrays`)
+            for c, t in zip(cols, TISSUE_XYZ, strict=True):
+                df[t] = df[c]
         df[cols[0]], df[cols[1]] = x, y
         if k == "segments":
             has_soma = df[cols[2]].notna().to_numpy()

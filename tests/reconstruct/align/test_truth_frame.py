@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectome_query.reconstruct import io, synth
+from connectome_query.reconstruct import io, scoring, synth
 from connectome_query.reconstruct.align import rawdir, stitch, truth_frame, warp
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, has
 from connectome_query.reconstruct.synth import raw
@@ -150,5 +150,10 @@ def test_on_disk_truth_follows_the_generators_deformation(raw_dir, tmp_path):
                       for i in range(len(z))])
     true_yx = kept[["y", "x"]].to_numpy() / np.array([vy, vx])
     assert np.abs(shown - true_yx).max() <= truth_frame.MAX_POINT_PX + 1e-6
+    # cable is measured in the tissue: edge lengths between the kept nodes' own positions
+    _, edges, lengths, _ = scoring.skeleton_arrays(nodes, (vz, vy, vx), plan.shape_zyx)
+    orig = kept[["x", "y", "z"]].to_numpy(float)
+    assert len(edges) > 0.4 * len(nodes)
+    assert np.allclose(lengths, np.linalg.norm(orig[edges[:, 0]] - orig[edges[:, 1]], axis=1))
     syn = pd.read_parquet(em / "truth" / "synapses.parquet")
     assert set(syn["synapse_id"]) <= set(und["synapses"]["synapse_id"])
