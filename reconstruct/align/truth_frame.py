@@ -10,7 +10,8 @@ undeformed position q it shows:
     --+ D (RAW_DIR/truth/deformation.zarr)--> undeformed q
 
 (`evaluate.tissue_positions`). Labels are read at q (nearest voxel); points (skeleton nodes,
-synapses, somata) move to the pixel whose q is nearest to them, within `MAX_POINT_PX`. Where
+synapses, somata) move to the pixel whose q is nearest to them, within `MAX_POINT_PX`
+(scaled by the local pixel spacing where the frame stretches the tissue). Where
 the truth cannot be known the label is 0 and points there are dropped, so the scores leave those
 places out as they leave out voxels outside every cell: pixels no used tile covers, q outside
 the volume, the true band of a fold or crack, and sections missing from the raw directory.
@@ -35,8 +36,9 @@ from connectome_query.reconstruct.progress import Tick, no_progress
 from connectome_query.reconstruct.scoring import TISSUE_XYZ
 
 MAX_POINT_PX = 1.0
-"""A point moves to the pixel showing the nearest tissue position when that is this close (px);
-tissue hidden under a fold, or outside the imaged area, is shown by no pixel."""
+"""A point moves to the pixel showing the nearest tissue position when that is this close (px,
+times the frame's local pixel spacing in the tissue where it stretches it); tissue hidden under
+a fold, or outside the imaged area, is shown by no pixel."""
 LABEL_VOLUMES = ("segmentation", "clefts", "compartments")
 """Truth volumes carried into the frame (nearest voxel; 0 where unknown)."""
 
@@ -144,16 +146,33 @@ def labels_at(volume: np.ndarray, q: np.ndarray, known: np.ndarray) -> np.ndarra
     return np.where(known, volume[i[..., 0], i[..., 1]], 0).astype(volume.dtype)
 
 
+def pixel_spacing(q: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """(y, x) the largest distance in the tissue between a known pixel's q and its known 4
+    neighbours' (1 where the frame neither stretches nor shrinks the tissue; a fold's band,
+    not known, is no neighbour)."""
+    step = np.zeros(q.shape[:2])
+    for axis in (0, 1):
+        lo = tuple(slice(None, -1) if a == axis else slice(None) for a in (0, 1))
+        hi = tuple(slice(1, None) if a == axis else slice(None) for a in (0, 1))
+        d = np.where(known[lo] & known[hi], np.linalg.norm(q[hi] - q[lo], axis=-1), 0.0)
+        step[lo] = np.maximum(step[lo], d)
+        step[hi] = np.maximum(step[hi], d)
+    return step
+
+
 def move_points(points: np.ndarray, q: np.ndarray, known: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (n, 2) showing the undeformed positions `points` (n, 2, y x px), found (n,)):
-    the pixel whose q is nearest, when within `MAX_POINT_PX`."""
+    the pixel whose q is nearest, when within `MAX_POINT_PX` times the frame's local pixel
+    spacing in the tissue (at least 1: where the frame stretches the tissue its pixels lie
+    further apart there)."""
     out = np.zeros((len(points), 2), np.float64)
     if not len(points) or not known.any():
         return out, np.zeros(len(points), bool)
     where = np.argwhere(known)
-    dist, idx = cKDTree(q[known]).query(points, distance_upper_bound=MAX_POINT_PX)
-    found = np.isfinite(dist)
+    dist, idx = cKDTree(q[known]).query(points)
+    reach = MAX_POINT_PX * np.maximum(pixel_spacing(q, known)[known], 1.0)
+    found = dist <= reach[idx]
     out[found] = where[idx[found]]
     return out, found
 

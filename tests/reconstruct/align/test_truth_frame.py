@@ -73,6 +73,19 @@ def test_shifts_add_up_to_the_known_displacement():
     assert not found.any()
 
 
+def test_a_stretched_frame_still_finds_the_points_it_shows():
+    """Pixel p shows tissue at 3 p: a point between two pixels' positions (1.5 px from each)
+    is shown, one beyond the last pixel's reach is not."""
+    yy, xx = np.mgrid[0:10, 0:10].astype(float)
+    q = 3 * np.stack([yy, xx], -1)
+    known = np.ones((10, 10), bool)
+    assert np.allclose(truth_frame.pixel_spacing(q, known), 3.0)
+    pts = np.array([[3 * 4 + 1.4, 3 * 7], [3 * 2, 3 * 5 - 1.4], [3 * 9 + 4.0, 0.0]])
+    moved, found = truth_frame.move_points(pts, q, known)
+    assert found.tolist() == [True, True, False]
+    assert moved[:2].tolist() == [[4, 7], [2, 5]]
+
+
 def test_rotated_tiles_placed_where_they_were_imaged_give_the_truth_back():
     ny, nx = LAYOUT.section_shape
     rot = np.deg2rad(np.array([[0.3, -0.2], [0.25, -0.3]]))
