@@ -72,13 +72,20 @@ def naive_em(raw_dir: Path, em_dir: Path) -> None:
     io.write_json(em_dir / "volume.json", {
         "voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "source": "naive montage",
         "created_by": io.CREATED_BY})
+    truth_frame.write_truth_in_frame(raw_dir, em_dir, naive_placement(raw_dir))
+
+
+def naive_placement(raw_dir: Path) -> truth_frame.Placement:
+    """Every tile at its nominal place, unturned; the identity map."""
+    info = read_raw_info(raw_dir)
+    nz, (ny, nx) = info.sections, info.layout.section_shape
+    rows, cols = info.layout.grid
     grid = (int(np.ceil((ny - 1) / MAP_STRIDE)) + 1, int(np.ceil((nx - 1) / MAP_STRIDE)) + 1)
-    placement = truth_frame.Placement(
-        np.broadcast_to(nominal, (nz, rows, cols, 2)).copy(), np.zeros((nz, rows, cols)),
-        np.ones((nz, rows, cols), bool),
+    return truth_frame.Placement(
+        np.broadcast_to(info.layout.nominal_origins(), (nz, rows, cols, 2)).copy(),
+        np.zeros((nz, rows, cols)), np.ones((nz, rows, cols), bool),
         np.broadcast_to(warp.identity_nodes(grid, MAP_STRIDE), (nz, *grid, 2)).copy(),
         MAP_STRIDE)
-    truth_frame.write_truth_in_frame(raw_dir, em_dir, placement)
 
 
 def _read(path: Path) -> np.ndarray:
