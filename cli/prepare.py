@@ -27,8 +27,10 @@ def prepare_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Stitch tiles, find defects, align sections elastically, fill and normalise: writes
-    EM_DIR (image.zarr, defects.zarr, maps.zarr, prepare.json) for `connectome reconstruct`."""
-    from connectome_query.reconstruct.align import elastic, prepare
+    EM_DIR (image.zarr, defects.zarr, maps.zarr, prepare.json) for `connectome reconstruct`.
+    A synthetic raw directory's truth is carried into the aligned frame (EM_DIR/truth), so the
+    reconstruction is scored against it."""
+    from connectome_query.reconstruct.align import elastic, prepare, truth_frame
 
     if stride < 4 or patch < 16 or patch % 2:
         raise fail("--stride must be at least 4 and --patch an even number of at least 16", 2)
@@ -37,6 +39,8 @@ def prepare_cmd(
     try:
         with rich_progress(not quiet) as tick:
             report = prepare.prepare(raw_dir, em_dir, cfg, tick)
+            known = truth_frame.write_truth_in_frame(raw_dir, em_dir, tick=tick) \
+                if (raw_dir / "truth" / "undeformed" / "truth").exists() else None
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     for w in report.warnings:
@@ -44,3 +48,7 @@ def prepare_cmd(
     flagged = sum(1 for f in report.section_flags if f)
     out.print(f"wrote {em_dir} ({report.sections} sections, {flagged} masked, "
               f"{report.filled_voxels} voxels filled)")
+    if known is not None:
+        out.print(f"truth in the aligned frame: {known['voxels_known']:.0%} of voxels, "
+                  f"{known['skeletons_known']:.0%} of skeleton nodes, "
+                  f"{known['synapses_known']:.0%} of synapses known")

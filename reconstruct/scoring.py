@@ -14,18 +14,26 @@ import pandas as pd
 
 from connectome_query.reconstruct import metrics
 
+TISSUE_XYZ = ("tissue_x", "tissue_y", "tissue_z")
+"""Skeleton table columns: a node's place in the tissue (nm) when x, y, z are in another frame."""
+
 
 def skeleton_arrays(sk: pd.DataFrame, vs_zyx: tuple[float, float, float],
                     shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                      np.ndarray]:
-    """(skeleton ids, edges, edge lengths nm, node voxel indices) from a skeleton table."""
+    """(skeleton ids, edges, edge lengths nm, node voxel indices) from a skeleton table.
+
+    Nodes sit at x, y, z; a table carried into another frame (`align.truth_frame`) also holds
+    their places in the tissue (`TISSUE_XYZ`), and edge lengths are measured there, so that a
+    frame's misalignment does not lengthen the cable."""
     node = sk["node_id"].to_numpy(np.int64)
     pos = {int(n): i for i, n in enumerate(node)}
     par = sk["parent_id"].to_numpy(np.int64)
     e = [(i, pos[int(p)]) for i, p in enumerate(par) if int(p) in pos]
     edges = np.array(e, np.int64).reshape(-1, 2)
     xyz = sk[["x", "y", "z"]].to_numpy(float)
-    lengths = np.linalg.norm(xyz[edges[:, 0]] - xyz[edges[:, 1]], axis=1) if len(e) else \
+    at = sk[list(TISSUE_XYZ)].to_numpy(float) if set(TISSUE_XYZ) <= set(sk.columns) else xyz
+    lengths = np.linalg.norm(at[edges[:, 0]] - at[edges[:, 1]], axis=1) if len(e) else \
         np.zeros(0)
     vox = np.round(xyz[:, ::-1] / np.array(vs_zyx)).astype(np.int64)
     vox = np.clip(vox, 0, np.array(shape) - 1)

@@ -2,12 +2,12 @@
 
     uv run python bench/reconstruct/gaps.py EM_DIR RUN_DIR
 
-EM_DIR: a prepared EM directory (`connectome prepare`) with the raw directory's
-`truth/undeformed/truth` copied in as `truth/`; RUN_DIR: `connectome reconstruct EM_DIR RUN_DIR`.
+EM_DIR: a prepared EM directory (`connectome prepare` of a synthetic raw directory, which
+writes the truth in the aligned frame as `truth/`); RUN_DIR: `connectome reconstruct EM_DIR
+RUN_DIR`.
 "Before" maps the run's fragments through the agglomeration's final ids
 (`engine/segment_of_fragment.npy`), "after" is the run's `segmentation.zarr` (the same fragments
 with the segments matched across each run of wholly masked sections joined, `segment.gaps`).
-The truth is in the undeformed frame and the run in the aligned frame (residual of a few px).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Passes, each section by section through TensorStore (only the fill holds a slab 
 
 1. flat field from a sample of sections' tiles;
 2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its defects in the
-   stitched frame (folds, cracks, uncovered pixels) -> EM_DIR/stitched_defects.zarr;
+   stitched frame (folds, cracks, uncovered pixels) -> EM_DIR/stitched_defects.zarr; every
+   tile's fitted placement -> EM_DIR/tiles.parquet;
 3. section-wide flags (no tissue, blur) from the stack's qualities;
 4. elastic alignment (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
 5. warp image and masks -> aligned; fill missing and damaged voxels from aligned neighbours;
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
@@ -62,6 +64,18 @@ class PrepareReport:
                 "aligned_to": self.aligned_to, "filled_voxels": self.filled_voxels}
 
 
+def _placement_rows(s: stitch.Stitched, z: int) -> pd.DataFrame:
+    """One row per tile of section z: where the stitch placed it and whether it was used (the
+    stitched frame, which the truth's look-up needs: `align.truth_frame`)."""
+    rows, cols = s.present.shape
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    used = s.present & (s.matched if s.matched.any() else s.present)
+    return pd.DataFrame({"section": np.full(rows * cols, z), "row": r.ravel(), "col": c.ravel(),
+                         "origin_y": s.origins[..., 0].ravel(),
+                         "origin_x": s.origins[..., 1].ravel(),
+                         "rotation_rad": s.rotations.ravel(), "used": used.ravel()})
+
+
 def _flag_names(v: int) -> list[str]:
     return [str(f.name).lower() for f in Defect if v & int(f)]
 
@@ -89,6 +103,7 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
     st_masks = io.create_zarr(em / "stitched_defects.zarr", (nz, ny, nx), "uint8",
                               attributes=attrs)
     qualities = []
+    placements = []
     for z in range(nz):
         tick(f"stitching section {z}", 0.05 + 0.35 * z / nz)
         tiles, problems = read_section_tiles(info, z)
@@ -102,6 +117,8 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         stitched[z].write(s.image).result()
         st_masks[z].write(mask).result()
         qualities.append(defects_.section_quality(s.image, s.covered))
+        placements.append(_placement_rows(s, z))
+    io.write_table(em / "tiles.parquet", pd.concat(placements, ignore_index=True))
     section_flags = defects_.classify_sections(qualities)
     for z in range(nz):  # folds and cracks, in sections without a section-wide flag
         if section_flags[z]:
