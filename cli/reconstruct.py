@@ -183,8 +183,8 @@ def reconstruct_cmd(
         help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
     net: Annotated[str | None, typer.Option(
         help="affinity network: 'full' (the shipped default), 'lean' (distilled, about 2.8x "
-             "fewer multiply-adds; see BENCHMARKS.md) or a weights file "
-             "(train-affinity-net)")] = None,
+             "fewer multiply-adds), 'coarse' (distilled at in-plane stride 2, about 3.9x "
+             "fewer; see BENCHMARKS.md) or a weights file (train-affinity-net)")] = None,
     augment: Annotated[bool, typer.Option(
         help="average the network over 8 in-plane flips/transposes (8x time)")] = False,
     segmenter: Annotated[str, typer.Option(

@@ -88,7 +88,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str, str, int | None]]:
     from connectome_query.reconstruct.engine import cluster, context, memory
 
     volume = _triple(args.volume)
-    out = []
+    out: list[tuple[str, str, str, int | None]] = []
     for net in args.nets.split(","):
         stride = affinity_net.net_stride(io.load_net(training.SHIPPED_NETS[net]))
         for text in args.budgets.split(","):
