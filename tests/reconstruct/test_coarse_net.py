@@ -151,3 +151,19 @@ def test_engine_with_the_coarse_net_equals_the_whole_volume_prediction(
     affs, cleft = affinity_net.predict(coarse, img)
     np.testing.assert_allclose(read_volume(out / "affinities.zarr"), affs, atol=1e-5)
     np.testing.assert_allclose(read_volume(out / "clefts.zarr"), cleft, atol=1e-5)
+
+
+def test_coarse_net_by_name_and_bad_stride(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from connectome_query.cli.main import app
+
+    assert training.net_file("coarse") == training.COARSE_NET
+    r = CliRunner().invoke(app, ["distil-affinity-net", str(tmp_path / "x.npz"),
+                                 "--stride", "3"])
+    assert r.exit_code == 2
+    assert "--stride" in r.output
+    arrays = affinity_net.to_arrays(io.load_net(training.COARSE_NET))
+    arrays["meta"] = np.array(str(arrays["meta"]).replace('"xy_stride": 2', '"xy_stride": 4'))
+    with pytest.raises(ValueError, match="xy_stride"):
+        affinity_net.from_arrays(arrays)
