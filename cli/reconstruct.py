@@ -183,8 +183,8 @@ def reconstruct_cmd(
         help="zarr (3, z, y, x) affinities made elsewhere, waterz layout")] = None,
     net: Annotated[str | None, typer.Option(
         help="affinity network: 'full' (the shipped default), 'lean' (distilled, about 2.8x "
-             "fewer multiply-adds; see BENCHMARKS.md) or a weights file "
-             "(train-affinity-net)")] = None,
+             "fewer multiply-adds), 'coarse' (distilled at in-plane stride 2, about 3.9x "
+             "fewer; see BENCHMARKS.md) or a weights file (train-affinity-net)")] = None,
     augment: Annotated[bool, typer.Option(
         help="average the network over 8 in-plane flips/transposes (8x time)")] = False,
     segmenter: Annotated[str, typer.Option(
@@ -308,9 +308,15 @@ def distil_affinity_net(
         help="channels at full resolution and at the pooled level, F,P")] = "8,24",
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    stride: Annotated[int, typer.Option(
+        help="in-plane stride of the first level: 1, or 2 for a coarse network (2x2 "
+             "pixels in, 2x2 outputs out per position; crops twice as wide)")] = 1,
+    minutes: Annotated[float | None, typer.Option(
+        help="stop after this much training time")] = None,
 ) -> None:
-    """Distil a leaner affinity U-Net (fewer channels) from a wider one on synthetic volumes
-    (the shipped lean weights came from this command; see reconstruct/distil.py)."""
+    """Distil a leaner affinity U-Net (fewer channels, or a coarse one at stride 2) from a
+    wider one on synthetic volumes (the shipped lean and coarse weights came from this
+    command; see reconstruct/distil.py)."""
     from connectome_query.reconstruct import distil, io, training
 
     try:
@@ -321,6 +327,10 @@ def distil_affinity_net(
         raise fail(f"--widths must be two positive integers F,P, got {widths!r}", 2)
     if steps < 1 or volumes < 1:
         raise fail("--steps and --volumes must be at least 1", 2)
+    if stride not in (1, 2):
+        raise fail(f"--stride must be 1 or 2, got {stride}", 2)
+    if minutes is not None and not minutes > 0:
+        raise fail(f"--minutes must be positive, got {minutes}", 2)
     try:
         big = io.load_net(teacher if teacher is not None else training.DEFAULT_NET)
     except ReconstructError as e:
@@ -328,9 +338,11 @@ def distil_affinity_net(
     vs = (40.0, 16.0, 16.0)
     data = training.net_training_volumes(volumes, vs)
     with loss_progress("distilling", steps) as (tick, _):
-        here = (f"{steps} steps at lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
+        here = (f"lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
                 f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
-        net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick, trained_on=here)
+        net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick, trained_on=here,
+                            crop=(12, 48 * stride, 48 * stride), stride=stride,
+                            max_seconds=minutes * 60 if minutes else None)
     io.save_net(output, net)
     out.print(f"wrote {output} (mean loss of the last steps {net.meta['final_loss']:.3f})")
 

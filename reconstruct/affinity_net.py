@@ -29,14 +29,20 @@ Layers = tuple[tuple[int, int, tuple[int, int, int]], ...]
 WIDTHS = (16, 32)
 """Channels at full resolution and at the pooled level of the shipped network."""
 WIDTHS_KEY = "widths"  # metadata key: (full-resolution, pooled) channels of a network
+STRIDE_KEY = "xy_stride"
+"""Metadata key: the in-plane stride of the network's first level (1: the image's pixels; 2: a
+coarse network, which reads each 2x2 block of pixels as 4 channels and writes 2x2 outputs per
+position, so its convolutions run on 4x fewer positions)."""
 
 
-def layers(widths: Sequence[int] = WIDTHS) -> Layers:
+def layers(widths: Sequence[int] = WIDTHS, stride: int = 1) -> Layers:
     """(in channels, out channels, kernel z, y, x) of each convolution for `widths`
-    (full-resolution channels, pooled-level channels); one topology, any width."""
+    (first-level channels, pooled-level channels) and in-plane `stride`; one topology, any
+    width (a stride-s network reads s*s pixels and writes s*s outputs per position)."""
     f, p = (int(v) for v in widths)
-    return ((1, f, (1, 3, 3)), (f, f, (3, 3, 3)), (f, p, (3, 3, 3)), (p, p, (3, 3, 3)),
-            (p + f, f, (3, 3, 3)), (f, f, (1, 3, 3)), (f, 4, (1, 1, 1)))
+    s2 = int(stride) ** 2
+    return ((s2, f, (1, 3, 3)), (f, f, (3, 3, 3)), (f, p, (3, 3, 3)), (p, p, (3, 3, 3)),
+            (p + f, f, (3, 3, 3)), (f, f, (1, 3, 3)), (f, 4 * s2, (1, 1, 1)))
 
 
 LAYERS = layers()
@@ -77,13 +83,13 @@ def check_voxel_size(net: AffinityNet, voxel_size_zyx: Sequence[float],
                          "train a network at this size, or pass --affinities")
 
 
-def init_params(seed: int = 0, widths: Sequence[int] = WIDTHS) -> Params:
-    """He-initialised weights for `layers(widths)`."""
+def init_params(seed: int = 0, widths: Sequence[int] = WIDTHS, stride: int = 1) -> Params:
+    """He-initialised weights for `layers(widths, stride)`."""
     import jax
 
     key = jax.random.PRNGKey(seed)
     out: Params = []
-    for cin, cout, k in layers(widths):
+    for cin, cout, k in layers(widths, stride):
         key, sub = jax.random.split(key)
         fan_in = cin * int(np.prod(k))
         w = jax.random.normal(sub, (cout, cin, *k)) * np.sqrt(2.0 / fan_in)
@@ -91,13 +97,41 @@ def init_params(seed: int = 0, widths: Sequence[int] = WIDTHS) -> Params:
     return out
 
 
-def forward(params: Params, x: Any) -> Any:
-    """Logits (N, 4, z, y, x) for normalised images (N, 1, z, y, x), y and x even."""
+def net_stride(net: AffinityNet) -> int:
+    """The in-plane stride of a network's first level (`STRIDE_KEY`; 1 if not recorded)."""
+    return int(net.meta.get(STRIDE_KEY, 1))
+
+
+def halo(stride: int = 1) -> tuple[int, int, int]:
+    """Context each side of a prediction tile for a network of `stride`: its reach (`HALO`
+    for stride 1; 19 pixels at stride 2), in-plane rounded up to a multiple of `align`."""
+    if stride == 1:
+        return HALO
+    a = align(stride)
+    reach = 9 * stride + stride - 1
+    return HALO[0], -(-reach // a) * a, -(-reach // a) * a
+
+
+def align(stride: int = 1) -> int:
+    """In-plane multiple that tile and block origins keep for a network of `stride`, so that
+    its pixel groups (stride) and pooling pairs are the volume's in every tile."""
+    return 2 * int(stride)
+
+
+def forward(params: Params, x: Any, stride: int = 1) -> Any:
+    """Logits (N, 4, z, y, x) for normalised images (N, 1, z, y, x), y and x multiples of
+    `align(stride)`. At stride s the s*s pixels of each block are the first level's input
+    channels and its s*s outputs per channel go back to their pixels."""
     import jax
     import jax.numpy as jnp
 
     relu = jax.nn.relu
     h = jnp.moveaxis(x, 1, -1)  # channels last
+    if stride > 1:
+        n0, d0, y0, x0, _ = h.shape
+        h = h.reshape(n0, d0, y0 // stride, stride, x0 // stride, stride)
+        h = h.transpose(0, 1, 2, 4, 3, 5).reshape(n0, d0, y0 // stride, x0 // stride,
+                                                  stride * stride)
     h1 = relu(weights.conv3d(h, params[0]))
     h2 = relu(weights.conv3d(h1, params[1]))
     n, d, hh, ww, c = h2.shape
@@ -107,7 +141,12 @@ def forward(params: Params, x: Any) -> Any:
     up = jnp.repeat(jnp.repeat(h4, 2, axis=2), 2, axis=3)
     h5 = relu(weights.conv3d(jnp.concatenate([up, h2], axis=-1), params[4]))
     h6 = relu(weights.conv3d(h5, params[5]))
-    return jnp.moveaxis(weights.conv3d(h6, params[6]), -1, 1)
+    out = weights.conv3d(h6, params[6])
+    if stride > 1:  # channel o * s * s + dy * s + dx is output o at pixel offset (dy, dx)
+        n, d, hh, ww, _c = out.shape
+        out = out.reshape(n, d, hh, ww, 4, stride, stride).transpose(0, 1, 2, 5, 3, 6, 4)
+        out = out.reshape(n, d, hh * stride, ww * stride, 4)
+    return jnp.moveaxis(out, -1, 1)
 
 
 def prepare(img: np.ndarray) -> np.ndarray:
@@ -173,14 +212,14 @@ def _check_training_volumes(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.n
                              f"got {img.shape}")
 
 
-def _adam_step() -> Callable[..., Any]:
-    """One compiled Adam step on the weighted cross-entropy: (params, (mu, nu, t), x, y,
-    weights, rate) -> (params, (mu, nu, t), loss)."""
+def _adam_step(stride: int = 1) -> Callable[..., Any]:
+    """One compiled Adam step on the weighted cross-entropy of a network of `stride`:
+    (params, (mu, nu, t), x, y, weights, rate) -> (params, (mu, nu, t), loss)."""
     import jax
     import jax.numpy as jnp
 
     def loss_fn(ps: Params, x: Any, y: Any, m: Any) -> Any:
-        lg = forward(ps, x)
+        lg = forward(ps, x, stride)
         bce = jnp.maximum(lg, 0) - lg * y + jnp.log1p(jnp.exp(-jnp.abs(lg)))
         return (bce * m).sum() / m.sum()
 
@@ -262,11 +301,11 @@ def train(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], steps: i
                        meta=meta)
 
 
-def predict(net: AffinityNet, img: np.ndarray,
-            augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict(net: AffinityNet, img: np.ndarray, augment: bool = False,
+            tile: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Affinities (3, z, y, x) float32 in the waterz layout and cleft probability
-    (z, y, x) of a whole volume, predicted tile by tile with `HALO` of context (the volume
-    reflected at its faces).
+    (z, y, x) of a whole volume, predicted tile by tile (cores of at most `tile`, default
+    `TILE`) with the network's `halo` of context (the volume reflected at its faces).
 
     With `augment`, the mean over the 8 in-plane flips and transposes of the image (each
     prediction mapped back; an affinity to the -1 neighbour becomes one to the +1
@@ -274,8 +313,9 @@ def predict(net: AffinityNet, img: np.ndarray,
     """
     check_format(net)
     a = prepare(img)
-    pads = context_pads((0, 0, 0), a.shape, (0, 0, 0), a.shape, a.shape)
-    affs, cleft = predict_region(net, pad_region(a, pads), augment)
+    stride = net_stride(net)
+    pads = context_pads((0, 0, 0), a.shape, (0, 0, 0), a.shape, a.shape, stride)
+    affs, cleft = predict_region(net, pad_region(a, pads), augment, tile)
     core = tuple(slice(0, n) for n in img.shape)
     return finish(affs[(slice(None), *core)], cleft[core], (True, True, True))
 
@@ -287,18 +327,20 @@ def check_format(net: AffinityNet) -> None:
 
 
 def context_pads(core_lo: Sequence[int], core_hi: Sequence[int], region_lo: Sequence[int],
-                 region_hi: Sequence[int], shape: Sequence[int]) -> list[tuple[int, int]]:
-    """Reflection to add to a region (the core with up to `HALO` of context, clipped to the
-    volume of `shape`) so that the core has HALO of context on every side, the volume
-    reflected at its faces; in-plane one pixel more past an odd core (which ends at the
-    volume's face), so that the region stays even and pools the same pixel pairs as every
-    block."""
+                 region_hi: Sequence[int], shape: Sequence[int],
+                 stride: int = 1) -> list[tuple[int, int]]:
+    """Reflection to add to a region (the core with up to `halo(stride)` of context,
+    clipped to the volume of `shape`) so that the core has that context on every side, the
+    volume reflected at its faces; in-plane a few pixels more past a core that is not a
+    multiple of `align(stride)` (it ends at the volume's face), so that the region's pixel
+    groups and pooling pairs stay those of every block."""
     out = []
-    for axis, h in enumerate(HALO):
+    step = align(stride)
+    for axis, h in enumerate(halo(stride)):
         low = h - (core_lo[axis] - region_lo[axis]) if region_lo[axis] == 0 else 0
         high = h - (region_hi[axis] - core_hi[axis]) if region_hi[axis] == shape[axis] else 0
-        if axis > 0 and (core_hi[axis] - core_lo[axis]) % 2:
-            high += 1
+        if axis > 0:
+            high += -(core_hi[axis] - core_lo[axis]) % step
         out.append((low, high))
     return out
 
@@ -310,15 +352,17 @@ def pad_region(a: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
     return np.pad(a, list(pads), mode="reflect")
 
 
-def predict_region(net: AffinityNet, a: np.ndarray,
-                   augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict_region(net: AffinityNet, a: np.ndarray, augment: bool = False,
+                   tile: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw affinities (3, ...) and cleft probability of the core of a prepared region `a`,
-    which is `a` less `HALO` each side (context; `pad_region` where the volume ends; the
-    caller crops the extra pixel `context_pads` may add). `augment` as in `predict`."""
-    shape = tuple(n - 2 * h for h, n in zip(HALO, a.shape, strict=True))
-    core = [slice(h, h + c) for h, c in zip(HALO, shape, strict=True)]
+    which is `a` less the network's `halo` each side (context; `pad_region` where the
+    volume ends; the caller crops the extra pixels `context_pads` may add). `augment` and
+    `tile` as in `predict`."""
+    h_ = halo(net_stride(net))
+    shape = tuple(n - 2 * h for h, n in zip(h_, a.shape, strict=True))
+    core = [slice(h, h + c) for h, c in zip(h_, shape, strict=True)]
     if not augment:
-        out = _predict_prepared(net, a)
+        out = _predict_prepared(net, a, tile)
         return out[0][(slice(None), *core)], out[1][tuple(core)]
     affs = np.zeros((3, *shape), np.float32)
     cleft = np.zeros(shape, np.float32)
@@ -328,7 +372,7 @@ def predict_region(net: AffinityNet, a: np.ndarray,
                 v = a.transpose(0, 2, 1) if transpose else a
                 v = v[:, ::-1] if fy else v
                 v = v[:, :, ::-1] if fx else v
-                af, cl = _predict_prepared(net, np.ascontiguousarray(v))
+                af, cl = _predict_prepared(net, np.ascontiguousarray(v), tile)
                 if fx:
                     af, cl = af[:, :, :, ::-1], cl[:, :, ::-1]
                     af = np.concatenate([af[:2], _shift_back(af[2], 2)[None]])
@@ -367,10 +411,10 @@ def finish(affs: np.ndarray, cleft: np.ndarray,
 
 
 @functools.cache
-def _jitted_probabilities() -> Callable[[Params, Any], Any]:
-    """sigmoid(forward) compiled once per process (and per tile shape), not per call; the
-    compiled code is kept on disk (the cache directory's `jax/`), so that the workers of a
-    run, and later runs, load it instead of compiling again."""
+def _jitted_probabilities(stride: int = 1) -> Callable[[Params, Any], Any]:
+    """sigmoid(forward) of a network of `stride`, compiled once per process (and per tile
+    shape), not per call; the compiled code is kept on disk (the cache directory's `jax/`),
+    so that the workers of a run, and later runs, load it instead of compiling again."""
     import jax
 
     from connectome_query.graphdb.settings import cache_dir
@@ -380,35 +424,43 @@ def _jitted_probabilities() -> Callable[[Params, Any], Any]:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     except Exception:  # an older JAX without the persistent cache: compile each time
         pass
-    return jax.jit(lambda ps, x: jax.nn.sigmoid(forward(ps, x)))
+    return jax.jit(lambda ps, x: jax.nn.sigmoid(forward(ps, x, stride)))
 
 
-def tile_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    """Core size of the prediction tiles for a volume: as few tiles per axis as `TILE`
-    allows, split evenly so that padding wastes less than one voxel row per tile, with
-    in-plane sizes even (one 2x pooling level). All tiles share one shape (one compile)."""
+def tile_shape(shape: Sequence[int], limit: Sequence[int] | None = None,
+               stride: int = 1) -> tuple[int, int, int]:
+    """Core size of the prediction tiles for a volume: as few tiles per axis as `limit`
+    (default `TILE`) allows, split evenly so that padding wastes less than `align(stride)`
+    voxel rows per tile, with in-plane sizes multiples of `align(stride)`. All tiles share
+    one shape (one compile)."""
+    step = align(stride)
     out = []
-    for axis, (s, t) in enumerate(zip(shape, TILE, strict=True)):
-        n = -(-int(s) // t)
+    for axis, (s, t) in enumerate(zip(shape, TILE if limit is None else limit, strict=True)):
+        if axis > 0:
+            t = max(int(t) - int(t) % step, step)
+        n = -(-int(s) // int(t))
         size = -(-int(s) // n)
-        out.append(size + size % 2 if axis > 0 else size)
+        out.append(size + (-size % step) if axis > 0 else size)
     return out[0], out[1], out[2]
 
 
-def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _predict_prepared(net: AffinityNet, a: np.ndarray,
+                      tile_limit: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Raw sigmoid outputs (3 affinities, cleft) at every voxel of a prepared region, tile
-    by tile, each tile read with `HALO` of context from the region (or zeros beyond it):
-    right where the region holds HALO of context, that is at its core."""
+    by tile, each tile read with the network's `halo` of context from the region (or zeros
+    beyond it): right where the region holds that context, that is at its core."""
     import jax.numpy as jnp
 
+    stride = net_stride(net)
+    h_ = halo(stride)
     params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in net.params]
-    fwd = _jitted_probabilities()
-    core = [max(n - 2 * h, 1) for n, h in zip(a.shape, HALO, strict=True)]
-    tile = tile_shape(core)
+    fwd = _jitted_probabilities(stride)
+    core = [max(n - 2 * h, 1) for n, h in zip(a.shape, h_, strict=True)]
+    tile = tile_shape(core, tile_limit, stride)
     n_t = [-(-c // t) for c, t in zip(core, tile, strict=True)]
     # room for whole tiles with their context (beyond the region: zeros, which reach
     # only outputs past the core)
-    pad = [(0, max(n * t + 2 * h - s, 0)) for n, t, h, s in zip(n_t, tile, HALO, a.shape,
+    pad = [(0, max(n * t + 2 * h - s, 0)) for n, t, h, s in zip(n_t, tile, h_, a.shape,
                                                                   strict=True)]
     big = np.pad(a, pad) if any(p[1] for p in pad) else a
     out = np.zeros((4, *a.shape), np.float32)
@@ -417,12 +469,12 @@ def _predict_prepared(net: AffinityNet, a: np.ndarray) -> tuple[np.ndarray, np.n
             for ix in range(n_t[2]):
                 o = (iz * tile[0], iy * tile[1], ix * tile[2])
                 sl = tuple(slice(oo, oo + t + 2 * h) for oo, t, h in
-                           zip(o, tile, HALO, strict=True))
+                           zip(o, tile, h_, strict=True))
                 res = np.asarray(fwd(params, jnp.asarray(big[sl][None, None])))[0]
                 dst = tuple(slice(oo + h, min(oo + h + t, s)) for oo, h, t, s in
-                            zip(o, HALO, tile, a.shape, strict=True))
+                            zip(o, h_, tile, a.shape, strict=True))
                 src = tuple(slice(h, h + (d.stop - d.start)) for h, d in
-                            zip(HALO, dst, strict=True))
+                            zip(h_, dst, strict=True))
                 out[(slice(None), *dst)] = res[(slice(None), *src)]
     return out[:3], out[3]
 
@@ -436,4 +488,7 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> AffinityNet:
     """Inverse of `to_arrays`; checks format and layer shapes."""
     meta = weights.read_format(arrays, NET_FORMAT)
     widths = meta.get(WIDTHS_KEY, WIDTHS)
-    return AffinityNet(params=weights.read_params(arrays, layers(widths)), meta=meta)
+    stride = int(meta.get(STRIDE_KEY, 1))
+    if stride not in (1, 2):
+        raise ValueError(f"{STRIDE_KEY} must be 1 or 2, got {stride}")
+    return AffinityNet(params=weights.read_params(arrays, layers(widths, stride)), meta=meta)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import affinity_net
-from connectome_query.reconstruct.affinity_net import AffinityNet
+from connectome_query.reconstruct.affinity_net import AffinityNet, Params
 
 LEAN_WIDTHS = (8, 24)
 """Channels (full resolution, pooled) of the lean network: about 2.8x fewer multiply-adds a
@@ -57,13 +57,33 @@ def _batch(prepared: list[np.ndarray], volumes: Sequence[Volume], targets: list[
             np.stack(ms).astype(np.float32))
 
 
+def coarse_start(teacher: AffinityNet, stride: int) -> Params:
+    """Starting weights for a student of the teacher's widths at in-plane `stride`: the
+    teacher's inner layers as they are, its first layer spread evenly over the s*s pixels
+    of a block, its last layer copied to each of them (at the start, the teacher run on the
+    image averaged over blocks, each output repeated over its block)."""
+    s2 = stride * stride
+    params = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in teacher.params]
+    w0, b0 = params[0]
+    w6, b6 = params[-1]
+    first = (np.repeat(w0, s2, axis=1) / s2, b0)
+    last = (np.repeat(w6, s2, axis=0), np.repeat(b6, s2))
+    return [first, *params[1:-1], last]
+
+
 def distil(teacher: AffinityNet, volumes: Sequence[Volume], steps: int,
            widths: Sequence[int] = LEAN_WIDTHS, seed: int = 0, lr: float = 1e-3,
            crop: tuple[int, int, int] = (12, 48, 48), batch: int = 2,
            tick: Callable[[int, float], None] | None = None,
-           trained_on: str = "") -> AffinityNet:
-    """A network of `widths` trained with Adam to reproduce `teacher` on (image uint8,
-    labels, cleft mask) volumes; the teacher's voxel size is the student's."""
+           trained_on: str = "", stride: int = 1,
+           max_seconds: float | None = None) -> AffinityNet:
+    """A network of `widths` and in-plane `stride` trained with Adam to reproduce `teacher`
+    on (image uint8, labels, cleft mask) volumes; the teacher's voxel size is the
+    student's. A coarse student (stride 2) of the teacher's widths starts from the
+    teacher's weights (`coarse_start`). With `max_seconds`, training stops after the
+    first step that ends past it (the rate drops at 70 % of the steps or of the time)."""
+    import time
+
     import jax.numpy as jnp
 
     if not volumes:
@@ -75,37 +95,54 @@ def distil(teacher: AffinityNet, volumes: Sequence[Volume], steps: int,
     for img, _lab, _cl in volumes:
         if any(s < c for s, c in zip(img.shape, crop, strict=True)):
             raise ValueError(f"volumes must be at least {crop} (z, y, x), got {img.shape}")
+    a = affinity_net.align(stride)
+    if crop[1] % a or crop[2] % a:
+        raise ValueError(f"crop y and x must be multiples of {a} at stride {stride}, "
+                         f"got {crop}")
     targets = teacher_targets(teacher, volumes)
     prepared = [affinity_net.prepare(img) for img, _lab, _cl in volumes]
     rng = np.random.default_rng(seed)
-    params: Any = [(jnp.asarray(w), jnp.asarray(b))
-                   for w, b in affinity_net.init_params(seed, widths)]
-    step = affinity_net._adam_step()
+    teacher_widths = tuple(teacher.meta.get(affinity_net.WIDTHS_KEY, affinity_net.WIDTHS))
+    start = (coarse_start(teacher, stride)
+             if stride > 1 and tuple(widths) == teacher_widths
+             and affinity_net.net_stride(teacher) == 1
+             else affinity_net.init_params(seed, widths, stride))
+    params: Any = [(jnp.asarray(w), jnp.asarray(b)) for w, b in start]
+    step = affinity_net._adam_step(stride)
     zeros = [(jnp.zeros_like(w), jnp.zeros_like(b)) for w, b in params]
     opt: Any = (zeros, zeros, 0)
     losses: list[float] = []
+    t0 = time.perf_counter()
+    done = 0
     for it in range(steps):
         x, y, m = _batch(prepared, volumes, targets, rng, crop, batch)
-        rate = lr if it < 0.7 * steps else lr * 0.3
+        elapsed = time.perf_counter() - t0
+        late = it >= 0.7 * steps or (max_seconds is not None and elapsed > 0.7 * max_seconds)
+        rate = lr * 0.3 if late else lr
         params, opt, value = step(params, opt, jnp.asarray(x), jnp.asarray(y),
                                   jnp.asarray(m), rate)
         losses.append(float(value))
+        done = it + 1
         if tick is not None:
             tick(it, losses[-1])
-    meta = {"steps": steps, "crop_zyx": list(crop), "batch": batch, "lr": lr, "seed": seed,
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            break
+    meta = {"steps": done, "crop_zyx": list(crop), "batch": batch, "lr": lr, "seed": seed,
             "final_loss": float(np.mean(losses[-20:])),
             "trained_on": trained_on, "distilled_from": teacher.meta.get("trained_on", ""),
             affinity_net.WIDTHS_KEY: [int(v) for v in widths],
+            affinity_net.STRIDE_KEY: int(stride),
             affinity_net.VOXEL_SIZE_KEY: vs}
     return AffinityNet(params=[(np.asarray(w), np.asarray(b)) for w, b in params], meta=meta)
 
 
-def multiply_adds(widths: Sequence[int]) -> float:
-    """Multiply-adds of the network per output voxel (the pooled level counts a quarter)."""
+def multiply_adds(widths: Sequence[int], stride: int = 1) -> float:
+    """Multiply-adds of the network per output voxel (the pooled level counts a quarter;
+    at stride s every layer runs on 1/(s*s) of the voxels)."""
     total = 0.0
-    for i, (cin, cout, k) in enumerate(affinity_net.layers(widths)):
+    for i, (cin, cout, k) in enumerate(affinity_net.layers(widths, stride)):
         total += cin * cout * float(np.prod(k)) * (0.25 if i in (2, 3) else 1.0)
-    return total
+    return total / (stride * stride)
 
 
 __all__ = ["LEAN_WIDTHS", "distil", "multiply_adds", "teacher_targets"]

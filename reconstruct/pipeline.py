@@ -21,6 +21,7 @@ from connectome_query.reconstruct.engine import (
     cluster,
     context,
     image,
+    memory,
     predict,
     pyramid,
     scoring,
@@ -37,19 +38,12 @@ from connectome_query.reconstruct.training import DEFAULT_FFN, DEFAULT_NET, defa
 
 __all__ = ["DEFAULT_FFN", "DEFAULT_NET", "default_block", "default_model", "reconstruct"]
 
-BYTES_PER_VOXEL = 160
-"""Peak bytes a worker holds per voxel of its block (measured: the segmentation passes and
-the network, halos included; `bench/reconstruct/scale.py`)."""
-BLOCKS = ((128, 512, 512), (64, 512, 512), (64, 256, 256), (32, 256, 256), (32, 128, 128))
 
 
-def default_block(shape: Triple, worker_memory: int) -> Triple:
-    """The largest of `BLOCKS` whose work fits in 60 % of a worker's memory, clipped to the
-    volume."""
-    for b in BLOCKS:
-        if b[0] * b[1] * b[2] * BYTES_PER_VOXEL <= 0.6 * worker_memory:
-            break
-    return tuple(min(x, s) for x, s in zip(b, shape, strict=True))  # type: ignore[return-value]
+def default_block(shape: Triple, worker_memory: int, stride: int = 1) -> Triple:
+    """The block for a worker of `worker_memory` bytes and a network of in-plane `stride`
+    (`engine.memory.default_block`: the network's prediction tile counted)."""
+    return memory.default_block(shape, worker_memory, stride)
 
 
 def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Path) -> None:
@@ -168,7 +162,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if adapter_path is not None:
         _check_adapter(Path(adapter_path), vs, affinities_path)
     if block is None:
-        block = default_block(shape, cluster.local_shape(spec)[2])
+        stride = affinity_net.net_stride(io.load_net(net)) if uses_net else 1
+        block = default_block(shape, cluster.local_shape(spec)[2], stride)
     if min(block) < 1:
         raise ReconstructError(f"block shape must be three positive integers, got {block}")
     manifest = Manifest(out)

@@ -18,8 +18,11 @@ DEFAULT_NET = Path(__file__).parent / "models" / "affinity_unet.npz"
 """The affinity network shipped with the package (`connectome train-affinity-net` remakes it)."""
 LEAN_NET = Path(__file__).parent / "models" / "affinity_unet_lean.npz"
 """The lean affinity network distilled from `DEFAULT_NET` (`connectome distil-affinity-net`)."""
-SHIPPED_NETS = {"full": DEFAULT_NET, "lean": LEAN_NET}
-"""The shipped affinity networks by name (`--net full`, `--net lean`)."""
+COARSE_NET = Path(__file__).parent / "models" / "affinity_unet_coarse.npz"
+"""The coarse affinity network distilled from `DEFAULT_NET`: its widths at in-plane stride 2
+(4x fewer positions; `affinity_net.STRIDE_KEY`)."""
+SHIPPED_NETS = {"full": DEFAULT_NET, "lean": LEAN_NET, "coarse": COARSE_NET}
+"""The shipped affinity networks by name (`--net full`, `--net lean`, `--net coarse`)."""
 DEFAULT_FFN = Path(__file__).parent / "models" / "ffn.npz"
 """The flood-filling network shipped with the package (`connectome train-ffn` remakes it)."""
 NET_TRAINING_SEED = 2_000_003

@@ -17,11 +17,14 @@ import numpy as np
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align.masks import NO_DECISION, has
-from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, even_yx, inner_chunks
+from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, aligned, inner_chunks
 from connectome_query.reconstruct.segment import SegParams
 
 NET_BLOCK = (16, 64, 64)
 """The smallest block of the network's grid."""
+NET_ALIGN = 4
+"""In-plane multiple of the network grid's blocks: `affinity_net.align` of a stride-2 network
+(2 for stride 1)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,13 @@ class Run:
 
     @property
     def net_grid(self) -> Grid:
-        """Blocks of the affinity network: even in-plane, so its pooling pairs the same
-        pixels in every block, and at least `NET_BLOCK` (a small block would spend most of
-        its work on the network's context)."""
+        """Blocks of the affinity network: in-plane a multiple of `NET_ALIGN`, so the pixel
+        groups and pooling pairs of any shipped network are the same in every block, and at
+        least `NET_BLOCK` (a small block would spend most of its work on the network's
+        context)."""
         return Grid(self.shape, tuple(max(b, m) for b, m in  # type: ignore[arg-type]
-                                      zip(even_yx(self.block), NET_BLOCK, strict=True)))
+                                      zip(aligned(self.block, (1, NET_ALIGN, NET_ALIGN)),
+                                          NET_BLOCK, strict=True)))
 
     def path(self, name: str) -> Path:
         return Path(self.run_dir) / name

@@ -1,11 +1,13 @@
 """Affinities and cleft probability on the engine: the network (or the classifier) block by block.
 
-Each block of the network's grid (`Run.net_grid`: even in-plane, so the U-Net's pooling pairs the
-same pixels in every block) is prepared with `HALO` of context (the volume reflected at its faces)
-and predicted; the core is written to `affinities.zarr` (3, z, y, x) and `clefts.zarr` (the
-network's cleft channel), sharded by the block. Where a CUDA device exists, JAX runs the network
-on it (one worker per GPU). Clefts from the voxel classifier instead (`clefts="classifier"`) are
-their own stage, with the classifier's filter reach as halo.
+Each block of the network's grid (`Run.net_grid`: in-plane a multiple of 4, so the U-Net's pixel
+groups and pooling pairs are the same in every block) is prepared with the network's `halo` of
+context (the volume reflected at its faces) and predicted in tiles that the smallest worker's
+memory limit allows (`memory.prediction_tile`); the core is written to `affinities.zarr`
+(3, z, y, x) and `clefts.zarr` (the network's cleft channel), sharded by the block. Where a CUDA
+device exists, JAX runs the network on it (one worker per GPU). Clefts from the voxel
+classifier instead (`clefts="classifier"`) are their own stage, with the classifier's filter
+reach as halo.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import affinity_net, boundary, io
-from connectome_query.reconstruct.engine import image
+from connectome_query.reconstruct.engine import image, memory
 from connectome_query.reconstruct.engine.context import Run, create_sharded, write
 from connectome_query.reconstruct.engine.grid import Box
 from connectome_query.reconstruct.engine.runner import Engine, Record
@@ -41,16 +43,18 @@ def _region(run: Run, box: Box, halo: tuple[int, int, int]) -> Box:
 
 
 def _network_task(item: int, run: Run, sections_path: str, write_affs: bool,
-                  write_clefts: bool) -> Record:
-    """Predict one block of the network's grid."""
+                  write_clefts: bool, tile: tuple[int, int, int]) -> Record:
+    """Predict one block of the network's grid in tiles of at most `tile`."""
+    assert run.net_path is not None
+    net = _net(run.net_path)
+    stride = affinity_net.net_stride(net)
     box = run.net_grid.box(item)
-    region = _region(run, box, affinity_net.HALO)
+    region = _region(run, box, affinity_net.halo(stride))
     sec = image.load(Path(sections_path))
     a = image.prepared(run, region, sec)
-    pads = affinity_net.context_pads(box.lo, box.hi, region.lo, region.hi, run.shape)
-    assert run.net_path is not None
-    affs, cleft = affinity_net.predict_region(_net(run.net_path),
-                                              affinity_net.pad_region(a, pads), run.augment)
+    pads = affinity_net.context_pads(box.lo, box.hi, region.lo, region.hi, run.shape, stride)
+    affs, cleft = affinity_net.predict_region(net, affinity_net.pad_region(a, pads),
+                                              run.augment, tile)
     core = tuple(slice(0, n) for n in box.shape)
     affs, cleft = affinity_net.finish(affs[(slice(None), *core)], cleft[core],
                                       (box.lo[0] == 0, box.lo[1] == 0, box.lo[2] == 0))
@@ -74,6 +78,18 @@ def _classifier_task(item: int, run: Run, sections_path: str) -> Record:
     return {}
 
 
+def worker_memory(engine: Engine) -> int:
+    """The smallest memory limit of the cluster's workers (bytes); without limits, the
+    machine's memory shared among them."""
+    import psutil
+
+    workers = engine.client.scheduler_info().get("workers", {}).values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if limits and min(limits) > 0:
+        return min(limits)
+    return int(psutil.virtual_memory().total / max(len(limits), 1))
+
+
 def affinities_and_clefts(engine: Engine, run: Run, sections_path: Path) -> Path:
     """Predict what the run needs; returns the affinities' path (made elsewhere, or
     `affinities.zarr`)."""
@@ -86,8 +102,11 @@ def affinities_and_clefts(engine: Engine, run: Run, sections_path: Path) -> Path
     create_sharded(run.path("clefts.zarr"), run.shape, clefts_block, "float32",
                    attributes=run.attributes)
     if need_affs or net_clefts:
+        assert run.net_path is not None
+        stride = affinity_net.net_stride(_net(run.net_path))
+        tile = memory.prediction_tile(run.net_grid.block, worker_memory(engine), stride)
         engine.run("affinities (network)", range(len(run.net_grid)), _network_task, run,
-                   str(sections_path), need_affs, net_clefts)
+                   str(sections_path), need_affs, net_clefts, tile)
     if not net_clefts:
         engine.run("clefts (classifier)", range(len(run.grid)), _classifier_task, run,
                    str(sections_path))

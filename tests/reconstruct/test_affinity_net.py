@@ -109,7 +109,8 @@ def test_augmented_prediction_maps_back_exactly(monkeypatch: pytest.MonkeyPatch)
     lab = synth.synthesize(
         synth.SynthConfig((16, 40, 40), VS, "clean", 5)).labels.astype(np.int64)
 
-    def oracle(_net: object, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def oracle(_net: object, a: np.ndarray, _tile: object = None) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
         return boundary.true_affinities(a.astype(np.int64)), (a % 7).astype(np.float32)
 
     monkeypatch.setattr(affinity_net, "prepare", lambda img: img.astype(np.float32))
