@@ -1,15 +1,17 @@
-"""Benchmark: the flood-filling network beside the watershed on the same image, end to end.
+"""Benchmark: the flood-filling network beside the watershed on the same images, end to end.
 
-    uv run python bench/reconstruct/ffn.py --size 32,96,96 --preset noisy --seed 0 \
-        --out bench/reconstruct/ffn_noisy.json
+    uv run python bench/reconstruct/ffn.py --size 32,128,128 --presets clean,noisy --seed 1 \
+        --out bench/reconstruct/ffn.json
 
-Synthesises a volume with truth (seeds never used in training), runs `connectome reconstruct`
-on it with the watershed, then again with `--segmenter ffn` on the first run's affinities (the
-same image, the same affinities, the same cleft channel), each in its own process. Reports for
-each NERL, VOI split / merge, ARAND, synapse F1 (partners must be right) from the run's
-`metrics.json`, and the segmentation stage's seconds and voxels per second (the FFN's stage
-against the watershed's passes, faces and relabel). The load average is recorded before and
-after: the machine may be shared.
+For each preset, synthesises a volume with truth (seeds never used in training), runs `connectome
+reconstruct` on it with the watershed, then again with `--segmenter ffn` on the first run's
+affinities (the same image, the same affinities, the same cleft channel), each in its own
+process. Reports for each NERL, VOI split / merge, ARAND, synapse F1 (partners must be right)
+from the run's `metrics.json`, and the segmentation stage's seconds and voxels per second (the
+FFN's stage against the watershed's passes, faces and relabel). `--xla-threads 1` runs the FFN
+process with XLA on one thread (on a loaded machine a FOV's small convolutions lose more to
+thread hand-offs than they gain). The load average is recorded before and after: the machine
+may be shared.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ WATERSHED_STAGES = ("seeds", "seeds faces", "growth", "growth faces", "fragments
 FFN_STAGES = ("segmentation (ffn)",)
 KEYS = ("nerl", "voi_split", "voi_merge", "arand", "n_segments", "synapse_f1",
         "synapse_precision", "synapse_recall")
+ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def _row(name: str, run_dir: Path, stages: tuple[str, ...], nvox: int) -> dict[str, Any]:
@@ -44,65 +47,86 @@ def _row(name: str, run_dir: Path, stages: tuple[str, ...], nvox: int) -> dict[s
             "total_s": float(timings["total_s"]), **{k: metrics.get(k) for k in KEYS}}
 
 
-def _cli(*argv: str) -> None:
+def _cli(*argv: str, env: dict[str, str] | None = None) -> None:
     subprocess.run([sys.executable, "-m", "connectome_query.cli", *argv], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=env)
+
+
+def one_preset(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
+               args: argparse.Namespace) -> dict[str, Any]:
+    """Watershed and FFN runs on one synthetic volume; their rows and run seconds."""
+    nvox = shape[0] * shape[1] * shape[2]
+    extra = ["--workers", str(args.workers)] if args.workers else []
+    em = tmp / f"em_{preset}"
+    z, y, x = shape
+    _cli("synth-em", str(em), "--size", f"{x},{y},{z}", "--preset", preset, "--seed", str(seed),
+         "--quiet")
+    # each run in its own process, as `connectome reconstruct` runs
+    t = time.perf_counter()
+    ws = tmp / f"watershed_{preset}"
+    _cli("reconstruct", str(em), str(ws), "--quiet", *extra)
+    t_ws = time.perf_counter() - t
+    env = dict(os.environ)
+    if args.xla_threads == 1:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONE_THREAD}".strip()
+    t = time.perf_counter()
+    ffn = tmp / f"ffn_{preset}"
+    _cli("reconstruct", str(em), str(ffn), "--affinities", str(ws / "affinities.zarr"),
+         "--segmenter", "ffn", "--quiet", *extra,
+         *(["--ffn", str(args.ffn)] if args.ffn else []), env=env)
+    t_ffn = time.perf_counter() - t
+    rows = [_row("watershed (seeds, growth, mean-affinity agglomeration)", ws,
+                 WATERSHED_STAGES, nvox),
+            _row("FFN (two seed orders, consensus)", ffn, FFN_STAGES, nvox)]
+    return {"preset": preset, "seed": seed, "rows": rows, "watershed_run_s": t_ws,
+            "ffn_run_s": t_ffn,
+            "ffn": Path(str(io.read_json(ffn / "run.json", "run").get("ffn"))).name,
+            "nerl_ffn_minus_watershed": rows[1]["nerl"] - rows[0]["nerl"],
+            "speed_ffn_over_watershed": rows[1]["kvox_per_s"] / rows[0]["kvox_per_s"]}
+
+
+def show(con: Console, shape: tuple[int, ...], r: dict[str, Any]) -> None:
+    tab = Table(title=f"FFN vs watershed, {r['preset']} {'x'.join(map(str, shape))} (z, y, x), "
+                      f"seed {r['seed']}")
+    for c in ("method", "NERL", "VOI split", "VOI merge", "ARAND", "segments", "synapse F1",
+              "seg. s", "kvox/s"):
+        tab.add_column(c, justify="left" if c == "method" else "right")
+    for row in r["rows"]:
+        tab.add_row(row["method"], f"{row['nerl']:.3f}", f"{row['voi_split']:.3f}",
+                    f"{row['voi_merge']:.3f}", f"{row['arand']:.3f}", str(row["n_segments"]),
+                    f"{row['synapse_f1']:.3f}", f"{row['segmentation_s']:.1f}",
+                    f"{row['kvox_per_s']:.1f}")
+    con.print(tab)
+    con.print(f"FFN / watershed: speed {r['speed_ffn_over_watershed']:.3f}x, "
+              f"NERL {r['nerl_ffn_minus_watershed']:+.3f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size", default="32,96,96", help="z,y,x voxels")
-    ap.add_argument("--preset", default="noisy", choices=["clean", "noisy"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", default="32,128,128", help="z,y,x voxels")
+    ap.add_argument("--presets", default="clean,noisy", help="comma-separated: clean, noisy")
+    ap.add_argument("--seed", type=int, default=1, help="synth seed of every preset's volume")
     ap.add_argument("--ffn", type=Path, default=None, help="FFN weights (default: shipped)")
     ap.add_argument("--workers", type=int, default=None, help="default: one per core")
+    ap.add_argument("--xla-threads", type=int, default=0, choices=[0, 1],
+                    help="1: the FFN process's XLA on one thread; 0: XLA's default")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))
-    nvox = shape[0] * shape[1] * shape[2]
+    presets = args.presets.split(",")
+    if len(shape) != 3 or not set(presets) <= {"clean", "noisy"}:
+        ap.error("--size takes z,y,x and --presets clean and/or noisy")
     con = Console(width=140)
     load_before = os.getloadavg()
-    extra = ["--workers", str(args.workers)] if args.workers else []
     with tempfile.TemporaryDirectory() as tmp:
-        em = Path(tmp) / "em"
-        z, y, x = shape
-        _cli("synth-em", str(em), "--size", f"{x},{y},{z}", "--preset", args.preset, "--seed",
-             str(args.seed), "--quiet")
-        # each run in its own process, as `connectome reconstruct` runs
-        t = time.perf_counter()
-        ws = Path(tmp) / "watershed"
-        _cli("reconstruct", str(em), str(ws), "--quiet", *extra)
-        t_ws = time.perf_counter() - t
-        t = time.perf_counter()
-        ffn = Path(tmp) / "ffn"
-        _cli("reconstruct", str(em), str(ffn), "--affinities", str(ws / "affinities.zarr"),
-             "--segmenter", "ffn", "--quiet", *extra,
-             *(["--ffn", str(args.ffn)] if args.ffn else []))
-        t_ffn = time.perf_counter() - t
-        rows = [_row("watershed (seeds, growth, mean-affinity agglomeration)", ws,
-                     WATERSHED_STAGES, nvox),
-                _row("FFN (two seed orders, consensus)", ffn, FFN_STAGES, nvox)]
-        ffn_run = io.read_json(ffn / "run.json", "run")
+        results = [one_preset(Path(tmp), shape, p, args.seed, args) for p in presets]
     load_after = os.getloadavg()
-    tab = Table(title=f"FFN vs watershed, {args.preset} {'x'.join(map(str, shape))} (z, y, x), "
-                      f"seed {args.seed}")
-    for c in ("method", "NERL", "VOI split", "VOI merge", "ARAND", "segments", "synapse F1",
-              "seg. s", "kvox/s"):
-        tab.add_column(c, justify="left" if c == "method" else "right")
-    for r in rows:
-        tab.add_row(r["method"], f"{r['nerl']:.3f}", f"{r['voi_split']:.3f}",
-                    f"{r['voi_merge']:.3f}", f"{r['arand']:.3f}", str(r["n_segments"]),
-                    f"{r['synapse_f1']:.3f}", f"{r['segmentation_s']:.1f}",
-                    f"{r['kvox_per_s']:.1f}")
-    con.print(tab)
-    speed = rows[1]["kvox_per_s"] / rows[0]["kvox_per_s"]
-    con.print(f"FFN / watershed: speed {speed:.3f}x, NERL {rows[1]['nerl'] - rows[0]['nerl']:+.3f}")
+    for r in results:
+        show(con, shape, r)
     con.print(f"load average before {load_before}, after {load_after}")
-    summary = {"shape_zyx": list(shape), "preset": args.preset, "seed": args.seed,
-               "ffn": ffn_run.get("ffn"), "rows": rows, "watershed_run_s": t_ws,
-               "ffn_run_s": t_ffn, "nerl_ffn_minus_watershed": rows[1]["nerl"] - rows[0]["nerl"],
-               "speed_ffn_over_watershed": speed,
-               "load_average_before": load_before, "load_average_after": load_after}
+    summary = {"shape_zyx": list(shape), "xla_threads": args.xla_threads or "default",
+               "results": results, "load_average_before": load_before,
+               "load_average_after": load_after}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2, default=float))
         con.print(f"wrote {args.out}")
