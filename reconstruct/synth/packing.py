@@ -15,6 +15,7 @@ PACK = 0.8
 _RELAX_ROUNDS = 150
 _SLACK_NM = 60.0  # candidate pairs are found this far beyond reach, and kept while neither
 # stamp has moved half of it since; a stamp that has is searched again
+_SEARCH_SHARE = 20000  # stamps searched at a time when all are
 
 
 def relax(pos: np.ndarray, radius: np.ndarray, label: np.ndarray, parent: np.ndarray,
@@ -158,11 +159,14 @@ def _candidates(index: _Index, pairs: _Pairs, pos: np.ndarray, radius: np.ndarra
                 reach: float) -> tuple[np.ndarray, np.ndarray]:
     """New pairs of stamps of different cells, one movable, less than `_SLACK_NM` from
     touching, for the `stale` stamps searched anew (their old pairs dropped from `pairs`)."""
-    if len(stale) > len(pos) // 4:
+    if len(stale) > len(pos) // 4:  # search all again, a share at a time (bounded memory)
         index.build(pos)
         pairs.clear()
-        found = index.tree.query_pairs(reach, output_type="ndarray")
-        return _near_pairs(pos, radius, label, movable, found[:, 0], found[:, 1])
+        parts = []
+        for at in np.array_split(np.arange(len(pos)), len(pos) // _SEARCH_SHARE + 1):
+            a, b = index.around(pos, at, reach)
+            parts.append(_near_pairs(pos, radius, label, movable, a[a < b], b[a < b]))
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     is_stale = np.zeros(len(pos), bool)
     is_stale[stale] = True
     pairs.drop(stale)
