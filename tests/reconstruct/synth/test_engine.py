@@ -24,8 +24,9 @@ COPIES = ("image.precomputed", "truth/segmentation.precomputed")
 
 def _same_volume(a: Path, b: Path) -> None:
     for p in ARRAYS:
-        want = io.read_block(io.open_zarr(a / p), (slice(None),) * 3, a / p)
-        assert np.array_equal(want, io.read_block(io.open_zarr(b / p), (slice(None),) * 3, b / p)), p
+        want, got = (io.read_block(io.open_zarr(d / p), (slice(None),) * 3, d / p)
+                     for d in (a, b))
+        assert np.array_equal(want, got), p
     for p in COPIES:
         got = [ts.open({"driver": "neuroglancer_precomputed",
                         "kvstore": {"driver": "file", "path": str(d / p)}}).result().read().result()
