@@ -99,13 +99,32 @@ def synth_em(
     style: Annotated[str, typer.Option(
         help="imaging style: a (what the shipped networks learnt) or b (the same tissue with "
              "bright, thick membranes, compressed grey levels, other blur and noise)")] = "a",
+    scheduler: Annotated[str | None, typer.Option(
+        help="address of a running Dask scheduler (tcp://HOST:PORT); default "
+             "DASK_SCHEDULER_ADDRESS, else a LocalCluster for this run")] = None,
+    block: Annotated[str | None, typer.Option(
+        help="block shape Z,Y,X each task renders (default 32,256,256)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="local workers (default: one per core)")] = None,
+    worker_memory: Annotated[str | None, typer.Option(
+        help="memory limit per local worker, e.g. 1.5GB")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md)."""
-    from connectome_query.reconstruct import io, synth
+    """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md): planned
+    once, rendered block by block on Dask (the raw preset: in this process)."""
+    from connectome_query.reconstruct import synth
+    from connectome_query.reconstruct.engine import synth as engine_synth
+    from connectome_query.reconstruct.engine.cluster import ClusterSpec
+    from connectome_query.reconstruct.engine.grid import parse_triple
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
+    try:
+        shape = parse_triple(block, "--block") if block is not None else None
+    except ValueError as e:
+        raise fail(str(e), 2) from e
+    if workers is not None and workers < 1:
+        raise fail("--workers must be at least 1", 2)
     if preset == "raw" and style != "a":
         raise fail("--style is for the clean and noisy presets", 2)
     if preset == "raw":  # tiles of deformed, damaged sections, with the truth
@@ -124,8 +143,12 @@ def synth_em(
         cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed, style)
     except ValueError as e:
         raise fail(str(e), 2) from e
-    with rich_progress(not quiet) as tick:
-        io.write_synthetic_em(out_dir, cfg, tick)
+    spec = ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory)
+    try:
+        with stage_progress(not quiet) as progress:
+            engine_synth.write_synthetic(out_dir, cfg, spec, shape, progress)
+    except ReconstructError as e:
+        raise fail(str(e), 1) from e
     out.print(f"wrote {out_dir}")
 
 

@@ -121,9 +121,11 @@ def write_zarr(path: Path, arr: np.ndarray, attributes: dict[str, Any] | None = 
 
 
 def create_precomputed(path: Path, shape_zyx: Sequence[int], voxel_size_xyz: Sequence[float],
-                       dtype: str = "uint64", kind: str = "segmentation") -> ts.TensorStore:
+                       dtype: str = "uint64", kind: str = "segmentation",
+                       chunk_zyx: Sequence[int] = (32, 64, 64)) -> ts.TensorStore:
     """Create a neuroglancer precomputed volume; TensorStore axes are x, y, z, channel."""
     z, y, x = (int(s) for s in shape_zyx)
+    cz, cy, cx = (int(c) for c in chunk_zyx)
     enc = "compressed_segmentation" if kind == "segmentation" else "raw"
     spec = {
         "driver": "neuroglancer_precomputed",
@@ -135,7 +137,7 @@ def create_precomputed(path: Path, shape_zyx: Sequence[int], voxel_size_xyz: Seq
             "size": [x, y, z],
             "resolution": [float(v) for v in voxel_size_xyz],
             "encoding": enc,
-            "chunk_size": [min(64, x), min(64, y), min(32, z)],
+            "chunk_size": [min(cx, x), min(cy, y), min(cz, z)],
         },
     }
     return ts.open(spec).result()
@@ -452,6 +454,16 @@ def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
         v = st_vox[sel]
         labels_at[sel] = s.labels[v[:, 0] - z0, v[:, 1], v[:, 2]].astype(np.int64)
     tick("truth tables and skeletons", 0.95)
+    vol = write_synthetic_truth(out, plan, sizes, stats, labels_at)
+    tick("done", 1.0)
+    return vol
+
+
+def write_synthetic_truth(out: Path, plan: synth.Plan, sizes: np.ndarray, stats: np.ndarray,
+                          labels_at: np.ndarray) -> dict[str, Any]:
+    """The truth tables, skeletons and volume.json of a rendered synthetic volume, from what
+    rendering counted: voxels per cell (`sizes`), summed `Slab.cleft_stats`, and the cell
+    at each stamp's voxel (`labels_at`, 0 outside); returns volume.json."""
     _write_truth_skeletons(out, synth.truth_skeleton_nodes(plan, labels_at))
     write_table(out / "truth" / "segments.parquet",
                 pd.DataFrame(synth.segment_rows(plan, sizes), columns=list(SEGMENT_COLUMNS)),
@@ -459,7 +471,6 @@ def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
     write_table(out / "truth" / "synapses.parquet",
                 pd.DataFrame(synth.synapse_rows(plan, stats), columns=list(SYNAPSE_COLUMNS)),
                 SYNAPSE_COLUMNS)
-    vol = _synthetic_volume_json(cfg, plan)
+    vol = _synthetic_volume_json(plan.config, plan)
     write_json(out / "volume.json", vol)
-    tick("done", 1.0)
     return vol

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from connectome_query.reconstruct.synth.packing import relax
 from connectome_query.reconstruct.synth.plan import AIS_LENGTH_NM, Plan, SynthConfig, make_plan
-from connectome_query.reconstruct.synth.rendering import Slab, render, render_slab, vesicle_mask
+from connectome_query.reconstruct.synth.rendering import (
+    Slab,
+    render,
+    render_box,
+    render_slab,
+    vesicle_mask,
+)
 from connectome_query.reconstruct.synth.truth import (
     MIN_TRUTH_CLEFT_VOXELS,
     segment_rows,
@@ -33,6 +39,7 @@ __all__ = [
     "make_plan",
     "relax",
     "render",
+    "render_box",
     "render_slab",
     "segment_rows",
     "stamp_voxels",

@@ -131,6 +131,37 @@ def _perp(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _unit(v)
 
 
+def _around(grid: dict[tuple[int, ...], list[np.ndarray]], key: tuple[int, ...]
+            ) -> list[np.ndarray]:
+    """The points in the grid cells at and next to `key`."""
+    out: list[np.ndarray] = []
+    for d in np.ndindex(3, 3, 3):
+        out.extend(grid.get(tuple(k + o - 1 for k, o in zip(key, d, strict=True)), ()))
+    return out
+
+
+class _Somata:
+    """Soma centres by id, found by distance (a k-d tree)."""
+
+    def __init__(self, centres: dict[int, np.ndarray]) -> None:
+        from scipy.spatial import cKDTree
+
+        self.ids = np.array(sorted(centres), np.int64)
+        self.centres = centres
+        self.tree = cKDTree(np.array([centres[i] for i in self.ids]).reshape(-1, 3))
+
+    def near(self, here: np.ndarray, nid: int, r: float) -> list[tuple[float, int]]:
+        """(distance, id) of the other somata within about `r` of `here`, nearest first."""
+        found = self.ids[self.tree.query_ball_point(here, r * 1.001)]
+        return sorted((float(np.linalg.norm(self.centres[o] - here)), int(o))
+                      for o in found if o != nid)
+
+    def nearest(self, here: np.ndarray, nid: int) -> int:
+        """The id of the soma nearest `here` other than `nid`'s."""
+        _, at = self.tree.query(here, k=2)
+        return int(next(o for o in self.ids[at] if o != nid))
+
+
 class _Planner:
     """Places cells, grows their neurites and routes axons to their targets, in an order
     fixed by the seed."""
@@ -287,12 +318,12 @@ class _Planner:
     def make_axons(self) -> None:
         rng = self.rng
         ids = sorted(self.neuron_class)
-        somas = {i: self.soma[i][0] for i in ids}
+        somas = _Somata({i: self.soma[i][0] for i in ids})
         for nid in ids:
             parent = self.ais_end[nid]
             here = np.array(self.b.pts[parent][:3])
             r_ax = 65.0
-            others = sorted((float(np.linalg.norm(somas[o] - here)), o) for o in ids if o != nid)
+            others = somas.near(here, nid, 2600.0)
             if self.neuron_class[nid] == CHANDELIER:
                 targets = [o for dd, o in others
                            if self.neuron_class[o] == PYRAMIDAL and dd < 2600][:4]
@@ -300,8 +331,8 @@ class _Planner:
                     ais = self.ais[o]
                     piece = ais[2:]
                     parent = self.run_along(nid, piece, parent, int(rng.integers(2, 5)), r_ax)
-                if rng.random() < 0.5 and others:
-                    o = others[0][1]
+                if rng.random() < 0.5 and len(ids) > 1:
+                    o = others[0][1] if others else somas.nearest(here, nid)
                     piece2 = self.dendrite_piece(o, np.array(self.b.pts[parent][:3]), 8)
                     if piece2 is not None:
                         parent = self.run_along(nid, piece2, parent, 1, r_ax)
@@ -328,6 +359,7 @@ class _Planner:
         n_target = max(3, round(vol_um3 * 0.55))
         centres: list[np.ndarray] = []
         classes: list[str] = []
+        grid: dict[tuple[int, ...], list[np.ndarray]] = {}  # centres by 650 nm cell
         tries = 0
         while len(centres) < n_target and tries < n_target * 200:
             tries += 1
@@ -338,9 +370,11 @@ class _Planner:
             else:
                 p = lo + (hi - lo) * rng.random(3)
                 cls = CHANDELIER if rng.random() < 0.2 else PYRAMIDAL
-            if all(np.linalg.norm(p - q) > 650 for q in centres):
+            key = tuple((p // 650).astype(int))
+            if all(np.linalg.norm(p - q) > 650 for q in _around(grid, key)):
                 centres.append(p)
                 classes.append(cls)
+                grid.setdefault(key, []).append(p)
         del cfg
         for i, (p, cls) in enumerate(zip(centres, classes, strict=True)):
             self.make_cell(i + 1, cls, p)

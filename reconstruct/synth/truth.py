@@ -72,12 +72,13 @@ def segment_rows(plan: Plan, sizes: np.ndarray) -> list[tuple[Any, ...]]:
 def synapse_rows(plan: Plan, cleft_stats: np.ndarray) -> list[tuple[Any, ...]]:
     """(synapse_id, pre, post, x, y, z (cleft centroid, nm), size_voxels, confidence 1,
     postsynaptic compartment) of every synapse with `MIN_TRUTH_CLEFT_VOXELS` cleft voxels
-    in the volume; `cleft_stats`: the slabs' summed `Slab.cleft_stats`."""
+    in the volume; `cleft_stats`: the boxes' summed `Slab.cleft_stats`."""
+    vz, vy, vx = plan.config.voxel_size_zyx
     rows = []
     for i in np.nonzero(cleft_stats[:, 0] >= MIN_TRUTH_CLEFT_VOXELS)[0]:
         n = cleft_stats[i, 0]
         comp = int(np.argmax(cleft_stats[i, 4:9]))
         rows.append((int(i + 1), int(plan.synapse_pre[i]), int(plan.synapse_post[i]),
-                     cleft_stats[i, 3] / n, cleft_stats[i, 2] / n, cleft_stats[i, 1] / n,
-                     int(n), 1.0, Compartment(comp).label))
+                     vx * cleft_stats[i, 3] / n, vy * cleft_stats[i, 2] / n,
+                     vz * cleft_stats[i, 1] / n, int(n), 1.0, Compartment(comp).label))
     return rows

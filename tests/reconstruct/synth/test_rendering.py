@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from connectome_query.reconstruct import synth
 
@@ -32,3 +33,36 @@ def test_vesicles_stay_inside_their_presynaptic_cell() -> None:
     # and the image is darker there than in the rest of the same cells
     cells = np.isin(slab.labels, np.unique(slab.labels[mask])) & ~mask & (slab.clefts == 0)
     assert float(slab.image[mask].mean()) < float(slab.image[cells].mean()) - 10
+
+
+@pytest.mark.parametrize("style", ["a", "b"])
+def test_boxes_of_large_sections_agree_with_slabs(style: str) -> None:
+    """Sections over `WHOLE_NOISE` px draw their noise in tiles: 3-D boxes that do not divide
+    the volume still make the image of whole sections, shifted sections included."""
+    from connectome_query.reconstruct.synth.rendering import WHOLE_NOISE
+
+    plan = synth.make_plan(synth.SynthConfig((16, 40, WHOLE_NOISE + 44), seed=3,
+                                             preset="noisy", style=style))
+    plan.shifts[3] = (-7, 6)  # a shifted section reaches across box edges
+    whole = synth.render_slab(plan, 0, 8)
+    image = np.zeros_like(whole.image)
+    labels = np.zeros_like(whole.labels)
+    for z0, y0, x0 in np.ndindex(2, 2, 3):
+        lo = (z0 * 5, y0 * 23, x0 * 111)
+        hi = (min(lo[0] + 5, 8), min(lo[1] + 23, 40), min(lo[2] + 111, WHOLE_NOISE + 44))
+        box = synth.render_box(plan, lo, hi)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        image[sl], labels[sl] = box.image, box.labels
+    assert np.array_equal(labels, whole.labels)
+    assert np.array_equal(image, whole.image)
+
+
+def test_tiled_noise_has_unit_spread() -> None:
+    """The tiled noise is scaled by the spread blurred white noise has (computed from the
+    kernel); measured over a large section it is 1, as the whole-section noise is."""
+    from connectome_query.reconstruct.synth.rendering import _noise
+
+    for sigma in (0.8, 1.5, 2.5, 6.0):
+        n = _noise(0, 5, (1024, 1024), (0, 0), (1024, 1024), sigma)
+        assert abs(float(n.std()) - 1.0) < 0.03 * (1 + sigma / 3), sigma
+        assert abs(float(n.mean())) < 0.05 * (1 + sigma / 3)
