@@ -6,8 +6,9 @@
    each registered by phase cross-correlation (scikit-image) and checked by the normalised
    correlation of the registered pixels; each accepted patch gives one point correspondence.
 3. A global least-squares fit of every tile's position and (small) rotation to all
-   correspondences at once (rigid per tile, linearised in the angle); a tile that matched
-   nothing stays at its nominal place, is reported, and its area is left out when it has
+   correspondences at once (rigid per tile, linearised in the angle; Huber-weighted, so
+   matches that disagree by a pixel or two all count and false ones fade: `robust_lstsq`);
+   a tile that matched nothing stays at its nominal place, is reported, and its area is left out when it has
    neighbours to cover it.
 4. Intensities: per-tile gain and offset fitted by least squares so that overlaps agree.
 5. Blending: each output pixel is the feathered mean of the tiles that cover it (weights grow
@@ -28,6 +29,7 @@ from skimage.registration import phase_cross_correlation
 MIN_MATCH_CORRELATION = 0.5
 """A patch match counts when the registered pixels correlate at least this well."""
 MAX_PATCH_DISAGREEMENT = 1.5
+"""Pixels by which a patch's offset may differ from the median of its overlap's patches."""
 MAX_FIT_RESIDUAL = 1.0
 """Pixels of misfit beyond which a correspondence's weight in the global fit falls (Huber):
 blurred overlaps give matches that disagree by 1-2 px, and each must still count, or a tile
@@ -37,7 +39,6 @@ GROSS_FIT_RESIDUAL = 4.0
 ROTATION_PRIOR = 60.0
 """Weight of a tile's angle (radians) against pixels of misfit: tiles rotate by milliradians,
 so a short overlap's noise must not turn into a rotation."""
-"""Pixels by which a patch's offset may differ from the median of its overlap's patches."""
 _PATCHES_PER_OVERLAP = 3
 
 
