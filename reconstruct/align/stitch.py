@@ -8,8 +8,8 @@
 3. A global least-squares fit of every tile's position and (small) rotation to all
    correspondences at once (rigid per tile, linearised in the angle; Huber-weighted, so
    matches that disagree by a pixel or two all count and false ones fade: `robust_lstsq`);
-   a tile that matched nothing stays at its nominal place, is reported, and its area is left out when it has
-   neighbours to cover it.
+   a tile that matched nothing stays at its nominal place, is reported, and its area is left
+   out when it has neighbours to cover it.
 4. Intensities: per-tile gain and offset fitted by least squares so that overlaps agree.
 5. Blending: each output pixel is the feathered mean of the tiles that cover it (weights grow
    with distance from a tile's edge); pixels no tile covers are marked missing.
