@@ -6,9 +6,10 @@
    each registered by phase cross-correlation (scikit-image) and checked by the normalised
    correlation of the registered pixels; each accepted patch gives one point correspondence.
 3. A global least-squares fit of every tile's position and (small) rotation to all
-   correspondences at once (rigid per tile, linearised in the angle); a tile that matched
-   nothing stays at its nominal place, is reported, and its area is left out when it has
-   neighbours to cover it.
+   correspondences at once (rigid per tile, linearised in the angle; Huber-weighted, so
+   matches that disagree by a pixel or two all count and false ones fade: `robust_lstsq`);
+   a tile that matched nothing stays at its nominal place, is reported, and its area is left
+   out when it has neighbours to cover it.
 4. Intensities: per-tile gain and offset fitted by least squares so that overlaps agree.
 5. Blending: each output pixel is the feathered mean of the tiles that cover it (weights grow
    with distance from a tile's edge); pixels no tile covers are marked missing.
@@ -28,12 +29,16 @@ from skimage.registration import phase_cross_correlation
 MIN_MATCH_CORRELATION = 0.5
 """A patch match counts when the registered pixels correlate at least this well."""
 MAX_PATCH_DISAGREEMENT = 1.5
+"""Pixels by which a patch's offset may differ from the median of its overlap's patches."""
 MAX_FIT_RESIDUAL = 1.0
-"""Pixels by which a correspondence may miss the global fit before it is dropped."""
+"""Pixels of misfit beyond which a correspondence's weight in the global fit falls (Huber):
+blurred overlaps give matches that disagree by 1-2 px, and each must still count, or a tile
+tied to its neighbours by them alone falls back to its nominal place."""
+GROSS_FIT_RESIDUAL = 4.0
+"""Pixels of misfit beyond which a correspondence is a false match and is dropped."""
 ROTATION_PRIOR = 60.0
 """Weight of a tile's angle (radians) against pixels of misfit: tiles rotate by milliradians,
 so a short overlap's noise must not turn into a rotation."""
-"""Pixels by which a patch's offset may differ from the median of its overlap's patches."""
 _PATCHES_PER_OVERLAP = 3
 
 
@@ -195,15 +200,7 @@ def _fit_positions(layout: Layout, matches: dict[tuple[int, int, int, int], list
             a_rows.append(row)
             b_rows.append(weak * nominal[i, d] if d < 2 else 0.0)
     a, b = np.array(a_rows), np.array(b_rows)
-    keep = np.ones(len(b), bool)
-    for _ in range(3):  # drop correspondences the others contradict, refit
-        sol = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0]
-        res = np.abs(a @ sol - b)
-        res[n_match:] = 0.0
-        bad = keep & (res > MAX_FIT_RESIDUAL)
-        if not bad.any():
-            break
-        keep &= ~bad
+    sol = robust_lstsq(a, b, n_match)
     sol = sol.reshape(n, 3)
     return sol[:, :2].reshape(rows, cols, 2), sol[:, 2].reshape(rows, cols)
 
@@ -237,6 +234,25 @@ def _fit_intensity(layout: Layout, matches: dict[tuple[int, int, int, int], list
     a2[-1, :] = 1.0
     offset = np.linalg.lstsq(a2, b2, rcond=None)[0]
     return gain.reshape(rows, cols), offset.reshape(rows, cols)
+
+
+def robust_lstsq(a: np.ndarray, b: np.ndarray, n_match: int, rounds: int = 20) -> np.ndarray:
+    """Minimise the Huber loss (scale `MAX_FIT_RESIDUAL`) of the first `n_match` rows of
+    a x - b plus the plain squares of the others (priors), by iteratively reweighted least
+    squares; rows missing by more than `GROSS_FIT_RESIDUAL` are dropped as false matches."""
+    w = np.ones(len(b))
+    sol = np.linalg.lstsq(a, b, rcond=None)[0]
+    for _ in range(rounds):
+        res = np.abs(a[:n_match] @ sol - b[:n_match])
+        w_new = np.ones(len(b))
+        w_new[:n_match] = np.where(res > GROSS_FIT_RESIDUAL, 0.0,
+                                   MAX_FIT_RESIDUAL / np.maximum(res, MAX_FIT_RESIDUAL))
+        if np.allclose(w_new, w, atol=1e-6):
+            break
+        w = w_new
+        s = np.sqrt(w)
+        sol = np.linalg.lstsq(a * s[:, None], b * s, rcond=None)[0]
+    return sol
 
 
 def tile_coordinates(p: np.ndarray, origin: np.ndarray, theta: float,

@@ -70,3 +70,61 @@ def test_a_tile_that_overlaps_nothing_is_named_and_left_out(raw_volume):
 def test_a_wrong_tile_grid_is_refused_with_the_section(raw_volume):
     with pytest.raises(ValueError, match="section 3"):
         stitch.stitch_section(raw_volume.tiles[3][:, :, :-2], raw_volume.layout, None, 3)
+
+
+def _exact_matches(layout: stitch.Layout, origins: np.ndarray
+                   ) -> dict[tuple[int, int, int, int], list]:
+    """Three correspondences per overlap from the true (unrotated) tile origins: a section
+    point p seen at p - origin in each tile."""
+    th, tw = layout.tile_shape
+    out: dict[tuple[int, int, int, int], list] = {}
+    for (ra, ca), (rb, cb), axis in stitch._pairs(layout.grid):
+        pts = []
+        for along in (24.0, 73.0, 122.0):
+            ua = np.array([th - layout.overlap / 2, along] if axis == 0
+                          else [along, tw - layout.overlap / 2])
+            p = origins[ra, ca] + ua
+            pts.append((ua, p - origins[rb, cb], 0.5, 0.1, 0.5, 0.1))
+        out[(ra, ca, rb, cb)] = pts
+    return out
+
+
+def test_tile_positions_survive_matches_that_disagree_by_pixels():
+    """A tile tied to the grid by two matches 1.2 px apart each way (as in a blurred overlap)
+    is placed at their mean, not at its nominal place; a false 12 px match is ignored."""
+    layout = stitch.Layout((2, 2), (148, 148), 40, (256, 256))
+    jitter = np.array([[[0.0, 0.0], [2.0, -1.0]], [[-1.5, 3.0], [1.0, 2.5]]])
+    true = layout.nominal_origins() + jitter
+    matches = _exact_matches(layout, true)
+    del matches[(1, 0, 1, 1)]  # tile (1, 0) hangs on its overlap with (0, 0) alone
+    pair = matches[(0, 0, 1, 0)]
+    for k, dx in ((0, 1.2), (2, -1.2)):
+        ua, ub, *rest = pair[k]
+        pair[k] = (ua, ub + np.array([0.0, dx]), *rest)
+    del pair[1]
+    ua, ub, *rest = matches[(0, 1, 1, 1)][1]
+    matches[(0, 1, 1, 1)][1] = (ua, ub + np.array([12.0, 0.0]), *rest)
+    origins, rotations = stitch._fit_positions(layout, matches, np.ones((2, 2), bool))
+    est = origins - origins.mean(axis=(0, 1))
+    exp = true - true.mean(axis=(0, 1))
+    assert np.abs(est - exp).max() < 0.1, est - exp
+    assert np.abs(rotations).max() < 1e-3
+
+
+def test_robust_lstsq_minimises_the_huber_loss():
+    """Against scipy's least_squares with the Huber loss on the same rows (all of them, the
+    prior rows fitting to well inside the loss's quadratic part)."""
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(40, 3))
+    b = a @ np.array([1.0, -2.0, 0.5]) + rng.normal(0, 0.6, 40)
+    b[:3] += np.array([2.5, -3.0, 2.0])  # moderate misfits: down-weighted, kept
+    a = np.vstack([a, 1e-3 * np.eye(3)])
+    b = np.concatenate([b, np.zeros(3)])
+    ours = stitch.robust_lstsq(a, b, 40, rounds=200)
+    ref = least_squares(lambda x: a @ x - b, np.zeros(3), loss="huber",
+                        f_scale=stitch.MAX_FIT_RESIDUAL, xtol=1e-12, ftol=1e-12).x
+    assert np.allclose(ours, ref, atol=1e-4), (ours, ref)
+    plain = np.linalg.lstsq(a, b, rcond=None)[0]
+    assert not np.allclose(plain, ref, atol=1e-2)  # the loss matters here
