@@ -30,6 +30,11 @@ def _dirs(text: str, what: str) -> list[Path]:
     return dirs
 
 
+def _names(dirs: str) -> str:
+    """Comma-separated directories by their names alone."""
+    return ",".join(Path(p.strip()).name for p in dirs.split(",") if p.strip())
+
+
 def _bar(description: str) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console)
@@ -132,10 +137,11 @@ def train_adapter(
                 raise ReconstructError(f"FFN {ffn_path}: {e}") from e
     except ReconstructError as e:
         raise fail(str(e), 1) from e
-    meta = {model.VOXEL_SIZE_KEY: list(vs), "a_dirs": a_dirs, "b_dirs": b_dirs,
-            "segmenter": {"path": str(net_path), "sha256": file_sha256(Path(net_path))}
+    # names, not paths: weights travel to other machines (and into the repository)
+    meta = {model.VOXEL_SIZE_KEY: list(vs), "a_dirs": _names(a_dirs), "b_dirs": _names(b_dirs),
+            "segmenter": {"path": Path(net_path).name, "sha256": file_sha256(Path(net_path))}
             if seg is not None else None,
-            "ffn": {"path": str(ffn_path), "sha256": file_sha256(Path(ffn_path))}
+            "ffn": {"path": Path(ffn_path).name, "sha256": file_sha256(Path(ffn_path))}
             if ffn_net is not None else None}
     t0 = time.perf_counter()
     with _bar("training") as prog:
@@ -226,6 +232,7 @@ def train_restorer(
             raise fail(str(e), 1) from e
     restorer.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)
     io.save_restorer(output, restorer)
-    fl = restorer.meta["final_losses"]
-    out.print(f"wrote {output} (last steps: L1 {fl['l1']:.3f}, seg {fl['seg']:.3f}); losses "
-              f"in {log_path}")
+    fl = {k: "-" if v is None else f"{v:.3f}"
+          for k, v in restorer.meta["final_losses"].items()}
+    out.print(f"wrote {output} (last steps: L1 {fl['l1']}, seg {fl['seg']}); losses in "
+              f"{log_path}")
