@@ -114,9 +114,11 @@ def main() -> None:
     adapters = {p.stem: io.load_adapter(p) for p in paths}
     reference = synth.synthesize(synth.SynthConfig(shape, VS, args.preset,  # type: ignore[arg-type]
                                                    REFERENCE_SEED)).image
-    con.print(f"training the ceiling network ({args.ceiling_steps} steps) ...")
-    net_b, t_ceiling = train_ceiling(shape, args.ceiling_volumes, args.ceiling_steps,  # type: ignore[arg-type]
-                                     net_a)
+    net_b, t_ceiling = None, 0.0
+    if args.ceiling_steps > 0:  # 0: no ceiling row (quick comparisons of adapters)
+        con.print(f"training the ceiling network ({args.ceiling_steps} steps) ...")
+        net_b, t_ceiling = train_ceiling(shape, args.ceiling_volumes,  # type: ignore[arg-type]
+                                         args.ceiling_steps, net_a)
     rows: dict[str, list[dict[str, Any]]] = {}
     t_translate, t_cheap, voxels = 0.0, 0.0, 0
     for adapter in adapters.values():  # compile outside the timing
@@ -145,8 +147,9 @@ def main() -> None:
                     (net_a, hist_clahe(img, reference, invert=True)),
                 **{f"A net, adapter (B -> A) {name}": (net_a, translated[name])
                    for name in adapters},
-                "ceiling: net fine-tuned on B truth": (net_b, img),
             }
+            if net_b is not None:
+                images["ceiling: net fine-tuned on B truth"] = (net_b, img)
             for name, (net, image) in images.items():
                 rows.setdefault(name, []).append({"seed": seed, **score(net, image, truth)})
                 con.print(f"seed {seed}: {name}: {rows[name][-1]}")
