@@ -6,8 +6,11 @@ Held-out style-A volumes (`synth-em`, seeds disjoint from the restorer's trainin
 damaged in their own frame as the front end meets damage (`adapt.degrade.bench_plan`: about
 one section in four blurred, folded, cracked, partly or wholly missing, and a run of two
 missing sections), with the damage's defect flags written as a prepared volume's
-`defects.zarr`. Each is reconstructed by `pipeline.reconstruct` (the watershed, synapses from
-the network's cleft channel) four ways, in one run:
+`defects.zarr`. Each is segmented in this process as a run segments it (the shipped affinity
+network, links touching a masked voxel severed as `engine.segmentation` does with
+`lattice.sever`, the seeded watershed, masked voxels segment 0, synapses from the cleft channel
+outside masked voxels; the join across wholly masked sections, `segment.gaps`, is left out)
+four ways, in one run:
 - damaged, flagged voxels masked (`connectome prepare --no-fill`);
 - flagged voxels filled from their neighbours along z and still masked (`prepare`'s default,
   `align.restore.fill_from_neighbours`; FILLED added to the flags);
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +35,19 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from connectome_query.reconstruct import io, pipeline, synth, training
+from connectome_query.reconstruct import (
+    affinity_net,
+    io,
+    lattice,
+    scoring,
+    segment,
+    synapses,
+    synth,
+    training,
+)
 from connectome_query.reconstruct.adapt import degrade, restore
 from connectome_query.reconstruct.align import restore as fill
-from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
-from connectome_query.reconstruct.engine.cluster import ClusterSpec
+from connectome_query.reconstruct.align.masks import LINE_DEFECTS, NO_DECISION, SECTION_DEFECTS, has
 
 VS = (40.0, 16.0, 16.0)
 DEFAULT_RESTORER = training.DEFAULT_NET.parent / "restorer.npz"
@@ -49,23 +59,22 @@ def load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def damaged_em(clean: Path, out: Path, image: np.ndarray, flags: np.ndarray) -> Path:
-    """A copy of the EM directory `clean` with `image` and the defect flags of a prepared
-    volume."""
-    shutil.copytree(clean, out)
-    info = io.read_volume_info(out)
-    attrs = {"voxel_size_nm_xyz": list(VS[::-1])}
-    shutil.rmtree(out / "image.zarr")
-    io.write_zarr(out / "image.zarr", image, attributes=attrs)
-    io.write_zarr(out / "defects.zarr", flags, attributes=attrs)
-    io.write_json(out / "volume.json", {**info, "defects": "defects.zarr"})
-    return out
-
-
-def scores(result: dict[str, Any]) -> dict[str, Any]:
-    p = result["pipeline"]
-    return {k: p[k] for k in ("nerl", "voi", "voi_split", "voi_merge", "synapses_predicted",
-                              "synapses_true", "synapses_matched", "synapse_f1")}
+def score(net: affinity_net.AffinityNet, image: np.ndarray, flags: np.ndarray | None,
+          truth: dict[str, Any]) -> dict[str, Any]:
+    """Segment and score `image`, taking no decision from voxels `flags` marks."""
+    affs, cleft = affinity_net.predict(net, image)
+    bad = has(flags, NO_DECISION) if flags is not None else np.zeros(image.shape, bool)
+    seg = segment.seeded_segmentation(lattice.sever(affs, bad), VS)
+    seg[bad] = 0
+    cleft = np.where(bad, 0, cleft)
+    sc = scoring.segmentation_scores(seg, truth, VS)
+    syn = synapses.detect(cleft, seg, image, VS)
+    syn["post_compartment"] = "unknown"
+    sm = scoring.synapse_metrics(seg, syn, truth)
+    return {"nerl": sc["nerl"], "voi": sc["voi"], "voi_split": sc["voi_split"],
+            "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
+            "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
+            "synapses_matched": sm["synapses_matched"]}
 
 
 def pooled_f1(rows: list[dict[str, Any]]) -> float:
@@ -80,43 +89,37 @@ def main() -> None:
     ap.add_argument("--seeds", default="201,202", help="held-out seeds")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
     ap.add_argument("--restorer", type=Path, default=DEFAULT_RESTORER)
-    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/restore.json"))
     args = ap.parse_args()
     con = Console(width=150)
     load0 = load()
     shape = tuple(int(v) for v in args.size.split(","))
     restorer = io.load_restorer(args.restorer)
-    spec = ClusterSpec(workers=args.workers, threads=1)
+    net = io.load_net(training.DEFAULT_NET)
     rows: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     t_restore, n_restore = 0.0, 0
     restore.restore(restorer, *degrade.degrade_volume(np.zeros((4, 64, 64), np.uint8),
                                                       [(1, "blur")], 0))  # compile
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            em = Path(tmp) / f"clean{seed}"
+    for seed in (int(v) for v in args.seeds.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            em = Path(tmp) / "em"
             io.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed))  # type: ignore[arg-type]
-            img = io.read_image(em, io.read_volume_info(em))
-            damaged, flags = degrade.degrade_volume(img, degrade.bench_plan(shape[0]), seed)
-            bad = has(flags, LINE_DEFECTS | SECTION_DEFECTS)
-            filled = fill.fill_from_neighbours(damaged, bad)
-            t = time.perf_counter()
-            restore.restore(restorer, damaged, flags)
-            t_restore += time.perf_counter() - t
-            n_restore += int(bad.any(axis=(1, 2)).sum()) * shape[1] * shape[2]
-            ems = {
-                METHODS[0]: (damaged_em(em, Path(tmp) / f"d{seed}", damaged, flags), None),
-                METHODS[1]: (damaged_em(em, Path(tmp) / f"f{seed}", filled,
-                                        np.where(bad, flags | np.uint8(Defect.FILLED), flags)),
-                             None),
-                METHODS[2]: (Path(tmp) / f"d{seed}", args.restorer),
-                METHODS[3]: (em, None),
-            }
-            for k, (name, (em_dir, weights)) in enumerate(ems.items()):
-                result = pipeline.reconstruct(em_dir, Path(tmp) / f"run{seed}_{k}", spec=spec,
-                                              restorer_path=weights)
-                rows[name].append({"seed": seed, **scores(result)})
-                con.print(f"seed {seed}: {name}: {rows[name][-1]}")
+            clean = io.read_image(em, io.read_volume_info(em))
+            truth = io.read_truth(em, clean.shape)
+        assert truth is not None
+        damaged, flags = degrade.degrade_volume(clean, degrade.bench_plan(shape[0]), seed)
+        bad = has(flags, LINE_DEFECTS | SECTION_DEFECTS)
+        t = time.perf_counter()
+        restored = restore.restore(restorer, damaged, flags)
+        t_restore += time.perf_counter() - t
+        n_restore += int(bad.any(axis=(1, 2)).sum()) * shape[1] * shape[2]
+        images = {METHODS[0]: (damaged, flags),
+                  METHODS[1]: (fill.fill_from_neighbours(damaged, bad), flags),
+                  METHODS[2]: (restored, restore.cleared(flags)),
+                  METHODS[3]: (clean, None)}
+        for name, (image, fl) in images.items():
+            rows[name].append({"seed": seed, **score(net, image, fl, truth)})
+            con.print(f"seed {seed}: {name}: {rows[name][-1]}")
     tab = Table(title=f"Damaged volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
     for c in ("method", "NERL", "VOI", "VOI split", "VOI merge", "synapse F1 (pooled)"):
         tab.add_column(c, justify="left" if c == "method" else "right")
