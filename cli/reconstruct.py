@@ -219,6 +219,10 @@ def reconstruct_cmd(
     adapter: Annotated[Path | None, typer.Option(
         help="adapter weights (train-adapter): translate the image into the segmenter's "
              "style first (a volume imaged unlike the training data)")] = None,
+    restore: Annotated[Path | None, typer.Option(
+        help="restorer weights (train-restorer): restore the voxels the volume's defect "
+             "flags mark (blur, folds, cracks, missing tissue) before segmenting, and take "
+             "decisions from them")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
@@ -244,7 +248,8 @@ def reconstruct_cmd(
                                           net_path=training.net_file(net), augment=augment,
                                           block=shape,
                                           spec=spec, clefts=clefts, segmenter=segmenter,
-                                          ffn_path=ffn, adapter_path=adapter)
+                                          ffn_path=ffn, adapter_path=adapter,
+                                          restorer_path=restore)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     if result:

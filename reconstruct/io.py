@@ -289,6 +289,20 @@ def load_adapter(path: Path) -> Any:
     return _load_weights(path, "adapter", "adapter weights", model.from_arrays)
 
 
+def save_restorer(path: Path, restorer: Any) -> None:
+    """Save restorer weights (`reconstruct/adapt/restore`) and metadata as one .npz file."""
+    from connectome_query.reconstruct.adapt import restore
+
+    _save_weights(path, restore.to_arrays(restorer))
+
+
+def load_restorer(path: Path) -> Any:
+    """Load weights saved by `save_restorer`, with a clear error for a missing or wrong file."""
+    from connectome_query.reconstruct.adapt import restore
+
+    return _load_weights(path, "restorer", "restorer weights", restore.from_arrays)
+
+
 # ------------------------------------------------------------------------ the EM directory
 
 def read_volume_info(em_dir: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectome_query.reconstruct import affinity_net, boundary, io, segment, skeleton, xp
+from connectome_query.reconstruct.adapt import restore_stage
 from connectome_query.reconstruct.adapt import stage as adapt_stage
 from connectome_query.reconstruct.engine import (
     cells,
@@ -89,7 +90,9 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                                Path(run.ffn_path))}} if run.ffn_path else {}),
                            # likewise only a run with an adapter names it
                            **({"adapter": {"sha256": file_sha256(Path(run.adapter_path))}}
-                              if run.adapter_path else {})}}
+                              if run.adapter_path else {}),
+                           **({"restorer": {"sha256": file_sha256(Path(run.restorer_path))}}
+                              if run.restorer_path else {})}}
 
 
 def _defects(em_dir: Path, info: dict[str, Any], shape: Triple
@@ -125,7 +128,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 spec: cluster.ClusterSpec | None = None,
                 clefts: str | None = None, segmenter: str = "watershed",
                 ffn_path: Path | None = None,
-                adapter_path: Path | None = None) -> dict[str, Any]:
+                adapter_path: Path | None = None,
+                restorer_path: Path | None = None) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
     Clefts come from the network's cleft channel unless `clefts="classifier"` or a voxel
@@ -133,7 +137,10 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine).
     `segmenter="ffn"` segments with the flood-filling network (`ffn_path`, default the shipped
     weights) instead of the watershed. `adapter_path` (`connectome train-adapter`) translates
-    the image into the segmenter's style first; every stage reads the translation."""
+    the image into the segmenter's style first; every stage reads the translation.
+    `restorer_path` (`connectome train-restorer`) restores the voxels the volume's defect
+    flags mark (blur, folds, cracks, missing tissue); later stages read the restored image
+    and take decisions from those voxels."""
     em_dir, out = Path(em_dir), Path(out_dir)
     progress = progress or Quiet()
     spec = spec or cluster.ClusterSpec()
@@ -161,6 +168,11 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         raise ReconstructError("ffn_path is for segmenter 'ffn'; the watershed does not use it")
     if adapter_path is not None:
         _check_adapter(Path(adapter_path), vs, affinities_path)
+    if restorer_path is not None:
+        restore_stage.check_restorer(Path(restorer_path), defects_path, em_dir)
+        if affinities_path is not None:
+            raise ReconstructError("restorer: --restore repairs the image for the affinity "
+                                   "network; it cannot be combined with --affinities")
     if block is None:
         stride = affinity_net.net_stride(io.load_net(net)) if uses_net else 1
         block = default_block(shape, cluster.local_shape(spec)[2], stride)
@@ -174,7 +186,8 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                       source, None, truth is not None, segmenter,
                       str(ffn.resolve()) if ffn is not None else None,
                       str(defects_path.resolve()) if defects_path is not None else None,
-                      str(Path(adapter_path).resolve()) if adapter_path is not None else None)
+                      str(Path(adapter_path).resolve()) if adapter_path is not None else None,
+                      str(Path(restorer_path).resolve()) if restorer_path is not None else None)
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":
@@ -191,10 +204,11 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         engine = Engine(client, manifest, progress)
         client.run(context.forget)
         context.forget()
-        result = _stages(engine, run, truth)
+        notes: dict[str, Any] = {}
+        result = _stages(engine, run, truth, notes)
     engine.timings["total_s"] = time.perf_counter() - t_start
     io.write_json(out / "run.json", _run_json(info, em_dir, run, engine.timings,
-                                              affinities_path, augment))
+                                              affinities_path, augment, notes))
     return result
 
 
@@ -208,10 +222,13 @@ def _check_adapter(path: Path, vs: tuple[float, float, float],
     adapt_stage.check_adapter(path, vs)
 
 
-def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None) -> dict[str, Any]:
+def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None,
+            notes: dict[str, Any]) -> dict[str, Any]:
     out = Path(run.run_dir)
     if run.adapter_path:
         adapt_stage.translate(engine, run)
+    if run.restorer_path:
+        run, notes["restored_voxels"] = restore_stage.restore_image(engine, run)
     sections = image.sections_of(engine, run)
     affs = predict.affinities_and_clefts(engine, run, sections)
     if run.segmenter == "ffn":
@@ -233,7 +250,8 @@ def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None) -> d
 
 
 def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dict[str, float],
-              affinities_path: Path | None, augment: bool) -> dict[str, Any]:
+              affinities_path: Path | None, augment: bool,
+              notes: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"voxel_size_nm": [float(v) for v in info["voxel_size_nm"]],
             "shape_zyx": list(run.shape), "source": str(em_dir.resolve()),
             "seed": info.get("seed"), "created_by": io.CREATED_BY, "preset": info.get("preset"),
@@ -245,4 +263,9 @@ def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dic
             "segmenter": run.segmenter, "ffn": run.ffn_path,
             "adapter": {"path": run.adapter_path, "sha256": file_sha256(Path(run.adapter_path)),
                         "image": "translated.zarr"} if run.adapter_path else None,
+            "restorer": {"path": run.restorer_path,
+                         "sha256": file_sha256(Path(run.restorer_path)),
+                         "image": "restored.zarr", "defects": "restored_defects.zarr",
+                         "restored_voxels": (notes or {}).get("restored_voxels")}
+            if run.restorer_path else None,
             "timings_s": {k: round(v, 3) for k, v in timings.items()}}

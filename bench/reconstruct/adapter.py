@@ -9,7 +9,7 @@ are segmented (affinity network, seeded watershed, synapses from the cleft chann
 - histogram matching + CLAHE (scikit-image): each section's contrast equalised locally, then its
   grey levels matched to a style-A reference volume (the cheap baseline);
 - the same after inverting the grey levels (a cheap fix that is told B's contrast is inverted);
-- the image translated B -> A by the adapter (`reconstruct/models/adapter_b.npz`);
+- the image translated B -> A by each adapter given (default `reconstruct/models/adapter_b.npz`);
 - the image as is, with an affinity network fine-tuned from the shipped one on style-B volumes
   with truth (the ceiling; `--ceiling-steps` steps, fewer than the shipped network's 900).
 Scores: NERL, VOI, synapse F1 (partners right), synapse counts pooled over the volumes. Also timed:
@@ -100,7 +100,8 @@ def main() -> None:
     ap.add_argument("--size", default="32,128,128", help="Z,Y,X of each held-out volume")
     ap.add_argument("--seeds", default="101,102", help="held-out style-B seeds")
     ap.add_argument("--preset", default="clean", choices=["clean", "noisy"])
-    ap.add_argument("--adapter", type=Path, default=DEFAULT_ADAPTER)
+    ap.add_argument("--adapter", type=Path, action="append",
+                    help="adapter weights (repeat to compare several; default: shipped)")
     ap.add_argument("--ceiling-steps", type=int, default=300)
     ap.add_argument("--ceiling-volumes", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/adapter.json"))
@@ -109,15 +110,19 @@ def main() -> None:
     load0 = load()
     shape = tuple(int(v) for v in args.size.split(","))
     net_a = io.load_net(training.DEFAULT_NET)
-    adapter = io.load_adapter(args.adapter)
+    paths = args.adapter or [DEFAULT_ADAPTER]
+    adapters = {p.stem: io.load_adapter(p) for p in paths}
     reference = synth.synthesize(synth.SynthConfig(shape, VS, args.preset,  # type: ignore[arg-type]
                                                    REFERENCE_SEED)).image
-    con.print(f"training the ceiling network ({args.ceiling_steps} steps) ...")
-    net_b, t_ceiling = train_ceiling(shape, args.ceiling_volumes, args.ceiling_steps,  # type: ignore[arg-type]
-                                     net_a)
+    net_b, t_ceiling = None, 0.0
+    if args.ceiling_steps > 0:  # 0: no ceiling row (quick comparisons of adapters)
+        con.print(f"training the ceiling network ({args.ceiling_steps} steps) ...")
+        net_b, t_ceiling = train_ceiling(shape, args.ceiling_volumes,  # type: ignore[arg-type]
+                                         args.ceiling_steps, net_a)
     rows: dict[str, list[dict[str, Any]]] = {}
     t_translate, t_cheap, voxels = 0.0, 0.0, 0
-    model.translate(adapter, np.zeros((1, 64, 64), np.uint8))  # compile outside the timing
+    for adapter in adapters.values():  # compile outside the timing
+        model.translate(adapter, np.zeros((1, 64, 64), np.uint8))
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             em = Path(tmp) / f"b{seed}"
@@ -130,17 +135,21 @@ def main() -> None:
             t = time.perf_counter()
             cheap = hist_clahe(img, reference)
             t_cheap += time.perf_counter() - t
-            t = time.perf_counter()
-            translated = model.translate(adapter, img)
-            t_translate += time.perf_counter() - t
+            translated = {}
+            for name, adapter in adapters.items():
+                t = time.perf_counter()
+                translated[name] = model.translate(adapter, img)
+                t_translate += (time.perf_counter() - t) / len(adapters)
             images = {
                 "A net, B image as is": (net_a, img),
                 "A net, histogram matching + CLAHE": (net_a, cheap),
                 "A net, inverted + histogram matching + CLAHE":
                     (net_a, hist_clahe(img, reference, invert=True)),
-                "A net, adapter (B -> A)": (net_a, translated),
-                "ceiling: net fine-tuned on B truth": (net_b, img),
+                **{f"A net, adapter (B -> A) {name}": (net_a, translated[name])
+                   for name in adapters},
             }
+            if net_b is not None:
+                images["ceiling: net fine-tuned on B truth"] = (net_b, img)
             for name, (net, image) in images.items():
                 rows.setdefault(name, []).append({"seed": seed, **score(net, image, truth)})
                 con.print(f"seed {seed}: {name}: {rows[name][-1]}")
@@ -160,15 +169,18 @@ def main() -> None:
     timing = {"translation_voxels_per_s": voxels / t_translate,
               "hist_clahe_voxels_per_s": voxels / t_cheap,
               "ceiling_training_s": t_ceiling, "ceiling_steps": args.ceiling_steps,
-              "adapter_training_s": adapter.meta.get("train_seconds_this_run"),
-              "adapter_steps": adapter.meta.get("steps"), "load_start": load0, "load_end": load1}
+              "adapter_training_s": {n: a.meta.get("train_seconds_this_run")
+                                     for n, a in adapters.items()},
+              "adapter_steps": {n: a.meta.get("steps") for n, a in adapters.items()},
+              "load_start": load0, "load_end": load1}
     con.print(f"translation {timing['translation_voxels_per_s'] / 1e6:.2f} Mvox/s, histogram "
               f"matching + CLAHE {timing['hist_clahe_voxels_per_s'] / 1e6:.2f} Mvox/s (ratio "
               f"{timing['translation_voxels_per_s'] / timing['hist_clahe_voxels_per_s']:.2f}); "
               f"ceiling training {t_ceiling:.0f} s; load {load0:.1f} -> {load1:.1f}")
     args.out.write_text(json.dumps({"size": args.size, "seeds": args.seeds,
                                     "preset": args.preset, "summary": summary, "rows": rows,
-                                    "timing": timing, "adapter_meta": adapter.meta},
+                                    "timing": timing,
+                                    "adapter_meta": {n: a.meta for n, a in adapters.items()}},
                                    indent=2, default=float) + "\n")
     con.print(f"wrote {args.out}")
 

@@ -11,6 +11,8 @@ truth of B is read). The generators minimise
   outputs per voxel). The cycle loss alone lets g_ba restore grey levels in ways the segmenter
   reads differently (a membrane's width, a cleft's darkness); this term ties g_ba's output to
   what the segmenter needs.
+- optionally `ffn` times the same for the flood-filling network's object masks grown from a
+  few fixed seeds (`consistency.ffn_term`), when the FFN segments.
 The discriminators minimise the least-squares loss on real crops and on the generators' current
 translations. Checkpoints hold all four networks, both optimisers' state, the step and the last
 losses; a resumed run draws the same crops as an unbroken one.
@@ -28,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from connectome_query.reconstruct import affinity_net, weights
-from connectome_query.reconstruct.adapt import intensity, model
+from connectome_query.reconstruct.adapt import consistency, intensity, model
 
-LOSSES = ("g_adv", "cycle", "seg", "d")
+LOSSES = ("g_adv", "cycle", "seg", "d", "ffn")
 """Names of the losses logged per step: the generators' adversarial loss, the cycle loss,
-the segmentation-consistency loss, the discriminators' loss."""
+the segmentation-consistency loss (affinity network), the discriminators' loss, the FFN's
+consistency loss (0 without the FFN term)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 25
     d_lr: float | None = None  # the discriminators' learning rate (default: lr)
+    ffn: float = 0.0  # weight of the FFN's consistency term (0: left out)
+    ffn_seeds: int = 4  # FFN seeds per crop
 
     def check(self) -> None:
         d, h, w = self.crop
@@ -57,9 +62,11 @@ class TrainConfig:
             raise ValueError("batch and checkpoint_every must be at least 1")
         if not self.lr > 0 or (self.d_lr is not None and not self.d_lr > 0):
             raise ValueError(f"lr and d_lr must be positive, got {self.lr}, {self.d_lr}")
-        if self.cycle < 0 or self.segmentation < 0:
+        if self.cycle < 0 or self.segmentation < 0 or self.ffn < 0:
             raise ValueError(f"loss weights must be >= 0, got cycle {self.cycle}, "
-                             f"segmentation {self.segmentation}")
+                             f"segmentation {self.segmentation}, ffn {self.ffn}")
+        if self.ffn_seeds < 1:
+            raise ValueError(f"ffn_seeds must be at least 1, got {self.ffn_seeds}")
 
 
 def _crop(vols: Sequence[np.ndarray], rng: np.random.Generator,
@@ -87,20 +94,12 @@ def batches(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], cfg: Tra
     return a, b
 
 
-def _section_normalised(x: Any) -> Any:
-    """Each section of each crop at zero mean and unit spread (as the segmenter reads
-    images; `sections.prepare`)."""
-    import jax.numpy as jnp
-
-    m = x.mean(axis=(2, 3), keepdims=True)
-    s = jnp.sqrt(((x - m) ** 2).mean(axis=(2, 3), keepdims=True) + 1e-6)
-    return (x - m) / s
-
-
 def losses_fn(gen: dict[str, Any], disc: dict[str, Any], seg: Any, a: Any, b: Any,
-              cfg_cycle: float, cfg_seg: float) -> tuple[Any, dict[str, Any]]:
-    """The generators' total loss and each term, for A crops `a` and B crops `b`."""
-    import jax
+              cfg_cycle: float, cfg_seg: float, ffn: Any = None, cfg_ffn: float = 0.0,
+              ffn_dilations: tuple[int, ...] = (), ffn_seeds: int = 4
+              ) -> tuple[Any, dict[str, Any]]:
+    """The generators' total loss and each term, for A crops `a` and B crops `b` (`seg`,
+    `ffn`: the frozen segmenters' parameters, None to leave their term out)."""
     import jax.numpy as jnp
 
     fake_b = model.generate(gen["g_ab"], a)
@@ -110,17 +109,13 @@ def losses_fn(gen: dict[str, Any], disc: dict[str, Any], seg: Any, a: Any, b: An
     adv = (jnp.mean((model.discriminate(disc["d_b"], fake_b) - 1.0) ** 2)
            + jnp.mean((model.discriminate(disc["d_a"], fake_a) - 1.0) ** 2))
     cyc = jnp.mean(jnp.abs(rec_a - a)) + jnp.mean(jnp.abs(rec_b - b))
-    if seg is None or cfg_seg == 0:
-        sc = jnp.zeros(())
-    else:
-        t = jax.lax.stop_gradient(
-            jax.nn.sigmoid(affinity_net.forward(seg, _section_normalised(a)[:, None])))
-        lg = affinity_net.forward(seg, _section_normalised(rec_a)[:, None])
-        bce = jnp.maximum(lg, 0) - lg * t + jnp.log1p(jnp.exp(-jnp.abs(lg)))
-        ent = -(t * jnp.log(t + 1e-7) + (1 - t) * jnp.log(1 - t + 1e-7))
-        sc = jnp.mean(bce - ent)
-    total = adv + cfg_cycle * cyc + cfg_seg * sc
-    return total, {"g_adv": adv, "cycle": cyc, "seg": sc, "fake_a": fake_a, "fake_b": fake_b}
+    sc = jnp.zeros(()) if seg is None or cfg_seg == 0 else \
+        consistency.affinity_term(seg, a, rec_a)
+    fc = jnp.zeros(()) if ffn is None or cfg_ffn == 0 else \
+        consistency.ffn_term(ffn, ffn_dilations, ffn_seeds, a, rec_a)
+    total = adv + cfg_cycle * cyc + cfg_seg * sc + cfg_ffn * fc
+    return total, {"g_adv": adv, "cycle": cyc, "seg": sc, "ffn": fc, "fake_a": fake_a,
+                   "fake_b": fake_b}
 
 
 def _d_loss(disc: dict[str, Any], a: Any, b: Any, fake_a: Any, fake_b: Any) -> Any:
@@ -134,23 +129,24 @@ def _d_loss(disc: dict[str, Any], a: Any, b: Any, fake_a: Any, fake_b: Any) -> A
 
 
 @functools.lru_cache(maxsize=4)
-def _step(cfg_cycle: float, cfg_seg: float, with_seg: bool) -> Callable[..., Any]:
+def _step(cfg_cycle: float, cfg_seg: float, with_seg: bool, cfg_ffn: float = 0.0,
+          ffn_dilations: tuple[int, ...] = (), ffn_seeds: int = 4) -> Callable[..., Any]:
     """One compiled step: the generators' Adam step, then the discriminators' on the
     translations of the same crops."""
     import jax
 
-    def step(gen: Any, disc: Any, opt_g: Any, opt_d: Any, seg: Any, a: Any, b: Any,
+    def step(gen: Any, disc: Any, opt_g: Any, opt_d: Any, seg: Any, ffn: Any, a: Any, b: Any,
              rate: float, d_rate: float) -> Any:
         s = seg if with_seg else None
         (_, parts), g = jax.value_and_grad(losses_fn, has_aux=True)(
-            gen, disc, s, a, b, cfg_cycle, cfg_seg)
+            gen, disc, s, a, b, cfg_cycle, cfg_seg, ffn, cfg_ffn, ffn_dilations, ffn_seeds)
         gen, opt_g = weights.adam(gen, opt_g, g, rate)
         fa = jax.lax.stop_gradient(parts["fake_a"])
         fb = jax.lax.stop_gradient(parts["fake_b"])
         d_val, gd = jax.value_and_grad(_d_loss)(disc, a, b, fa, fb)
         disc, opt_d = weights.adam(disc, opt_d, gd, d_rate)
         logged = {"g_adv": parts["g_adv"], "cycle": parts["cycle"], "seg": parts["seg"],
-                  "d": d_val}
+                  "d": d_val, "ffn": parts["ffn"]}
         return gen, disc, opt_g, opt_d, logged
 
     return jax.jit(step)
@@ -223,7 +219,9 @@ def load_checkpoint(path: Path, seed: int, width: int = model.WIDTH) -> dict[str
     try:
         with np.load(path, allow_pickle=False) as z:
             got = [z[f"leaf{i}"] for i in range(len(leaves))]
-            step, losses = int(z["step"]), [list(r) for r in z["losses"]]
+            step = int(z["step"])
+            # logs written before the FFN term had four columns
+            losses = [[*r, *[0.0] * (len(LOSSES) - len(r))] for r in z["losses"].tolist()]
             init = json.loads(str(z["init"]))
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"checkpoint {path} cannot be read as an adapter training "
@@ -241,10 +239,11 @@ def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int
           checkpoint: Path, segmenter: affinity_net.AffinityNet | None,
           cfg: TrainConfig = TrainConfig(), log: Path | None = None,
           tick: Callable[[int, dict[str, float]], None] = lambda i, losses: None,
-          meta: dict[str, Any] | None = None) -> model.Adapter:
+          meta: dict[str, Any] | None = None, ffn: Any = None) -> model.Adapter:
     """Train for `steps` steps in all (resuming from `checkpoint` when it exists), saving it
     every `cfg.checkpoint_every` steps; each step's losses are appended to `log` (JSON
-    lines). `segmenter` None leaves out the segmentation term (plain CycleGAN)."""
+    lines). `segmenter` None leaves out the segmentation term (plain CycleGAN); `ffn` (a
+    flood-filling network, `ffn.model.FFN`) adds its consistency term when `cfg.ffn` > 0."""
     import jax
     import jax.numpy as jnp
 
@@ -263,16 +262,23 @@ def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int
                                  f"the crop {cfg.crop}")
     as_jax = functools.partial(jax.tree_util.tree_map, jnp.asarray)
     seg = None if segmenter is None else as_jax(list(segmenter.params))
+    if cfg.ffn > 0 and ffn is None:
+        raise ValueError("the FFN consistency weight is above 0 but no FFN was given")
+    use_ffn = ffn is not None and cfg.ffn > 0
+    ffn_params = as_jax(list(ffn.params)) if use_ffn else None
+    ffn_dil = tuple(int(v) for v in ffn.dilations) if use_ffn else ()
     state = load_checkpoint(checkpoint, cfg.seed) if checkpoint.exists() else \
         fresh_state(a_vols, b_vols, cfg)
     gen, disc = as_jax(state["gen"]), as_jax(state["disc"])
     opt_g, opt_d = as_jax(state["opt_g"]), as_jax(state["opt_d"])
-    step = _step(float(cfg.cycle), float(cfg.segmentation), seg is not None)
+    step = _step(float(cfg.cycle), float(cfg.segmentation), seg is not None,
+                 float(cfg.ffn) if use_ffn else 0.0, ffn_dil, cfg.ffn_seeds)
     losses: list[list[float]] = list(state["losses"])
     meta = dict(meta or {})
     for i in range(int(state["step"]), steps):
         a, b = batches(a_vols, b_vols, cfg, i)
-        gen, disc, opt_g, opt_d, logged = step(gen, disc, opt_g, opt_d, seg, jnp.asarray(a),
+        gen, disc, opt_g, opt_d, logged = step(gen, disc, opt_g, opt_d, seg, ffn_params,
+                                               jnp.asarray(a),
                                                jnp.asarray(b), cfg.lr,
                                                cfg.lr if cfg.d_lr is None else cfg.d_lr)
         row = {k: float(logged[k]) for k in LOSSES}
@@ -291,6 +297,7 @@ def train(a_vols: Sequence[np.ndarray], b_vols: Sequence[np.ndarray], steps: int
                 "batch": cfg.batch, "lr": cfg.lr, "d_lr": cfg.d_lr or cfg.lr,
                 "cycle_weight": cfg.cycle,
                 "segmentation_weight": cfg.segmentation if segmenter is not None else 0.0,
+                "ffn_weight": cfg.ffn if use_ffn else 0.0, "ffn_seeds": cfg.ffn_seeds,
                 "seed": cfg.seed, "intensity_init": state["init"],
                 "final_losses": {k: float(recent[:, j].mean()) if len(recent) else None
                                  for j, k in enumerate(LOSSES)}}

@@ -47,6 +47,7 @@ class Run:
     ffn_path: str | None = None  # the flood-filling network's weights (segmenter "ffn")
     defects_path: str | None = None  # the EM directory's defect flags (a prepared volume)
     adapter_path: str | None = None  # translates the image before every stage (`adapt`)
+    restorer_path: str | None = None  # restores flagged voxels before every stage (`adapt`)
 
     @property
     def grid(self) -> Grid:
@@ -67,8 +68,11 @@ class Run:
 
     @property
     def image_path(self) -> Path:
-        """The image every stage reads: the EM directory's, or its translation by the
-        adapter (`RUN_DIR/translated.zarr`)."""
+        """The image every stage reads: the EM directory's, its translation by the
+        adapter (`RUN_DIR/translated.zarr`), or either with its flagged voxels restored
+        (`RUN_DIR/restored.zarr`)."""
+        if self.restorer_path:
+            return self.path("restored.zarr")
         if self.adapter_path:
             return self.path("translated.zarr")
         return Path(self.em_dir) / "image.zarr"
