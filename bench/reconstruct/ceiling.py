@@ -67,7 +67,7 @@ def score_volume(em: Path, model: boundary.AffinityModel, net: affinity_net.Affi
     s_ours = scoring.synapse_metrics(seg, syn, truth)
     s_pc = scoring.synapse_metrics(gt, syn_pc, truth)
     s_ceil = scoring.synapse_metrics(gt, syn_true, truth)
-    return {"em": str(em), "predict_s": t_pred,
+    return {"em": em.name, "predict_s": t_pred,
             "nerl": ours["nerl"], "voi_split": ours["voi_split"],
             "voi_merge": ours["voi_merge"],
             "nerl_true_affinities": ceil["nerl"], "voi_true_affinities": ceil["voi"],
