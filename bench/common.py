@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from rich.table import Table
+
 from connectome_query.graphdb.local_server import LocalNeo4j
 from connectome_query.graphdb.settings import NEO4J_VERSION, LocalServerConfig, cache_dir
 from connectome_query.ingest.synth_connectome import synth_connectome
@@ -131,3 +134,28 @@ def old_tree(commit: str, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
+
+
+def pooled_f1(rows: list[dict[str, Any]]) -> float:
+    """Synapse F1 over several volumes' matches pooled (not the mean of their F1s)."""
+    tp = sum(r["synapses_matched"] for r in rows)
+    n = sum(r["synapses_predicted"] + r["synapses_true"] for r in rows)
+    return 2 * tp / n if n else 0.0
+
+
+def quality_table(rows: dict[str, list[dict[str, Any]]], title: str
+                  ) -> tuple[Table, dict[str, dict[str, float]]]:
+    """Per method, the mean NERL and VOI over volumes and the pooled synapse F1: the table and
+    the summary the JSON record keeps."""
+    tab = Table(title=title)
+    for c in ("method", "NERL", "VOI", "VOI split", "VOI merge", "synapse F1 (pooled)"):
+        tab.add_column(c, justify="left" if c == "method" else "right")
+    summary: dict[str, dict[str, float]] = {}
+    for name, rs in rows.items():
+        m = {k: float(np.mean([r[k] for r in rs])) for k in ("nerl", "voi", "voi_split",
+                                                            "voi_merge")}
+        m["synapse_f1_pooled"] = pooled_f1(rs)
+        summary[name] = m
+        tab.add_row(name, f"{m['nerl']:.3f}", f"{m['voi']:.3f}", f"{m['voi_split']:.3f}",
+                    f"{m['voi_merge']:.3f}", f"{m['synapse_f1_pooled']:.3f}")
+    return tab, summary

@@ -22,6 +22,15 @@ from connectome_query.reconstruct.errors import ReconstructError
 
 app = typer.Typer()
 
+# The options both training commands take.
+OutOption = Annotated[Path, typer.Option("--out", help="where to save the weights (.npz)")]
+StepsOption = Annotated[int, typer.Option(
+    help="optimiser steps in all (a resumed run counts the steps done)")]
+CheckpointOption = Annotated[Path | None, typer.Option(
+    help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")]
+LogOption = Annotated[Path | None, typer.Option(
+    help="loss log, one JSON line per step (default OUT.log.jsonl; appended)")]
+
 
 def _dirs(text: str, what: str) -> list[Path]:
     dirs = [Path(p.strip()) for p in text.split(",") if p.strip()]
@@ -65,9 +74,8 @@ def train_adapter(
     b_dirs: Annotated[str, typer.Argument(
         metavar="B_DIRS", help="EM directories of the new volume's style, comma-separated "
                                "(their truth, if any, is never read)")],
-    output: Annotated[Path, typer.Option("--out", help="where to save the weights (.npz)")],
-    steps: Annotated[int, typer.Option(help="optimiser steps in all (a resumed run counts "
-                                            "the steps done)")] = 400,
+    output: OutOption,
+    steps: StepsOption = 400,
     net: Annotated[Path | None, typer.Option(
         help="the segmenter (affinity-network weights) whose output the translation must "
              "keep; default: shipped")] = None,
@@ -86,11 +94,9 @@ def train_adapter(
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-4,
     d_lr: Annotated[float | None, typer.Option(
         help="the discriminators' learning rate (default: --lr)")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(
-        help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
+    checkpoint: CheckpointOption = None,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 25,
-    log: Annotated[Path | None, typer.Option(
-        help="loss log, one JSON line per step (default OUT.log.jsonl; appended)")] = None,
+    log: LogOption = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train generators B->A and A->B with discriminators (least-squares GAN), the cycle loss
@@ -169,9 +175,8 @@ def train_restorer(
     dirs: Annotated[str, typer.Argument(
         metavar="DIRS", help="clean EM directories in the segmenter's style, comma-separated "
                              "(damaged on the fly; their truth is never read)")],
-    output: Annotated[Path, typer.Option("--out", help="where to save the weights (.npz)")],
-    steps: Annotated[int, typer.Option(help="optimiser steps in all (a resumed run counts "
-                                            "the steps done)")] = 400,
+    output: OutOption,
+    steps: StepsOption = 400,
     net: Annotated[Path | None, typer.Option(
         help="the segmenter (affinity-network weights) whose output the restoration must "
              "match; default: shipped")] = None,
@@ -180,10 +185,8 @@ def train_restorer(
     crop: Annotated[str, typer.Option(help="training crop Z,Y,X (Y, X even)")] = "4,64,64",
     batch: Annotated[int, typer.Option(help="crops per step")] = 4,
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
-    checkpoint: Annotated[Path | None, typer.Option(
-        help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
-    log: Annotated[Path | None, typer.Option(
-        help="loss log, one JSON line per step (default OUT.log.jsonl; appended)")] = None,
+    checkpoint: CheckpointOption = None,
+    log: LogOption = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the restorer (reconstruct/adapt/restore.py) on clean volumes damaged as the front

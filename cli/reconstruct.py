@@ -23,6 +23,14 @@ from connectome_query.reconstruct.progress import Tick, no_progress
 
 app = typer.Typer()
 
+# The Dask options synth-em and reconstruct share.
+SchedulerOption = Annotated[str | None, typer.Option(
+    help="address of a running Dask scheduler (tcp://HOST:PORT); default "
+         "DASK_SCHEDULER_ADDRESS, else a LocalCluster for this run")]
+WorkersOption = Annotated[int | None, typer.Option(help="local workers (default: one per core)")]
+WorkerMemoryOption = Annotated[str | None, typer.Option(
+    help="memory limit per local worker, e.g. 1.5GB")]
+
 
 @contextmanager
 def rich_progress(enabled: bool = True) -> Iterator[Tick]:
@@ -99,15 +107,11 @@ def synth_em(
     style: Annotated[str, typer.Option(
         help="imaging style: a (what the shipped networks learnt) or b (the same tissue with "
              "bright, thick membranes, compressed grey levels, other blur and noise)")] = "a",
-    scheduler: Annotated[str | None, typer.Option(
-        help="address of a running Dask scheduler (tcp://HOST:PORT); default "
-             "DASK_SCHEDULER_ADDRESS, else a LocalCluster for this run")] = None,
+    scheduler: SchedulerOption = None,
     block: Annotated[str | None, typer.Option(
         help="block shape Z,Y,X each task renders (default 32,256,256)")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="local workers (default: one per core)")] = None,
-    worker_memory: Annotated[str | None, typer.Option(
-        help="memory limit per local worker, e.g. 1.5GB")] = None,
+    workers: WorkersOption = None,
+    worker_memory: WorkerMemoryOption = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Write a synthetic EM volume with ground truth (see reconstruct/RUN_DIR.md): planned
@@ -188,15 +192,11 @@ def reconstruct_cmd(
     em_dir: Annotated[Path, typer.Argument(help="EM directory (volume.json, image.zarr)")],
     out_run_dir: Annotated[Path, typer.Argument(
         help="run directory to write (or to finish: a second run resumes)")],
-    scheduler: Annotated[str | None, typer.Option(
-        help="address of a running Dask scheduler (tcp://HOST:PORT); default "
-             "DASK_SCHEDULER_ADDRESS, else a LocalCluster for this run")] = None,
+    scheduler: SchedulerOption = None,
     block: Annotated[str | None, typer.Option(
         help="block shape Z,Y,X; default from the memory per worker")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="local workers (default: one per core)")] = None,
-    worker_memory: Annotated[str | None, typer.Option(
-        help="memory limit per local worker, e.g. 1.5GB")] = None,
+    workers: WorkersOption = None,
+    worker_memory: WorkerMemoryOption = None,
     model: Annotated[Path | None, typer.Option(
         help="voxel classifier (train-model) for the clefts")] = None,
     clefts: Annotated[str, typer.Option(

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from bench.common import quality_table
 from connectome_query.reconstruct import (
     affinity_net,
     io,
@@ -73,13 +73,6 @@ def score(net: affinity_net.AffinityNet, image: np.ndarray, truth: dict[str, Any
             "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
             "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
             "synapses_matched": sm["synapses_matched"]}
-
-
-def pooled_f1(rows: list[dict[str, Any]]) -> float:
-    tp = sum(r["synapses_matched"] for r in rows)
-    n_p = sum(r["synapses_predicted"] for r in rows)
-    n_t = sum(r["synapses_true"] for r in rows)
-    return 2 * tp / (n_p + n_t) if n_p + n_t else 0.0
 
 
 def train_ceiling(shape: tuple[int, int, int], n: int, steps: int,
@@ -153,17 +146,8 @@ def main() -> None:
             for name, (net, image) in images.items():
                 rows.setdefault(name, []).append({"seed": seed, **score(net, image, truth)})
                 con.print(f"seed {seed}: {name}: {rows[name][-1]}")
-    tab = Table(title=f"Style-B volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
-    for c in ("method", "NERL", "VOI", "VOI split", "VOI merge", "synapse F1 (pooled)"):
-        tab.add_column(c, justify="left" if c == "method" else "right")
-    summary: dict[str, Any] = {}
-    for name, rs in rows.items():
-        m = {k: float(np.mean([r[k] for r in rs])) for k in ("nerl", "voi", "voi_split",
-                                                            "voi_merge")}
-        m["synapse_f1_pooled"] = pooled_f1(rs)
-        summary[name] = m
-        tab.add_row(name, f"{m['nerl']:.3f}", f"{m['voi']:.3f}", f"{m['voi_split']:.3f}",
-                    f"{m['voi_merge']:.3f}", f"{m['synapse_f1_pooled']:.3f}")
+    tab, summary = quality_table(
+        rows, f"Style-B volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
     con.print(tab)
     load1 = load()
     timing = {"translation_voxels_per_s": voxels / t_translate,

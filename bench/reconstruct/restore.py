@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from bench.common import quality_table
 from connectome_query.reconstruct import (
     affinity_net,
     io,
@@ -77,11 +77,6 @@ def score(net: affinity_net.AffinityNet, image: np.ndarray, flags: np.ndarray | 
             "synapses_matched": sm["synapses_matched"]}
 
 
-def pooled_f1(rows: list[dict[str, Any]]) -> float:
-    tp = sum(r["synapses_matched"] for r in rows)
-    n = sum(r["synapses_predicted"] + r["synapses_true"] for r in rows)
-    return 2 * tp / n if n else 0.0
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -120,17 +115,8 @@ def main() -> None:
         for name, (image, fl) in images.items():
             rows[name].append({"seed": seed, **score(net, image, fl, truth)})
             con.print(f"seed {seed}: {name}: {rows[name][-1]}")
-    tab = Table(title=f"Damaged volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
-    for c in ("method", "NERL", "VOI", "VOI split", "VOI merge", "synapse F1 (pooled)"):
-        tab.add_column(c, justify="left" if c == "method" else "right")
-    summary: dict[str, Any] = {}
-    for name, rs in rows.items():
-        m = {k: float(np.mean([r[k] for r in rs])) for k in ("nerl", "voi", "voi_split",
-                                                            "voi_merge")}
-        m["synapse_f1_pooled"] = pooled_f1(rs)
-        summary[name] = m
-        tab.add_row(name, f"{m['nerl']:.3f}", f"{m['voi']:.3f}", f"{m['voi_split']:.3f}",
-                    f"{m['voi_merge']:.3f}", f"{m['synapse_f1_pooled']:.3f}")
+    tab, summary = quality_table(
+        rows, f"Damaged volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
     con.print(tab)
     load1 = load()
     timing = {"restoration_voxels_per_s": n_restore / t_restore, "load_start": load0,
