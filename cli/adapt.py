@@ -67,6 +67,24 @@ def _volumes(dirs: list[Path], what: str) -> tuple[list[Any], tuple[float, float
     return imgs, vs
 
 
+def _segmenter(net_path: Path, vs: tuple[float, float, float]) -> Any:
+    """The frozen affinity network a consistency loss runs, checked against the voxel size."""
+    from connectome_query.reconstruct import affinity_net, io
+
+    seg = io.load_net(net_path)
+    try:
+        affinity_net.check_voxel_size(seg, vs)
+    except ValueError as e:
+        raise ReconstructError(f"segmenter {net_path}: {e}") from e
+    return seg
+
+
+def _run_files(output: Path, checkpoint: Path | None, log: Path | None) -> tuple[Path, Path]:
+    """The checkpoint and the loss log of a training run (default: beside OUT)."""
+    return (checkpoint or output.with_name(output.name + ".ckpt.npz"),
+            log or output.with_name(output.name + ".log.jsonl"))
+
+
 @app.command("train-adapter")
 def train_adapter(
     a_dirs: Annotated[str, typer.Argument(
@@ -102,7 +120,7 @@ def train_adapter(
     """Train generators B->A and A->B with discriminators (least-squares GAN), the cycle loss
     and SECGAN's segmentation-consistency loss from the frozen segmenter (see
     reconstruct/adapt/); `connectome reconstruct --adapter OUT` then translates B volumes."""
-    from connectome_query.reconstruct import affinity_net, io, training
+    from connectome_query.reconstruct import io, training
     from connectome_query.reconstruct.adapt import model
     from connectome_query.reconstruct.adapt import training as adapt_training
     from connectome_query.reconstruct.engine.grid import parse_triple
@@ -119,8 +137,7 @@ def train_adapter(
         cfg.check()
     except ValueError as e:
         raise fail(str(e), 2) from e
-    ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
-    log_path = log or output.with_name(output.name + ".log.jsonl")
+    ckpt, log_path = _run_files(output, checkpoint, log)
     net_path = net or training.DEFAULT_NET
     try:
         a_imgs, vs = _volumes(_dirs(a_dirs, "A_DIRS"), "A_DIRS")
@@ -128,12 +145,7 @@ def train_adapter(
         if vs_b != vs:
             raise ReconstructError(f"B_DIRS have voxel size {list(vs_b[::-1])} nm, A_DIRS "
                                    f"{list(vs[::-1])}: both styles must share it")
-        seg = io.load_net(net_path) if segmentation_weight > 0 else None
-        if seg is not None:
-            try:
-                affinity_net.check_voxel_size(seg, vs)
-            except ValueError as e:
-                raise ReconstructError(f"segmenter {net_path}: {e}") from e
+        seg = _segmenter(net_path, vs) if segmentation_weight > 0 else None
         ffn_path = ffn or training.DEFAULT_FFN
         ffn_net = io.load_ffn(ffn_path) if ffn_weight > 0 else None
         if ffn_net is not None:
@@ -193,8 +205,8 @@ def train_restorer(
     end sees damage (blur, folds, cracks, missing tissue), with the L1 loss and the adapter's
     segmentation-consistency loss; `connectome reconstruct --restore OUT` then restores the
     voxels a prepared volume's defects.zarr flags."""
-    from connectome_query.reconstruct import affinity_net, io, training
-    from connectome_query.reconstruct.adapt import restore_training
+    from connectome_query.reconstruct import io, training
+    from connectome_query.reconstruct.adapt import model, restore_training
     from connectome_query.reconstruct.engine.grid import parse_triple
     from connectome_query.reconstruct.engine.manifest import file_sha256
 
@@ -206,20 +218,14 @@ def train_restorer(
         cfg.check()
     except ValueError as e:
         raise fail(str(e), 2) from e
-    ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
-    log_path = log or output.with_name(output.name + ".log.jsonl")
+    ckpt, log_path = _run_files(output, checkpoint, log)
     net_path = net or training.DEFAULT_NET
     try:
         imgs, vs = _volumes(_dirs(dirs, "DIRS"), "DIRS")
-        seg = io.load_net(net_path) if segmentation_weight > 0 else None
-        if seg is not None:
-            try:
-                affinity_net.check_voxel_size(seg, vs)
-            except ValueError as e:
-                raise ReconstructError(f"segmenter {net_path}: {e}") from e
+        seg = _segmenter(net_path, vs) if segmentation_weight > 0 else None
     except ReconstructError as e:
         raise fail(str(e), 1) from e
-    meta = {"voxel_size_nm_zyx": list(vs), "volumes": len(imgs),
+    meta = {model.VOXEL_SIZE_KEY: list(vs), "volumes": len(imgs),
             "segmenter": {"sha256": file_sha256(Path(net_path))} if seg is not None else None}
     t0 = time.perf_counter()
     with _bar("training") as prog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -20,6 +20,9 @@ from rich.table import Table
 from connectome_query.cli.console import console, fail, out
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.progress import Tick, no_progress
+
+if TYPE_CHECKING:
+    from connectome_query.reconstruct.engine.cluster import ClusterSpec
 
 app = typer.Typer()
 
@@ -76,6 +79,21 @@ def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
     return a, b, c
 
 
+def _cluster_options(scheduler: str | None, block: str | None, workers: int | None,
+                     worker_memory: str | None) -> tuple[ClusterSpec, tuple[int, int, int] | None]:
+    """The Dask options synth-em and reconstruct share, checked: the cluster and the block."""
+    from connectome_query.reconstruct.engine.cluster import ClusterSpec
+    from connectome_query.reconstruct.engine.grid import parse_triple
+
+    try:
+        shape = parse_triple(block, "--block") if block is not None else None
+    except ValueError as e:
+        raise fail(str(e), 2) from e
+    if workers is not None and workers < 1:
+        raise fail("--workers must be at least 1", 2)
+    return ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory), shape
+
+
 def metrics_table(result: dict[str, Any]) -> Table:
     """Rich table of pipeline vs baseline metrics."""
     cols = [k for k in result if isinstance(result[k], dict)]
@@ -118,17 +136,10 @@ def synth_em(
     once, rendered block by block on Dask (the raw preset: in this process)."""
     from connectome_query.reconstruct import synth
     from connectome_query.reconstruct.engine import synth as engine_synth
-    from connectome_query.reconstruct.engine.cluster import ClusterSpec
-    from connectome_query.reconstruct.engine.grid import parse_triple
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
-    try:
-        shape = parse_triple(block, "--block") if block is not None else None
-    except ValueError as e:
-        raise fail(str(e), 2) from e
-    if workers is not None and workers < 1:
-        raise fail("--workers must be at least 1", 2)
+    spec, shape = _cluster_options(scheduler, block, workers, worker_memory)
     if preset == "raw" and style != "a":
         raise fail("--style is for the clean and noisy presets", 2)
     if preset == "raw":  # tiles of deformed, damaged sections, with the truth
@@ -147,7 +158,6 @@ def synth_em(
         cfg = synth.SynthConfig((z, y, x), (vz, vy, vx), preset, seed, style)
     except ValueError as e:
         raise fail(str(e), 2) from e
-    spec = ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory)
     try:
         with stage_progress(not quiet) as progress:
             engine_synth.write_synthetic(out_dir, cfg, spec, shape, progress)
@@ -228,20 +238,12 @@ def reconstruct_cmd(
     """EM volume -> segmentation, synapses, skeletons, compartments (+ metrics), on Dask
     over 3-D blocks (see reconstruct/RUN_DIR.md and docs/scaling.md)."""
     from connectome_query.reconstruct import pipeline, training
-    from connectome_query.reconstruct.engine.cluster import ClusterSpec
-    from connectome_query.reconstruct.engine.grid import parse_triple
 
-    try:
-        shape = parse_triple(block, "--block") if block is not None else None
-    except ValueError as e:
-        raise fail(str(e), 2) from e
-    if workers is not None and workers < 1:
-        raise fail("--workers must be at least 1", 2)
+    spec, shape = _cluster_options(scheduler, block, workers, worker_memory)
     if segmenter not in ("watershed", "ffn"):
         raise fail(f"--segmenter must be 'watershed' or 'ffn', got {segmenter!r}", 2)
     if ffn is not None and segmenter != "ffn":
         raise fail("--ffn is for --segmenter ffn", 2)
-    spec = ClusterSpec(scheduler=scheduler, workers=workers, worker_memory=worker_memory)
     try:
         with stage_progress(not quiet) as progress:
             result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
