@@ -136,6 +136,38 @@ def old_tree(commit: str, into: Path) -> Path:
     return into
 
 
+def load_1min() -> float:
+    """The 1-minute load average, recorded beside every figure."""
+    return os.getloadavg()[0]
+
+
+def segmentation_quality(net: Any, image: np.ndarray, truth: dict[str, Any],
+                         vs: tuple[float, float, float], flags: np.ndarray | None = None
+                         ) -> dict[str, Any]:
+    """Segment `image` with the watershed on `net`'s affinities and score it against the truth
+    (NERL, VOI, synapse counts for a pooled F1); with `flags`, no decision is taken from the
+    voxels they mark, as the engine does."""
+    from connectome_query.reconstruct import affinity_net, lattice, scoring, segment, synapses
+    from connectome_query.reconstruct.align.masks import NO_DECISION, has
+
+    affs, cleft = affinity_net.predict(net, image)
+    if flags is None:
+        seg = segment.seeded_segmentation(affs, vs)
+    else:
+        bad = has(flags, NO_DECISION)
+        seg = segment.seeded_segmentation(lattice.sever(affs, bad), vs)
+        seg[bad] = 0
+        cleft = np.where(bad, 0, cleft)
+    sc = scoring.segmentation_scores(seg, truth, vs)
+    syn = synapses.detect(cleft, seg, image, vs)
+    syn["post_compartment"] = "unknown"
+    sm = scoring.synapse_metrics(seg, syn, truth)
+    return {"nerl": sc["nerl"], "voi": sc["voi"], "voi_split": sc["voi_split"],
+            "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
+            "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
+            "synapses_matched": sm["synapses_matched"]}
+
+
 def pooled_f1(rows: list[dict[str, Any]]) -> float:
     """Synapse F1 over several volumes' matches pooled (not the mean of their F1s)."""
     tp = sum(r["synapses_matched"] for r in rows)

@@ -29,13 +29,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.common import quality_table
+from bench.common import load_1min, quality_table, segmentation_quality
 from connectome_query.reconstruct import (
     affinity_net,
     io,
-    scoring,
-    segment,
-    synapses,
     synth,
     training,
 )
@@ -47,9 +44,6 @@ CEILING_SEED = 4_200_001  # style-B training volumes of the ceiling network
 REFERENCE_SEED = 4_300_001  # the style-A volume the cheap baseline matches histograms to
 
 
-def load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
 
 def hist_clahe(img: np.ndarray, reference: np.ndarray, invert: bool = False) -> np.ndarray:
     """Per section CLAHE, then the volume's grey levels matched to `reference`'s."""
@@ -60,19 +54,6 @@ def hist_clahe(img: np.ndarray, reference: np.ndarray, invert: bool = False) -> 
     matched = exposure.match_histograms(eq, reference.astype(np.float64))
     return np.clip(np.rint(matched), 0, 255).astype(np.uint8)
 
-
-def score(net: affinity_net.AffinityNet, image: np.ndarray, truth: dict[str, Any]
-          ) -> dict[str, Any]:
-    affs, cleft = affinity_net.predict(net, image)
-    seg = segment.seeded_segmentation(affs, VS)
-    sc = scoring.segmentation_scores(seg, truth, VS)
-    syn = synapses.detect(cleft, seg, image, VS)
-    syn["post_compartment"] = "unknown"
-    sm = scoring.synapse_metrics(seg, syn, truth)
-    return {"nerl": sc["nerl"], "voi": sc["voi"], "voi_split": sc["voi_split"],
-            "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
-            "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
-            "synapses_matched": sm["synapses_matched"]}
 
 
 def train_ceiling(shape: tuple[int, int, int], n: int, steps: int,
@@ -100,7 +81,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/adapter.json"))
     args = ap.parse_args()
     con = Console(width=150)
-    load0 = load()
+    load0 = load_1min()
     shape = tuple(int(v) for v in args.size.split(","))
     net_a = io.load_net(training.DEFAULT_NET)
     paths = args.adapter or [DEFAULT_ADAPTER]
@@ -144,12 +125,13 @@ def main() -> None:
             if net_b is not None:
                 images["ceiling: net fine-tuned on B truth"] = (net_b, img)
             for name, (net, image) in images.items():
-                rows.setdefault(name, []).append({"seed": seed, **score(net, image, truth)})
+                quality = segmentation_quality(net, image, truth, VS)
+                rows.setdefault(name, []).append({"seed": seed, **quality})
                 con.print(f"seed {seed}: {name}: {rows[name][-1]}")
     tab, summary = quality_table(
         rows, f"Style-B volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
     con.print(tab)
-    load1 = load()
+    load1 = load_1min()
     timing = {"translation_voxels_per_s": voxels / t_translate,
               "hist_clahe_voxels_per_s": voxels / t_cheap,
               "ceiling_training_s": t_ceiling, "ceiling_steps": args.ceiling_steps,

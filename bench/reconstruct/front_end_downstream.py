@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common import load_1min
 from connectome_query.reconstruct import io, scoring
 from connectome_query.reconstruct.align import stitch, truth_frame, warp
 from connectome_query.reconstruct.align.masks import NO_DECISION, Defect, has
@@ -42,10 +43,6 @@ KEYS = ("nerl", "nerl_truth_labels", "erl_nm", "erl_truth_nm", "erl_truth_pieces
         "voi_split", "voi_merge", "synapse_f1", "synapse_precision", "synapse_recall",
         "synapses_true", "n_segments")
 MAP_STRIDE = 32
-
-
-def load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def naive_em(raw_dir: Path, em_dir: Path) -> None:
@@ -179,11 +176,11 @@ def main() -> None:
     ap.add_argument("--prepare-args", default="", help="extra `connectome prepare` options")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    start = load()
+    start = load_1min()
     results = [one_seed(args.work / f"seed{s}", args.size, int(s), args.workers,
                         args.prepare_args.split()) for s in args.seeds.split(",")]
     report = {"size_xyz": args.size, "prepare_args": args.prepare_args, "results": results,
-              "load_1min": [start, load()]}
+              "load_1min": [start, load_1min()]}
     print(json.dumps(report, indent=1, default=float))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")

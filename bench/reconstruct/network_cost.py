@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import load_1min
 from connectome_query.reconstruct import (
     affinity_net,
     distil,
@@ -35,10 +36,6 @@ from connectome_query.reconstruct import (
 )
 
 
-def _load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def score(net: affinity_net.AffinityNet, img: np.ndarray, truth: dict[str, Any],
           vs: tuple[float, float, float], tile: tuple[int, int, int],
           warm_up: bool) -> dict[str, Any]:
@@ -46,7 +43,7 @@ def score(net: affinity_net.AffinityNet, img: np.ndarray, truth: dict[str, Any],
     (after an untimed run first if `warm_up`)."""
     if warm_up:  # compile this tile shape outside the timing
         affinity_net.predict(net, img, tile=tile)
-    load = _load()
+    load = load_1min()
     t = time.perf_counter()
     affs, cleft = affinity_net.predict(net, img, tile=tile)
     dt = time.perf_counter() - t
@@ -74,7 +71,7 @@ def main() -> None:
     shape = (z, y, x)
     tz, ty, tx = (int(v) for v in args.tile.split(","))
     vs = (40.0, 16.0, 16.0)
-    load_start = _load()
+    load_start = load_1min()
     nets = {name: io.load_net(training.net_file(name) or training.DEFAULT_NET)
             for name in args.nets.split(",")}
     rows: list[dict[str, Any]] = []
@@ -113,7 +110,7 @@ def main() -> None:
               f"{summary[name]['nerl']:.3f} ({summary[name]['delta_nerl']:+.3f}), VOI "
               f"{summary[name]['voi']:.3f} ({summary[name]['delta_voi']:+.3f}), synapse F1 "
               f"{summary[name]['synapse_f1']:.3f} ({summary[name]['delta_synapse_f1']:+.3f})")
-    load_end = _load()
+    load_end = load_1min()
     print(f"load {load_start:.1f} at start, {load_end:.1f} at end")
     args.out.write_text(json.dumps({"shape_zyx": list(shape), "tile": [tz, ty, tx],
                                     "rows": rows, "summary": summary,

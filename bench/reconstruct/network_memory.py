@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import load_1min
+
 
 def _triple(text: str) -> tuple[int, int, int]:
     z, y, x = (int(t) for t in text.split(","))
@@ -100,10 +102,6 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str, str, int | None]]:
     return out
 
 
-def _load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--block", default="64,256,256", help="z,y,x core voxels")
@@ -122,7 +120,7 @@ def main() -> None:
         child(args.child[0], _triple(args.child[1]), _triple(args.child[2]),
               Path(args.child[3]))
         return
-    load_start = _load()
+    load_start = load_1min()
     rows: list[dict[str, Any]] = []
     folder = Path(tempfile.mkdtemp())
     for net, tile, block, budget in _plan(args):
@@ -130,7 +128,7 @@ def main() -> None:
         r = subprocess.run([sys.executable, __file__, "--child", net, tile, block, str(image)],
                            capture_output=True, text=True, check=True)
         row = json.loads(r.stdout.strip().splitlines()[-1])
-        row["load_1min"] = _load()
+        row["load_1min"] = load_1min()
         if budget is not None:
             row["budget_mb"] = budget / 2**20
             row["under_budget"] = row["peak_rss_mb"] <= row["budget_mb"]
@@ -141,7 +139,7 @@ def main() -> None:
               + (f", budget {row['budget_mb']:.0f} MB" if budget is not None else "")
               + f", load {row['load_1min']:.1f}", flush=True)
     shutil.rmtree(folder)
-    load_end = _load()
+    load_end = load_1min()
     print(f"load {load_start:.1f} at start, {load_end:.1f} at end")
     args.out.write_text(json.dumps({"block": args.block, "budgets": args.budgets,
                                     "volume": args.volume, "rows": rows,

@@ -34,47 +34,21 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.common import quality_table
+from bench.common import load_1min, quality_table, segmentation_quality
 from connectome_query.reconstruct import (
-    affinity_net,
     io,
-    lattice,
-    scoring,
-    segment,
-    synapses,
     synth,
     training,
 )
 from connectome_query.reconstruct.adapt import degrade, restore
 from connectome_query.reconstruct.align import restore as fill
-from connectome_query.reconstruct.align.masks import LINE_DEFECTS, NO_DECISION, SECTION_DEFECTS, has
+from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, has
 
 VS = (40.0, 16.0, 16.0)
 DEFAULT_RESTORER = training.DEFAULT_NET.parent / "restorer.npz"
 METHODS = ("damaged, flagged voxels masked", "filled from neighbours, masked (prepare)",
            "restorer (--restore)", "undamaged (reference)")
 
-
-def load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def score(net: affinity_net.AffinityNet, image: np.ndarray, flags: np.ndarray | None,
-          truth: dict[str, Any]) -> dict[str, Any]:
-    """Segment and score `image`, taking no decision from voxels `flags` marks."""
-    affs, cleft = affinity_net.predict(net, image)
-    bad = has(flags, NO_DECISION) if flags is not None else np.zeros(image.shape, bool)
-    seg = segment.seeded_segmentation(lattice.sever(affs, bad), VS)
-    seg[bad] = 0
-    cleft = np.where(bad, 0, cleft)
-    sc = scoring.segmentation_scores(seg, truth, VS)
-    syn = synapses.detect(cleft, seg, image, VS)
-    syn["post_compartment"] = "unknown"
-    sm = scoring.synapse_metrics(seg, syn, truth)
-    return {"nerl": sc["nerl"], "voi": sc["voi"], "voi_split": sc["voi_split"],
-            "voi_merge": sc["voi_merge"], "synapse_f1": sm["synapse_f1"],
-            "synapses_predicted": sm["synapses_predicted"], "synapses_true": sm["synapses_true"],
-            "synapses_matched": sm["synapses_matched"]}
 
 
 
@@ -87,7 +61,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/reconstruct/restore.json"))
     args = ap.parse_args()
     con = Console(width=150)
-    load0 = load()
+    load0 = load_1min()
     shape = tuple(int(v) for v in args.size.split(","))
     restorer = io.load_restorer(args.restorer)
     net = io.load_net(training.DEFAULT_NET)
@@ -113,12 +87,12 @@ def main() -> None:
                   METHODS[2]: (restored, restore.cleared(flags)),
                   METHODS[3]: (clean, None)}
         for name, (image, fl) in images.items():
-            rows[name].append({"seed": seed, **score(net, image, fl, truth)})
+            rows[name].append({"seed": seed, **segmentation_quality(net, image, truth, VS, fl)})
             con.print(f"seed {seed}: {name}: {rows[name][-1]}")
     tab, summary = quality_table(
         rows, f"Damaged volumes {args.size} (z,y,x), {args.preset}, seeds {args.seeds}")
     con.print(tab)
-    load1 = load()
+    load1 = load_1min()
     timing = {"restoration_voxels_per_s": n_restore / t_restore, "load_start": load0,
               "load_end": load1, "restorer_meta": restorer.meta}
     con.print(f"restoration {n_restore / t_restore / 1e6:.2f} Mvox/s over the flagged "
