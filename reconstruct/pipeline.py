@@ -40,21 +40,21 @@ from connectome_query.reconstruct.training import DEFAULT_FFN, DEFAULT_NET, defa
 __all__ = ["DEFAULT_FFN", "DEFAULT_NET", "default_block", "default_model", "reconstruct"]
 
 
-
 def default_block(shape: Triple, worker_memory: int, stride: int = 1) -> Triple:
     """The block for a worker of `worker_memory` bytes and a network of in-plane `stride`
     (`engine.memory.default_block`: the network's prediction tile counted)."""
     return memory.default_block(shape, worker_memory, stride)
 
 
-def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Path) -> None:
-    """Refuse weights trained at another voxel size."""
+def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Path) -> int:
+    """Refuse weights trained at another voxel size; the network's in-plane stride."""
     net = io.load_net(net_path)
     try:
         affinity_net.check_voxel_size(net, vs)
     except ValueError as e:
         raise ReconstructError(f"affinity network {net_path} does not fit "
                                f"{em_dir / 'volume.json'} field 'voxel_size_nm': {e}") from e
+    return affinity_net.net_stride(net)
 
 
 def _model(model_path: Path | None, vs: tuple[float, float, float], seed: int,
@@ -156,8 +156,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         raise ReconstructError(f"clefts must be 'network' or 'classifier', got {clefts!r}")
     net = Path(net_path) if net_path is not None else DEFAULT_NET
     uses_net = affinities_path is None or source == "network"
-    if uses_net:
-        _check_net(net, vs, em_dir)
+    stride = _check_net(net, vs, em_dir) if uses_net else 1
     if segmenter not in ("watershed", "ffn"):
         raise ReconstructError(f"segmenter must be 'watershed' or 'ffn', got {segmenter!r}")
     ffn = None
@@ -174,7 +173,6 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
             raise ReconstructError("restorer: --restore repairs the image for the affinity "
                                    "network; it cannot be combined with --affinities")
     if block is None:
-        stride = affinity_net.net_stride(io.load_net(net)) if uses_net else 1
         block = default_block(shape, cluster.local_shape(spec)[2], stride)
     if min(block) < 1:
         raise ReconstructError(f"block shape must be three positive integers, got {block}")
