@@ -120,3 +120,50 @@ def test_z_trend_leaves_translations_and_removes_a_drift_of_shape():
     before = np.abs((drift[None] * z)[usable] - (drift[None] * z)[usable].mean(0)).max()
     assert before > 3.0  # the drift was there to remove
     assert elastic.remove_z_trend(nodes, ident, usable, degree=0) is nodes
+
+
+def test_nodes_without_a_flow_get_the_local_affine_continuation():
+    """Targets of an affine map on the nodes that have a flow (an interior block; the border
+    and a hole have none): every other node gets the same affine map's value (computed here
+    from its formula) at `fill` times the largest weight; nodes with a flow keep theirs."""
+    grid, stride = (9, 10), 32
+    ident = warp.identity_nodes(grid, stride)
+    a = np.array([[0.02, -0.01], [0.015, 0.03]])
+    affine = ident + ident @ a.T + np.array([5.0, -3.0])
+    weight = np.zeros(grid)
+    weight[2:7, 3:8] = np.linspace(0.5, 1.0, 25).reshape(5, 5)
+    weight[4, 5] = 0.0
+    target = np.where(weight[..., None] > 0, affine, np.nan)
+    out, w = elastic.fill_targets(target, weight, ident, sigma=3.0, fill=0.4)
+    assert np.allclose(out, affine, atol=1e-6)
+    assert np.array_equal(w[weight > 0], weight[weight > 0])
+    assert np.allclose(w[weight == 0], 0.4)
+    # nothing to continue from: left alone
+    few = np.zeros(grid)
+    few[4, 4] = 1.0
+    same, w2 = elastic.fill_targets(target, few, ident, 3.0, 0.4)
+    assert same is target and w2 is few
+
+
+def test_a_damaged_section_serves_as_reference_when_asked():
+    """One texture shifted by known amounts per section, section 2 damaged (blurred): with
+    `damaged_references` section 3 is aligned to it (blur-matched), without it to section 1;
+    either way each map's mean displacement recovers the section's shift (section z shows
+    at p what section 0 shows at p + shift: its map moves the nodes by minus the shift)."""
+    rng = np.random.default_rng(4)
+    base = ndi.gaussian_filter(rng.standard_normal((160, 160)), 2.0).astype(np.float32)
+    shifts = np.array([[0.0, 0.0], [3.0, -2.0], [-1.5, 4.0], [5.0, 1.0], [2.0, -3.5]])
+    stack = np.stack([ndi.shift(base, -s, order=3, mode="mirror") for s in shifts])
+    stack[2] = ndi.gaussian_filter(stack[2], 2.0)
+    usable = np.ones(5, bool)
+    ref_ok = usable.copy()
+    ref_ok[2] = False
+    for damaged, expect in ((True, 2), (False, 1)):
+        cfg = elastic.AlignConfig(stride=32, patch=64, damaged_references=damaged,
+                                  z_trend_degree=0)
+        maps = elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((160, 160), bool),
+                                   5, usable, ref_ok, (160, 160), cfg)
+        assert maps.reference[3] == expect
+        ident = warp.identity_nodes(maps.nodes.shape[1:3], 32)
+        moved = (maps.nodes - ident[None])[:, 2:-2, 2:-2].mean(axis=(1, 2))
+        assert np.abs(moved + shifts).max() < 0.3, moved
