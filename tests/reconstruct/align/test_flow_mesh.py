@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.ndimage as ndi
 
 from connectome_query.reconstruct.align import elastic, flow, mesh, warp
@@ -145,6 +146,7 @@ def test_nodes_without_a_flow_get_the_local_affine_continuation():
     assert same is target and w2 is few
 
 
+@pytest.mark.slow
 def test_a_damaged_section_serves_as_reference_when_asked():
     """One texture shifted by known amounts per section, section 2 damaged (blurred): with
     `damaged_references` section 3 is aligned to it (blur-matched), without it to section 1;
