@@ -161,6 +161,7 @@ def bench_truth(shape_zyx: tuple[int, int, int], seed: int) -> dict[str, object]
     r = trial.run_trial(image, raw.RawConfig(seed=seed))
     return {"floors_px": bench_floors(image, raw.RawConfig(seed=seed)),
             "strict_parts_px": r.parts,
+            "strict_by_edge_distance_px": r.by_edge,
 "shape_zyx": list(shape_zyx), "seconds": time.perf_counter() - t,
             "seam_px": r.seams, "defects": r.defects,
             "residual_px": {"rms": r.residual.rms, "p99": r.residual.p99,

@@ -8,6 +8,7 @@ precision, alignment residual on valid tissue. Used by the tests and `bench/reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -31,6 +32,8 @@ class TrialResult:
     """Residual up to motion along z smooth over this many sections (sd)."""
     parts: dict[str, float] = field(default_factory=dict)
     """The strict residual's RMS split into orthogonal parts (`residual_parts`)."""
+    by_edge: dict[str, float] = field(default_factory=dict)
+    """The strict residual's RMS by distance from the section's edge (`residual_by_edge`)."""
 
 
 def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
@@ -74,7 +77,8 @@ def run_trial(undeformed: np.ndarray, cfg: raw.RawConfig,
     smooth = {s: evaluate.alignment_residual(q_all, v_all, s) for s in SMOOTH_SECTIONS}
     return TrialResult(evaluate.seam_error(seams),
                        evaluate.defect_report(found, truth, covered), res, flags,
-                       maps.flow_coverage, per, smooth, residual_parts(q_all, v_all))
+                       maps.flow_coverage, per, smooth, residual_parts(q_all, v_all),
+                       residual_by_edge(q_all, v_all))
 
 
 def strict_offsets(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,3 +111,23 @@ def residual_parts(q: np.ndarray, valid: np.ndarray) -> dict[str, float]:
         sums["non_linear"] += float(np.sum((v - affine) ** 2))
         count += len(yx)
     return {k: float(np.sqrt(v / max(count, 1))) for k, v in sums.items()}
+
+
+def residual_by_edge(q: np.ndarray, valid: np.ndarray, bands: tuple[int, ...] = (32, 64)
+                     ) -> dict[str, float]:
+    """The strict residual's RMS over the aligned pixels whose distance (px) to the nearest
+    border of the section falls in each band: below bands[0], between consecutive bounds,
+    and beyond the last (keys "0-32", "32-64", "64-"); NaN for an empty band."""
+    r, use = strict_offsets(q, valid)
+    n2 = np.sum(r**2, axis=-1)
+    ny, nx = valid.shape[1:]
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    edge = np.minimum(np.minimum(yy, ny - 1 - yy), np.minimum(xx, nx - 1 - xx))
+    bounds = (0, *bands, None)
+    out = {}
+    for lo, hi in pairwise(bounds):
+        band = (edge >= lo) if hi is None else ((edge >= lo) & (edge < hi))
+        m = use & band[None]
+        key = f"{lo}-" if hi is None else f"{lo}-{hi}"
+        out[key] = float(np.sqrt(n2[m].mean())) if m.any() else float("nan")
+    return out

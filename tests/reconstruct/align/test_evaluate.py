@@ -91,3 +91,26 @@ def test_residual_parts_split_translation_rotation_and_the_rest():
     assert np.isclose(sum(v**2 for v in parts.values()), total**2)
     assert np.isclose(parts["translation"], expected) and parts["linear"] > 0.05
     assert parts["non_linear"] > 0.05
+
+
+def test_residual_by_edge_distance_groups_pixels_by_their_border_distance():
+    """Two sections whose positions differ by 4 px in a frame 8 px wide along the border and
+    by 1 px inside: the halves' offsets are ±2 and ±0.5 px (the strict residual against
+    their mean), so the bands read 2 px and 0.5 px; an invalid pixel is left out."""
+    from connectome_query.reconstruct.align import trial
+
+    shape = (40, 50)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    border = np.minimum(np.minimum(yy, shape[0] - 1 - yy), np.minimum(xx, shape[1] - 1 - xx))
+    gap = np.where(border < 8, 4.0, 1.0)
+    q = np.zeros((2, *shape, 2))
+    q[1, ..., 1] = gap
+    valid = np.ones((2, *shape), bool)
+    valid[1, 20, 25] = False  # its partner alone is no residual either
+    out = trial.residual_by_edge(q, valid, bands=(8,))
+    assert set(out) == {"0-8", "8-"}
+    assert np.isclose(out["0-8"], 2.0) and np.isclose(out["8-"], 0.5)
+    q[1, 20, 25, 1] = 100.0  # an invalid pixel changes nothing
+    assert trial.residual_by_edge(q, valid, bands=(8,)) == out
+    empty = trial.residual_by_edge(q, valid, bands=(8, 1000))
+    assert np.isnan(empty["1000-"])
