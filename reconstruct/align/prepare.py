@@ -8,9 +8,11 @@ Passes, each section by section through TensorStore (only the fill holds a slab 
    tile's fitted placement -> EM_DIR/tiles.parquet;
 3. section-wide flags (no tissue, blur) from the stack's qualities;
 4. elastic alignment (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
-5. warp image and masks -> aligned; fill missing and damaged voxels from aligned neighbours;
-   normalise contrast from good pixels -> EM_DIR/image.zarr (uint8), EM_DIR/defects.zarr
-   (uint8 `masks.Defect` flags), volume.json, prepare.json (what was found and done).
+5. the aligned image read from the tiles through the composed map (aligned pixel -> stitched
+   position -> tile pixel) in one cubic resampling (`ALIGNED_ORDER`), the masks warped; fill
+   missing and damaged voxels from aligned neighbours; normalise contrast from good pixels ->
+   EM_DIR/image.zarr (uint8), EM_DIR/defects.zarr (uint8 `masks.Defect` flags), volume.json,
+   prepare.json (what was found and done).
 
 EM_DIR is then an EM directory as `connectome reconstruct` reads it (RUN_DIR.md).
 """
@@ -35,6 +37,10 @@ from connectome_query.reconstruct.progress import Tick, no_progress
 FILL_HALO = 8
 """Sections read above and below a slab when filling (longer missing runs stay unfilled)."""
 FLAT_FIELD_SECTIONS = 48
+ALIGNED_ORDER = 3
+"""Spline order of the one resampling from the tiles to the aligned section: warping the
+stitched section (itself resampled from the tiles) bilinearly twice over smoothed away about
+a third of the image's fine structure, which the affinity network reads membranes from."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,17 @@ class PrepareReport:
         return {"sections": self.sections, "section_flags": self.section_flags,
                 "warnings": self.warnings, "flow_coverage": self.flow_coverage,
                 "aligned_to": self.aligned_to, "filled_voxels": self.filled_voxels}
+
+
+@dataclass(frozen=True)
+class TileFit:
+    """How the stitch placed and corrected one section's tiles (`stitch.blend`'s inputs)."""
+
+    origins: np.ndarray
+    rotations: np.ndarray
+    gain: np.ndarray
+    offset: np.ndarray
+    use: np.ndarray
 
 
 def _placement_rows(s: stitch.Stitched, z: int) -> pd.DataFrame:
@@ -104,6 +121,7 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
                               attributes=attrs)
     qualities = []
     placements = []
+    fits: list[TileFit] = []
     for z in range(nz):
         tick(f"stitching section {z}", 0.05 + 0.35 * z / nz)
         tiles, problems = read_section_tiles(info, z)
@@ -118,6 +136,8 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         st_masks[z].write(mask).result()
         qualities.append(defects_.section_quality(s.image, s.covered))
         placements.append(_placement_rows(s, z))
+        fits.append(TileFit(s.origins, s.rotations, s.gain, s.offset,
+                            s.present & (s.matched if s.matched.any() else s.present)))
     io.write_table(em / "tiles.parquet", pd.concat(placements, ignore_index=True))
     section_flags = defects_.classify_sections(qualities)
     for z in range(nz):  # folds and cracks, in sections without a section-wide flag
@@ -151,7 +171,16 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
                   attributes={**attrs, "stride": maps.stride,
                               "meaning": "node (i, j) of section z shows the stitched section "
                                          "at maps[z, i, j] (y, x px)"})
-    _warp_fill_normalise(em, nz, (ny, nx), maps, section_flags, read_section, config, attrs,
+
+    def read_aligned(z: int, coords: np.ndarray) -> np.ndarray:
+        tiles = read_section_tiles(info, z)[0].astype(np.float32) / 255.0 / flat
+        f = fits[z]
+        img, covered = stitch.blend(tiles, f.use, f.origins, f.rotations, f.gain, f.offset,
+                                    info.layout, np.moveaxis(coords, 0, -1), ALIGNED_ORDER)
+        keep = covered & ~warp.outside_section(coords, (ny, nx))
+        return np.where(keep, img, 0.0).astype(np.float32)
+
+    _warp_fill_normalise(em, nz, (ny, nx), maps, section_flags, read_aligned, config, attrs,
                          report, tick)
     report.section_flags = [_flag_names(int(v)) for v in section_flags]
     io.write_json(em / "volume.json", {
@@ -164,7 +193,7 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
 
 
 def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elastic.Maps,
-                         section_flags: np.ndarray, read_section: Any, config: PrepareConfig,
+                         section_flags: np.ndarray, read_aligned: Any, config: PrepareConfig,
                          attrs: dict[str, Any], report: PrepareReport, tick: Tick) -> None:
     ny, nx = shape
     st_masks = io.open_zarr(em / "stitched_defects.zarr", "stitched defects")
@@ -173,7 +202,7 @@ def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elasti
     for z in range(nz):
         tick(f"warping section {z}", 0.7 + 0.15 * z / nz)
         coords = warp.source_coordinates(maps.nodes[z], maps.stride, shape)
-        img = warp.warp_image(read_section(z), coords)
+        img = read_aligned(z, coords)
         m = warp.warp_mask(np.asarray(st_masks[z].read().result()), coords,
                            outside=int(Defect.NO_TISSUE))
         m |= np.uint8(section_flags[z])

@@ -7,7 +7,9 @@ the stack). Contrast (`normalise_section`): either a linear stretch that puts th
 1st and 99th percentiles where the stack's are (`linear`, keeps the image's look for the
 affinity network), or mask-aware CLAHE (`clahe`): bad pixels are set to the good pixels'
 median before scikit-image's adaptive equalisation, so they add nothing but a flat spot to
-the local histograms, and are set to black after it.
+the local histograms. Either way bad pixels come out at the good pixels' median grey: black
+borders would weigh on the statistics the network's input is normalised by (each section's
+mean and spread over all its pixels, `sections`), and no decision is taken from them anyway.
 """
 
 from __future__ import annotations
@@ -76,11 +78,10 @@ def normalise_section(image: np.ndarray, bad: np.ndarray, mode: str = "linear",
         return np.clip(img * 255.0, 0, 255).astype(np.uint8)
     p1, p99 = np.percentile(good, [1, 99])
     scaled = target[0] + (img - p1) * (target[1] - target[0]) / max(p99 - p1, 1e-6)
-    if mode == "linear":
-        return np.clip(scaled * 255.0, 0, 255).astype(np.uint8)
     x = np.clip(scaled, 0, 1)
     x[bad] = float(np.median(x[~bad]))
-    kernel = max(min(image.shape) // 4, 8)
-    eq = equalize_adapthist(x, kernel_size=kernel, clip_limit=0.01)
-    eq[bad] = 0.0
-    return np.clip(eq * 255.0, 0, 255).astype(np.uint8)
+    if mode == "clahe":
+        kernel = max(min(image.shape) // 4, 8)
+        x = equalize_adapthist(x, kernel_size=kernel, clip_limit=0.01)
+        x[bad] = float(np.median(x[~bad]))
+    return np.clip(x * 255.0, 0, 255).astype(np.uint8)

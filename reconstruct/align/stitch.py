@@ -310,12 +310,19 @@ def stitch_section(tiles: np.ndarray, layout: Layout, flat: np.ndarray | None = 
 
 
 def blend(corrected: np.ndarray, use: np.ndarray, origins: np.ndarray, rotations: np.ndarray,
-          gain: np.ndarray, offset: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Feathered mean of the placed tiles over the section; (image, covered)."""
+          gain: np.ndarray, offset: np.ndarray, layout: Layout, points: np.ndarray | None = None,
+          order: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Feathered mean of the placed tiles over the section; (image, covered).
+
+    `points` (y, x, 2): section positions to sample (default: every pixel of the section),
+    so that an aligned section can be read from the tiles through its map in one
+    resampling; `order`: the spline order of the tiles' interpolation (1 bilinear, 3 cubic:
+    each bilinear resampling at sub-pixel offsets smooths away fine structure)."""
     ny, nx = layout.section_shape
-    p = np.moveaxis(np.mgrid[0:ny, 0:nx], 0, -1).astype(np.float64)
-    acc = np.zeros((ny, nx))
-    wsum = np.zeros((ny, nx))
+    p = np.moveaxis(np.mgrid[0:ny, 0:nx], 0, -1).astype(np.float64) if points is None \
+        else np.asarray(points, np.float64)
+    acc = np.zeros(p.shape[:-1])
+    wsum = np.zeros(p.shape[:-1])
     ramp = max(layout.overlap / 2, 1.0)
     rows, cols = layout.grid
     for r in range(rows):
@@ -326,7 +333,7 @@ def blend(corrected: np.ndarray, use: np.ndarray, origins: np.ndarray, rotations
             w = feather(layout.tile_shape, u, ramp)
             inside = w >= 0
             w = np.where(inside, w + 1e-3, 0.0)
-            v = ndi.map_coordinates(corrected[r, c], [u[..., 0], u[..., 1]], order=1,
+            v = ndi.map_coordinates(corrected[r, c], [u[..., 0], u[..., 1]], order=order,
                                     mode="nearest")
             acc += w * (gain[r, c] * v + offset[r, c])
             wsum += w

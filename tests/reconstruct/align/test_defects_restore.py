@@ -79,3 +79,17 @@ def test_contrast_ignores_masked_pixels(mode):
     assert np.array_equal(out_a[~bad], out_b[~bad])
     with pytest.raises(ValueError, match="contrast mode"):
         restore.normalise_section(img, bad, "histogram")
+
+
+@pytest.mark.parametrize("mode", ["linear", "clahe"])
+def test_masked_pixels_come_out_at_the_good_pixels_median_grey(mode):
+    # black (or white) masked borders would shift the mean and spread each section is
+    # normalised by before the network; they must come out as the good pixels' middle grey
+    rng = np.random.default_rng(3)
+    img = rng.random((96, 96)).astype(np.float32) * 0.5 + 0.2
+    bad = np.zeros(img.shape, bool)
+    bad[:, :20] = True
+    img[bad] = 0.0
+    out = restore.normalise_section(img, bad, mode)
+    assert np.unique(out[bad]).size == 1
+    assert abs(float(out[bad][0]) - float(np.median(out[~bad]))) <= 1.0

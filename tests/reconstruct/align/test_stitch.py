@@ -128,3 +128,32 @@ def test_robust_lstsq_minimises_the_huber_loss():
     assert np.allclose(ours, ref, atol=1e-4), (ours, ref)
     plain = np.linalg.lstsq(a, b, rcond=None)[0]
     assert not np.allclose(plain, ref, atol=1e-2)  # the loss matters here
+
+
+def _waves(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A smooth test image with structure a few pixels across (values in [0, 1])."""
+    return 0.5 + 0.2 * np.sin(y / 2.3 + 0.4) * np.cos(x / 1.9) + 0.15 * np.sin((x + y) / 3.1)
+
+
+def test_blend_at_points_reads_the_tiles_where_asked_and_cubic_keeps_fine_structure():
+    # a 1 x 2 grid of tiles cut from one analytic image, placed where they were cut
+    lay = stitch.Layout((1, 2), (64, 64), 16, (64, 112))
+    origins = lay.nominal_origins()
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float64)
+    tiles = np.stack([_waves(yy + o[0], xx + o[1]) for o in origins[0]])[None]
+    one, zero = np.ones((1, 2)), np.zeros((1, 2))
+    use = np.ones((1, 2), bool)
+    grid_img, _ = stitch.blend(tiles, use, origins, zero, one, zero, lay)
+    p = np.moveaxis(np.mgrid[0:64, 0:112], 0, -1).astype(np.float64)
+    at_grid, _ = stitch.blend(tiles, use, origins, zero, one, zero, lay, p)
+    assert np.allclose(at_grid, grid_img, atol=1e-6)
+    # off-grid points (a sub-pixel shift and a slight turn), away from the edges
+    rng = np.random.default_rng(0)
+    q = np.stack([rng.uniform(4, 59, (40, 40)), rng.uniform(4, 107, (40, 40))], -1)
+    want = _waves(q[..., 0], q[..., 1])
+    lin, cov = stitch.blend(tiles, use, origins, zero, one, zero, lay, q, order=1)
+    cub, _ = stitch.blend(tiles, use, origins, zero, one, zero, lay, q, order=3)
+    assert cov.all()
+    err_lin, err_cub = np.abs(lin - want).mean(), np.abs(cub - want).mean()
+    assert err_cub < 0.5 * err_lin
+    assert err_cub < 0.01
