@@ -395,6 +395,8 @@ def train_ffn(
         help="start from these FFN weights when there is no checkpoint (fine-tuning)")] = None,
     minutes: Annotated[float | None, typer.Option(
         help="stop after this much training time (checkpointed; run again to go on)")] = None,
+    moves: Annotated[int, typer.Option(
+        help="FOV moves after the seed's FOV in each step, the mask grown so far fed back")] = 1,
 ) -> None:
     """Train the flood-filling network on synthetic volumes (the shipped weights came from
     this command; see reconstruct/ffn/)."""
@@ -403,8 +405,9 @@ def train_ffn(
     from connectome_query.reconstruct import io
     from connectome_query.reconstruct.ffn import model, training
 
-    if steps < 1 or volumes < 1 or batch < 1 or checkpoint_every < 1:
-        raise fail("--steps, --volumes, --batch and --checkpoint-every must be at least 1", 2)
+    if steps < 1 or volumes < 1 or batch < 1 or checkpoint_every < 1 or moves < 1:
+        raise fail("--steps, --volumes, --batch, --checkpoint-every and --moves must be at "
+                   "least 1", 2)
     if not lr > 0:
         raise fail(f"--lr must be positive, got {lr}", 2)
     if minutes is not None and not minutes > 0:
@@ -416,7 +419,8 @@ def train_ffn(
     ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
     shape = (48, 128, 128)
     vs = training.VOXEL_SIZE
-    data = training.training_volumes(volumes, shape, voxel_size_zyx=vs)
+    data = training.training_volumes(volumes, shape, voxel_size_zyx=vs,
+                                     pad=training.region_half(moves))
     meta = {model.VOXEL_SIZE_KEY: list(vs),
             "trained_on": f"{volumes} synthetic volumes {'x'.join(map(str, shape))}, seeds from "
                           f"{training.FFN_TRAINING_SEED}, clean and noisy"}
@@ -431,7 +435,8 @@ def train_ffn(
                                  positive_weight=positive_weight,
                                  init=start.params if start is not None else None,
                                  max_seconds=minutes * 60 if minutes else None, start=resumed,
-                                 dilations=start.dilations if start else model.DILATIONS)
+                                 dilations=start.dilations if start else model.DILATIONS,
+                                 moves=moves)
         except ValueError as e:
             raise fail(str(e), 1) from e
     net.meta["train_seconds_this_run"] = round(time.perf_counter() - t0, 1)

@@ -2,11 +2,12 @@
 
 Each step takes a batch of seeds at object centres (voxels at least `SEED_DEPTH_NM` inside a cell,
 the cell drawn uniformly so thin axons count as much as somata). The network first sees the FOV
-centred on the seed with the seed-only mask; then the FOV moves to the most probable voxel of a
-face of its own prediction (face-max, as at inference) and the network sees the new FOV with its
-first prediction fed back as the mask: both predictions are trained against the cell's mask
-(cross-entropy, Adam). Checkpoints hold the weights, the optimiser's state and the step, and a
-run resumed from one draws the same batches as an unbroken run.
+centred on the seed with the seed-only mask; then, `moves` times, the FOV moves to the most probable
+voxel of a face of the object mask predicted so far (face-max, as at inference, to a place not yet
+visited) and the network sees the new FOV with the mask grown so far fed back (the recurrent mask
+of the paper): every prediction is trained against the cell's mask (cross-entropy, Adam).
+Checkpoints hold the weights, the optimiser's state and the step, and a run resumed from one
+draws the same batches as an unbroken run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,26 @@ SEED_DEPTH_NM = 20.0
 VOXEL_SIZE = (40.0, 16.0, 16.0)
 
 
+def region_half(moves: int) -> tuple[int, int, int]:
+    """Half the region (z, y, x) one training step reads around its seed: the FOV's half and
+    `moves` steps of `model.DELTA` (the padding of volumes trained with `moves`)."""
+    return tuple(f // 2 + moves * d for f, d in  # type: ignore[return-value]
+                 zip(model.FOV, model.DELTA, strict=True))
+
+
+def check_room(vols: list[Volume], moves: int) -> None:
+    """Refuse volumes where a seed's region (`region_half(moves)` either way) leaves the
+    padded volume."""
+    rhalf = region_half(moves)
+    for v in vols:
+        zyx = np.unravel_index(np.concatenate(v.cells), v.labels.shape)
+        if any(int(c.min()) < h or int(c.max()) + h >= n
+               for c, h, n in zip(zyx, rhalf, v.labels.shape, strict=True)):
+            raise ValueError(f"a training volume of shape {v.labels.shape} is padded too little "
+                             f"for a step's region with {moves} moves: pad it by "
+                             f"region_half({moves}) = {rhalf}")
+
+
 @dataclass
 class Volume:
     image: np.ndarray  # prepared image, padded
@@ -41,8 +62,10 @@ class Volume:
 def training_volumes(n: int, shape_zyx: tuple[int, int, int] = (48, 128, 128),
                      first_seed: int = FFN_TRAINING_SEED,
                      voxel_size_zyx: tuple[float, float, float] = VOXEL_SIZE,
-                     pad: tuple[int, int, int] = (9, 24, 24)) -> list[Volume]:
-    """Synthetic clean and noisy volumes in turn, prepared as at inference and padded."""
+                     pad: tuple[int, int, int] | None = None) -> list[Volume]:
+    """Synthetic clean and noisy volumes in turn, prepared as at inference and padded (by
+    default by half the region one step of `train` reads with one move, `region_half(1)`)."""
+    pad = pad if pad is not None else region_half(1)
     out = []
     for k in range(n):
         s = synth.synthesize(synth.SynthConfig(shape_zyx, voxel_size_zyx,
@@ -98,6 +121,19 @@ def sample_regions(vols: list[Volume], rng: np.random.Generator, batch: int,
         imgs.append(img)
         tgts.append(tgt)
     return np.stack(imgs), np.stack(tgts)
+
+
+def next_centre(mask: np.ndarray, at: tuple[int, ...], visited: list[tuple[int, ...]],
+                lo: tuple[int, ...], hi: tuple[int, ...], threshold: float,
+                rng: np.random.Generator, delta: tuple[int, ...] = model.DELTA
+                ) -> tuple[int, ...] | None:
+    """Where the training FOV moves from `at`: one of the face-max moves of the mask (logits,
+    `threshold` a logit) chosen at random, leaving out those within half a step of a centre
+    already visited; None when there is none."""
+    new = [m for m in face_moves(mask, at, delta, lo, hi, threshold)
+           if all(max(abs(a - b) * 2 > d for a, b, d in zip(m, v, delta, strict=True))
+                  for v in visited)]
+    return new[int(rng.integers(len(new)))] if new else None
 
 
 @functools.lru_cache(maxsize=2)
@@ -160,8 +196,9 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
           meta: dict[str, Any] | None = None, positive_weight: float = 1.0,
           init: model.Params | None = None, max_seconds: float | None = None,
           start: Callable[[int], None] = lambda done: None,
-          dilations: tuple[int, ...] = model.DILATIONS) -> model.FFN:
-    """Train up to step `steps` (each: the seed FOV, then one FOV moved along the prediction),
+          dilations: tuple[int, ...] = model.DILATIONS, moves: int = 1) -> model.FFN:
+    """Train up to step `steps` (each: the seed FOV, then `moves` FOVs moved along the
+    prediction, the mask grown so far fed back; the volumes padded by `region_half(moves)`),
     resuming from `checkpoint` when it exists, else from `init` (or random weights); saves it
     every `checkpoint_every` steps. `start` hears the step resumed from; with `max_seconds`,
     training stops (checkpointed) after the first step that ends past it."""
@@ -169,8 +206,8 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
 
     import jax.numpy as jnp
 
-    if steps < 1 or batch < 1 or checkpoint_every < 1:
-        raise ValueError("steps, batch and checkpoint_every must be at least 1")
+    if steps < 1 or batch < 1 or checkpoint_every < 1 or moves < 1:
+        raise ValueError("steps, batch, checkpoint_every and moves must be at least 1")
     if not positive_weight > 0:
         raise ValueError(f"positive_weight must be positive, got {positive_weight}")
     fov, delta = model.FOV, model.DELTA
@@ -193,9 +230,13 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
     opt = (*[[(jnp.asarray(w), jnp.asarray(b)) for w, b in o] for o in opt[:2]],
            jnp.asarray(opt[2], jnp.float32))
     step = _adam(tuple(dilations))
-    half = np.array([f // 2 for f in fov])
-    region = (fov[0] + 2 * delta[0], fov[1] + 2 * delta[1], fov[2] + 2 * delta[2])
-    centre = (region[0] // 2, region[1] // 2, region[2] // 2)
+    half = tuple(f // 2 for f in fov)
+    rhalf = region_half(moves)
+    region = (2 * rhalf[0] + 1, 2 * rhalf[1] + 1, 2 * rhalf[2] + 1)
+    check_room(vols, moves)
+    centre = rhalf
+    lo = half
+    hi = tuple(r - h for r, h in zip(region, half, strict=True))
     empty, seed_logit = model.logit(model.P_EMPTY), model.logit(model.P_SEED)
     thr = model.logit(0.9)
     start(done)
@@ -203,7 +244,11 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
 
     def record(last: int) -> None:
         meta["history"] = [*history, f"steps {first_step + 1}-{last}: batch {batch}, lr {lr:g}, "
-                           f"object voxels weighted {positive_weight:g}x"]
+                           f"object voxels weighted {positive_weight:g}x"
+                           + (f", {moves} moves" if moves > 1 else "")]
+
+    def crop(c: tuple[int, ...]) -> tuple[slice, ...]:
+        return tuple(slice(p - h, p + h + 1) for p, h in zip(c, half, strict=True))
 
     meta["history"] = history
     i = done - 1
@@ -212,21 +257,30 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
         img, tgt = sample_regions(vols, rng, batch, region)
         canvas = np.full(img.shape, empty, np.float32)
         canvas[:, centre[0], centre[1], centre[2]] = seed_logit
-        first = tuple(slice(c - h, c + h + 1) for c, h in zip(centre, half, strict=True))
-        sl1 = (slice(None), *first)
+        sl1 = (slice(None), *crop(centre))
         params, opt, l1, lg = step(params, opt, img[sl1], canvas[sl1], tgt[sl1], lr,
-                                       positive_weight)
+                                   positive_weight)
         canvas[sl1] = np.asarray(lg)
-        crops = []
-        for k in range(batch):
-            moves = face_moves(canvas[k], centre, delta, (0, 0, 0), region, thr)
-            c2 = moves[int(rng.integers(len(moves)))] if moves else centre
-            crops.append(tuple(slice(c - h, c + h + 1) for c, h in zip(c2, half, strict=True)))
-        img2 = np.stack([img[k][crops[k]] for k in range(batch)])
-        msk2 = np.stack([canvas[k][crops[k]] for k in range(batch)])
-        tgt2 = np.stack([tgt[k][crops[k]] for k in range(batch)])
-        params, opt, l2, _ = step(params, opt, img2, msk2, tgt2, lr, positive_weight)
-        loss = 0.5 * (float(l1) + float(l2))
+        step_losses = [float(l1)]
+        at: list[tuple[int, ...]] = [centre] * batch
+        visited: list[list[tuple[int, ...]]] = [[centre] for _ in range(batch)]
+        for _ in range(moves):
+            crops = []
+            for k in range(batch):
+                nxt = next_centre(canvas[k], at[k], visited[k], lo, hi, thr, rng, delta)
+                if nxt is not None:
+                    at[k] = nxt
+                    visited[k].append(nxt)
+                crops.append(crop(at[k]))
+            img2 = np.stack([img[k][crops[k]] for k in range(batch)])
+            msk2 = np.stack([canvas[k][crops[k]] for k in range(batch)])
+            tgt2 = np.stack([tgt[k][crops[k]] for k in range(batch)])
+            params, opt, l2, lg = step(params, opt, img2, msk2, tgt2, lr, positive_weight)
+            lg = np.asarray(lg)
+            for k in range(batch):
+                canvas[k][crops[k]] = lg[k]
+            step_losses.append(float(l2))
+        loss = float(np.mean(step_losses))
         losses.append(loss)
         tick(i, loss)
         record(i + 1)
@@ -235,7 +289,8 @@ def train(vols: list[Volume], steps: int, checkpoint: Path, batch: int = 4, lr: 
             save_checkpoint(checkpoint, params, opt, i + 1, meta, losses[-25:])
         if late:
             break
-    out_meta = {**meta, "fov_zyx": list(fov), "delta_zyx": list(delta), "width": model.WIDTH,
+    out_meta = {**meta, "train_moves": moves, "fov_zyx": list(fov), "delta_zyx": list(delta),
+                "width": model.WIDTH,
                 "modules": model.MODULES, "dilations": list(dilations),
                 "steps": max(i + 1, done),
                 "final_loss": float(np.mean(losses[-25:])) if losses else float("nan")}

@@ -149,3 +149,37 @@ def test_cli_refuses_bad_options(tmp_path: Path) -> None:
                             "--ffn", str(other), "--quiet"])
     assert r.exit_code == 1 and "voxel size" in r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_training_moves_walk_along_the_object_without_going_back() -> None:
+    """On a mask that is certain along one line in x, successive training moves step along
+    it one `DELTA` at a time, never back to a visited centre, and stop at the region's end."""
+    region = (13, 33, 105)
+    mask = np.full(region, model.logit(model.P_EMPTY), np.float32)
+    mask[6, 16, :] = 5.0
+    lo = tuple(f // 2 for f in FOV)
+    hi = tuple(r - h for r, h in zip(region, lo, strict=True))
+    at = (6, 16, 52)
+    visited = [at]
+    rng = np.random.default_rng(0)
+    thr = model.logit(0.9)
+    while (nxt := training.next_centre(mask, at, visited, lo, hi, thr, rng)) is not None:
+        assert nxt[:2] == (6, 16) and abs(nxt[2] - at[2]) == model.DELTA[2]
+        assert nxt not in visited
+        at = nxt
+        visited.append(nxt)
+    # one way along the line, to where the next step would leave the region
+    step = visited[1][2] - visited[0][2]
+    assert len(visited) >= 2
+    assert [v[2] for v in visited] == [52 + k * step for k in range(len(visited))]
+    assert not lo[2] <= at[2] + step < hi[2]
+
+
+def test_training_with_moves_needs_its_wider_region(tmp_path: Path) -> None:
+    narrow = training.training_volumes(1, (16, 64, 64))  # padded for one move
+    with pytest.raises(ValueError, match="region"):
+        training.train(narrow, 1, tmp_path / "n.npz", batch=1, moves=3)
+    wide = training.training_volumes(1, (16, 64, 64), pad=training.region_half(3))
+    net = training.train(wide, 1, tmp_path / "w.npz", batch=1, moves=3)
+    assert np.isfinite(net.meta["final_loss"]) and net.meta["train_moves"] == 3
+    assert net.meta["history"][-1].endswith("3 moves")
