@@ -19,7 +19,7 @@ from connectome_query.reconstruct import io
 from connectome_query.reconstruct.engine.grid import Grid, Triple
 from connectome_query.reconstruct.report import errors
 
-BLOCK: Triple = (32, 256, 256)
+BLOCK: Triple = (32, 128, 128)
 """Voxels `scan` reads at a time from each volume (a multiple of the run's chunks)."""
 ADD_EVERY = 64
 """Blocks' piece tables kept before they are added into one."""
