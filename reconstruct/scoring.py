@@ -27,13 +27,17 @@ def skeleton_arrays(sk: pd.DataFrame, vs_zyx: tuple[float, float, float],
     their places in the tissue (`TISSUE_XYZ`), and edge lengths are measured there, so that a
     frame's misalignment does not lengthen the cable."""
     node = sk["node_id"].to_numpy(np.int64)
-    pos = {int(n): i for i, n in enumerate(node)}
     par = sk["parent_id"].to_numpy(np.int64)
-    e = [(i, pos[int(p)]) for i, p in enumerate(par) if int(p) in pos]
-    edges = np.array(e, np.int64).reshape(-1, 2)
+    # each node's parent by id (of repeated ids, the last row), as arrays: a few tens of
+    # bytes a node where a dict of Python ints took hundreds
+    order = np.argsort(node, kind="stable")
+    ids = node[order]
+    j = np.searchsorted(ids, par, side="right") - 1
+    has = (j >= 0) & (ids[np.maximum(j, 0)] == par)
+    edges = np.stack([np.flatnonzero(has), order[j[has]]], axis=1).astype(np.int64)
     xyz = sk[["x", "y", "z"]].to_numpy(float)
     at = sk[list(TISSUE_XYZ)].to_numpy(float) if set(TISSUE_XYZ) <= set(sk.columns) else xyz
-    lengths = np.linalg.norm(at[edges[:, 0]] - at[edges[:, 1]], axis=1) if len(e) else \
+    lengths = np.linalg.norm(at[edges[:, 0]] - at[edges[:, 1]], axis=1) if len(edges) else \
         np.zeros(0)
     vox = np.round(xyz[:, ::-1] / np.array(vs_zyx)).astype(np.int64)
     vox = np.clip(vox, 0, np.array(shape) - 1)

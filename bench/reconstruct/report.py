@@ -1,7 +1,9 @@
-"""`connectome report RUN_DIR` time on a run (256³ is the issue's size), against the report as
-it was drawn before (the baseline, same run): one full-volume mask per split or merge piece for
-its centroid, and a bar per true cell in the ERL picture. Also the time to read the run's
-tables and volumes alone. Prints medians, the ratio and the load average; writes JSON.
+"""`connectome report RUN_DIR` time and peak memory on a run, against the report as it read
+the volumes before (the baseline, same run): segmentation, truth and image read whole, the
+sections cut from them, ERL per cell and the split / merge tables computed on them in memory.
+Ours reads them a block at a time (`reconstruct/report/volumes.py`). Each variant runs in its
+own process (peak RSS from `getrusage`); prints medians, the ratios and the load average;
+writes JSON.
 
     uv run connectome synth-em EM --size 256,256,256
     uv run connectome reconstruct EM RUN            # writes RUN/report.html too
@@ -13,11 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +29,61 @@ import numpy as np
 import pandas as pd
 
 from bench.common import ratio
-from connectome_query.reconstruct.report import build, errors
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.report import build, errors, volumes
 
 
-def centroids_per_piece(gt: np.ndarray, seg: np.ndarray, pairs: pd.DataFrame,
-                        vs_zyx: tuple[float, float, float]) -> list[list[float]]:
-    """The baseline: one mask over the whole volume per (cell, segment) piece."""
-    out = []
-    for cell, segment in zip(pairs["cell"], pairs["segment"], strict=True):
-        z, y, x = np.nonzero((gt == cell) & (seg == segment))
-        out.append([float(x.mean() * vs_zyx[2]), float(y.mean() * vs_zyx[1]),
-                    float(z.mean() * vs_zyx[0])])
-    return out
+def whole_volume_data(run_dir: Path) -> dict[str, Any]:
+    """The baseline: what `build.report_data` gives, from every volume read whole."""
+    run = io.read_json(run_dir / "run.json", "run")
+    vx, vy, vz = (float(v) for v in run["voxel_size_nm"])
+    seg_path = run_dir / "segmentation.zarr"
+    seg = io.read_block(io.open_zarr(seg_path), (slice(None),) * 3, seg_path)
+    metrics = run_dir / "metrics.json"
+    d: dict[str, Any] = {
+        "run": run, "vs_zyx": (vz, vy, vx), "shape": seg.shape,
+        "segments": pd.read_parquet(run_dir / "segments.parquet"),
+        "synapses": pd.read_parquet(run_dir / "synapses.parquet"),
+        "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
+        "skeletons": build.skeleton_lengths(run_dir), "sections": None, "truth": None}
+    em = Path(str(run.get("source", "")))
+    if not (em / "volume.json").is_file():
+        return d
+    whole = {"image": io.read_image(em, io.read_volume_info(em)), "segmentation": seg}
+    truth = io.read_truth(em, seg.shape)
+    if truth is not None:
+        whole["truth"] = truth["segmentation"]
+        d["truth"] = truth
+        d["erl"] = errors.erl_per_cell(truth, seg, d["vs_zyx"])
+        d["splits"], d["merges"] = errors.split_merge_errors(truth["segmentation"], seg,
+                                                             d["vs_zyx"])
+    d["sections"] = {k: {p: np.take(v, v.shape[a] // 2, axis=a)
+                         for p, a in volumes.PLANES.items()} for k, v in whole.items()}
+    return d
 
 
-@contextmanager
-def drawn_before() -> Iterator[None]:
-    saved = errors.centroids_nm, build.ERL_BARS
-    errors.centroids_nm = centroids_per_piece
-    build.ERL_BARS = 10**9
-    try:
-        yield
-    finally:
-        errors.centroids_nm, build.ERL_BARS = saved
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
+def child(variant: str, run_dir: Path) -> None:
+    """One report in this process; prints seconds and peak MB as JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.html"
         t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
+        if variant == "ours":
+            build.write_report(run_dir, out)
+        else:
+            out.write_text(build.render(whole_volume_data(run_dir), "baseline"))
+        seconds = time.perf_counter() - t
+        kb = out.stat().st_size / 1024
+    print(json.dumps({"s": seconds, "peak_mb": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, "kb": kb}))
+
+
+def run(variant: str, run_dir: Path) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, str(run_dir), "--child", variant],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
+    out: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main() -> None:
@@ -66,24 +91,24 @@ def main() -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, default=Path("bench/reconstruct/report.json"))
+    p.add_argument("--child", default=None)
     a = p.parse_args()
+    if a.child:
+        child(a.child, a.run_dir)
+        return
     load_start = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "report.html"
-        ours = timed(lambda: build.write_report(a.run_dir, out), a.repeats)
-        size_kb = out.stat().st_size / 1024
-        with drawn_before():
-            before = timed(lambda: build.write_report(a.run_dir, out), a.repeats)
-    read = timed(lambda: build.report_data(a.run_dir), a.repeats)
+    rows = {v: [run(v, a.run_dir) for _ in range(a.repeats)] for v in ("ours", "whole")}
     load_end = os.getloadavg()[0]
     shape = json.loads((a.run_dir / "run.json").read_text()).get("shape_zyx")
-    res = {"run_dir": a.run_dir.name, "shape_zyx": shape, "report_s": ours,
-           "drawn_before_s": before, "read_only_s": read, "report_kb": size_kb,
+    med = {v: {k: float(np.median([r[k] for r in rs])) for k in ("s", "peak_mb", "kb")}
+           for v, rs in rows.items()}
+    res = {"run_dir": a.run_dir.name, "shape_zyx": shape, "runs": rows, "median": med,
            "load_avg_1m_start": load_start, "load_avg_1m_end": load_end}
-    o, b, r = (float(np.median(v)) for v in (ours, before, read))
-    print(f"report of a {shape} run ({size_kb:,.0f} KB): {o:.2f} s; as drawn before "
-          f"{b:.2f} s, ratio {ratio(o, b)}; reading its data alone {r:.2f} s; load average "
-          f"(1 min) {load_start:.1f} at start, {load_end:.1f} at end")
+    o, w = med["ours"], med["whole"]
+    print(f"report of a {shape} run ({o['kb']:,.0f} KB): {o['s']:.2f} s, peak "
+          f"{o['peak_mb']:,.0f} MB; volumes read whole {w['s']:.2f} s, {w['peak_mb']:,.0f} MB; "
+          f"ratios {ratio(o['s'], w['s'])} (time), {ratio(o['peak_mb'], w['peak_mb'])} "
+          f"(memory); load average (1 min) {load_start:.1f} at start, {load_end:.1f} at end")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(res, indent=2))
 

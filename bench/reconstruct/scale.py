@@ -16,9 +16,12 @@ then runs, each in its own process:
   baseline on it).
 
 Each run reports seconds, voxels per second (network included, scoring against the truth
-included), the driver's peak RSS and each worker's peak RSS (`getrusage` in the worker
-process; a worker restarted by its nanny starts again from zero), and whether its segmentation
-and synapse table equal the one-process run's. The load average is recorded before and after.
+included), the driver's peak RSS (`getrusage`: through the pipeline, then with the run's
+report written as `connectome reconstruct` writes it), each worker's peak RSS (`getrusage` in
+the worker process; a worker restarted by its nanny starts again from zero), and whether its
+segmentation and synapse table equal the one-process run's. The driver's and the workers'
+peaks at 8x over 1x say what grows with the volume. The load average is recorded before and
+after.
 """
 
 from __future__ import annotations
@@ -87,6 +90,12 @@ def child(mode: str, em: Path, out: Path, block: tuple[int, int, int], workers: 
         client.close()
         with contextlib.suppress(TimeoutError):  # a busy machine's slow worker exits
             lc.close(timeout=60)
+    pipeline_mb = _peak_mb()
+    from connectome_query.reconstruct.report import build
+
+    t = time.perf_counter()
+    build.write_report(out)
+    report_s = time.perf_counter() - t
     n = int(np.prod(shape))
     timings = io.read_json(out / "run.json", "run")["timings_s"]
     print(json.dumps({"mode": mode, "shape_zyx": list(shape), "voxels": n,
@@ -94,6 +103,8 @@ def child(mode: str, em: Path, out: Path, block: tuple[int, int, int], workers: 
                       "workers": workers, "seconds": round(seconds, 1),
                       "kvox_per_s": round(n / seconds / 1e3, 1),
                       "driver_peak_mb": round(_peak_mb()),
+                      "driver_pipeline_peak_mb": round(pipeline_mb),
+                      "report_s": round(report_s, 1),
                       "worker_ready_mb": [round(m) for m in ready_mb],
                       "worker_peak_mb": [round(m) for m in workers_mb],
                       "network_s": round(timings.get("affinities (network)", 0.0), 1),
@@ -193,7 +204,8 @@ def main() -> None:
                "cores": __import__("os").cpu_count(), "worker_memory": args.worker_memory,
                "command": " ".join(sys.argv).replace(str(work), "DIR"), "runs": rows,
                "worker_peak_8x_over_1x": round(max(e8["worker_peak_mb"])
-                                               / max(e1["worker_peak_mb"]), 2)}
+                                               / max(e1["worker_peak_mb"]), 2),
+               "driver_peak_8x_over_1x": round(e8["driver_peak_mb"] / e1["driver_peak_mb"], 2)}
     print(json.dumps(summary, indent=1))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n")

@@ -14,7 +14,8 @@ import pandas as pd
 from connectome_query.plotting import charts
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.errors import ReconstructError
-from connectome_query.reconstruct.report import errors, figures
+from connectome_query.reconstruct.report import errors, figures, volumes
+from connectome_query.reconstruct.scoring import skeleton_arrays
 
 STYLE = """body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
  padding: 0 1em; color: #222; } table { border-collapse: collapse; margin: .5em 0 1.5em; }
@@ -43,31 +44,41 @@ def skeleton_lengths(run_dir: Path) -> pd.DataFrame:
 
 
 def report_data(run_dir: Path) -> dict[str, Any]:
-    """Everything the report shows, as tables and arrays."""
+    """Everything the report shows, as tables and sections: the volumes are read a block at
+    a time (`volumes`), so memory does not grow with them."""
     run_dir = Path(run_dir)
     run = io.read_json(run_dir / "run.json", "run description")
-    vs_zyx = tuple(float(v) for v in run["voxel_size_nm"][::-1])
+    vx, vy, vz = (float(v) for v in run["voxel_size_nm"])
+    vs_zyx = (vz, vy, vx)
     seg_path = run_dir / "segmentation.zarr"
-    seg = io.read_block(io.open_zarr(seg_path, "segmentation"), (slice(None),) * 3, seg_path,
-                        "segmentation")
+    seg = io.open_zarr(seg_path, "segmentation")
+    shape = tuple(int(s) for s in seg.shape)
     data: dict[str, Any] = {
-        "run": run, "vs_zyx": vs_zyx, "segmentation": seg,
+        "run": run, "vs_zyx": vs_zyx, "shape": shape,
         "segments": pd.read_parquet(run_dir / "segments.parquet"),
         "synapses": pd.read_parquet(run_dir / "synapses.parquet"),
         "metrics": (json.loads((run_dir / "metrics.json").read_text())
                     if (run_dir / "metrics.json").is_file() else None),
-        "skeletons": skeleton_lengths(run_dir), "image": None, "truth": None,
+        "skeletons": skeleton_lengths(run_dir), "sections": None, "truth": None,
     }
     em_dir = Path(str(run.get("source", "")))
     if em_dir.is_dir() and (em_dir / "volume.json").is_file():
         info = io.read_volume_info(em_dir)
-        data["image"] = io.read_image(em_dir, info)
-        truth = io.read_truth(em_dir, seg.shape)
+        img_path = em_dir / "image.zarr"
+        sections = {"image": volumes.centre_sections(io.open_image(em_dir, info), img_path,
+                                                     "EM image"),
+                    "segmentation": volumes.centre_sections(seg, seg_path, "segmentation")}
+        truth = io.read_truth_tables(em_dir, shape)
         if truth is not None:
+            gt_path = em_dir / "truth" / "segmentation.zarr"
+            gt = io.open_zarr(gt_path, "ground truth")
+            sections["truth"] = volumes.centre_sections(gt, gt_path, "ground truth")
+            sids, edges, lengths, vox = skeleton_arrays(truth["skeletons"], vs_zyx, shape)
+            labels, pieces = volumes.scan(seg, seg_path, gt, gt_path, vox)
             data["truth"] = truth
-            data["erl"] = errors.erl_per_cell(truth, seg, vs_zyx)  # type: ignore[arg-type]
-            data["splits"], data["merges"] = errors.split_merge_errors(
-                truth["segmentation"], seg, vs_zyx)  # type: ignore[arg-type]
+            data["erl"] = errors.erl_per_cell_of(sids, edges, lengths, labels)
+            data["splits"], data["merges"] = errors.split_merge_errors_of(pieces, vs_zyx)
+        data["sections"] = sections
     return data
 
 
@@ -102,13 +113,12 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 
 def _pictures(d: dict[str, Any]) -> str:
     parts = []
-    if d["image"] is not None:
-        labels = {"segmentation": d["segmentation"]}
-        if d["truth"] is not None:
-            labels["truth"] = d["truth"]["segmentation"]
-        centre = tuple(s // 2 for s in d["segmentation"].shape)
-        parts.append(_figure(figures.slices(d["image"], labels, d["synapses"], d["vs_zyx"],
-                                            centre),
+    if d["sections"] is not None:
+        sections = d["sections"]
+        labels = {k: sections[k] for k in ("segmentation", "truth") if k in sections}
+        centre = tuple(s // 2 for s in d["shape"])
+        parts.append(_figure(figures.slices(sections["image"], labels, d["synapses"],
+                                            d["vs_zyx"], centre, d["shape"]),
                              "Orthogonal sections through the centre: EM, segments (colour), "
                              "synapses (red)", "slices"))
     parts.append(_figure(charts.histogram(d["segments"]["size_voxels"].to_numpy(),

@@ -25,15 +25,13 @@ def label_colours(labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     return rgba
 
 
-def section(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """The 2-D section of a (z, y, x) volume through `index` on `plane`'s fixed axis."""
-    return np.take(volume, index, axis=AXES[plane])
-
-
-def slices(image: np.ndarray, labels: Mapping[str, np.ndarray], synapses: pd.DataFrame,
-           vs_zyx: tuple[float, float, float], centre: tuple[int, int, int]) -> Figure:
+def slices(image: Mapping[str, np.ndarray], labels: Mapping[str, Mapping[str, np.ndarray]],
+           synapses: pd.DataFrame, vs_zyx: tuple[float, float, float],
+           centre: tuple[int, int, int], shape: tuple[int, int, int]) -> Figure:
     """Rows: one per labelling (segmentation, truth); columns: the xy, xz and yz sections
-    through `centre` (z, y, x); synapses within one voxel of the section drawn as points."""
+    through `centre` (z, y, x) of a volume of `shape`; synapses within one voxel of the
+    section drawn as points. Sections are plane name -> 2-D array (`volumes.centre_sections`,
+    perhaps every k-th voxel: each is drawn over the whole extent of its plane)."""
     fig = Figure(figsize=(12, 4 * len(labels)))
     axes = fig.subplots(len(labels), 3, squeeze=False)
     pos = synapses[["z", "y", "x"]].to_numpy(float) / np.array(vs_zyx) if len(synapses) \
@@ -43,12 +41,13 @@ def slices(image: np.ndarray, labels: Mapping[str, np.ndarray], synapses: pd.Dat
             fixed = AXES[plane]
             ax = axes[row][col]
             aspect = _aspect(plane, vs_zyx)
-            ax.imshow(section(image, plane, centre[fixed]), cmap="gray", aspect=aspect,
-                      interpolation="nearest")
-            ax.imshow(label_colours(section(lab, plane, centre[fixed])), aspect=aspect,
-                      interpolation="nearest")
-            near = np.abs(pos[:, fixed] - centre[fixed]) <= 1.0
             other = [a for a in range(3) if a != fixed]
+            extent = (-0.5, shape[other[1]] - 0.5, shape[other[0]] - 0.5, -0.5)
+            ax.imshow(image[plane], cmap="gray", aspect=aspect, interpolation="nearest",
+                      extent=extent)
+            ax.imshow(label_colours(lab[plane]), aspect=aspect, interpolation="nearest",
+                      extent=extent)
+            near = np.abs(pos[:, fixed] - centre[fixed]) <= 1.0
             ax.scatter(pos[near, other[1]], pos[near, other[0]], s=14, c="#ff3300",
                        marker="o", edgecolors="white", linewidths=0.5)
             ax.set_title(f"{name}: {plane} at {'zyx'[fixed]} = {centre[fixed]}")
