@@ -354,7 +354,8 @@ def distil_affinity_net(
 ) -> None:
     """Distil a leaner affinity U-Net (fewer channels, or a coarse one at stride 2) from a
     wider one on synthetic volumes (the shipped lean and coarse weights came from this
-    command; see reconstruct/distil.py). --steps counts from the checkpoint's start."""
+    command; see reconstruct/distil.py). --steps counts the steps of this distillation, a
+    resumed run's included."""
     from connectome_query.reconstruct import distil, io, training
 
     try:
@@ -390,8 +391,6 @@ def distil_affinity_net(
         here = (f"lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
                 f"seeds from {training.NET_TRAINING_SEED}, clean and noisy"
                 + (f", targets {truth_weight:g} truth" if truth_weight else ""))
-        if start is not None:  # keep the history of the weights distilled further
-            here = f"{start.meta.get('trained_on', str(init))}; then {here}"
         try:
             net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick,
                                 trained_on=here, crop=(12, 48 * stride, 48 * stride),
@@ -400,6 +399,11 @@ def distil_affinity_net(
                                 checkpoint_every=checkpoint_every, start=resumed)
         except ValueError as e:
             raise fail(str(e), 1) from e
+    before = int(start.meta.get("steps", 0)) if start is not None else 0
+    here = f"{net.meta['steps'] - before} steps at {here}"
+    if start is not None:  # keep the history of the weights distilled further
+        here = f"{start.meta.get('trained_on', str(init))}; then {here}"
+    net.meta["trained_on"] = here
     io.save_net(output, net)
     out.print(f"wrote {output} (mean loss of the last steps {net.meta['final_loss']:.3f})")
 
