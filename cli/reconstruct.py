@@ -342,11 +342,20 @@ def distil_affinity_net(
         help="in-plane stride of the first level: 1, or 2 for a coarse network (2x2 "
              "pixels in, 2x2 outputs out per position; crops twice as wide)")] = 1,
     minutes: Annotated[float | None, typer.Option(
-        help="stop after this much training time")] = None,
+        help="stop after this much training time (checkpointed; run again to go on)")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="start from these student weights (same widths, stride and voxel size) when "
+             "there is no checkpoint, to distil further")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="checkpoint file (default OUT.ckpt.npz); an existing one is resumed")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 25,
+    truth_weight: Annotated[float, typer.Option(
+        help="share of the true affinities in the targets (0: the teacher's alone)")] = 0.0,
 ) -> None:
     """Distil a leaner affinity U-Net (fewer channels, or a coarse one at stride 2) from a
     wider one on synthetic volumes (the shipped lean and coarse weights came from this
-    command; see reconstruct/distil.py)."""
+    command; see reconstruct/distil.py). --steps counts the steps of this distillation, a
+    resumed run's included."""
     from connectome_query.reconstruct import distil, io, training
 
     try:
@@ -361,18 +370,40 @@ def distil_affinity_net(
         raise fail(f"--stride must be 1 or 2, got {stride}", 2)
     if minutes is not None and not minutes > 0:
         raise fail(f"--minutes must be positive, got {minutes}", 2)
+    if checkpoint_every < 1:
+        raise fail("--checkpoint-every must be at least 1", 2)
+    if not 0 <= truth_weight <= 1:
+        raise fail(f"--truth-weight must be between 0 and 1, got {truth_weight}", 2)
     try:
         big = io.load_net(teacher if teacher is not None else training.DEFAULT_NET)
+        start = io.load_net(init) if init is not None else None
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     vs = (40.0, 16.0, 16.0)
+    if start is not None:
+        try:
+            distil.check_student(start, w, stride, vs)
+        except ValueError as e:
+            raise fail(f"--init {init}: {e}", 1) from e
+    ckpt = checkpoint or output.with_name(output.name + ".ckpt.npz")
     data = training.net_training_volumes(volumes, vs)
-    with loss_progress("distilling", steps) as (tick, _):
+    with loss_progress("distilling", steps) as (tick, resumed):
         here = (f"lr {lr:g} on {volumes} synthetic volumes 48x128x128, "
-                f"seeds from {training.NET_TRAINING_SEED}, clean and noisy")
-        net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick, trained_on=here,
-                            crop=(12, 48 * stride, 48 * stride), stride=stride,
-                            max_seconds=minutes * 60 if minutes else None)
+                f"seeds from {training.NET_TRAINING_SEED}, clean and noisy"
+                + (f", targets {truth_weight:g} truth" if truth_weight else ""))
+        try:
+            net = distil.distil(big, data, steps, w, seed=seed, lr=lr, tick=tick,
+                                trained_on=here, crop=(12, 48 * stride, 48 * stride),
+                                stride=stride, max_seconds=minutes * 60 if minutes else None,
+                                init=start, truth_weight=truth_weight, checkpoint=ckpt,
+                                checkpoint_every=checkpoint_every, start=resumed)
+        except ValueError as e:
+            raise fail(str(e), 1) from e
+    before = int(start.meta.get("steps", 0)) if start is not None else 0
+    here = f"{net.meta['steps'] - before} steps at {here}"
+    if start is not None:  # keep the history of the weights distilled further
+        here = f"{start.meta.get('trained_on', str(init))}; then {here}"
+    net.meta["trained_on"] = here
     io.save_net(output, net)
     out.print(f"wrote {output} (mean loss of the last steps {net.meta['final_loss']:.3f})")
 

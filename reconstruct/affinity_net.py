@@ -212,9 +212,11 @@ def _check_training_volumes(volumes: Sequence[tuple[np.ndarray, np.ndarray, np.n
                              f"got {img.shape}")
 
 
+@functools.lru_cache(maxsize=4)
 def _adam_step(stride: int = 1) -> Callable[..., Any]:
     """One compiled Adam step on the weighted cross-entropy of a network of `stride`:
-    (params, (mu, nu, t), x, y, weights, rate) -> (params, (mu, nu, t), loss)."""
+    (params, (mu, nu, t), x, y, weights, rate) -> (params, (mu, nu, t), loss). Kept per
+    stride, so that runs in one process compile it once a shape."""
     import jax
     import jax.numpy as jnp
 

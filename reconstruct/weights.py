@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,44 @@ def conv3d(x: Any, p: tuple[Any, Any], dilation: int = 1) -> Any:
                                      rhs_dilation=(dilation, dilation),
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y.reshape(n, d, h, wd, cout) + b
+
+
+def save_state(path: Path, state: Any, step: int, losses: Sequence[float] = ()) -> None:
+    """A training state (any tree of arrays: weights, optimiser state), the steps done and
+    the losses of the last steps in one .npz, written whole and then moved into place (a
+    kill never leaves half a checkpoint)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(state)
+    arrays: dict[str, Any] = {f"leaf{i}": np.asarray(v) for i, v in enumerate(leaves)}
+    arrays["step"] = np.int64(step)
+    arrays["losses"] = np.asarray(list(losses), np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_state(path: Path, fresh: Any, what: str) -> tuple[Any, int, list[float]]:
+    """A state saved by `save_state`, checked against the layout of `fresh` (the same tree
+    as a new run would start from): (state, steps done, losses of the last steps). `what`
+    names the training in the error."""
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(fresh)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            got = [z[f"leaf{i}"] for i in range(len(leaves))]
+            step = int(z["step"])
+            losses = [float(v) for v in z["losses"]] if "losses" in z.files else []
+            extra = f"leaf{len(leaves)}" in z.files
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"checkpoint {path} cannot be read as a {what} checkpoint: {e}") from e
+    if extra:
+        raise ValueError(f"checkpoint {path} holds more arrays than a {what} checkpoint")
+    for i, (g, f) in enumerate(zip(got, leaves, strict=True)):
+        if np.shape(g) != np.shape(f):
+            raise ValueError(f"checkpoint {path}: array leaf{i} has shape {np.shape(g)}, "
+                             f"expected {np.shape(f)} (a {what} checkpoint of another "
+                             "network?)")
+    return jax.tree_util.tree_unflatten(treedef, got), step, losses

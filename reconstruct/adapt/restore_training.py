@@ -112,35 +112,13 @@ def _flag_planes(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_checkpoint(path: Path, params: Any, opt: Any, step: int) -> None:
-    """Weights, optimiser state and step in one .npz (written whole, then moved)."""
-    import jax
-
-    leaves = jax.tree_util.tree_leaves((params, opt))
-    arrays: dict[str, Any] = {f"leaf{i}": np.asarray(v) for i, v in enumerate(leaves)}
-    arrays["step"] = np.int64(step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    """Weights, optimiser state and step in one .npz (`weights.save_state`)."""
+    weights.save_state(path, (params, opt), step)
 
 
 def load_checkpoint(path: Path, fresh: Any) -> tuple[Any, Any, int]:
     """A state saved by `save_checkpoint`, checked against `fresh` (params, opt)'s layout."""
-    import jax
-
-    leaves, treedef = jax.tree_util.tree_flatten(fresh)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            got = [z[f"leaf{i}"] for i in range(len(leaves))]
-            step = int(z["step"])
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"checkpoint {path} cannot be read as a restorer training "
-                         f"checkpoint: {e}") from e
-    for i, (g, f) in enumerate(zip(got, leaves, strict=True)):
-        if np.shape(g) != np.shape(f):
-            raise ValueError(f"checkpoint {path}: array leaf{i} has shape {np.shape(g)}, "
-                             f"expected {np.shape(f)}")
-    params, opt = jax.tree_util.tree_unflatten(treedef, got)
+    (params, opt), step, _ = weights.load_state(path, fresh, "restorer training")
     return params, opt, step
 
 
