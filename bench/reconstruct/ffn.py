@@ -32,7 +32,7 @@ from rich.table import Table
 from connectome_query.reconstruct import io
 
 WATERSHED_STAGES = ("seeds", "seeds faces", "growth", "growth faces", "fragments", "relabel")
-FFN_STAGES = ("segmentation (ffn)",)
+FFN_STAGES = ("segmentation (ffn)", "ffn faces", "ffn relabel")
 KEYS = ("nerl", "voi_split", "voi_merge", "arand", "n_segments", "synapse_f1",
         "synapse_precision", "synapse_recall")
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
