@@ -80,9 +80,9 @@ class Blockwise:
 
 
 def default_margin(fov: Sequence[int]) -> Triple:
-    """Context beyond each face: one FOV, so a FOV centred anywhere in the overlap's half
-    on the block's side is predicted on image the block has."""
-    return int(fov[0]), int(fov[1]), int(fov[2])
+    """Context beyond each face: half the FOV, so every FOV centred in the block sees the
+    image, not the canvas's padding."""
+    return int(fov[0]) // 2, int(fov[1]) // 2, int(fov[2]) // 2
 
 
 def slab(box: Box, axis: int, at: int, margin: Triple, shape: Triple) -> Box:
