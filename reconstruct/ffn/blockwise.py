@@ -125,10 +125,10 @@ def _block_task(item: int, bw: Blockwise, inputs: BlockInputs) -> Record:
     core = seg[box.slices(region.lo)]
     ids = fastremap.unique(core)
     ids = ids[ids != 0]
-    lut = np.zeros(int(seg.max()) + 1, np.uint64)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint64)
-    rest = np.setdiff1d(np.arange(1, len(lut), dtype=np.uint64), ids.astype(np.uint64))
-    lut[rest.astype(np.int64)] = np.arange(len(ids) + 1, len(lut), dtype=np.uint64)
+    lut = np.zeros(int(seg.max()) + 1, np.uint32)  # records hold the slabs: 4 bytes a voxel
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
+    rest = np.setdiff1d(np.arange(1, len(lut)), ids.astype(np.int64))
+    lut[rest] = np.arange(len(ids) + 1, len(lut), dtype=np.uint32)
     local = lut[core]
     write(bw.labels_path, box, stitch.provisional(item, local))
     sizes, first = core_stats(local, box, bw.shape)
@@ -139,7 +139,7 @@ def _block_task(item: int, bw: Blockwise, inputs: BlockInputs) -> Record:
                               ("high", box.hi[c], box.hi[c] < bw.shape[c])):
             s = slab(box, c, at, bw.margin, bw.shape)
             rec[f"{side}{c}"] = (lut[seg[s.slices(region.lo)]] if has
-                                 else np.zeros((0, 0, 0), np.uint64))
+                                 else np.zeros((0, 0, 0), np.uint32))
     return rec
 
 
