@@ -32,7 +32,7 @@ from rich.table import Table
 from connectome_query.reconstruct import io
 
 WATERSHED_STAGES = ("seeds", "seeds faces", "growth", "growth faces", "fragments", "relabel")
-FFN_STAGES = ("segmentation (ffn)",)
+FFN_STAGES = ("segmentation (ffn)", "ffn faces", "ffn relabel")
 KEYS = ("nerl", "voi_split", "voi_merge", "arand", "n_segments", "synapse_f1",
         "synapse_precision", "synapse_recall")
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -57,6 +57,7 @@ def one_preset(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
     """Watershed and FFN runs on one synthetic volume; their rows and run seconds."""
     nvox = shape[0] * shape[1] * shape[2]
     extra = ["--workers", str(args.workers)] if args.workers else []
+    extra += ["--block", args.block] if args.block else []
     em = tmp / f"em_{preset}"
     z, y, x = shape
     _cli("synth-em", str(em), "--size", f"{x},{y},{z}", "--preset", preset, "--seed", str(seed),
@@ -108,6 +109,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="synth seed of every preset's volume")
     ap.add_argument("--ffn", type=Path, default=None, help="FFN weights (default: shipped)")
     ap.add_argument("--workers", type=int, default=None, help="default: one per core")
+    ap.add_argument("--block", default=None,
+                    help="z,y,x block of both runs (the FFN runs block by block with a margin "
+                         "of half its FOV); default: the engine's")
     ap.add_argument("--xla-threads", type=int, default=0, choices=[0, 1],
                     help="1: the FFN process's XLA on one thread; 0: XLA's default")
     ap.add_argument("--out", type=Path, default=None)
@@ -124,7 +128,8 @@ def main() -> None:
     for r in results:
         show(con, shape, r)
     con.print(f"load average before {load_before}, after {load_after}")
-    summary = {"shape_zyx": list(shape), "xla_threads": args.xla_threads or "default",
+    summary = {"shape_zyx": list(shape), "block_zyx": args.block,
+               "xla_threads": args.xla_threads or "default",
                "results": results, "load_average_before": load_before,
                "load_average_after": load_after}
     if args.out:

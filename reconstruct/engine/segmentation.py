@@ -50,7 +50,7 @@ def region_affinities(run: Run, path: Path, region: Box) -> np.ndarray:
     return affs if bad is None else lattice.sever(affs, bad, before)
 
 
-def _stats(local: np.ndarray, box: Box, shape: tuple[int, ...]) -> tuple[np.ndarray,
+def core_stats(local: np.ndarray, box: Box, shape: tuple[int, ...]) -> tuple[np.ndarray,
                                                                         np.ndarray]:
     """Sizes and first voxels (flat index in the volume) of the ids 1..n of a core."""
     ids, first, counts = fastremap.unique(local, return_index=True, return_counts=True)
@@ -89,7 +89,7 @@ def _seeds_task(item: int, run: Run, affs_path: str) -> Record:
     local = blocks.seeds(affs, core, run.voxel_size_zyx, run.params)
     prov = stitch.provisional(item, local)
     write(run.work("seeds.zarr"), box, prov)
-    sizes, first = _stats(local, box, run.shape)
+    sizes, first = core_stats(local, box, run.shape)
     return {"sizes": sizes, "first": first, **_faces(prov, affs, box.slices(region.lo))}
 
 
@@ -102,7 +102,7 @@ def _growth_task(item: int, run: Run, affs_path: str, numbering: str) -> Record:
     grown, local = blocks.growth(affs, seeds, core, run.params)
     prov = stitch.provisional(item, local)
     write(run.work("growth.zarr"), box, np.where(local != 0, prov | TOP, grown))
-    sizes, first = _stats(local, box, run.shape)
+    sizes, first = core_stats(local, box, run.shape)
     return {"sizes": sizes, "first": first, **_faces(prov, affs, box.slices(region.lo))}
 
 
