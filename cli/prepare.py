@@ -55,6 +55,7 @@ def prepare_cmd(
             if (raw_dir / "truth" / "undeformed" / "truth").exists():
                 tick = stage_tick(progress, "truth in the aligned frame")
                 known = truth_frame.write_truth_in_frame(raw_dir, em_dir, tick=tick)
+                tick("done", 1.0)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     for w in report.warnings:

@@ -126,8 +126,10 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
 
     usable = ~has(section_flags, Defect.MISSING)
     reference_ok = usable & ~has(section_flags, SECTION_DEFECTS)
+    align_tick = stage_tick(progress, "elastic alignment")
     maps = elastic.align_stack(read_section, read_mask, nz, usable, reference_ok, (ny, nx),
-                               config.align, stage_tick(progress, "elastic alignment"))
+                               config.align, align_tick)
+    align_tick("aligned", 1.0)
     report.warnings += maps.notes
     report.flow_coverage = [round(float(c), 3) for c in maps.flow_coverage]
     report.aligned_to = [int(r) for r in maps.reference]

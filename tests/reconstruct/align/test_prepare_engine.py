@@ -88,6 +88,6 @@ def test_an_em_dir_prepared_with_other_settings_is_refused(raw_dir, tmp_path):
     em = tmp_path / "em"
     info = rawdir.read_raw_info(raw_dir)
     Manifest(em).open(sections_engine.identity(info, prepare.PrepareConfig()))
-    with pytest.raises(ReconstructError, match="config.contrast"):
+    with pytest.raises(ReconstructError, match=r"config\.contrast"):
         prepare.prepare(raw_dir, em, prepare.PrepareConfig(contrast="clahe"))
     assert not (em / "stitched.zarr").exists()
