@@ -13,7 +13,7 @@ from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
 from connectome_query.reconstruct.align import prepare, rawdir, sections_engine, stitch
 from connectome_query.reconstruct.align.masks import Defect
-from connectome_query.reconstruct.engine import cluster
+from connectome_query.reconstruct.engine.cluster import ClusterSpec, connect
 from connectome_query.reconstruct.engine.manifest import Manifest
 from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
@@ -30,7 +30,7 @@ def raw_dir(raw_volume, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _stitch_pass(raw: Path, em: Path, spec: cluster.ClusterSpec) -> list[defects_.Quality]:
+def _stitch_pass(raw: Path, em: Path, spec: ClusterSpec) -> list[defects_.Quality]:
     info = rawdir.read_raw_info(raw)
     manifest = Manifest(em)
     manifest.open(sections_engine.identity(info, prepare.PrepareConfig()))
@@ -38,7 +38,7 @@ def _stitch_pass(raw: Path, em: Path, spec: cluster.ClusterSpec) -> list[defects
     np.save(manifest.root / "flat.npy", flat)
     sections_engine.create_arrays(em, (SECTIONS, *info.layout.section_shape), {})
     job = sections_engine.SectionJob(info, str(em), str(manifest.root / "flat.npy"))
-    with cluster.connect(spec) as client:
+    with connect(spec) as client:
         client.run(sections_engine.forget)
         sections_engine.forget()
         return sections_engine.stitch_sections(Engine(client, manifest), job, SECTIONS)[0]
@@ -63,9 +63,10 @@ def _one_process(raw: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list]
     return np.stack(images), np.stack(masks), table, qualities
 
 
-def test_two_workers_stitch_as_one_process_does_and_a_rerun_resumes(raw_dir, tmp_path):
+def test_two_workers_stitch_as_one_process_does_and_a_rerun_resumes(raw_dir, tmp_path,
+                                                                    cluster):
     em = tmp_path / "em"
-    qualities = _stitch_pass(raw_dir, em, cluster.ClusterSpec(workers=2, threads=1))
+    qualities = _stitch_pass(raw_dir, em, cluster)  # the session's two worker processes
     images, masks, table, want_q = _one_process(raw_dir)
     stitched = io.open_zarr(em / "stitched.zarr")
     np.testing.assert_array_equal(np.asarray(stitched.read().result()), images)
@@ -78,7 +79,7 @@ def test_two_workers_stitch_as_one_process_does_and_a_rerun_resumes(raw_dir, tmp
     stitched[2].write(np.zeros(images.shape[1:], np.float32)).result()
     stitched[4].write(np.zeros(images.shape[1:], np.float32)).result()
     Manifest(em).record_path(sections_engine.STITCH, 4).unlink()
-    _stitch_pass(raw_dir, em, cluster.ClusterSpec(workers=1, processes=False))
+    _stitch_pass(raw_dir, em, ClusterSpec(workers=1, processes=False))
     again = np.asarray(io.open_zarr(em / "stitched.zarr").read().result())
     assert not again[2].any()
     np.testing.assert_array_equal(again[4], images[4])
