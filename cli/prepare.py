@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from connectome_query.cli.console import fail, out
-from connectome_query.cli.reconstruct import rich_progress
+from connectome_query.cli.reconstruct import (
+    SchedulerOption,
+    WorkerMemoryOption,
+    WorkersOption,
+    _cluster_options,
+    stage_progress,
+)
 from connectome_query.reconstruct.errors import ReconstructError
 
 app = typer.Typer()
@@ -24,23 +30,32 @@ def prepare_cmd(
         help="fill missing and damaged voxels from aligned neighbours")] = True,
     stride: Annotated[int, typer.Option(help="flow and mesh grid spacing (px)")] = 32,
     patch: Annotated[int, typer.Option(help="cross-correlation patch size (px)")] = 128,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
+    worker_memory: WorkerMemoryOption = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Stitch tiles, find defects, align sections elastically, fill and normalise: writes
     EM_DIR (image.zarr, defects.zarr, maps.zarr, prepare.json) for `connectome reconstruct`.
     A synthetic raw directory's truth is carried into the aligned frame (EM_DIR/truth), so the
-    reconstruction is scored against it."""
+    reconstruction is scored against it. Stitching and fold/crack detection run on Dask, one
+    task per section; a second run into the same EM_DIR resumes."""
     from connectome_query.reconstruct.align import elastic, prepare, truth_frame
+    from connectome_query.reconstruct.progress import stage_tick
 
     if stride < 4 or patch < 16 or patch % 2:
         raise fail("--stride must be at least 4 and --patch an even number of at least 16", 2)
     cfg = prepare.PrepareConfig(align=elastic.AlignConfig(stride=stride, patch=patch),
                                 contrast=contrast, fill=fill)
+    spec, _ = _cluster_options(scheduler, None, workers, worker_memory)
     try:
-        with rich_progress(not quiet) as tick:
-            report = prepare.prepare(raw_dir, em_dir, cfg, tick)
-            known = truth_frame.write_truth_in_frame(raw_dir, em_dir, tick=tick) \
-                if (raw_dir / "truth" / "undeformed" / "truth").exists() else None
+        with stage_progress(not quiet) as progress:
+            report = prepare.prepare(raw_dir, em_dir, cfg, progress, spec)
+            known = None
+            if (raw_dir / "truth" / "undeformed" / "truth").exists():
+                tick = stage_tick(progress, "truth in the aligned frame")
+                known = truth_frame.write_truth_in_frame(raw_dir, em_dir, tick=tick)
+                tick("done", 1.0)
     except ReconstructError as e:
         raise fail(str(e), 1) from e
     for w in report.warnings:

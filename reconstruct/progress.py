@@ -60,3 +60,18 @@ class Ticks:
 
     def note(self, text: str) -> None:
         return None
+
+
+def stage_tick(progress: Progress, name: str, steps: int = 100) -> Tick:
+    """A `Tick` for single-process work shown as one stage of `progress`: the fraction done as
+    `steps` blocks (the message is not shown)."""
+    progress.stage(name, steps)
+    done = [0]
+
+    def tick(message: str, fraction: float) -> None:
+        n = min(round(max(fraction, 0.0) * steps), steps)
+        if n > done[0]:
+            progress.advance(name, n - done[0])
+            done[0] = n
+
+    return tick

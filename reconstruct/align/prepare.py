@@ -1,6 +1,7 @@
 """The whole front end on disk: RAW_DIR (tiles) -> EM_DIR (aligned, repaired volume).
 
-Passes, each section by section through TensorStore (only the fill holds a slab of sections):
+Passes, each section by section through TensorStore (only the fill holds a slab of sections);
+passes 2 and 3 run as Dask tasks, one per section, resumable (`align.sections_engine`):
 
 1. flat field from a sample of sections' tiles;
 2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its defects in the
@@ -24,15 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
-from connectome_query.reconstruct.align import elastic, restore, stitch, warp
+from connectome_query.reconstruct.align import elastic, restore, sections_engine, stitch, warp
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
 from connectome_query.reconstruct.align.rawdir import read_raw_info, read_section_tiles
+from connectome_query.reconstruct.engine import cluster
+from connectome_query.reconstruct.engine.manifest import Manifest
+from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
-from connectome_query.reconstruct.progress import Tick, no_progress
+from connectome_query.reconstruct.progress import Progress, Quiet, Tick, stage_tick
 
 FILL_HALO = 8
 """Sections read above and below a slab when filling (longer missing runs stay unfilled)."""
@@ -70,83 +73,50 @@ class PrepareReport:
                 "aligned_to": self.aligned_to, "filled_voxels": self.filled_voxels}
 
 
-@dataclass(frozen=True)
-class TileFit:
-    """How the stitch placed and corrected one section's tiles (`stitch.blend`'s inputs)."""
-
-    origins: np.ndarray
-    rotations: np.ndarray
-    gain: np.ndarray
-    offset: np.ndarray
-    use: np.ndarray
-
-
-def _placement_rows(s: stitch.Stitched, z: int) -> pd.DataFrame:
-    """One row per tile of section z: where the stitch placed it and whether it was used (the
-    stitched frame, which the truth's look-up needs: `align.truth_frame`)."""
-    rows, cols = s.present.shape
-    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    used = s.present & (s.matched if s.matched.any() else s.present)
-    return pd.DataFrame({"section": np.full(rows * cols, z), "row": r.ravel(), "col": c.ravel(),
-                         "origin_y": s.origins[..., 0].ravel(),
-                         "origin_x": s.origins[..., 1].ravel(),
-                         "rotation_rad": s.rotations.ravel(), "used": used.ravel()})
-
-
 def _flag_names(v: int) -> list[str]:
     return [str(f.name).lower() for f in Defect if v & int(f)]
 
 
 def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig(),
-            tick: Tick = no_progress) -> PrepareReport:
-    """Run the front end; returns its report (also written to EM_DIR/prepare.json)."""
+            progress: Progress | None = None,
+            spec: cluster.ClusterSpec | None = None) -> PrepareReport:
+    """Run the front end; returns its report (also written to EM_DIR/prepare.json). The
+    per-section passes run as Dask tasks on the cluster `spec` names (default: a LocalCluster
+    sized to the machine) and resume where a killed run stopped; `progress` is shown each
+    pass's sections done."""
     if config.contrast not in restore.CONTRAST_MODES:
         raise ReconstructError(f"contrast mode must be one of "
                                f"{', '.join(restore.CONTRAST_MODES)}, got {config.contrast!r}")
+    progress = progress or Quiet()
     info = read_raw_info(raw_dir)
     em = Path(em_dir)
-    em.mkdir(parents=True, exist_ok=True)
     nz = info.sections
     ny, nx = info.layout.section_shape
     report = PrepareReport(nz)
     vx, vy, vz = info.voxel_size_nm_xyz
     attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
+    manifest = Manifest(em)
+    resumed = manifest.open(sections_engine.identity(info, config))
+    progress.note(f"{'resuming' if resumed else 'starting'} {em}: {nz} sections")
 
-    tick("flat field", 0.0)
+    tick = stage_tick(progress, "flat field", 1)
     sample = np.unique(np.linspace(0, nz - 1, min(nz, FLAT_FIELD_SECTIONS)).astype(int))
     flat = stitch.flat_field([read_section_tiles(info, int(z))[0] for z in sample])
-
-    stitched = io.create_zarr(em / "stitched.zarr", (nz, ny, nx), "float32", attributes=attrs)
-    st_masks = io.create_zarr(em / "stitched_defects.zarr", (nz, ny, nx), "uint8",
-                              attributes=attrs)
-    qualities = []
-    placements = []
-    fits: list[TileFit] = []
-    for z in range(nz):
-        tick(f"stitching section {z}", 0.05 + 0.35 * z / nz)
-        tiles, problems = read_section_tiles(info, z)
-        report.warnings += problems
-        try:
-            s = stitch.stitch_section(tiles, info.layout, flat, z)
-        except ValueError as e:
-            raise ReconstructError(str(e)) from e
-        report.warnings += s.warnings
-        mask = np.where(s.covered, 0, np.uint8(Defect.MISSING)).astype(np.uint8)
-        stitched[z].write(s.image).result()
-        st_masks[z].write(mask).result()
-        qualities.append(defects_.section_quality(s.image, s.covered))
-        placements.append(_placement_rows(s, z))
-        fits.append(TileFit(s.origins, s.rotations, s.gain, s.offset,
-                            s.present & (s.matched if s.matched.any() else s.present)))
-    io.write_table(em / "tiles.parquet", pd.concat(placements, ignore_index=True))
-    section_flags = defects_.classify_sections(qualities)
-    for z in range(nz):  # folds and cracks, in sections without a section-wide flag
-        if section_flags[z]:
-            continue
-        tick(f"defects of section {z}", 0.4)
-        img = io.read_block(stitched, slice(z, z + 1), em / "stitched.zarr", "stitched")[0]
-        m = np.asarray(st_masks[z].read().result())
-        st_masks[z].write(m | defects_.line_defects(img, m == 0)).result()
+    flat_path = manifest.root / "flat_field.npy"
+    np.save(flat_path, flat)
+    tick("flat field", 1.0)
+    sections_engine.create_arrays(em, (nz, ny, nx), attrs)
+    job = sections_engine.SectionJob(info, str(em.resolve()), str(flat_path.resolve()))
+    with cluster.connect(spec or cluster.ClusterSpec(), progress.note) as client:
+        engine = Engine(client, manifest, progress)
+        client.run(sections_engine.forget)
+        sections_engine.forget()
+        qualities, warnings, fits = sections_engine.stitch_sections(engine, job, nz)
+        report.warnings += warnings
+        section_flags = defects_.classify_sections(qualities)
+        sections_engine.find_lines(engine, job, [z for z in range(nz) if not section_flags[z]])
+    stitched = io.open_zarr(em / "stitched.zarr", "stitched")
+    st_masks = io.open_zarr(em / "stitched_defects.zarr", "stitched defects")
     for z in range(nz):
         if section_flags[z]:
             report.warnings.append(f"section {z}: {', '.join(_flag_names(section_flags[z]))}"
@@ -162,8 +132,10 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
 
     usable = ~has(section_flags, Defect.MISSING)
     reference_ok = usable & ~has(section_flags, SECTION_DEFECTS)
+    align_tick = stage_tick(progress, "elastic alignment")
     maps = elastic.align_stack(read_section, read_mask, nz, usable, reference_ok, (ny, nx),
-                               config.align, lambda m, f: tick(m, 0.4 + 0.3 * f))
+                               config.align, align_tick)
+    align_tick("aligned", 1.0)
     report.warnings += maps.notes
     report.flow_coverage = [round(float(c), 3) for c in maps.flow_coverage]
     report.aligned_to = [int(r) for r in maps.reference]
@@ -180,6 +152,8 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         keep = covered & ~warp.outside_section(coords, (ny, nx))
         return np.where(keep, img, 0.0).astype(np.float32)
 
+    warp_tick = stage_tick(progress, "warp, fill, normalise")
+    tick = lambda m, f: warp_tick(m, (f - 0.7) / 0.3)  # noqa: E731  (pass 5 ticks 0.7 .. 1)
     _warp_fill_normalise(em, nz, (ny, nx), maps, section_flags, read_aligned, config, attrs,
                          report, tick)
     report.section_flags = [_flag_names(int(v)) for v in section_flags]

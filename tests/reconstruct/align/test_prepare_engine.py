@@ -1,0 +1,94 @@
+"""The front end's per-section passes on the Dask engine: the same result as stitching each
+section in one process, resumable, and refusing an EM_DIR prepared otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from connectome_query.reconstruct import io
+from connectome_query.reconstruct.align import defects as defects_
+from connectome_query.reconstruct.align import prepare, rawdir, sections_engine, stitch
+from connectome_query.reconstruct.align.masks import Defect
+from connectome_query.reconstruct.engine.cluster import ClusterSpec, connect
+from connectome_query.reconstruct.engine.manifest import Manifest
+from connectome_query.reconstruct.engine.runner import Engine
+from connectome_query.reconstruct.errors import ReconstructError
+
+SECTIONS = 6
+
+
+@pytest.fixture(scope="module")
+def raw_dir(raw_volume, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("raw")
+    for z in range(SECTIONS):
+        rawdir.write_section_tiles(d, z, raw_volume.tiles[z])
+    rawdir.write_raw_info(d, SECTIONS, raw_volume.layout, (16.0, 16.0, 40.0))
+    return d
+
+
+def _stitch_pass(raw: Path, em: Path, spec: ClusterSpec) -> list[defects_.Quality]:
+    info = rawdir.read_raw_info(raw)
+    manifest = Manifest(em)
+    manifest.open(sections_engine.identity(info, prepare.PrepareConfig()))
+    flat = stitch.flat_field([rawdir.read_section_tiles(info, z)[0] for z in range(SECTIONS)])
+    np.save(manifest.root / "flat.npy", flat)
+    sections_engine.create_arrays(em, (SECTIONS, *info.layout.section_shape), {})
+    job = sections_engine.SectionJob(info, str(em), str(manifest.root / "flat.npy"))
+    with connect(spec) as client:
+        client.run(sections_engine.forget)
+        sections_engine.forget()
+        return sections_engine.stitch_sections(Engine(client, manifest), job, SECTIONS)[0]
+
+
+def _one_process(raw: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list]:
+    """Every section stitched here, in a loop (what the engine's tasks must reproduce)."""
+    info = rawdir.read_raw_info(raw)
+    tiles = [rawdir.read_section_tiles(info, z)[0] for z in range(SECTIONS)]
+    flat = stitch.flat_field(tiles)
+    images, masks, rows, qualities = [], [], [], []
+    for z, t in enumerate(tiles):
+        s = stitch.stitch_section(t, info.layout, flat, z)
+        images.append(s.image)
+        masks.append(np.where(s.covered, 0, Defect.MISSING).astype(np.uint8))
+        qualities.append(defects_.section_quality(s.image, s.covered))
+        used = s.present & (s.matched if s.matched.any() else s.present)
+        for (r, c), u in np.ndenumerate(used):
+            rows.append((z, r, c, *s.origins[r, c], s.rotations[r, c], u))
+    table = pd.DataFrame(rows, columns=["section", "row", "col", "origin_y", "origin_x",
+                                        "rotation_rad", "used"])
+    return np.stack(images), np.stack(masks), table, qualities
+
+
+def test_two_workers_stitch_as_one_process_does_and_a_rerun_resumes(raw_dir, tmp_path,
+                                                                    cluster):
+    em = tmp_path / "em"
+    qualities = _stitch_pass(raw_dir, em, cluster)  # the session's two worker processes
+    images, masks, table, want_q = _one_process(raw_dir)
+    stitched = io.open_zarr(em / "stitched.zarr")
+    np.testing.assert_array_equal(np.asarray(stitched.read().result()), images)
+    np.testing.assert_array_equal(
+        np.asarray(io.open_zarr(em / "stitched_defects.zarr").read().result()), masks)
+    got = io.read_table(em / "tiles.parquet", "tiles")
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), table, check_dtype=False)
+    assert qualities == want_q
+    # a finished section is not redone; a section without its record is
+    stitched[2].write(np.zeros(images.shape[1:], np.float32)).result()
+    stitched[4].write(np.zeros(images.shape[1:], np.float32)).result()
+    Manifest(em).record_path(sections_engine.STITCH, 4).unlink()
+    _stitch_pass(raw_dir, em, ClusterSpec(workers=1, processes=False))
+    again = np.asarray(io.open_zarr(em / "stitched.zarr").read().result())
+    assert not again[2].any()
+    np.testing.assert_array_equal(again[4], images[4])
+
+
+def test_an_em_dir_prepared_with_other_settings_is_refused(raw_dir, tmp_path):
+    em = tmp_path / "em"
+    info = rawdir.read_raw_info(raw_dir)
+    Manifest(em).open(sections_engine.identity(info, prepare.PrepareConfig()))
+    with pytest.raises(ReconstructError, match=r"config\.contrast"):
+        prepare.prepare(raw_dir, em, prepare.PrepareConfig(contrast="clahe"))
+    assert not (em / "stitched.zarr").exists()
