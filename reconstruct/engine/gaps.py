@@ -2,8 +2,9 @@
 
 Two stages between the agglomeration and the relabel pass: "masked sections" (one task per layer
 of blocks along z) tells which sections of the defect masks are masked whole; "gaps" (one task
-per run of them) reads the fragments of the good section either side, maps them to their final
-ids and returns the pairs of segments to join. The client joins them in the fragments' final-id
+per run of them) reads the fragments of the two good sections either side (the face and the
+section behind it, for each segment's drift), maps them to their final ids and returns the pairs
+of segments to join (`gaps.drifted_pairs`). The client joins them in the fragments' final-id
 table, so the relabel pass writes the joined ids. Whole sections and final ids only: the answer
 does not depend on the block shape.
 """
@@ -41,8 +42,11 @@ def _section(run: Run, z: int, lut: np.ndarray) -> np.ndarray:
 def _gap_task(item: int, run: Run, runs: np.ndarray, lut_path: str) -> Record:
     z0, z1 = (int(v) for v in runs[item])
     lut = np.load(lut_path, mmap_mode="r")
-    return {"pairs": gaps.footprint_pairs(_section(run, z0 - 1, lut),
-                                          _section(run, z1 + 1, lut))}
+    behind_below = _section(run, z0 - 2, lut) if z0 >= 2 else None
+    behind_above = _section(run, z1 + 2, lut) if z1 + 2 < run.shape[0] else None
+    return {"pairs": gaps.drifted_pairs((behind_below, _section(run, z0 - 1, lut)),
+                                        (_section(run, z1 + 1, lut), behind_above),
+                                        z1 - z0 + 2)}
 
 
 def join_gaps(engine: Engine, run: Run, lut: np.ndarray, lut_path: Path, sizes: np.ndarray,

@@ -301,6 +301,11 @@ def pairs_by_hand(below: np.ndarray, above: np.ndarray, frac: float) -> set[tupl
             over[(a, b)] = over.get((a, b), 0) + 1
     area_a = {int(i): int((below == i).sum()) for i in np.unique(below) if i}
     area_b = {int(i): int((above == i).sum()) for i in np.unique(above) if i}
+    return _mutual_by_hand(over, area_a, area_b, frac)
+
+
+def _mutual_by_hand(over: dict[tuple[int, int], int], area_a: dict[int, int],
+                    area_b: dict[int, int], frac: float) -> set[tuple[int, int]]:
     out = set()
     for (a, b), n in over.items():
         best_a = max(v for (x, _), v in over.items() if x == a)
@@ -310,3 +315,33 @@ def pairs_by_hand(below: np.ndarray, above: np.ndarray, frac: float) -> set[tupl
         if b == first_a and a == first_b and n >= frac * min(area_a[a], area_b[b]):
             out.add((a, b))
     return out
+
+
+def _moved_by_hand(face: np.ndarray, behind: np.ndarray | None, steps: float, limit: float,
+                   least: int) -> dict[int, set[tuple[int, int]]]:
+    """Pixels of each segment of `face` moved by its centroid shift from `behind` times
+    `steps`, clipped, rounded half away from zero, kept inside the section."""
+    out = {}
+    for i in np.unique(face[face != 0]).tolist():
+        pix = np.argwhere(face == i)
+        move = np.zeros(2)
+        if behind is not None and (behind == i).sum() >= least:
+            move = pix.mean(0) - np.argwhere(behind == i).mean(0)
+        move = np.clip(move * steps, -limit, limit)
+        d = [int(np.sign(v) * np.floor(abs(v) + 0.5)) for v in move]
+        out[i] = {(y + d[0], x + d[1]) for y, x in pix.tolist()
+                  if 0 <= y + d[0] < face.shape[0] and 0 <= x + d[1] < face.shape[1]}
+    return out
+
+
+def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
+                          above: tuple[np.ndarray, np.ndarray | None], span: int, frac: float,
+                          limit: float, least: int) -> set[tuple[int, int]]:
+    """`pairs_by_hand` after moving each face's segments half the span along their drift,
+    pixel sets intersected one pair at a time."""
+    moved_a = _moved_by_hand(below[1], below[0], span / 2, limit, least)
+    moved_b = _moved_by_hand(above[0], above[1], span / 2, limit, least)
+    over = {(a, b): len(pa & pb) for a, pa in moved_a.items() for b, pb in moved_b.items()
+            if pa & pb}
+    return _mutual_by_hand(over, {a: len(p) for a, p in moved_a.items()},
+                           {b: len(p) for b, p in moved_b.items()}, frac)

@@ -16,7 +16,7 @@ from connectome_query.reconstruct import synapses as synapses_mod
 from connectome_query.reconstruct.align.masks import Defect
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import VS, pairs_by_hand, read_volume
+from tests.support.reconstruct import VS, drifted_pairs_by_hand, read_volume
 
 PLANE = 32
 """A section masked whole (a missing section)."""
@@ -81,7 +81,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 def test_no_merge_through_a_masked_section(masked_run, clean_run):
     """Segments meet across the section masked whole only where the good sections either
-    side match (`segment.gaps`), never through the masked voxels."""
+    side match after each segment's drift (`segment.gaps`), never through the masked voxels."""
     _, out, bad = masked_run
     seg = read_volume(out / "segmentation.zarr")
     assert not seg[bad].any()  # masked voxels belong to no segment
@@ -93,7 +93,9 @@ def test_no_merge_through_a_masked_section(masked_run, clean_run):
     affs = read_volume(clean_run[0] / "affinities.zarr")
     want = segment.seeded_segmentation(_cut_by_hand(affs, bad), VS)
     assert not np.intersect1d(want[:PLANE], want[PLANE + 1:])[1:].size
-    pairs = pairs_by_hand(want[PLANE - 1], want[PLANE + 1], gaps.GAP_OVERLAP)
+    pairs = drifted_pairs_by_hand((want[PLANE - 2], want[PLANE - 1]),
+                                  (want[PLANE + 1], want[PLANE + 2]), 2, gaps.DRIFT_OVERLAP,
+                                  gaps.MAX_DRIFT, gaps.MIN_BEHIND)
     assert len(pairs) >= 2
     for a, b in pairs:
         want[want == b] = a

@@ -1,6 +1,7 @@
 """Segments are joined across a run of wholly masked sections from the good sections either
-side (footprint overlap, mutual best match), checked against overlaps counted pixel by pixel and
-against planted cells reconstructed in blocks of two shapes."""
+side (footprint overlap after each segment's drift, mutual best match), checked against overlaps
+counted pixel by pixel, against discs drifting obliquely across a gap, and against planted cells
+reconstructed in blocks of two shapes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from connectome_query.reconstruct import io, pipeline
 from connectome_query.reconstruct.align.masks import Defect
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import pairs_by_hand, read_volume
+from tests.support.reconstruct import drifted_pairs_by_hand, pairs_by_hand, read_volume
 
 GAP = (30, 31)
 """The sections masked whole in the planted volume."""
@@ -33,6 +34,51 @@ def test_footprint_pairs_match_counting_by_hand(seed):
     assert len(gaps.footprint_pairs(below, above, 0.5)) > 0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_drifted_pairs_match_counting_by_hand(seed):
+    rng = np.random.default_rng(seed)
+    sections = rng.integers(0, 6, (4, 16, 18))
+    for z in range(1, 4):  # each section the one before, moved and partly relabelled
+        sections[z] = np.roll(sections[z - 1], tuple(rng.integers(-2, 3, 2)), (0, 1))
+        sections[z][rng.random((16, 18)) < 0.2] = rng.integers(0, 8)
+    for frac in (0.2, 0.3, 0.6):
+        for span in (2, 3, 5):
+            got = gaps.drifted_pairs((sections[0], sections[1]), (sections[2], sections[3]),
+                                     span, frac)
+            assert {(int(a), int(b)) for a, b in got} == drifted_pairs_by_hand(
+                (sections[0], sections[1]), (sections[2], sections[3]), span, frac,
+                gaps.MAX_DRIFT, gaps.MIN_BEHIND)
+    got = gaps.drifted_pairs((None, sections[1]), (sections[2], None), 3, 0.3)
+    assert {(int(a), int(b)) for a, b in got} == pairs_by_hand(sections[1], sections[2], 0.3)
+
+
+def _drifting_discs(nz: int, gap: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Discs (radius 5) moving obliquely (up to 3 px a section per axis), two of them
+    side by side 12 px apart moving together; below the gap a disc is numbered k, above it
+    k + 10 (each side its own segment), the gap's sections empty. Returns (labels, the
+    true cell of each label)."""
+    yy, xx = np.mgrid[:96, :96]
+    starts = [(20, 14), (20, 26), (70, 20), (40, 70)]
+    moves = [(2.0, 2.5), (2.0, 2.5), (-3.0, 1.5), (1.0, -2.0)]
+    labels = np.zeros((nz, 96, 96), np.int64)
+    for k, ((y0, x0), (dy, dx)) in enumerate(zip(starts, moves, strict=True), start=1):
+        for z in range(nz):
+            disc = (yy - y0 - dy * z) ** 2 + (xx - x0 - dx * z) ** 2 <= 25
+            labels[z][disc] = k if z < gap[0] else k + 10
+    labels[gap[0]:gap[1] + 1] = 0
+    return labels, np.array([0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4])
+
+
+def test_discs_drifting_obliquely_join_across_the_gap():
+    labels, cell = _drifting_discs(12, (5, 6))
+    below, above = (labels[3], labels[4]), (labels[7], labels[8])
+    got = {(int(a), int(b)) for a, b in gaps.drifted_pairs(below, above, 3)}
+    assert got == {(k, k + 10) for k in range(1, 5)}  # each disc with itself, none swapped
+    assert all(cell[a] == cell[b] for a, b in got)
+    # unmoved, the footprints three sections apart overlap too little to join
+    assert len(gaps.footprint_pairs(labels[4], labels[7])) < 4
+
+
 def test_masked_runs_need_good_sections_on_both_sides():
     whole = np.array([1, 0, 0, 1, 1, 0, 1, 0, 1, 1], bool)
     assert gaps.masked_runs(whole) == [(3, 4), (6, 6)]
@@ -47,13 +93,16 @@ def test_join_renumbers_by_first_voxel():
 
 
 def _planted(shape: tuple[int, int, int]) -> np.ndarray:
-    """Cell 1 straight through the volume; cell 2 ends below the gap and cell 3 starts above
-    it, their footprints far apart; cell 4 straight, beside cell 1."""
+    """Cell 1 through the volume, drifting 2.5 px a section along y over sections 26..36
+    (across the gap its footprints overlap on a quarter of their area); cell 2 ends below
+    the gap and cell 3 starts above it, their footprints far apart; cell 4 straight."""
     cells = np.zeros(shape, np.uint64)
     yy, xx = np.mgrid[:shape[1], :shape[2]]
     disc = [((yy - cy) ** 2 + (xx - cx) ** 2 <= 36) for cy, cx in
             ((16, 16), (48, 16), (16, 48), (48, 48))]
-    cells[:, disc[0]] = 1
+    for z in range(shape[0]):
+        cy = 16 + 2.5 * (min(max(z, 26), 36) - 26)
+        cells[z][(yy - cy) ** 2 + (xx - 16) ** 2 <= 36] = 1
     cells[:GAP[0], disc[1]] = 2
     cells[GAP[1] + 1:, disc[2]] = 3
     cells[:, disc[3]] = 4
@@ -103,7 +152,7 @@ def test_planted_cells_join_across_the_gap(planted_runs):
     good[GAP[0]:GAP[1] + 1] = False
     for seg in segs:
         assert not seg[~good].any()  # masked voxels stay unlabelled
-        for cell in (1, 4):  # straight cells: one segment each, across the gap
+        for cell in (1, 4):  # drifting and straight: one segment each, across the gap
             ids = np.unique(seg[good][cells[good] == cell])
             assert len(ids) == 1 and ids[0] != 0
         two, three = (np.unique(seg[cells == c]) for c in (2, 3))
