@@ -105,13 +105,55 @@ def _weighted_median(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.take_along_axis(vs, idx[None], 0)[0]
 
 
+FlowLookup = Callable[[int, int], flow_.Flow | None]
+"""The flow of section z against reference r measured beforehand (`pair_flow` of the pair), or
+None where it was not: `align_stack` then measures it itself."""
+
+
+def pair_blur(z_ok: bool, r_ok: bool, config: AlignConfig) -> float:
+    """Blur (px) given to both partners of a flow: a damaged section or a damaged reference is
+    aligned with both partners blurred alike."""
+    return config.damaged_blur if not (z_ok and r_ok) else 0.0
+
+
+def pair_flow(r_img: np.ndarray, r_mask: np.ndarray, img: np.ndarray, mask: np.ndarray,
+              blur: float, config: AlignConfig) -> flow_.Flow:
+    """The flow from reference section `r_img` to section `img`, no flow from either's masked
+    pixels."""
+    return flow_.section_flow(r_img, img, config.stride, config.patch, config.max_shift,
+                              mask=r_mask | mask, blur=blur)
+
+
+def candidate_pairs(usable: np.ndarray, reference_ok: np.ndarray,
+                    config: AlignConfig) -> list[tuple[int, int]]:
+    """Every (z, r) whose flow `align_stack` may measure, whichever damaged sections turn out
+    to serve as references: r runs back from z over the sections that could serve (the first
+    good one, and after it the good ones, and the damaged usable ones where
+    `damaged_references` is set) until `config.references` good ones are taken."""
+    pairs: list[tuple[int, int]] = []
+    serving: list[int] = []
+    for z in range(len(usable)):
+        if not usable[z] or not (serving or reference_ok[z]):
+            continue
+        taken = 0
+        for r in reversed(serving):
+            if taken >= config.references:
+                break
+            pairs.append((z, r))
+            taken += bool(reference_ok[r])
+        if reference_ok[z] or (config.damaged_references and serving):
+            serving.append(z)
+    return pairs
+
+
 def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.ndarray],
                 n_sections: int, usable: np.ndarray, reference_ok: np.ndarray,
                 shape: tuple[int, int], config: AlignConfig = AlignConfig(),
-                tick: Tick = no_progress) -> Maps:
+                tick: Tick = no_progress, flows: FlowLookup | None = None) -> Maps:
     """Align `n_sections` stitched sections (read through `section(z)`, defect masks through
     `mask(z)`, bool). `usable[z]`: the section can be aligned; `reference_ok[z]`: later
-    sections may be aligned to it."""
+    sections may be aligned to it. `flows`: flows measured beforehand (`candidate_pairs`, as
+    engine tasks); a pair it lacks is measured here, so the maps never depend on it."""
     grid = flow_.grid_shape(shape, config.stride)
     ident = identity_nodes(grid, config.stride)
     nodes = np.repeat(ident[None], n_sections, axis=0)
@@ -135,9 +177,10 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
             continue
         targets, weights, covs = [], [], []
         for r_z, r_img, r_mask, r_damaged in reversed(refs):
-            blur = config.damaged_blur if r_damaged or not reference_ok[z] else 0.0
-            f = flow_.section_flow(r_img, img, config.stride, config.patch, config.max_shift,
-                                   mask=r_mask | m, blur=blur)
+            f = flows(z, r_z) if flows is not None else None
+            if f is None:
+                blur = pair_blur(bool(reference_ok[z]), not r_damaged, config)
+                f = pair_flow(r_img, r_mask, img, m, blur, config)
             t, w = _targets(f, nodes[r_z], config.stride)
             targets.append(t)
             weights.append(w / (z - r_z) ** config.distance_power)

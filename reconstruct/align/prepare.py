@@ -1,14 +1,16 @@
 """The whole front end on disk: RAW_DIR (tiles) -> EM_DIR (aligned, repaired volume).
 
 Passes, each section by section through TensorStore (only the fill holds a slab of sections);
-passes 2 and 3 run as Dask tasks, one per section, resumable (`align.sections_engine`):
+passes 2 and 3 run as Dask tasks, one per section, and pass 4's flows one per pair of sections,
+resumable (`align.sections_engine`, `align.flows_engine`):
 
 1. flat field from a sample of sections' tiles;
 2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its defects in the
    stitched frame (folds, cracks, uncovered pixels) -> EM_DIR/stitched_defects.zarr; every
    tile's fitted placement -> EM_DIR/tiles.parquet;
 3. section-wide flags (no tissue, blur) from the stack's qualities;
-4. elastic alignment (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
+4. elastic alignment: every flow it may need measured as tasks, then the meshes relaxed in order
+   (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
 5. the aligned image read from the tiles through the composed map (aligned pixel -> stitched
    position -> tile pixel) in one cubic resampling (`ALIGNED_ORDER`), the masks warped; fill
    missing and damaged voxels from aligned neighbours; normalise contrast from good pixels ->
@@ -28,7 +30,14 @@ import numpy as np
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
-from connectome_query.reconstruct.align import elastic, restore, sections_engine, stitch, warp
+from connectome_query.reconstruct.align import (
+    elastic,
+    flows_engine,
+    restore,
+    sections_engine,
+    stitch,
+    warp,
+)
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
 from connectome_query.reconstruct.align.rawdir import read_raw_info, read_section_tiles
 from connectome_query.reconstruct.engine import cluster
@@ -115,26 +124,26 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         report.warnings += warnings
         section_flags = defects_.classify_sections(qualities)
         sections_engine.find_lines(engine, job, [z for z in range(nz) if not section_flags[z]])
-    stitched = io.open_zarr(em / "stitched.zarr", "stitched")
-    st_masks = io.open_zarr(em / "stitched_defects.zarr", "stitched defects")
+        usable = ~has(section_flags, Defect.MISSING)
+        reference_ok = usable & ~has(section_flags, SECTION_DEFECTS)
+        flow_job = flows_engine.FlowJob(str(em.resolve()), nz,
+                                        tuple(bool(v) for v in reference_ok), config.align)
+        flows = flows_engine.measure_flows(engine, flow_job, usable)
     for z in range(nz):
         if section_flags[z]:
             report.warnings.append(f"section {z}: {', '.join(_flag_names(section_flags[z]))}"
                                    f"; masked and filled from its neighbours")
+    sections_engine.forget()  # the arrays as the tasks left them
 
     def read_section(z: int) -> np.ndarray:
-        return io.read_block(stitched, slice(z, z + 1), em / "stitched.zarr", "stitched")[0]
+        return sections_engine.read_stitched(em, z)[0]
 
     def read_mask(z: int) -> np.ndarray:
-        m = io.read_block(st_masks, slice(z, z + 1), em / "stitched_defects.zarr",
-                          "stitched defects")[0]
-        return has(m, LINE_DEFECTS | Defect.MISSING)
+        return sections_engine.read_stitched(em, z)[1]
 
-    usable = ~has(section_flags, Defect.MISSING)
-    reference_ok = usable & ~has(section_flags, SECTION_DEFECTS)
     align_tick = stage_tick(progress, "elastic alignment")
     maps = elastic.align_stack(read_section, read_mask, nz, usable, reference_ok, (ny, nx),
-                               config.align, align_tick)
+                               config.align, align_tick, flows)
     align_tick("aligned", 1.0)
     report.warnings += maps.notes
     report.flow_coverage = [round(float(c), 3) for c in maps.flow_coverage]

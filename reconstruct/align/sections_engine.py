@@ -23,7 +23,7 @@ import pandas as pd
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
 from connectome_query.reconstruct.align import stitch
-from connectome_query.reconstruct.align.masks import Defect
+from connectome_query.reconstruct.align.masks import LINE_DEFECTS, Defect, has
 from connectome_query.reconstruct.align.rawdir import RawInfo, read_section_tiles
 from connectome_query.reconstruct.engine.manifest import file_sha256
 from connectome_query.reconstruct.engine.runner import Engine, Record
@@ -128,6 +128,16 @@ def lines_task(z: int, job: SectionJob) -> Record:
     m = np.asarray(st[z].read().result()) & np.uint8(Defect.MISSING)
     st[z].write(m | defects_.line_defects(image, m == 0)).result()
     return {}
+
+
+def read_stitched(em: Path, z: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stitched section z and the pixels no flow may come from (folds, cracks, uncovered), as
+    the elastic alignment reads them (in the driver and in its flow tasks alike)."""
+    image = io.read_block(_open(str(em / "stitched.zarr")), slice(z, z + 1),
+                          em / "stitched.zarr", "stitched")[0]
+    m = io.read_block(_open(str(em / "stitched_defects.zarr")), slice(z, z + 1),
+                      em / "stitched_defects.zarr", "stitched defects")[0]
+    return image, has(m, LINE_DEFECTS | Defect.MISSING)
 
 
 def placements(z: int, r: Record) -> pd.DataFrame:

@@ -169,3 +169,40 @@ def test_a_damaged_section_serves_as_reference_when_asked():
         ident = warp.identity_nodes(maps.nodes.shape[1:3], 32)
         moved = (maps.nodes - ident[None])[:, 2:-2, 2:-2].mean(axis=(1, 2))
         assert np.abs(moved + shifts).max() < 0.3, moved
+
+
+
+def _asked_pairs(usable: np.ndarray, ref_ok: np.ndarray, cfg: elastic.AlignConfig,
+                 rng: np.random.Generator) -> set[tuple[int, int]]:
+    """The pairs `align_stack` asks its look-up for, answered with flows of random coverage
+    (0 to 40 %, straddling the 20 % a damaged section needs to serve as a reference)."""
+    shape = (64, 64)
+    grid = flow.grid_shape(shape, cfg.stride)
+    asked: set[tuple[int, int]] = set()
+
+    def lookup(z: int, r: int) -> flow.Flow:
+        asked.add((z, r))
+        yx = np.zeros((*grid, 2), np.float32)
+        yx[rng.random(grid) < rng.uniform(0.6, 1.0)] = np.nan
+        return flow.Flow(yx, np.ones(grid, np.float32), cfg.stride)
+
+    elastic.align_stack(lambda z: np.zeros(shape, np.float32), lambda z: np.zeros(shape, bool),
+                        len(usable), usable, ref_ok, shape, cfg, flows=lookup)
+    return asked
+
+
+def test_the_alignment_asks_only_for_candidate_pairs():
+    """Random section flags and flows: every pair `align_stack` asks for is among
+    `candidate_pairs` (which the engine measures up front), whichever damaged sections
+    turn out to serve as references."""
+    rng = np.random.default_rng(11)
+    for trial in range(24):
+        usable = rng.random(12) > 0.2
+        ref_ok = usable & (rng.random(12) > 0.35)
+        cfg = elastic.AlignConfig(stride=32, patch=32, references=int(rng.integers(1, 4)),
+                                  damaged_references=bool(trial % 2), border_fill=0.0,
+                                  z_trend_degree=0)
+        asked = _asked_pairs(usable, ref_ok, cfg, rng)
+        candidates = set(elastic.candidate_pairs(usable, ref_ok, cfg))
+        assert asked <= candidates, (usable, ref_ok, asked - candidates)
+        assert all(usable[z] and usable[r] and r < z for z, r in candidates)

@@ -11,8 +11,16 @@ import pytest
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.align import defects as defects_
-from connectome_query.reconstruct.align import prepare, rawdir, sections_engine, stitch
-from connectome_query.reconstruct.align.masks import Defect
+from connectome_query.reconstruct.align import (
+    elastic,
+    flow,
+    flows_engine,
+    prepare,
+    rawdir,
+    sections_engine,
+    stitch,
+)
+from connectome_query.reconstruct.align.masks import SECTION_DEFECTS, Defect, has
 from connectome_query.reconstruct.engine.cluster import ClusterSpec, connect
 from connectome_query.reconstruct.engine.manifest import Manifest
 from connectome_query.reconstruct.engine.runner import Engine
@@ -30,7 +38,8 @@ def raw_dir(raw_volume, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _stitch_pass(raw: Path, em: Path, spec: ClusterSpec) -> list[defects_.Quality]:
+def _stitch_pass(raw: Path, em: Path, spec: ClusterSpec,
+                 lines: bool = False) -> list[defects_.Quality]:
     info = rawdir.read_raw_info(raw)
     manifest = Manifest(em)
     manifest.open(sections_engine.identity(info, prepare.PrepareConfig()))
@@ -41,7 +50,12 @@ def _stitch_pass(raw: Path, em: Path, spec: ClusterSpec) -> list[defects_.Qualit
     with connect(spec) as client:
         client.run(sections_engine.forget)
         sections_engine.forget()
-        return sections_engine.stitch_sections(Engine(client, manifest), job, SECTIONS)[0]
+        engine = Engine(client, manifest)
+        qualities = sections_engine.stitch_sections(engine, job, SECTIONS)[0]
+        if lines:
+            flags = defects_.classify_sections(qualities)
+            sections_engine.find_lines(engine, job, [z for z in range(SECTIONS) if not flags[z]])
+        return qualities
 
 
 def _one_process(raw: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list]:
@@ -92,3 +106,58 @@ def test_an_em_dir_prepared_with_other_settings_is_refused(raw_dir, tmp_path):
     with pytest.raises(ReconstructError, match=r"config\.contrast"):
         prepare.prepare(raw_dir, em, prepare.PrepareConfig(contrast="clahe"))
     assert not (em / "stitched.zarr").exists()
+
+
+def _align(em: Path, usable: np.ndarray, ok: np.ndarray, config: elastic.AlignConfig,
+           flows: elastic.FlowLookup | None) -> elastic.Maps:
+    sections_engine.forget()
+    shape = sections_engine.read_stitched(em, 0)[0].shape
+    return elastic.align_stack(lambda z: sections_engine.read_stitched(em, z)[0],
+                               lambda z: sections_engine.read_stitched(em, z)[1], SECTIONS,
+                               usable, ok, shape, config, flows=flows)
+
+
+def _measure(em: Path, job: flows_engine.FlowJob, usable: np.ndarray,
+             spec: ClusterSpec) -> flows_engine.FlowRecords:
+    with connect(spec) as client:
+        client.run(sections_engine.forget)
+        return flows_engine.measure_flows(Engine(client, Manifest(em)), job, usable)
+
+
+def test_two_workers_measure_the_flows_the_one_process_alignment_does(raw_dir, tmp_path,
+                                                                      cluster):
+    """The alignment's flows as tasks on two worker processes give the maps of measuring
+    every flow in the driver; a rerun measures only pairs without a record; a look-up that
+    lacks pairs gives the same maps (the driver measures them)."""
+    em = tmp_path / "em"
+    flags = defects_.classify_sections(_stitch_pass(raw_dir, em, cluster, lines=True))
+    usable = ~has(flags, Defect.MISSING)
+    ok = usable & ~has(flags, SECTION_DEFECTS)
+    config = elastic.AlignConfig()
+    want = _align(em, usable, ok, config, None)
+    job = flows_engine.FlowJob(str(em), SECTIONS, tuple(bool(v) for v in ok), config)
+    flows = _measure(em, job, usable, cluster)
+    asked: list[tuple[int, int]] = []
+
+    def recorded(z: int, r: int) -> flow.Flow | None:
+        asked.append((z, r))
+        f = flows(z, r)
+        assert f is not None, (z, r)
+        return f
+
+    got = _align(em, usable, ok, config, recorded)
+    assert asked
+    for name in ("nodes", "reference", "flow_coverage", "steps"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    # a rerun skips recorded pairs and measures a pair whose record is gone
+    paths = [Manifest(em).record_path(flows_engine.FLOWS, job.item(z, r))
+             for z, r in elastic.candidate_pairs(usable, ok, config)]
+    before = [p.stat().st_mtime_ns for p in paths]
+    paths[-1].unlink()
+    _measure(em, job, usable, ClusterSpec(workers=1, processes=False))
+    assert [p.stat().st_mtime_ns for p in paths[:-1]] == before[:-1]
+    assert paths[-1].exists()
+    # pairs missing from the look-up are measured by the driver, to the same maps
+    partial = _align(em, usable, ok, config,
+                     lambda z, r: None if (z + r) % 2 else flows(z, r))
+    np.testing.assert_array_equal(partial.nodes, want.nodes)
