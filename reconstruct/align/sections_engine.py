@@ -62,15 +62,7 @@ def identity(info: RawInfo, config: Any) -> dict[str, Any]:
     """What makes two preparations of an EM_DIR the same: the raw directory and the settings."""
     return {"prepare": FORMAT, "raw_dir": str(Path(info.path).resolve()),
             "raw_json_sha256": file_sha256(Path(info.path) / "raw.json"),
-            "config": json_safe(dataclasses.asdict(config))}
-
-
-def json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [json_safe(x) for x in v]
-    return v
+            "config": dataclasses.asdict(config)}  # made JSON by `Manifest.open`
 
 
 def create_arrays(em: Path, shape: tuple[int, int, int], attrs: dict[str, Any]) -> None:
