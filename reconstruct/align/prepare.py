@@ -135,15 +135,10 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
                                    f"; masked and filled from its neighbours")
     sections_engine.forget()  # the arrays as the tasks left them
 
-    def read_section(z: int) -> np.ndarray:
-        return sections_engine.read_stitched(em, z)[0]
-
-    def read_mask(z: int) -> np.ndarray:
-        return sections_engine.read_stitched(em, z)[1]
-
     align_tick = stage_tick(progress, "elastic alignment")
-    maps = elastic.align_stack(read_section, read_mask, nz, usable, reference_ok, (ny, nx),
-                               config.align, align_tick, flows)
+    maps = elastic.align_stack(lambda z: sections_engine.stitched_image(em, z),
+                               lambda z: sections_engine.stitched_mask(em, z), nz, usable,
+                               reference_ok, (ny, nx), config.align, align_tick, flows)
     align_tick("aligned", 1.0)
     report.warnings += maps.notes
     report.flow_coverage = [round(float(c), 3) for c in maps.flow_coverage]

@@ -122,14 +122,23 @@ def lines_task(z: int, job: SectionJob) -> Record:
     return {}
 
 
-def read_stitched(em: Path, z: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stitched section z and the pixels no flow may come from (folds, cracks, uncovered), as
-    the elastic alignment reads them (in the driver and in its flow tasks alike)."""
-    image = io.read_block(_open(str(em / "stitched.zarr")), slice(z, z + 1),
-                          em / "stitched.zarr", "stitched")[0]
+def stitched_image(em: Path, z: int) -> np.ndarray:
+    """Stitched section z."""
+    return io.read_block(_open(str(em / "stitched.zarr")), slice(z, z + 1),
+                         em / "stitched.zarr", "stitched")[0]
+
+
+def stitched_mask(em: Path, z: int) -> np.ndarray:
+    """The pixels of stitched section z no flow may come from (folds, cracks, uncovered)."""
     m = io.read_block(_open(str(em / "stitched_defects.zarr")), slice(z, z + 1),
                       em / "stitched_defects.zarr", "stitched defects")[0]
-    return image, has(m, LINE_DEFECTS | Defect.MISSING)
+    return has(m, LINE_DEFECTS | Defect.MISSING)
+
+
+def read_stitched(em: Path, z: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stitched section z and its mask (`stitched_image`, `stitched_mask`), as the elastic
+    alignment reads them (in the driver and in its flow tasks alike)."""
+    return stitched_image(em, z), stitched_mask(em, z)
 
 
 def placements(z: int, r: Record) -> pd.DataFrame:
