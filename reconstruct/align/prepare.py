@@ -156,8 +156,7 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
         keep = covered & ~warp.outside_section(coords, (ny, nx))
         return np.where(keep, img, 0.0).astype(np.float32)
 
-    warp_tick = stage_tick(progress, "warp, fill, normalise")
-    tick = lambda m, f: warp_tick(m, (f - 0.7) / 0.3)  # noqa: E731  (pass 5 ticks 0.7 .. 1)
+    tick = stage_tick(progress, "warp, fill, normalise")
     _warp_fill_normalise(em, nz, (ny, nx), maps, section_flags, read_aligned, config, attrs,
                          report, tick)
     report.section_flags = [_flag_names(int(v)) for v in section_flags]
@@ -178,7 +177,7 @@ def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elasti
     aligned = io.create_zarr(em / "aligned.zarr", (nz, ny, nx), "float32", attributes=attrs)
     masks = io.create_zarr(em / "defects.zarr", (nz, ny, nx), "uint8", attributes=attrs)
     for z in range(nz):
-        tick(f"warping section {z}", 0.7 + 0.15 * z / nz)
+        tick(f"warping section {z}", 0.5 * z / nz)
         coords = warp.source_coordinates(maps.nodes[z], maps.stride, shape)
         img = read_aligned(z, coords)
         m = warp.warp_mask(np.asarray(st_masks[z].read().result()), coords,
@@ -194,7 +193,7 @@ def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elasti
     lo, hi = restore.stack_percentiles(sample, sample_bad)
     for z0 in range(0, nz, config.slab):
         z1 = min(z0 + config.slab, nz)
-        tick(f"filling sections {z0}-{z1}", 0.85 + 0.15 * z0 / nz)
+        tick(f"filling sections {z0}-{z1}", 0.5 + 0.5 * z0 / nz)
         h0, h1 = max(z0 - FILL_HALO, 0), min(z1 + FILL_HALO, nz)
         vol = np.asarray(aligned[h0:h1].read().result())
         m = np.asarray(masks[h0:h1].read().result())
