@@ -149,7 +149,7 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
                                          "at maps[z, i, j] (y, x px)"})
 
     def read_aligned(z: int, coords: np.ndarray) -> np.ndarray:
-        tiles = read_section_tiles(info, z)[0].astype(np.float32) / 255.0 / flat
+        tiles = stitch.corrected_tiles(read_section_tiles(info, z)[0], flat)
         f = fits[z]
         img, covered = stitch.blend(tiles, f.use, f.origins, f.rotations, f.gain, f.offset,
                                     info.layout, np.moveaxis(coords, 0, -1), ALIGNED_ORDER)

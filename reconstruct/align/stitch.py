@@ -271,6 +271,12 @@ def feather(tile_shape: tuple[int, int], u: np.ndarray, ramp: float) -> np.ndarr
     return np.where(edge < 0, -1.0, np.clip((edge + 1) / ramp, 0, 1))
 
 
+def corrected_tiles(tiles: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """A section's uint8 tiles (rows, cols, th, tw) as float32 in [0, 1] with the vignetting
+    profile `flat` divided out: what `stitch_section` matches and `blend` blends."""
+    return tiles.astype(np.float32) / 255.0 / flat
+
+
 def stitch_section(tiles: np.ndarray, layout: Layout, flat: np.ndarray | None = None,
                    section: int = 0) -> Stitched:
     """Stitch one section's tiles (rows, cols, th, tw); `flat` is the vignetting profile."""
@@ -279,7 +285,7 @@ def stitch_section(tiles: np.ndarray, layout: Layout, flat: np.ndarray | None = 
         raise ValueError(f"section {section}: tiles have shape {tiles.shape[:2]} of "
                          f"{tiles.shape[2:]}, expected {layout.grid} of {layout.tile_shape}")
     flat = np.ones(layout.tile_shape, np.float32) if flat is None else flat
-    corrected = tiles.astype(np.float32) / 255.0 / flat
+    corrected = corrected_tiles(tiles, flat)
     present = tiles.reshape(rows, cols, -1).std(axis=-1) > 0.5
     matches: dict[tuple[int, int, int, int], list] = {}
     for (ra, ca), (rb, cb), axis in _pairs(layout.grid):
