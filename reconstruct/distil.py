@@ -155,8 +155,7 @@ def distil(teacher: AffinityNet, volumes: Sequence[Volume], steps: int,
     prepared = [affinity_net.prepare(img) for img, _lab, _cl in volumes]
     step = affinity_net._adam_step(stride)
     t0 = time.perf_counter()
-    first_step = done
-    for it in range(first_step, steps):
+    for it in range(done, steps):
         rng = np.random.default_rng([seed, it])
         x, y, m = _batch(prepared, volumes, targets, rng, crop, batch, truth_weight)
         elapsed = time.perf_counter() - t0
