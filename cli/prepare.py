@@ -12,7 +12,7 @@ from connectome_query.cli.reconstruct import (
     SchedulerOption,
     WorkerMemoryOption,
     WorkersOption,
-    _cluster_options,
+    cluster_options,
     stage_progress,
 )
 from connectome_query.reconstruct.errors import ReconstructError
@@ -39,7 +39,8 @@ def prepare_cmd(
     EM_DIR (image.zarr, defects.zarr, maps.zarr, prepare.json) for `connectome reconstruct`.
     A synthetic raw directory's truth is carried into the aligned frame (EM_DIR/truth), so the
     reconstruction is scored against it. Stitching and fold/crack detection run on Dask, one
-    task per section; a second run into the same EM_DIR resumes."""
+    task per section, and the alignment's flows one task per pair of sections; a second run
+    into the same EM_DIR resumes."""
     from connectome_query.reconstruct.align import elastic, prepare, truth_frame
     from connectome_query.reconstruct.progress import stage_tick
 
@@ -47,7 +48,7 @@ def prepare_cmd(
         raise fail("--stride must be at least 4 and --patch an even number of at least 16", 2)
     cfg = prepare.PrepareConfig(align=elastic.AlignConfig(stride=stride, patch=patch),
                                 contrast=contrast, fill=fill)
-    spec, _ = _cluster_options(scheduler, None, workers, worker_memory)
+    spec, _ = cluster_options(scheduler, None, workers, worker_memory)
     try:
         with stage_progress(not quiet) as progress:
             report = prepare.prepare(raw_dir, em_dir, cfg, progress, spec)

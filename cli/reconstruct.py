@@ -79,9 +79,10 @@ def _triple(text: str, what: str, cast: type = int) -> tuple[Any, Any, Any]:
     return a, b, c
 
 
-def _cluster_options(scheduler: str | None, block: str | None, workers: int | None,
-                     worker_memory: str | None) -> tuple[ClusterSpec, tuple[int, int, int] | None]:
-    """The Dask options synth-em and reconstruct share, checked: the cluster and the block."""
+def cluster_options(scheduler: str | None, block: str | None, workers: int | None,
+                    worker_memory: str | None) -> tuple[ClusterSpec, tuple[int, int, int] | None]:
+    """The Dask options synth-em, reconstruct and prepare share, checked: the cluster and the
+    block."""
     from connectome_query.reconstruct.engine.cluster import ClusterSpec
     from connectome_query.reconstruct.engine.grid import parse_triple
 
@@ -139,7 +140,7 @@ def synth_em(
 
     x, y, z = _triple(size, "--size")
     vx, vy, vz = _triple(voxel_size, "--voxel-size", float)
-    spec, shape = _cluster_options(scheduler, block, workers, worker_memory)
+    spec, shape = cluster_options(scheduler, block, workers, worker_memory)
     if preset == "raw" and style != "a":
         raise fail("--style is for the clean and noisy presets", 2)
     if preset == "raw":  # tiles of deformed, damaged sections, with the truth
@@ -239,7 +240,7 @@ def reconstruct_cmd(
     over 3-D blocks (see reconstruct/RUN_DIR.md and docs/scaling.md)."""
     from connectome_query.reconstruct import pipeline, training
 
-    spec, shape = _cluster_options(scheduler, block, workers, worker_memory)
+    spec, shape = cluster_options(scheduler, block, workers, worker_memory)
     if segmenter not in ("watershed", "ffn"):
         raise fail(f"--segmenter must be 'watershed' or 'ffn', got {segmenter!r}", 2)
     if ffn is not None and segmenter != "ffn":
