@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from connectome_query.reconstruct import boundary, segment, synth
+from connectome_query.reconstruct import boundary, metrics, segment, synth
 from connectome_query.reconstruct.lattice import neighbour_slices
 
 VS = (40.0, 16.0, 16.0)
@@ -345,3 +345,10 @@ def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
             if pa & pb}
     return _mutual_by_hand(over, {a: len(p) for a, p in moved_a.items()},
                            {b: len(p) for b, p in moved_b.items()}, frac)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings split the voxels alike (VOI zero both ways) with the same
+    unlabelled voxels."""
+    split, merge = metrics.voi(a, b)
+    return split < 1e-9 and merge < 1e-9 and bool(((a == 0) == (b == 0)).all())

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from distributed import Client
 
-from connectome_query.reconstruct import io, metrics
+from connectome_query.reconstruct import io
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.engine.grid import Box
 from connectome_query.reconstruct.engine.manifest import Manifest
 from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.ffn import blockwise, inference
 from connectome_query.reconstruct.ffn.model import FOV
+from tests.support.reconstruct import same_partition
 
 VS = (40.0, 16.0, 16.0)
 HALF = tuple(f // 2 for f in FOV)
@@ -67,11 +68,6 @@ class TruthInputs:
 
     def predictor(self) -> inference.Predictor:
         return Oracle(self.lab)
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    split, merge = metrics.voi(a, b)
-    return split < 1e-9 and merge < 1e-9 and bool(((a == 0) == (b == 0)).all())
 
 
 def run_blocks(tmp: Path, cluster: ClusterSpec, inputs: TruthInputs,

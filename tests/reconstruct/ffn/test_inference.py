@@ -9,6 +9,7 @@ from scipy import ndimage
 from connectome_query.reconstruct import metrics
 from connectome_query.reconstruct.ffn import inference as inf
 from connectome_query.reconstruct.ffn.model import FOV
+from tests.support.reconstruct import same_partition
 
 VS = (40.0, 16.0, 16.0)
 HALF = tuple(f // 2 for f in FOV)
@@ -52,11 +53,6 @@ class Oracle:
         objs = {c, *self.leak} if leaking else {c}
         inside = np.isin(t, list(objs - {0})) | (self.bridge[sl] if leaking else False)
         return np.where(inside, 4.0, -4.0).astype(np.float32)
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    split, merge = metrics.voi(a, b)
-    return split < 1e-9 and merge < 1e-9 and bool(((a == 0) == (b == 0)).all())
 
 
 def test_oracle_recovers_every_object() -> None:
