@@ -1,14 +1,15 @@
 """The whole front end on disk: RAW_DIR (tiles) -> EM_DIR (aligned, repaired volume).
 
 Passes, each section by section through TensorStore (only the fill holds a slab of sections);
-passes 2 and 3 run as Dask tasks, one per section, and pass 4's flows one per pair of sections,
-resumable (`align.sections_engine`, `align.flows_engine`):
+stitching and fold/crack detection run as Dask tasks, one per section, and pass 4's flows one
+per pair of sections, resumable (`align.sections_engine`, `align.flows_engine`):
 
 1. flat field from a sample of sections' tiles;
-2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its defects in the
-   stitched frame (folds, cracks, uncovered pixels) -> EM_DIR/stitched_defects.zarr; every
-   tile's fitted placement -> EM_DIR/tiles.parquet;
-3. section-wide flags (no tissue, blur) from the stack's qualities;
+2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its uncovered
+   pixels -> EM_DIR/stitched_defects.zarr; every tile's fitted placement ->
+   EM_DIR/tiles.parquet;
+3. section-wide flags (no tissue, blur) from the stack's qualities; folds and cracks of the
+   sections without one, added to EM_DIR/stitched_defects.zarr;
 4. elastic alignment: every flow it may need measured as tasks, then the meshes relaxed in order
    (`elastic.align_stack`) -> EM_DIR/maps.zarr (z, gy, gx, 2) node positions;
 5. the aligned image read from the tiles through the composed map (aligned pixel -> stitched
