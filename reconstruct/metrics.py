@@ -9,10 +9,15 @@ NERL = ERL / ERL of the ground-truth labels used as the prediction.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 from skimage.metrics import adapted_rand_error, contingency_table, variation_of_information
 
 
@@ -171,15 +176,45 @@ def _f1(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
     return p, r, f
 
 
-def _match(pred_xyz: np.ndarray, true_xyz: np.ndarray, ok: np.ndarray,
-           tolerance_nm: float) -> list[tuple[int, int]]:
+def _match(pred_xyz: np.ndarray, true_xyz: np.ndarray, tolerance_nm: float,
+           allowed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+           ) -> list[tuple[int, int]]:
+    """One-to-one matching of predicted to true points within `tolerance_nm` (pairs
+    `allowed(i, j)` only): the most pairs, then the least total distance. Candidate pairs
+    come from k-d trees and each connected group of them is assigned on its own, so memory
+    grows with the points, not with their product (a dense 16k × 16k assignment took 17 GB)."""
     if len(pred_xyz) == 0 or len(true_xyz) == 0:
         return []
-    d = np.linalg.norm(pred_xyz[:, None, :] - true_xyz[None, :, :], axis=2)
-    valid = ok & (d <= tolerance_nm)
-    cost = np.where(valid, d, 1e9)
-    r, c = linear_sum_assignment(cost)
-    return [(int(i), int(j)) for i, j in zip(r, c, strict=True) if valid[i, j]]
+    near = cKDTree(pred_xyz).sparse_distance_matrix(cKDTree(true_xyz), tolerance_nm,
+                                                     output_type="ndarray")
+    i, j, d = (near[k] for k in ("i", "j", "v"))
+    keep = d <= tolerance_nm
+    if allowed is not None:
+        keep &= allowed(i, j)
+    i, j, d = i[keep].astype(np.int64), j[keep].astype(np.int64), d[keep]
+    if len(i) == 0:
+        return []
+    n_pred = len(pred_xyz)
+    size = n_pred + len(true_xyz)
+    _, group = connected_components(coo_array((np.ones(len(i)), (i, j + n_pred)),
+                                              shape=(size, size)), directed=False)
+    order = np.argsort(group[i], kind="stable")
+    i, j, d = i[order], j[order], d[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(group[i]) != 0, True])
+    out: list[tuple[int, int]] = []
+    for a, b in itertools.pairwise(starts):
+        if b - a == 1:
+            out.append((int(i[a]), int(j[a])))
+            continue
+        rows, ri = np.unique(i[a:b], return_inverse=True)
+        cols, ci = np.unique(j[a:b], return_inverse=True)
+        forbidden = float(d[a:b].sum()) + 1.0  # above any sum of allowed distances
+        cost = np.full((len(rows), len(cols)), forbidden)
+        cost[ri, ci] = d[a:b]
+        r, c = linear_sum_assignment(cost)
+        out += [(int(rows[x]), int(cols[y])) for x, y in zip(r, c, strict=True)
+                if cost[x, y] < forbidden]
+    return sorted(out)
 
 
 def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.ndarray,
@@ -194,10 +229,9 @@ def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.nda
     """
     mp = np.array([seg_to_gt.get(int(s), -1) for s in pred_pre], np.int64)
     mq = np.array([seg_to_gt.get(int(s), -1) for s in pred_post], np.int64)
-    ok = (mp[:, None] == true_pre[None, :]) & (mq[:, None] == true_post[None, :])
-    matches = _match(pred_xyz, true_xyz, ok, tolerance_nm)
-    loc = _match(pred_xyz, true_xyz, np.ones((len(pred_xyz), len(true_xyz)), bool),
-                 tolerance_nm)
+    matches = _match(pred_xyz, true_xyz, tolerance_nm,
+                     lambda i, j: (mp[i] == true_pre[j]) & (mq[i] == true_post[j]))
+    loc = _match(pred_xyz, true_xyz, tolerance_nm)
     p, r, f = _f1(len(matches), len(pred_xyz), len(true_xyz))
     _, _, lf = _f1(len(loc), len(pred_xyz), len(true_xyz))
     acc = None

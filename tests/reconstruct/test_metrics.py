@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from connectome_query.reconstruct import metrics
@@ -93,3 +94,38 @@ def test_tables_of_parts_add_up_to_the_whole_volume_scores(seed: int, cuts: int)
     assert merge == pytest.approx(sk[1], abs=1e-9)
     assert metrics.adapted_rand_of_table(*table) == pytest.approx(
         metrics.adapted_rand(gt, pred), abs=1e-9)
+
+
+def _dense_match(pred: np.ndarray, true: np.ndarray, ok: np.ndarray,
+                 tol: float) -> list[tuple[int, int]]:
+    """The all-pairs assignment (independent reference; memory grows with the product)."""
+    d = np.linalg.norm(pred[:, None, :] - true[None, :, :], axis=2)
+    valid = ok & (d <= tol)
+    r, c = linear_sum_assignment(np.where(valid, d, 1e9))
+    return [(int(i), int(j)) for i, j in zip(r, c, strict=True) if valid[i, j]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 40), st.integers(0, 40))
+def test_synapse_matching_equals_the_all_pairs_assignment(seed: int, n_pred: int,
+                                                          n_true: int) -> None:
+    """Crowded points (groups of candidates competing for the same partner), some pairs
+    forbidden: as many matches as the dense assignment, at the same total distance."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 2000, (4, 3))
+    pred = centres[rng.integers(0, 4, n_pred)] + rng.normal(0, 80, (n_pred, 3))
+    true = centres[rng.integers(0, 4, n_true)] + rng.normal(0, 80, (n_true, 3))
+    pred_pre, true_pre = rng.integers(1, 3, n_pred), rng.integers(1, 3, n_true)
+    ok = pred_pre[:, None] == true_pre[None, :]
+    for allowed in (None, lambda i, j: pred_pre[i] == true_pre[j]):
+        want = _dense_match(pred, true, ok if allowed else np.ones_like(ok), 120.0)
+        got = metrics._match(pred, true, 120.0, allowed)
+        assert len(got) == len(want)
+        assert len({i for i, _ in got}) == len({j for _, j in got}) == len(got)
+
+        def total(pairs: list[tuple[int, int]]) -> float:
+            return sum(float(np.linalg.norm(pred[i] - true[j])) for i, j in pairs)
+        assert total(got) == pytest.approx(total(want), rel=1e-9, abs=1e-6)
+        assert all(np.linalg.norm(pred[i] - true[j]) <= 120.0 for i, j in got)
+        if allowed is not None:
+            assert all(pred_pre[i] == true_pre[j] for i, j in got)
