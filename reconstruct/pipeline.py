@@ -80,8 +80,10 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                        **({"defects": defects_id} if defects_id else {})},
             "parameters": {"block_zyx": list(run.block),
                            "segmentation": dataclasses.asdict(run.params),
-                           "network": {"path": run.net_path, "sha256": file_sha256(
-                               Path(run.net_path))} if run.net_path else None,
+                           # the weights by content: the same weights from another
+                           # install or checkout resume the run
+                           "network": {"sha256": file_sha256(Path(run.net_path))}
+                           if run.net_path else None,
                            "augment": run.augment, "affinities": affs_id,
                            "clefts": run.clefts, "classifier": model_id,
                            # only an FFN run names its segmenter: watershed runs keep the

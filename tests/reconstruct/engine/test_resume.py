@@ -136,3 +136,23 @@ def test_a_damaged_block_record_is_named(tmp_path: Path, tiny: tuple[Path, Path]
     bad.write_bytes(b"not a record")
     with pytest.raises(ReconstructError, match=r"seeds/0\.npz is damaged"):
         pipeline.reconstruct(em, out, affinities_path=affs, block=(8, 16, 16), spec=cluster)
+
+
+def test_the_network_is_known_by_its_weights_not_its_path(tmp_path: Path,
+                                                          tiny: tuple[Path, Path],
+                                                          cluster: ClusterSpec) -> None:
+    """The same weights from another place (another install or checkout) resume the run;
+    other weights are refused, naming the network's hash."""
+    import shutil
+
+    from connectome_query.reconstruct.training import DEFAULT_NET, LEAN_NET
+
+    em, _ = tiny
+    out = tmp_path / "run"
+    pipeline.reconstruct(em, out, net_path=DEFAULT_NET, block=(8, 16, 16), spec=cluster)
+    before = _records(out)
+    copy = shutil.copy(DEFAULT_NET, tmp_path / "elsewhere.npz")
+    pipeline.reconstruct(em, out, net_path=Path(copy), block=(8, 16, 16), spec=cluster)
+    assert _records(out) == before
+    with pytest.raises(ReconstructError, match=r"other parameters.*network\.sha256"):
+        pipeline.reconstruct(em, out, net_path=LEAN_NET, block=(8, 16, 16), spec=cluster)
