@@ -11,8 +11,11 @@ by voxel overlap in that slab: two objects are one when each holds more than `fr
 other's voxels there (with a fraction of one half, a one-to-one match: a merger in one block
 does not spread through the face). The client joins the pairs with the watershed's union-find
 over provisional ids (`stitch.number`: never voxels; objects under `min_size` in all dropped,
-the rest numbered by first voxel), and the relabel pass writes the final ids tile by tile. With
-one block the answer is `inference.segment`'s on the whole volume, ids included.
+the rest numbered by first voxel). With defect masks, the segments that match across a run of
+wholly masked sections are then joined in that numbering as the watershed's are (`engine.gaps`:
+one definition for both segmenters), and the relabel pass writes the final ids tile by tile.
+With one block (and no such run) the answer is `inference.segment`'s on the whole volume, ids
+included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import fastremap
 import numpy as np
 
 from connectome_query.reconstruct import io
+from connectome_query.reconstruct.engine import gaps
 from connectome_query.reconstruct.engine.context import create_sharded, read, write
 from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, aligned
 from connectome_query.reconstruct.engine.manifest import load_record
@@ -36,6 +40,7 @@ from connectome_query.reconstruct.engine.segmentation import (
     save_numbering,
 )
 from connectome_query.reconstruct.ffn import inference, model
+from connectome_query.reconstruct.segment import gaps as segment_gaps
 from connectome_query.reconstruct.segment import stitch
 
 OVERLAP_FRACTION = 0.5
@@ -180,6 +185,30 @@ def _faces_task(item: int, bw: Blockwise, records: str) -> Record:
     return {"pairs": np.concatenate(out)}
 
 
+@dataclass(frozen=True)
+class _SectionIds:
+    """Segment ids of a section of the working array, through the numbering."""
+
+    labels: str
+    numbering: str
+    shape: Triple
+
+    def __call__(self, z: int) -> np.ndarray:
+        prov = read(Path(self.labels), gaps.section_box(self.shape, z), "FFN block labels")
+        return load_numbering(Path(self.numbering)).lookup(prov[0])
+
+
+def join_numbering(num: stitch.Numbering, sizes: list[np.ndarray], first: list[np.ndarray],
+                   pairs: np.ndarray) -> stitch.Numbering:
+    """`num` with the segments of `pairs` (segment ids, (k, 2)) joined and every segment
+    renumbered 1..N by first voxel (`segment.gaps.join` over the blocks' objects)."""
+    lut = np.concatenate([np.zeros(1, np.uint64), num.ids])  # entry 0: no object
+    size = np.concatenate([np.zeros(1, np.int64), *sizes])
+    where = np.concatenate([np.zeros(1, np.int64), *first])
+    ids = segment_gaps.join(lut, size, where, pairs)[1:]
+    return stitch.Numbering(num.offsets, ids, int(ids.max()) if len(ids) else 0)
+
+
 def _relabel_task(item: int, bw: Blockwise, numbering: str, out: str) -> Record:
     tiles = Grid(bw.shape, aligned(bw.block, io.CHUNK))
     box = tiles.box(item)
@@ -201,9 +230,17 @@ def segment(engine: Engine, bw: Blockwise, inputs: BlockInputs, out: Path,
                        str(engine.manifest.folder(STAGE)))
     pairs = np.concatenate([np.zeros((0, 2), np.uint64), *faces.gather("pairs")])
     sizes = blocks.gather("sizes")
-    num = stitch.number(sizes, blocks.gather("first"), pairs, bw.params.min_size)
+    first = blocks.gather("first")
+    num = stitch.number(sizes, first, pairs, bw.params.min_size)
     path = Path(bw.work) / "ffn_numbering.npz"
     save_numbering(path, num)
+    if inputs.masked(Box((0, 0, 0), (1, 1, 1))) is not None:  # the volume has defect masks
+        joins = gaps.gap_pairs(engine, bw.shape, bw.block[0], inputs.masked,
+                               _SectionIds(str(bw.labels_path), str(path), bw.shape))
+        if len(joins):
+            num = join_numbering(num, sizes, first, joins)
+            path = Path(bw.work) / "ffn_numbering_joined.npz"
+            save_numbering(path, num)
     io.create_zarr(out, bw.shape, "uint64", attributes=attributes, delete_existing=False)
     tiles = Grid(bw.shape, aligned(bw.block, io.CHUNK))
     engine.run("ffn relabel", range(len(tiles)), _relabel_task, bw, str(path), str(out))
