@@ -4,7 +4,8 @@ Passes, each section by section through TensorStore (only the fill holds a slab 
 stitching and fold/crack detection run as Dask tasks, one per section, and pass 4's flows one
 per pair of sections, resumable (`align.sections_engine`, `align.flows_engine`):
 
-1. flat field from a sample of sections' tiles;
+1. flat field from a sample of sections' tiles -> EM_DIR/engine/flat_field.npy (a resumed run
+   reads it);
 2. stitch every section -> EM_DIR/stitched.zarr (float32), its quality, and its uncovered
    pixels -> EM_DIR/stitched_defects.zarr; every tile's fitted placement ->
    EM_DIR/tiles.parquet;
@@ -23,6 +24,7 @@ EM_DIR is then an EM directory as `connectome reconstruct` reads it (RUN_DIR.md)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from connectome_query.reconstruct.align import (
     warp,
 )
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
-from connectome_query.reconstruct.align.rawdir import read_raw_info, read_section_tiles
+from connectome_query.reconstruct.align.rawdir import RawInfo, read_raw_info, read_section_tiles
 from connectome_query.reconstruct.engine import cluster
 from connectome_query.reconstruct.engine.manifest import Manifest
 from connectome_query.reconstruct.engine.runner import Engine
@@ -50,6 +52,8 @@ from connectome_query.reconstruct.progress import Progress, Quiet, Tick, stage_t
 FILL_HALO = 8
 """Sections read above and below a slab when filling (longer missing runs stay unfilled)."""
 FLAT_FIELD_SECTIONS = 48
+FLAT_FIELD_RECORD = "flat_field.npy"
+"""The flat field in EM_DIR/engine/, read again by a resumed run."""
 ALIGNED_ORDER = 3
 """Spline order of the one resampling from the tiles to the aligned section: warping the
 stitched section (itself resampled from the tiles) bilinearly twice over smoothed away about
@@ -83,6 +87,25 @@ class PrepareReport:
                 "aligned_to": self.aligned_to, "filled_voxels": self.filled_voxels}
 
 
+def _flat_field(info: RawInfo, path: Path) -> np.ndarray:
+    """The flat field from a sample of sections' tiles, recorded at `path` (written whole,
+    then renamed into place); a resumed run reads the record instead of computing it again
+    (the manifest has checked that the raw directory and settings are the same)."""
+    if path.exists():
+        try:
+            return np.asarray(np.load(path, allow_pickle=False))
+        except (OSError, ValueError, EOFError) as e:
+            raise ReconstructError(f"flat field record {path} is damaged ({e}); delete it to "
+                                   "compute the flat field again") from e
+    nz = info.sections
+    sample = np.unique(np.linspace(0, nz - 1, min(nz, FLAT_FIELD_SECTIONS)).astype(int))
+    flat = stitch.flat_field([read_section_tiles(info, int(z))[0] for z in sample])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, flat)
+    os.replace(tmp, path)
+    return flat
+
+
 def _flag_names(v: int) -> list[str]:
     return [str(f.name).lower() for f in Defect if v & int(f)]
 
@@ -110,10 +133,8 @@ def prepare(raw_dir: Path, em_dir: Path, config: PrepareConfig = PrepareConfig()
     progress.note(f"{'resuming' if resumed else 'starting'} {em}: {nz} sections")
 
     tick = stage_tick(progress, "flat field", 1)
-    sample = np.unique(np.linspace(0, nz - 1, min(nz, FLAT_FIELD_SECTIONS)).astype(int))
-    flat = stitch.flat_field([read_section_tiles(info, int(z))[0] for z in sample])
-    flat_path = manifest.root / "flat_field.npy"
-    np.save(flat_path, flat)
+    flat_path = manifest.root / FLAT_FIELD_RECORD
+    flat = _flat_field(info, flat_path)
     tick("flat field", 1.0)
     sections_engine.create_arrays(em, (nz, ny, nx), attrs)
     job = sections_engine.SectionJob(info, str(em.resolve()), str(flat_path.resolve()))

@@ -112,11 +112,13 @@ class Manifest:
         return load_record(self.record_path(stage, item))
 
 
-def save_record(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a block's record atomically (a temporary file renamed into place)."""
+def save_record(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write a block's record atomically (a temporary file renamed into place); with
+    `compress`, deflated (`load_record` reads either)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    savez: Any = np.savez  # numpy's stub types **kwargs as allow_pickle
+    # numpy's stub types **kwargs as allow_pickle
+    savez: Any = np.savez_compressed if compress else np.savez
     with open(tmp, "wb") as fh:
         savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     os.replace(tmp, path)

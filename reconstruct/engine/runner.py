@@ -24,10 +24,11 @@ from connectome_query.reconstruct.progress import Progress, Quiet
 Record = dict[str, np.ndarray]
 
 
-def _block_task(fn: Callable[..., Record], path: str, item: int, args: tuple[Any, ...]) -> int:
+def _block_task(fn: Callable[..., Record], path: str, item: int, args: tuple[Any, ...],
+                compress: bool) -> int:
     """On a worker: the block's work, then its record."""
     record = fn(item, *args)
-    save_record(Path(path), record)
+    save_record(Path(path), record, compress)
     return item
 
 
@@ -41,9 +42,10 @@ class Engine:
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self, stage: str, items: Iterable[int], fn: Callable[..., Record],
-            *args: Any) -> Records:
+            *args: Any, compress: bool = False) -> Records:
         """Do `fn(item, *args)` for every item of `stage` without a record; the records of
-        all items, loaded when asked for."""
+        all items, loaded when asked for. With `compress`, records are stored deflated (for
+        records that hold label planes)."""
         from distributed import as_completed
 
         items = list(items)
@@ -52,7 +54,7 @@ class Engine:
         t = time.perf_counter()
         if todo:
             futures = [self.client.submit(
-                _block_task, fn, str(self.manifest.record_path(stage, i)), i, args,
+                _block_task, fn, str(self.manifest.record_path(stage, i)), i, args, compress,
                 key=f"{stage}-{i}-{time.time_ns()}", pure=False) for i in todo]
             try:
                 for fut in as_completed(futures):

@@ -1,18 +1,21 @@
 """The FFN block by block on the engine: each block flood-filled with a margin of context, its
 objects matched with its neighbours' in the overlap, one id space for the volume.
 
-Each block's task segments its region (the block grown by `margin` per side, clipped to the
-volume) with `inference.segment` and keeps the region's labels on the block alone (its core),
-as provisional ids (`segment.stitch`) in a working array sharded by the block. Its record holds
-its core objects' sizes and first voxels and, for each face, the region's labels in the slab
-that both blocks beside the face segmented: `margin` planes either side of the face, across the
-face's extent. A faces task per block pairs its objects with the block before it along each axis
-by voxel overlap in that slab: two objects are one when each holds more than `fraction` of the
-other's voxels there (with a fraction of one half, a one-to-one match: a merger in one block
-does not spread through the face). The client joins the pairs with the watershed's union-find
-over provisional ids (`stitch.number`: never voxels; objects under `min_size` in all dropped,
-the rest numbered by first voxel), and the relabel pass writes the final ids tile by tile. With
-one block the answer is `inference.segment`'s on the whole volume, ids included.
+Each block's task segments its region (the block grown by `margin` per side, clipped to the volume)
+with `inference.segment` and keeps the region's labels on the block alone (its core), as
+provisional ids (`segment.stitch`) in a working array sharded by the block. Its record holds its
+core objects' sizes and first voxels and, for each face, the region's labels in the slab that both
+blocks beside the face segmented: `margin` planes either side of the face, across the face's extent
+(in the least unsigned type that holds the region's labels; the record deflated). A faces task per
+block pairs its objects with the block before it along each axis by voxel overlap in that slab: two
+objects are one when each holds more than `fraction` of the other's voxels there (with a fraction
+of one half, a one-to-one match: a merger in one block does not spread through the face). The
+client joins the pairs with the watershed's union-find over provisional ids (`stitch.number`: never
+voxels; objects under `min_size` in all dropped, the rest numbered by first voxel). With defect
+masks, the segments that match across a run of wholly masked sections are then joined in that
+numbering as the watershed's are (`engine.gaps`: one definition for both segmenters), and the
+relabel pass writes the final ids tile by tile. With one block (and no such run) the answer is
+`inference.segment`'s on the whole volume, ids included.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import fastremap
 import numpy as np
 
 from connectome_query.reconstruct import io
+from connectome_query.reconstruct.engine import gaps
 from connectome_query.reconstruct.engine.context import create_sharded, read, write
 from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, aligned
 from connectome_query.reconstruct.engine.manifest import load_record
@@ -36,6 +40,7 @@ from connectome_query.reconstruct.engine.segmentation import (
     save_numbering,
 )
 from connectome_query.reconstruct.ffn import inference, model
+from connectome_query.reconstruct.segment import gaps as segment_gaps
 from connectome_query.reconstruct.segment import stitch
 
 OVERLAP_FRACTION = 0.5
@@ -112,8 +117,7 @@ def overlap_pairs(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def _block_task(item: int, bw: Blockwise, inputs: BlockInputs) -> Record:
-    grid = bw.grid
-    box = grid.box(item)
+    box = bw.grid.box(item)
     region = box.grow(bw.margin, bw.shape)
     seg, counts = inference.segment(inputs.image(region), inputs.boundary(region),
                                     _Shifted(inputs.predictor(), region.lo), bw.voxel_size_zyx,
@@ -121,26 +125,34 @@ def _block_task(item: int, bw: Blockwise, inputs: BlockInputs) -> Record:
     bad = inputs.masked(region)
     if bad is not None:  # no object passes through a defect
         seg = inference.cut_at_mask(seg, bad)
-    # the core's objects 1..m by first voxel; the region's others m+1, ... (slabs only)
+    local, rec = block_record(seg, box, region, bw.margin, bw.shape)
+    write(bw.labels_path, box, stitch.provisional(item, local))
+    return {**rec, **{k: np.array(v) for k, v in counts.items()}}
+
+
+def block_record(seg: np.ndarray, box: Box, region: Box, margin: Triple, shape: Triple
+                 ) -> tuple[np.ndarray, Record]:
+    """The core's labels (its objects 1..m by first voxel) and the block's record from the
+    region's segmentation `seg`: the core objects' sizes and first voxels, m, and each face's
+    slab, labelled as the core (the region's other objects m+1, ...)."""
     core = seg[box.slices(region.lo)]
     ids = fastremap.unique(core)
     ids = ids[ids != 0]
-    lut = np.zeros(int(seg.max()) + 1, np.uint32)  # records hold the slabs: 4 bytes a voxel
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
+    n = int(seg.max())
+    lut = np.zeros(n + 1, np.min_scalar_type(n))  # the slabs in the least unsigned type
+    lut[ids] = np.arange(1, len(ids) + 1)
     rest = np.setdiff1d(np.arange(1, len(lut)), ids.astype(np.int64))
-    lut[rest] = np.arange(len(ids) + 1, len(lut), dtype=np.uint32)
+    lut[rest] = np.arange(len(ids) + 1, len(lut))
     local = lut[core]
-    write(bw.labels_path, box, stitch.provisional(item, local))
-    sizes, first = core_stats(local, box, bw.shape)
-    rec: Record = {"sizes": sizes, "first": first, "n": np.array(len(ids), np.int64),
-                   **{k: np.array(v) for k, v in counts.items()}}
+    sizes, first = core_stats(local, box, shape)
+    rec: Record = {"sizes": sizes, "first": first, "n": np.array(len(ids), np.int64)}
     for c in range(3):
         for side, at, has in (("low", box.lo[c], box.lo[c] > 0),
-                              ("high", box.hi[c], box.hi[c] < bw.shape[c])):
-            s = slab(box, c, at, bw.margin, bw.shape)
+                              ("high", box.hi[c], box.hi[c] < shape[c])):
+            s = slab(box, c, at, margin, shape)
             rec[f"{side}{c}"] = (lut[seg[s.slices(region.lo)]] if has
-                                 else np.zeros((0, 0, 0), np.uint32))
-    return rec
+                                 else np.zeros((0, 0, 0), lut.dtype))
+    return local, rec
 
 
 class _Shifted:
@@ -180,6 +192,30 @@ def _faces_task(item: int, bw: Blockwise, records: str) -> Record:
     return {"pairs": np.concatenate(out)}
 
 
+@dataclass(frozen=True)
+class _SectionIds:
+    """Segment ids of a section of the working array, through the numbering."""
+
+    labels: str
+    numbering: str
+    shape: Triple
+
+    def __call__(self, z: int) -> np.ndarray:
+        prov = read(Path(self.labels), gaps.section_box(self.shape, z), "FFN block labels")
+        return load_numbering(Path(self.numbering)).lookup(prov[0])
+
+
+def join_numbering(num: stitch.Numbering, sizes: list[np.ndarray], first: list[np.ndarray],
+                   pairs: np.ndarray) -> stitch.Numbering:
+    """`num` with the segments of `pairs` (segment ids, (k, 2)) joined and every segment
+    renumbered 1..N by first voxel (`segment.gaps.join` over the blocks' objects)."""
+    lut = np.concatenate([np.zeros(1, np.uint64), num.ids])  # entry 0: no object
+    size = np.concatenate([np.zeros(1, np.int64), *sizes])
+    where = np.concatenate([np.zeros(1, np.int64), *first])
+    ids = segment_gaps.join(lut, size, where, pairs)[1:]
+    return stitch.Numbering(num.offsets, ids, int(ids.max()) if len(ids) else 0)
+
+
 def _relabel_task(item: int, bw: Blockwise, numbering: str, out: str) -> Record:
     tiles = Grid(bw.shape, aligned(bw.block, io.CHUNK))
     box = tiles.box(item)
@@ -196,14 +232,22 @@ def segment(engine: Engine, bw: Blockwise, inputs: BlockInputs, out: Path,
     inference.check_geometry(bw.fov, bw.delta)
     items = range(len(bw.grid))
     create_sharded(bw.labels_path, bw.shape, bw.block, "uint64")
-    blocks = engine.run(STAGE, items, _block_task, bw, inputs)
+    blocks = engine.run(STAGE, items, _block_task, bw, inputs, compress=True)
     faces = engine.run("ffn faces", items, _faces_task, bw,
                        str(engine.manifest.folder(STAGE)))
     pairs = np.concatenate([np.zeros((0, 2), np.uint64), *faces.gather("pairs")])
     sizes = blocks.gather("sizes")
-    num = stitch.number(sizes, blocks.gather("first"), pairs, bw.params.min_size)
+    first = blocks.gather("first")
+    num = stitch.number(sizes, first, pairs, bw.params.min_size)
     path = Path(bw.work) / "ffn_numbering.npz"
     save_numbering(path, num)
+    if inputs.masked(Box((0, 0, 0), (1, 1, 1))) is not None:  # the volume has defect masks
+        joins = gaps.gap_pairs(engine, bw.shape, bw.block[0], inputs.masked,
+                               _SectionIds(str(bw.labels_path), str(path), bw.shape))
+        if len(joins):
+            num = join_numbering(num, sizes, first, joins)
+            path = Path(bw.work) / "ffn_numbering_joined.npz"
+            save_numbering(path, num)
     io.create_zarr(out, bw.shape, "uint64", attributes=attributes, delete_existing=False)
     tiles = Grid(bw.shape, aligned(bw.block, io.CHUNK))
     engine.run("ffn relabel", range(len(tiles)), _relabel_task, bw, str(path), str(out))

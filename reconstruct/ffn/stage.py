@@ -5,7 +5,8 @@ Block by block on the engine (`ffn.blockwise`): each block, with a margin of con
 prepared image (as the affinity network sees it) and the affinities, seeds at the peaks of the
 distance transform of one minus their lowest link, flood-fills in two seed orders and keeps their
 consensus; with the volume's defect masks, masked voxels are then cleared and objects split
-where only masked voxels joined them. Objects are matched across block faces by their overlap.
+where only masked voxels joined them. Objects are matched across block faces by their overlap,
+and across runs of wholly masked sections as the watershed's segments are (`engine.gaps`).
 What follows (synapses, skeletons, compartments, scores) reads `segmentation.zarr` as it reads
 the watershed's.
 """

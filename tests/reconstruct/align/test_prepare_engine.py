@@ -99,6 +99,68 @@ def test_two_workers_stitch_as_one_process_does_and_a_rerun_resumes(raw_dir, tmp
     np.testing.assert_array_equal(again[4], images[4])
 
 
+class Stopped(Exception):
+    """Stands for a kill between stitching and fold/crack detection."""
+
+
+def _arrays(em: Path) -> dict[str, np.ndarray]:
+    return {name: np.asarray(io.open_zarr(em / name).read().result())
+            for name in ("image.zarr", "defects.zarr", "maps.zarr", "stitched.zarr")}
+
+
+def test_a_run_stopped_after_stitching_resumes_with_its_recorded_flat_field(
+        raw_dir, tmp_path, cluster, monkeypatch):
+    """`prepare` stopped after stitching, then run again, reads the flat field it recorded
+    (not computed again, the record untouched), redoes no stitched section and gives what
+    an unbroken run gives."""
+    calls: list[int] = []
+    real = stitch.flat_field
+
+    def counted(tile_sets: list[np.ndarray], *args: float) -> np.ndarray:
+        calls.append(len(tile_sets))
+        return real(tile_sets, *args)
+
+    monkeypatch.setattr(stitch, "flat_field", counted)
+    config = prepare.PrepareConfig(align=elastic.AlignConfig(stride=16, patch=64))
+    prepare.prepare(raw_dir, tmp_path / "whole", config, spec=cluster)
+    assert calls == [SECTIONS]
+    em = tmp_path / "em"
+
+    def stop(*_: object) -> None:
+        raise Stopped
+
+    with monkeypatch.context() as m:
+        m.setattr(sections_engine, "find_lines", stop)
+        with pytest.raises(Stopped):
+            prepare.prepare(raw_dir, em, config, spec=cluster)
+    assert calls == [SECTIONS] * 2 and not (em / "image.zarr").exists()
+    record = Manifest(em).root / prepare.FLAT_FIELD_RECORD
+    flat = np.load(record)
+    stamps = {p: p.stat().st_mtime_ns
+              for p in [record, *Manifest(em).folder(sections_engine.STITCH).glob("*.npz")]}
+    assert len(stamps) == SECTIONS + 1
+    prepare.prepare(raw_dir, em, config, spec=cluster)
+    assert calls == [SECTIONS] * 2  # the resumed run read the record
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    np.testing.assert_array_equal(np.load(record), flat)
+    want = _arrays(tmp_path / "whole")
+    for name, got in _arrays(em).items():
+        np.testing.assert_array_equal(got, want[name], err_msg=name)
+    assert (em / "prepare.json").read_text() == (tmp_path / "whole" / "prepare.json").read_text()
+    pd.testing.assert_frame_equal(io.read_table(em / "tiles.parquet", "tiles"),
+                                  io.read_table(tmp_path / "whole" / "tiles.parquet", "tiles"))
+
+
+def test_a_damaged_flat_field_record_is_refused_naming_it(raw_dir, tmp_path):
+    em = tmp_path / "em"
+    info = rawdir.read_raw_info(raw_dir)
+    Manifest(em).open(sections_engine.identity(info, prepare.PrepareConfig()))
+    (Manifest(em).root / prepare.FLAT_FIELD_RECORD).write_bytes(b"\x93NUMPY half a file")
+    with pytest.raises(ReconstructError, match=r"flat field record .*flat_field\.npy.*delete"):
+        prepare.prepare(raw_dir, em, prepare.PrepareConfig())
+    assert not (em / "stitched.zarr").exists()
+
+
 def test_an_em_dir_prepared_with_other_settings_is_refused(raw_dir, tmp_path):
     em = tmp_path / "em"
     info = rawdir.read_raw_info(raw_dir)
