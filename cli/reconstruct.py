@@ -200,9 +200,11 @@ def stage_progress(enabled: bool = True) -> Iterator[Any]:
 
 @app.command("reconstruct")
 def reconstruct_cmd(
-    em_dir: Annotated[Path, typer.Argument(help="EM directory (volume.json, image.zarr)")],
-    out_run_dir: Annotated[Path, typer.Argument(
-        help="run directory to write (or to finish: a second run resumes)")],
+    em_dir: Annotated[str, typer.Argument(
+        help="EM directory (volume.json, image.zarr) or a neuroglancer precomputed volume: a "
+             "path, file:///PATH, s3://BUCKET/PATH or gs://BUCKET/PATH")],
+    out_run_dir: Annotated[str, typer.Argument(
+        help="run directory to write (or to finish: a second run resumes); a local path")],
     scheduler: SchedulerOption = None,
     block: Annotated[str | None, typer.Option(
         help="block shape Z,Y,X; default from the memory per worker")] = None,
@@ -241,13 +243,14 @@ def reconstruct_cmd(
     from connectome_query.reconstruct import pipeline, training
 
     spec, shape = cluster_options(scheduler, block, workers, worker_memory)
+    run_dir = _local_run_dir(out_run_dir)
     if segmenter not in ("watershed", "ffn"):
         raise fail(f"--segmenter must be 'watershed' or 'ffn', got {segmenter!r}", 2)
     if ffn is not None and segmenter != "ffn":
         raise fail("--ffn is for --segmenter ffn", 2)
     try:
         with stage_progress(not quiet) as progress:
-            result = pipeline.reconstruct(em_dir, out_run_dir, model, affinities, progress,
+            result = pipeline.reconstruct(em_dir, run_dir, model, affinities, progress,
                                           net_path=training.net_file(net), augment=augment,
                                           block=shape,
                                           spec=spec, clefts=clefts, segmenter=segmenter,
@@ -257,8 +260,23 @@ def reconstruct_cmd(
         raise fail(str(e), 1) from e
     if result:
         out.print(metrics_table(result))
-    out.print(f"wrote {out_run_dir}")
-    write_run_report(out_run_dir)
+    out.print(f"wrote {run_dir}")
+    write_run_report(run_dir)
+
+
+def _local_run_dir(text: str) -> Path:
+    """The run directory: a local path (or file:///PATH); object storage holds inputs only."""
+    from connectome_query.reconstruct import location
+
+    try:
+        where = location.parse(text)
+    except ReconstructError as e:
+        raise fail(str(e), 2) from e
+    if location.is_remote(where):
+        raise fail(f"run directory {where}: must be a local path (or a filesystem every "
+                   f"worker mounts); object storage holds the EM volume only (docs/scaling.md)",
+                   2)
+    return Path(where)
 
 
 def write_run_report(run_dir: Path) -> Path | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import numpy as np
 import pandas as pd
 import tensorstore as ts
 
-from connectome_query.reconstruct import synth
+from connectome_query.reconstruct import location, synth
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.progress import Tick, no_progress
 from connectome_query.schema.vocabulary import Compartment
 
@@ -48,15 +50,11 @@ SYNAPSE_COLUMNS: dict[str, str] = {
 }
 
 
-def _kv(path: Path) -> dict[str, Any]:
-    return {"driver": "file", "path": str(Path(path).resolve())}
-
-
 _CODECS = [{"name": "bytes", "configuration": {"endian": "little"}},
            {"name": "zstd", "configuration": {"level": 3}}]
 
 
-def create_zarr(path: Path, shape: Sequence[int], dtype: str,
+def create_zarr(path: Where, shape: Sequence[int], dtype: str,
                 chunks: Sequence[int] | None = None,
                 attributes: dict[str, Any] | None = None,
                 shards: Sequence[int] | None = None,
@@ -79,7 +77,7 @@ def create_zarr(path: Path, shape: Sequence[int], dtype: str,
                              {"name": "crc32c"}]}}]
     spec = {
         "driver": "zarr3",
-        "kvstore": _kv(path),
+        "kvstore": location.kvstore(path),
         "metadata": {
             "shape": shape,
             "data_type": dtype,
@@ -94,18 +92,46 @@ def create_zarr(path: Path, shape: Sequence[int], dtype: str,
     return ts.open({**spec, "open": True, "create": True}).result()
 
 
-def open_zarr(path: Path, what: str = "volume") -> ts.TensorStore:
-    """Open an existing zarr v3 array, with a clear error when it is missing or broken."""
-    path = Path(path)
-    if not path.exists():
+def open_zarr(path: Where, what: str = "volume") -> ts.TensorStore:
+    """Open an existing zarr v3 array (any location), with a clear error when it is missing
+    or broken."""
+    path = location.parse(path)
+    meta = location.join(path, "zarr.json") if location.is_remote(path) else path
+    if not location.exists(meta, what):
         raise ReconstructError(f"{what}: {path} does not exist")
     try:
-        return ts.open({"driver": "zarr3", "kvstore": _kv(path), "open": True}).result()
+        return ts.open({"driver": "zarr3", "kvstore": location.kvstore(path),
+                        "open": True}).result()
     except Exception as e:
         raise ReconstructError(f"{what}: cannot open zarr v3 array {path}: {e}") from e
 
 
-def read_block(store: ts.TensorStore, index: tuple[Any, ...] | slice, path: Path,
+def open_precomputed(path: Where, what: str = "volume") -> ts.TensorStore:
+    """Open a single-channel neuroglancer precomputed volume (its finest scale) as an array
+    of axes z, y, x starting at 0, as `open_zarr` gives; a clear error otherwise."""
+    path = location.parse(path)
+    try:
+        st = ts.open({"driver": "neuroglancer_precomputed", "kvstore": location.kvstore(path),
+                      "open": True, "scale_index": 0}).result()
+    except Exception as e:
+        raise ReconstructError(f"{what}: cannot open neuroglancer precomputed volume "
+                               f"{path}: {e}") from e
+    if st.shape[3] != 1:
+        raise ReconstructError(f"{what}: {path} has {st.shape[3]} channels, expected 1")
+    return st[ts.d["channel"][0]].T.translate_to[0, 0, 0]
+
+
+def open_array(path: Where, what: str = "volume") -> ts.TensorStore:
+    """A zarr v3 array or a neuroglancer precomputed volume (told by its metadata file:
+    `zarr.json` or `info`), axes z, y, x[, ...]."""
+    path = location.parse(path)
+    if location.exists(location.join(path, "info"), what) and not location.exists(
+            location.join(path, "zarr.json"), what):
+        return open_precomputed(path, what)
+    return open_zarr(path, what)
+
+
+def read_block(store: ts.TensorStore, index: tuple[Any, ...] | slice, path: Where,
                what: str = "volume") -> np.ndarray:
     """Read part of an array; a corrupt or unreadable chunk becomes a ReconstructError."""
     try:
@@ -120,7 +146,7 @@ def write_zarr(path: Path, arr: np.ndarray, attributes: dict[str, Any] | None = 
     st.write(arr).result()
 
 
-def create_precomputed(path: Path, shape_zyx: Sequence[int], voxel_size_xyz: Sequence[float],
+def create_precomputed(path: Where, shape_zyx: Sequence[int], voxel_size_xyz: Sequence[float],
                        dtype: str = "uint64", kind: str = "segmentation",
                        chunk_zyx: Sequence[int] = (32, 64, 64)) -> ts.TensorStore:
     """Create a neuroglancer precomputed volume; TensorStore axes are x, y, z, channel."""
@@ -129,7 +155,7 @@ def create_precomputed(path: Path, shape_zyx: Sequence[int], voxel_size_xyz: Seq
     enc = "compressed_segmentation" if kind == "segmentation" else "raw"
     spec = {
         "driver": "neuroglancer_precomputed",
-        "kvstore": _kv(path),
+        "kvstore": location.kvstore(path),
         "create": True,
         "delete_existing": True,
         "multiscale_metadata": {"type": kind, "data_type": dtype, "num_channels": 1},
@@ -154,14 +180,14 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON object, naming the file on failure."""
-    path = Path(path)
-    if not path.exists():
-        raise ReconstructError(f"{what}: {path} does not exist")
+def read_json(path: Where, what: str) -> dict[str, Any]:
+    """Read a JSON object (any location), naming the file on failure."""
+    data = location.read_bytes(path, what)
+    if data is None:
+        raise ReconstructError(f"{what}: {location.parse(path)} does not exist")
     try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReconstructError(f"{what}: {path} is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
         raise ReconstructError(f"{what}: {path} must hold a JSON object")
@@ -175,13 +201,13 @@ def write_table(path: Path, df: pd.DataFrame, columns: dict[str, str] | None = N
     df.to_parquet(path, index=False)
 
 
-def read_table(path: Path, what: str, columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """Read a Parquet table and check the required columns are there."""
-    path = Path(path)
-    if not path.exists():
-        raise ReconstructError(f"{what}: {path} does not exist")
+def read_table(path: Where, what: str, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read a Parquet table (any location) and check the required columns are there."""
+    data = location.read_bytes(path, what)
+    if data is None:
+        raise ReconstructError(f"{what}: {location.parse(path)} does not exist")
     try:
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(BytesIO(data))
     except Exception as e:
         raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
     for col in columns or {}:
@@ -305,27 +331,60 @@ def load_restorer(path: Path) -> Any:
 
 # ------------------------------------------------------------------------ the EM directory
 
-def read_volume_info(em_dir: Path) -> dict[str, Any]:
-    """volume.json of an EM directory, validated."""
-    em_dir = Path(em_dir)
-    if not em_dir.is_dir():
-        raise ReconstructError(f"EM directory {em_dir} does not exist")
-    info = read_json(em_dir / "volume.json", "volume description")
+def read_volume_info(em_dir: Where) -> dict[str, Any]:
+    """volume.json of an EM directory (any location), validated. A neuroglancer precomputed
+    volume with no volume.json is an EM directory too: its `info` gives the voxel size and
+    shape of its finest scale, and it is the image."""
+    em = location.parse(em_dir)
+    if not location.is_remote(em) and not Path(em).is_dir():
+        raise ReconstructError(f"EM directory {em} does not exist")
+    vj = location.join(em, "volume.json")
+    if not location.exists(vj, "volume description") and location.exists(
+            location.join(em, "info"), "volume description"):
+        return _precomputed_volume_info(em)
+    if location.is_remote(em) and not location.exists(vj, "volume description"):
+        raise ReconstructError(f"EM directory {em} has no volume.json (nor a neuroglancer "
+                               f"precomputed info): no such bucket or path")
+    info = read_json(vj, "volume description")
     for key in ("voxel_size_nm", "shape_zyx"):
         if key not in info:
-            raise ReconstructError(f"volume description: {em_dir / 'volume.json'} lacks {key!r}")
+            raise ReconstructError(f"volume description: {vj} lacks {key!r}")
         v = info[key]
         if not (isinstance(v, list) and len(v) == 3 and all(
                 isinstance(x, int | float) and x > 0 for x in v)):
-            raise ReconstructError(f"volume description: {key!r} in {em_dir / 'volume.json'}"
+            raise ReconstructError(f"volume description: {key!r} in {vj}"
                                    f" must be three positive numbers, got {v!r}")
+    if not isinstance(info.get("image", ""), str):
+        raise ReconstructError(f"volume description: 'image' in {vj} must be a path inside "
+                               f"the EM directory, got {info['image']!r}")
     return info
 
 
-def open_image(em_dir: Path, info: dict[str, Any]) -> ts.TensorStore:
+def _precomputed_volume_info(em: Where) -> dict[str, Any]:
+    """volume.json's fields for a bare precomputed volume (its finest scale)."""
+    meta = read_json(location.join(em, "info"), "neuroglancer precomputed info")
+    try:
+        scale = meta["scales"][0]
+        vx, vy, vz = (float(v) for v in scale["resolution"])
+        x, y, z = (int(v) for v in scale["size"])
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise ReconstructError(f"neuroglancer precomputed info: {location.join(em, 'info')} "
+                               f"lacks a first scale's resolution and size: {e}") from e
+    return {"voxel_size_nm": [vx, vy, vz], "shape_zyx": [z, y, x], "image": "",
+            "source": "neuroglancer precomputed"}
+
+
+def image_location(em_dir: Where, info: dict[str, Any]) -> Where:
+    """Where the EM image of an EM directory is: volume.json's `image` (a zarr v3 array or a
+    neuroglancer precomputed volume inside the directory; "" for the directory itself),
+    default `image.zarr`."""
+    return location.join(em_dir, str(info.get("image", "image.zarr")))
+
+
+def open_image(em_dir: Where, info: dict[str, Any]) -> ts.TensorStore:
     """The EM image (uint8, z, y, x), opened and checked against volume.json (not read)."""
-    path = Path(em_dir) / "image.zarr"
-    st = open_zarr(path, "EM image")
+    path = image_location(em_dir, info)
+    st = open_array(path, "EM image")
     dtype = str(st.dtype.numpy_dtype)
     if dtype != "uint8":
         raise ReconstructError(f"EM image: {path} has dtype {dtype}, expected uint8")
@@ -335,19 +394,30 @@ def open_image(em_dir: Path, info: dict[str, Any]) -> ts.TensorStore:
     return st
 
 
-def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
+def read_image(em_dir: Where, info: dict[str, Any]) -> np.ndarray:
     """The EM image (uint8, z, y, x), checked against volume.json, in memory."""
     st = open_image(em_dir, info)
-    return read_block(st, (slice(None),) * 3, Path(em_dir) / "image.zarr", "EM image")
+    return read_block(st, (slice(None),) * 3, image_location(em_dir, info), "EM image")
 
 
-def read_truth_tables(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
+_TRUTH_FILES = ("segmentation.zarr/zarr.json", "segments.parquet", "synapses.parquet",
+                "skeletons.parquet")
+
+
+def _has_truth(tdir: Where) -> bool:
+    """Whether an EM directory has a truth/ (in object storage: any of its files)."""
+    if not location.is_remote(tdir):
+        return Path(tdir).exists()
+    return any(location.exists(location.join(tdir, f), "ground truth") for f in _TRUTH_FILES)
+
+
+def read_truth_tables(em_dir: Where, shape: tuple[int, ...]) -> dict[str, Any] | None:
     """The ground truth of an EM directory if present: its tables, and its segmentation
     checked (shape, dtype) but not read."""
-    tdir = Path(em_dir) / "truth"
-    if not tdir.exists():
+    tdir = location.join(em_dir, "truth")
+    if not _has_truth(tdir):
         return None
-    path = tdir / "segmentation.zarr"
+    path = location.join(tdir, "segmentation.zarr")
     st = open_zarr(path, "ground truth")
     if tuple(st.shape) != tuple(shape):
         raise ReconstructError(f"ground truth: {path} has shape {list(st.shape)}, which does "
@@ -356,9 +426,11 @@ def read_truth_tables(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | 
         raise ReconstructError(f"ground truth: {path} has dtype {st.dtype.numpy_dtype}, "
                                f"expected uint64")
     return {
-        "segments": read_table(tdir / "segments.parquet", "ground truth", SEGMENT_COLUMNS),
-        "synapses": read_table(tdir / "synapses.parquet", "ground truth", SYNAPSE_COLUMNS),
-        "skeletons": read_table(tdir / "skeletons.parquet", "ground truth",
+        "segments": read_table(location.join(tdir, "segments.parquet"), "ground truth",
+                               SEGMENT_COLUMNS),
+        "synapses": read_table(location.join(tdir, "synapses.parquet"), "ground truth",
+                               SYNAPSE_COLUMNS),
+        "skeletons": read_table(location.join(tdir, "skeletons.parquet"), "ground truth",
                                 {"segment_id": "", "node_id": "", "parent_id": "", "x": "",
                                  "y": "", "z": ""}),
     }

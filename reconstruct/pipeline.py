@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connectome_query.reconstruct import affinity_net, boundary, io, segment, skeleton, xp
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    location,
+    segment,
+    skeleton,
+    xp,
+)
 from connectome_query.reconstruct.adapt import restore_stage
 from connectome_query.reconstruct.adapt import stage as adapt_stage
 from connectome_query.reconstruct.engine import (
@@ -34,6 +42,7 @@ from connectome_query.reconstruct.engine.manifest import Manifest, array_identit
 from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.ffn import stage as ffn_stage
+from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.progress import Progress, Quiet
 from connectome_query.reconstruct.training import DEFAULT_FFN, DEFAULT_NET, default_model
 
@@ -46,14 +55,15 @@ def default_block(shape: Triple, worker_memory: int, stride: int = 1) -> Triple:
     return memory.default_block(shape, worker_memory, stride)
 
 
-def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Path) -> int:
+def _check_net(net_path: Path, vs: tuple[float, float, float], em_dir: Where) -> int:
     """Refuse weights trained at another voxel size; the network's in-plane stride."""
     net = io.load_net(net_path)
     try:
         affinity_net.check_voxel_size(net, vs)
     except ValueError as e:
         raise ReconstructError(f"affinity network {net_path} does not fit "
-                               f"{em_dir / 'volume.json'} field 'voxel_size_nm': {e}") from e
+                               f"{location.join(em_dir, 'volume.json')} field "
+                               f"'voxel_size_nm': {e}") from e
     return affinity_net.net_stride(net)
 
 
@@ -97,22 +107,22 @@ def _identity(run: context.Run, info: dict[str, Any], image_id: dict[str, Any],
                               if run.restorer_path else {})}}
 
 
-def _defects(em_dir: Path, info: dict[str, Any], shape: Triple
-             ) -> tuple[Path | None, dict[str, Any] | None]:
+def _defects(em_dir: Where, info: dict[str, Any], shape: Triple
+             ) -> tuple[Where | None, dict[str, Any] | None]:
     """The EM directory's defect masks (volume.json field 'defects', written by `connectome
     prepare`) and their identity, checked against the image's shape; (None, None) without."""
     name = info.get("defects")
     if name is None:
         return None, None
-    path = em_dir / str(name)
-    st = io.open_zarr(path, f"{em_dir / 'volume.json'} field 'defects'")
+    path = location.join(em_dir, str(name))
+    st = io.open_zarr(path, f"{location.join(em_dir, 'volume.json')} field 'defects'")
     if tuple(int(s) for s in st.shape) != shape:
         raise ReconstructError(f"defect masks {path} have shape {tuple(st.shape)}, the image "
                                f"{shape}")
     return path, array_identity(st, path)
 
 
-def _inputs(em_dir: Path, affinities_path: Path | None) -> tuple[dict[str, Any], Any,
+def _inputs(em_dir: Where, affinities_path: Path | None) -> tuple[dict[str, Any], Any,
                                                                   dict[str, Any] | None]:
     info = io.read_volume_info(em_dir)
     img = io.open_image(em_dir, info)
@@ -123,7 +133,7 @@ def _inputs(em_dir: Path, affinities_path: Path | None) -> tuple[dict[str, Any],
     return info, img, affs_id
 
 
-def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
+def reconstruct(em_dir: str | Path, out_dir: Path, model_path: Path | None = None,
                 affinities_path: Path | None = None, progress: Progress | None = None,
                 params: segment.SegParams | None = None, net_path: Path | None = None,
                 augment: bool = False, block: Triple | None = None,
@@ -134,6 +144,10 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
                 restorer_path: Path | None = None) -> dict[str, Any]:
     """EM directory -> run directory (see RUN_DIR.md). Returns metrics (empty without truth).
 
+    `em_dir` is a location (`location.parse`): a local path, `file://`, `s3://` or `gs://`; every
+    read of it goes through TensorStore's kvstore for that location. The run directory is local
+    (or a filesystem every worker mounts).
+
     Clefts come from the network's cleft channel unless `clefts="classifier"` or a voxel
     classifier (`model_path`) is given. `block` (z, y, x) defaults to `default_block`;
     `spec` says where the Dask cluster is (default: a LocalCluster sized to the machine).
@@ -143,14 +157,14 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     `restorer_path` (`connectome train-restorer`) restores the voxels the volume's defect
     flags mark (blur, folds, cracks, missing tissue); later stages read the restored image
     and take decisions from those voxels."""
-    em_dir, out = Path(em_dir), Path(out_dir)
+    em, out = location.parse(em_dir), Path(out_dir)
     progress = progress or Quiet()
     spec = spec or cluster.ClusterSpec()
     t_start = time.perf_counter()
-    info, img, affs_id = _inputs(em_dir, affinities_path)
+    info, img, affs_id = _inputs(em, affinities_path)
     shape: Triple = tuple(int(s) for s in img.shape)  # type: ignore[assignment]
-    truth = io.read_truth_tables(em_dir, shape)
-    defects_path, defects_id = _defects(em_dir, info, shape)
+    truth = io.read_truth_tables(em, shape)
+    defects_path, defects_id = _defects(em, info, shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)
     source = "classifier" if (model_path is not None or clefts == "classifier") else "network"
@@ -158,7 +172,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         raise ReconstructError(f"clefts must be 'network' or 'classifier', got {clefts!r}")
     net = Path(net_path) if net_path is not None else DEFAULT_NET
     uses_net = affinities_path is None or source == "network"
-    stride = _check_net(net, vs, em_dir) if uses_net else 1
+    stride = _check_net(net, vs, em) if uses_net else 1
     if segmenter not in ("watershed", "ffn"):
         raise ReconstructError(f"segmenter must be 'watershed' or 'ffn', got {segmenter!r}")
     ffn = None
@@ -170,7 +184,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if adapter_path is not None:
         _check_adapter(Path(adapter_path), vs, affinities_path)
     if restorer_path is not None:
-        restore_stage.check_restorer(Path(restorer_path), defects_path, em_dir)
+        restore_stage.check_restorer(Path(restorer_path), defects_path, em)
         if affinities_path is not None:
             raise ReconstructError("restorer: --restore repairs the image for the affinity "
                                    "network; it cannot be combined with --affinities")
@@ -179,22 +193,23 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     if min(block) < 1:
         raise ReconstructError(f"block shape must be three positive integers, got {block}")
     manifest = Manifest(out)
-    run = context.Run(str(out.resolve()), str(em_dir.resolve()), shape, vs, block,
+    run = context.Run(str(out.resolve()), location.describe(em), shape, vs, block,
                       params or segment.SegParams(), str(net.resolve()) if uses_net else None,
                       augment and uses_net,
                       str(Path(affinities_path).resolve()) if affinities_path else None,
                       source, None, truth is not None, segmenter,
                       str(ffn.resolve()) if ffn is not None else None,
-                      str(defects_path.resolve()) if defects_path is not None else None,
+                      location.describe(defects_path) if defects_path is not None else None,
                       str(Path(adapter_path).resolve()) if adapter_path is not None else None,
-                      str(Path(restorer_path).resolve()) if restorer_path is not None else None)
+                      str(Path(restorer_path).resolve()) if restorer_path is not None else None,
+                      image=str(info.get("image", "image.zarr")))
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":
         model_id = file_sha256(Path(model_path)) if model_path is not None else \
             f"trained on synthetic volumes for seed {seed}"
-    resumed = manifest.open(_identity(run, info, array_identity(img, em_dir / "image.zarr"),
-                                      affs_id, model_id, defects_id))
+    resumed = manifest.open(_identity(run, info, array_identity(img, run.em_image), affs_id,
+                                      model_id, defects_id))
     if source == "classifier":
         run = dataclasses.replace(run, model_path=str(_model(model_path, vs, seed,
                                                              out).resolve()))
@@ -207,7 +222,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
         notes: dict[str, Any] = {}
         result = _stages(engine, run, truth, notes)
     engine.timings["total_s"] = time.perf_counter() - t_start
-    io.write_json(out / "run.json", _run_json(info, em_dir, run, engine.timings,
+    io.write_json(out / "run.json", _run_json(info, em, run, engine.timings,
                                               affinities_path, augment, notes))
     return result
 
@@ -249,11 +264,11 @@ def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None,
     return result
 
 
-def _run_json(info: dict[str, Any], em_dir: Path, run: context.Run, timings: dict[str, float],
+def _run_json(info: dict[str, Any], em_dir: Where, run: context.Run, timings: dict[str, float],
               affinities_path: Path | None, augment: bool,
               notes: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"voxel_size_nm": [float(v) for v in info["voxel_size_nm"]],
-            "shape_zyx": list(run.shape), "source": str(em_dir.resolve()),
+            "shape_zyx": list(run.shape), "source": location.describe(em_dir),
             "seed": info.get("seed"), "created_by": io.CREATED_BY, "preset": info.get("preset"),
             "model": run.model_path if run.clefts == "classifier" else None,
             "clefts": run.clefts,

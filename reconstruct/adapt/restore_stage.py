@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from connectome_query.reconstruct import io
+from connectome_query.reconstruct import io, location
 from connectome_query.reconstruct.adapt import restore
 from connectome_query.reconstruct.align.masks import has
 from connectome_query.reconstruct.engine.context import Run, create_sharded, read, write
 from connectome_query.reconstruct.engine.runner import Engine, Record
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.location import Where
 
 
 @functools.lru_cache(maxsize=2)
@@ -30,17 +31,18 @@ def _restorer(path: str) -> restore.Restorer:
     return r
 
 
-def check_restorer(path: Path, defects_path: Path | None, em_dir: Path) -> None:
+def check_restorer(path: Path, defects_path: Where | None, em_dir: Where) -> None:
     """Refuse missing or foreign weights, or a volume without defect flags."""
     io.load_restorer(path)
     if defects_path is None:
+        vj = location.join(em_dir, "volume.json")
         raise ReconstructError(f"restorer {path}: it repairs the voxels a volume's defect flags "
-                               f"mark, but {em_dir / 'volume.json'} names no 'defects' (a "
-                               "volume from `connectome prepare` has them)")
+                               f"mark, but {vj} names no 'defects' (a volume from `connectome "
+                               "prepare` has them)")
 
 
-def _source(run: Run) -> Path:
-    return run.path("translated.zarr") if run.adapter_path else Path(run.em_dir) / "image.zarr"
+def _source(run: Run) -> Where:
+    return run.path("translated.zarr") if run.adapter_path else run.em_image
 
 
 def _restore_task(item: int, run: Run) -> Record:
@@ -49,7 +51,7 @@ def _restore_task(item: int, run: Run) -> Record:
     box = run.net_grid.box(item)
     grown = box.grow(restore.HALO, run.shape)
     region = read(_source(run), grown, "image")
-    flags = read(Path(run.defects_path), grown, "defect masks")
+    flags = read(run.defects_path, grown, "defect masks")
     pads = [(h - (a - g), h - (gh - b)) for h, a, b, g, gh in
             zip(restore.HALO, box.lo, box.hi, grown.lo, grown.hi, strict=True)]
     out = restore.restore_region(_restorer(run.restorer_path).params,

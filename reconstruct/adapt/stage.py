@@ -40,7 +40,7 @@ def _translate_task(item: int, run: Run) -> Record:
     assert run.adapter_path is not None
     box = run.net_grid.box(item)
     grown = box.grow(model.HALO, run.shape)
-    region = read(Path(run.em_dir) / "image.zarr", grown, "EM image")
+    region = read(run.em_image, grown, "EM image")
     pads = [(h - (a - g), h - (gh - b)) for h, a, b, g, gh in
             zip(model.HALO, box.lo, box.hi, grown.lo, grown.hi, strict=True)]
     region = np.pad(region, pads, mode="reflect")

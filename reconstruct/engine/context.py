@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from connectome_query.reconstruct import io
+from connectome_query.reconstruct import io, location
 from connectome_query.reconstruct.align.masks import NO_DECISION, has
 from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, aligned, inner_chunks
+from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.segment import SegParams
 
 NET_BLOCK = (16, 64, 64)
@@ -32,7 +33,7 @@ class Run:
     """A run as its tasks see it."""
 
     run_dir: str
-    em_dir: str
+    em_dir: str  # a local path or an object-store URL (`location`)
     shape: Triple  # (z, y, x) voxels
     voxel_size_zyx: tuple[float, float, float]
     block: Triple
@@ -48,6 +49,7 @@ class Run:
     defects_path: str | None = None  # the EM directory's defect flags (a prepared volume)
     adapter_path: str | None = None  # translates the image before every stage (`adapt`)
     restorer_path: str | None = None  # restores flagged voxels before every stage (`adapt`)
+    image: str = "image.zarr"  # the EM image inside em_dir (`io.image_location`)
 
     @property
     def grid(self) -> Grid:
@@ -67,7 +69,16 @@ class Run:
         return Path(self.run_dir) / name
 
     @property
-    def image_path(self) -> Path:
+    def em_image(self) -> Where:
+        """The EM directory's image (zarr v3 or neuroglancer precomputed, any location)."""
+        return location.join(self.em_dir, self.image)
+
+    def em_path(self, *names: str) -> Where:
+        """A file or array of the EM directory (any location)."""
+        return location.join(self.em_dir, *names)
+
+    @property
+    def image_path(self) -> Where:
         """The image every stage reads: the EM directory's, its translation by the
         adapter (`RUN_DIR/translated.zarr`), or either with its flagged voxels restored
         (`RUN_DIR/restored.zarr`)."""
@@ -75,7 +86,7 @@ class Run:
             return self.path("restored.zarr")
         if self.adapter_path:
             return self.path("translated.zarr")
-        return Path(self.em_dir) / "image.zarr"
+        return self.em_image
 
     def work(self, name: str) -> Path:
         return Path(self.run_dir) / "engine" / name
@@ -102,10 +113,10 @@ def create_sharded(path: Path, shape: Triple, block: Triple, dtype: str,
 
 @functools.lru_cache(maxsize=64)
 def _open(path: str) -> Any:
-    return io.open_zarr(Path(path))
+    return io.open_array(location.parse(path))
 
 
-def store(path: Path) -> Any:
+def store(path: Where) -> Any:
     """An array of the run, opened once per worker process (until `forget`)."""
     return _open(str(path))
 
@@ -115,13 +126,13 @@ def forget() -> None:
     _open.cache_clear()
 
 
-def read(path: Path, box: Box, what: str, channels: bool = False) -> np.ndarray:
+def read(path: Where, box: Box, what: str, channels: bool = False) -> np.ndarray:
     """A box of an array (all channels first when `channels`)."""
     idx = ((slice(None),) if channels else ()) + box.slices()
     return io.read_block(store(path), idx, path, what)
 
 
-def write(path: Path, box: Box, data: np.ndarray, channels: bool = False) -> None:
+def write(path: Where, box: Box, data: np.ndarray, channels: bool = False) -> None:
     idx = ((slice(None),) if channels else ()) + box.slices()
     store(path)[idx].write(np.ascontiguousarray(data)).result()
 
@@ -135,7 +146,7 @@ def masked(run: Run, box: Box, before: bool = False) -> tuple[np.ndarray | None,
     pad: Triple = tuple(int(before and lo > 0) for lo in box.lo)  # type: ignore[assignment]
     grown = Box(tuple(lo - p for lo, p in zip(box.lo, pad, strict=True)),  # type: ignore[arg-type]
                 box.hi)
-    flags = read(Path(run.defects_path), grown, "defect masks")
+    flags = read(run.defects_path, grown, "defect masks")
     return has(flags, NO_DECISION), pad
 
 

@@ -16,12 +16,13 @@ from connectome_query.reconstruct import sections
 from connectome_query.reconstruct.engine.context import Run, image_reader, read
 from connectome_query.reconstruct.engine.grid import Box, Grid
 from connectome_query.reconstruct.engine.runner import Engine, Record
+from connectome_query.reconstruct.location import Where
 
 SHIFT_BATCH = 16
 """Sections whose shifts one task measures."""
 
 
-def _image(run: Run) -> Path:
+def _image(run: Run) -> Where:
     return run.image_path
 
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from connectome_query.reconstruct import io
+from connectome_query.reconstruct import io, location
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.location import Where
 
 FORMAT = "connectome-query/engine/1"
 ENGINE_DIR = "engine"
@@ -38,7 +39,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def array_identity(store: Any, path: Path) -> dict[str, Any]:
+def array_identity(store: Any, path: Where) -> dict[str, Any]:
     """Shape, dtype and a fingerprint of a sample of the voxels of an opened array: up to 8
     patches of 64 x 64 pixels of 8 sections spread through it (cheap at any size)."""
     shape = [int(s) for s in store.shape]
@@ -49,9 +50,9 @@ def array_identity(store: Any, path: Path) -> dict[str, Any]:
         z = (k * max(nz - 1, 0)) // 7
         y0, x0 = (k * max(ny - 64, 0)) // 7, (k * max(nx - 64, 0)) // 7
         patch = io.read_block(store, (*lead, slice(z, z + 1), slice(y0, min(y0 + 64, ny)),
-                                      slice(x0, min(x0 + 64, nx))), Path(path), "image")
+                                      slice(x0, min(x0 + 64, nx))), path, "image")
         h.update(np.ascontiguousarray(patch).tobytes())
-    return {"path": str(Path(path).resolve()), "shape": shape,
+    return {"path": location.describe(path), "shape": shape,
             "dtype": str(store.dtype.numpy_dtype), "sample_sha256": h.hexdigest()}
 
 

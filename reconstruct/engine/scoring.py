@@ -83,7 +83,7 @@ def _baseline(affs: np.ndarray, box: Box) -> tuple[np.ndarray, Record]:
 
 def _score_task(item: int, run: Run, nodes_path: str, affs_path: str) -> Record:
     box = run.grid.box(item)
-    gt = read(Path(run.em_dir) / "truth" / "segmentation.zarr", box,
+    gt = read(run.em_path("truth", "segmentation.zarr"), box,
               "ground truth").astype(np.uint64)
     seg = read(run.path("segmentation.zarr"), box, "segmentation")
     pieces = cc3d.connected_components(gt, connectivity=6).astype(np.uint32)

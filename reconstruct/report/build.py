@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from connectome_query.plotting import charts
-from connectome_query.reconstruct import io
+from connectome_query.reconstruct import io, location
 from connectome_query.reconstruct.errors import ReconstructError
+from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.report import errors, figures, volumes
 from connectome_query.reconstruct.scoring import skeleton_arrays
 
@@ -61,16 +62,16 @@ def report_data(run_dir: Path) -> dict[str, Any]:
                     if (run_dir / "metrics.json").is_file() else None),
         "skeletons": skeleton_lengths(run_dir), "sections": None, "truth": None,
     }
-    em_dir = Path(str(run.get("source", "")))
-    if em_dir.is_dir() and (em_dir / "volume.json").is_file():
+    em_dir = location.parse(str(run.get("source", "")))
+    if _em_readable(em_dir):
         info = io.read_volume_info(em_dir)
-        img_path = em_dir / "image.zarr"
+        img_path = io.image_location(em_dir, info)
         sections = {"image": volumes.centre_sections(io.open_image(em_dir, info), img_path,
                                                      "EM image"),
                     "segmentation": volumes.centre_sections(seg, seg_path, "segmentation")}
         truth = io.read_truth_tables(em_dir, shape)
         if truth is not None:
-            gt_path = em_dir / "truth" / "segmentation.zarr"
+            gt_path = location.join(em_dir, "truth", "segmentation.zarr")
             gt = io.open_zarr(gt_path, "ground truth")
             sections["truth"] = volumes.centre_sections(gt, gt_path, "ground truth")
             sids, edges, lengths, vox = skeleton_arrays(truth["skeletons"], vs_zyx, shape)
@@ -80,6 +81,15 @@ def report_data(run_dir: Path) -> dict[str, Any]:
             data["splits"], data["merges"] = errors.split_merge_errors_of(pieces, vs_zyx)
         data["sections"] = sections
     return data
+
+
+def _em_readable(em_dir: Where) -> bool:
+    """Whether the run's EM directory is there to show (local: it still exists; in object
+    storage: tried, and a failure to read it is the report's error)."""
+    if location.is_remote(em_dir):
+        return True
+    em = Path(em_dir)
+    return em.is_dir() and ((em / "volume.json").is_file() or (em / "info").is_file())
 
 
 def _table(df: pd.DataFrame, table_id: str) -> str:

@@ -9,7 +9,6 @@ merge tables need. Memory: a block of each volume plus tables of nodes and piece
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 
 from connectome_query.reconstruct import io
 from connectome_query.reconstruct.engine.grid import Grid, Triple
+from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.report import errors
 
 BLOCK: Triple = (32, 128, 128)
@@ -34,7 +34,7 @@ def steps(shape: Triple) -> Triple:
     return tuple(max(1, -(-s // MAX_SIDE)) for s in shape)  # type: ignore[return-value]
 
 
-def centre_sections(store: Any, path: Path, what: str) -> dict[str, np.ndarray]:
+def centre_sections(store: Any, path: Where, what: str) -> dict[str, np.ndarray]:
     """Plane name -> the section of a (z, y, x) array through its centre, subsampled by
     `steps`."""
     shape: Triple = tuple(int(s) for s in store.shape)  # type: ignore[assignment]
@@ -47,7 +47,7 @@ def centre_sections(store: Any, path: Path, what: str) -> dict[str, np.ndarray]:
     return out
 
 
-def scan(seg: Any, seg_path: Path, gt: Any, gt_path: Path, nodes_zyx: np.ndarray,
+def scan(seg: Any, seg_path: Where, gt: Any, gt_path: Where, nodes_zyx: np.ndarray,
          block: Triple = BLOCK) -> tuple[np.ndarray, pd.DataFrame]:
     """(segment under each node (n, 3 voxel indices), the piece table of truth and
     segmentation), reading `block` voxels of each volume at a time."""
