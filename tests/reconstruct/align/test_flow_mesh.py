@@ -227,3 +227,19 @@ def test_the_alignment_asks_only_for_candidate_pairs():
         candidates = set(elastic.candidate_pairs(usable, ref_ok, cfg))
         assert asked <= candidates, (usable, ref_ok, asked - candidates)
         assert all(usable[z] and usable[r] and r < z for z, r in candidates)
+
+
+def test_a_section_across_a_gap_holds_its_references_shape_more():
+    """Flows that pull a section 5% larger move it less when its nearest reference is three
+    sections back (`elastic.gap_mesh`) than when it is the section before."""
+    cfg = elastic.AlignConfig()
+    rest = warp.identity_nodes((8, 8), 32)
+    stretched = rest * 1.05
+    weight = np.ones((8, 8))
+
+    def width(distance: int) -> float:
+        x, _, _ = mesh.relax(stretched, weight, rest, rest, elastic.gap_mesh(cfg, distance))
+        return float(np.ptp(x[..., 1]))
+
+    assert elastic.gap_mesh(cfg, 1) == cfg.mesh
+    assert np.ptp(stretched[..., 1]) > width(1) > width(3) > np.ptp(rest[..., 1])
