@@ -12,6 +12,8 @@ node's target from r; the targets of all references are averaged (weighted by
 references' mean shape, relaxes against them (`mesh.relax`). Nodes without a good flow (the
 section's edge, masked areas) get a weak target continuing the section's own flows locally
 affinely (`fill_targets`) instead of following only the references' shape.
+A section aligned across a gap (its nearest reference two or more sections back) holds its
+shape stiffer (`gap_mesh`).
 
 Why the nearest reference dominates: content moves between sections (neurites run obliquely),
 and the section-mean error of a flow grows faster than the distance between the sections
@@ -31,7 +33,7 @@ large as the drift, so removing it there does more harm than good.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -55,6 +57,7 @@ class AlignConfig:
     border_fill: float = 0.1  # weight of locally affine targets at flowless nodes (0: none)
     border_sigma: float = 3.0  # nodes: reach of the local affine fit
     z_trend_degree: int = 2  # polynomial in z removed from the maps' shapes (0: none)
+    gap_stiffness: float = 4.0  # in-section springs this much stiffer per section skipped
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
 
 
@@ -198,7 +201,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
         shift = np.median((target - prev)[good], axis=0) if good.any() else np.zeros(2)
         rest = np.mean([nodes[r[0]] for r in refs], axis=0)
         x, n_steps, _ = mesh_.relax(target, weight / max(float(weight.max()), 1e-9), rest,
-                                    prev + shift, config.mesh)
+                                    prev + shift, gap_mesh(config, z - near_z))
         nodes[z], steps[z], reference[z] = x, n_steps, near_z
         if max(covs) < 0.2:
             notes.append(f"section {z}: only {max(covs):.0%} of its flow to section "
@@ -213,6 +216,17 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
         nodes = remove_z_trend(nodes, ident, usable, config.z_trend_degree)
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)
+
+
+def gap_mesh(config: AlignConfig, distance: int) -> mesh_.MeshConfig:
+    """The mesh settings of a section whose nearest reference is `distance` sections back:
+    its in-section springs `gap_stiffness` times stiffer per section skipped. Across a gap the
+    flows follow the tissue over several sections (a flow's error grows faster than the
+    distance), so its shape is held closer to the references'."""
+    if distance <= 1 or config.gap_stiffness == 1.0:
+        return config.mesh
+    return replace(config.mesh,
+                   k_intra=config.mesh.k_intra * config.gap_stiffness ** (distance - 1))
 
 
 def remove_z_trend(nodes: np.ndarray, ident: np.ndarray, usable: np.ndarray,

@@ -26,7 +26,7 @@ class MeshConfig:
     """Spring constants and the stopping rule of the relaxation."""
 
     k_flow: float = 1.0  # node to its flow target
-    k_intra: float = 0.5  # node to its in-section neighbours
+    k_intra: float = 1.0  # node to its in-section neighbours (0.5 before the edge flows held)
     max_steps: int = 3000
     tolerance: float = 1e-3  # stop when no node feels a larger force (px)
     dt: float = 0.1

@@ -32,6 +32,27 @@ def test_flow_recovers_a_known_warp(raw_volume):
     assert np.median(err) < 0.5 and np.percentile(err, 90) < 1.0, np.percentile(err, [50, 90])
 
 
+def test_an_uncovered_border_drops_only_the_flows_it_covers(raw_volume):
+    """A thin masked band along the border (a stitched section's uncovered edge) leaves the
+    flows of nodes whose patches lie mostly inside the section; a patch over a masked area
+    is dropped. The part of a patch beyond the section is the edge rule's, not the mask's."""
+    fixed = raw_volume.undeformed[2].astype(np.float32) / 255
+    moving = _warped(fixed, np.stack([np.full(fixed.shape, 2.5), np.full(fixed.shape, -1.5)]))
+    free = flow.section_flow(fixed, moving, stride=32, patch=128)
+    band = np.zeros(fixed.shape, bool)
+    band[:, -3:] = True
+    banded = flow.section_flow(fixed, moving, stride=32, patch=128, mask=band)
+    assert free.valid.sum() >= 16
+    # the band hides 3 of the 96+ section pixels across every patch it reaches
+    assert banded.valid.sum() >= free.valid.sum() - 2, (banded.valid.sum(), free.valid.sum())
+    block = np.zeros(fixed.shape, bool)
+    block[:, : fixed.shape[1] // 2] = True
+    blocked = flow.section_flow(fixed, moving, stride=32, patch=128, mask=block)
+    gx = np.arange(free.yx.shape[1]) * 32
+    assert not blocked.valid[:, gx + 64 <= fixed.shape[1] // 2].any()
+    assert blocked.valid[:, gx - 64 >= fixed.shape[1] // 2].any()
+
+
 def test_xcorr_finds_integer_and_fractional_shifts():
     rng = np.random.default_rng(0)
     img = ndi.gaussian_filter(rng.standard_normal((200, 200)), 2).astype(np.float32)
@@ -206,3 +227,19 @@ def test_the_alignment_asks_only_for_candidate_pairs():
         candidates = set(elastic.candidate_pairs(usable, ref_ok, cfg))
         assert asked <= candidates, (usable, ref_ok, asked - candidates)
         assert all(usable[z] and usable[r] and r < z for z, r in candidates)
+
+
+def test_a_section_across_a_gap_holds_its_references_shape_more():
+    """Flows that pull a section 5% larger move it less when its nearest reference is three
+    sections back (`elastic.gap_mesh`) than when it is the section before."""
+    cfg = elastic.AlignConfig()
+    rest = warp.identity_nodes((8, 8), 32)
+    stretched = rest * 1.05
+    weight = np.ones((8, 8))
+
+    def width(distance: int) -> float:
+        x, _, _ = mesh.relax(stretched, weight, rest, rest, elastic.gap_mesh(cfg, distance))
+        return float(np.ptp(x[..., 1]))
+
+    assert elastic.gap_mesh(cfg, 1) == cfg.mesh
+    assert np.ptp(stretched[..., 1]) > width(1) > width(3) > np.ptp(rest[..., 1])
