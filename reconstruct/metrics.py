@@ -171,15 +171,52 @@ def _f1(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
     return p, r, f
 
 
-def _match(pred_xyz: np.ndarray, true_xyz: np.ndarray, ok: np.ndarray,
-           tolerance_nm: float) -> list[tuple[int, int]]:
+def _candidates(pred_xyz: np.ndarray, true_xyz: np.ndarray,
+                tolerance_nm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predicted index, true index, distance nm) of every pair within `tolerance_nm`, found
+    with a k-d tree: memory grows with the pairs near each other, not with their product."""
+    from scipy.spatial import cKDTree
+
     if len(pred_xyz) == 0 or len(true_xyz) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    # a hair wider than the tolerance, so no pair the formula below keeps is lost to the
+    # tree's own rounding
+    near = cKDTree(pred_xyz).sparse_distance_matrix(
+        cKDTree(true_xyz), tolerance_nm * (1 + 1e-9) + 1e-9, output_type="ndarray")
+    i, j = near["i"].astype(np.int64), near["j"].astype(np.int64)
+    # the distance as the dense formula gives it, so a tie breaks the same way
+    d = np.linalg.norm(pred_xyz[i] - true_xyz[j], axis=1)
+    keep = d <= tolerance_nm
+    return i[keep], j[keep], d[keep]
+
+
+def _match(n_pred: int, n_true: int, i: np.ndarray, j: np.ndarray,
+           d: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one matching over the allowed pairs (i[k], j[k]) at distance d[k]: the most
+    pairs, then the least total distance. The pairs fall into connected groups (pairs sharing
+    a synapse), and the optimum is each group's optimum, so each group is solved on its own
+    (`linear_sum_assignment` on the group's rows and columns, other pairs forbidden)."""
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    if len(i) == 0:
         return []
-    d = np.linalg.norm(pred_xyz[:, None, :] - true_xyz[None, :, :], axis=2)
-    valid = ok & (d <= tolerance_nm)
-    cost = np.where(valid, d, 1e9)
-    r, c = linear_sum_assignment(cost)
-    return [(int(i), int(j)) for i, j in zip(r, c, strict=True) if valid[i, j]]
+    graph = coo_array((np.ones(len(i)), (i, n_pred + j)), shape=(n_pred + n_true,) * 2)
+    _, comp = connected_components(graph, directed=False)
+    group = comp[i]
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    out: list[tuple[int, int]] = []
+    for part in np.split(order, bounds):
+        rows, ri = np.unique(i[part], return_inverse=True)
+        cols, ci = np.unique(j[part], return_inverse=True)
+        cost = np.full((len(rows), len(cols)), 1e9)
+        cost[ri.reshape(-1), ci.reshape(-1)] = d[part]
+        valid = np.zeros(cost.shape, bool)
+        valid[ri.reshape(-1), ci.reshape(-1)] = True
+        r, c = linear_sum_assignment(cost)
+        out += [(int(rows[a]), int(cols[b])) for a, b in zip(r, c, strict=True) if valid[a, b]]
+    return sorted(out)
 
 
 def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.ndarray,
@@ -194,10 +231,12 @@ def synapse_scores(pred_xyz: np.ndarray, pred_pre: np.ndarray, pred_post: np.nda
     """
     mp = np.array([seg_to_gt.get(int(s), -1) for s in pred_pre], np.int64)
     mq = np.array([seg_to_gt.get(int(s), -1) for s in pred_post], np.int64)
-    ok = (mp[:, None] == true_pre[None, :]) & (mq[:, None] == true_post[None, :])
-    matches = _match(pred_xyz, true_xyz, ok, tolerance_nm)
-    loc = _match(pred_xyz, true_xyz, np.ones((len(pred_xyz), len(true_xyz)), bool),
-                 tolerance_nm)
+    n_pred, n_true = len(pred_xyz), len(true_xyz)
+    i, j, d = _candidates(np.asarray(pred_xyz, float).reshape(-1, 3),
+                          np.asarray(true_xyz, float).reshape(-1, 3), tolerance_nm)
+    ok = (mp[i] == np.asarray(true_pre)[j]) & (mq[i] == np.asarray(true_post)[j])
+    matches = _match(n_pred, n_true, i[ok], j[ok], d[ok])
+    loc = _match(n_pred, n_true, i, j, d)
     p, r, f = _f1(len(matches), len(pred_xyz), len(true_xyz))
     _, _, lf = _f1(len(loc), len(pred_xyz), len(true_xyz))
     acc = None

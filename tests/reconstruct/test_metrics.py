@@ -93,3 +93,57 @@ def test_tables_of_parts_add_up_to_the_whole_volume_scores(seed: int, cuts: int)
     assert merge == pytest.approx(sk[1], abs=1e-9)
     assert metrics.adapted_rand_of_table(*table) == pytest.approx(
         metrics.adapted_rand(gt, pred), abs=1e-9)
+
+
+def _dense_matching(pred: np.ndarray, true: np.ndarray, ok: np.ndarray,
+                    tolerance: float) -> list[tuple[int, int]]:
+    """The reference: one assignment over the full pred x true distance matrix."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(pred) == 0 or len(true) == 0:
+        return []
+    d = np.linalg.norm(pred[:, None, :] - true[None, :, :], axis=2)
+    valid = ok & (d <= tolerance)
+    r, c = linear_sum_assignment(np.where(valid, d, 1e9))
+    return sorted((int(i), int(j)) for i, j in zip(r, c, strict=True) if valid[i, j])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 60), st.integers(0, 60),
+       st.sampled_from([50.0, 250.0, 600.0]))
+def test_synapse_matching_equals_one_dense_assignment(seed: int, n_pred: int, n_true: int,
+                                                      tolerance: float) -> None:
+    """The matching solved per group of nearby synapses gives the dense assignment's pairs
+    (clustered points, so groups hold several synapses each)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 3000, (4, 3))
+    true = centres[rng.integers(0, 4, n_true)] + rng.normal(0, 300, (n_true, 3))
+    pred = centres[rng.integers(0, 4, n_pred)] + rng.normal(0, 300, (n_pred, 3))
+    true_pre, true_post = rng.integers(1, 4, n_true), rng.integers(1, 4, n_true)
+    pred_pre, pred_post = rng.integers(11, 14, n_pred), rng.integers(11, 14, n_pred)
+    mapping = {11: 1, 12: 2, 13: 3}
+    sc = metrics.synapse_scores(pred, pred_pre, pred_post, true, true_pre, true_post, mapping,
+                                tolerance_nm=tolerance)
+    mp = np.array([mapping[int(s)] for s in pred_pre], np.int64).reshape(-1)
+    mq = np.array([mapping[int(s)] for s in pred_post], np.int64).reshape(-1)
+    ok = (mp[:, None] == true_pre[None, :]) & (mq[:, None] == true_post[None, :])
+    want = _dense_matching(pred, true, ok, tolerance)
+    everything = _dense_matching(pred, true, np.ones((n_pred, n_true), bool), tolerance)
+    assert sc.true_positives == len(want)
+    assert sc.location_f1 == pytest.approx(
+        metrics._f1(len(everything), n_pred, n_true)[2])
+    i, j, d = metrics._candidates(pred.reshape(-1, 3), true.reshape(-1, 3), tolerance)
+    keep = ok[i, j]
+    assert metrics._match(n_pred, n_true, i[keep], j[keep], d[keep]) == want
+    assert metrics._match(n_pred, n_true, i, j, d) == everything
+
+
+def test_synapse_matching_memory_grows_with_nearby_pairs_only() -> None:
+    """30,000 synapses a side (a dense matrix would be 7 GB a copy) match in small groups."""
+    rng = np.random.default_rng(1)
+    n = 30_000
+    true = rng.uniform(0, 1, (n, 3)) * np.array([20_000.0, 20_000.0, 15_000.0])
+    pred = true + rng.normal(0, 60, (n, 3))
+    ids = np.arange(n) % 97 + 1
+    sc = metrics.synapse_scores(pred, ids, ids, true, ids, ids, {i: i for i in range(98)})
+    assert sc.n_true == n and sc.true_positives > 0.9 * n
