@@ -341,9 +341,15 @@ def read_image(em_dir: Path, info: dict[str, Any]) -> np.ndarray:
     return read_block(st, (slice(None),) * 3, Path(em_dir) / "image.zarr", "EM image")
 
 
-def read_truth_tables(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
+SKELETON_COLUMNS = {"segment_id": "", "node_id": "", "parent_id": "", "x": "", "y": "", "z": ""}
+"""The truth skeleton table's required columns (one row a node; parent_id -1 for a root)."""
+
+
+def read_truth_tables(em_dir: Path, shape: tuple[int, ...],
+                      skeletons: bool = True) -> dict[str, Any] | None:
     """The ground truth of an EM directory if present: its tables, and its segmentation
-    checked (shape, dtype) but not read."""
+    checked (shape, dtype) but not read. Without `skeletons`, the skeleton table (one row a
+    node, the largest) is checked but not read, and left out."""
     tdir = Path(em_dir) / "truth"
     if not tdir.exists():
         return None
@@ -355,13 +361,32 @@ def read_truth_tables(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | 
     if str(st.dtype.numpy_dtype) not in ("uint64", "uint32"):
         raise ReconstructError(f"ground truth: {path} has dtype {st.dtype.numpy_dtype}, "
                                f"expected uint64")
-    return {
+    tables = {
         "segments": read_table(tdir / "segments.parquet", "ground truth", SEGMENT_COLUMNS),
         "synapses": read_table(tdir / "synapses.parquet", "ground truth", SYNAPSE_COLUMNS),
-        "skeletons": read_table(tdir / "skeletons.parquet", "ground truth",
-                                {"segment_id": "", "node_id": "", "parent_id": "", "x": "",
-                                 "y": "", "z": ""}),
     }
+    if skeletons:
+        tables["skeletons"] = read_table(tdir / "skeletons.parquet", "ground truth",
+                                         SKELETON_COLUMNS)
+    else:
+        check_columns(tdir / "skeletons.parquet", "ground truth", SKELETON_COLUMNS)
+    return tables
+
+
+def check_columns(path: Path, what: str, columns: dict[str, str]) -> None:
+    """`read_table`'s checks from the Parquet file's schema alone (no rows read)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise ReconstructError(f"{what}: {path} does not exist")
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as e:
+        raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
+    for col in columns:
+        if col not in names:
+            raise ReconstructError(f"{what}: {path} lacks column {col!r}")
 
 
 def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:

@@ -147,7 +147,7 @@ def reconstruct(em_dir: Path, out_dir: Path, model_path: Path | None = None,
     t_start = time.perf_counter()
     info, img, affs_id = _inputs(em_dir, affinities_path)
     shape: Triple = tuple(int(s) for s in img.shape)  # type: ignore[assignment]
-    truth = io.read_truth_tables(em_dir, shape)
+    truth = io.read_truth_tables(em_dir, shape, skeletons=False)  # scored block by block
     defects_path, defects_id = _defects(em_dir, info, shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)

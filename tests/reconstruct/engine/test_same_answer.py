@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectome_query.reconstruct import affinity_net, boundary, io, metrics, pipeline, segment
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    metrics,
+    pipeline,
+    scoring,
+    segment,
+)
 from connectome_query.reconstruct import synapses as synapses_mod
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from tests.support.reconstruct import VS, read_volume, write_em
@@ -80,6 +88,9 @@ def test_engine_equals_the_in_process_references(clean_dir: Path,
     assert blocks_run[1]["pipeline"]["voi_merge"] == pytest.approx(merge, abs=1e-9)
     assert blocks_run[1]["pipeline"]["arand"] == pytest.approx(
         metrics.adapted_rand(truth["segmentation"], seg), abs=1e-9)
+    whole_table = scoring.segmentation_scores(seg, truth, VS)  # skeleton table in memory
+    for key in ("erl_nm", "erl_truth_nm", "erl_truth_pieces_nm", "nerl", "nerl_truth_labels"):
+        assert blocks_run[1]["pipeline"][key] == pytest.approx(whole_table[key], rel=1e-12)
 
 
 @pytest.mark.slow
