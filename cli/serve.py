@@ -85,13 +85,13 @@ EM_SAMPLE_QUERY = """{
 
 def _demo_em(work: Path) -> None:
     """Synthesize a small EM volume with truth, reconstruct it, load the run directory."""
-    from connectome_query.reconstruct import io, pipeline, synth
+    from connectome_query.reconstruct import pipeline, synth, synthetic_em
 
     em_dir, run_dir = work / "em", work / "run"
     cfg = synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", seed=1)
     console.print(f"[bold]synthesize an EM volume[/] (64^3 voxels, 16x16x40 nm) in {em_dir}")
     with reconstruct.rich_progress() as tick:
-        io.write_synthetic_em(em_dir, cfg, tick)
+        synthetic_em.write_synthetic_em(em_dir, cfg, tick)
     console.print(f"[bold]reconstruct it[/] into {run_dir}")
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run (a kept one may be of old code)
     with reconstruct.stage_progress() as progress:

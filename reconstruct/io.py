@@ -18,15 +18,13 @@ import numpy as np
 import pandas as pd
 import tensorstore as ts
 
-from connectome_query.reconstruct import location, synth
+from connectome_query.reconstruct import location
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.location import Where
-from connectome_query.reconstruct.progress import Tick, no_progress
 from connectome_query.schema.vocabulary import Compartment
 
 CHUNK = (32, 128, 128)
 CREATED_BY = "connectome-query"
-SYNTH_SLAB = 32
 """Sections a synthetic volume is rendered and written at a time."""
 
 SEGMENT_COLUMNS: dict[str, str] = {
@@ -400,6 +398,8 @@ def read_image(em_dir: Where, info: dict[str, Any]) -> np.ndarray:
     return read_block(st, (slice(None),) * 3, image_location(em_dir, info), "EM image")
 
 
+SKELETON_COLUMNS = {"segment_id": "", "node_id": "", "parent_id": "", "x": "", "y": "", "z": ""}
+"""The truth skeleton table's required columns (one row a node; parent_id -1 for a root)."""
 _TRUTH_FILES = ("segmentation.zarr/zarr.json", "segments.parquet", "synapses.parquet",
                 "skeletons.parquet")
 
@@ -411,9 +411,11 @@ def _has_truth(tdir: Where) -> bool:
     return any(location.exists(location.join(tdir, f), "ground truth") for f in _TRUTH_FILES)
 
 
-def read_truth_tables(em_dir: Where, shape: tuple[int, ...]) -> dict[str, Any] | None:
+def read_truth_tables(em_dir: Where, shape: tuple[int, ...],
+                      skeletons: bool = True) -> dict[str, Any] | None:
     """The ground truth of an EM directory if present: its tables, and its segmentation
-    checked (shape, dtype) but not read."""
+    checked (shape, dtype) but not read. Without `skeletons`, the skeleton table (one row a
+    node, the largest) is checked but not read, and left out."""
     tdir = location.join(em_dir, "truth")
     if not _has_truth(tdir):
         return None
@@ -425,15 +427,52 @@ def read_truth_tables(em_dir: Where, shape: tuple[int, ...]) -> dict[str, Any] |
     if str(st.dtype.numpy_dtype) not in ("uint64", "uint32"):
         raise ReconstructError(f"ground truth: {path} has dtype {st.dtype.numpy_dtype}, "
                                f"expected uint64")
-    return {
+    tables = {
         "segments": read_table(location.join(tdir, "segments.parquet"), "ground truth",
                                SEGMENT_COLUMNS),
         "synapses": read_table(location.join(tdir, "synapses.parquet"), "ground truth",
                                SYNAPSE_COLUMNS),
-        "skeletons": read_table(location.join(tdir, "skeletons.parquet"), "ground truth",
-                                {"segment_id": "", "node_id": "", "parent_id": "", "x": "",
-                                 "y": "", "z": ""}),
     }
+    skeleton_table = location.join(tdir, "skeletons.parquet")
+    if skeletons:
+        tables["skeletons"] = read_table(skeleton_table, "ground truth", SKELETON_COLUMNS)
+    else:
+        check_columns(skeleton_table, "ground truth", SKELETON_COLUMNS)
+    return tables
+
+
+def parquet_source(path: Where, what: str) -> Path | BytesIO:
+    """What pyarrow opens for a Parquet file at any location: a local file as it is (read a
+    row group at a time), an object in storage fetched whole."""
+    where = location.parse(path)
+    if isinstance(where, Path):
+        if not where.is_file():
+            raise ReconstructError(f"{what}: {where} does not exist")
+        return where
+    data = location.read_bytes(where, what)
+    if data is None:
+        raise ReconstructError(f"{what}: {where} does not exist")
+    return BytesIO(data)
+
+
+def parquet_columns(path: Where, what: str) -> set[str]:
+    """The column names of a Parquet file (its schema alone; no rows read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return set(pq.read_schema(parquet_source(path, what)).names)
+    except ReconstructError:
+        raise
+    except Exception as e:
+        raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
+
+
+def check_columns(path: Where, what: str, columns: dict[str, str]) -> None:
+    """`read_table`'s checks from the Parquet file's schema alone (no rows read)."""
+    names = parquet_columns(path, what)
+    for col in columns:
+        if col not in names:
+            raise ReconstructError(f"{what}: {path} lacks column {col!r}")
 
 
 def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
@@ -478,85 +517,3 @@ def read_affinity_block(st: Any, path: Path, z0: int, z1: int) -> np.ndarray:
 def read_affinities(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """All of the affinities made elsewhere (see `open_affinities`)."""
     return read_affinity_block(open_affinities(path, shape), path, 0, int(shape[0]))
-
-
-# --------------------------------------------------------------- writing a synthetic volume
-
-def _synthetic_volume_json(cfg: synth.SynthConfig, plan: synth.Plan) -> dict[str, Any]:
-    nz, ny, nx = cfg.shape_zyx
-    vz, vy, vx = cfg.voxel_size_zyx
-    return {"voxel_size_nm": [vx, vy, vz], "shape_zyx": [nz, ny, nx], "seed": cfg.seed,
-            "preset": cfg.preset, "style": cfg.style, "source": "synthetic",
-            "created_by": CREATED_BY,
-            "missing_sections": sorted(plan.missing),
-            "shifted_sections": {str(k): list(v) for k, v in sorted(plan.shifts.items())}}
-
-
-def _write_truth_skeletons(out: Path, nodes: dict[str, np.ndarray]) -> None:
-    """truth/skeletons.parquet and one SWC file per cell under truth/skeletons/."""
-    sk = pd.DataFrame(nodes)
-    write_table(out / "truth" / "skeletons.parquet", sk)
-    for sid, g in sk.groupby("segment_id"):
-        ids = {n: i + 1 for i, n in enumerate(g["node_id"])}
-        write_swc(out / "truth" / "skeletons" / f"{sid}.swc", np.arange(1, len(g) + 1),
-                  g["compartment"].to_numpy(), g[["x", "y", "z"]].to_numpy(),
-                  g["radius"].to_numpy(), np.array([ids.get(int(p), -1) for p in g["parent_id"]]))
-
-
-def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
-                       tick: Tick = no_progress) -> dict[str, Any]:
-    """Write a synthetic EM directory (image + truth) slab by slab; returns volume.json."""
-    out = Path(out_dir)
-    (out / "truth" / "skeletons").mkdir(parents=True, exist_ok=True)
-    plan = synth.make_plan(cfg)
-    nz, ny, nx = cfg.shape_zyx
-    vz, vy, vx = cfg.voxel_size_zyx
-    attrs = {"voxel_size_nm_xyz": [vx, vy, vz]}
-    stores = {name: create_zarr(out / path, (nz, ny, nx), dtype, attributes=attrs)
-              for name, path, dtype in (("image", "image.zarr", "uint8"),
-                                        ("labels", "truth/segmentation.zarr", "uint64"),
-                                        ("compartments", "truth/compartments.zarr", "uint8"),
-                                        ("clefts", "truth/clefts.zarr", "uint64"))}
-    labels_pc = create_precomputed(out / "truth" / "segmentation.precomputed", (nz, ny, nx),
-                                   (vx, vy, vz))
-    image_pc = create_precomputed(out / "image.precomputed", (nz, ny, nx), (vx, vy, vz),
-                                  dtype="uint8", kind="image")
-    n_lab = int(plan.stamp_label.max()) + 1 if len(plan.stamp_label) else 1
-    sizes = np.zeros(n_lab, np.int64)
-    stats = np.zeros((len(plan.synapses), 9))
-    st_vox, inside = synth.stamp_voxels(plan)
-    labels_at = np.zeros(len(plan.stamps), np.int64)
-    for z0 in range(0, nz, SYNTH_SLAB):
-        z1 = min(z0 + SYNTH_SLAB, nz)
-        tick(f"synth sections {z0}-{z1}", z0 / nz)
-        s = synth.render_slab(plan, z0, z1)
-        for name, store in stores.items():
-            store[z0:z1].write(getattr(s, name)).result()
-        write_precomputed_block(labels_pc, z0, s.labels)
-        write_precomputed_block(image_pc, z0, s.image)
-        sizes += np.bincount(s.labels.ravel().astype(np.int64), minlength=n_lab)[:n_lab]
-        stats += s.cleft_stats
-        sel = inside & (st_vox[:, 0] >= z0) & (st_vox[:, 0] < z1)
-        v = st_vox[sel]
-        labels_at[sel] = s.labels[v[:, 0] - z0, v[:, 1], v[:, 2]].astype(np.int64)
-    tick("truth tables and skeletons", 0.95)
-    vol = write_synthetic_truth(out, plan, sizes, stats, labels_at)
-    tick("done", 1.0)
-    return vol
-
-
-def write_synthetic_truth(out: Path, plan: synth.Plan, sizes: np.ndarray, stats: np.ndarray,
-                          labels_at: np.ndarray) -> dict[str, Any]:
-    """The truth tables, skeletons and volume.json of a rendered synthetic volume, from what
-    rendering counted: voxels per cell (`sizes`), summed `Slab.cleft_stats`, and the cell
-    at each stamp's voxel (`labels_at`, 0 outside); returns volume.json."""
-    _write_truth_skeletons(out, synth.truth_skeleton_nodes(plan, labels_at))
-    write_table(out / "truth" / "segments.parquet",
-                pd.DataFrame(synth.segment_rows(plan, sizes), columns=list(SEGMENT_COLUMNS)),
-                SEGMENT_COLUMNS)
-    write_table(out / "truth" / "synapses.parquet",
-                pd.DataFrame(synth.synapse_rows(plan, stats), columns=list(SYNAPSE_COLUMNS)),
-                SYNAPSE_COLUMNS)
-    vol = _synthetic_volume_json(plan.config, plan)
-    write_json(out / "volume.json", vol)
-    return vol

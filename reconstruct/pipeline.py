@@ -163,7 +163,7 @@ def reconstruct(em_dir: str | Path, out_dir: Path, model_path: Path | None = Non
     t_start = time.perf_counter()
     info, img, affs_id = _inputs(em, affinities_path)
     shape: Triple = tuple(int(s) for s in img.shape)  # type: ignore[assignment]
-    truth = io.read_truth_tables(em, shape)
+    truth = io.read_truth_tables(em, shape, skeletons=False)  # scored block by block
     defects_path, defects_id = _defects(em, info, shape)
     vx, vy, vz = (float(v) for v in info["voxel_size_nm"])
     vs = (vz, vy, vx)

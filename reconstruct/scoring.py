@@ -39,9 +39,16 @@ def skeleton_arrays(sk: pd.DataFrame, vs_zyx: tuple[float, float, float],
     at = sk[list(TISSUE_XYZ)].to_numpy(float) if set(TISSUE_XYZ) <= set(sk.columns) else xyz
     lengths = np.linalg.norm(at[edges[:, 0]] - at[edges[:, 1]], axis=1) if len(edges) else \
         np.zeros(0)
-    vox = np.round(xyz[:, ::-1] / np.array(vs_zyx)).astype(np.int64)
-    vox = np.clip(vox, 0, np.array(shape) - 1)
-    return sk["segment_id"].to_numpy(np.int64), edges, lengths, vox
+    return sk["segment_id"].to_numpy(np.int64), edges, lengths, node_voxels(xyz, vs_zyx, shape)
+
+
+def node_voxels(xyz: np.ndarray, vs_zyx: tuple[float, float, float],
+                shape: tuple[int, ...]) -> np.ndarray:
+    """(z, y, x) voxel indices of nodes at (x, y, z) nm: the nearest voxel, clipped into the
+    volume."""
+    vox = np.round(np.asarray(xyz, float).reshape(-1, 3)[:, ::-1]
+                   / np.array(vs_zyx)).astype(np.int64)
+    return np.clip(vox, 0, np.array(shape[-3:]) - 1)
 
 
 def segmentation_scores(seg: np.ndarray, truth: dict[str, Any],

@@ -34,6 +34,7 @@ from connectome_query.reconstruct import (
     affinity_net,
     io,
     synth,
+    synthetic_em,
     training,
 )
 from connectome_query.reconstruct.adapt import model
@@ -100,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             em = Path(tmp) / f"b{seed}"
-            io.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed,  # type: ignore[arg-type]
+            synthetic_em.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed,  # type: ignore[arg-type]
                                                         style="b"))
             img = io.read_image(em, io.read_volume_info(em))
             truth = io.read_truth(em, img.shape)

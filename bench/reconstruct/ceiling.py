@@ -36,6 +36,7 @@ from connectome_query.reconstruct import (
     segment,
     synapses,
     synth,
+    synthetic_em,
     training,
 )
 
@@ -100,7 +101,7 @@ def main() -> None:
         for s in (int(x) for x in args.seeds.split(",") if x.strip()):
             em = Path(tmp) / f"em{s}"
             n = args.size
-            io.write_synthetic_em(em, synth.SynthConfig((n, n, n), vs, args.preset, s))
+            synthetic_em.write_synthetic_em(em, synth.SynthConfig((n, n, n), vs, args.preset, s))
             rows.append({"seed": s, **score_volume(em, model, net, vs)})
     tab = Table(title=f"Quality with predicted vs perfect inputs ({args.size}^3, "
                       f"{args.preset})")

@@ -28,7 +28,15 @@ from rich.console import Console
 from rich.table import Table
 from scipy.spatial import cKDTree
 
-from connectome_query.reconstruct import io, metrics, pipeline, skeleton, synth, training
+from connectome_query.reconstruct import (
+    io,
+    metrics,
+    pipeline,
+    skeleton,
+    synth,
+    synthetic_em,
+    training,
+)
 from connectome_query.schema.vocabulary import Compartment
 
 VS = (40.0, 16.0, 16.0)
@@ -120,7 +128,8 @@ def main() -> None:
         io.save_model(model, training.default_model(VS, seed=0))
         for seed in (int(s) for s in args.seeds.split(",")):
             em, run = work / f"em{seed}", work / f"run{seed}"
-            io.write_synthetic_em(em, synth.SynthConfig((args.size,) * 3, VS, "clean", seed))
+            synthetic_em.write_synthetic_em(
+                em, synth.SynthConfig((args.size,) * 3, VS, "clean", seed))
             pipeline.reconstruct(em, run, model)
             info = io.read_volume_info(em)
             truth = io.read_truth(em, tuple(int(n) for n in info["shape_zyx"]))

@@ -32,6 +32,7 @@ from connectome_query.reconstruct import (
     segment,
     synapses,
     synth,
+    synthetic_em,
     training,
 )
 
@@ -80,7 +81,7 @@ def main() -> None:
         preset, seed = item.split(":")
         with tempfile.TemporaryDirectory() as tmp:
             em = Path(tmp) / "em"
-            io.write_synthetic_em(em, synth.SynthConfig(shape, vs, preset, int(seed)))
+            synthetic_em.write_synthetic_em(em, synth.SynthConfig(shape, vs, preset, int(seed)))
             img = io.read_image(em, io.read_volume_info(em))
             truth = io.read_truth(em, img.shape)
         assert truth is not None

@@ -38,6 +38,7 @@ from bench.common import load_1min, quality_table, segmentation_quality
 from connectome_query.reconstruct import (
     io,
     synth,
+    synthetic_em,
     training,
 )
 from connectome_query.reconstruct.adapt import degrade, restore
@@ -72,7 +73,7 @@ def main() -> None:
     for seed in (int(v) for v in args.seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             em = Path(tmp) / "em"
-            io.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed))  # type: ignore[arg-type]
+            synthetic_em.write_synthetic_em(em, synth.SynthConfig(shape, VS, args.preset, seed))  # type: ignore[arg-type]
             clean = io.read_image(em, io.read_volume_info(em))
             truth = io.read_truth(em, clean.shape)
         assert truth is not None

@@ -32,6 +32,7 @@ from connectome_query.reconstruct import (
     scoring,
     segment,
     synth,
+    synthetic_em,
     training,
 )
 
@@ -116,7 +117,7 @@ def main() -> None:
         t = time.perf_counter()
         if not (em / "volume.json").exists():
             with rich_progress() as tick:
-                io.write_synthetic_em(em, cfg, tick)
+                synthetic_em.write_synthetic_em(em, cfg, tick)
         t_syn = time.perf_counter() - t
         info = io.read_volume_info(em)
         img = io.read_image(em, info)

@@ -164,7 +164,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.em, args.run, block, args.workers, args.worker_memory)
         return
-    from connectome_query.reconstruct import io, synth
+    from connectome_query.reconstruct import synth, synthetic_em
 
     if args.workdir is None:
         ap.error("--workdir is required")
@@ -177,7 +177,7 @@ def main() -> None:
         ems[name] = work / f"em_{'_'.join(map(str, sh))}_{args.seed}"
         if not (ems[name] / "volume.json").exists():
             t = time.perf_counter()
-            io.write_synthetic_em(ems[name], synth.SynthConfig(sh, preset="clean",  # type: ignore
+            synthetic_em.write_synthetic_em(ems[name], synth.SynthConfig(sh, preset="clean",  # type: ignore
                                                                seed=args.seed))
             print(f"synthesised {sh} in {time.perf_counter() - t:.1f} s", flush=True)
     stamp = time.strftime("%H%M%S")

@@ -1,6 +1,6 @@
 """Benchmark: `connectome synth-em` end to end as the volume grows, on the engine (a LocalCluster
-of worker processes, one thread each) against the one-process writer (`io.write_synthetic_em`,
-slab by slab: the baseline), each run in its own process.
+of worker processes, one thread each) against the one-process writer
+(`synthetic_em.write_synthetic_em`, slab by slab: the baseline), each run in its own process.
 
     uv run python bench/reconstruct/synth_scale.py --sizes 32,256,256:64,256,256:64,512,512 \
         --block 32,256,256 --workers 2 --workdir DIR
@@ -53,7 +53,7 @@ class _Clock:
 def one(size: str, method: str, out: Path, block: str, workers: int) -> dict[str, Any]:
     from distributed import Client, LocalCluster
 
-    from connectome_query.reconstruct import io, synth
+    from connectome_query.reconstruct import synth, synthetic_em
     from connectome_query.reconstruct.engine.cluster import ClusterSpec, worker_env
     from connectome_query.reconstruct.engine.synth import write_synthetic
 
@@ -63,7 +63,7 @@ def one(size: str, method: str, out: Path, block: str, workers: int) -> dict[str
     row: dict[str, Any] = {"size_zyx": size, "method": method, "voxels": z * y * x}
     if method == "baseline":
         t, c = time.perf_counter(), _cpu_s()
-        io.write_synthetic_em(out, cfg)
+        synthetic_em.write_synthetic_em(out, cfg)
         sec = time.perf_counter() - t
         row.update(seconds=round(sec, 1), cpu_seconds=round(_cpu_s() - c, 1),
                    driver_peak_mb=round(_peak_mb()), worker_peak_mb=[])

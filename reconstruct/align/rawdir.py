@@ -23,7 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 
-from connectome_query.reconstruct import io, synth
+from connectome_query.reconstruct import io, synth, synthetic_em
 from connectome_query.reconstruct.align.stitch import Layout
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.progress import Tick, no_progress
@@ -151,7 +151,7 @@ def write_synthetic_raw(out_dir: Path, cfg: synth.SynthConfig, raw_cfg: raw.RawC
     def part(lo: float, hi: float) -> Tick:
         return lambda msg, frac: tick(msg, lo + (hi - lo) * frac)
 
-    io.write_synthetic_em(und, cfg, part(0.0, 0.5))
+    synthetic_em.write_synthetic_em(und, cfg, part(0.0, 0.5))
     nz, ny, nx = cfg.shape_zyx
     plan = raw.plan_raw((nz, ny, nx), raw_cfg)
     image_path = und / "image.zarr"

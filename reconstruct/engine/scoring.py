@@ -2,11 +2,12 @@
 
 Each block adds its contingency table of (true cell, segment) voxel counts (VOI, ARAND, and the
 segment -> cell mapping that synapse and class scores use, `metrics.*_of_table`), and looks up
-the segment, the true cell and the true cell's connected piece at the skeleton nodes inside it
-(ERL and NERL). The true cells' pieces connected inside the volume are components found per block
-and joined across faces like the segmentation's (`segment.stitch`). The naive baseline (affinities
-above 0.5, connected components, pieces under `min_size` dropped) is labelled and scored the same
-way, under provisional ids, and never written.
+the segment, the true cell, the true cell's connected piece and the baseline's component at the
+truth's skeleton nodes inside it, which it alone reads (`truth_nodes`); its share of ERL and
+NERL (`erl`) is summed over the blocks. The true cells' pieces connected inside the volume are
+components found per block and joined across faces like the segmentation's (`segment.stitch`).
+The naive baseline (affinities above 0.5, connected components, pieces under `min_size` dropped)
+is labelled and scored the same way, under provisional ids, and never written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import fastremap
 import numpy as np
 import pandas as pd
 
-from connectome_query.reconstruct import metrics, scoring
+from connectome_query.reconstruct import io, metrics, scoring
+from connectome_query.reconstruct.engine import erl, truth_nodes
 from connectome_query.reconstruct.engine.context import Run, read
 from connectome_query.reconstruct.engine.grid import Box
 from connectome_query.reconstruct.engine.manifest import load_record
@@ -28,6 +30,9 @@ from connectome_query.reconstruct.engine.segmentation import read_affinities
 from connectome_query.reconstruct.segment import blocks, stitch
 
 BASELINE_THRESHOLD = 0.5
+ERL_CELLS = "erl_cells.parquet"
+"""Per true cell: cable, ERL under the segmentation, whether a merger touches it
+(`report.errors.erl_per_cell_of`'s columns), for the run report."""
 
 
 def _planes(prefix: str, vol: np.ndarray) -> Record:
@@ -81,7 +86,7 @@ def _baseline(affs: np.ndarray, box: Box) -> tuple[np.ndarray, Record]:
     return labels, strong_low
 
 
-def _score_task(item: int, run: Run, nodes_path: str, affs_path: str) -> Record:
+def _score_task(item: int, run: Run, nodes_folder: str, affs_path: str) -> Record:
     box = run.grid.box(item)
     gt = read(run.em_path("truth", "segmentation.zarr"), box,
               "ground truth").astype(np.uint64)
@@ -91,22 +96,21 @@ def _score_task(item: int, run: Run, nodes_path: str, affs_path: str) -> Record:
                              zip(box.hi, run.shape, strict=True)))
     base, base_aff = _baseline(read_affinities(Path(affs_path), plus), box)
     pprov, bprov = stitch.provisional(item, pieces), stitch.provisional(item, base)
-    with np.load(nodes_path) as z:
-        vox = z["vox"]
-    mine = np.flatnonzero(box.contains(vox))
-    at = tuple((vox[mine] - np.array(box.lo)).T)
+    nodes = truth_nodes.load(Path(nodes_folder), item)
+    at = tuple((nodes["vox"] - np.array(box.lo)).T)
+    share = erl.block_share(nodes, {"seg": seg[at], "gt": gt[at], "piece": pprov[at],
+                                    "base": bprov[at]})
     g, p, n = metrics.contingency(gt, seg)
     bg, bp, bn = metrics.contingency(gt, bprov)
-    return {"g": g, "p": p, "n": n, "bg": bg, "bp": bp, "bn": bn,
-            "nodes": mine.astype(np.int64), "node_seg": seg[at].astype(np.uint64),
-            "node_gt": gt[at], "node_piece": pprov[at], "node_base": bprov[at],
+    return {"g": g, "p": p, "n": n, "bg": bg, "bp": bp, "bn": bn, **share,
             "piece_sizes": _local_stats(pieces), "base_sizes": _local_stats(base),
             **_planes("p", pprov), **_planes("g", gt), **_planes("b", bprov), **base_aff}
 
 
-def _faces_task(item: int, run: Run, folder: str) -> Record:
+def _faces_task(item: int, run: Run, folder: str, wanted_path: str) -> Record:
     """Links of the true cells' pieces and of the baseline's components across the faces
-    with the blocks before."""
+    with the blocks before, and the block's nodes that skeleton edges from other blocks
+    end at (`erl.answers`)."""
     here = load_record(Path(folder) / f"{item}.npz")
     pieces = [np.zeros((0, 2), np.uint64)]
     base = [np.zeros((0, 2), np.uint64)]
@@ -119,7 +123,9 @@ def _faces_task(item: int, run: Run, folder: str) -> Record:
         pieces.append(blocks.face_pairs(below[f"phigh{c}"], here[f"plow{c}"], same, 0.5))
         base.append(blocks.face_pairs(below[f"bhigh{c}"], here[f"blow{c}"],
                                       here[f"baff{c}"], 0.5))
-    return {"pieces": np.concatenate(pieces), "base": np.concatenate(base)}
+    answered = erl.answers(here, np.load(wanted_path))
+    return {"pieces": np.concatenate(pieces), "base": np.concatenate(base),
+            **{f"answer_{k}": v for k, v in answered.items()}}
 
 
 def _relabel_table(t: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -127,12 +133,9 @@ def _relabel_table(t: tuple[np.ndarray, np.ndarray, np.ndarray],
     return metrics.add_tables([(t[0], num.lookup(t[1]), t[2])])
 
 
-def _scores(table: tuple[np.ndarray, np.ndarray, np.ndarray], node_labels: np.ndarray,
-            sk: tuple[np.ndarray, np.ndarray, np.ndarray], e_gt: float, e_cc: float,
-            n_segments: int) -> dict[str, Any]:
-    sids, edges, lengths = sk
+def _scores(table: tuple[np.ndarray, np.ndarray, np.ndarray], e_pred: float, e_gt: float,
+            e_cc: float, n_segments: int) -> dict[str, Any]:
     split, merge = metrics.voi_of_table(*table)
-    e_pred = metrics.erl(sids, edges, lengths, node_labels.astype(np.int64))
     return {"voi_split": split, "voi_merge": merge, "voi": split + merge,
             "arand": metrics.adapted_rand_of_table(*table), "erl_nm": e_pred,
             "erl_truth_nm": e_gt, "erl_truth_pieces_nm": e_cc,
@@ -143,36 +146,40 @@ def _scores(table: tuple[np.ndarray, np.ndarray, np.ndarray], node_labels: np.nd
 
 def score(engine: Engine, run: Run, affs_path: Path, truth: dict[str, Any],
           syn: pd.DataFrame, segments: pd.DataFrame) -> dict[str, Any]:
-    """metrics.json's content (see RUN_DIR.md), block by block."""
-    sids, edges, lengths, vox = scoring.skeleton_arrays(truth["skeletons"], run.voxel_size_zyx,
-                                                        run.shape)
-    nodes_path = run.work("truth_nodes.npz")
-    np.savez(nodes_path, vox=vox)
-    recs = engine.run("scoring", range(len(run.grid)), _score_task, run, str(nodes_path),
-                      str(affs_path))
-    folder = str(engine.manifest.folder("scoring"))
-    faces = engine.run("scoring faces", recs.items, _faces_task, run, folder)
-    n_nodes = len(vox)
-    labels = {k: np.zeros(n_nodes, np.uint64) for k in ("seg", "gt", "piece", "base")}
+    """metrics.json's content (see RUN_DIR.md), block by block; writes ERL_CELLS (ERL per
+    true cell under the segmentation) into the run directory."""
+    nodes_folder = run.work("truth_nodes")
+    truth_nodes.split(engine, run, run.em_path("truth", "skeletons.parquet"), nodes_folder)
+    recs = engine.run("score blocks", range(len(run.grid)), _score_task, run,
+                      str(nodes_folder), str(affs_path))
+    totals = erl.Totals()
     tables, base_tables = [], []
     for _, r in recs:
-        for k in labels:
-            labels[k][r["nodes"]] = r[f"node_{k}"]
+        totals.add(r)
         tables.append((r["g"], r["p"], r["n"]))
         base_tables.append((r["bg"], r["bp"], r["bn"]))
-    pieces = stitch.number(recs.gather("piece_sizes"),
-                           [np.zeros(len(s), np.int64) for s in recs.gather("piece_sizes")],
+    wanted = totals.parents()
+    wanted_path = run.work("truth_parents.npy")
+    wanted_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(wanted_path, wanted)
+    folder = str(engine.manifest.folder("score blocks"))
+    faces = engine.run("score faces", recs.items, _faces_task, run, folder, str(wanted_path))
+    totals.join([{k[len("answer_"):]: v for k, v in r.items() if k.startswith("answer_")}
+                 for _, r in faces])
+    sizes = recs.gather("piece_sizes")
+    pieces = stitch.number(sizes, [np.zeros(len(s), np.int64) for s in sizes],
                            np.concatenate(faces.gather("pieces")), 1)
-    base = stitch.number(recs.gather("base_sizes"),
-                         [np.zeros(len(s), np.int64) for s in recs.gather("base_sizes")],
+    sizes = recs.gather("base_sizes")
+    base = stitch.number(sizes, [np.zeros(len(s), np.int64) for s in sizes],
                          np.concatenate(faces.gather("base")), max(run.params.min_size, 1))
     table = metrics.add_tables(tables)
-    sk = (sids, edges, lengths)
-    e_gt = metrics.erl(sids, edges, lengths, labels["gt"].astype(np.int64))
-    e_cc = metrics.erl(sids, edges, lengths, pieces.lookup(labels["piece"]).astype(np.int64))
-    ours = _scores(table, labels["seg"], sk, e_gt, e_cc, len(segments))
+    e_gt, e_cc = totals.erl("gt"), totals.erl("piece", pieces.lookup)
+    cells = totals.cells("seg")
+    io.write_table(run.path(ERL_CELLS), cells.drop(columns="squares_nm2").sort_values(
+        "cable_nm", ascending=False, kind="stable").reset_index(drop=True))
+    ours = _scores(table, erl.erl_of(cells), e_gt, e_cc, len(segments))
     baseline = _scores(_relabel_table(metrics.add_tables(base_tables), base),
-                       base.lookup(labels["base"]), sk, e_gt, e_cc, base.count)
+                       totals.erl("base", base.lookup), e_gt, e_cc, base.count)
     mapping = metrics.segment_to_truth_of_table(*table)
     ours.update(scoring.synapse_metrics_of(mapping, syn, truth))
     ours.update(scoring.class_metrics_of(mapping, segments, truth))

@@ -6,7 +6,8 @@ task reads, memory-mapped, only those near its block. Each task renders its bloc
 `synth.render_box`, writes whole chunks of the image, the truth arrays and their Neuroglancer
 copies, and returns a record of what the truth tables need (voxels per cell, cleft statistics, the
 cell at each skeleton node). The driver then writes the truth tables and volume.json. The volume
-equals `io.write_synthetic_em`'s (one process, slab by slab) voxel for voxel and row for row.
+equals `synthetic_em.write_synthetic_em`'s (one process, slab by slab) voxel for voxel and row
+for row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from connectome_query.reconstruct import io, synth
+from connectome_query.reconstruct import io, synth, synthetic_em
 from connectome_query.reconstruct.engine import cluster
 from connectome_query.reconstruct.engine.grid import Box, Grid, Triple, inner_chunks
 from connectome_query.reconstruct.engine.manifest import Manifest
@@ -85,7 +86,7 @@ def write_synthetic(out_dir: Path, cfg: synth.SynthConfig, spec: cluster.Cluster
             sizes[r["labels"]] += r["sizes"]
             stats[r["synapses"]] += r["cleft_stats"]
             labels_at[r["nodes"]] = r["node_labels"]
-    vol = io.write_synthetic_truth(out, plan, sizes, stats, labels_at)
+    vol = synthetic_em.write_synthetic_truth(out, plan, sizes, stats, labels_at)
     shutil.rmtree(work, ignore_errors=True)
     return vol
 

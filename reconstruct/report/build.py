@@ -13,6 +13,7 @@ import pandas as pd
 
 from connectome_query.plotting import charts
 from connectome_query.reconstruct import io, location
+from connectome_query.reconstruct.engine.scoring import ERL_CELLS
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.location import Where
 from connectome_query.reconstruct.report import errors, figures, volumes
@@ -24,6 +25,7 @@ td, th { border: 1px solid #ccc; padding: .2em .6em; text-align: right; }
 th { background: #f3f3f3; } figure { display: inline-block; margin: .5em 1em .5em 0; }
 img { max-width: 100%; } .note { color: #666; }"""
 
+ERL_COLUMNS = {"cell": "", "cable_nm": "", "erl_nm": "", "merged": ""}
 ERL_BARS = 40
 """The ERL picture shows this many cells (a bar per cell of a 256³ volume made a 4,000-pixel
 tall image); the table below it lists them all."""
@@ -69,15 +71,20 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         sections = {"image": volumes.centre_sections(io.open_image(em_dir, info), img_path,
                                                      "EM image"),
                     "segmentation": volumes.centre_sections(seg, seg_path, "segmentation")}
-        truth = io.read_truth_tables(em_dir, shape)
+        scored = run_dir / ERL_CELLS  # ERL per cell from the run's blockwise scoring
+        truth = io.read_truth_tables(em_dir, shape, skeletons=not scored.is_file())
         if truth is not None:
             gt_path = location.join(em_dir, "truth", "segmentation.zarr")
             gt = io.open_zarr(gt_path, "ground truth")
             sections["truth"] = volumes.centre_sections(gt, gt_path, "ground truth")
-            sids, edges, lengths, vox = skeleton_arrays(truth["skeletons"], vs_zyx, shape)
-            labels, pieces = volumes.scan(seg, seg_path, gt, gt_path, vox)
+            if scored.is_file():
+                _, pieces = volumes.scan(seg, seg_path, gt, gt_path, np.zeros((0, 3)))
+                data["erl"] = io.read_table(scored, "run's ERL per cell", ERL_COLUMNS)
+            else:  # a run directory scored before ERL_CELLS was written
+                sids, edges, lengths, vox = skeleton_arrays(truth["skeletons"], vs_zyx, shape)
+                labels, pieces = volumes.scan(seg, seg_path, gt, gt_path, vox)
+                data["erl"] = errors.erl_per_cell_of(sids, edges, lengths, labels)
             data["truth"] = truth
-            data["erl"] = errors.erl_per_cell_of(sids, edges, lengths, labels)
             data["splits"], data["merges"] = errors.split_merge_errors_of(pieces, vs_zyx)
         data["sections"] = sections
     return data

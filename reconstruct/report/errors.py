@@ -40,8 +40,9 @@ def erl_per_cell_of(sids: np.ndarray, edges: np.ndarray, lengths: np.ndarray,
     seg_ids, n_cells = np.unique(pairs[:, 0], return_counts=True)
     mergers = seg_ids[n_cells > 1]
     cells = np.unique(sids)
+    merged = np.isin(cells, sids[fg][np.isin(labels[fg], mergers)])
     if len(edges) == 0:
-        return pd.DataFrame({"cell": cells, "cable_nm": 0.0, "erl_nm": 0.0, "merged": False})
+        return pd.DataFrame({"cell": cells, "cable_nm": 0.0, "erl_nm": 0.0, "merged": merged})
     a, b = edges[:, 0], edges[:, 1]
     cell_of_edge = sids[a]
     cable = pd.Series(lengths).groupby(cell_of_edge).sum()
@@ -50,12 +51,11 @@ def erl_per_cell_of(sids: np.ndarray, edges: np.ndarray, lengths: np.ndarray,
                             "length": lengths[ok]})
               .groupby(["cell", "seg"])["length"].sum())
     squares = (pieces**2).groupby(level="cell").sum()
-    merged = pd.Series(labels[fg], index=sids[fg]).isin(mergers).groupby(level=0).any()
     out = pd.DataFrame({"cell": cells})
     out["cable_nm"] = out["cell"].map(cable).fillna(0.0)
     out["erl_nm"] = (out["cell"].map(squares).fillna(0.0)
                      / out["cable_nm"].where(out["cable_nm"] > 0)).fillna(0.0)
-    out["merged"] = out["cell"].map(merged).fillna(False).astype(bool)
+    out["merged"] = merged
     return out.sort_values("cable_nm", ascending=False).reset_index(drop=True)
 
 

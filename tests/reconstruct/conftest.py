@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectome_query.reconstruct import affinity_net, io, pipeline, synth, training
+from connectome_query.reconstruct import affinity_net, io, pipeline, synth, synthetic_em, training
 from connectome_query.reconstruct.engine.cluster import ClusterSpec, worker_env
 
 FLOOR_SEEDS = (2, 3, 4)  # with seed 1 (clean_run): the clean quality-floor volumes
@@ -26,7 +26,8 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _em(tmp: Path, preset: str, seed: int) -> Path:
     d = tmp / f"em_{preset}_{seed}"
-    io.write_synthetic_em(d, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), preset, seed))
+    synthetic_em.write_synthetic_em(
+        d, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), preset, seed))
     return d
 
 

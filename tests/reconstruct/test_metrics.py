@@ -129,3 +129,14 @@ def test_synapse_matching_equals_the_all_pairs_assignment(seed: int, n_pred: int
         assert all(np.linalg.norm(pred[i] - true[j]) <= 120.0 for i, j in got)
         if allowed is not None:
             assert all(pred_pre[i] == true_pre[j] for i, j in got)
+
+
+def test_synapse_matching_memory_grows_with_nearby_pairs_only() -> None:
+    """30,000 synapses a side (a dense matrix would be 7 GB a copy) match in small groups."""
+    rng = np.random.default_rng(1)
+    n = 30_000
+    true = rng.uniform(0, 1, (n, 3)) * np.array([20_000.0, 20_000.0, 15_000.0])
+    pred = true + rng.normal(0, 60, (n, 3))
+    ids = np.arange(n) % 97 + 1
+    sc = metrics.synapse_scores(pred, ids, ids, true, ids, ids, {i: i for i in range(98)})
+    assert sc.n_true == n and sc.true_positives > 0.9 * n

@@ -56,10 +56,11 @@ def live_api(neo4j_target: Neo4jTarget, web_files: dict[str, Path], em_dataset: 
 @pytest.fixture(scope="session")
 def em_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic 64³ EM directory with its truth (image, segmentation, skeletons, synapses)."""
-    from connectome_query.reconstruct import io, synth
+    from connectome_query.reconstruct import synth, synthetic_em
 
     out = tmp_path_factory.mktemp("web-em") / "em"
-    io.write_synthetic_em(out, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", 3))
+    synthetic_em.write_synthetic_em(
+        out, synth.SynthConfig((64, 64, 64), (40.0, 16.0, 16.0), "clean", 3))
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.reconstruct import io, pipeline, synth
+from connectome_query.reconstruct import io, pipeline, synth, synthetic_em
 from connectome_query.reconstruct.adapt import model
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.engine.manifest import file_sha256
@@ -30,7 +30,7 @@ def _save(path: Path, vs: tuple[float, float, float] = VS) -> Path:
 
 def test_adapter_run_dir(tmp_path: Path, cluster: ClusterSpec) -> None:
     em = tmp_path / "em"
-    io.write_synthetic_em(em, synth.SynthConfig((16, 80, 96), VS, "clean", 22, style="b"))
+    synthetic_em.write_synthetic_em(em, synth.SynthConfig((16, 80, 96), VS, "clean", 22, style="b"))
     weights = _save(tmp_path / "adapter.npz")
     out = tmp_path / "run"
     # blocks smaller than the volume: the translation is made of several blocks
@@ -86,7 +86,8 @@ def test_train_adapter_command_resumes(tmp_path: Path) -> None:
     dirs = []
     for seed, style in ((1, "a"), (2, "b")):
         d = tmp_path / f"em{style}"
-        io.write_synthetic_em(d, synth.SynthConfig((16, 32, 32), VS, "clean", seed, style=style))
+        synthetic_em.write_synthetic_em(
+            d, synth.SynthConfig((16, 32, 32), VS, "clean", seed, style=style))
         dirs.append(str(d))
     w = tmp_path / "w.npz"
     common = ["train-adapter", *dirs, "--out", str(w), "--crop", "2,32,32", "--batch", "1",

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.reconstruct import io, pipeline, synth
+from connectome_query.reconstruct import io, pipeline, synth, synthetic_em
 from connectome_query.reconstruct.adapt import degrade, restore
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.engine.manifest import file_sha256
@@ -30,7 +30,7 @@ def _save(path: Path) -> Path:
 
 
 def _damaged_em(em: Path) -> tuple[np.ndarray, np.ndarray]:
-    io.write_synthetic_em(em, synth.SynthConfig((16, 80, 96), VS, "clean", 23))
+    synthetic_em.write_synthetic_em(em, synth.SynthConfig((16, 80, 96), VS, "clean", 23))
     img = io.read_image(em, io.read_volume_info(em))
     damaged, flags = degrade.degrade_volume(img, degrade.bench_plan(16), 23)
     io.write_zarr(em / "image.zarr", damaged)
@@ -69,7 +69,7 @@ def test_restorer_run_dir(tmp_path: Path, cluster: ClusterSpec) -> None:
 def test_bad_restorer_inputs_are_named(tmp_path: Path) -> None:
     runner = CliRunner()
     em = tmp_path / "em"
-    io.write_synthetic_em(em, synth.SynthConfig((16, 32, 32), VS, "clean", 1))
+    synthetic_em.write_synthetic_em(em, synth.SynthConfig((16, 32, 32), VS, "clean", 1))
     weights = _save(tmp_path / "r.npz")
     r = runner.invoke(app, ["reconstruct", str(em), str(tmp_path / "run"), "--restore",
                             str(weights), "--quiet"])

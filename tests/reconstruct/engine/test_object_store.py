@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.reconstruct import io, location, pipeline, synth
+from connectome_query.reconstruct import io, location, pipeline, synth, synthetic_em
 from connectome_query.reconstruct.engine.cluster import ClusterSpec, worker_env
 from connectome_query.reconstruct.errors import ReconstructError
 
@@ -66,7 +66,8 @@ def _upload(client: Any, local: Path, prefix: str,
 @pytest.fixture(scope="module")
 def em_local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("s3em") / "em"
-    io.write_synthetic_em(d, synth.SynthConfig((20, 96, 96), (40.0, 16.0, 16.0), "clean", 5))
+    synthetic_em.write_synthetic_em(
+        d, synth.SynthConfig((20, 96, 96), (40.0, 16.0, 16.0), "clean", 5))
     return d
 
 

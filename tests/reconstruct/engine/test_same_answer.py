@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from connectome_query.reconstruct import affinity_net, boundary, io, metrics, pipeline, segment
+from connectome_query.reconstruct import (
+    affinity_net,
+    boundary,
+    io,
+    metrics,
+    pipeline,
+    scoring,
+    segment,
+)
 from connectome_query.reconstruct import synapses as synapses_mod
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from tests.support.reconstruct import VS, read_volume, write_em
@@ -52,8 +60,10 @@ def test_blocks_give_the_one_block_partition_and_synapses(
     g1, g2 = (pd.read_parquet(d / "segments.parquet") for d in (one, many))
     pd.testing.assert_frame_equal(g1.drop(columns="predicted_class"),
                                   g2.drop(columns="predicted_class"))  # sizes and somata
-    for key in ("voi_split", "voi_merge", "arand", "nerl", "synapse_f1", "n_segments"):
+    for key in ("voi_split", "voi_merge", "arand", "synapse_f1", "n_segments"):
         assert res1["pipeline"][key] == res2["pipeline"][key], key
+    # ERL's sums are added block by block, so in another order: equal to rounding
+    assert res1["pipeline"]["nerl"] == pytest.approx(res2["pipeline"]["nerl"], rel=1e-12)
 
 
 def test_engine_equals_the_in_process_references(clean_dir: Path,
@@ -80,6 +90,9 @@ def test_engine_equals_the_in_process_references(clean_dir: Path,
     assert blocks_run[1]["pipeline"]["voi_merge"] == pytest.approx(merge, abs=1e-9)
     assert blocks_run[1]["pipeline"]["arand"] == pytest.approx(
         metrics.adapted_rand(truth["segmentation"], seg), abs=1e-9)
+    whole_table = scoring.segmentation_scores(seg, truth, VS)  # skeleton table in memory
+    for key in ("erl_nm", "erl_truth_nm", "erl_truth_pieces_nm", "nerl", "nerl_truth_labels"):
+        assert blocks_run[1]["pipeline"][key] == pytest.approx(whole_table[key], rel=1e-12)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectome_query.reconstruct import io, pipeline, sections, synth, training
+from connectome_query.reconstruct import io, pipeline, sections, synth, synthetic_em, training
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.ffn import inference, model
@@ -18,7 +18,7 @@ VS = (40.0, 16.0, 16.0)
 
 def test_ffn_run_dir(tmp_path: Path, cluster: ClusterSpec) -> None:
     em = tmp_path / "em"
-    io.write_synthetic_em(em, synth.SynthConfig((16, 48, 48), VS, "clean", 21))
+    synthetic_em.write_synthetic_em(em, synth.SynthConfig((16, 48, 48), VS, "clean", 21))
     out = tmp_path / "run"
     result = pipeline.reconstruct(em, out, spec=cluster, segmenter="ffn")
     run = io.read_json(out / "run.json", "run")

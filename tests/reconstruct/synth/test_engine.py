@@ -1,5 +1,6 @@
 """`connectome synth-em` on the engine: blocks rendered by Dask worker processes make the volume
-that one process makes slab by slab (`io.write_synthetic_em`), array for array, row for row."""
+that one process makes slab by slab (`synthetic_em.write_synthetic_em`), array for array, row
+for row."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import tensorstore as ts
 from typer.testing import CliRunner
 
 from connectome_query.cli.main import app
-from connectome_query.reconstruct import io, synth
+from connectome_query.reconstruct import io, synth, synthetic_em
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.engine.synth import WORK, write_synthetic
 
@@ -47,7 +48,7 @@ def test_blocks_on_two_worker_processes_equal_one_process(tmp_path: Path,
     """Blocks that do not divide the volume, on the shared cluster of two worker processes;
     the noisy preset (shifted and missing sections reach across block edges)."""
     cfg = synth.SynthConfig((20, 80, 104), seed=2, preset="noisy")
-    io.write_synthetic_em(tmp_path / "one", cfg)
+    synthetic_em.write_synthetic_em(tmp_path / "one", cfg)
     write_synthetic(tmp_path / "blocks", cfg, cluster, block=(7, 40, 48))
     truth = pd.read_parquet(tmp_path / "one" / "truth" / "synapses.parquet")
     assert len(truth) > 3  # a volume with clefts across blocks, not an empty one
@@ -60,7 +61,7 @@ def test_cli_options(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["synth-em", str(tmp_path / "x"), "--size", "40,32,16",
                                  "--block", "16,32,40", "--quiet"])
     assert r.exit_code == 0, r.output
-    io.write_synthetic_em(tmp_path / "one", synth.SynthConfig((16, 32, 40)))
+    synthetic_em.write_synthetic_em(tmp_path / "one", synth.SynthConfig((16, 32, 40)))
     _same_volume(tmp_path / "one", tmp_path / "x")
     r = CliRunner().invoke(app, ["synth-em", str(tmp_path / "y"), "--block", "8,0,8"])
     assert r.exit_code == 2 and "--block" in r.output
