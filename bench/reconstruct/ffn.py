@@ -12,6 +12,13 @@ FFN's stage against the watershed's passes, faces and relabel). `--xla-threads 1
 process with XLA on one thread (on a loaded machine a FOV's small convolutions lose more to
 thread hand-offs than they gain). The load average is recorded before and after: the machine
 may be shared.
+
+`--compare z,y,x` adds, in this process on a volume of that size per preset (the same seed), the
+FFN's inference before and after its speed-up: first every queued FOV predicted and the two seed
+orders padded to a stack of two (`FFNParams(skip_weak=False)`, `NetPredictor(batch=2)`), then
+the shipped inference (the published checks against the move threshold, one FOV a call). Each
+row gives FOV predictions, seconds, kvox/s, NERL and VOI; the ratio of seconds is printed.
+`--skip-runs` leaves out the two `connectome reconstruct` runs.
 """
 
 from __future__ import annotations
@@ -26,10 +33,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from connectome_query.reconstruct import io
+
+VS = (40.0, 16.0, 16.0)  # the synthetic volumes' voxel size (z, y, x), nm
+INFERENCES = (("before: every queued FOV, orders padded to 2", False, 2),
+              ("after: published move-threshold checks, 1 FOV a call", True, 1))
 
 WATERSHED_STAGES = ("seeds", "seeds faces", "growth", "growth faces", "fragments", "relabel")
 FFN_STAGES = ("segmentation (ffn)", "ffn faces", "ffn relabel")
@@ -86,6 +98,58 @@ def one_preset(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
             "speed_ffn_over_watershed": rows[1]["kvox_per_s"] / rows[0]["kvox_per_s"]}
 
 
+def compare_inference(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
+                      ffn_path: Path | None) -> dict[str, Any]:
+    """The FFN's inference before and after its speed-up, in this process, on one synthetic
+    volume (prepared image, the shipped affinity network's boundary map): a row each."""
+    from connectome_query.reconstruct import affinity_net, scoring, sections, synth, training
+    from connectome_query.reconstruct.ffn import inference, model
+
+    em = tmp / f"compare_{preset}"
+    z, y, x = shape
+    io.write_synthetic_em(em, synth.SynthConfig((z, y, x), VS, preset, seed))
+    img = io.read_image(em, io.read_volume_info(em))
+    truth = io.read_truth(em, img.shape)
+    assert truth is not None
+    affs, _ = affinity_net.predict(io.load_net(training.DEFAULT_NET), img)
+    image, boundary = sections.prepare(img), inference.boundary_of_affinities(affs)
+    net = io.load_ffn(ffn_path or training.DEFAULT_FFN)
+    rows: list[dict[str, Any]] = []
+    for name, skip_weak, batch in INFERENCES:
+        pred = model.NetPredictor(net, batch)
+        pred((0, 0, 0), image[:net.fov[0], :net.fov[1], :net.fov[2]],
+             np.zeros(net.fov, np.float32))  # compiled before the clock starts
+        t = time.perf_counter()
+        seg, counts = inference.segment(image, boundary, pred, VS,
+                                        inference.FFNParams(skip_weak=skip_weak), net.fov,
+                                        net.delta)
+        seconds = time.perf_counter() - t
+        sc = scoring.segmentation_scores(seg, truth, VS)
+        rows.append({"inference": name, "seconds": seconds,
+                     "fov_predictions": int(counts["fov_predictions"]),
+                     "kvox_per_s": img.size / seconds / 1e3, "load_1min": os.getloadavg()[0],
+                     **{k: sc[k] for k in ("nerl", "voi_split", "voi_merge", "arand",
+                                           "n_segments")}})
+    return {"preset": preset, "seed": seed, "shape_zyx": list(shape), "rows": rows,
+            "speedup": rows[0]["seconds"] / rows[1]["seconds"],
+            "fov_ratio": rows[0]["fov_predictions"] / max(rows[1]["fov_predictions"], 1)}
+
+
+def show_comparison(con: Console, r: dict[str, Any]) -> None:
+    tab = Table(title=f"FFN inference before/after, {r['preset']} "
+                      f"{'x'.join(map(str, r['shape_zyx']))} (z, y, x), seed {r['seed']}")
+    for c in ("inference", "FOVs", "s", "kvox/s", "NERL", "VOI split", "VOI merge", "segments",
+              "load"):
+        tab.add_column(c, justify="left" if c == "inference" else "right")
+    for row in r["rows"]:
+        tab.add_row(row["inference"], str(row["fov_predictions"]), f"{row['seconds']:.1f}",
+                    f"{row['kvox_per_s']:.1f}", f"{row['nerl']:.3f}", f"{row['voi_split']:.3f}",
+                    f"{row['voi_merge']:.3f}", str(row["n_segments"]),
+                    f"{row['load_1min']:.1f}")
+    con.print(tab)
+    con.print(f"after / before: {r['speedup']:.2f}x faster, {r['fov_ratio']:.2f}x fewer FOVs")
+
+
 def show(con: Console, shape: tuple[int, ...], r: dict[str, Any]) -> None:
     tab = Table(title=f"FFN vs watershed, {r['preset']} {'x'.join(map(str, shape))} (z, y, x), "
                       f"seed {r['seed']}")
@@ -114,24 +178,39 @@ def main() -> None:
                          "of half its FOV); default: the engine's")
     ap.add_argument("--xla-threads", type=int, default=0, choices=[0, 1],
                     help="1: the FFN process's XLA on one thread; 0: XLA's default")
+    ap.add_argument("--compare", default=None,
+                    help="z,y,x: also the FFN's inference before and after its speed-up, in "
+                         "process, on a volume of this size per preset")
+    ap.add_argument("--skip-runs", action="store_true",
+                    help="only the comparison: no `connectome reconstruct` runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))
     presets = args.presets.split(",")
     if len(shape) != 3 or not set(presets) <= {"clean", "noisy"}:
         ap.error("--size takes z,y,x and --presets clean and/or noisy")
+    compare = tuple(int(v) for v in args.compare.split(",")) if args.compare else None
+    if compare is not None and len(compare) != 3:
+        ap.error("--compare takes z,y,x")
+    if args.xla_threads == 1:  # this process's own inference too (before jax is imported)
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD}".strip()
     con = Console(width=140)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [one_preset(Path(tmp), shape, p, args.seed, args) for p in presets]
+        compared = [compare_inference(Path(tmp), compare, p, args.seed, args.ffn)
+                    for p in presets] if compare else []
+        results = [] if args.skip_runs else [one_preset(Path(tmp), shape, p, args.seed, args)
+                                             for p in presets]
     load_after = os.getloadavg()
+    for c in compared:
+        show_comparison(con, c)
     for r in results:
         show(con, shape, r)
     con.print(f"load average before {load_before}, after {load_after}")
     summary = {"shape_zyx": list(shape), "block_zyx": args.block,
                "xla_threads": args.xla_threads or "default",
-               "results": results, "load_average_before": load_before,
-               "load_average_after": load_after}
+               "results": results, "inference_comparison": compared,
+               "load_average_before": load_before, "load_average_after": load_after}
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2, default=float))
         con.print(f"wrote {args.out}")

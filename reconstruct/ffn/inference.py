@@ -3,10 +3,13 @@
 A seed starts an object: the mask's logits are the prior everywhere and the seed's value at the
 seed voxel. The FOV, centred on the seed, is predicted; then for each of its six faces (the planes
 `DELTA` from the centre, within `DELTA` of it in the other two axes) whose most probable voxel
-reaches the move threshold, the FOV is queued at that voxel. When no position is left, the
-voxels above the segment threshold, connected to the seed and not in an earlier object, become
-the object if it has at least `min_size` voxels. A seed inside a finished object starts nothing.
-Seeds are the peaks of the distance transform of the boundary map's interior.
+reaches the move threshold, the FOV is queued at that voxel, one FOV per cell of a grid of the
+move's size. As in the published algorithm, a queued FOV is not predicted if the mask at its
+centre has since fallen below the move threshold, and the fill stops, with no object, once the
+mask at its seed falls below it. When no position is left, the voxels above the segment
+threshold, connected to the seed and not in an earlier object, become the object if it has at
+least `min_size` voxels. A seed inside a finished object starts nothing. Seeds are the peaks of
+the distance transform of the boundary map's interior.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class FFNParams:
     boundary_threshold: float = 0.5  # seeds lie where the boundary map is below this
     min_seed_distance_nm: float = 24.0  # a peak of the distance transform at least this deep
     max_steps: int = 4000  # FOV predictions one object may take
+    skip_weak: bool = True
+    """The published algorithm's checks against the move threshold: a queued FOV whose centre
+    fell below it is skipped, and a fill whose seed falls below it stops with no object.
+    Without them (the first inference here), every queued FOV is predicted and a fill runs
+    until its queue is empty; they cut the FOV predictions of fills that fail."""
 
     def check(self) -> None:
         for name in ("move_threshold", "segment_threshold", "boundary_threshold"):
@@ -83,6 +91,17 @@ def seeds(boundary: np.ndarray, voxel_size_zyx: Sequence[float],
     return zyx[order]
 
 
+def _squared_distance(sl: Sequence[slice], c: Sequence[int]) -> np.ndarray:
+    """Each voxel's squared distance from c over the box `sl` (integers), a sum of per-axis
+    terms broadcast over the box."""
+    out: np.ndarray = np.zeros((1, 1, 1), np.int64)
+    for i, (s, p) in enumerate(zip(sl, c, strict=True)):
+        shape = [1, 1, 1]
+        shape[i] = s.stop - s.start
+        out = out + ((np.arange(s.start, s.stop) - p) ** 2).reshape(shape)
+    return out
+
+
 def face_moves(mask: np.ndarray, c: Sequence[int], delta: Sequence[int], lo: Sequence[int],
                hi: Sequence[int], threshold: float) -> list[tuple[int, ...]]:
     """Face-max movement from centre c: for each of the six faces (the planes `delta` from c,
@@ -98,9 +117,7 @@ def face_moves(mask: np.ndarray, c: Sequence[int], delta: Sequence[int], lo: Seq
                   zip(c, delta, lo, hi, strict=True)]
             sl[ax] = slice(f, f + 1)
             face = mask[tuple(sl)]
-            grid = np.meshgrid(*[np.arange(s.start, s.stop) - p for s, p in
-                                 zip(sl, c, strict=True)], indexing="ij")
-            k = int(np.argmax(face - 1e-4 * sum(g * g for g in grid)))
+            k = int(np.argmax(face - 1e-4 * _squared_distance(sl, c)))
             if face.flat[k] < threshold:
                 continue
             off = np.unravel_index(k, face.shape)
@@ -165,8 +182,13 @@ class Canvas:
         queue: deque[tuple[int, ...]] = deque([c0])
         seen = {tuple(p // d for p, d in zip(c0, self.delta, strict=True))}
         steps = 0
+        move = np.float32(logit(self.params.move_threshold))
+        check = self.params.skip_weak
+        weak = False
         while queue and steps < self.params.max_steps:
             c = queue.popleft()
+            if check and self.mask[c] < move:  # weakened since it was queued
+                continue
             sl = self._fov(c)
             corner = tuple(s.start - h for s, h in zip(sl, self.half, strict=True))
             new = yield corner, self.image[sl], self.mask[sl]
@@ -174,6 +196,9 @@ class Canvas:
             steps += 1
             lo = np.minimum(lo, [s.start for s in sl])
             hi = np.maximum(hi, [s.stop for s in sl])
+            if check and self.mask[c0] < move:  # the seed lost its object
+                weak = True
+                break
             for m in self._moves(c):
                 # one FOV per cell of a grid of the step's size: the FOV reaches past its
                 # cell's faces, and an object costs at most its volume / the cell's
@@ -186,7 +211,7 @@ class Canvas:
         obj = (self.mask[box] >= logit(self.params.segment_threshold)) & (self.seg[box] == 0)
         self.mask[box] = self.empty
         local = tuple(p - s.start for p, s in zip(c0, box, strict=True))
-        if not obj[local]:
+        if weak or not obj[local]:
             self.tried[c0] = True
             return 0
         cc = cc3d.connected_components(obj, connectivity=6)

@@ -145,9 +145,11 @@ class NetPredictor:
     """A compiled network as the inference loop's predictor: (FOV corner, image, mask
     logits) -> new mask logits, all (z, y, x) of the FOV's shape; `many` does a stack of
     FOVs in one call. Every call runs a batch of exactly `batch` FOVs (padded), so the network
-    is compiled once and a FOV's logits do not depend on what shares its call."""
+    is compiled once and a FOV's logits do not depend on what shares its call. One by default:
+    on the CPU a stack of FOVs costs about as much per FOV as one alone, so a padded partial
+    stack (one seed order still filling) is only waste."""
 
-    def __init__(self, net: FFN, batch: int = 2) -> None:
+    def __init__(self, net: FFN, batch: int = 1) -> None:
         import jax
 
         if batch < 1:

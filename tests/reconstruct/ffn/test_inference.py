@@ -119,6 +119,73 @@ def test_consensus_of_two_seed_orders_removes_a_merger() -> None:
     assert not set(np.unique(seg[lab == 5])) & set(np.unique(seg[lab == 6]))
 
 
+class Fading(Oracle):
+    """The true object for the first `after` FOVs, then nothing (-4 everywhere)."""
+
+    def __init__(self, lab: np.ndarray, after: int) -> None:
+        super().__init__(lab)
+        self.after = after
+
+    def __call__(self, lo: tuple[int, int, int], img: np.ndarray,
+                 mask: np.ndarray) -> np.ndarray:
+        out = super().__call__(lo, img, mask)
+        return out if self.calls <= self.after else np.full_like(out, -4.0)
+
+
+@pytest.mark.parametrize("skip_weak", [True, False])
+def test_a_fill_whose_seed_weakens_stops_with_no_object(skip_weak: bool) -> None:
+    """The fourth FOV lies one move from the seed, so it covers it and takes its object away:
+    with the published checks the fill stops there; without, it predicts every FOV queued by
+    then. Neither keeps an object, and the seed starts nothing again."""
+    lab = hand_made()
+    oracle = Fading(lab, after=3)
+    canvas = inf.Canvas(lab.astype(np.float32), oracle, inf.FFNParams(min_size=10,
+                                                                      skip_weak=skip_weak))
+    assert canvas.segment_at((5, 16, 16)) == 0
+    assert (oracle.calls == 4) if skip_weak else (oracle.calls > 4)
+    assert canvas.steps == oracle.calls and not canvas.seg.any()
+    calls = oracle.calls
+    assert canvas.segment_at((5, 16, 16)) == 0 and oracle.calls == calls
+
+
+class Ball:
+    """+4 within `radius` voxels of the volume's voxel `centre`, -4 elsewhere; the first FOV
+    is +4 throughout (so that a move is queued at every face)."""
+
+    def __init__(self, centre: tuple[int, int, int], radius: float) -> None:
+        self.centre = np.array(centre)
+        self.radius = radius
+        self.calls = 0
+
+    def __call__(self, lo: tuple[int, int, int], img: np.ndarray,
+                 mask: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 1:
+            return np.full(FOV, 4.0, np.float32)
+        zyx = np.indices(FOV) + np.array(lo).reshape(3, 1, 1, 1)
+        near = ((zyx - self.centre.reshape(3, 1, 1, 1)) ** 2).sum(axis=0) <= self.radius ** 2
+        return np.where(near, 4.0, -4.0).astype(np.float32)
+
+
+def test_a_queued_fov_whose_centre_weakened_is_skipped() -> None:
+    """The seed's FOV queues a move at each of its six faces; the first of them, predicted,
+    covers the other five and says they are outside the object. With the published checks
+    they are not predicted; without, all are. The object (the ball) is the same."""
+    shape, centre = (24, 72, 72), (12, 36, 36)
+    ball = (np.indices(shape) - np.array(centre).reshape(3, 1, 1, 1)) ** 2
+    ball = ball.sum(axis=0) <= 4
+    segs, calls = [], []
+    for skip_weak in (True, False):
+        pred = Ball(centre, 2.0)
+        canvas = inf.Canvas(np.zeros(shape, np.float32), pred,
+                            inf.FFNParams(min_size=1, skip_weak=skip_weak))
+        assert canvas.segment_at(centre) == 1
+        segs.append(canvas.segmentation())
+        calls.append(pred.calls)
+    assert calls[0] == 2 and calls[1] == 7
+    assert np.array_equal(segs[0] == 1, ball) and np.array_equal(segs[1] == 1, ball)
+
+
 class BatchOracle(Oracle):
     """The merging oracle, also answering a stack of FOVs in one call (`many`)."""
 
