@@ -25,7 +25,6 @@ from connectome_query.schema.vocabulary import Compartment
 
 CHUNK = (32, 128, 128)
 CREATED_BY = "connectome-query"
-"""Sections a synthetic volume is rendered and written at a time."""
 
 SEGMENT_COLUMNS: dict[str, str] = {
     "segment_id": "int64",

@@ -34,8 +34,9 @@ def _write_truth_skeletons(out: Path, nodes: dict[str, np.ndarray]) -> None:
     for sid, g in sk.groupby("segment_id"):
         ids = {n: i + 1 for i, n in enumerate(g["node_id"])}
         io.write_swc(out / "truth" / "skeletons" / f"{sid}.swc", np.arange(1, len(g) + 1),
-                  g["compartment"].to_numpy(), g[["x", "y", "z"]].to_numpy(),
-                  g["radius"].to_numpy(), np.array([ids.get(int(p), -1) for p in g["parent_id"]]))
+                     g["compartment"].to_numpy(), g[["x", "y", "z"]].to_numpy(),
+                     g["radius"].to_numpy(),
+                     np.array([ids.get(int(p), -1) for p in g["parent_id"]]))
 
 
 def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
@@ -53,9 +54,9 @@ def write_synthetic_em(out_dir: Path, cfg: synth.SynthConfig,
                                         ("compartments", "truth/compartments.zarr", "uint8"),
                                         ("clefts", "truth/clefts.zarr", "uint64"))}
     labels_pc = io.create_precomputed(out / "truth" / "segmentation.precomputed", (nz, ny, nx),
-                                   (vx, vy, vz))
+                                      (vx, vy, vz))
     image_pc = io.create_precomputed(out / "image.precomputed", (nz, ny, nx), (vx, vy, vz),
-                                  dtype="uint8", kind="image")
+                                     dtype="uint8", kind="image")
     n_lab = int(plan.stamp_label.max()) + 1 if len(plan.stamp_label) else 1
     sizes = np.zeros(n_lab, np.int64)
     stats = np.zeros((len(plan.synapses), 9))
@@ -87,11 +88,11 @@ def write_synthetic_truth(out: Path, plan: synth.Plan, sizes: np.ndarray, stats:
     at each stamp's voxel (`labels_at`, 0 outside); returns volume.json."""
     _write_truth_skeletons(out, synth.truth_skeleton_nodes(plan, labels_at))
     io.write_table(out / "truth" / "segments.parquet",
-                pd.DataFrame(synth.segment_rows(plan, sizes), columns=list(io.SEGMENT_COLUMNS)),
-                io.SEGMENT_COLUMNS)
+                   pd.DataFrame(synth.segment_rows(plan, sizes), columns=list(io.SEGMENT_COLUMNS)),
+                   io.SEGMENT_COLUMNS)
     io.write_table(out / "truth" / "synapses.parquet",
-                pd.DataFrame(synth.synapse_rows(plan, stats), columns=list(io.SYNAPSE_COLUMNS)),
-                io.SYNAPSE_COLUMNS)
+                   pd.DataFrame(synth.synapse_rows(plan, stats), columns=list(io.SYNAPSE_COLUMNS)),
+                   io.SYNAPSE_COLUMNS)
     vol = _synthetic_volume_json(plan.config, plan)
     io.write_json(out / "volume.json", vol)
     return vol
