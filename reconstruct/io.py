@@ -179,11 +179,8 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def read_json(path: Where, what: str) -> dict[str, Any]:
     """Read a JSON object (any location), naming the file on failure."""
-    data = location.read_bytes(path, what)
-    if data is None:
-        raise ReconstructError(f"{what}: {location.parse(path)} does not exist")
     try:
-        obj = json.loads(data)
+        obj = json.loads(_read_existing(path, what))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReconstructError(f"{what}: {path} is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
@@ -200,17 +197,27 @@ def write_table(path: Path, df: pd.DataFrame, columns: dict[str, str] | None = N
 
 def read_table(path: Where, what: str, columns: dict[str, str] | None = None) -> pd.DataFrame:
     """Read a Parquet table (any location) and check the required columns are there."""
+    source = parquet_source(path, what)
+    try:
+        df = pd.read_parquet(source)
+    except Exception as e:
+        raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
+    _require_columns(set(df.columns), path, what, columns or {})
+    return df
+
+
+def _read_existing(path: Where, what: str) -> bytes:
+    """The bytes of a file or object at any location; an error naming it when there is none."""
     data = location.read_bytes(path, what)
     if data is None:
         raise ReconstructError(f"{what}: {location.parse(path)} does not exist")
-    try:
-        df = pd.read_parquet(BytesIO(data))
-    except Exception as e:
-        raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
-    for col in columns or {}:
-        if col not in df.columns:
+    return data
+
+
+def _require_columns(names: set[str], path: Where, what: str, columns: dict[str, str]) -> None:
+    for col in columns:
+        if col not in names:
             raise ReconstructError(f"{what}: {path} lacks column {col!r}")
-    return df
 
 
 def write_swc(path: Path, node_ids: np.ndarray, compartments: np.ndarray, xyz: np.ndarray,
@@ -448,10 +455,7 @@ def parquet_source(path: Where, what: str) -> Path | BytesIO:
         if not where.is_file():
             raise ReconstructError(f"{what}: {where} does not exist")
         return where
-    data = location.read_bytes(where, what)
-    if data is None:
-        raise ReconstructError(f"{what}: {where} does not exist")
-    return BytesIO(data)
+    return BytesIO(_read_existing(where, what))
 
 
 def parquet_columns(path: Where, what: str) -> set[str]:
@@ -466,12 +470,12 @@ def parquet_columns(path: Where, what: str) -> set[str]:
         raise ReconstructError(f"{what}: {path} is not a readable Parquet file: {e}") from e
 
 
-def check_columns(path: Where, what: str, columns: dict[str, str]) -> None:
-    """`read_table`'s checks from the Parquet file's schema alone (no rows read)."""
+def check_columns(path: Where, what: str, columns: dict[str, str]) -> set[str]:
+    """`read_table`'s checks from the Parquet file's schema alone (no rows read); the file's
+    column names."""
     names = parquet_columns(path, what)
-    for col in columns:
-        if col not in names:
-            raise ReconstructError(f"{what}: {path} lacks column {col!r}")
+    _require_columns(names, path, what, columns)
+    return names
 
 
 def read_truth(em_dir: Path, shape: tuple[int, ...]) -> dict[str, Any] | None:
