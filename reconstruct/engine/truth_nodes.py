@@ -32,8 +32,7 @@ are measured."""
 
 
 def _columns(table: Where) -> list[str]:
-    io.check_columns(table, "ground truth", io.SKELETON_COLUMNS)
-    names = io.parquet_columns(table, "ground truth")
+    names = io.check_columns(table, "ground truth", io.SKELETON_COLUMNS)
     return [*COLUMNS, *(TISSUE_XYZ if set(TISSUE_XYZ) <= names else ())]
 
 
@@ -48,13 +47,13 @@ def _batch_nodes(batch: dict[str, np.ndarray], first: int, run: Run) -> Record:
             "vox": node_voxels(xyz, run.voxel_size_zyx, run.shape), "at": at}
 
 
-def _split_task(item: int, run: Run, table: str, folder: str, batch_rows: int) -> Record:
+def _split_task(item: int, run: Run, table: str, columns: list[str], folder: str,
+                batch_rows: int) -> Record:
     """Row group `item` of the table into the blocks' folders, a batch at a time."""
     f = pq.ParquetFile(io.parquet_source(table, "ground truth"))
     first = sum(f.metadata.row_group(k).num_rows for k in range(item))
     touched: set[int] = set()
-    batches = f.iter_batches(batch_size=batch_rows, row_groups=[item],
-                             columns=_columns(table))
+    batches = f.iter_batches(batch_size=batch_rows, row_groups=[item], columns=columns)
     for b, batch in enumerate(batches):
         nodes = _batch_nodes({c: batch.column(c).to_numpy(zero_copy_only=False)
                               for c in batch.schema.names}, first, run)
@@ -73,9 +72,10 @@ def _split_task(item: int, run: Run, table: str, folder: str, batch_rows: int) -
 def split(engine: Engine, run: Run, table: Where, folder: Path, batch: int = BATCH) -> None:
     """Write `folder`: the table's nodes by block of the run's grid, `batch` rows at a time
     (`table` at any location; one in object storage is fetched whole by each task)."""
-    _columns(table)
+    columns = _columns(table)  # checked and chosen once, not by every task
     groups = pq.ParquetFile(io.parquet_source(table, "ground truth")).metadata.num_row_groups
-    engine.run("truth nodes", range(groups), _split_task, run, str(table), str(folder), batch)
+    engine.run("truth nodes", range(groups), _split_task, run, str(table), columns,
+               str(folder), batch)
 
 
 def load(folder: Path, block: int) -> Record:
