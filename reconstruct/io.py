@@ -343,12 +343,12 @@ def read_volume_info(em_dir: Where) -> dict[str, Any]:
     if not location.is_remote(em) and not Path(em).is_dir():
         raise ReconstructError(f"EM directory {em} does not exist")
     vj = location.join(em, "volume.json")
-    if not location.exists(vj, "volume description") and location.exists(
-            location.join(em, "info"), "volume description"):
-        return _precomputed_volume_info(em)
-    if location.is_remote(em) and not location.exists(vj, "volume description"):
-        raise ReconstructError(f"EM directory {em} has no volume.json (nor a neuroglancer "
-                               f"precomputed info): no such bucket or path")
+    if not location.exists(vj, "volume description"):
+        if location.exists(location.join(em, "info"), "volume description"):
+            return _precomputed_volume_info(em)
+        if location.is_remote(em):
+            raise ReconstructError(f"EM directory {em} has no volume.json (nor a neuroglancer "
+                                   f"precomputed info): no such bucket or path")
     info = read_json(vj, "volume description")
     for key in ("voxel_size_nm", "shape_zyx"):
         if key not in info:
