@@ -378,11 +378,15 @@ def _precomputed_volume_info(em: Where) -> dict[str, Any]:
             "source": "neuroglancer precomputed"}
 
 
+def image_name(info: dict[str, Any]) -> str:
+    """The EM image's path inside its EM directory: volume.json's `image` (a zarr v3 array or
+    a neuroglancer precomputed volume; "" for the directory itself), default `image.zarr`."""
+    return str(info.get("image", "image.zarr"))
+
+
 def image_location(em_dir: Where, info: dict[str, Any]) -> Where:
-    """Where the EM image of an EM directory is: volume.json's `image` (a zarr v3 array or a
-    neuroglancer precomputed volume inside the directory; "" for the directory itself),
-    default `image.zarr`."""
-    return location.join(em_dir, str(info.get("image", "image.zarr")))
+    """Where the EM image of an EM directory is (`image_name`)."""
+    return location.join(em_dir, image_name(info))
 
 
 def open_image(em_dir: Where, info: dict[str, Any]) -> ts.TensorStore:

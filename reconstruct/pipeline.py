@@ -202,7 +202,7 @@ def reconstruct(em_dir: str | Path, out_dir: Path, model_path: Path | None = Non
                       location.describe(defects_path) if defects_path is not None else None,
                       str(Path(adapter_path).resolve()) if adapter_path is not None else None,
                       str(Path(restorer_path).resolve()) if restorer_path is not None else None,
-                      image=str(info.get("image", "image.zarr")))
+                      image=io.image_name(info))
     seed = int(info.get("seed") or 0)
     model_id = None
     if source == "classifier":

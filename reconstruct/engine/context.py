@@ -49,7 +49,7 @@ class Run:
     defects_path: str | None = None  # the EM directory's defect flags (a prepared volume)
     adapter_path: str | None = None  # translates the image before every stage (`adapt`)
     restorer_path: str | None = None  # restores flagged voxels before every stage (`adapt`)
-    image: str = "image.zarr"  # the EM image inside em_dir (`io.image_location`)
+    image: str = "image.zarr"  # the EM image inside em_dir (`io.image_name`)
 
     @property
     def grid(self) -> Grid:
@@ -71,7 +71,7 @@ class Run:
     @property
     def em_image(self) -> Where:
         """The EM directory's image (zarr v3 or neuroglancer precomputed, any location)."""
-        return location.join(self.em_dir, self.image)
+        return self.em_path(self.image)
 
     def em_path(self, *names: str) -> Where:
         """A file or array of the EM directory (any location)."""
