@@ -102,12 +102,19 @@ def compare_inference(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
                       ffn_path: Path | None) -> dict[str, Any]:
     """The FFN's inference before and after its speed-up, in this process, on one synthetic
     volume (prepared image, the shipped affinity network's boundary map): a row each."""
-    from connectome_query.reconstruct import affinity_net, scoring, sections, synth, training
+    from connectome_query.reconstruct import (
+        affinity_net,
+        scoring,
+        sections,
+        synth,
+        synthetic_em,
+        training,
+    )
     from connectome_query.reconstruct.ffn import inference, model
 
     em = tmp / f"compare_{preset}"
     z, y, x = shape
-    io.write_synthetic_em(em, synth.SynthConfig((z, y, x), VS, preset, seed))
+    synthetic_em.write_synthetic_em(em, synth.SynthConfig((z, y, x), VS, preset, seed))
     img = io.read_image(em, io.read_volume_info(em))
     truth = io.read_truth(em, img.shape)
     assert truth is not None
