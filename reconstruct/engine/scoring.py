@@ -154,24 +154,29 @@ def score(engine: Engine, run: Run, affs_path: Path, truth: dict[str, Any],
                       str(nodes_folder), str(affs_path))
     totals = erl.Totals()
     tables, base_tables = [], []
-    for _, r in recs:
+    piece_sizes, base_sizes = [], []
+    for _, r in recs:  # each record read once (they hold the blocks' face planes)
         totals.add(r)
         tables.append((r["g"], r["p"], r["n"]))
         base_tables.append((r["bg"], r["bp"], r["bn"]))
+        piece_sizes.append(r["piece_sizes"])
+        base_sizes.append(r["base_sizes"])
     wanted = totals.parents()
     wanted_path = run.work("truth_parents.npy")
     wanted_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(wanted_path, wanted)
     folder = str(engine.manifest.folder("score blocks"))
     faces = engine.run("score faces", recs.items, _faces_task, run, folder, str(wanted_path))
-    totals.join([{k[len("answer_"):]: v for k, v in r.items() if k.startswith("answer_")}
-                 for _, r in faces])
-    sizes = recs.gather("piece_sizes")
-    pieces = stitch.number(sizes, [np.zeros(len(s), np.int64) for s in sizes],
-                           np.concatenate(faces.gather("pieces")), 1)
-    sizes = recs.gather("base_sizes")
-    base = stitch.number(sizes, [np.zeros(len(s), np.int64) for s in sizes],
-                         np.concatenate(faces.gather("base")), max(run.params.min_size, 1))
+    answered, piece_links, base_links = [], [], []
+    for _, r in faces:
+        answered.append({k[len("answer_"):]: v for k, v in r.items() if k.startswith("answer_")})
+        piece_links.append(r["pieces"])
+        base_links.append(r["base"])
+    totals.join(answered)
+    pieces = stitch.number(piece_sizes, [np.zeros(len(s), np.int64) for s in piece_sizes],
+                           np.concatenate(piece_links), 1)
+    base = stitch.number(base_sizes, [np.zeros(len(s), np.int64) for s in base_sizes],
+                         np.concatenate(base_links), max(run.params.min_size, 1))
     table = metrics.add_tables(tables)
     e_gt, e_cc = totals.erl("gt"), totals.erl("piece", pieces.lookup)
     cells = totals.cells("seg")
