@@ -125,11 +125,12 @@ def save_record(path: Path, arrays: dict[str, np.ndarray], compress: bool = Fals
     os.replace(tmp, path)
 
 
-def load_record(path: Path) -> dict[str, np.ndarray]:
-    """A block's record; a damaged one is a ReconstructError naming it."""
+def load_record(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """A block's record (only its arrays `keys` when given: the others are not read); a
+    damaged one is a ReconstructError naming it."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in (z.files if keys is None else keys)}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ReconstructError(f"block record {path} is damaged ({e}); delete it to redo "
                                "that block") from e
