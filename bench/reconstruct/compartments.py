@@ -50,10 +50,11 @@ def matched(run: Path, truth: dict) -> list[tuple[int, int]]:
     to_gt = metrics.segment_to_truth(truth["segmentation"], seg)
     pre = np.array([to_gt.get(int(s), -1) for s in syn["pre_segment_id"]], np.int64)
     post = np.array([to_gt.get(int(s), -1) for s in syn["post_segment_id"]], np.int64)
-    ok = ((pre[:, None] == ts_["pre_segment_id"].to_numpy()[None, :])
-          & (post[:, None] == ts_["post_segment_id"].to_numpy()[None, :]))
+    true_pre = ts_["pre_segment_id"].to_numpy()
+    true_post = ts_["post_segment_id"].to_numpy()
     return metrics._match(syn[["x", "y", "z"]].to_numpy(float),
-                          ts_[["x", "y", "z"]].to_numpy(float), ok, 250.0)
+                          ts_[["x", "y", "z"]].to_numpy(float), 250.0,
+                          lambda i, j: (pre[i] == true_pre[j]) & (post[i] == true_post[j]))
 
 
 def axon_by_presynaptic_sites(sk: skeleton.Skel, soma: tuple[np.ndarray, float],
