@@ -177,8 +177,9 @@ def main() -> None:
         ems[name] = work / f"em_{'_'.join(map(str, sh))}_{args.seed}"
         if not (ems[name] / "volume.json").exists():
             t = time.perf_counter()
-            synthetic_em.write_synthetic_em(ems[name], synth.SynthConfig(sh, preset="clean",  # type: ignore
-                                                               seed=args.seed))
+            synthetic_em.write_synthetic_em(
+                ems[name], synth.SynthConfig(sh, preset="clean",  # type: ignore
+                                             seed=args.seed))
             print(f"synthesised {sh} in {time.perf_counter() - t:.1f} s", flush=True)
     stamp = time.strftime("%H%M%S")
     rows = []
