@@ -179,8 +179,13 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 def read_json(path: Where, what: str) -> dict[str, Any]:
     """Read a JSON object (any location), naming the file on failure."""
+    return _json_object(_read_existing(path, what), path, what)
+
+
+def _json_object(data: bytes, path: Where, what: str) -> dict[str, Any]:
+    """The JSON object in `data` (read from `path`), naming the file on failure."""
     try:
-        obj = json.loads(_read_existing(path, what))
+        obj = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReconstructError(f"{what}: {path} is not valid JSON: {e}") from e
     if not isinstance(obj, dict):
@@ -343,13 +348,15 @@ def read_volume_info(em_dir: Where) -> dict[str, Any]:
     if not location.is_remote(em) and not Path(em).is_dir():
         raise ReconstructError(f"EM directory {em} does not exist")
     vj = location.join(em, "volume.json")
-    if not location.exists(vj, "volume description"):
+    data = location.read_bytes(vj, "volume description")  # read once (an object: one fetch)
+    if data is None:
         if location.exists(location.join(em, "info"), "volume description"):
             return _precomputed_volume_info(em)
         if location.is_remote(em):
             raise ReconstructError(f"EM directory {em} has no volume.json (nor a neuroglancer "
                                    f"precomputed info): no such bucket or path")
-    info = read_json(vj, "volume description")
+        raise ReconstructError(f"volume description: {vj} does not exist")
+    info = _json_object(data, vj, "volume description")
     for key in ("voxel_size_nm", "shape_zyx"):
         if key not in info:
             raise ReconstructError(f"volume description: {vj} lacks {key!r}")
