@@ -15,7 +15,11 @@ synapses, somata) move to the pixel whose q is nearest to them, within `MAX_POIN
 the truth cannot be known the label is 0 and points there are dropped, so the scores leave those
 places out as they leave out voxels outside every cell: pixels no used tile covers, q outside
 the volume, the true band of a fold or crack, and sections missing from the raw directory.
-Everything runs section by section.
+A synapse is judged by its cleft, as the generator's own truth is (`synth.truth`): it stays in
+the truth when at least `MIN_TRUTH_CLEFT_VOXELS` of its cleft voxels are known in the frame,
+at its moved centroid, or at the centroid of its known cleft voxels where the centroid itself
+is not shown (it lies in a missing section while the cleft shows on the next one), and it
+leaves the truth when fewer are known. Everything runs section by section.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from connectome_query.reconstruct.align.rawdir import read_raw_info
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.progress import Tick, no_progress
 from connectome_query.reconstruct.scoring import TISSUE_XYZ
+from connectome_query.reconstruct.synth.truth import MIN_TRUTH_CLEFT_VOXELS
 
 MAX_POINT_PX = 1.0
 """A point moves to the pixel showing the nearest tissue position when that is this close (px,
@@ -41,6 +46,44 @@ times the frame's local pixel spacing in the tissue where it stretches it); tiss
 a fold, or outside the imaged area, is shown by no pixel."""
 LABEL_VOLUMES = ("segmentation", "clefts", "compartments")
 """Truth volumes carried into the frame (nearest voxel; 0 where unknown)."""
+
+
+@dataclass
+class CleftTally:
+    """Per synapse id: known cleft voxels in the frame and the sums of their (x, y, z) in
+    voxels, added section by section."""
+
+    count: np.ndarray
+    sums: np.ndarray  # (ids, 3)
+
+    @classmethod
+    def empty(cls, n_ids: int) -> CleftTally:
+        return cls(np.zeros(n_ids, np.int64), np.zeros((n_ids, 3)))
+
+    def add(self, clefts: np.ndarray, z: int) -> None:
+        """Add one carried cleft section (y, x; 0 where unknown or no cleft); ids beyond the
+        tally's range are ignored."""
+        yy, xx = np.nonzero(clefts)
+        ids = clefts[yy, xx].astype(np.int64)
+        ok = ids < len(self.count)
+        ids, yy, xx = ids[ok], yy[ok], xx[ok]
+        self.count += np.bincount(ids, minlength=len(self.count))
+        for k, v in enumerate((xx, yy, np.full(len(ids), z))):
+            self.sums[:, k] += np.bincount(ids, weights=v.astype(np.float64),
+                                           minlength=len(self.count))
+
+    def visible(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each synapse's cleft shows in the frame (`MIN_TRUTH_CLEFT_VOXELS`)."""
+        ids = np.asarray(ids, np.int64)
+        ok = (ids >= 0) & (ids < len(self.count))
+        return ok & (self.count[np.where(ok, ids, 0)] >= MIN_TRUTH_CLEFT_VOXELS)
+
+    def centroids(self, ids: np.ndarray) -> np.ndarray:
+        """(x, y, z) voxel centroid of each synapse's known cleft voxels (NaN where none)."""
+        ids = np.asarray(ids, np.int64)
+        n = self.count[ids].astype(np.float64)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, self.sums[ids] / n, np.nan)
 
 
 @dataclass
@@ -218,6 +261,8 @@ def write_truth_in_frame(raw_dir: Path, em_dir: Path, placement: Placement | Non
     deformation = io.open_zarr(raw_dir / "truth" / "deformation.zarr", "true deformation")
     true_defects = io.open_zarr(raw_dir / "truth" / "defects.zarr", "true defects")
     tables = _point_tables(src_truth)
+    syn_ids = tables["synapses"][0]["synapse_id"].to_numpy(np.int64)
+    tally = CleftTally.empty(int(syn_ids.max(initial=0)) + 1) if "clefts" in sources else None
     moved = {k: (df[cols[0]].to_numpy(np.float64).copy(), df[cols[1]].to_numpy(np.float64).copy(),
                  np.zeros(len(df), bool)) for k, (df, cols) in tables.items()}
     known_voxels = 0
@@ -233,13 +278,34 @@ def write_truth_in_frame(raw_dir: Path, em_dir: Path, placement: Placement | Non
         known_voxels += int(known.sum())
         known_zarr[z].write(known.astype(np.uint8)).result()
         for name, st in sources.items():
-            targets[name][z].write(labels_at(np.asarray(st[z].read().result()), q,
-                                             known)).result()
+            carried = labels_at(np.asarray(st[z].read().result()), q, known)
+            targets[name][z].write(carried).result()
+            if name == "clefts" and tally is not None:
+                tally.add(carried, z)
         for k, (df, cols) in tables.items():
             rows, xy, found = _move_table(df, cols, vs, z, q, known)
             moved[k][0][rows], moved[k][1][rows] = xy[:, 1], xy[:, 0]
             moved[k][2][rows] = found
+    if tally is not None:
+        _judge_by_cleft(tables["synapses"][0], moved["synapses"], tally, vs)
     return _write_tables(src_truth, out, tables, moved, known_voxels / float(np.prod(shape)))
+
+
+def _judge_by_cleft(syn: pd.DataFrame, moved: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    tally: CleftTally, vs_zyx: np.ndarray) -> None:
+    """Synapses found or not by their cleft in the frame (module docstring), in `moved`
+    (x, y nm, found) in place; a synapse placed at its known cleft voxels' centroid takes
+    that centroid's z in the table too."""
+    ids = syn["synapse_id"].to_numpy(np.int64)
+    visible = tally.visible(ids)
+    late = visible & ~moved[2]
+    if late.any():
+        c = tally.centroids(ids[late])
+        moved[0][late], moved[1][late] = c[:, 0] * vs_zyx[2], c[:, 1] * vs_zyx[1]
+        z = syn["z"].to_numpy(np.float64).copy()
+        z[late] = c[:, 2] * vs_zyx[0]
+        syn["z"] = z
+    moved[2][:] = visible
 
 
 def _point_tables(src_truth: Path) -> dict[str, tuple[pd.DataFrame, tuple[str, str, str]]]:

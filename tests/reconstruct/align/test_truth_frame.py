@@ -170,3 +170,29 @@ def test_on_disk_truth_follows_the_generators_deformation(raw_dir, tmp_path):
     assert np.allclose(lengths, np.linalg.norm(orig[edges[:, 0]] - orig[edges[:, 1]], axis=1))
     syn = pd.read_parquet(em / "truth" / "synapses.parquet")
     assert set(syn["synapse_id"]) <= set(und["synapses"]["synapse_id"])
+
+
+def test_synapses_are_judged_by_their_cleft_in_the_frame(raw_dir, tmp_path):
+    """A synapse is in the frame's truth exactly when 4 or more of its cleft voxels are known
+    there (counted here from the written clefts.zarr); one whose centroid lies in a missing
+    section sits at the centroid of its known cleft voxels."""
+    raw_path, plan = raw_dir
+    em = tmp_path / "em"
+    truth_frame.write_truth_in_frame(raw_path, em, _true_placement(plan))
+    und = io.read_truth(raw_path / "truth" / "undeformed", plan.shape_zyx)
+    assert und is not None
+    clefts = np.asarray(io.open_zarr(em / "truth" / "clefts.zarr").read().result())
+    ids, counts = np.unique(clefts[clefts > 0], return_counts=True)
+    shown = {int(i) for i, c in zip(ids, counts, strict=True) if c >= 4}
+    syn = pd.read_parquet(em / "truth" / "synapses.parquet")
+    assert set(syn["synapse_id"]) == shown & set(und["synapses"]["synapse_id"])
+    vx, vy, vz = (float(v) for v in rawdir.read_raw_info(raw_path).voxel_size_nm_xyz)
+    und_z = und["synapses"].set_index("synapse_id")["z"]
+    late = [s for s in syn["synapse_id"] if round(und_z[s] / vz) in plan.missing]
+    assert late, "the volume should hold a synapse centred in a missing section"
+    for s in late:
+        zz, yy, xx = np.nonzero(clefts == s)
+        row = syn.set_index("synapse_id").loc[s]
+        assert row[["x", "y", "z"]].to_numpy(float) == pytest.approx(
+            [xx.mean() * vx, yy.mean() * vy, zz.mean() * vz])
+        assert round(row["z"] / vz) not in plan.missing
