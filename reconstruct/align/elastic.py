@@ -39,6 +39,7 @@ import numpy as np
 
 from connectome_query.reconstruct.align import flow as flow_
 from connectome_query.reconstruct.align import mesh as mesh_
+from connectome_query.reconstruct.align import stack_solve
 from connectome_query.reconstruct.align.warp import identity_nodes, sample_nodes
 from connectome_query.reconstruct.progress import Tick, no_progress
 
@@ -59,6 +60,7 @@ class AlignConfig:
     z_trend_degree: int = 2  # polynomial in z removed from the maps' shapes (0: none)
     gap_stiffness: float = 4.0  # in-section springs this much stiffer per section skipped
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
+    stack: stack_solve.StackSolveConfig = field(default_factory=stack_solve.StackSolveConfig)
 
 
 @dataclass
@@ -165,6 +167,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     steps = np.zeros(n_sections, np.int64)
     notes: list[str] = []
     refs: list[tuple[int, np.ndarray, np.ndarray, bool]] = []  # nearest last; damaged
+    used: dict[tuple[int, int], flow_.Flow] = {}  # the flows the sections were aligned with
     for z in range(n_sections):
         tick(f"aligning section {z}", z / max(n_sections, 1))
         if not usable[z]:
@@ -184,6 +187,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
             if f is None:
                 blur = pair_blur(bool(reference_ok[z]), not r_damaged, config)
                 f = pair_flow(r_img, r_mask, img, m, blur, config)
+            used[(z, r_z)] = f
             t, w = _targets(f, nodes[r_z], config.stride)
             targets.append(t)
             weights.append(w / (z - r_z) ** config.distance_power)
@@ -213,6 +217,9 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
     else:
+        if config.stack.enabled:
+            nodes = stack_solve.solve_stack(nodes, used, usable, config.stride,
+                                            config.distance_power, config.stack)
         nodes = remove_z_trend(nodes, ident, usable, config.z_trend_degree)
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)

@@ -1,0 +1,143 @@
+"""All sections' meshes solved at once: every measured flow a spring in z, both ways.
+
+The sequential pass (`elastic.align_stack`) solves each section against the sections before
+it only, so a section's error reaches every section after it and no section hears from the
+ones after it. Here the node positions x_z (gy, gx, 2) of every usable section are one linear
+least-squares problem, each coordinate on its own:
+
+- **flows**: for every flow measured from reference r to section z, node p of z sits where
+  node p of r sits moved by the flow there, x_z(p) - x_r(p) = f(x_r(p)), weighted
+  1 / distance^`distance_power` (the flow is sampled at the current x_r, and the problem is
+  solved again with the new positions, `iterations` times);
+- **bending** (`bend`): the second differences of each section's nodes are small. Section
+  deformations are smooth over hundreds of pixels; this costs nothing for a rotation, scale or
+  shear (which the true deformations have, independently per section) and carries the mesh
+  over nodes without a flow by continuing it linearly;
+- **shape** (`shape`): the node-to-neighbour vectors of consecutive usable sections agree. The
+  flows follow the tissue's own motion between sections, which changes a section's shape
+  locally; this holds it back, as the sequential mesh's springs to the references' shape do,
+  but from both sides;
+- **gauge**: the mean over the sections of each node's position is the identity grid (true
+  section deformations average out; the residual does not see a transform common to all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spl
+
+from connectome_query.reconstruct.align import flow as flow_
+from connectome_query.reconstruct.align.warp import identity_nodes, sample_nodes
+
+
+@dataclass(frozen=True)
+class StackSolveConfig:
+    """Weights of the joint solve's terms (a flow one section apart weighs 1 a node)."""
+
+    enabled: bool = True
+    bend: float = 1.0
+    shape: float = 0.1
+    iterations: int = 2
+
+
+def _bending(gy: int, gx: int) -> sp.csr_matrix:
+    """Second differences of a node field (gy x gx, row-major): along y, along x, mixed."""
+    def second(n: int) -> sp.csr_matrix:
+        return sp.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(max(n - 2, 0), n))
+
+    def first(n: int) -> sp.csr_matrix:
+        return sp.diags([-1.0, 1.0], [0, 1], shape=(n - 1, n))
+
+    iy, ix = sp.identity(gy), sp.identity(gx)
+    return sp.vstack([sp.kron(second(gy), ix), sp.kron(iy, second(gx)),
+                      np.sqrt(2.0) * sp.kron(first(gy), first(gx))]).tocsr()
+
+
+def _edges(gy: int, gx: int) -> sp.csr_matrix:
+    """Node-to-neighbour differences: along y, along x and both diagonals."""
+    idx = np.arange(gy * gx).reshape(gy, gx)
+    pairs = [(idx[:-1], idx[1:]), (idx[:, :-1], idx[:, 1:]), (idx[:-1, :-1], idx[1:, 1:]),
+             (idx[:-1, 1:], idx[1:, :-1])]
+    a = np.concatenate([p[0].ravel() for p in pairs])
+    b = np.concatenate([p[1].ravel() for p in pairs])
+    rows = np.arange(len(a))
+    return sp.csr_matrix((np.r_[-np.ones(len(a)), np.ones(len(a))],
+                          (np.r_[rows, rows], np.r_[a, b])), shape=(len(a), gy * gx))
+
+
+def flow_step(f: flow_.Flow, at: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(displacement (gy, gx, 2) the flow gives nodes sitting at `at`, 1 where it is known
+    else 0): the flow bilinear over its good nodes, known where they carry half the weight."""
+    valid = f.valid[..., None].astype(np.float64)
+    num = sample_nodes(np.where(valid > 0, f.yx, 0.0) * valid, at, stride)
+    den = sample_nodes(valid, at, stride)
+    return num / np.maximum(den, 1e-9), (den[..., 0] >= 0.5).astype(np.float64)
+
+
+def solve_stack(nodes: np.ndarray, flows: dict[tuple[int, int], flow_.Flow],
+                usable: np.ndarray, stride: int, distance_power: float,
+                config: StackSolveConfig = StackSolveConfig()) -> np.ndarray:
+    """Node positions (z, gy, gx, 2) of the usable sections solved jointly (module
+    docstring), starting from `nodes` (the sequential solution: where flows are sampled
+    first); `flows[(z, r)]`: the flow from reference r to section z. Usable sections in no
+    flow keep their start; sections that are not usable take the map of the nearest usable
+    section before them, as in the sequential pass."""
+    nz, gy, gx, _ = nodes.shape
+    zs = np.array(sorted({z for pair in flows for z in pair if usable[z]}), dtype=np.int64)
+    if len(zs) < 2:
+        return nodes
+    col = {int(z): i for i, z in enumerate(zs)}
+    n_nodes, n_sec = gy * gx, len(zs)
+    ident = identity_nodes((gy, gx), stride).reshape(-1, 2)
+    fixed = [sp.kron(sp.identity(n_sec), _bending(gy, gx)) * np.sqrt(config.bend)]
+    fixed_rhs = [np.zeros((fixed[0].shape[0], 2))]
+    if config.shape > 0 and n_sec > 1:
+        consecutive = sp.diags([-1.0, 1.0], [0, 1], shape=(n_sec - 1, n_sec))
+        fixed.append(sp.kron(consecutive, _edges(gy, gx)) * np.sqrt(config.shape))
+        fixed_rhs.append(np.zeros((fixed[-1].shape[0], 2)))
+    fixed.append(sp.kron(np.full((1, n_sec), 1.0 / n_sec), sp.identity(n_nodes)))
+    fixed_rhs.append(ident)
+    # a faint pull to the start: one solution where parts of the stack share no flow
+    fixed.append(sp.identity(n_sec * n_nodes) * np.sqrt(RIDGE))
+    fixed_rhs.append(np.sqrt(RIDGE) * nodes[zs].reshape(-1, 2))
+    x = nodes.copy()
+    pairs = [(z, r, f) for (z, r), f in flows.items() if z in col and r in col]
+    for _ in range(max(config.iterations, 1)):
+        rows, cols, vals, rhs = [], [], [], []
+        start = 0
+        for z, r, f in pairs:
+            step, known = flow_step(f, x[r], stride)
+            p = np.flatnonzero(known.ravel())
+            if not len(p):
+                continue
+            s = np.sqrt(1.0 / abs(z - r) ** distance_power)
+            k = start + np.arange(len(p))
+            rows += [k, k]
+            cols += [col[z] * n_nodes + p, col[r] * n_nodes + p]
+            vals += [np.full(len(p), s), np.full(len(p), -s)]
+            rhs.append(s * step.reshape(-1, 2)[p])
+            start += len(p)
+        if not start:
+            return nodes
+        a_flow = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                       np.concatenate(cols))),
+                               shape=(start, n_sec * n_nodes))
+        a = sp.vstack([a_flow, *fixed]).tocsr()
+        b = np.vstack([*rhs, *fixed_rhs])
+        solve = spl.factorized((a.T @ a).tocsc())
+        sol = np.stack([solve(a.T @ b[:, k]) for k in range(2)], axis=-1)
+        x[zs] = sol.reshape(n_sec, gy, gx, 2)
+    last = -1
+    for z in range(nz):
+        if usable[z]:
+            last = z
+        elif last >= 0:
+            x[z] = x[last]
+    return x
+
+
+RIDGE = 1e-6
+"""Weight of each node's pull to its start position (a flow one section apart weighs 1)."""
