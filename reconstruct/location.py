@@ -114,22 +114,32 @@ def read_bytes(loc: str | Path, what: str) -> bytes | None:
     where = parse(loc)
     if isinstance(where, Path):
         return where.read_bytes() if where.is_file() else None
-    parent, _, key = where.rpartition("/")
-    if parent.endswith(":/"):  # the bucket itself: no key
-        return None
-    try:
-        result = ts.KvStore.open(kvstore(parent)).result().read(key).result()
-    except Exception as e:
-        raise ReconstructError(f"{what}: cannot read {where}: {_reason(e)}") from e
-    return bytes(result.value) if result.state == "value" else None
+    result = _read(where, what, None)
+    return bytes(result.value) if result is not None and result.state == "value" else None
 
 
 def exists(loc: str | Path, what: str) -> bool:
-    """Whether a file or object is there (see `read_bytes` for the errors)."""
+    """Whether a file or object is there, from its metadata alone (a local stat; in object
+    storage a read of no bytes, which TensorStore sends as a HEAD request); the errors of
+    `read_bytes`."""
     where = parse(loc)
     if isinstance(where, Path):
         return where.exists()
-    return read_bytes(where, what) is not None
+    result = _read(where, what, slice(0, 0))
+    return result is not None and result.state == "value"
+
+
+def _read(where: str, what: str, byte_range: slice | None) -> ts.KvStore.ReadResult | None:
+    """An object's read through TensorStore (`byte_range` of it, None: all); None for the
+    bucket itself (no key)."""
+    parent, _, key = where.rpartition("/")
+    if parent.endswith(":/"):
+        return None
+    try:
+        store = ts.KvStore.open(kvstore(parent)).result()
+        return store.read(key, byte_range=byte_range).result()
+    except Exception as e:
+        raise ReconstructError(f"{what}: cannot read {where}: {_reason(e)}") from e
 
 
 def _reason(e: Exception) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
@@ -133,26 +134,60 @@ def erl(skeleton_ids: np.ndarray, edges: np.ndarray, edge_lengths: np.ndarray,
     skeleton_ids: (N,) skeleton of each node; edges: (E, 2) node indices; edge_lengths:
     (E,) nm; node_labels: (N,) predicted segment at each node (0 = background).
     """
-    if len(edges) == 0:
-        return 0.0
-    total = float(edge_lengths.sum())
-    if total <= 0:
-        return 0.0
-    fg = node_labels != 0
-    pairs = np.unique(np.stack([node_labels[fg], skeleton_ids[fg]], axis=1), axis=0)
-    seg_ids, n_skel = np.unique(pairs[:, 0], return_counts=True)
-    mergers = set(seg_ids[n_skel > 1].tolist())
-    a, b = edges[:, 0], edges[:, 1]
-    la, lb = node_labels[a], node_labels[b]
-    ok = (la == lb) & (la != 0)
-    if mergers:
-        ok &= ~np.isin(la, np.fromiter(mergers, dtype=la.dtype))
-    if not ok.any():
-        return 0.0
-    keys = np.stack([skeleton_ids[a][ok], la[ok]], axis=1)
-    _, inv = np.unique(keys, axis=0, return_inverse=True)
-    c = np.bincount(inv.ravel(), weights=edge_lengths[ok])
-    return float(np.sum(c**2) / total)
+    return erl_of_cells(erl_cells_of_edges(skeleton_ids, edges, edge_lengths, node_labels))
+
+
+def erl_cells_of_edges(skeleton_ids: np.ndarray, edges: np.ndarray, edge_lengths: np.ndarray,
+                       node_labels: np.ndarray) -> pd.DataFrame:
+    """`erl_cells` of a whole skeleton table (`erl`'s arguments), an edge's piece being its
+    child's (first node's) skeleton's."""
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    lengths = np.asarray(edge_lengths, np.float64).reshape(-1)
+    child, parent = edges[:, 0], edges[:, 1]
+    cell = skeleton_ids[child]
+    runs = np.stack([cell, node_labels[child], node_labels[parent]], axis=1)
+    return erl_cells(np.stack([node_labels, skeleton_ids], axis=1), runs, lengths,
+                     pd.Series(lengths, index=cell))
+
+
+def erl_cells(labelled: np.ndarray, runs: np.ndarray, run_nm: np.ndarray,
+              cable: pd.Series) -> pd.DataFrame:
+    """Per true cell (sorted): `cable_nm`, `squares_nm2` (its pieces' squared lengths summed),
+    `erl_nm` (their quotient) and `merged` (a merger holds one of its nodes); the one
+    definition of ERL (`erl`, the engine's block sums and the run report use it).
+
+    labelled: (N, 2) (segment, cell) of skeleton nodes, repeats allowed, segment 0 =
+    background; runs: (R, 3) (cell, segment at one end, segment at the other) of edges or of
+    sums of edges, run_nm: (R,) their lengths; cable: lengths indexed by cell, summed per cell.
+    A piece of a cell: its edges with both ends in one segment, unless that segment holds nodes
+    of two or more cells (a merger, whose pieces count zero).
+    """
+    pairs = np.unique(labelled, axis=0)
+    fg = pairs[pairs[:, 0] != 0]
+    seg_ids, n_cells = np.unique(fg[:, 0], return_counts=True)
+    mergers = seg_ids[n_cells > 1]
+    seg_a, seg_b = runs[:, 1], runs[:, 2]
+    ok = (seg_a == seg_b) & (seg_a != 0) & ~np.isin(seg_a, mergers)
+    squares = pd.Series(dtype=np.float64)
+    if ok.any():
+        pieces, inv = np.unique(np.stack([runs[ok, 0], seg_a[ok]], axis=1), axis=0,
+                                return_inverse=True)
+        piece_nm = np.bincount(inv.reshape(-1), weights=run_nm[ok], minlength=len(pieces))
+        squares = pd.Series(piece_nm**2).groupby(pieces[:, 0].astype(np.int64)).sum()
+    merged = fg[np.isin(fg[:, 0], mergers), 1].astype(np.int64)
+    out = pd.DataFrame({"cell": np.unique(pairs[:, 1]).astype(np.int64)})
+    out["cable_nm"] = out["cell"].map(cable.groupby(level=0).sum()).fillna(0.0)
+    out["squares_nm2"] = out["cell"].map(squares).fillna(0.0)
+    out["erl_nm"] = (out["squares_nm2"] / out["cable_nm"].where(out["cable_nm"] > 0)
+                     ).fillna(0.0)
+    out["merged"] = out["cell"].isin(merged)
+    return out
+
+
+def erl_of_cells(cells: pd.DataFrame) -> float:
+    """ERL (nm) of all skeletons from `erl_cells`: the cells' squared pieces over all cable."""
+    total = float(cells["cable_nm"].sum())
+    return float(cells["squares_nm2"].sum() / total) if total > 0 else 0.0
 
 
 @dataclass

@@ -2,16 +2,20 @@
 
     uv run python bench/reconstruct/ffn.py --size 32,128,128 --presets clean,noisy --seed 1 \
         --out bench/reconstruct/ffn.json
+    uv run python bench/reconstruct/ffn.py --size 32,128,128 --presets raw --seed 1
 
 For each preset, synthesises a volume with truth (seeds never used in training), runs `connectome
 reconstruct` on it with the watershed, then again with `--segmenter ffn` on the first run's
 affinities (the same image, the same affinities, the same cleft channel), each in its own
-process. Reports for each NERL, VOI split / merge, ARAND, synapse F1 (partners must be right)
-from the run's `metrics.json`, and the segmentation stage's seconds and voxels per second (the
-FFN's stage against the watershed's passes, faces and relabel). `--xla-threads 1` runs the FFN
-process with XLA on one thread (on a loaded machine a FOV's small convolutions lose more to
-thread hand-offs than they gain). The load average is recorded before and after: the machine
-may be shared.
+process. `raw` synthesises tiles of deformed, damaged sections (`synth-em --preset raw`) and
+puts them through the front end (`connectome prepare`) first: both segmenters then see the
+prepared image with its defect masks, scored against the truth `prepare` carries into the
+aligned frame, as the front-end benches score. Reports for each NERL, VOI split / merge, ARAND,
+synapse F1 (partners must be right) from the run's `metrics.json`, and the segmentation stage's
+seconds and voxels per second (the FFN's stage against the watershed's passes, faces and
+relabel). `--xla-threads 1` runs the FFN process with XLA on one thread (on a loaded machine a
+FOV's small convolutions lose more to thread hand-offs than they gain). The load average is
+recorded before and after: the machine may be shared.
 
 `--compare z,y,x` adds, in this process on a volume of that size per preset (the same seed), the
 FFN's inference before and after its speed-up: first every queued FOV predicted and the two seed
@@ -38,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectome_query.reconstruct import io
+from connectome_query.reconstruct.synth.raw import RawConfig
 
 VS = (40.0, 16.0, 16.0)  # the synthetic volumes' voxel size (z, y, x), nm
 INFERENCES = (("before: every queued FOV, orders padded to 2", False, 2),
@@ -64,16 +69,30 @@ def _cli(*argv: str, env: dict[str, str] | None = None) -> None:
                    stdout=subprocess.DEVNULL, env=env)
 
 
+def synth_em(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
+             workers: int | None) -> Path:
+    """The EM directory both runs read: `synth-em`'s for clean and noisy; for raw, the raw
+    directory `synth-em --preset raw` writes through the front end (`connectome prepare`, which
+    carries the truth into the aligned frame, so `reconstruct` scores against it)."""
+    z, y, x = shape
+    out = tmp / (f"raw_{preset}" if preset == "raw" else f"em_{preset}")
+    _cli("synth-em", str(out), "--size", f"{x},{y},{z}", "--preset", preset, "--seed",
+         str(seed), "--quiet")
+    if preset != "raw":
+        return out
+    em = tmp / f"em_{preset}"
+    _cli("prepare", str(out), str(em), "--quiet",
+         *(["--workers", str(workers)] if workers else []))
+    return em
+
+
 def one_preset(tmp: Path, shape: tuple[int, ...], preset: str, seed: int,
                args: argparse.Namespace) -> dict[str, Any]:
     """Watershed and FFN runs on one synthetic volume; their rows and run seconds."""
-    nvox = shape[0] * shape[1] * shape[2]
     extra = ["--workers", str(args.workers)] if args.workers else []
     extra += ["--block", args.block] if args.block else []
-    em = tmp / f"em_{preset}"
-    z, y, x = shape
-    _cli("synth-em", str(em), "--size", f"{x},{y},{z}", "--preset", preset, "--seed", str(seed),
-         "--quiet")
+    em = synth_em(tmp, shape, preset, seed, args.workers)
+    nvox = int(np.prod(io.read_volume_info(em)["shape_zyx"]))  # raw: the aligned frame's
     # each run in its own process, as `connectome reconstruct` runs
     t = time.perf_counter()
     ws = tmp / f"watershed_{preset}"
@@ -176,7 +195,8 @@ def show(con: Console, shape: tuple[int, ...], r: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", default="32,128,128", help="z,y,x voxels")
-    ap.add_argument("--presets", default="clean,noisy", help="comma-separated: clean, noisy")
+    ap.add_argument("--presets", default="clean,noisy",
+                    help="comma-separated: clean, noisy, raw (through `connectome prepare`)")
     ap.add_argument("--seed", type=int, default=1, help="synth seed of every preset's volume")
     ap.add_argument("--ffn", type=Path, default=None, help="FFN weights (default: shipped)")
     ap.add_argument("--workers", type=int, default=None, help="default: one per core")
@@ -194,9 +214,18 @@ def main() -> None:
     args = ap.parse_args()
     shape = tuple(int(v) for v in args.size.split(","))
     presets = args.presets.split(",")
-    if len(shape) != 3 or not set(presets) <= {"clean", "noisy"}:
-        ap.error("--size takes z,y,x and --presets clean and/or noisy")
     compare = tuple(int(v) for v in args.compare.split(",")) if args.compare else None
+    if len(shape) != 3 or not set(presets) <= {"clean", "noisy", "raw"}:
+        ap.error("--size takes z,y,x and --presets clean, noisy and/or raw")
+    if compare is not None and "raw" in presets:
+        ap.error("--compare takes synthetic EM directly: clean and/or noisy")
+    if "raw" in presets:
+        raw = RawConfig()
+        tile = raw.tile_shape((shape[1], shape[2]))
+        if not raw.overlap < min(tile) // 2:  # as `connectome prepare` checks the raw directory
+            ap.error(f"--presets raw: sections of {shape[1]}x{shape[2]} px give tiles of "
+                     f"{tile[0]}x{tile[1]} px, too small for the tiles' {raw.overlap} px "
+                     "overlap (it must be under half a tile); take larger y and x")
     if compare is not None and len(compare) != 3:
         ap.error("--compare takes z,y,x")
     if args.xla_threads == 1:  # this process's own inference too (before jax is imported)

@@ -24,7 +24,6 @@ EM_DIR is then an EM directory as `connectome reconstruct` reads it (RUN_DIR.md)
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from connectome_query.reconstruct.align import (
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS, Defect, has
 from connectome_query.reconstruct.align.rawdir import RawInfo, read_raw_info, read_section_tiles
 from connectome_query.reconstruct.engine import cluster
-from connectome_query.reconstruct.engine.manifest import Manifest
+from connectome_query.reconstruct.engine.manifest import Manifest, atomic_file
 from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.errors import ReconstructError
 from connectome_query.reconstruct.progress import Progress, Quiet, Tick, stage_tick
@@ -88,8 +87,8 @@ class PrepareReport:
 
 
 def _flat_field(info: RawInfo, path: Path) -> np.ndarray:
-    """The flat field from a sample of sections' tiles, recorded at `path` (written whole,
-    then renamed into place); a resumed run reads the record instead of computing it again
+    """The flat field from a sample of sections' tiles, recorded at `path` (`atomic_file`:
+    whole or not at all); a resumed run reads the record instead of computing it again
     (the manifest has checked that the raw directory and settings are the same)."""
     if path.exists():
         try:
@@ -100,9 +99,8 @@ def _flat_field(info: RawInfo, path: Path) -> np.ndarray:
     nz = info.sections
     sample = np.unique(np.linspace(0, nz - 1, min(nz, FLAT_FIELD_SECTIONS)).astype(int))
     flat = stitch.flat_field([read_section_tiles(info, int(z))[0] for z in sample])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, flat)
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:
+        np.save(fh, flat)
     return flat
 
 

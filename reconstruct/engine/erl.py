@@ -13,7 +13,8 @@ The parents asked for are answered by the blocks holding them (`answers`), and t
 the halves (one row per edge crossing a block face) and adds everything up (`Totals.add`,
 `Totals.result`). Labels may be block-provisional (`stitch.provisional`): they are mapped to
 whole-volume ids only when added, so two pieces of a cell that meet outside a block count as one.
-The sums are those of `metrics.erl` (and `report.errors.erl_per_cell_of`) in another order.
+The added runs go to `metrics.erl_cells`, the one definition of ERL that `metrics.erl` and the
+run report use too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from connectome_query.reconstruct import metrics
 from connectome_query.reconstruct.engine.runner import Record
 
 KINDS = ("seg", "gt", "piece", "base")
@@ -140,40 +142,19 @@ class Totals:
             self.runs_nm[k].append(nm)
 
     def cells(self, kind: str, lookup: Lookup | None = None) -> pd.DataFrame:
-        """Per true cell under the labels of `kind` (mapped by `lookup` to whole-volume ids):
-        cable (nm), the sum of its runs' squared lengths, and whether a merger touches it; the
-        columns of `report.errors.erl_per_cell_of` plus `squares_nm2`."""
+        """`metrics.erl_cells` of the whole skeleton table under the labels of `kind` (mapped
+        by `lookup` to whole-volume ids)."""
         def ids(a: np.ndarray) -> np.ndarray:
-            return lookup(a) if lookup is not None else a
+            return np.asarray(lookup(a) if lookup is not None else a, np.uint64)
 
         pairs = np.concatenate([np.zeros((0, 2), np.uint64), *self.pairs[kind]])
-        pairs = np.unique(np.stack([ids(pairs[:, 0]), pairs[:, 1]], axis=1), axis=0)
-        fg = pairs[pairs[:, 0] != 0]
-        seg_ids, n_cells = np.unique(fg[:, 0], return_counts=True)
-        mergers = seg_ids[n_cells > 1]
         runs = np.concatenate([np.zeros((0, 3), np.uint64), *self.runs[kind]])
-        nm = np.concatenate([np.zeros(0), *self.runs_nm[kind]])
-        la, lb = ids(runs[:, 1]), ids(runs[:, 2])
-        ok = (la == lb) & (la != 0) & ~np.isin(la, mergers)
-        pieces, c = _sum_by(np.stack([runs[ok, 0], la[ok]], axis=1), nm[ok])
-        squares = pd.Series(c**2).groupby(pieces[:, 0].astype(np.int64)).sum()
         cable = pd.concat(self.cable) if self.cable else pd.Series(dtype=float)
-        cable = cable.groupby(level=0).sum()
-        merged = fg[np.isin(fg[:, 0], mergers), 1].astype(np.int64)
-        out = pd.DataFrame({"cell": np.unique(pairs[:, 1]).astype(np.int64)})
-        out["cable_nm"] = out["cell"].map(cable).fillna(0.0)
-        out["squares_nm2"] = out["cell"].map(squares).fillna(0.0)
-        out["erl_nm"] = (out["squares_nm2"] / out["cable_nm"].where(out["cable_nm"] > 0)
-                         ).fillna(0.0)
-        out["merged"] = out["cell"].isin(merged)
-        return out
+        return metrics.erl_cells(np.stack([ids(pairs[:, 0]), pairs[:, 1]], axis=1),
+                                 np.stack([runs[:, 0], ids(runs[:, 1]), ids(runs[:, 2])],
+                                          axis=1),
+                                 np.concatenate([np.zeros(0), *self.runs_nm[kind]]), cable)
 
     def erl(self, kind: str, lookup: Lookup | None = None) -> float:
         """`metrics.erl` of the whole skeleton table under the labels of `kind`."""
-        return erl_of(self.cells(kind, lookup))
-
-
-def erl_of(cells: pd.DataFrame) -> float:
-    """ERL (nm) of the skeletons from `Totals.cells`: the cells' squared runs over all cable."""
-    total = float(cells["cable_nm"].sum())
-    return float(cells["squares_nm2"].sum() / total) if total > 0 else 0.0
+        return metrics.erl_of_cells(self.cells(kind, lookup))

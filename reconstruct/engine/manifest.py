@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -113,16 +115,29 @@ class Manifest:
         return load_record(self.record_path(stage, item))
 
 
-def save_record(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
-    """Write a block's record atomically (a temporary file renamed into place); with
-    `compress`, deflated (`load_record` reads either)."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file for writing that appears at `path` whole or not at all: a hidden temporary
+    beside it, renamed into place when the block ends, removed if it fails (a resumed run
+    never reads half a record)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_record(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write a block's record atomically (`atomic_file`); with `compress`, deflated
+    (`load_record` reads either)."""
     # numpy's stub types **kwargs as allow_pickle
     savez: Any = np.savez_compressed if compress else np.savez
-    with open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
-    os.replace(tmp, path)
 
 
 def load_record(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

@@ -182,7 +182,7 @@ def score(engine: Engine, run: Run, affs_path: Path, truth: dict[str, Any],
     cells = totals.cells("seg")
     io.write_table(run.path(ERL_CELLS), cells.drop(columns="squares_nm2").sort_values(
         "cable_nm", ascending=False, kind="stable").reset_index(drop=True))
-    ours = _scores(table, erl.erl_of(cells), e_gt, e_cc, len(segments))
+    ours = _scores(table, metrics.erl_of_cells(cells), e_gt, e_cc, len(segments))
     baseline = _scores(_relabel_table(metrics.add_tables(base_tables), base),
                        totals.erl("base", base.lookup), e_gt, e_cc, base.count)
     mapping = metrics.segment_to_truth_of_table(*table)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -194,15 +195,20 @@ def _faces_task(item: int, bw: Blockwise, records: str) -> Record:
 
 @dataclass(frozen=True)
 class _SectionIds:
-    """Segment ids of a section of the working array, through the numbering."""
+    """Segment ids of a section of the working array, through the numbering (read on first
+    use: a gap task, which gets its own copy, asks for up to four sections)."""
 
     labels: str
     numbering: str
     shape: Triple
 
+    @cached_property
+    def _table(self) -> stitch.Numbering:
+        return load_numbering(Path(self.numbering))
+
     def __call__(self, z: int) -> np.ndarray:
         prov = read(Path(self.labels), gaps.section_box(self.shape, z), "FFN block labels")
-        return load_numbering(Path(self.numbering)).lookup(prov[0])
+        return self._table.lookup(prov[0])
 
 
 def join_numbering(num: stitch.Numbering, sizes: list[np.ndarray], first: list[np.ndarray],

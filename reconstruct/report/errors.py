@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectome_query.reconstruct import metrics
 from connectome_query.reconstruct.scoring import skeleton_arrays
 
 PIECE_COLUMNS = ["cell", "segment", "voxels", "sum_z", "sum_y", "sum_x"]
@@ -31,32 +32,11 @@ def erl_per_cell(truth: dict[str, Any], seg: np.ndarray,
 def erl_per_cell_of(sids: np.ndarray, edges: np.ndarray, lengths: np.ndarray,
                     labels: np.ndarray) -> pd.DataFrame:
     """Per true cell: cable (nm) and its expected run length given the segment at each
-    skeleton node (`labels`; `scoring.skeleton_arrays` gives the rest), with the same rule as
-    `metrics.erl` (a segment touching two cells' skeletons is a merger and counts nothing).
-    The cable-weighted mean of `erl_nm` is `metrics.erl` of the whole volume."""
-    labels = np.asarray(labels, np.int64)
-    fg = labels != 0
-    pairs = np.unique(np.stack([labels[fg], sids[fg]], axis=1), axis=0)
-    seg_ids, n_cells = np.unique(pairs[:, 0], return_counts=True)
-    mergers = seg_ids[n_cells > 1]
-    cells = np.unique(sids)
-    merged = np.isin(cells, sids[fg][np.isin(labels[fg], mergers)])
-    if len(edges) == 0:
-        return pd.DataFrame({"cell": cells, "cable_nm": 0.0, "erl_nm": 0.0, "merged": merged})
-    a, b = edges[:, 0], edges[:, 1]
-    cell_of_edge = sids[a]
-    cable = pd.Series(lengths).groupby(cell_of_edge).sum()
-    ok = (labels[a] == labels[b]) & (labels[a] != 0) & ~np.isin(labels[a], mergers)
-    pieces = (pd.DataFrame({"cell": cell_of_edge[ok], "seg": labels[a][ok],
-                            "length": lengths[ok]})
-              .groupby(["cell", "seg"])["length"].sum())
-    squares = (pieces**2).groupby(level="cell").sum()
-    out = pd.DataFrame({"cell": cells})
-    out["cable_nm"] = out["cell"].map(cable).fillna(0.0)
-    out["erl_nm"] = (out["cell"].map(squares).fillna(0.0)
-                     / out["cable_nm"].where(out["cable_nm"] > 0)).fillna(0.0)
-    out["merged"] = merged
-    return out.sort_values("cable_nm", ascending=False).reset_index(drop=True)
+    skeleton node (`labels`; `scoring.skeleton_arrays` gives the rest): `metrics.erl_cells`,
+    longest cable first. The cable-weighted mean of `erl_nm` is `metrics.erl` of the volume."""
+    cells = metrics.erl_cells_of_edges(sids, edges, lengths, np.asarray(labels, np.int64))
+    return (cells.drop(columns="squares_nm2").sort_values("cable_nm", ascending=False)
+            .reset_index(drop=True))
 
 
 def piece_table(gt: np.ndarray, seg: np.ndarray,

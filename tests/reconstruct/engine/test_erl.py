@@ -1,6 +1,7 @@
 """ERL from blocks' shares equals `metrics.erl` (and the report's ERL per cell) of the whole
 skeleton table: random skeleton forests cut into random blocks, with labels that split, merge
-and miss cells, and with block-provisional labels joined only after all blocks."""
+and miss cells, and with block-provisional labels joined only after all blocks; and all three
+paths against ERL written out edge by edge."""
 
 from __future__ import annotations
 
@@ -109,3 +110,55 @@ def test_an_edge_across_blocks_counts_once_and_a_split_there_breaks_the_run() ->
     assert totals.erl("seg") == pytest.approx((1 + 9) / 6)  # the crossing edge counts 0
     cells = totals.cells("seg")
     pd.testing.assert_series_equal(cells["cable_nm"], pd.Series([6.0], name="cable_nm"))
+
+
+def _by_loops(sids: np.ndarray, edges: np.ndarray, lengths: np.ndarray,
+              labels: np.ndarray) -> tuple[float, dict[int, tuple[float, float, bool]]]:
+    """ERL and, per cell, (cable, ERL, merged) written out edge by edge: a piece is a cell's
+    edges inside one segment; a segment holding two cells' nodes counts nothing."""
+    cells_in: dict[int, set[int]] = {}
+    for s, lab in zip(sids.tolist(), labels.tolist(), strict=True):
+        if lab != 0:
+            cells_in.setdefault(lab, set()).add(s)
+    mergers = {lab for lab, cells in cells_in.items() if len(cells) > 1}
+    cable: dict[int, float] = {}
+    piece: dict[tuple[int, int], float] = {}
+    for (a, b), nm in zip(edges.tolist(), lengths.tolist(), strict=True):
+        cell, la, lb = sids[a], labels[a], labels[b]
+        cable[cell] = cable.get(cell, 0.0) + nm
+        if la == lb != 0 and la not in mergers:
+            piece[cell, la] = piece.get((cell, la), 0.0) + nm
+    out = {}
+    for cell in set(sids.tolist()):
+        squares = sum(v * v for (c, _), v in piece.items() if c == cell)
+        length = cable.get(cell, 0.0)
+        merged = any(lab in mergers for s, lab in zip(sids.tolist(), labels.tolist(),
+                                                     strict=True) if s == cell)
+        out[cell] = (length, squares / length if length > 0 else 0.0, merged)
+    total = sum(cable.values())
+    return (sum(v * v for v in piece.values()) / total if total > 0 else 0.0), out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(1, 3))
+def test_the_three_paths_match_erl_written_out_edge_by_edge(seed: int, n: int,
+                                                             n_blocks: int) -> None:
+    """`metrics.erl`, the report's `erl_per_cell_of` and the engine's block sums against
+    `_by_loops` on small forests."""
+    rng = np.random.default_rng(seed)
+    nodes = _forest(rng, n)
+    edges, lengths = _whole(nodes)
+    sids = nodes["cell"]
+    seg = rng.integers(0, 5, n).astype(np.int64)
+    want, per_cell = _by_loops(sids, edges, lengths, seg)
+    assert metrics.erl(sids, edges, lengths, seg) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    labels = {k: seg.astype(np.uint64) for k in erl.KINDS}
+    totals = _totals(nodes, rng.integers(0, n_blocks, n), n_blocks, labels)
+    assert totals.erl("seg") == pytest.approx(want, rel=1e-12, abs=1e-12)
+    for cells in (erl_per_cell_of(sids, edges, lengths, seg), totals.cells("seg")):
+        assert sorted(cells["cell"]) == sorted(per_cell)
+        for row in cells.itertuples():
+            cable, run, merged = per_cell[row.cell]
+            assert row.cable_nm == pytest.approx(cable, rel=1e-12, abs=1e-12)
+            assert row.erl_nm == pytest.approx(run, rel=1e-12, abs=1e-12)
+            assert row.merged == merged

@@ -132,6 +132,13 @@ def test_the_s3_image_reads_as_the_local_one(s3: Any, em_local: Path) -> None:
     assert bare["shape_zyx"] == [20, 96, 96] and bare["voxel_size_nm"] == [16.0, 16.0, 40.0]
 
 
+def test_an_object_exists_by_its_metadata(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="probe/volume.json", Body=b"{}" * 1000)
+    assert location.exists(f"s3://{BUCKET}/probe/volume.json", "probe")
+    assert not location.exists(f"s3://{BUCKET}/probe/info", "probe")
+    assert not location.exists(f"s3://{BUCKET}/probe", "probe")  # a prefix, not an object
+
+
 @pytest.mark.parametrize("where, says", [
     (f"s3://no-such-bucket-{os.getpid()}/em", "no such bucket or path"),
     (f"s3://{BUCKET}/no/such/volume", "no such bucket or path"),

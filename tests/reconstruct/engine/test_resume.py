@@ -156,3 +156,20 @@ def test_the_network_is_known_by_its_weights_not_its_path(tmp_path: Path,
     assert _records(out) == before
     with pytest.raises(ReconstructError, match=r"other parameters.*network\.sha256"):
         pipeline.reconstruct(em, out, net_path=LEAN_NET, block=(8, 16, 16), spec=cluster)
+
+
+def test_an_atomic_file_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A record written in full is there with its bytes; one whose writing fails leaves
+    neither it nor its temporary, and a record already there is kept."""
+    from connectome_query.reconstruct.engine.manifest import atomic_file
+
+    path = tmp_path / "engine" / "flat_field.npy"
+    want = np.arange(12.0).reshape(3, 4)
+    with atomic_file(path) as fh:
+        np.save(fh, want)
+    np.testing.assert_array_equal(np.load(path), want)
+    with pytest.raises(RuntimeError, match="stopped"), atomic_file(path) as fh:
+        fh.write(b"half a reco")
+        raise RuntimeError("stopped")
+    np.testing.assert_array_equal(np.load(path), want)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["flat_field.npy"]

@@ -241,3 +241,32 @@ def test_overlap_pairs_match_counting_by_hand() -> None:
     assert got == want and got == {(1, 11), (2, 12)}
     with pytest.raises(ValueError, match="overlap of labels"):
         blockwise.overlap_pairs(a, b[:-1], 0.5)
+
+
+def test_a_gap_task_reads_the_numbering_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gap task asks for four sections and loads the numbering once; the pairs are those
+    of the sections renumbered by hand."""
+    from connectome_query.reconstruct.engine import gaps as engine_gaps
+    from connectome_query.reconstruct.engine.context import create_sharded, write
+    from connectome_query.reconstruct.engine.segmentation import save_numbering
+    from connectome_query.reconstruct.segment import stitch
+
+    rng = np.random.default_rng(3)
+    shape = (6, 10, 12)
+    local = rng.integers(0, 4, shape)
+    local[3] = local[2] = 0
+    create_sharded(tmp_path / "labels.zarr", shape, shape, "uint64")
+    write(tmp_path / "labels.zarr", Box((0, 0, 0), shape), stitch.provisional(0, local))
+    final = np.array([0, 7, 5, 7], np.uint64)  # local 1 and 3 are one segment
+    save_numbering(tmp_path / "num.npz", stitch.Numbering(np.array([0, 3]), final[1:], 2))
+    calls = []
+    load = blockwise.load_numbering
+    monkeypatch.setattr(blockwise, "load_numbering", lambda p: calls.append(p) or load(p))
+    ids = blockwise._SectionIds(str(tmp_path / "labels.zarr"), str(tmp_path / "num.npz"),
+                                shape)
+    got = engine_gaps._gap_task(0, np.array([[2, 3]]), shape[0], ids)["pairs"]
+    seg = final[local]
+    want = gaps.drifted_pairs((seg[0], seg[1]), (seg[4], seg[5]), 3)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(got, want)
