@@ -151,9 +151,9 @@ def write_synthetic_raw(out_dir: Path, cfg: synth.SynthConfig, raw_cfg: raw.RawC
     def part(lo: float, hi: float) -> Tick:
         return lambda msg, frac: tick(msg, lo + (hi - lo) * frac)
 
-    synthetic_em.write_synthetic_em(und, cfg, part(0.0, 0.5))
     nz, ny, nx = cfg.shape_zyx
-    plan = raw.plan_raw((nz, ny, nx), raw_cfg)
+    plan = raw.plan_raw((nz, ny, nx), raw_cfg)  # refuses a bad layout before anything is written
+    synthetic_em.write_synthetic_em(und, cfg, part(0.0, 0.5))
     image_path = und / "image.zarr"
     image = io.open_zarr(image_path, "undeformed image")
     deformation = io.create_zarr(out / "truth" / "deformation.zarr", (nz, 2, ny, nx),

@@ -27,6 +27,15 @@ def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def test_synth_raw_refuses_sections_too_small_for_its_tiles_and_writes_nothing(tmp_path):
+    d = tmp_path / "raw"
+    r = CliRunner().invoke(app, ["synth-em", str(d), "--size", "96,96,16", "--preset", "raw",
+                                 "--quiet"])
+    assert r.exit_code == 2, r.output
+    assert "96x96 px" in r.output and "need at least" in r.output
+    assert not d.exists()
+
+
 def _prepare(raw: Path, em: Path) -> tuple[int, str]:
     r = CliRunner().invoke(app, ["prepare", str(raw), str(em), "--stride", "16", "--patch",
                                  "64", "--quiet"])
