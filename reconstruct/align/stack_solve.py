@@ -17,8 +17,12 @@ least-squares problem, each coordinate on its own:
   flows follow the tissue's own motion between sections, which changes a section's shape
   locally; this holds it back, as the sequential mesh's springs to the references' shape do,
   but from both sides;
-- **gauge**: the mean over the sections of each node's position is the identity grid (true
-  section deformations average out; the residual does not see a transform common to all).
+- **gauge**: the mean over the sections of each node's position is set to the identity grid
+  after each solve: the aligned frame is the sections' mean frame (true section deformations
+  average out), not the first section's as in the sequential pass. Every term above sees only
+  differences between sections or is the same for each, so this moves no section against
+  another; as a row of the problem it coupled every section with every other, and the
+  factorisation grew with their square.
 """
 
 from __future__ import annotations
@@ -98,8 +102,6 @@ def solve_stack(nodes: np.ndarray, flows: dict[tuple[int, int], flow_.Flow],
         consecutive = sp.diags([-1.0, 1.0], [0, 1], shape=(n_sec - 1, n_sec))
         fixed.append(sp.kron(consecutive, _edges(gy, gx)) * np.sqrt(config.shape))
         fixed_rhs.append(np.zeros((fixed[-1].shape[0], 2)))
-    fixed.append(sp.kron(np.full((1, n_sec), 1.0 / n_sec), sp.identity(n_nodes)))
-    fixed_rhs.append(ident)
     # a faint pull to the start: one solution where parts of the stack share no flow
     fixed.append(sp.identity(n_sec * n_nodes) * np.sqrt(RIDGE))
     fixed_rhs.append(np.sqrt(RIDGE) * nodes[zs].reshape(-1, 2))
@@ -129,7 +131,8 @@ def solve_stack(nodes: np.ndarray, flows: dict[tuple[int, int], flow_.Flow],
         b = np.vstack([*rhs, *fixed_rhs])
         solve = spl.factorized((a.T @ a).tocsc())
         sol = np.stack([solve(a.T @ b[:, k]) for k in range(2)], axis=-1)
-        x[zs] = sol.reshape(n_sec, gy, gx, 2)
+        sol = sol.reshape(n_sec, n_nodes, 2)
+        x[zs] = (sol - sol.mean(axis=0) + ident).reshape(n_sec, gy, gx, 2)  # the gauge
     last = -1
     for z in range(nz):
         if usable[z]:
@@ -141,3 +144,11 @@ def solve_stack(nodes: np.ndarray, flows: dict[tuple[int, int], flow_.Flow],
 
 RIDGE = 1e-6
 """Weight of each node's pull to its start position (a flow one section apart weighs 1)."""
+MAX_COST = 2e7
+"""Largest sections x nodes-per-section^2 solved (the sparse factorisation's cost grows about
+so: 16 sections of 32 x 32 nodes take about 20 s, 512 of 8 x 8 about 3 s on one core)."""
+
+
+def affordable(n_sections: int, grid: tuple[int, int]) -> bool:
+    """Whether `solve_stack` is run on a stack this big (see `MAX_COST`)."""
+    return n_sections * float(grid[0] * grid[1]) ** 2 <= MAX_COST

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from connectome_query.reconstruct.align import flow, stack_solve, warp
+from connectome_query.reconstruct.align import elastic, flow, stack_solve, warp
 
 GRID, STRIDE = (7, 8), 32
 
@@ -95,3 +95,25 @@ def test_sections_in_no_flow_keep_their_start():
     fl = {k: v for k, v in _flows(nodes, usable).items() if 0 not in k}
     x = stack_solve.solve_stack(nodes + 1.0, fl, usable, STRIDE, 4.0)
     np.testing.assert_allclose(x[0], nodes[0] + 1.0)
+
+
+def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_so(
+        monkeypatch):
+    assert stack_solve.affordable(16, (8, 8)) and not stack_solve.affordable(512, (32, 32))
+    rng = np.random.default_rng(5)
+    stack = rng.standard_normal((4, 96, 96)).astype(np.float32)
+    ones = np.ones(4, bool)
+
+    def run(cfg: elastic.AlignConfig) -> elastic.Maps:
+        return elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((96, 96), bool), 4,
+                                   ones, ones, (96, 96), cfg)
+
+    cfg = elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0)
+    sequential = run(elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0,
+                                         stack=stack_solve.StackSolveConfig(enabled=False)))
+    monkeypatch.setattr(stack_solve, "MAX_COST", 0.0)
+    skipped = run(cfg)
+    np.testing.assert_array_equal(skipped.nodes, sequential.nodes)
+    assert any("joint solve" in n for n in skipped.notes)
+    monkeypatch.undo()
+    assert not any("joint solve" in n for n in run(cfg).notes)
