@@ -220,12 +220,10 @@ def main() -> None:
     if compare is not None and "raw" in presets:
         ap.error("--compare takes synthetic EM directly: clean and/or noisy")
     if "raw" in presets:
-        raw = RawConfig()
-        tile = raw.tile_shape((shape[1], shape[2]))
-        if not raw.overlap < min(tile) // 2:  # as `connectome prepare` checks the raw directory
-            ap.error(f"--presets raw: sections of {shape[1]}x{shape[2]} px give tiles of "
-                     f"{tile[0]}x{tile[1]} px, too small for the tiles' {raw.overlap} px "
-                     "overlap (it must be under half a tile); take larger y and x")
+        try:  # as `synth-em --preset raw` checks it
+            RawConfig().check_section((shape[1], shape[2]))
+        except ValueError as e:
+            ap.error(f"--presets raw: {e}")
     if compare is not None and len(compare) != 3:
         ap.error("--compare takes z,y,x")
     if args.xla_threads == 1:  # this process's own inference too (before jax is imported)

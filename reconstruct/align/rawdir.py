@@ -152,7 +152,8 @@ def write_synthetic_raw(out_dir: Path, cfg: synth.SynthConfig, raw_cfg: raw.RawC
         return lambda msg, frac: tick(msg, lo + (hi - lo) * frac)
 
     nz, ny, nx = cfg.shape_zyx
-    plan = raw.plan_raw((nz, ny, nx), raw_cfg)  # refuses a bad layout before anything is written
+    raw_cfg.check_section((ny, nx))  # before anything is written
+    plan = raw.plan_raw((nz, ny, nx), raw_cfg)
     synthetic_em.write_synthetic_em(und, cfg, part(0.0, 0.5))
     image_path = und / "image.zarr"
     image = io.open_zarr(image_path, "undeformed image")

@@ -59,22 +59,25 @@ class RawConfig:
             raise ValueError(f"overlap must be at least 8 px, got {self.overlap}")
 
     def tile_shape(self, section_shape: tuple[int, int]) -> tuple[int, int]:
-        """Tile size that covers a section of `section_shape` with this grid and overlap;
-        refuses a section so small that its tiles are not more than twice the overlap (the
-        raw directory's own rule, so `prepare` would refuse what was written)."""
-        def side(s: int, g: int) -> int:
-            return int(np.ceil((s + (g - 1) * self.overlap) / g))
+        """Tile size that covers a section of `section_shape` with this grid and overlap."""
+        return tuple(  # type: ignore[return-value]
+            self._side(s, g) for s, g in zip(section_shape, self.grid, strict=True))
 
-        tile = tuple(side(s, g) for s, g in zip(section_shape, self.grid, strict=True))
+    def _side(self, s: int, g: int) -> int:
+        return int(np.ceil((s + (g - 1) * self.overlap) / g))
+
+    def check_section(self, section_shape: tuple[int, int]) -> None:
+        """Refuse a section so small that its tiles are not more than twice the overlap (the
+        raw directory's own rule, so `prepare` would refuse what was written)."""
+        tile = self.tile_shape(section_shape)
         if min(tile) // 2 <= self.overlap:
             need = [next(n for n in range(1, 100 * self.overlap * g)
-                         if side(n, g) // 2 > self.overlap) for g in self.grid]
+                         if self._side(n, g) // 2 > self.overlap) for g in self.grid]
             raise ValueError(
                 f"a section of {section_shape[0]}x{section_shape[1]} px (y, x) in "
                 f"{self.grid[0]}x{self.grid[1]} tiles overlapping by {self.overlap} px gives "
                 f"tiles of {tile[0]}x{tile[1]} px, not more than twice the overlap: sections "
                 f"need at least {need[0]}x{need[1]} px")
-        return tile  # type: ignore[return-value]
 
     def nominal_origins(self, section_shape: tuple[int, int]) -> np.ndarray:
         """(rows, cols, 2) nominal top-left corner of each tile in the section."""

@@ -69,17 +69,18 @@ def test_the_plan_is_decided_by_the_seed():
 def test_sections_too_small_for_the_overlap_are_refused_with_the_size_they_need():
     cfg = raw.RawConfig()
     with pytest.raises(ValueError, match=r"96x96 px.*tiles of 68x68 px.*at least (\d+)x\1 px"):
-        cfg.tile_shape((96, 96))
+        cfg.check_section((96, 96))
     need = int(re.search(r"at least (\d+)x", _message(cfg, (96, 96))).group(1))
-    tile = cfg.tile_shape((need, need))  # the size it names is accepted ...
+    cfg.check_section((need, need))  # the size it names is accepted ...
+    tile = cfg.tile_shape((need, need))
     assert cfg.overlap < min(tile) // 2  # ... and meets the raw directory's rule
     with pytest.raises(ValueError):  # one pixel less is not
-        cfg.tile_shape((need - 1, need))
+        cfg.check_section((need - 1, need))
 
 
 def _message(cfg: raw.RawConfig, shape: tuple[int, int]) -> str:
     try:
-        cfg.tile_shape(shape)
+        cfg.check_section(shape)
     except ValueError as e:
         return str(e)
     raise AssertionError(f"{shape} was accepted")
