@@ -143,11 +143,15 @@ def erl_cells_of_edges(skeleton_ids: np.ndarray, edges: np.ndarray, edge_lengths
     child's (first node's) skeleton's."""
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
     lengths = np.asarray(edge_lengths, np.float64).reshape(-1)
+    # one unsigned type: stacking uint64 segment ids with int64 cells would give float64,
+    # where ids of FlyWire's range (~7e17) collide
+    labels = np.asarray(node_labels).astype(np.uint64)
+    cells = np.asarray(skeleton_ids).astype(np.uint64)
     child, parent = edges[:, 0], edges[:, 1]
-    cell = skeleton_ids[child]
-    runs = np.stack([cell, node_labels[child], node_labels[parent]], axis=1)
-    return erl_cells(np.stack([node_labels, skeleton_ids], axis=1), runs, lengths,
-                     pd.Series(lengths, index=cell))
+    cell = cells[child]
+    runs = np.stack([cell, labels[child], labels[parent]], axis=1)
+    return erl_cells(np.stack([labels, cells], axis=1), runs, lengths,
+                     pd.Series(lengths, index=cell.astype(np.int64)))
 
 
 def erl_cells(labelled: np.ndarray, runs: np.ndarray, run_nm: np.ndarray,

@@ -140,3 +140,17 @@ def test_synapse_matching_memory_grows_with_nearby_pairs_only() -> None:
     ids = np.arange(n) % 97 + 1
     sc = metrics.synapse_scores(pred, ids, ids, true, ids, ids, {i: i for i in range(98)})
     assert sc.n_true == n and sc.true_positives > 0.9 * n
+
+
+def test_erl_keeps_segment_ids_of_flywire_range_apart():
+    """Two cells in two segments whose ids differ by one near 7e17 (beyond float64's exact
+    integers): no merger, each cell whole, as with small ids."""
+    big = np.uint64(700_000_000_000_000_000)
+    cells = np.array([1, 1, 2, 2], np.int64)
+    edges = np.array([[0, 1], [2, 3]])
+    lengths = np.array([10.0, 30.0])
+    expected = (10.0**2 + 30.0**2) / 40.0
+    for labels in (np.array([5, 5, 6, 6], np.uint64),
+                   np.array([big, big, big + np.uint64(1), big + np.uint64(1)], np.uint64)):
+        assert metrics.erl(cells, edges, lengths, labels) == pytest.approx(expected)
+        assert not metrics.erl_cells_of_edges(cells, edges, lengths, labels)["merged"].any()
