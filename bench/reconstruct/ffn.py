@@ -229,24 +229,33 @@ def main() -> None:
     if args.xla_threads == 1:  # this process's own inference too (before jax is imported)
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD}".strip()
     con = Console(width=140)
-    load_before = os.getloadavg()
+    summary: dict[str, Any] = {"shape_zyx": list(shape), "block_zyx": args.block,
+                               "xla_threads": args.xla_threads or "default", "results": [],
+                               "inference_comparison": [],
+                               "load_average_before": os.getloadavg()}
+
+    def save() -> None:  # after each preset: a long run killed part-way keeps what it finished
+        summary["load_average_after"] = os.getloadavg()
+        if args.out:
+            args.out.write_text(json.dumps(summary, indent=2, default=float))
+
     with tempfile.TemporaryDirectory() as tmp:
-        compared = [compare_inference(Path(tmp), compare, p, args.seed, args.ffn)
-                    for p in presets] if compare else []
-        results = [] if args.skip_runs else [one_preset(Path(tmp), shape, p, args.seed, args)
-                                             for p in presets]
-    load_after = os.getloadavg()
-    for c in compared:
+        for p in presets if compare is not None else []:
+            assert compare is not None
+            summary["inference_comparison"].append(
+                compare_inference(Path(tmp), compare, p, args.seed, args.ffn))
+            save()
+        for p in [] if args.skip_runs else presets:
+            summary["results"].append(one_preset(Path(tmp), shape, p, args.seed, args))
+            save()
+    save()
+    for c in summary["inference_comparison"]:
         show_comparison(con, c)
-    for r in results:
+    for r in summary["results"]:
         show(con, shape, r)
-    con.print(f"load average before {load_before}, after {load_after}")
-    summary = {"shape_zyx": list(shape), "block_zyx": args.block,
-               "xla_threads": args.xla_threads or "default",
-               "results": results, "inference_comparison": compared,
-               "load_average_before": load_before, "load_average_after": load_after}
+    con.print(f"load average before {summary['load_average_before']}, "
+              f"after {summary['load_average_after']}")
     if args.out:
-        args.out.write_text(json.dumps(summary, indent=2, default=float))
         con.print(f"wrote {args.out}")
 
 
