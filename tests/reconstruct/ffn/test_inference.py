@@ -170,7 +170,8 @@ class Ball:
 def test_a_queued_fov_whose_centre_weakened_is_skipped() -> None:
     """The seed's FOV queues a move at each of its six faces; the first of them, predicted,
     covers the other five and says they are outside the object. With the published checks
-    they are not predicted; without, all are. The object (the ball) is the same."""
+    they are not predicted; without, all are. The object connected to the seed (the ball) is
+    the same."""
     shape, centre = (24, 72, 72), (12, 36, 36)
     ball = (np.indices(shape) - np.array(centre).reshape(3, 1, 1, 1)) ** 2
     ball = ball.sum(axis=0) <= 4
@@ -178,12 +179,54 @@ def test_a_queued_fov_whose_centre_weakened_is_skipped() -> None:
     for skip_weak in (True, False):
         pred = Ball(centre, 2.0)
         canvas = inf.Canvas(np.zeros(shape, np.float32), pred,
-                            inf.FFNParams(min_size=1, skip_weak=skip_weak))
+                            inf.FFNParams(min_size=1, skip_weak=skip_weak,
+                                          connected_to_seed=True))
         assert canvas.segment_at(centre) == 1
         segs.append(canvas.segmentation())
         calls.append(pred.calls)
     assert calls[0] == 2 and calls[1] == 7
     assert np.array_equal(segs[0] == 1, ball) and np.array_equal(segs[1] == 1, ball)
+
+
+class Moat:
+    """+4 at the volume's voxel `centre` and beyond `outer` voxels of it, -4 between: a fill
+    that leaves its seed alone inside a moat, the rest of what it reached above threshold."""
+
+    def __init__(self, centre: tuple[int, int, int], outer: float) -> None:
+        self.centre = np.array(centre)
+        self.outer = outer
+        self.calls = 0
+
+    def __call__(self, lo: tuple[int, int, int], img: np.ndarray,
+                 mask: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        zyx = np.indices(FOV) + np.array(lo).reshape(3, 1, 1, 1)
+        d2 = ((zyx - self.centre.reshape(3, 1, 1, 1)) ** 2).sum(axis=0)
+        return np.where((d2 == 0) | (d2 > self.outer ** 2), 4.0, -4.0).astype(np.float32)
+
+
+def test_a_fill_claims_all_it_left_above_threshold_not_only_what_touches_its_seed() -> None:
+    """The published object rule: the fill's object is every voxel of its box above the
+    segment threshold, so a second seed in what the first fill reached starts nothing. Keeping
+    only the part connected to the seed (one voxel here, under `min_size`) left the rest free,
+    and the second seed predicted again (the runaway fills of the benchmark)."""
+    shape, centre, other = (24, 72, 72), (12, 36, 36), (12, 36, 46)
+    out = {}
+    for connected in (False, True):
+        pred = Moat(centre, 3.0)
+        canvas = inf.Canvas(np.zeros(shape, np.float32), pred,
+                            inf.FFNParams(min_size=30, connected_to_seed=connected))
+        first = canvas.segment_at(centre)
+        calls = pred.calls
+        second = canvas.segment_at(other)
+        out[connected] = (first, second, pred.calls - calls, canvas.segmentation())
+    first, second, more, seg = out[False]
+    assert first == 1 and second == 0 and more == 0
+    d2 = ((np.indices(shape) - np.array(centre).reshape(3, 1, 1, 1)) ** 2).sum(axis=0)
+    assert seg[centre] == 1 and not seg[(d2 > 0) & (d2 <= 9)].any()  # the moat stays out
+    assert seg[other] == 1
+    first, second, more, _ = out[True]
+    assert first == 0 and more > 0  # the seed's own piece too small; the next seed refills
 
 
 class BatchOracle(Oracle):
