@@ -217,12 +217,13 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
     else:
-        if config.stack.enabled and stack_solve.affordable(int(usable.sum()), ident.shape[:2]):
+        per = stack_solve.window(int(usable.sum()), ident.shape[:2])
+        if config.stack.enabled and per is not None:
             nodes = stack_solve.solve_stack(nodes, used, usable, config.stride,
-                                            config.distance_power, config.stack)
+                                            config.distance_power, config.stack, per)
         elif config.stack.enabled:
-            notes.append(f"{int(usable.sum())} sections of {ident.shape[0]}x{ident.shape[1]} "
-                         "nodes: too many for the joint solve; the sequential solution is kept")
+            notes.append(f"sections of {ident.shape[0]}x{ident.shape[1]} nodes: too many "
+                         "for the joint solve; the sequential solution is kept")
         nodes = remove_z_trend(nodes, ident, usable, config.z_trend_degree)
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from connectome_query.reconstruct.align import elastic, flow, stack_solve, warp
@@ -99,7 +101,7 @@ def test_sections_in_no_flow_keep_their_start():
 
 def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_so(
         monkeypatch):
-    assert stack_solve.affordable(16, (8, 8)) and not stack_solve.affordable(512, (32, 32))
+    assert stack_solve.window(16, (8, 8)) == 16 and stack_solve.window(512, (64, 64)) is None
     rng = np.random.default_rng(5)
     stack = rng.standard_normal((4, 96, 96)).astype(np.float32)
     ones = np.ones(4, bool)
@@ -117,3 +119,44 @@ def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_
     assert any("joint solve" in n for n in skipped.notes)
     monkeypatch.undo()
     assert not any("joint solve" in n for n in run(cfg).notes)
+
+
+def test_window_sizes_follow_the_cost_limit():
+    assert stack_solve.window(16, (8, 8)) == 16  # all at once
+    per = stack_solve.window(512, (32, 32))
+    assert per is not None and per < 512
+    assert per * float(32 * 32) ** 2 <= stack_solve.MAX_COST
+    assert (per + 1) * float(32 * 32) ** 2 > stack_solve.MAX_COST
+
+
+def test_windows_cover_every_section_and_hold_the_ones_just_before():
+    zs = np.array([0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 12, 13])  # 3 and 11 not usable
+    wins = stack_solve._windows(zs, 5, 3)
+    assert len(wins) > 1
+    assert set(np.concatenate([f for f, _ in wins]).tolist()) == set(zs.tolist())
+    for (free, _), (nxt, _) in itertools.pairwise(wins):
+        assert len(np.intersect1d(free, nxt)) >= 1  # consecutive windows overlap
+    for free, held in wins[1:]:
+        assert len(held) and held.max() < free[0] and held.min() >= free[0] - 3
+        assert set(held.tolist()) <= set(zs.tolist())
+
+
+def test_a_stack_solved_in_windows_recovers_the_true_maps_as_a_whole_solve_does():
+    """Twelve sections of affine maps (no bending cost), exact flows, a start several px off:
+    in windows of four sections, each held to the sections an earlier window solved, the
+    answer is the whole solve's to a small fraction of a pixel, and both are the truth up to
+    the gauge."""
+    nodes, _ = _affine_maps(12, 6)
+    usable = np.ones(12, bool)
+    rng = np.random.default_rng(7)
+    start = nodes + rng.normal(0, 3.0, nodes.shape)
+    fl = _flows(nodes, usable)
+    config = stack_solve.StackSolveConfig(shape=0.0, iterations=3)
+    whole = stack_solve.solve_stack(start, fl, usable, STRIDE, 4.0, config)
+    windowed = stack_solve.solve_stack(start, fl, usable, STRIDE, 4.0, config, window=4)
+    truth = nodes - nodes.mean(0) + warp.identity_nodes(GRID, STRIDE)
+    for x in (whole, windowed):
+        err = np.linalg.norm(x - truth, axis=-1)
+        assert np.sqrt(np.mean(err**2)) < 0.15 and err.max() < 0.6, (np.sqrt(np.mean(err**2)),
+                                                                     err.max())
+    assert np.linalg.norm(start - truth, axis=-1).mean() > 2.0
