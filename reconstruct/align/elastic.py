@@ -217,7 +217,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
     else:
-        per = stack_solve.window(int(usable.sum()), ident.shape[:2])
+        per = stack_solve.window(int(usable.sum()), ident.shape[:2], config.stack.max_cost)
         if config.stack.enabled and per is not None:
             nodes = stack_solve.solve_stack(nodes, used, usable, config.stride,
                                             config.distance_power, config.stack, per)

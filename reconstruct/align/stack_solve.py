@@ -49,6 +49,8 @@ class StackSolveConfig:
     bend: float = 1.0
     shape: float = 0.1
     iterations: int = 2
+    max_cost: float = 2e7
+    """Largest sections x nodes-per-section^2 solved at once (`window`)."""
 
 
 def _bending(gy: int, gx: int) -> sp.csr_matrix:
@@ -210,20 +212,20 @@ def _solve(nodes: np.ndarray, flows: dict[tuple[int, int], flow_.Flow], free: np
 
 RIDGE = 1e-6
 """Weight of each node's pull to its start position (a flow one section apart weighs 1)."""
-MAX_COST = 2e7
-"""Largest sections x nodes-per-section^2 solved at once (the sparse factorisation's cost grows
-about so: 16 sections of 32 x 32 nodes take about 20 s, 512 of 8 x 8 about 3 s on one core).
-A bigger stack is solved in windows of as many sections as this allows."""
+MAX_COST = StackSolveConfig.max_cost
+"""Largest sections x nodes-per-section^2 solved at once by default (the sparse factorisation's
+cost grows about so: 16 sections of 32 x 32 nodes take about 20 s, 512 of 8 x 8 about 3 s on one
+core). A bigger stack is solved in windows of as many sections as this allows."""
 MIN_WINDOW = 4
 """Fewest sections a window may hold: with fewer, each section hears too little of its
 neighbours for the joint solve to improve on the sequential one, which is kept."""
 
 
-def window(n_sections: int, grid: tuple[int, int]) -> int | None:
+def window(n_sections: int, grid: tuple[int, int], max_cost: float = MAX_COST) -> int | None:
     """Sections `solve_stack` solves at once for a stack this big: all of them when the cost
-    allows (see `MAX_COST`), else the most it allows; None when that is under `MIN_WINDOW`
-    (sections too big for the joint solve)."""
-    per = int(MAX_COST // float(grid[0] * grid[1]) ** 2)
+    allows (`max_cost`, see `MAX_COST`), else the most it allows; None when that is under
+    `MIN_WINDOW` (sections too big for the joint solve)."""
+    per = int(max_cost // float(grid[0] * grid[1]) ** 2)
     if per >= n_sections:
         return n_sections
     return per if per >= MIN_WINDOW else None

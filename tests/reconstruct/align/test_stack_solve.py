@@ -99,8 +99,7 @@ def test_sections_in_no_flow_keep_their_start():
     np.testing.assert_allclose(x[0], nodes[0] + 1.0)
 
 
-def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_so(
-        monkeypatch):
+def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_so():
     assert stack_solve.window(16, (8, 8)) == 16 and stack_solve.window(512, (64, 64)) is None
     rng = np.random.default_rng(5)
     stack = rng.standard_normal((4, 96, 96)).astype(np.float32)
@@ -113,11 +112,10 @@ def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_
     cfg = elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0)
     sequential = run(elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0,
                                          stack=stack_solve.StackSolveConfig(enabled=False)))
-    monkeypatch.setattr(stack_solve, "MAX_COST", 0.0)
-    skipped = run(cfg)
+    skipped = run(elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0,
+                                      stack=stack_solve.StackSolveConfig(max_cost=0.0)))
     np.testing.assert_array_equal(skipped.nodes, sequential.nodes)
     assert any("joint solve" in n for n in skipped.notes)
-    monkeypatch.undo()
     assert not any("joint solve" in n for n in run(cfg).notes)
 
 
