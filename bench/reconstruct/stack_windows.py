@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from connectome_query.reconstruct import synth
 from connectome_query.reconstruct.align import elastic, flow, stack_solve, trial, warp
-from tests.support.raw_volumes import make_raw_volume
+from connectome_query.reconstruct.synth import raw
 
 STRIDE = 32
 
 
 def residual_rows(seed: int, window: int) -> list[dict[str, Any]]:
-    v = make_raw_volume((16, 256, 256), seed=seed)
+    image = synth.synthesize(synth.SynthConfig((16, 256, 256), seed=seed)).image
     gy, gx = flow.grid_shape((256, 256), STRIDE)
     nodes = gy * gx  # the mesh's nodes a section
     rows = []
@@ -39,7 +40,7 @@ def residual_rows(seed: int, window: int) -> list[dict[str, Any]]:
                        (f"windows of {window}", window * float(nodes) ** 2 + 1.0)):
         align = elastic.AlignConfig(stack=stack_solve.StackSolveConfig(max_cost=cost))
         t = time.perf_counter()
-        r = trial.run_trial(v.undeformed, v.plan.config, align)
+        r = trial.run_trial(image, raw.RawConfig(seed=seed), align)
         rows.append({"seed": seed, "solve": name, "seconds": time.perf_counter() - t,
                      "rms": r.residual.rms, "p99": r.residual.p99,
                      "smooth_rms": r.smooth[2.0].rms, "smooth_p99": r.smooth[2.0].p99,
