@@ -1,8 +1,9 @@
 """Benchmark: the flood-filling network beside the watershed on the same images, end to end.
 
-    uv run python bench/reconstruct/ffn.py --size 32,128,128 --presets clean,noisy --seed 1 \
-        --out bench/reconstruct/ffn.json
-    uv run python bench/reconstruct/ffn.py --size 32,128,128 --presets raw --seed 1
+    uv run python bench/reconstruct/ffn.py --size 256,256,256 --presets clean,noisy --seed 1 \
+        --workers 2 --xla-threads 1 --out bench/reconstruct/ffn_256.json
+    uv run python bench/reconstruct/ffn.py --size 256,256,256 --presets raw --seed 1 \
+        --workers 2 --xla-threads 1 --out bench/reconstruct/ffn_256_raw.json
 
 For each preset, synthesises a volume with truth (seeds never used in training), runs `connectome
 reconstruct` on it with the watershed, then again with `--segmenter ffn` on the first run's
