@@ -188,21 +188,16 @@ def test_a_queued_fov_whose_centre_weakened_is_skipped() -> None:
     assert np.array_equal(segs[0] == 1, ball) and np.array_equal(segs[1] == 1, ball)
 
 
-class Moat:
-    """+4 at the volume's voxel `centre` and beyond `outer` voxels of it, -4 between: a fill
+class Moat(Ball):
+    """+4 at the volume's voxel `centre` and beyond `radius` voxels of it, -4 between: a fill
     that leaves its seed alone inside a moat, the rest of what it reached above threshold."""
-
-    def __init__(self, centre: tuple[int, int, int], outer: float) -> None:
-        self.centre = np.array(centre)
-        self.outer = outer
-        self.calls = 0
 
     def __call__(self, lo: tuple[int, int, int], img: np.ndarray,
                  mask: np.ndarray) -> np.ndarray:
         self.calls += 1
         zyx = np.indices(FOV) + np.array(lo).reshape(3, 1, 1, 1)
         d2 = ((zyx - self.centre.reshape(3, 1, 1, 1)) ** 2).sum(axis=0)
-        return np.where((d2 == 0) | (d2 > self.outer ** 2), 4.0, -4.0).astype(np.float32)
+        return np.where((d2 == 0) | (d2 > self.radius ** 2), 4.0, -4.0).astype(np.float32)
 
 
 def test_a_fill_claims_all_it_left_above_threshold_not_only_what_touches_its_seed() -> None:
