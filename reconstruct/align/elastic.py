@@ -221,6 +221,8 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
         if config.stack.enabled and per is not None:
             nodes = stack_solve.solve_stack(nodes, used, usable, config.stride,
                                             config.distance_power, config.stack, per)
+            if per < int(usable.sum()):
+                notes.append(f"the joint solve ran in windows of {per} sections")
         elif config.stack.enabled:
             notes.append(f"sections of {ident.shape[0]}x{ident.shape[1]} nodes: too many "
                          "for the joint solve; the sequential solution is kept")

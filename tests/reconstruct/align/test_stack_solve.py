@@ -99,15 +99,19 @@ def test_sections_in_no_flow_keep_their_start():
     np.testing.assert_allclose(x[0], nodes[0] + 1.0)
 
 
+def _align_random(n: int, cfg: elastic.AlignConfig) -> elastic.Maps:
+    rng = np.random.default_rng(5)
+    stack = rng.standard_normal((n, 96, 96)).astype(np.float32)
+    ones = np.ones(n, bool)
+    return elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((96, 96), bool), n,
+                               ones, ones, (96, 96), cfg)
+
+
 def test_a_stack_too_big_for_the_joint_solve_keeps_the_sequential_maps_and_says_so():
     assert stack_solve.window(16, (8, 8)) == 16 and stack_solve.window(512, (64, 64)) is None
-    rng = np.random.default_rng(5)
-    stack = rng.standard_normal((4, 96, 96)).astype(np.float32)
-    ones = np.ones(4, bool)
 
     def run(cfg: elastic.AlignConfig) -> elastic.Maps:
-        return elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((96, 96), bool), 4,
-                                   ones, ones, (96, 96), cfg)
+        return _align_random(4, cfg)
 
     cfg = elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0)
     sequential = run(elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0,
@@ -158,3 +162,14 @@ def test_a_stack_solved_in_windows_recovers_the_true_maps_as_a_whole_solve_does(
         assert np.sqrt(np.mean(err**2)) < 0.15 and err.max() < 0.6, (np.sqrt(np.mean(err**2)),
                                                                      err.max())
     assert np.linalg.norm(start - truth, axis=-1).mean() > 2.0
+
+
+def test_a_stack_solved_in_windows_says_so():
+    nodes = int(np.prod(flow.grid_shape((96, 96), 32)))
+    cost = 4 * float(nodes) ** 2  # windows of 4 sections
+    maps = _align_random(7, elastic.AlignConfig(
+        stride=32, patch=64, z_trend_degree=0,
+        stack=stack_solve.StackSolveConfig(max_cost=cost)))
+    assert any("windows of 4 sections" in n for n in maps.notes), maps.notes
+    whole = _align_random(7, elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0))
+    assert not any("windows" in n for n in whole.notes)
