@@ -246,11 +246,11 @@ def main() -> None:
             args.out.write_text(json.dumps(summary, indent=2, default=float))
 
     with tempfile.TemporaryDirectory() as tmp:
-        for p in presets if compare is not None else []:
-            assert compare is not None
-            summary["inference_comparison"].append(
-                compare_inference(Path(tmp), compare, p, args.seed, args.ffn))
-            save()
+        if compare is not None:
+            for p in presets:
+                summary["inference_comparison"].append(
+                    compare_inference(Path(tmp), compare, p, args.seed, args.ffn))
+                save()
         for p in [] if args.skip_runs else presets:
             summary["results"].append(one_preset(Path(tmp), shape, p, args.seed, args))
             save()

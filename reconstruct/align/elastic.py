@@ -217,11 +217,12 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
     if not refs:
         notes.append("no section could serve as the alignment reference; maps are identity")
     else:
-        per = stack_solve.window(int(usable.sum()), ident.shape[:2], config.stack.max_cost)
+        n_usable = int(usable.sum())
+        per = stack_solve.window(n_usable, ident.shape[:2], config.stack.max_cost)
         if config.stack.enabled and per is not None:
             nodes = stack_solve.solve_stack(nodes, used, usable, config.stride,
                                             config.distance_power, config.stack, per)
-            if per < int(usable.sum()):
+            if per < n_usable:
                 notes.append(f"the joint solve ran in windows of {per} sections")
         elif config.stack.enabled:
             notes.append(f"sections of {ident.shape[0]}x{ident.shape[1]} nodes: too many "
