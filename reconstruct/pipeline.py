@@ -29,6 +29,7 @@ from connectome_query.reconstruct.engine import (
     cells,
     cluster,
     context,
+    gaps,
     image,
     memory,
     predict,
@@ -250,6 +251,7 @@ def _stages(engine: Engine, run: context.Run, truth: dict[str, Any] | None,
         sizes = ffn_stage.segment(engine, run, sections, affs)
     else:
         sizes = segmentation.segment(engine, run, affs)
+    sizes = gaps.fill_gaps(engine, run, sizes)
     pyramid.pyramid(engine, run)
     syn = synapses.detect(engine, run, sections)
     soma = cells.somata(engine, run)

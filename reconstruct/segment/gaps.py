@@ -8,9 +8,10 @@ at least a fraction of the smaller footprint (`footprint_pairs`). Cells run obli
 two or three sections their own footprints overlap little: `drifted_pairs` first moves each
 face's segments into the gap by their own motion (centroid shift from the section behind the
 face, `segment_drift`), half the gap each, then matches at `DRIFT_OVERLAP`. Only the two
-sections either side of the run are read. The masked voxels themselves stay unlabelled
-(segment 0). `join` merges the pairs in the final labelling and numbers the
-segments 1..N by first voxel again, as `stitch.final_ids` does.
+sections either side of the run are read. `join` merges the pairs in the final labelling and
+numbers the segments 1..N by first voxel again, as `stitch.final_ids` does. Once joined, the
+masked sections take a segment only where both faces hold it at the same pixel (`agreed`):
+a joined cell is then one connected object, and no masked voxel is labelled from one side.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def masked_runs(whole: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(w.astype(np.int8)))
     runs = [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     return [(z0, z1) for z0, z1 in runs if z0 > 0 and z1 < len(whole) - 1]
+
+
+def agreed(below: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """The labels of a masked section between two good ones: each pixel takes the segment
+    both `below` and `above` (2-D, same shape) hold there, 0 where they differ."""
+    below, above = np.asarray(below), np.asarray(above)
+    if below.shape != above.shape:
+        raise ValueError(f"gap faces differ in shape: {below.shape} and {above.shape}")
+    return np.where(below == above, below, 0)
 
 
 def footprint_pairs(below: np.ndarray, above: np.ndarray,

@@ -1,7 +1,8 @@
 """Segments are joined across a run of wholly masked sections from the good sections either
 side (footprint overlap after each segment's drift, mutual best match), checked against overlaps
 counted pixel by pixel, against discs drifting obliquely across a gap, and against planted cells
-reconstructed in blocks of two shapes."""
+reconstructed in blocks of two shapes; the masked sections then take a joined cell's segment
+where the good sections either side both show it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import cc3d
 import numpy as np
 import pytest
 
@@ -150,12 +152,32 @@ def test_planted_cells_join_across_the_gap(planted_runs):
     cells, segs = planted_runs
     good = np.ones(cells.shape[0], bool)
     good[GAP[0]:GAP[1] + 1] = False
+    below, above = cells[GAP[0] - 1], cells[GAP[1] + 1]
+    both = (below == above) & (below != 0)  # where the good sections either side agree
+    assert both.any() and set(np.unique(below[both])) == {1, 4}
     for seg in segs:
-        assert not seg[~good].any()  # masked voxels stay unlabelled
         for cell in (1, 4):  # drifting and straight: one segment each, across the gap
             ids = np.unique(seg[good][cells[good] == cell])
             assert len(ids) == 1 and ids[0] != 0
+            # the masked sections hold it exactly where both faces show the cell, so it is
+            # one connected object through the gap
+            for z in range(GAP[0], GAP[1] + 1):
+                np.testing.assert_array_equal(seg[z] == ids[0], both & (below == cell))
+            assert cc3d.connected_components(seg == ids[0], connectivity=6).max() == 1
+        assert not seg[~good][~np.broadcast_to(both, seg[~good].shape)].any()
         two, three = (np.unique(seg[cells == c]) for c in (2, 3))
         assert len(two) == len(three) == 1 and two[0] != three[0]  # apart: not joined
         assert len(np.unique(seg)) == 5  # four segments and 0
     np.testing.assert_array_equal(segs[0], segs[1])  # whatever the block shape
+
+
+def test_agreed_labels_only_where_both_faces_hold_one_segment():
+    rng = np.random.default_rng(3)
+    below = rng.integers(0, 4, (9, 11)).astype(np.uint64)
+    above = below.copy()
+    above[rng.random(below.shape) < 0.4] = 7
+    got = gaps.agreed(below, above)
+    for (y, x), v in np.ndenumerate(got):
+        assert v == (below[y, x] if below[y, x] == above[y, x] else 0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        gaps.agreed(below, above[:, :5])
