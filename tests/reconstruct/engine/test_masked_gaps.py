@@ -12,6 +12,7 @@ from typing import Any
 
 import cc3d
 import numpy as np
+import pandas as pd
 import pytest
 
 from connectome_query.reconstruct import io, pipeline
@@ -125,9 +126,10 @@ def _affinities(cells: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def planted_runs(tmp_path_factory: pytest.TempPathFactory, clean_dir: Path,
-                 cluster: ClusterSpec) -> tuple[np.ndarray, list[np.ndarray]]:
+                 cluster: ClusterSpec
+                 ) -> tuple[np.ndarray, list[np.ndarray], list[pd.DataFrame]]:
     """Planted cells (affinities from their labels) with sections GAP masked whole,
-    reconstructed in blocks of two shapes."""
+    reconstructed in blocks of two shapes: the segmentations and segment tables."""
     tmp = tmp_path_factory.mktemp("gaps")
     em = tmp / "em"
     shutil.copytree(clean_dir, em)
@@ -139,17 +141,18 @@ def planted_runs(tmp_path_factory: pytest.TempPathFactory, clean_dir: Path,
     io.write_zarr(em / "defects.zarr", flags)
     info: dict[str, Any] = io.read_json(em / "volume.json", "volume")
     io.write_json(em / "volume.json", {**info, "defects": "defects.zarr"})
-    segs = []
+    segs, tables = [], []
     for i, block in enumerate(((16, 32, 32), (24, 64, 40))):
         out = tmp / f"run{i}"
         pipeline.reconstruct(em, out, affinities_path=tmp / "affinities.zarr", block=block,
                              spec=cluster)
         segs.append(read_volume(out / "segmentation.zarr"))
-    return cells, segs
+        tables.append(pd.read_parquet(out / "segments.parquet"))
+    return cells, segs, tables
 
 
 def test_planted_cells_join_across_the_gap(planted_runs):
-    cells, segs = planted_runs
+    cells, segs, _ = planted_runs
     good = np.ones(cells.shape[0], bool)
     good[GAP[0]:GAP[1] + 1] = False
     below, above = cells[GAP[0] - 1], cells[GAP[1] + 1]
@@ -181,3 +184,12 @@ def test_agreed_labels_only_where_both_faces_hold_one_segment():
         assert v == (below[y, x] if below[y, x] == above[y, x] else 0)
     with pytest.raises(ValueError, match="differ in shape"):
         gaps.agreed(below, above[:, :5])
+
+
+def test_segment_sizes_count_the_filled_voxels(planted_runs):
+    _, segs, tables = planted_runs
+    for seg, table in zip(segs, tables, strict=True):
+        ids, counts = np.unique(seg[seg != 0], return_counts=True)
+        got = table.set_index("segment_id")["size_voxels"]
+        assert sorted(got.index) == ids.tolist()
+        np.testing.assert_array_equal(got.loc[ids].to_numpy(), counts)
