@@ -18,7 +18,7 @@ directory, and `connectome reconstruct` runs on
 Each run's metrics.json gives NERL (both normalisations), VOI and synapse F1; the front-end
 run is also scored with the voxels outside the imaged tissue (defects.zarr flag 16) left out
 of the truth, which measures what masking them costs. Steps already done in `--work` are
-reused with their recorded times.
+reused with their recorded times, also those `front_end_ablation.py` ran in the same folder.
 """
 
 from __future__ import annotations
@@ -138,14 +138,16 @@ def one_seed(work: Path, size: str, seed: int, workers: int,
     t = out["times_s"]
     t["synth"] = steps.run("synth", raw / "raw.json", lambda: _cli(
         "synth-em", str(raw), "--size", size, "--preset", "raw", "--seed", str(seed)))
-    t["prepare"] = steps.run("prepare", em_f / "truth" / "known.zarr", lambda: _cli(
+    # step names as `front_end_ablation.py` writes them: one work folder serves both
+    t["prepare"] = steps.run("prepare front", em_f / "truth" / "known.zarr", lambda: _cli(
         "prepare", str(raw), str(em_f), *prepare_args))
     t["naive montage"] = steps.run("naive", em_n / "truth" / "known.zarr",
                                    lambda: naive_em(raw, em_n))
     ems = {"clean": raw / "truth" / "undeformed", "front end": em_f, "no front end": em_n}
     for name, em in ems.items():
         run = work / f"run_{name.replace(' ', '_')}"
-        t[f"reconstruct {name}"] = steps.run(f"reconstruct {name}", run / "metrics.json",
+        step = "reconstruct defects: front end" if name == "front end" else f"reconstruct {name}"
+        t[f"reconstruct {name}"] = steps.run(step, run / "metrics.json",
                                              lambda em=em, run=run: _cli(
             "reconstruct", str(em), str(run), "--workers", str(workers)))
         m = json.loads((run / "metrics.json").read_text())["pipeline"]
