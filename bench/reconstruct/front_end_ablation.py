@@ -15,7 +15,9 @@ deformation and contrast drift):
   true ones and the true deformation): what a perfect aligner would leave;
 - true masks: the same, the defect detection replaced by the true defects (section flags and
   fold and crack bands carried into the stitched frame);
-- stitch only: the stitch, defects, fill and contrast, no alignment (identity maps).
+- stitch only: the stitch, defects, fill and contrast, no alignment (identity maps);
+- nearest fill: masked voxels filled from the nearer good section instead of the linear blend
+  of the two either side.
 
 Every variant is scored in its own frame (`align.truth_frame`), as the downstream bench does.
 Steps already done in `--work` are reused.
@@ -39,7 +41,14 @@ from bench.common import load_1min
 from bench.reconstruct.front_end_downstream import KEYS, Steps, _cli
 from connectome_query.reconstruct import io, synth
 from connectome_query.reconstruct.align import defects as defects_
-from connectome_query.reconstruct.align import elastic, evaluate, prepare, rawdir, truth_frame
+from connectome_query.reconstruct.align import (
+    elastic,
+    evaluate,
+    prepare,
+    rawdir,
+    restore,
+    truth_frame,
+)
 from connectome_query.reconstruct.align.masks import LINE_DEFECTS, SECTION_DEFECTS
 from connectome_query.reconstruct.align.rawdir import read_raw_info
 from connectome_query.reconstruct.align.warp import identity_nodes
@@ -143,6 +152,21 @@ def true_defects(raw_dir: Path, em_dir: Path) -> Iterator[None]:
         yield
 
 
+def nearest_fill(volume: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """A `restore.fill_from_neighbours` stand-in: each bad voxel takes the value of the nearer
+    good voxel along z at its place (the one below on a tie), none where there is none."""
+    nz = volume.shape[0]
+    z = np.arange(nz)[:, None, None]
+    below = np.maximum.accumulate(np.where(~bad, z, -1), axis=0)
+    above = np.minimum.accumulate(np.where(~bad, z, nz)[::-1], axis=0)[::-1]
+    use_below = (below >= 0) & ((above >= nz) | (z - below <= above - z))
+    src = np.clip(np.where(use_below, below, above), 0, nz - 1)
+    out = volume.copy()
+    fix = bad & ((below >= 0) | (above < nz))
+    out[fix] = np.take_along_axis(volume, src, axis=0)[fix]
+    return out
+
+
 def prepare_variant(raw_dir: Path, em_dir: Path, variant: str) -> None:
     """`connectome prepare` with one part replaced (`variant`), then the truth in its frame."""
     if variant == "true maps":
@@ -151,6 +175,8 @@ def prepare_variant(raw_dir: Path, em_dir: Path, variant: str) -> None:
         ctx = mock.patch.object(elastic, "align_stack", identity_align)
     elif variant == "true masks":
         ctx = true_defects(raw_dir, em_dir)
+    elif variant == "nearest fill":
+        ctx = mock.patch.object(restore, "fill_from_neighbours", nearest_fill)
     else:
         raise ValueError(f"unknown variant {variant!r}")
     with ctx:
@@ -217,7 +243,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     start = load_1min()
-    known = {"true maps", "true masks", "stitch only"}
+    known = {"true maps", "true masks", "stitch only", "nearest fill"}
     variants = {"defects": [v for v in args.variants.split(",") if v],
                 "no defects": [v for v in args.nd_variants.split(",") if v]}
     for v in variants["defects"] + variants["no defects"]:
