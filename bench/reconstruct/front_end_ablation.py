@@ -157,8 +157,7 @@ def nearest_fill(volume: np.ndarray, bad: np.ndarray) -> np.ndarray:
     good voxel along z at its place (the one below on a tie), none where there is none."""
     nz = volume.shape[0]
     z = np.arange(nz)[:, None, None]
-    below = np.maximum.accumulate(np.where(~bad, z, -1), axis=0)
-    above = np.minimum.accumulate(np.where(~bad, z, nz)[::-1], axis=0)[::-1]
+    below, above = restore._nearest_good(bad, False), restore._nearest_good(bad, True)
     use_below = (below >= 0) & ((above >= nz) | (z - below <= above - z))
     src = np.clip(np.where(use_below, below, above), 0, nz - 1)
     out = volume.copy()

@@ -82,7 +82,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 def test_no_merge_through_a_masked_section(masked_run, clean_run):
     """Segments meet across the section masked whole only where the good sections either
     side match after each segment's drift (`segment.gaps`), never through the masked voxels; the
-section then holds a joined segment where both sides show it."""
+    section then holds a joined segment where both sides show it."""
     _, out, bad = masked_run
     seg = read_volume(out / "segmentation.zarr")
     fold = bad.copy()
