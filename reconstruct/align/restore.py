@@ -3,13 +3,16 @@ contrast normalised section by section with defects left out of the statistics.
 
 Filling (`fill_from_neighbours`): a bad voxel takes the linear interpolation along z between
 the nearest good voxels above and below it at the same place (the nearest one at the ends of
-the stack). Contrast (`normalise_section`): either a linear stretch that puts the good pixels'
+the stack); `fillable` says which bad voxels have a good one in their column to be filled
+from. Contrast (`normalise_section`): either a linear stretch that puts the good pixels'
 1st and 99th percentiles where the stack's are (`linear`, keeps the image's look for the
 affinity network), or mask-aware CLAHE (`clahe`): bad pixels are set to the good pixels'
 median before scikit-image's adaptive equalisation, so they add nothing but a flat spot to
 the local histograms. Either way bad pixels come out at the good pixels' median grey: black
 borders would weigh on the statistics the network's input is normalised by (each section's
 mean and spread over all its pixels, `sections`), and no decision is taken from them anyway.
+Filled pixels are stretched with the rest but left out of the percentiles (`ignore`): a
+section's contrast comes from the tissue it shows, not from what was guessed for it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def fill_from_neighbours(volume: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return out.astype(volume.dtype)
 
 
+def fillable(bad: np.ndarray) -> np.ndarray:
+    """The `bad` voxels (z, y, x) that `fill_from_neighbours` fills: those with a good voxel
+    somewhere in their column."""
+    return bad & (~bad).any(axis=0, keepdims=True)
+
+
 def stack_percentiles(sections: list[np.ndarray], masks: list[np.ndarray]) -> tuple[float, float]:
     """Median over sections of the good pixels' 1st and 99th percentiles."""
     lo, hi = [], []
@@ -67,21 +76,27 @@ def stack_percentiles(sections: list[np.ndarray], masks: list[np.ndarray]) -> tu
 
 
 def normalise_section(image: np.ndarray, bad: np.ndarray, mode: str = "linear",
-                      target: tuple[float, float] = (0.05, 0.95)) -> np.ndarray:
-    """One section as uint8 with its contrast normalised from its good pixels only."""
+                      target: tuple[float, float] = (0.05, 0.95),
+                      ignore: np.ndarray | None = None) -> np.ndarray:
+    """One section as uint8 with its contrast normalised from its good pixels only: `bad`
+    pixels come out at the good pixels' median grey, `ignore`d ones (filled) are stretched
+    with the rest but add nothing to the statistics (all of them when nothing else is left)."""
     if mode not in CONTRAST_MODES:
         raise ValueError(f"contrast mode must be one of {', '.join(CONTRAST_MODES)}, "
                          f"got {mode!r}")
     img = image.astype(np.float64)
-    good = img[~bad]
-    if mode == "none" or good.size < 64:
+    good = ~bad
+    stats = good & ~ignore if ignore is not None else good
+    if stats.sum() < 64:
+        stats = good
+    if mode == "none" or stats.sum() < 64:
         return np.clip(img * 255.0, 0, 255).astype(np.uint8)
-    p1, p99 = np.percentile(good, [1, 99])
+    p1, p99 = np.percentile(img[stats], [1, 99])
     scaled = target[0] + (img - p1) * (target[1] - target[0]) / max(p99 - p1, 1e-6)
     x = np.clip(scaled, 0, 1)
-    x[bad] = float(np.median(x[~bad]))
+    x[bad] = float(np.median(x[stats]))
     if mode == "clahe":
         kernel = max(min(image.shape) // 4, 8)
         x = equalize_adapthist(x, kernel_size=kernel, clip_limit=0.01)
-        x[bad] = float(np.median(x[~bad]))
+        x[bad] = float(np.median(x[stats]))
     return np.clip(x * 255.0, 0, 255).astype(np.uint8)

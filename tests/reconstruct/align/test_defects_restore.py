@@ -66,6 +66,39 @@ def test_fill_is_linear_between_the_nearest_good_sections():
     assert np.array_equal(out[~bad], vol[~bad])
 
 
+def test_fillable_is_every_bad_voxel_with_a_good_one_in_its_column():
+    rng = np.random.default_rng(4)
+    bad = rng.random((6, 7, 5)) < 0.5
+    bad[:, 0, 0] = True  # a column with nothing to fill from
+    got = restore.fillable(bad)
+    for z, y, x in np.ndindex(bad.shape):
+        assert got[z, y, x] == (bad[z, y, x] and not bad[:, y, x].all())
+
+
+@pytest.mark.parametrize("mode", ["linear", "clahe"])
+def test_contrast_leaves_filled_pixels_out_of_its_statistics(mode):
+    # a filled area holding dark guesses must not stretch the tissue of the rest of the section
+    rng = np.random.default_rng(5)
+    img = rng.random((96, 96)).astype(np.float32) * 0.5 + 0.2
+    filled = np.zeros(img.shape, bool)
+    filled[10:40, 10:60] = True
+    bad = np.zeros(img.shape, bool)
+    a, b = img.copy(), img.copy()
+    a[filled], b[filled] = 0.0, rng.random(int(filled.sum())) * 0.5 + 0.2
+    out_a = restore.normalise_section(a, bad, mode, ignore=filled)
+    out_b = restore.normalise_section(b, bad, mode, ignore=filled)
+    ref = restore.normalise_section(img, bad, mode, ignore=filled)
+    if mode == "linear":
+        assert np.array_equal(out_a[~filled], out_b[~filled])
+        assert np.array_equal(out_a[~filled], ref[~filled])
+        # stretched like the rest, not set to one grey: 0.0 sits below the good pixels' 1st
+        # percentile, so it comes out darker than almost all of them
+        assert out_a[filled].max() <= np.percentile(out_a[~filled], 2)
+    # counted in the statistics, the dark filled area would have moved the tissue's grey
+    counted = restore.normalise_section(a, bad, mode)
+    assert abs(float(np.median(counted[~filled])) - float(np.median(out_a[~filled]))) > 5
+
+
 @pytest.mark.parametrize("mode", ["linear", "clahe"])
 def test_contrast_ignores_masked_pixels(mode):
     rng = np.random.default_rng(2)

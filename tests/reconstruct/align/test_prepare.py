@@ -60,6 +60,15 @@ def test_prepare_writes_the_aligned_repaired_volume(raw_dir, tmp_path):
         assert f"section {z}: missing" in out
     for z in truth["blurred_sections"]:
         assert f"section {z}: blur" in out
+    # one contrast for the stack: a section's good tissue sits at the grey of the others',
+    # whatever was filled or left unfilled in it (the network sees sections side by side)
+    tissue = [np.median(image[z][masks[z] == 0]) for z in range(16) if (masks[z] == 0).any()]
+    assert max(tissue) - min(tissue) < 25, np.round(tissue)
+    unfilled = has(masks, Defect.MISSING) & ~has(masks, Defect.FILLED | Defect.NO_TISSUE)
+    if unfilled.any():  # nothing to fill from: the good pixels' grey, never black
+        grey = [np.median(image[z][masks[z] == 0]) for z in range(16)]
+        for z in np.unique(np.nonzero(unfilled)[0]):
+            assert np.abs(image[z][unfilled[z]].astype(float) - grey[z]).max() <= 40
     maps = io.open_zarr(em / "maps.zarr")
     assert maps.shape[0] == 16 and maps.shape[-1] == 2
     report = json.loads((em / "prepare.json").read_text())
