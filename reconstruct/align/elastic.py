@@ -25,9 +25,10 @@ even where no section is deformed, and maps composed along z drift with it. Sect
 deformations are independent from section to section (as the synthetic truth draws them, and
 as each cut and imaging deforms a section on its own), so the part of the maps that changes
 smoothly along z is mostly that drift. `remove_z_trend` takes it out of each section's shape
-(rotation, scale, shear and the non-linear part), never out of its translation: a section's
-rigid shift is large (8 px sd in the `raw` preset) and over a short stack its own trend is as
-large as the drift, so removing it there does more harm than good.
+(rotation, scale, shear and the non-linear part) as a polynomial; not out of its translation,
+where a section's rigid shift is large (8 px sd in the `raw` preset) and over a short stack a
+polynomial fit takes as much of the shifts as of the drift: `drift.remove_drift` estimates the
+translation's drift from how differently the two behave along z instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from connectome_query.reconstruct.align import drift as drift_
 from connectome_query.reconstruct.align import flow as flow_
 from connectome_query.reconstruct.align import mesh as mesh_
 from connectome_query.reconstruct.align import stack_solve
@@ -58,6 +60,7 @@ class AlignConfig:
     border_fill: float = 0.1  # weight of locally affine targets at flowless nodes (0: none)
     border_sigma: float = 3.0  # nodes: reach of the local affine fit
     z_trend_degree: int = 2  # polynomial in z removed from the maps' shapes (0: none)
+    drift: drift_.DriftConfig = field(default_factory=drift_.DriftConfig)  # translations
     gap_stiffness: float = 4.0  # in-section springs this much stiffer per section skipped
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
     stack: stack_solve.StackSolveConfig = field(default_factory=stack_solve.StackSolveConfig)
@@ -228,6 +231,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
             notes.append(f"sections of {ident.shape[0]}x{ident.shape[1]} nodes: too many "
                          "for the joint solve; the sequential solution is kept")
         nodes = remove_z_trend(nodes, ident, usable, config.z_trend_degree)
+        nodes = drift_.remove_drift(nodes, usable, config.drift)
     # sections before the first reference keep the identity; skipped ones the last map
     return Maps(nodes, config.stride, reference, coverage, steps, notes)
 

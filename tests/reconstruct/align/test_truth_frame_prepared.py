@@ -45,10 +45,11 @@ def test_prepare_carries_the_truth_into_the_aligned_frame(tmp_path):
     assert use.mean() > 0.4
     assert not aligned[~known].any()
     # the cells of the truth carried into the frame lie where the prepared image shows cells;
-    # the undeformed truth, 7-35 px off in every section, much less (seed 43: 30 against 16)
+    # the undeformed truth, off by the reference section's shift and each section's residual,
+    # clearly less (seed 43: 32 against 23)
     ours = _contrast(image, aligned != 0, use)
     before = _contrast(image, undeformed != 0, use)
-    assert ours > 1.5 * before and ours > 10, (ours, before)
+    assert ours > 1.3 * before and ours > 10, (ours, before)
     # the tables: points moved, not found ones dropped; every moved node inside the volume
     sk = pd.read_parquet(em / "truth" / "skeletons.parquet")
     und = pd.read_parquet(raw / "truth" / "undeformed" / "truth" / "skeletons.parquet")
