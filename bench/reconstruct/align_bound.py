@@ -12,10 +12,11 @@ are independent from section to section (sd `RawConfig.section_shift`, 8 px), th
 changes slowly; the best estimate of every shift from the chain (the Gaussian posterior mean,
 knowing both statistics exactly and the chain without error: more than any aligner knows)
 still leaves an error, and the strict residual (each section's position minus the stack's
-mean) cannot be smaller. The drift is measured: the aligner (`align.elastic`) on the
-undeformed volume, where the true maps are the identity, follows the tissue, and each
-section's mean displacement is the drift; its steps' autocovariance (pooled over seeds and
-axes) gives the drift's statistics for a stack of any depth.
+mean) cannot be smaller. The drift is measured: the aligner (`align.elastic`, its own drift
+removal off) on the undeformed volume, where the true maps are the identity, follows the
+tissue, and each section's mean displacement is the drift as its flows see it; its steps'
+autocovariance (pooled over seeds and axes) gives the drift's statistics for a stack of any
+depth.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from connectome_query.reconstruct import synth
+from connectome_query.reconstruct.align import drift as drift_
 from connectome_query.reconstruct.align import elastic
 from connectome_query.reconstruct.synth.raw import RawConfig
 
@@ -40,8 +42,9 @@ def drift(shape_zyx: tuple[int, int, int], seed: int) -> np.ndarray:
     image = synth.synthesize(synth.SynthConfig(shape_zyx, seed=seed)).image
     stack = image.astype(np.float32) / 255
     ones = np.ones(nz, bool)
+    follow = elastic.AlignConfig(drift=drift_.DriftConfig(step=0, shape_step=0))
     maps = elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((ny, nx), bool), nz,
-                               ones, ones, (ny, nx))
+                               ones, ones, (ny, nx), follow)
     return np.asarray((maps.nodes - maps.nodes[:1]).mean(axis=(1, 2)))
 
 
