@@ -220,8 +220,10 @@ def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elasti
         bad = has(m, bad_flags)
         filled = np.zeros_like(bad)
         if config.fill:
-            vol = restore.fill_from_neighbours(vol, bad)
-            filled = restore.fillable(bad) & ~has(m, Defect.NO_TISSUE)
+            # voxels outside the imaged tissue (black) are no source for a fill either
+            no_source = bad | has(m, Defect.NO_TISSUE)
+            vol = restore.fill_from_neighbours(vol, no_source)
+            filled = restore.fillable(no_source) & bad & ~has(m, Defect.NO_TISSUE)
             m = np.where(filled, m | np.uint8(Defect.FILLED), m)
             report.filled_voxels += int(filled[z0 - h0:z1 - h0].sum())
         out = np.empty((z1 - z0, ny, nx), np.uint8)

@@ -64,6 +64,11 @@ def test_prepare_writes_the_aligned_repaired_volume(raw_dir, tmp_path):
     # whatever was filled or left unfilled in it (the network sees sections side by side)
     tissue = [np.median(image[z][masks[z] == 0]) for z in range(16) if (masks[z] == 0).any()]
     assert max(tissue) - min(tissue) < 25, np.round(tissue)
+    # a section filled whole from its neighbours at that grey too (black borders outside the
+    # neighbours' imaged tissue are no source for the fill)
+    for z in truth["missing_sections"] + truth["blurred_sections"]:
+        fill = has(masks[z], Defect.FILLED)
+        assert abs(np.median(image[z][fill]) - np.median(tissue)) < 25, z
     unfilled = has(masks, Defect.MISSING) & ~has(masks, Defect.FILLED | Defect.NO_TISSUE)
     if unfilled.any():  # nothing to fill from: the good pixels' grey, never black
         grey = [np.median(image[z][masks[z] == 0]) for z in range(16)]
