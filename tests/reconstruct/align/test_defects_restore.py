@@ -75,16 +75,20 @@ def test_fillable_is_every_bad_voxel_with_a_good_one_in_its_column():
         assert got[z, y, x] == (bad[z, y, x] and not bad[:, y, x].all())
 
 
+def _tissue(seed: int) -> np.ndarray:
+    """A 96² section of random grey levels in 0.2-0.7."""
+    return np.random.default_rng(seed).random((96, 96)).astype(np.float32) * 0.5 + 0.2
+
+
 @pytest.mark.parametrize("mode", ["linear", "clahe"])
 def test_contrast_leaves_filled_pixels_out_of_its_statistics(mode):
     # a filled area holding dark guesses must not stretch the tissue of the rest of the section
-    rng = np.random.default_rng(5)
-    img = rng.random((96, 96)).astype(np.float32) * 0.5 + 0.2
+    img = _tissue(5)
     filled = np.zeros(img.shape, bool)
     filled[10:40, 10:60] = True
     bad = np.zeros(img.shape, bool)
     a, b = img.copy(), img.copy()
-    a[filled], b[filled] = 0.0, rng.random(int(filled.sum())) * 0.5 + 0.2
+    a[filled], b[filled] = 0.0, _tissue(6)[filled]
     out_a = restore.normalise_section(a, bad, mode, ignore=filled)
     out_b = restore.normalise_section(b, bad, mode, ignore=filled)
     ref = restore.normalise_section(img, bad, mode, ignore=filled)
@@ -101,8 +105,7 @@ def test_contrast_leaves_filled_pixels_out_of_its_statistics(mode):
 
 @pytest.mark.parametrize("mode", ["linear", "clahe"])
 def test_contrast_ignores_masked_pixels(mode):
-    rng = np.random.default_rng(2)
-    img = rng.random((96, 96)).astype(np.float32) * 0.5 + 0.2
+    img = _tissue(2)
     bad = np.zeros(img.shape, bool)
     bad[30:50, 10:80] = True
     a, b = img.copy(), img.copy()
@@ -118,8 +121,7 @@ def test_contrast_ignores_masked_pixels(mode):
 def test_masked_pixels_come_out_at_the_good_pixels_median_grey(mode):
     # black (or white) masked borders would shift the mean and spread each section is
     # normalised by before the network; they must come out as the good pixels' middle grey
-    rng = np.random.default_rng(3)
-    img = rng.random((96, 96)).astype(np.float32) * 0.5 + 0.2
+    img = _tissue(3)
     bad = np.zeros(img.shape, bool)
     bad[:, :20] = True
     img[bad] = 0.0
