@@ -1,8 +1,8 @@
 """Where the front end loses NERL and synapse F1: one raw volume through variants of the front
 end, each scored downstream, one run.
 
-    nice -n 10 uv run python bench/reconstruct/front_end_ablation.py --size 256,256,32 \
-        --seeds 31,37 --work WORK --json bench/reconstruct/front_end_ablation.json
+    uv run python bench/reconstruct/front_end_ablation.py --size 256,256,32 \
+        --seeds 31,37 --work WORK --json bench/reconstruct/front_end_256x256x32.json
 
 For each held-out seed (the downstream bench's rules), on the `raw` preset and on the same
 tissue with its defects off (no folds, cracks, blur or missing sections; same tiles,

@@ -1,7 +1,7 @@
 """The whole pipeline downstream of the EM front end: the same tissue three ways, one run.
 
-    nice -n 10 uv run python bench/reconstruct/front_end_downstream.py --size 128,128,128 \
-        --seeds 31 --work WORK --json bench/reconstruct/front_end_downstream.json
+    uv run python bench/reconstruct/front_end_downstream.py --size 256,256,256 \
+        --seeds 31 --work WORK --json bench/reconstruct/front_end_downstream_256x256x256.json
 
 For each held-out seed (disjoint from the front end's settings, 3/11/17/23, its tests, 5, and
 the networks' training seeds, 2,000,003 on), `connectome synth-em --preset raw` makes a raw
