@@ -62,9 +62,7 @@ def bound(acov: np.ndarray, depth: int, shift_sd: float) -> dict[str, float]:
     n = depth - 1
     lag = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
     steps = np.where(lag < len(acov), acov[np.minimum(lag, len(acov) - 1)], 0.0)
-    cumulative = np.tril(np.ones((n, n)))
-    c_drift = np.zeros((depth, depth))
-    c_drift[1:, 1:] = cumulative @ steps @ cumulative.T
+    c_drift = drift_.summed_steps(steps)
     c_shift = shift_sd**2 * np.eye(depth)
     posterior = c_shift - c_shift @ np.linalg.solve(c_shift + c_drift, c_shift)
     centre = np.eye(depth) - 1.0 / depth

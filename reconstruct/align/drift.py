@@ -46,16 +46,22 @@ def shift_spread(series: np.ndarray) -> float:
     return 1.4826 * mad / np.sqrt(6.0)
 
 
+def summed_steps(step_covariance: np.ndarray) -> np.ndarray:
+    """Covariance (d, d) of a running sum over d sections, 0 at the first, whose d - 1 steps
+    have covariance `step_covariance` (d - 1, d - 1): L C L^T with L lower ones."""
+    depth = len(step_covariance) + 1
+    full = np.zeros((depth, depth))
+    full[1:, 1:] = np.cumsum(np.cumsum(step_covariance, axis=0), axis=1)
+    return full
+
+
 def drift_covariance(zs: np.ndarray, step: float, correlation: float) -> np.ndarray:
     """Covariance (n, n) of the drift at sections `zs` (sorted): the sum of steps whose
     correlation at lag k is `correlation` ** k, started at the first section."""
     depth = int(zs[-1] - zs[0]) + 1
     lag = np.abs(np.subtract.outer(np.arange(depth - 1), np.arange(depth - 1)))
-    steps = step**2 * correlation**lag
-    full = np.zeros((depth, depth))
-    full[1:, 1:] = np.cumsum(np.cumsum(steps, axis=0), axis=1)  # L steps L^T, L lower ones
     at = zs - zs[0]
-    return np.asarray(full[np.ix_(at, at)])
+    return np.asarray(summed_steps(step**2 * correlation**lag)[np.ix_(at, at)])
 
 
 def estimate_drift(series: np.ndarray, zs: np.ndarray, step: float, correlation: float

@@ -60,7 +60,7 @@ class AlignConfig:
     border_fill: float = 0.1  # weight of locally affine targets at flowless nodes (0: none)
     border_sigma: float = 3.0  # nodes: reach of the local affine fit
     z_trend_degree: int = 2  # polynomial in z removed from the maps' shapes (0: none)
-    drift: drift_.DriftConfig = field(default_factory=drift_.DriftConfig)  # translations
+    drift: drift_.DriftConfig = field(default_factory=drift_.DriftConfig)  # out of the maps
     gap_stiffness: float = 4.0  # in-section springs this much stiffer per section skipped
     mesh: mesh_.MeshConfig = field(default_factory=mesh_.MeshConfig)
     stack: stack_solve.StackSolveConfig = field(default_factory=stack_solve.StackSolveConfig)

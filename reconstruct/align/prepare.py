@@ -218,19 +218,20 @@ def _warp_fill_normalise(em: Path, nz: int, shape: tuple[int, int], maps: elasti
         vol = np.asarray(aligned[h0:h1].read().result())
         m = np.asarray(masks[h0:h1].read().result())
         bad = has(m, bad_flags)
+        outside = has(m, Defect.NO_TISSUE)
         filled = np.zeros_like(bad)
         if config.fill:
             # voxels outside the imaged tissue (black) are no source for a fill either
-            no_source = bad | has(m, Defect.NO_TISSUE)
+            no_source = bad | outside
             vol = restore.fill_from_neighbours(vol, no_source)
-            filled = restore.fillable(no_source) & bad & ~has(m, Defect.NO_TISSUE)
+            filled = restore.fillable(no_source) & bad & ~outside
             m = np.where(filled, m | np.uint8(Defect.FILLED), m)
             report.filled_voxels += int(filled[z0 - h0:z1 - h0].sum())
         out = np.empty((z1 - z0, ny, nx), np.uint8)
         for k in range(z0, z1):
             sec = (vol[k - h0] - lo) / max(hi - lo, 1e-6) * 0.9 + 0.05
             # bad voxels nothing could fill come out grey, as borders do
-            keep_out = has(m[k - h0], Defect.NO_TISSUE) | (bad[k - h0] & ~filled[k - h0])
+            keep_out = outside[k - h0] | (bad[k - h0] & ~filled[k - h0])
             out[k - z0] = restore.normalise_section(sec, keep_out, config.contrast,
                                                     ignore=filled[k - h0])
         image[z0:z1].write(out).result()

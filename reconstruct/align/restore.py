@@ -50,7 +50,7 @@ def fill_from_neighbours(volume: np.ndarray, bad: np.ndarray) -> np.ndarray:
     both = vb + t * (va - vb)
     value = np.where(has_below & has_above, both, np.where(has_below, vb, va))
     out = volume.astype(np.float32).copy()
-    fix = bad & (has_below | has_above)
+    fix = fillable(bad)
     out[fix] = value[fix]
     return out.astype(volume.dtype)
 
