@@ -4,7 +4,7 @@ every segmenter.
 Two stages between the segmenter's numbering and its relabel pass: "masked sections" (one task
 per layer of blocks along z) tells which sections of the defect masks are masked whole; "gaps"
 (one task per run of them) reads the segment ids of the two good sections either side (the face
-and the section behind it, for each segment's drift) and returns the pairs of segments to join
+and the section behind it, for each piece's drift) and returns the pairs of segments to join
 (`gaps.drifted_pairs`). A segmenter hands `gap_pairs` how to read a section's segment ids from its
 working state (the watershed: fragments through their final-id table, `FragmentSections`; the
 FFN: provisional ids through their numbering) and joins the pairs in that table with

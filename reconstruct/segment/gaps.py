@@ -2,20 +2,24 @@
 front end): the decision is taken from the good sections either side, never from masked voxels.
 
 For a run of sections z0..z1 masked whole (`masked_runs`), the last good section below (z0 - 1)
-and the first good section above (z1 + 1), the faces, are compared: a segment below and one above
-are joined when they are each other's best match by 2-D footprint overlap and the overlap covers
-at least a fraction of the smaller footprint (`footprint_pairs`). Cells run obliquely, so across
-two or three sections their own footprints overlap little: `drifted_pairs` first moves each
-face's segments into the gap by their own motion (centroid shift from the section behind the
-face, `segment_drift`), half the gap each, then matches at `DRIFT_OVERLAP`. Only the two
-sections either side of the run are read. `join` merges the pairs in the final labelling and
-numbers the segments 1..N by first voxel again, as `stitch.final_ids` does. Once joined, the
-masked sections take a segment only where both faces hold it at the same pixel (`agreed`):
-a joined cell is then one connected object, and no masked voxel is labelled from one side.
+and the first good section above (z1 + 1), the faces, are compared piece by piece: a piece is a
+segment's 8-connected 2-D part on a face (`pieces`), so a cell whose branches meet off the face
+(below it on one side, inside the gap on the other) shows as one piece a branch. Cells run
+obliquely, so across two or three sections their footprints overlap little: `drifted_pairs`
+moves each piece into the gap by its own motion (its centroid's shift from its continuation on
+the section behind the face, `piece_drift`), half the gap each, then joins the segments of two
+pieces that are each other's best match by overlap, covering at least `DRIFT_OVERLAP` of the
+smaller (`footprint_pairs`: the same match of whole segments, unmoved). A segment may so join
+several across the gap, one through each branch. Only the two sections either side of the
+run are read. `join` merges the pairs in the final labelling and numbers the segments 1..N by
+first voxel again, as `stitch.final_ids` does. Once joined, the masked sections take a segment
+only where both faces hold it at the same pixel (`agreed`): a joined cell is then one
+connected object, and no masked voxel is labelled from one side.
 """
 
 from __future__ import annotations
 
+import cc3d
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -27,11 +31,15 @@ DRIFT_OVERLAP = 0.3
 """Least overlap of two footprints across a gap after moving each by its drift."""
 
 MAX_DRIFT = 12.0
-"""Largest move of a segment into the gap (px per axis): a centroid jump from a segment
-that branches or ends behind the face is not motion."""
+"""Largest move of a piece into the gap (px per axis)."""
 
 MIN_BEHIND = 5
-"""Least pixels of a segment on the section behind the face for its drift to be measured."""
+"""Least overlap (px) of a piece with its continuation on the section behind the face for its
+drift to be measured."""
+
+MAX_GROWTH = 2.0
+"""Largest ratio of a piece's area to its continuation's behind the face (either way) for its
+drift to count: a cell that branches or ends there doubles or halves its cross-section."""
 
 
 def masked_runs(whole: np.ndarray) -> list[tuple[int, int]]:
@@ -69,32 +77,55 @@ def footprint_pairs(below: np.ndarray, above: np.ndarray,
     return _mutual(pairs, overlap, size_a, size_b, min_overlap)
 
 
-def segment_drift(face: np.ndarray, behind: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each segment of `face` (ids, (k,)) and its motion per section ((k, 2) y, x px): its
-    centroid on `face` less its centroid on `behind` (the next section away from the gap),
-    zero where it has fewer than `MIN_BEHIND` pixels there or `behind` is None."""
+def pieces(section: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces of a section's segments: each segment's 8-connected 2-D parts, numbered
+    1..n (`labels`, 0 where no segment), and the segment id of each piece (`segment[k]` for
+    piece k, `segment[0]` = 0). A cell that branches outside the section shows as several
+    pieces of one segment there."""
+    section = np.ascontiguousarray(section)
+    labels = cc3d.connected_components(section, connectivity=8).astype(np.int64)
+    segment = np.zeros(int(labels.max()) + 1, section.dtype)
+    segment[labels.ravel()] = section.ravel()
+    return labels, segment
+
+
+def piece_drift(face: np.ndarray, behind: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of `face` (`pieces`) and each one's motion per section ((n + 1, 2) y, x px;
+    row k for piece k): its centroid less that of the piece of the same segment it overlaps
+    most on `behind` (the next section away from the gap). Zero where that overlap is under
+    `MIN_BEHIND` pixels, where the two pieces' areas differ by more than `MAX_GROWTH` times
+    (the cell branches or ends there: the jump is not motion), or `behind` is None."""
     face = np.asarray(face)
-    ids = np.unique(face[face != 0])
-    motion = np.zeros((len(ids), 2))
-    if behind is not None and len(ids):
-        at, _ = _centroids(face, ids)
-        was, n = _centroids(np.asarray(behind), ids)
-        ok = n >= MIN_BEHIND
-        motion[ok] = at[ok] - was[ok]
-    return ids, motion
+    labels, segment = pieces(face)
+    n = len(segment) - 1
+    motion = np.zeros((n + 1, 2))
+    if behind is None or not n:
+        return labels, segment, motion
+    behind = np.asarray(behind)
+    back, _ = pieces(behind)
+    both = (labels > 0) & (face == behind)
+    if not both.any():
+        return labels, segment, motion
+    pairs, overlap = np.unique(np.stack([labels[both], back[both]], 1), axis=0,
+                               return_counts=True)
+    best = _best(pairs[:, 0], overlap)
+    here, there, overlap = pairs[best, 0], pairs[best, 1], overlap[best]
+    at, area = _centroids(labels, n + 1)
+    was, area_was = _centroids(back, int(back.max()) + 1)
+    growth = area[here] / area_was[there]
+    ok = (overlap >= MIN_BEHIND) & (growth <= MAX_GROWTH) & (growth >= 1 / MAX_GROWTH)
+    motion[here[ok]] = at[here[ok]] - was[there[ok]]
+    return labels, segment, motion
 
 
-def _centroids(image: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid (y, x) and pixel count on `image` of each id of `ids` (sorted, non-zero);
-    ids absent from `image` get count 0."""
-    flat = image.ravel()
-    idx = np.minimum(np.searchsorted(ids, flat), len(ids) - 1)
-    hit = ids[idx] == flat
-    yy, xx = np.indices(image.shape).reshape(2, -1)
-    n = np.bincount(idx[hit], minlength=len(ids))
-    sums = np.stack([np.bincount(idx[hit], yy[hit], len(ids)),
-                     np.bincount(idx[hit], xx[hit], len(ids))], 1)
-    return sums / np.maximum(n, 1)[:, None], n
+def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid (y, x) ((n, 2)) and pixel count ((n,)) of each label 0..n - 1 of `labels`."""
+    flat = labels.ravel()
+    yy, xx = np.indices(labels.shape).reshape(2, -1)
+    count = np.bincount(flat, minlength=n)
+    sums = np.stack([np.bincount(flat, yy, n), np.bincount(flat, xx, n)], 1)
+    return sums / np.maximum(count, 1)[:, None], count
 
 
 def _moved(face: np.ndarray, ids: np.ndarray, shift: np.ndarray
@@ -114,21 +145,25 @@ def _moved(face: np.ndarray, ids: np.ndarray, shift: np.ndarray
 def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
                   above: tuple[np.ndarray, np.ndarray | None], span: int,
                   min_overlap: float = DRIFT_OVERLAP) -> np.ndarray:
-    """Pairs (a, b) (uint64, (k, 2)) of segments of the face below and the face above a gap
-    that match once each is moved into the gap by its own drift (`segment_drift`) times
-    half the `span` (sections from face to face), at most `MAX_DRIFT` px: mutual best by
-    overlap, on at least `min_overlap` of the smaller moved footprint. `below` is (section
-    behind, face), `above` (face, section behind); a section behind is None past the volume."""
+    """Pairs (a, b) (uint64, (k, 2), unique) of segments of the face below and the face above
+    a gap with a piece each (`pieces`) that match once each piece is moved into the gap by its
+    own drift (`piece_drift`) times half the `span` (sections from face to face), at most
+    `MAX_DRIFT` px: mutual best by overlap, on at least `min_overlap` of the smaller moved
+    piece. Pieces, not whole segments, are matched: a cell that branches inside the gap, or
+    whose branches are one segment on one side and several on the other, joins through each
+    branch. `below` is (section behind, face), `above` (face, section behind); a section
+    behind is None past the volume."""
     (behind_a, face_a), (face_b, behind_b) = below, above
     face_a, face_b = np.asarray(face_a), np.asarray(face_b)
     if face_a.shape != face_b.shape:
         raise ValueError(f"gap faces differ in shape: {face_a.shape} and {face_b.shape}")
-    ids_a, drift_a = segment_drift(face_a, behind_a)
-    ids_b, drift_b = segment_drift(face_b, behind_b)
+    labels_a, segment_a, drift_a = piece_drift(face_a, behind_a)
+    labels_b, segment_b, drift_b = piece_drift(face_b, behind_b)
+    ids_a, ids_b = np.arange(1, len(segment_a)), np.arange(1, len(segment_b))
     if not len(ids_a) or not len(ids_b):
         return np.zeros((0, 2), np.uint64)
-    pix_a, seg_a = _moved(face_a, ids_a, _whole_px(drift_a * span / 2))
-    pix_b, seg_b = _moved(face_b, ids_b, _whole_px(drift_b * span / 2))
+    pix_a, seg_a = _moved(labels_a, ids_a, _whole_px(drift_a[1:] * span / 2))
+    pix_b, seg_b = _moved(labels_b, ids_b, _whole_px(drift_b[1:] * span / 2))
     n = face_a.size
     cover_a = coo_matrix((np.ones(len(pix_a)), (seg_a, pix_a)), shape=(len(ids_a), n)).tocsr()
     cover_b = coo_matrix((np.ones(len(pix_b)), (pix_b, seg_b)), shape=(n, len(ids_b))).tocsc()
@@ -140,8 +175,10 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
     overlap = np.rint(over.data[order]).astype(np.int64)
     size_a = np.bincount(seg_a, minlength=len(ids_a))[rows]
     size_b = np.bincount(seg_b, minlength=len(ids_b))[cols]
-    pairs = np.stack([ids_a[rows], ids_b[cols]], 1)
-    return _mutual(pairs, overlap, size_a, size_b, min_overlap)
+    matched = _mutual(np.stack([rows, cols], 1), overlap, size_a, size_b,
+                      min_overlap).astype(np.int64)
+    pairs = np.stack([segment_a[ids_a[matched[:, 0]]], segment_b[ids_b[matched[:, 1]]]], 1)
+    return np.unique(pairs.astype(np.uint64).reshape(-1, 2), axis=0)
 
 
 def _whole_px(shift: np.ndarray) -> np.ndarray:

@@ -317,34 +317,63 @@ def _mutual_by_hand(over: dict[tuple[int, int], int], area_a: dict[int, int],
     return out
 
 
+def _pieces_by_hand(section: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Each segment's 8-connected parts on a section: (segment id, pixel coordinates (k, 2)),
+    found with scipy.ndimage.label one segment at a time, in the raster order of their first
+    pixel (ties between equal overlaps go to the earlier part)."""
+    from scipy import ndimage
+
+    out = []
+    for i in np.unique(section[section != 0]).tolist():
+        parts, n = ndimage.label(section == i, structure=np.ones((3, 3), int))
+        out += [(i, np.argwhere(parts == k)) for k in range(1, n + 1)]
+    return sorted(out, key=lambda part: tuple(part[1][0].tolist()))
+
+
+def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: np.ndarray | None,
+                        least: int, growth: float) -> np.ndarray:
+    """A piece's motion per section: its centroid less that of the part of the same segment
+    on `behind` it overlaps most, if that overlap is `least` px or more and their areas
+    differ by at most `growth` times; else zero."""
+    if behind is None:
+        return np.zeros(2)
+    best, best_n = None, 0
+    mine = {tuple(p) for p in pix.tolist()}
+    for i, other in _pieces_by_hand(behind):
+        n = sum(tuple(p) in mine for p in other.tolist()) if i == seg else 0
+        if n > best_n:
+            best, best_n = other, n
+    if best is None or best_n < least or not 1 / growth <= len(pix) / len(best) <= growth:
+        return np.zeros(2)
+    return pix.mean(0) - best.mean(0)
+
+
 def _moved_by_hand(face: np.ndarray, behind: np.ndarray | None, steps: float, limit: float,
-                   least: int) -> dict[int, set[tuple[int, int]]]:
-    """Pixels of each segment of `face` moved by its centroid shift from `behind` times
-    `steps`, clipped, rounded half away from zero, kept inside the section."""
-    out = {}
-    for i in np.unique(face[face != 0]).tolist():
-        pix = np.argwhere(face == i)
-        move = np.zeros(2)
-        if behind is not None and (behind == i).sum() >= least:
-            move = pix.mean(0) - np.argwhere(behind == i).mean(0)
-        move = np.clip(move * steps, -limit, limit)
+                   least: int, growth: float) -> list[tuple[int, set[tuple[int, int]]]]:
+    """Each piece of `face` (its segment, its pixels) moved by its motion times `steps`,
+    clipped, rounded half away from zero, kept inside the section."""
+    out = []
+    for seg, pix in _pieces_by_hand(face):
+        move = np.clip(_piece_move_by_hand(pix, seg, behind, least, growth) * steps,
+                       -limit, limit)
         d = [int(np.sign(v) * np.floor(abs(v) + 0.5)) for v in move]
-        out[i] = {(y + d[0], x + d[1]) for y, x in pix.tolist()
-                  if 0 <= y + d[0] < face.shape[0] and 0 <= x + d[1] < face.shape[1]}
+        out.append((seg, {(y + d[0], x + d[1]) for y, x in pix.tolist()
+                          if 0 <= y + d[0] < face.shape[0] and 0 <= x + d[1] < face.shape[1]}))
     return out
 
 
 def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
                           above: tuple[np.ndarray, np.ndarray | None], span: int, frac: float,
-                          limit: float, least: int) -> set[tuple[int, int]]:
-    """`pairs_by_hand` after moving each face's segments half the span along their drift,
-    pixel sets intersected one pair at a time."""
-    moved_a = _moved_by_hand(below[1], below[0], span / 2, limit, least)
-    moved_b = _moved_by_hand(above[0], above[1], span / 2, limit, least)
-    over = {(a, b): len(pa & pb) for a, pa in moved_a.items() for b, pb in moved_b.items()
-            if pa & pb}
-    return _mutual_by_hand(over, {a: len(p) for a, p in moved_a.items()},
-                           {b: len(p) for b, p in moved_b.items()}, frac)
+                          limit: float, least: int, growth: float) -> set[tuple[int, int]]:
+    """`pairs_by_hand` over the faces' pieces after moving each half the span along its
+    drift, pixel sets intersected one pair at a time; the matched pieces' segments."""
+    moved_a = _moved_by_hand(below[1], below[0], span / 2, limit, least, growth)
+    moved_b = _moved_by_hand(above[0], above[1], span / 2, limit, least, growth)
+    over = {(i, j): len(pa & pb) for i, (_, pa) in enumerate(moved_a)
+            for j, (_, pb) in enumerate(moved_b) if pa & pb}
+    matched = _mutual_by_hand(over, {i: len(p) for i, (_, p) in enumerate(moved_a)},
+                              {j: len(p) for j, (_, p) in enumerate(moved_b)}, frac)
+    return {(moved_a[i][0], moved_b[j][0]) for i, j in matched}
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

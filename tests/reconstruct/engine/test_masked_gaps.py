@@ -1,8 +1,9 @@
 """Segments are joined across a run of wholly masked sections from the good sections either
-side (footprint overlap after each segment's drift, mutual best match), checked against overlaps
-counted pixel by pixel, against discs drifting obliquely across a gap, and against planted cells
-reconstructed in blocks of two shapes; the masked sections then take a joined cell's segment
-where the good sections either side both show it."""
+side (pieces' overlap after each piece's drift, mutual best match), checked against overlaps
+counted pixel by pixel, against discs drifting obliquely across a gap, against branches of one
+segment meeting several across it, and against planted cells reconstructed in blocks of two
+shapes; the masked sections then take a joined cell's segment where the good sections either
+side both show it."""
 
 from __future__ import annotations
 
@@ -50,9 +51,11 @@ def test_drifted_pairs_match_counting_by_hand(seed):
                                      span, frac)
             assert {(int(a), int(b)) for a, b in got} == drifted_pairs_by_hand(
                 (sections[0], sections[1]), (sections[2], sections[3]), span, frac,
-                gaps.MAX_DRIFT, gaps.MIN_BEHIND)
+                gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH)
     got = gaps.drifted_pairs((None, sections[1]), (sections[2], None), 3, 0.3)
-    assert {(int(a), int(b)) for a, b in got} == pairs_by_hand(sections[1], sections[2], 0.3)
+    assert {(int(a), int(b)) for a, b in got} == drifted_pairs_by_hand(
+        (None, sections[1]), (sections[2], None), 0, 0.3, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
+        gaps.MAX_GROWTH)  # no section behind: nothing moves
 
 
 def _drifting_discs(nz: int, gap: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +83,45 @@ def test_discs_drifting_obliquely_join_across_the_gap():
     assert all(cell[a] == cell[b] for a, b in got)
     # unmoved, the footprints three sections apart overlap too little to join
     assert len(gaps.footprint_pairs(labels[4], labels[7])) < 4
+
+
+def _disc(centre: tuple[float, float], radius: float, shape=(64, 64)) -> np.ndarray:
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2
+
+
+def test_branches_of_one_segment_join_each_of_their_continuations():
+    """Below the gap a cell's two branches are one segment (they meet further down), above
+    it two segments (they meet only inside the gap or below): each branch joins its own."""
+    below_face, below_behind = np.zeros((64, 64), np.int64), np.zeros((64, 64), np.int64)
+    above_face, above_behind = np.zeros((64, 64), np.int64), np.zeros((64, 64), np.int64)
+    for k, (y, x) in enumerate([(20, 20), (20, 44)]):  # the branches, drifting 1 px along x
+        below_behind[_disc((y, x - 1), 6)] = 1
+        below_face[_disc((y, x), 6)] = 1
+        above_face[_disc((y, x + 2), 6)] = 11 + k
+        above_behind[_disc((y, x + 3), 6)] = 11 + k
+    below_face[_disc((48, 30), 5)] = 2  # another cell, ending in the gap
+    got = {(int(a), int(b)) for a, b in gaps.drifted_pairs((below_behind, below_face),
+                                                           (above_face, above_behind), 3)}
+    assert got == {(1, 11), (1, 12)}
+
+
+@pytest.mark.parametrize("growth, moves", [(1.5, True), (3.0, False)])
+def test_a_piece_that_branches_behind_the_face_does_not_move(growth, moves):
+    """A piece's drift is its centroid's shift from its continuation behind the face, unless
+    the two areas differ more than `MAX_GROWTH` times (a junction, not motion)."""
+    face = _disc((30, 30), 6).astype(np.int64)
+    behind = np.zeros_like(face)
+    behind[_disc((30, 28), 6 * np.sqrt(growth))] = 1
+    _, segment, motion = gaps.piece_drift(face, behind)
+    assert list(segment) == [0, 1]
+    area = int(face.sum()) / int(behind.sum())
+    assert (area >= 1 / gaps.MAX_GROWTH) == moves
+    if moves:
+        want = np.argwhere(face == 1).mean(0) - np.argwhere(behind == 1).mean(0)
+        np.testing.assert_allclose(motion[1], want)
+    else:
+        np.testing.assert_array_equal(motion[1], 0)
 
 
 def test_masked_runs_need_good_sections_on_both_sides():

@@ -207,7 +207,7 @@ def test_objects_join_across_runs_of_wholly_masked_sections(tmp_path: Path,
     for z0, z1 in GAPS:
         pairs = drifted_pairs_by_hand((cut[z0 - 2], cut[z0 - 1]), (cut[z1 + 1], cut[z1 + 2]),
                                       z1 - z0 + 2, gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT,
-                                      gaps.MIN_BEHIND)
+                                      gaps.MIN_BEHIND, gaps.MAX_GROWTH)
         for a, b in pairs:  # the pieces' current labels: a piece may be joined already
             want[want == want[cut == b][0]] = want[cut == a][0]
     assert same_partition(want, seg)
