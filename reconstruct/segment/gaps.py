@@ -9,8 +9,10 @@ obliquely, so across two or three sections their footprints overlap little: `dri
 moves each piece into the gap by its own motion (its centroid's shift from its continuation on
 the section behind the face, `piece_drift`), half the gap each, then joins the segments of two
 pieces that are each other's best match by overlap, covering at least `DRIFT_OVERLAP` of the
-smaller (`footprint_pairs`: the same match of whole segments, unmoved). A segment may so join
-several across the gap, one through each branch. Only the two sections either side of the
+smaller (`footprint_pairs`: the same match of whole segments, unmoved), where one of the two
+segments, all its pieces' overlaps summed, matches the other best. A segment may so join
+several across the gap, one through each branch, and one piece does not pull a segment that
+continues elsewhere into another cell. Only the two sections either side of the
 run are read. `join` merges the pairs in the final labelling and numbers the segments 1..N by
 first voxel again, as `stitch.final_ids` does. Once joined, the masked sections take a segment
 only where both faces hold it at the same pixel (`agreed`): a joined cell is then one
@@ -74,7 +76,7 @@ def footprint_pairs(below: np.ndarray, above: np.ndarray,
     ids_b, area_b = np.unique(b[b != 0], return_counts=True)
     size_a = area_a[np.searchsorted(ids_a, pairs[:, 0])]
     size_b = area_b[np.searchsorted(ids_b, pairs[:, 1])]
-    return _mutual(pairs, overlap, size_a, size_b, min_overlap)
+    return pairs[_mutual(pairs, overlap, size_a, size_b, min_overlap)].astype(np.uint64)
 
 
 def pieces(section: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +151,11 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
     a gap with a piece each (`pieces`) that match once each piece is moved into the gap by its
     own drift (`piece_drift`) times half the `span` (sections from face to face), at most
     `MAX_DRIFT` px: mutual best by overlap, on at least `min_overlap` of the smaller moved
-    piece. Pieces, not whole segments, are matched: a cell that branches inside the gap, or
-    whose branches are one segment on one side and several on the other, joins through each
-    branch. `below` is (section behind, face), `above` (face, section behind); a section
-    behind is None past the volume."""
+    piece, where one of the two segments is the other's best match by its pieces' overlaps
+    summed (`_either_best`). Pieces, not whole segments, are matched: a cell whose branches
+    are one segment on one side and several on the other joins through each branch. `below`
+    is (section behind, face), `above` (face, section behind); a section behind is None past
+    the volume."""
     (behind_a, face_a), (face_b, behind_b) = below, above
     face_a, face_b = np.asarray(face_a), np.asarray(face_b)
     if face_a.shape != face_b.shape:
@@ -175,10 +178,20 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
     overlap = np.rint(over.data[order]).astype(np.int64)
     size_a = np.bincount(seg_a, minlength=len(ids_a))[rows]
     size_b = np.bincount(seg_b, minlength=len(ids_b))[cols]
-    matched = _mutual(np.stack([rows, cols], 1), overlap, size_a, size_b,
-                      min_overlap).astype(np.int64)
-    pairs = np.stack([segment_a[ids_a[matched[:, 0]]], segment_b[ids_b[matched[:, 1]]]], 1)
-    return np.unique(pairs.astype(np.uint64).reshape(-1, 2), axis=0)
+    matched = _mutual(np.stack([rows, cols], 1), overlap, size_a, size_b, min_overlap)
+    segs = np.stack([segment_a[ids_a[rows]], segment_b[ids_b[cols]]], 1).astype(np.uint64)
+    ok = matched & _either_best(segs, overlap)
+    return np.unique(segs[ok].reshape(-1, 2), axis=0)
+
+
+def _either_best(segs: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+    """Whether the two segments of each row of piece pairs (`segs`, (k, 2)) are, by their
+    pieces' overlaps summed, the best match of at least one of them: a segment that as a
+    whole continues elsewhere is not pulled into another cell by one piece."""
+    pairs, row = np.unique(segs, axis=0, return_inverse=True)
+    total = np.bincount(row.ravel(), overlap, len(pairs))
+    either = _best(pairs[:, 0], total) | _best(pairs[:, 1], total)
+    return either[row.ravel()]
 
 
 def _whole_px(shift: np.ndarray) -> np.ndarray:
@@ -189,12 +202,11 @@ def _whole_px(shift: np.ndarray) -> np.ndarray:
 
 def _mutual(pairs: np.ndarray, overlap: np.ndarray, size_a: np.ndarray, size_b: np.ndarray,
             min_overlap: float) -> np.ndarray:
-    """The rows of `pairs` (sorted by (a, b)) that are each other's best match by `overlap`
-    and overlap on at least `min_overlap` of the smaller size."""
+    """Whether each row of `pairs` (sorted by (a, b)) is a pair each other's best match by
+    `overlap` that overlaps on at least `min_overlap` of the smaller size."""
     best_a = _best(pairs[:, 0], overlap)
     best_b = _best(pairs[:, 1], overlap)
-    keep = best_a & best_b & (overlap >= min_overlap * np.minimum(size_a, size_b))
-    return pairs[keep].astype(np.uint64)
+    return best_a & best_b & (overlap >= min_overlap * np.minimum(size_a, size_b))
 
 
 def _best(key: np.ndarray, overlap: np.ndarray) -> np.ndarray:

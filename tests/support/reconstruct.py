@@ -366,14 +366,26 @@ def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
                           above: tuple[np.ndarray, np.ndarray | None], span: int, frac: float,
                           limit: float, least: int, growth: float) -> set[tuple[int, int]]:
     """`pairs_by_hand` over the faces' pieces after moving each half the span along its
-    drift, pixel sets intersected one pair at a time; the matched pieces' segments."""
+    drift, pixel sets intersected one pair at a time; the matched pieces' segments where one
+    of them is the other's best match by its pieces' overlaps summed."""
     moved_a = _moved_by_hand(below[1], below[0], span / 2, limit, least, growth)
     moved_b = _moved_by_hand(above[0], above[1], span / 2, limit, least, growth)
     over = {(i, j): len(pa & pb) for i, (_, pa) in enumerate(moved_a)
             for j, (_, pb) in enumerate(moved_b) if pa & pb}
     matched = _mutual_by_hand(over, {i: len(p) for i, (_, p) in enumerate(moved_a)},
                               {j: len(p) for j, (_, p) in enumerate(moved_b)}, frac)
-    return {(moved_a[i][0], moved_b[j][0]) for i, j in matched}
+    total: dict[tuple[int, int], int] = {}
+    for (i, j), n in over.items():
+        key = (moved_a[i][0], moved_b[j][0])
+        total[key] = total.get(key, 0) + n
+    best_a: dict[int, tuple[int, int]] = {}  # segment -> (-total, other): least is best
+    best_b: dict[int, tuple[int, int]] = {}
+    for (a, b), n in total.items():
+        best_a[a] = min(best_a.get(a, (0, b)), (-n, b))
+        best_b[b] = min(best_b.get(b, (0, a)), (-n, a))
+    return {(moved_a[i][0], moved_b[j][0]) for i, j in matched
+            if best_a[moved_a[i][0]][1] == moved_b[j][0]
+            or best_b[moved_b[j][0]][1] == moved_a[i][0]}
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
