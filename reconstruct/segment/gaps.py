@@ -12,11 +12,11 @@ pieces that are each other's best match by overlap, covering at least `DRIFT_OVE
 smaller (`footprint_pairs`: the same match of whole segments, unmoved), where one of the two
 segments, all its pieces' overlaps summed, matches the other best. A segment may so join
 several across the gap, one through each branch, and one piece does not pull a segment that
-continues elsewhere into another cell. Only the two sections either side of the
-run are read. `join` merges the pairs in the final labelling and numbers the segments 1..N by
-first voxel again, as `stitch.final_ids` does. Once joined, the masked sections take a segment
-only where both faces hold it at the same pixel (`agreed`): a joined cell is then one
-connected object, and no masked voxel is labelled from one side.
+continues elsewhere into another cell. Only the two sections either side of the run are read.
+`join` merges the pairs in the final labelling and numbers the segments 1..N by first voxel
+again, as `stitch.final_ids` does. Once joined, the masked sections take a segment only where
+both faces hold it at the same pixel (`agreed`): a joined cell is then one connected object,
+and no masked voxel is labelled from one side.
 """
 
 from __future__ import annotations
@@ -130,18 +130,18 @@ def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return sums / np.maximum(count, 1)[:, None], count
 
 
-def _moved(face: np.ndarray, ids: np.ndarray, shift: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel index after the move and segment index (into `ids`) of every pixel of a
-    segment of `face` moved by its `shift` (whole px) that stays inside the section."""
-    flat = face.ravel()
+def _moved(labels: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat pixel index after the move and piece index (label - 1) of every pixel of a piece
+    of `labels` (numbered 1..n) moved by its row of `shift` ((n, 2) whole px) that stays
+    inside the section."""
+    flat = labels.ravel()
     on = flat != 0
-    seg = np.searchsorted(ids, flat[on])
-    yy, xx = np.indices(face.shape).reshape(2, -1)
-    y = yy[on] + shift[seg, 0]
-    x = xx[on] + shift[seg, 1]
-    inside = (y >= 0) & (y < face.shape[0]) & (x >= 0) & (x < face.shape[1])
-    return (y * face.shape[1] + x)[inside], seg[inside]
+    piece = flat[on] - 1
+    yy, xx = np.indices(labels.shape).reshape(2, -1)
+    y = yy[on] + shift[piece, 0]
+    x = xx[on] + shift[piece, 1]
+    inside = (y >= 0) & (y < labels.shape[0]) & (x >= 0) & (x < labels.shape[1])
+    return (y * labels.shape[1] + x)[inside], piece[inside]
 
 
 def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
@@ -162,24 +162,24 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
         raise ValueError(f"gap faces differ in shape: {face_a.shape} and {face_b.shape}")
     labels_a, segment_a, drift_a = piece_drift(face_a, behind_a)
     labels_b, segment_b, drift_b = piece_drift(face_b, behind_b)
-    ids_a, ids_b = np.arange(1, len(segment_a)), np.arange(1, len(segment_b))
-    if not len(ids_a) or not len(ids_b):
+    n_a, n_b = len(segment_a) - 1, len(segment_b) - 1
+    if not n_a or not n_b:
         return np.zeros((0, 2), np.uint64)
-    pix_a, seg_a = _moved(labels_a, ids_a, _whole_px(drift_a[1:] * span / 2))
-    pix_b, seg_b = _moved(labels_b, ids_b, _whole_px(drift_b[1:] * span / 2))
+    pix_a, piece_a = _moved(labels_a, _whole_px(drift_a[1:] * span / 2))
+    pix_b, piece_b = _moved(labels_b, _whole_px(drift_b[1:] * span / 2))
     n = face_a.size
-    cover_a = coo_matrix((np.ones(len(pix_a)), (seg_a, pix_a)), shape=(len(ids_a), n)).tocsr()
-    cover_b = coo_matrix((np.ones(len(pix_b)), (pix_b, seg_b)), shape=(n, len(ids_b))).tocsc()
+    cover_a = coo_matrix((np.ones(len(pix_a)), (piece_a, pix_a)), shape=(n_a, n)).tocsr()
+    cover_b = coo_matrix((np.ones(len(pix_b)), (pix_b, piece_b)), shape=(n, n_b)).tocsc()
     over = (cover_a @ cover_b).tocoo()
     if not over.nnz:
         return np.zeros((0, 2), np.uint64)
     order = np.lexsort((over.col, over.row))
     rows, cols = over.row[order], over.col[order]
     overlap = np.rint(over.data[order]).astype(np.int64)
-    size_a = np.bincount(seg_a, minlength=len(ids_a))[rows]
-    size_b = np.bincount(seg_b, minlength=len(ids_b))[cols]
+    size_a = np.bincount(piece_a, minlength=n_a)[rows]
+    size_b = np.bincount(piece_b, minlength=n_b)[cols]
     matched = _mutual(np.stack([rows, cols], 1), overlap, size_a, size_b, min_overlap)
-    segs = np.stack([segment_a[ids_a[rows]], segment_b[ids_b[cols]]], 1).astype(np.uint64)
+    segs = np.stack([segment_a[rows + 1], segment_b[cols + 1]], 1).astype(np.uint64)
     ok = matched & _either_best(segs, overlap)
     return np.unique(segs[ok].reshape(-1, 2), axis=0)
 

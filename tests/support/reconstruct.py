@@ -330,16 +330,14 @@ def _pieces_by_hand(section: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return sorted(out, key=lambda part: tuple(part[1][0].tolist()))
 
 
-def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: np.ndarray | None,
+def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.ndarray]],
                         least: int, growth: float) -> np.ndarray:
     """A piece's motion per section: its centroid less that of the part of the same segment
-    on `behind` it overlaps most, if that overlap is `least` px or more and their areas
-    differ by at most `growth` times; else zero."""
-    if behind is None:
-        return np.zeros(2)
+    among `behind`'s parts it overlaps most, if that overlap is `least` px or more and their
+    areas differ by at most `growth` times; else zero."""
     best, best_n = None, 0
     mine = {tuple(p) for p in pix.tolist()}
-    for i, other in _pieces_by_hand(behind):
+    for i, other in behind:
         n = sum(tuple(p) in mine for p in other.tolist()) if i == seg else 0
         if n > best_n:
             best, best_n = other, n
@@ -353,8 +351,9 @@ def _moved_by_hand(face: np.ndarray, behind: np.ndarray | None, steps: float, li
     """Each piece of `face` (its segment, its pixels) moved by its motion times `steps`,
     clipped, rounded half away from zero, kept inside the section."""
     out = []
+    behind_parts = [] if behind is None else _pieces_by_hand(behind)
     for seg, pix in _pieces_by_hand(face):
-        move = np.clip(_piece_move_by_hand(pix, seg, behind, least, growth) * steps,
+        move = np.clip(_piece_move_by_hand(pix, seg, behind_parts, least, growth) * steps,
                        -limit, limit)
         d = [int(np.sign(v) * np.floor(abs(v) + 0.5)) for v in move]
         out.append((seg, {(y + d[0], x + d[1]) for y, x in pix.tolist()
@@ -386,6 +385,15 @@ def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
     return {(moved_a[i][0], moved_b[j][0]) for i, j in matched
             if best_a[moved_a[i][0]][1] == moved_b[j][0]
             or best_b[moved_b[j][0]][1] == moved_a[i][0]}
+
+
+def joined_by_hand(cut: np.ndarray, pairs: set[tuple[int, int]]) -> np.ndarray:
+    """`cut` with the segments of each pair given one label, a pair at a time (a segment may
+    be joined already: its current label is looked up through `cut`)."""
+    want = cut.copy()
+    for a, b in pairs:
+        want[want == want[cut == b][0]] = want[cut == a][0]
+    return want
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

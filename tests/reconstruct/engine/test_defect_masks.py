@@ -16,7 +16,7 @@ from connectome_query.reconstruct import synapses as synapses_mod
 from connectome_query.reconstruct.align.masks import Defect
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import VS, drifted_pairs_by_hand, read_volume
+from tests.support.reconstruct import VS, drifted_pairs_by_hand, joined_by_hand, read_volume
 
 PLANE = 32
 """A section masked whole (a missing section)."""
@@ -104,9 +104,7 @@ def test_no_merge_through_a_masked_section(masked_run, clean_run):
                                   (want[PLANE + 1], want[PLANE + 2]), 2, gaps.DRIFT_OVERLAP,
                                   gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH)
     assert len(pairs) >= 2
-    cut = want.copy()
-    for a, b in pairs:  # the segments' current labels: a segment may be joined already
-        want[want == want[cut == b][0]] = want[cut == a][0]
+    cut, want = want, joined_by_hand(want, pairs)
     want[PLANE] = np.where(want[PLANE - 1] == want[PLANE + 1], want[PLANE - 1], 0)
     assert want[PLANE].any()
     assert _same_partition(seg, want)

@@ -21,7 +21,7 @@ from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.ffn import blockwise, inference
 from connectome_query.reconstruct.ffn.model import FOV
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import drifted_pairs_by_hand, same_partition
+from tests.support.reconstruct import drifted_pairs_by_hand, joined_by_hand, same_partition
 
 VS = (40.0, 16.0, 16.0)
 HALF = tuple(f // 2 for f in FOV)
@@ -203,13 +203,12 @@ def test_objects_join_across_runs_of_wholly_masked_sections(tmp_path: Path,
     assert same_partition(np.where(bad, 0, lab), seg)
     # the join rule counted pixel by pixel on the cut objects (one process, no blocks)
     cut = inference.cut_at_mask(lab, bad).astype(np.int64)
-    want = cut.copy()
+    pairs = set()
     for z0, z1 in GAPS:
-        pairs = drifted_pairs_by_hand((cut[z0 - 2], cut[z0 - 1]), (cut[z1 + 1], cut[z1 + 2]),
-                                      z1 - z0 + 2, gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT,
-                                      gaps.MIN_BEHIND, gaps.MAX_GROWTH)
-        for a, b in pairs:  # the pieces' current labels: a piece may be joined already
-            want[want == want[cut == b][0]] = want[cut == a][0]
+        pairs |= drifted_pairs_by_hand((cut[z0 - 2], cut[z0 - 1]), (cut[z1 + 1], cut[z1 + 2]),
+                                       z1 - z0 + 2, gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT,
+                                       gaps.MIN_BEHIND, gaps.MAX_GROWTH)
+    want = joined_by_hand(cut, pairs)
     assert same_partition(want, seg)
     # the check can fail: cut alone, each continuing object is in three pieces; unmoved,
     # the drifting disc's footprints across either gap overlap too little to join
