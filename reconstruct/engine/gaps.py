@@ -3,8 +3,8 @@ every segmenter.
 
 Two stages between the segmenter's numbering and its relabel pass: "masked sections" (one task
 per layer of blocks along z) tells which sections of the defect masks are masked whole; "gaps"
-(one task per run of them) reads the segment ids of the two good sections either side (the face
-and the section behind it, for each piece's drift) and returns the pairs of segments to join
+(one task per run of them) reads the segment ids of the good sections either side (the face
+and the two sections behind it, for each piece's drift) and returns the pairs of segments to join
 (`gaps.drifted_pairs`). A segmenter hands `gap_pairs` how to read a section's segment ids from its
 working state (the watershed: fragments through their final-id table, `FragmentSections`; the
 FFN: provisional ids through their numbering) and joins the pairs in that table with
@@ -79,10 +79,13 @@ def _whole_task(item: int, shape: Triple, depth: int, bad_of: Masked) -> Record:
 
 def _gap_task(item: int, runs: np.ndarray, nz: int, ids_of: SectionIds) -> Record:
     z0, z1 = (int(v) for v in runs[item])
-    behind_below = ids_of(z0 - 2) if z0 >= 2 else None
-    behind_above = ids_of(z1 + 2) if z1 + 2 < nz else None
-    return {"pairs": gaps.drifted_pairs((behind_below, ids_of(z0 - 1)),
-                                        (ids_of(z1 + 1), behind_above), z1 - z0 + 2)}
+
+    def section(z: int) -> np.ndarray | None:
+        return ids_of(z) if 0 <= z < nz else None
+
+    below = [section(z) for z in (z0 - 3, z0 - 2, z0 - 1)]
+    above = [section(z) for z in (z1 + 1, z1 + 2, z1 + 3)]
+    return {"pairs": gaps.drifted_pairs(below, above, z1 - z0 + 2)}
 
 
 def masked_runs(engine: Engine, shape: Triple, depth: int, bad_of: Masked) -> np.ndarray:

@@ -7,12 +7,13 @@ segment's 8-connected 2-D part on a face (`pieces`), so a cell whose branches me
 (below it on one side, inside the gap on the other) shows as one piece a branch. Cells run
 obliquely, so across two or three sections their footprints overlap little: `drifted_pairs`
 moves each piece into the gap by its own motion (its centroid's shift from its continuation on
-the section behind the face, `piece_drift`), half the gap each, then joins the segments of two
+the section behind the face, averaged with that continuation's own shift from the section after
+it where both count, `piece_drift`), half the gap each, then joins the segments of two
 pieces that are each other's best match by overlap, covering at least `DRIFT_OVERLAP` of the
 smaller (`footprint_pairs`: the same match of whole segments, unmoved), where one of the two
 segments, all its pieces' overlaps summed, matches the other best. A segment may so join
 several across the gap, one through each branch, and one piece does not pull a segment that
-continues elsewhere into another cell. Only the two sections either side of the run are read.
+continues elsewhere into another cell. Only three sections either side of the run are read.
 `join` merges the pairs in the final labelling and numbers the segments 1..N by first voxel
 again, as `stitch.final_ids` does. Once joined, the masked sections take a segment only where
 both faces hold it at the same pixel (`agreed`): a joined cell is then one connected object,
@@ -20,6 +21,8 @@ and no masked voxel is labelled from one side.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cc3d
 import numpy as np
@@ -91,34 +94,56 @@ def pieces(section: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, segment
 
 
-def piece_drift(face: np.ndarray, behind: np.ndarray | None
+def piece_drift(face: np.ndarray, behind: np.ndarray | None,
+                further: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pieces of `face` (`pieces`) and each one's motion per section ((n + 1, 2) y, x px;
     row k for piece k): its centroid less that of the piece of the same segment it overlaps
     most on `behind` (the next section away from the gap). Zero where that overlap is under
     `MIN_BEHIND` pixels, where the two pieces' areas differ by more than `MAX_GROWTH` times
-    (the cell branches or ends there: the jump is not motion), or `behind` is None."""
+    (the cell branches or ends there: the jump is not motion), or `behind` is None. Where
+    `further` (the section after `behind`) is given and that continuation's own motion from
+    it counts by the same rules, the mean of the two steps: a centroid's shift over one
+    section is noisy, the cell's course over two less so."""
+    labels, segment, motion, valid, there = _drift_step(face, behind)
+    if further is None or behind is None or not valid.any():
+        return labels, segment, motion
+    _, _, back, back_valid, _ = _drift_step(behind, further)
+    two = valid & back_valid[there]
+    motion[two] = (motion[two] + back[there[two]]) / 2
+    return labels, segment, motion
+
+
+def _drift_step(face: np.ndarray, behind: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`piece_drift` over one section: the pieces of `face`, each one's motion from `behind`,
+    whether it counts ((n + 1,) bool) and its continuation's label among `behind`'s pieces
+    ((n + 1,) int, 0 for none)."""
     face = np.asarray(face)
     labels, segment = pieces(face)
     n = len(segment) - 1
     motion = np.zeros((n + 1, 2))
+    valid = np.zeros(n + 1, bool)
+    there = np.zeros(n + 1, np.int64)
     if behind is None or not n:
-        return labels, segment, motion
+        return labels, segment, motion, valid, there
     behind = np.asarray(behind)
     back, _ = pieces(behind)
     both = (labels > 0) & (face == behind)
     if not both.any():
-        return labels, segment, motion
+        return labels, segment, motion, valid, there
     pairs, overlap = np.unique(np.stack([labels[both], back[both]], 1), axis=0,
                                return_counts=True)
     best = _best(pairs[:, 0], overlap)
-    here, there, overlap = pairs[best, 0], pairs[best, 1], overlap[best]
+    here, linked, overlap = pairs[best, 0], pairs[best, 1], overlap[best]
     at, area = _centroids(labels, n + 1)
     was, area_was = _centroids(back, int(back.max()) + 1)
-    growth = area[here] / area_was[there]
+    growth = area[here] / area_was[linked]
     ok = (overlap >= MIN_BEHIND) & (growth <= MAX_GROWTH) & (growth >= 1 / MAX_GROWTH)
-    motion[here[ok]] = at[here[ok]] - was[there[ok]]
-    return labels, segment, motion
+    motion[here[ok]] = at[here[ok]] - was[linked[ok]]
+    valid[here[ok]] = True
+    there[here] = linked
+    return labels, segment, motion, valid, there
 
 
 def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +169,8 @@ def _moved(labels: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return (y * labels.shape[1] + x)[inside], piece[inside]
 
 
-def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
-                  above: tuple[np.ndarray, np.ndarray | None], span: int,
-                  min_overlap: float = DRIFT_OVERLAP) -> np.ndarray:
+def drifted_pairs(below: Sequence[np.ndarray | None], above: Sequence[np.ndarray | None],
+                  span: int, min_overlap: float = DRIFT_OVERLAP) -> np.ndarray:
     """Pairs (a, b) (uint64, (k, 2), unique) of segments of the face below and the face above
     a gap with a piece each (`pieces`) that match once each piece is moved into the gap by its
     own drift (`piece_drift`) times half the `span` (sections from face to face), at most
@@ -154,14 +178,20 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
     piece, where one of the two segments is the other's best match by its pieces' overlaps
     summed (`_either_best`). Pieces, not whole segments, are matched: a cell whose branches
     are one segment on one side and several on the other joins through each branch. `below`
-    is (section behind, face), `above` (face, section behind); a section behind is None past
+    is the sections up to the face in z order, the face last, `above` the face and those
+    after it; one or two sections behind each face give its drift (`piece_drift`), None past
     the volume."""
-    (behind_a, face_a), (face_b, behind_b) = below, above
-    face_a, face_b = np.asarray(face_a), np.asarray(face_b)
+    face_a, *away_a = _arrays(below[::-1])
+    face_b, *away_b = _arrays(above)
+    if face_a is None or face_b is None:
+        raise ValueError("a gap face is missing")
     if face_a.shape != face_b.shape:
         raise ValueError(f"gap faces differ in shape: {face_a.shape} and {face_b.shape}")
-    labels_a, segment_a, drift_a = piece_drift(face_a, behind_a)
-    labels_b, segment_b, drift_b = piece_drift(face_b, behind_b)
+    if not 1 <= len(away_a) <= 2 or not 1 <= len(away_b) <= 2:
+        raise ValueError("a gap face needs one or two sections behind it (None past the "
+                         "volume)")
+    labels_a, segment_a, drift_a = piece_drift(face_a, *away_a)
+    labels_b, segment_b, drift_b = piece_drift(face_b, *away_b)
     n_a, n_b = len(segment_a) - 1, len(segment_b) - 1
     if not n_a or not n_b:
         return np.zeros((0, 2), np.uint64)
@@ -182,6 +212,10 @@ def drifted_pairs(below: tuple[np.ndarray | None, np.ndarray],
     segs = np.stack([segment_a[rows + 1], segment_b[cols + 1]], 1).astype(np.uint64)
     ok = matched & _either_best(segs, overlap)
     return np.unique(segs[ok].reshape(-1, 2), axis=0)
+
+
+def _arrays(sections: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    return [None if s is None else np.asarray(s) for s in sections]
 
 
 def _either_best(segs: np.ndarray, overlap: np.ndarray) -> np.ndarray:

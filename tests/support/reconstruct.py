@@ -330,11 +330,12 @@ def _pieces_by_hand(section: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return sorted(out, key=lambda part: tuple(part[1][0].tolist()))
 
 
-def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.ndarray]],
-                        least: int, growth: float) -> np.ndarray:
-    """A piece's motion per section: its centroid less that of the part of the same segment
-    among `behind`'s parts it overlaps most, if that overlap is `least` px or more and their
-    areas differ by at most `growth` times; else zero."""
+def _piece_step_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.ndarray]],
+                        least: int, growth: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A piece's motion over one section: its centroid less that of the part of the same
+    segment among `behind`'s parts it overlaps most, if that overlap is `least` px or more and
+    their areas differ by at most `growth` times, else None; and that part (None if no part
+    of the segment overlaps)."""
     best, best_n = None, 0
     mine = {tuple(p) for p in pix.tolist()}
     for i, other in behind:
@@ -342,33 +343,56 @@ def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.nd
         if n > best_n:
             best, best_n = other, n
     if best is None or best_n < least or not 1 / growth <= len(pix) / len(best) <= growth:
+        return None, best
+    return pix.mean(0) - best.mean(0), best
+
+
+def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.ndarray]],
+                        further: list[tuple[int, np.ndarray]] | None, least: int,
+                        growth: float) -> np.ndarray:
+    """A piece's motion per section: its step from `behind`'s parts, averaged with its
+    continuation's step from `further`'s parts where both count; zero where the first
+    does not count."""
+    step, there = _piece_step_by_hand(pix, seg, behind, least, growth)
+    if step is None:
         return np.zeros(2)
-    return pix.mean(0) - best.mean(0)
+    if further is None or there is None:
+        return step
+    back, _ = _piece_step_by_hand(there, seg, further, least, growth)
+    return step if back is None else (step + back) / 2
 
 
-def _moved_by_hand(face: np.ndarray, behind: np.ndarray | None, steps: float, limit: float,
-                   least: int, growth: float) -> list[tuple[int, set[tuple[int, int]]]]:
-    """Each piece of `face` (its segment, its pixels) moved by its motion times `steps`,
-    clipped, rounded half away from zero, kept inside the section."""
+def _moved_by_hand(face: np.ndarray, away: list[np.ndarray | None], steps: float,
+                   limit: float, least: int, growth: float
+                   ) -> list[tuple[int, set[tuple[int, int]]]]:
+    """Each piece of `face` (its segment, its pixels) moved by its motion (from the sections
+    `away` from the gap, nearest first) times `steps`, clipped, rounded half away from zero,
+    kept inside the section."""
     out = []
+    behind = away[0] if away else None
+    further = away[1] if len(away) > 1 and behind is not None else None
     behind_parts = [] if behind is None else _pieces_by_hand(behind)
+    further_parts = None if further is None else _pieces_by_hand(further)
     for seg, pix in _pieces_by_hand(face):
-        move = np.clip(_piece_move_by_hand(pix, seg, behind_parts, least, growth) * steps,
-                       -limit, limit)
+        move = np.clip(_piece_move_by_hand(pix, seg, behind_parts, further_parts, least,
+                                           growth) * steps, -limit, limit)
         d = [int(np.sign(v) * np.floor(abs(v) + 0.5)) for v in move]
         out.append((seg, {(y + d[0], x + d[1]) for y, x in pix.tolist()
                           if 0 <= y + d[0] < face.shape[0] and 0 <= x + d[1] < face.shape[1]}))
     return out
 
 
-def drifted_pairs_by_hand(below: tuple[np.ndarray | None, np.ndarray],
-                          above: tuple[np.ndarray, np.ndarray | None], span: int, frac: float,
+def drifted_pairs_by_hand(below: tuple[np.ndarray | None, ...],
+                          above: tuple[np.ndarray | None, ...], span: int, frac: float,
                           limit: float, least: int, growth: float) -> set[tuple[int, int]]:
     """`pairs_by_hand` over the faces' pieces after moving each half the span along its
     drift, pixel sets intersected one pair at a time; the matched pieces' segments where one
-    of them is the other's best match by its pieces' overlaps summed."""
-    moved_a = _moved_by_hand(below[1], below[0], span / 2, limit, least, growth)
-    moved_b = _moved_by_hand(above[0], above[1], span / 2, limit, least, growth)
+    of them is the other's best match by its pieces' overlaps summed. `below`: sections up
+    to the face in z order, the face last; `above`: the face first."""
+    face_a, face_b = below[-1], above[0]
+    assert face_a is not None and face_b is not None
+    moved_a = _moved_by_hand(face_a, list(below[-2::-1]), span / 2, limit, least, growth)
+    moved_b = _moved_by_hand(face_b, list(above[1:]), span / 2, limit, least, growth)
     over = {(i, j): len(pa & pb) for i, (_, pa) in enumerate(moved_a)
             for j, (_, pb) in enumerate(moved_b) if pa & pb}
     matched = _mutual_by_hand(over, {i: len(p) for i, (_, p) in enumerate(moved_a)},

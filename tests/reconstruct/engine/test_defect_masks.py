@@ -100,9 +100,10 @@ def test_no_merge_through_a_masked_section(masked_run, clean_run):
     affs = read_volume(clean_run[0] / "affinities.zarr")
     want = segment.seeded_segmentation(_cut_by_hand(affs, bad), VS)
     assert not np.intersect1d(want[:PLANE], want[PLANE + 1:])[1:].size
-    pairs = drifted_pairs_by_hand((want[PLANE - 2], want[PLANE - 1]),
-                                  (want[PLANE + 1], want[PLANE + 2]), 2, gaps.DRIFT_OVERLAP,
-                                  gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH)
+    pairs = drifted_pairs_by_hand((want[PLANE - 3], want[PLANE - 2], want[PLANE - 1]),
+                                  (want[PLANE + 1], want[PLANE + 2], want[PLANE + 3]), 2,
+                                  gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
+                                  gaps.MAX_GROWTH)
     assert len(pairs) >= 2
     cut, want = want, joined_by_hand(want, pairs)
     want[PLANE] = np.where(want[PLANE - 1] == want[PLANE + 1], want[PLANE - 1], 0)

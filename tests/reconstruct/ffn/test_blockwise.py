@@ -205,9 +205,10 @@ def test_objects_join_across_runs_of_wholly_masked_sections(tmp_path: Path,
     cut = inference.cut_at_mask(lab, bad).astype(np.int64)
     pairs = set()
     for z0, z1 in GAPS:
-        pairs |= drifted_pairs_by_hand((cut[z0 - 2], cut[z0 - 1]), (cut[z1 + 1], cut[z1 + 2]),
-                                       z1 - z0 + 2, gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT,
-                                       gaps.MIN_BEHIND, gaps.MAX_GROWTH)
+        pairs |= drifted_pairs_by_hand((cut[z0 - 3], cut[z0 - 2], cut[z0 - 1]),
+                                       (cut[z1 + 1], cut[z1 + 2], cut[z1 + 3]), z1 - z0 + 2,
+                                       gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
+                                       gaps.MAX_GROWTH)
     want = joined_by_hand(cut, pairs)
     assert same_partition(want, seg)
     # the check can fail: cut alone, each continuing object is in three pieces; unmoved,
@@ -244,17 +245,17 @@ def test_overlap_pairs_match_counting_by_hand() -> None:
 
 def test_a_gap_task_reads_the_numbering_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """A gap task asks for four sections and loads the numbering once; the pairs are those
-    of the sections renumbered by hand."""
+    """A gap task asks for the three sections either side of the gap and loads the
+    numbering once; the pairs are those of the sections renumbered by hand."""
     from connectome_query.reconstruct.engine import gaps as engine_gaps
     from connectome_query.reconstruct.engine.context import create_sharded, write
     from connectome_query.reconstruct.engine.segmentation import save_numbering
     from connectome_query.reconstruct.segment import stitch
 
     rng = np.random.default_rng(3)
-    shape = (6, 10, 12)
+    shape = (8, 10, 12)
     local = rng.integers(0, 4, shape)
-    local[3] = local[2] = 0
+    local[3] = local[4] = 0
     create_sharded(tmp_path / "labels.zarr", shape, shape, "uint64")
     write(tmp_path / "labels.zarr", Box((0, 0, 0), shape), stitch.provisional(0, local))
     final = np.array([0, 7, 5, 7], np.uint64)  # local 1 and 3 are one segment
@@ -264,8 +265,11 @@ def test_a_gap_task_reads_the_numbering_once(tmp_path: Path,
     monkeypatch.setattr(blockwise, "load_numbering", lambda p: calls.append(p) or load(p))
     ids = blockwise._SectionIds(str(tmp_path / "labels.zarr"), str(tmp_path / "num.npz"),
                                 shape)
-    got = engine_gaps._gap_task(0, np.array([[2, 3]]), shape[0], ids)["pairs"]
+    asked: list[int] = []
+    got = engine_gaps._gap_task(0, np.array([[3, 4]]), shape[0],
+                                lambda z: asked.append(z) or ids(z))["pairs"]
     seg = final[local]
-    want = gaps.drifted_pairs((seg[0], seg[1]), (seg[4], seg[5]), 3)
+    want = gaps.drifted_pairs(tuple(seg[:3]), tuple(seg[5:]), 3)
+    assert sorted(asked) == [0, 1, 2, 5, 6, 7]
     assert len(calls) == 1
     np.testing.assert_array_equal(got, want)
