@@ -105,33 +105,35 @@ def piece_drift(face: np.ndarray, behind: np.ndarray | None,
     `further` (the section after `behind`) is given and that continuation's own motion from
     it counts by the same rules, the mean of the two steps: a centroid's shift over one
     section is noisy, the cell's course over two less so."""
-    labels, segment, motion, valid, there = _drift_step(face, behind)
-    if further is None or behind is None or not valid.any():
+    face = np.asarray(face)
+    labels, segment = pieces(face)
+    motion = np.zeros((len(segment), 2))
+    if behind is None or len(segment) == 1:
         return labels, segment, motion
-    _, _, back, back_valid, _ = _drift_step(behind, further)
-    two = valid & back_valid[there]
-    motion[two] = (motion[two] + back[there[two]]) / 2
+    behind = np.asarray(behind)
+    back, _ = pieces(behind)
+    step, valid, there = _drift_step(face, labels, behind, back)
+    motion[valid] = step[valid]
+    if further is not None and valid.any():
+        further = np.asarray(further)
+        back_step, back_valid, _ = _drift_step(behind, back, further, pieces(further)[0])
+        two = valid & back_valid[there]
+        motion[two] = (step[two] + back_step[there[two]]) / 2
     return labels, segment, motion
 
 
-def _drift_step(face: np.ndarray, behind: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`piece_drift` over one section: the pieces of `face`, each one's motion from `behind`,
-    whether it counts ((n + 1,) bool) and its continuation's label among `behind`'s pieces
-    ((n + 1,) int, 0 for none)."""
-    face = np.asarray(face)
-    labels, segment = pieces(face)
-    n = len(segment) - 1
+def _drift_step(face: np.ndarray, labels: np.ndarray, behind: np.ndarray, back: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`piece_drift` over one section, given both sections' pieces (`labels` of `face`,
+    `back` of `behind`): each face piece's motion ((n + 1, 2)), whether it counts ((n + 1,)
+    bool) and its continuation's label among `back` ((n + 1,) int, 0 for none)."""
+    n = int(labels.max())
     motion = np.zeros((n + 1, 2))
     valid = np.zeros(n + 1, bool)
     there = np.zeros(n + 1, np.int64)
-    if behind is None or not n:
-        return labels, segment, motion, valid, there
-    behind = np.asarray(behind)
-    back, _ = pieces(behind)
     both = (labels > 0) & (face == behind)
     if not both.any():
-        return labels, segment, motion, valid, there
+        return motion, valid, there
     pairs, overlap = np.unique(np.stack([labels[both], back[both]], 1), axis=0,
                                return_counts=True)
     best = _best(pairs[:, 0], overlap)
@@ -143,7 +145,7 @@ def _drift_step(face: np.ndarray, behind: np.ndarray | None
     motion[here[ok]] = at[here[ok]] - was[linked[ok]]
     valid[here[ok]] = True
     there[here] = linked
-    return labels, segment, motion, valid, there
+    return motion, valid, there
 
 
 def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -331,11 +331,11 @@ def _pieces_by_hand(section: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def _piece_step_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.ndarray]],
-                        least: int, growth: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A piece's motion over one section: its centroid less that of the part of the same
-    segment among `behind`'s parts it overlaps most, if that overlap is `least` px or more and
-    their areas differ by at most `growth` times, else None; and that part (None if no part
-    of the segment overlaps)."""
+                        least: int, growth: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """A piece's motion over one section and the part it was measured from: its centroid
+    less that of the part of the same segment among `behind`'s parts it overlaps most, if
+    that overlap is `least` px or more and their areas differ by at most `growth` times;
+    else None."""
     best, best_n = None, 0
     mine = {tuple(p) for p in pix.tolist()}
     for i, other in behind:
@@ -343,7 +343,7 @@ def _piece_step_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.nd
         if n > best_n:
             best, best_n = other, n
     if best is None or best_n < least or not 1 / growth <= len(pix) / len(best) <= growth:
-        return None, best
+        return None
     return pix.mean(0) - best.mean(0), best
 
 
@@ -353,13 +353,13 @@ def _piece_move_by_hand(pix: np.ndarray, seg: int, behind: list[tuple[int, np.nd
     """A piece's motion per section: its step from `behind`'s parts, averaged with its
     continuation's step from `further`'s parts where both count; zero where the first
     does not count."""
-    step, there = _piece_step_by_hand(pix, seg, behind, least, growth)
-    if step is None:
+    first = _piece_step_by_hand(pix, seg, behind, least, growth)
+    if first is None:
         return np.zeros(2)
-    if further is None or there is None:
-        return step
-    back, _ = _piece_step_by_hand(there, seg, further, least, growth)
-    return step if back is None else (step + back) / 2
+    step, there = first
+    second = None if further is None else _piece_step_by_hand(there, seg, further, least,
+                                                                growth)
+    return step if second is None else (step + second[0]) / 2
 
 
 def _moved_by_hand(face: np.ndarray, away: list[np.ndarray | None], steps: float,
