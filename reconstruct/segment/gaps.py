@@ -10,7 +10,8 @@ moves each piece into the gap by its own motion (its centroid's shift from its c
 the section behind the face, averaged with that continuation's own shift from the section after
 it where both count, `piece_drift`), half the gap each, then joins the segments of two
 pieces that are each other's best match by overlap, covering at least `DRIFT_OVERLAP` of the
-smaller (`footprint_pairs`: the same match of whole segments, unmoved), where one of the two
+smaller (`footprint_pairs`: the same match of whole segments, unmoved) and, where one is more
+than `MAX_AREA_RATIO` times the other, `MIN_IOU` of their union, where one of the two
 segments, all its pieces' overlaps summed, matches the other best. A segment may so join
 several across the gap, one through each branch, and one piece does not pull a segment that
 continues elsewhere into another cell. Only three sections either side of the run are read.
@@ -45,6 +46,15 @@ drift to be measured."""
 MAX_GROWTH = 2.0
 """Largest ratio of a piece's area to its continuation's behind the face (either way) for its
 drift to count: a cell that branches or ends there doubles or halves its cross-section."""
+
+MAX_AREA_RATIO = 3.0
+"""Largest ratio of two matched moved pieces' areas for a join on `DRIFT_OVERLAP` alone:
+a piece lying inside one many times its size covers most of itself by chance (a branch
+ending beside another cell, a fragment)."""
+
+MIN_IOU = 0.25
+"""Least overlap of two matched moved pieces, as a fraction of their union, where their
+areas differ more than `MAX_AREA_RATIO` times."""
 
 
 def masked_runs(whole: np.ndarray) -> list[tuple[int, int]]:
@@ -177,9 +187,10 @@ def drifted_pairs(below: Sequence[np.ndarray | None], above: Sequence[np.ndarray
     a gap with a piece each (`pieces`) that match once each piece is moved into the gap by its
     own drift (`piece_drift`) times half the `span` (sections from face to face), at most
     `MAX_DRIFT` px: mutual best by overlap, on at least `min_overlap` of the smaller moved
-    piece, where one of the two segments is the other's best match by its pieces' overlaps
-    summed (`_either_best`). Pieces, not whole segments, are matched: a cell whose branches
-    are one segment on one side and several on the other joins through each branch. `below`
+    piece, alike in area or overlapping well (`_alike`), where one of the two segments is the
+    other's best match by its pieces' overlaps summed (`_either_best`). Pieces, not whole
+    segments, are matched: a cell whose branches are one segment on one side and several on
+    the other joins through each branch. `below`
     is the sections up to the face in z order, the face last, `above` the face and those
     after it; one or two sections behind each face give its drift (`piece_drift`), None past
     the volume."""
@@ -212,7 +223,7 @@ def drifted_pairs(below: Sequence[np.ndarray | None], above: Sequence[np.ndarray
     size_b = np.bincount(piece_b, minlength=n_b)[cols]
     matched = _mutual(np.stack([rows, cols], 1), overlap, size_a, size_b, min_overlap)
     segs = np.stack([segment_a[rows + 1], segment_b[cols + 1]], 1).astype(np.uint64)
-    ok = matched & _either_best(segs, overlap)
+    ok = matched & _alike(overlap, size_a, size_b) & _either_best(segs, overlap)
     return np.unique(segs[ok].reshape(-1, 2), axis=0)
 
 
@@ -228,6 +239,14 @@ def _either_best(segs: np.ndarray, overlap: np.ndarray) -> np.ndarray:
     total = np.bincount(row.ravel(), overlap, len(pairs))
     either = _best(pairs[:, 0], total) | _best(pairs[:, 1], total)
     return either[row.ravel()]
+
+
+def _alike(overlap: np.ndarray, size_a: np.ndarray, size_b: np.ndarray) -> np.ndarray:
+    """Whether two pieces (areas `size_a`, `size_b`, overlapping on `overlap` px) are alike
+    enough to be one cell: areas within `MAX_AREA_RATIO` times, or overlapping on at least
+    `MIN_IOU` of their union."""
+    small, large = np.minimum(size_a, size_b), np.maximum(size_a, size_b)
+    return (large <= MAX_AREA_RATIO * small) | (overlap >= MIN_IOU * (size_a + size_b - overlap))
 
 
 def _whole_px(shift: np.ndarray) -> np.ndarray:

@@ -384,11 +384,13 @@ def _moved_by_hand(face: np.ndarray, away: list[np.ndarray | None], steps: float
 
 def drifted_pairs_by_hand(below: tuple[np.ndarray | None, ...],
                           above: tuple[np.ndarray | None, ...], span: int, frac: float,
-                          limit: float, least: int, growth: float) -> set[tuple[int, int]]:
+                          limit: float, least: int, growth: float, ratio: float,
+                          iou: float) -> set[tuple[int, int]]:
     """`pairs_by_hand` over the faces' pieces after moving each half the span along its
-    drift, pixel sets intersected one pair at a time; the matched pieces' segments where one
-    of them is the other's best match by its pieces' overlaps summed. `below`: sections up
-    to the face in z order, the face last; `above`: the face first."""
+    drift, pixel sets intersected one pair at a time; the matched pieces' segments where the
+    two moved pieces' areas are within `ratio` times or their overlap is `iou` of their union
+    or more, and one segment is the other's best match by its pieces' overlaps summed.
+    `below`: sections up to the face in z order, the face last; `above`: the face first."""
     face_a, face_b = below[-1], above[0]
     assert face_a is not None and face_b is not None
     moved_a = _moved_by_hand(face_a, list(below[-2::-1]), span / 2, limit, least, growth)
@@ -406,9 +408,14 @@ def drifted_pairs_by_hand(below: tuple[np.ndarray | None, ...],
     for (a, b), n in total.items():
         best_a[a] = min(best_a.get(a, (0, b)), (-n, b))
         best_b[b] = min(best_b.get(b, (0, a)), (-n, a))
+    def alike(i: int, j: int) -> bool:
+        pa, pb = moved_a[i][1], moved_b[j][1]
+        return (max(len(pa), len(pb)) <= ratio * min(len(pa), len(pb))
+                or len(pa & pb) >= iou * len(pa | pb))
+
     return {(moved_a[i][0], moved_b[j][0]) for i, j in matched
-            if best_a[moved_a[i][0]][1] == moved_b[j][0]
-            or best_b[moved_b[j][0]][1] == moved_a[i][0]}
+            if alike(i, j) and (best_a[moved_a[i][0]][1] == moved_b[j][0]
+                                or best_b[moved_b[j][0]][1] == moved_a[i][0])}
 
 
 def joined_by_hand(cut: np.ndarray, pairs: set[tuple[int, int]]) -> np.ndarray:

@@ -103,7 +103,7 @@ def test_no_merge_through_a_masked_section(masked_run, clean_run):
     pairs = drifted_pairs_by_hand((want[PLANE - 3], want[PLANE - 2], want[PLANE - 1]),
                                   (want[PLANE + 1], want[PLANE + 2], want[PLANE + 3]), 2,
                                   gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
-                                  gaps.MAX_GROWTH)
+                                  gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
     assert len(pairs) >= 2
     cut, want = want, joined_by_hand(want, pairs)
     want[PLANE] = np.where(want[PLANE - 1] == want[PLANE + 1], want[PLANE - 1], 0)

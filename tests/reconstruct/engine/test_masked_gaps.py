@@ -56,6 +56,10 @@ def _drifting_regions(seed: int, shape: tuple[int, int] = (24, 28)) -> np.ndarra
     return sections
 
 
+_RULES = (gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
+"""The join's settings, in `drifted_pairs_by_hand`'s order after the overlap fraction."""
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_drifted_pairs_match_counting_by_hand(seed):
     sections = _drifting_regions(seed)
@@ -66,15 +70,41 @@ def test_drifted_pairs_match_counting_by_hand(seed):
             for behind in (1, 2):  # one section behind each face, or two
                 b, a = below[2 - behind:], above[:behind + 1]
                 got = {(int(x), int(y)) for x, y in gaps.drifted_pairs(b, a, span, frac)}
-                assert got == drifted_pairs_by_hand(b, a, span, frac, gaps.MAX_DRIFT,
-                                                    gaps.MIN_BEHIND, gaps.MAX_GROWTH)
+                assert got == drifted_pairs_by_hand(b, a, span, frac, *_RULES)
                 found[frac, span, behind] = got
     # the check can fail: the second section behind changes some answer
     assert any(found[f, s, 1] != found[f, s, 2] for f, s, _ in found)
+
+
+def _random_discs(rng: np.random.Generator, first: int, shape=(40, 40)) -> np.ndarray:
+    """Eight discs of random centre and radius (1.5 to 9 px) numbered first.., later ones
+    painted over earlier ones: pieces of all sizes, small ones inside large ones."""
+    out = np.zeros(shape, np.int64)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    for k in range(8):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1.5, 9)
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = first + k
+    return out
+
+
+def test_unlike_pieces_on_random_discs_match_counting_by_hand():
+    unlike = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        a, b = _random_discs(rng, 1), _random_discs(rng, 20)
+        got = {(int(x), int(y)) for x, y in gaps.drifted_pairs((a, a), (b, b), 2)}
+        assert got == drifted_pairs_by_hand((a, a), (b, b), 2, gaps.DRIFT_OVERLAP, *_RULES)
+        unlike += got != drifted_pairs_by_hand((a, a), (b, b), 2, gaps.DRIFT_OVERLAP,
+                                               *_RULES[:3], np.inf, 0.0)
+    assert unlike >= 2  # the check can fail: unlike pieces were matched on some seeds
+
+
+def test_without_a_section_behind_nothing_moves():
+    sections = _drifting_regions(0)
     got = gaps.drifted_pairs((None, sections[2]), (sections[3], None), 3, 0.3)
     assert {(int(a), int(b)) for a, b in got} == drifted_pairs_by_hand(
-        (None, sections[2]), (sections[3], None), 0, 0.3, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
-        gaps.MAX_GROWTH)  # no section behind: nothing moves
+        (None, sections[2]), (sections[3], None), 0, 0.3, *_RULES)
+    assert len(got)
 
 
 def test_a_gap_face_needs_a_section_behind_it():
@@ -131,6 +161,22 @@ def test_branches_of_one_segment_join_each_of_their_continuations():
     got = {(int(a), int(b)) for a, b in gaps.drifted_pairs((below_behind, below_face),
                                                            (above_face, above_behind), 3)}
     assert got == {(1, 11), (1, 12)}
+
+
+@pytest.mark.parametrize("radius, joins", [(5, True), (3, False)])
+def test_a_small_piece_inside_a_much_larger_one_does_not_join(radius, joins):
+    """A piece covered by another across the gap joins it while their areas are within
+    `MAX_AREA_RATIO` times (radius 5 in 8: 2.4 times), not when one is many times the other
+    and covers little of the union (radius 3 in 8: 7 times, a seventh of it)."""
+    small, large = _disc((30, 30), radius).astype(np.int64), 5 * _disc((30, 30), 8)
+    ratio = large.astype(bool).sum() / small.sum()
+    assert (ratio <= gaps.MAX_AREA_RATIO) == joins
+    assert joins or 1 / ratio < gaps.MIN_IOU  # the small one's share of the union
+    got = {(int(a), int(b)) for a, b in gaps.drifted_pairs((small, small), (large, large), 2)}
+    assert got == ({(1, 5)} if joins else set())
+    # a big piece inside a small one's place, the other way round, alike
+    got = {(int(a), int(b)) for a, b in gaps.drifted_pairs((large, large), (small, small), 2)}
+    assert got == ({(5, 1)} if joins else set())
 
 
 @pytest.mark.parametrize("growth, moves", [(1.5, True), (3.0, False)])

@@ -208,7 +208,7 @@ def test_objects_join_across_runs_of_wholly_masked_sections(tmp_path: Path,
         pairs |= drifted_pairs_by_hand((cut[z0 - 3], cut[z0 - 2], cut[z0 - 1]),
                                        (cut[z1 + 1], cut[z1 + 2], cut[z1 + 3]), z1 - z0 + 2,
                                        gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
-                                       gaps.MAX_GROWTH)
+                                       gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
     want = joined_by_hand(cut, pairs)
     assert same_partition(want, seg)
     # the check can fail: cut alone, each continuing object is in three pieces; unmoved,
