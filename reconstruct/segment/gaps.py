@@ -190,10 +190,9 @@ def drifted_pairs(below: Sequence[np.ndarray | None], above: Sequence[np.ndarray
     piece, alike in area or overlapping well (`_alike`), where one of the two segments is the
     other's best match by its pieces' overlaps summed (`_either_best`). Pieces, not whole
     segments, are matched: a cell whose branches are one segment on one side and several on
-    the other joins through each branch. `below`
-    is the sections up to the face in z order, the face last, `above` the face and those
-    after it; one or two sections behind each face give its drift (`piece_drift`), None past
-    the volume."""
+    the other joins through each branch. `below` is the sections up to the face in z order,
+    the face last, `above` the face and those after it; one or two sections behind each face
+    give its drift (`piece_drift`), None past the volume."""
     face_a, *away_a = _arrays(below[::-1])
     face_b, *away_b = _arrays(above)
     if face_a is None or face_b is None:

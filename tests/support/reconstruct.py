@@ -408,6 +408,7 @@ def drifted_pairs_by_hand(below: tuple[np.ndarray | None, ...],
     for (a, b), n in total.items():
         best_a[a] = min(best_a.get(a, (0, b)), (-n, b))
         best_b[b] = min(best_b.get(b, (0, a)), (-n, a))
+
     def alike(i: int, j: int) -> bool:
         pa, pb = moved_a[i][1], moved_b[j][1]
         return (max(len(pa), len(pb)) <= ratio * min(len(pa), len(pb))

@@ -80,10 +80,9 @@ def _random_discs(rng: np.random.Generator, first: int, shape=(40, 40)) -> np.nd
     """Eight discs of random centre and radius (1.5 to 9 px) numbered first.., later ones
     painted over earlier ones: pieces of all sizes, small ones inside large ones."""
     out = np.zeros(shape, np.int64)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
     for k in range(8):
         cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1.5, 9)
-        out[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = first + k
+        out[_disc((cy, cx), r, shape)] = first + k
     return out
 
 
