@@ -129,7 +129,7 @@ def chain_error(acov: np.ndarray, depth: int) -> float:
 
 
 def bound(acov: np.ndarray, present: np.ndarray, scored: np.ndarray, own_sd: float,
-              excess: dict[int, float]) -> float:
+          excess: dict[int, float]) -> float:
     """Expected strict residual per coordinate (RMS) of the best estimate of the `scored`
     sections' own values (independent, sd `own_sd`) when only `present` ones are imaged and
     the chain's links join consecutive present sections: what a link shows is the
