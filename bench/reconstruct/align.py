@@ -155,11 +155,14 @@ def bench_floors(image: np.ndarray, cfg: raw.RawConfig) -> dict[str, dict[str, f
             "estimator_only": _floor(one, fields, everything, everything)}
 
 
-def bench_truth(shape_zyx: tuple[int, int, int], seed: int) -> dict[str, object]:
+def bench_truth(shape_zyx: tuple[int, int, int], seed: int,
+                missing_runs: tuple[int, ...] = raw.RawConfig.missing_runs
+                ) -> dict[str, object]:
     image = synth.synthesize(synth.SynthConfig(shape_zyx, seed=seed)).image
+    cfg = raw.RawConfig(seed=seed, missing_runs=missing_runs)
     t = time.perf_counter()
-    r = trial.run_trial(image, raw.RawConfig(seed=seed))
-    return {"floors_px": bench_floors(image, raw.RawConfig(seed=seed)),
+    r = trial.run_trial(image, cfg)
+    return {"floors_px": bench_floors(image, cfg), "missing_runs": list(missing_runs),
             "strict_parts_px": r.parts,
             "strict_by_edge_distance_px": r.by_edge,
 "shape_zyx": list(shape_zyx), "seconds": time.perf_counter() - t,
@@ -181,6 +184,8 @@ def main() -> None:
     p.add_argument("--truth-seeds", default="3,11,17,23,29",
                    help="seeds of the truth trials (3, 11, 17 chose the settings; 23 and 29 are "
                         "held out)")
+    p.add_argument("--missing-runs", default="1,2",
+                   help="lengths of the runs of missing sections in the truth trials")
     p.add_argument("--json", type=Path, default=Path("bench/reconstruct/align.json"))
     a = p.parse_args()
     result: dict[str, object] = {"size": a.size, "device": str(jax.devices()[0]),
@@ -194,7 +199,8 @@ def main() -> None:
         z, y, x = (int(v) for v in a.truth_size.split(","))
         result["truth"] = truths = {}
         for seed in (int(v) for v in a.truth_seeds.split(",")):
-            truths[seed] = tr = bench_truth((z, y, x), seed)
+            runs = tuple(int(v) for v in a.missing_runs.split(","))
+            truths[seed] = tr = bench_truth((z, y, x), seed, runs)
             print(f"truth {z}x{y}x{x} seed {seed}: seams {tr['seam_px']}, residual "
                   f"{tr['residual_px']} (parts {tr['strict_parts_px']}; floors "
                   f"{tr['floors_px']}), up to smooth motion along z "

@@ -244,3 +244,26 @@ def test_a_section_across_a_gap_holds_its_references_shape_more():
 
     assert elastic.gap_mesh(cfg, 1) == cfg.mesh
     assert np.ptp(stretched[..., 1]) > width(1) > width(3) > np.ptp(rest[..., 1])
+
+
+def test_a_section_after_three_missing_ones_is_reported():
+    """One texture shifted per section: the section after a run of three missing sections
+    (its nearest reference four back) is reported as uncertain, the one after a run of two
+    is not, and a section whose flows are all good never is."""
+    rng = np.random.default_rng(8)
+    base = ndi.gaussian_filter(rng.standard_normal((128, 128)), 2.0).astype(np.float32)
+    shifts = rng.normal(0.0, 2.0, (12, 2))
+    stack = np.stack([ndi.shift(base, -s, order=3, mode="mirror") for s in shifts])
+    cfg = elastic.AlignConfig(stride=32, patch=64, z_trend_degree=0)
+
+    def reported(missing: list[int]) -> list[int]:
+        usable = np.ones(12, bool)
+        usable[missing] = False
+        maps = elastic.align_stack(lambda z: stack[z], lambda z: np.zeros((128, 128), bool),
+                                   12, usable, usable, (128, 128), cfg)
+        return [int(n.split(":")[0].split()[1]) for n in maps.notes if n.startswith("section ")]
+
+    assert reported([3, 4, 5]) == [6]
+    assert reported([3, 4]) == []
+    assert reported([2, 3, 4, 8, 9, 10]) == [5, 11]
+    assert reported([]) == []

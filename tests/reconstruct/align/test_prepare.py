@@ -60,6 +60,7 @@ def test_prepare_writes_the_aligned_repaired_volume(raw_dir, tmp_path):
         assert f"section {z}: missing" in out
     for z in truth["blurred_sections"]:
         assert f"section {z}: blur" in out
+    assert "missing sections before it" not in out  # runs of at most 2 here
     # one contrast for the stack: a section's good tissue sits at the grey of the others',
     # whatever was filled or left unfilled in it (the network sees sections side by side)
     tissue = [np.median(image[z][masks[z] == 0]) for z in range(16) if (masks[z] == 0).any()]
@@ -87,6 +88,22 @@ def test_a_missing_tile_is_reported_and_masked(raw_dir, tmp_path):
     code, out = _prepare(raw, tmp_path / "em")
     assert code == 0, out
     assert "section 2, tile (row 1, col 1): r01_c01.png is missing" in out.replace("\n", " ")
+
+
+def test_a_section_after_three_missing_ones_is_reported(raw_dir, tmp_path):
+    """Sections 7 and 8 are missing; section 9 imaged blank as well makes a run of three, and
+    section 10, aligned across it, is reported as uncertain."""
+    truth = json.loads((raw_dir / "truth" / "raw_truth.json").read_text())
+    assert {7, 8} <= set(truth["missing_sections"]) and 9 not in truth["missing_sections"]
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw, ignore=shutil.ignore_patterns("truth"))
+    shutil.rmtree(raw / "tiles" / "s00009")
+    shutil.copytree(raw / "tiles" / "s00008", raw / "tiles" / "s00009")
+    code, out = _prepare(raw, tmp_path / "em")
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "section 9: missing" in flat
+    assert "section 10: 3 missing sections before it" in flat and "uncertain" in flat
 
 
 def test_a_tile_of_the_wrong_size_is_refused_naming_it(raw_dir, tmp_path):
