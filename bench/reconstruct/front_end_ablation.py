@@ -183,22 +183,29 @@ def prepare_variant(raw_dir: Path, em_dir: Path, variant: str) -> None:
     truth_frame.write_truth_in_frame(raw_dir, em_dir)
 
 
-def synth_raw(out: Path, size: str, seed: int, defects: bool) -> None:
-    """A raw directory as `synth-em --preset raw` writes it, optionally without defects."""
+def synth_raw(out: Path, size: str, seed: int, defects: bool,
+              missing_runs: tuple[int, ...] = raw_synth.RawConfig.missing_runs) -> None:
+    """A raw directory as `synth-em --preset raw` writes it, optionally without defects or
+    with other runs of missing sections."""
     x, y, z = (int(v) for v in size.split(","))
-    cfg = raw_synth.RawConfig(seed=seed) if defects else raw_synth.RawConfig(
-        seed=seed, folds=0, cracks=0, blurred=0, missing_runs=())
+    cfg = raw_synth.RawConfig(seed=seed, missing_runs=missing_runs) if defects else \
+        raw_synth.RawConfig(seed=seed, folds=0, cracks=0, blurred=0, missing_runs=())
     rawdir.write_synthetic_raw(out, synth.SynthConfig((z, y, x), seed=seed), cfg)
 
 
 def one_seed(work: Path, size: str, seed: int, workers: int,
-             variants: dict[str, list[str]]) -> dict[str, Any]:
+             variants: dict[str, list[str]],
+             missing_runs: tuple[int, ...] | None = None) -> dict[str, Any]:
     steps = Steps(work)
     out: dict[str, Any] = {"seed": seed, "times_s": {}}
     raws = {"defects": work / "raw", "no defects": work / "raw_nodefects"}
-    steps.run("synth", raws["defects"] / "raw.json", lambda: _cli(
-        "synth-em", str(raws["defects"]), "--size", size, "--preset", "raw", "--seed",
-        str(seed)))
+    if missing_runs is None:  # the preset, as a user makes it
+        steps.run("synth", raws["defects"] / "raw.json", lambda: _cli(
+            "synth-em", str(raws["defects"]), "--size", size, "--preset", "raw", "--seed",
+            str(seed)))
+    else:
+        steps.run("synth", raws["defects"] / "raw.json",
+                  lambda: synth_raw(raws["defects"], size, seed, True, missing_runs))
     steps.run("synth no defects", raws["no defects"] / "raw.json",
               lambda: synth_raw(raws["no defects"], size, seed, False))
     ems: dict[str, Path] = {"clean": raws["defects"] / "truth" / "undeformed"}
@@ -239,8 +246,11 @@ def main() -> None:
                     help="variants of the front end on the raw volume")
     ap.add_argument("--nd-variants", default="true maps",
                     help="variants on the same volume without defects (its front end always)")
+    ap.add_argument("--missing-runs", default="",
+                    help="lengths of the runs of missing sections (default: the preset's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    runs = tuple(int(v) for v in args.missing_runs.split(",")) if args.missing_runs else None
     start = load_1min()
     known = {"true maps", "true masks", "stitch only", "nearest fill"}
     variants = {"defects": [v for v in args.variants.split(",") if v],
@@ -248,8 +258,8 @@ def main() -> None:
     for v in variants["defects"] + variants["no defects"]:
         if v not in known:
             ap.error(f"--variants: unknown variant {v!r} (one of {', '.join(sorted(known))})")
-    results = [one_seed(args.work / f"seed{s}", args.size, int(s), args.workers, variants)
-               for s in args.seeds.split(",")]
+    results = [one_seed(args.work / f"seed{s}", args.size, int(s), args.workers, variants,
+                        runs) for s in args.seeds.split(",")]
     rows = []
     for r in results:
         for name, m in r.items():
@@ -259,7 +269,8 @@ def main() -> None:
                              "voi_split": round(m["voi_split"], 3),
                              "voi_merge": round(m["voi_merge"], 3),
                              "segments": m["n_segments"]})
-    report = {"size_xyz": args.size, "results": results, "load_1min": [start, load_1min()]}
+    report = {"size_xyz": args.size, "missing_runs": args.missing_runs or "preset",
+              "results": results, "load_1min": [start, load_1min()]}
     print(pd.DataFrame(rows).to_string(index=False))
     print("load", report["load_1min"])
     if args.json:
