@@ -248,9 +248,9 @@ def uncertainty_note(z: int, near_z: int, coverage: float, config: AlignConfig) 
     """What the run reports of section z aligned to section `near_z` with at best
     `coverage` of good flow nodes: too far back to trust, or too little flow, or nothing."""
     if z - near_z > config.trusted_distance:
-        return (f"section {z}: {z - near_z - 1} missing sections before it; its flows reach "
-                f"{z - near_z} sections back, too far to trust, so its alignment to section "
-                f"{near_z} is uncertain (by several pixels)")
+        return (f"section {z}: aligned to section {near_z}, {z - near_z} sections back (the "
+                f"{z - near_z - 1} between are missing or could not serve), too far for its "
+                "flows to be trusted: its alignment is uncertain (by several pixels)")
     if coverage < 0.2:
         return (f"section {z}: only {coverage:.0%} of its flow to section {near_z} is good; "
                 "its alignment is uncertain")

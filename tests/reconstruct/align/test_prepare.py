@@ -60,7 +60,7 @@ def test_prepare_writes_the_aligned_repaired_volume(raw_dir, tmp_path):
         assert f"section {z}: missing" in out
     for z in truth["blurred_sections"]:
         assert f"section {z}: blur" in out
-    assert "missing sections before it" not in out  # runs of at most 2 here
+    assert "too far for its flows" not in out  # runs of at most 2 here
     # one contrast for the stack: a section's good tissue sits at the grey of the others',
     # whatever was filled or left unfilled in it (the network sees sections side by side)
     tissue = [np.median(image[z][masks[z] == 0]) for z in range(16) if (masks[z] == 0).any()]
@@ -103,7 +103,8 @@ def test_a_section_after_three_missing_ones_is_reported(raw_dir, tmp_path):
     assert code == 0, out
     flat = " ".join(out.split())
     assert "section 9: missing" in flat
-    assert "section 10: 3 missing sections before it" in flat and "uncertain" in flat
+    assert "section 10: aligned to section 6, 4 sections back" in flat
+    assert "too far for its flows to be trusted" in flat
 
 
 def test_a_tile_of_the_wrong_size_is_refused_naming_it(raw_dir, tmp_path):
