@@ -13,6 +13,7 @@ import pandas as pd
 
 from connectome_query.reconstruct import boundary, metrics, segment, synth
 from connectome_query.reconstruct.lattice import neighbour_slices
+from connectome_query.reconstruct.segment import gaps
 
 VS = (40.0, 16.0, 16.0)
 STEPS = [(0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1)]
@@ -380,6 +381,10 @@ def _moved_by_hand(face: np.ndarray, away: list[np.ndarray | None], steps: float
         out.append((seg, {(y + d[0], x + d[1]) for y, x in pix.tolist()
                           if 0 <= y + d[0] < face.shape[0] and 0 <= x + d[1] < face.shape[1]}))
     return out
+
+
+GAP_RULES = (gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
+"""The gap join's settings, in `drifted_pairs_by_hand`'s order after the overlap fraction."""
 
 
 def drifted_pairs_by_hand(below: tuple[np.ndarray | None, ...],

@@ -16,7 +16,13 @@ from connectome_query.reconstruct import synapses as synapses_mod
 from connectome_query.reconstruct.align.masks import Defect
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import VS, drifted_pairs_by_hand, joined_by_hand, read_volume
+from tests.support.reconstruct import (
+    GAP_RULES,
+    VS,
+    drifted_pairs_by_hand,
+    joined_by_hand,
+    read_volume,
+)
 
 PLANE = 32
 """A section masked whole (a missing section)."""
@@ -102,8 +108,7 @@ def test_no_merge_through_a_masked_section(masked_run, clean_run):
     assert not np.intersect1d(want[:PLANE], want[PLANE + 1:])[1:].size
     pairs = drifted_pairs_by_hand((want[PLANE - 3], want[PLANE - 2], want[PLANE - 1]),
                                   (want[PLANE + 1], want[PLANE + 2], want[PLANE + 3]), 2,
-                                  gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
-                                  gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
+                                  gaps.DRIFT_OVERLAP, *GAP_RULES)
     assert len(pairs) >= 2
     cut, want = want, joined_by_hand(want, pairs)
     want[PLANE] = np.where(want[PLANE - 1] == want[PLANE + 1], want[PLANE - 1], 0)

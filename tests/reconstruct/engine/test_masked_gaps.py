@@ -21,7 +21,12 @@ from connectome_query.reconstruct import io, pipeline
 from connectome_query.reconstruct.align.masks import Defect
 from connectome_query.reconstruct.engine.cluster import ClusterSpec
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import drifted_pairs_by_hand, pairs_by_hand, read_volume
+from tests.support.reconstruct import (
+    GAP_RULES,
+    drifted_pairs_by_hand,
+    pairs_by_hand,
+    read_volume,
+)
 
 GAP = (30, 31)
 """The sections masked whole in the planted volume."""
@@ -56,10 +61,6 @@ def _drifting_regions(seed: int, shape: tuple[int, int] = (24, 28)) -> np.ndarra
     return sections
 
 
-_RULES = (gaps.MAX_DRIFT, gaps.MIN_BEHIND, gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
-"""The join's settings, in `drifted_pairs_by_hand`'s order after the overlap fraction."""
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_drifted_pairs_match_counting_by_hand(seed):
     sections = _drifting_regions(seed)
@@ -70,7 +71,7 @@ def test_drifted_pairs_match_counting_by_hand(seed):
             for behind in (1, 2):  # one section behind each face, or two
                 b, a = below[2 - behind:], above[:behind + 1]
                 got = {(int(x), int(y)) for x, y in gaps.drifted_pairs(b, a, span, frac)}
-                assert got == drifted_pairs_by_hand(b, a, span, frac, *_RULES)
+                assert got == drifted_pairs_by_hand(b, a, span, frac, *GAP_RULES)
                 found[frac, span, behind] = got
     # the check can fail: the second section behind changes some answer
     assert any(found[f, s, 1] != found[f, s, 2] for f, s, _ in found)
@@ -92,9 +93,9 @@ def test_unlike_pieces_on_random_discs_match_counting_by_hand():
         rng = np.random.default_rng(seed)
         a, b = _random_discs(rng, 1), _random_discs(rng, 20)
         got = {(int(x), int(y)) for x, y in gaps.drifted_pairs((a, a), (b, b), 2)}
-        assert got == drifted_pairs_by_hand((a, a), (b, b), 2, gaps.DRIFT_OVERLAP, *_RULES)
+        assert got == drifted_pairs_by_hand((a, a), (b, b), 2, gaps.DRIFT_OVERLAP, *GAP_RULES)
         unlike += got != drifted_pairs_by_hand((a, a), (b, b), 2, gaps.DRIFT_OVERLAP,
-                                               *_RULES[:3], np.inf, 0.0)
+                                               *GAP_RULES[:3], np.inf, 0.0)
     assert unlike >= 2  # the check can fail: unlike pieces were matched on some seeds
 
 
@@ -102,7 +103,7 @@ def test_without_a_section_behind_nothing_moves():
     sections = _drifting_regions(0)
     got = gaps.drifted_pairs((None, sections[2]), (sections[3], None), 3, 0.3)
     assert {(int(a), int(b)) for a, b in got} == drifted_pairs_by_hand(
-        (None, sections[2]), (sections[3], None), 0, 0.3, *_RULES)
+        (None, sections[2]), (sections[3], None), 0, 0.3, *GAP_RULES)
     assert len(got)
 
 

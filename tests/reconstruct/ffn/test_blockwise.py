@@ -21,7 +21,12 @@ from connectome_query.reconstruct.engine.runner import Engine
 from connectome_query.reconstruct.ffn import blockwise, inference
 from connectome_query.reconstruct.ffn.model import FOV
 from connectome_query.reconstruct.segment import gaps
-from tests.support.reconstruct import drifted_pairs_by_hand, joined_by_hand, same_partition
+from tests.support.reconstruct import (
+    GAP_RULES,
+    drifted_pairs_by_hand,
+    joined_by_hand,
+    same_partition,
+)
 
 VS = (40.0, 16.0, 16.0)
 HALF = tuple(f // 2 for f in FOV)
@@ -207,8 +212,7 @@ def test_objects_join_across_runs_of_wholly_masked_sections(tmp_path: Path,
     for z0, z1 in GAPS:
         pairs |= drifted_pairs_by_hand((cut[z0 - 3], cut[z0 - 2], cut[z0 - 1]),
                                        (cut[z1 + 1], cut[z1 + 2], cut[z1 + 3]), z1 - z0 + 2,
-                                       gaps.DRIFT_OVERLAP, gaps.MAX_DRIFT, gaps.MIN_BEHIND,
-                                       gaps.MAX_GROWTH, gaps.MAX_AREA_RATIO, gaps.MIN_IOU)
+                                       gaps.DRIFT_OVERLAP, *GAP_RULES)
     want = joined_by_hand(cut, pairs)
     assert same_partition(want, seg)
     # the check can fail: cut alone, each continuing object is in three pieces; unmoved,
