@@ -198,8 +198,8 @@ def main() -> None:
     if a.truth_size != "0":
         z, y, x = (int(v) for v in a.truth_size.split(","))
         result["truth"] = truths = {}
+        runs = tuple(int(v) for v in a.missing_runs.split(","))
         for seed in (int(v) for v in a.truth_seeds.split(",")):
-            runs = tuple(int(v) for v in a.missing_runs.split(","))
             truths[seed] = tr = bench_truth((z, y, x), seed, runs)
             print(f"truth {z}x{y}x{x} seed {seed}: seams {tr['seam_px']}, residual "
                   f"{tr['residual_px']} (parts {tr['strict_parts_px']}; floors "

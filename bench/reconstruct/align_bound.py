@@ -128,6 +128,13 @@ def chain_error(acov: np.ndarray, depth: int) -> float:
     return float(np.sqrt(np.trace(centre @ c @ centre) / depth))
 
 
+def links(present: np.ndarray, excess: dict[int, float]) -> list[tuple[int, int, float]]:
+    """The chain's links (a, b, error variance) between consecutive `present` sections: no
+    error one section long, excess[k] k sections long."""
+    return [(int(a), int(b), excess.get(int(b - a), 0.0) if b - a > 1 else 0.0)
+            for a, b in pairwise(np.flatnonzero(present))]
+
+
 def bound(acov: np.ndarray, present: np.ndarray, scored: np.ndarray, own_sd: float,
           excess: dict[int, float]) -> float:
     """Expected strict residual per coordinate (RMS) of the best estimate of the `scored`
@@ -140,13 +147,12 @@ def bound(acov: np.ndarray, present: np.ndarray, scored: np.ndarray, own_sd: flo
     prior = np.zeros((2 * depth, 2 * depth))  # shifts, then drift
     prior[:depth, :depth] = own_sd**2 * np.eye(depth)
     prior[depth:, depth:] = drift_covariance(acov, depth)
-    zs = np.flatnonzero(present)
-    h = np.zeros((len(zs) - 1, 2 * depth))
-    noise = np.zeros(len(zs) - 1)
-    for row, (a, b) in enumerate(pairwise(zs)):
+    chain = links(present, excess)
+    h = np.zeros((len(chain), 2 * depth))
+    for row, (a, b, _) in enumerate(chain):
         h[row, [b, depth + b]] = 1.0
         h[row, [a, depth + a]] = -1.0
-        noise[row] = excess.get(int(b - a), 0.0) if b - a > 1 else 0.0
+    noise = np.array([v for _, _, v in chain])
     s = h @ prior @ h.T + np.diag(noise) + 1e-9 * np.eye(len(noise))
     posterior = prior - prior @ h.T @ np.linalg.solve(s, h @ prior)
     v = np.flatnonzero(scored)
@@ -164,11 +170,10 @@ def simulated(acov: np.ndarray, present: np.ndarray, scored: np.ndarray, own_sd:
     root = np.linalg.cholesky(drift_covariance(acov, depth) + 1e-12 * np.eye(depth))
     own = rng.normal(0.0, own_sd, (2 * draws, depth))
     seen = own + rng.standard_normal((2 * draws, depth)) @ root.T
-    links = np.stack([seen[:, b] - seen[:, a] + (rng.normal(0.0, np.sqrt(excess.get(
-        int(b - a), 0.0)), 2 * draws) if b - a > 1 else 0.0)
-        for a, b in pairwise(np.flatnonzero(present))], axis=1)
-    coef, *_ = np.linalg.lstsq(links[:draws], own[:draws], rcond=None)
-    err = (links[draws:] @ coef - own[draws:])[:, np.flatnonzero(scored)]
+    shown = np.stack([seen[:, b] - seen[:, a] + rng.normal(0.0, np.sqrt(v), 2 * draws)
+                      for a, b, v in links(present, excess)], axis=1)
+    coef, *_ = np.linalg.lstsq(shown[:draws], own[:draws], rcond=None)
+    err = (shown[draws:] @ coef - own[draws:])[:, np.flatnonzero(scored)]
     err -= err.mean(axis=1, keepdims=True)
     return float(np.sqrt(np.mean(err**2)))
 
