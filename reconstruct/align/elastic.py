@@ -52,6 +52,10 @@ from connectome_query.reconstruct.align import stack_solve
 from connectome_query.reconstruct.align.warp import identity_nodes, sample_nodes
 from connectome_query.reconstruct.progress import Tick, no_progress
 
+MIN_COVERAGE = 0.2
+"""Fraction of good flow nodes below which a section's alignment is reported as uncertain and
+a damaged section does not serve as a reference."""
+
 
 @dataclass(frozen=True)
 class AlignConfig:
@@ -222,7 +226,7 @@ def align_stack(section: Callable[[int], np.ndarray], mask: Callable[[int], np.n
         if note:
             notes.append(note)
         # a damaged section serves only where its own flows held
-        if reference_ok[z] or (config.damaged_references and max(covs) >= 0.2):
+        if reference_ok[z] or (config.damaged_references and max(covs) >= MIN_COVERAGE):
             refs.append((z, img, m, not reference_ok[z]))
             refs = refs[-config.references:]
     if not refs:
@@ -251,7 +255,7 @@ def uncertainty_note(z: int, near_z: int, coverage: float, config: AlignConfig) 
         return (f"section {z}: aligned to section {near_z}, {z - near_z} sections back (the "
                 f"{z - near_z - 1} between are missing or could not serve), too far for its "
                 "flows to be trusted: its alignment is uncertain (by several pixels)")
-    if coverage < 0.2:
+    if coverage < MIN_COVERAGE:
         return (f"section {z}: only {coverage:.0%} of its flow to section {near_z} is good; "
                 "its alignment is uncertain")
     return None
